@@ -1,0 +1,93 @@
+# qscope — see README.md. `make` builds ./qscope; `make test` installs what is
+# missing, builds and runs every test; `make run` opens the workbench.
+
+PKGS      := ncursesw lua5.4 openblas lapacke readline libcjson
+CC        ?= cc
+OPT       ?= -O3
+CFLAGS    ?= $(OPT) -g
+CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -fPIC
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS    += $(PKG_LIBS) -lm -lpthread
+
+BUILD     ?= build
+CORE_SRC  := $(wildcard core/*.c)
+LUA_SRC   := $(wildcard lua/*.c)
+TUI_SRC   := $(wildcard tui/*.c)
+TEST_SRC  := $(wildcard tests/c/*.c)
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+LUA_OBJ   := $(LUA_SRC:%.c=$(BUILD)/%.o)
+TUI_OBJ   := $(TUI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+CORE_LIB  := $(BUILD)/libqscope-core.a
+VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+PREFIX    ?= /usr/local
+
+.PHONY: all deps run test test-c test-lua test-tui asan bench lint clean install check-deps
+
+all: qscope
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -DQS_VERSION='"$(VERSION)"' -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+qscope: $(TUI_OBJ) $(LUA_OBJ) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $(TUI_OBJ) $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/qs_tests: $(TEST_OBJ) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
+
+run: deps
+	@$(MAKE) --no-print-directory qscope
+	./qscope
+
+test: deps
+	@$(MAKE) --no-print-directory test-c test-lua test-tui
+
+test-c: $(BUILD)/qs_tests qscope
+	$(BUILD)/qs_tests
+
+test-lua: qscope
+	@if ls tests/lua/*.lua >/dev/null 2>&1; then ./qscope run tests/lua/run.lua; fi
+
+test-tui: qscope
+	@if [ -x tests/tui/run ]; then tests/tui/run; fi
+
+# The C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" build-asan/qs_tests
+	ASAN_OPTIONS=detect_leaks=1 build-asan/qs_tests
+
+bench: deps
+	@$(MAKE) --no-print-directory qscope $(BUILD)/qs_bench
+	$(BUILD)/qs_bench --json bench.json
+
+$(BUILD)/qs_bench: $(BUILD)/bench/bench.o $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# core/ must not see curses or Lua; lua/ must not see curses.
+lint:
+	@! grep -nE '#include *[<"](n?curses|ncursesw/|lua|lauxlib|lualib|readline)' core/*.[ch] || \
+	  { echo "lint: core/ includes a front-end header"; exit 1; }
+	@! grep -nE '#include *[<"](n?curses|ncursesw/|readline)' lua/*.[ch] 2>/dev/null || \
+	  { echo "lint: lua/ includes a TUI header"; exit 1; }
+	@echo "lint: layering ok"
+
+install: qscope
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 qscope $(DESTDIR)$(PREFIX)/bin/qscope
+	install -m 644 man/qscope.1 $(DESTDIR)$(PREFIX)/share/man/man1/qscope.1
+
+clean:
+	rm -rf build build-asan qscope qscope.so bench.json
+
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,271 @@
+/* qs_bench — the speed figures of `make bench`, printed and written to JSON.
+ *
+ * Every figure is measured in this run, beside cblas_sgemm measured in the
+ * same run, so ratios stay meaningful on a noisy machine:
+ *   - sgemm GFLOP/s at M=512, N=K=768 (X W^T, as a linear layer runs);
+ *   - per model: prefill tokens/s (one batch of ctx tokens, logits of the
+ *     last row only, as generation does), decode tokens/s over 128 tokens,
+ *     the prefill's effective GFLOP/s (2 x multiply-adds of every GEMM:
+ *     linear layers, causal attention, the head row) and its ratio to sgemm,
+ *     and peak RSS against fp32 weights + KV cache. Each model runs in its
+ *     own child process so its peak RSS is its own.
+ * Models: the fixtures in ../shared (when present) and synthetic models with
+ * random weights: OPT-125m's shapes, and the two Llama shapes of PERF.md.
+ *
+ * usage: qs_bench [--json FILE] [--quick] [--only NAME]
+ */
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/blas.h"
+#include "../core/forward.h"
+#include "../core/io.h"
+#include "../core/model.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double bench_sgemm(int M, int N, int K) {
+    float *x = malloc((size_t)M * K * 4), *w = malloc((size_t)N * K * 4), *y = malloc((size_t)M * N * 4);
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 7 % 13) - 6) * 0.01f;
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (float)((i * 5 % 11) - 5) * 0.01f;
+    qs_linear l = {.n_out = N, .n_in = K, .w = w};
+    qs_blas_linear(x, M, &l, y); /* warm up */
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        int it = 0;
+        do {
+            qs_blas_linear(x, M, &l, y);
+            it++;
+        } while (now() - t0 < 0.2);
+        double t = (now() - t0) / it;
+        if (t < best) best = t;
+    }
+    free(x);
+    free(w);
+    free(y);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+typedef struct {
+    char name[64];
+    int ctx;
+    double prefill_tok_s, decode_tok_s, prefill_gflops, peak_rss_mb, weights_mb, kv_mb;
+    long long params;
+} result;
+
+/* multiply-add FLOPs of a prefill of n tokens (last-row head) */
+static double prefill_flops(const qs_model *m, int n) {
+    const qs_config *c = &m->cfg;
+    double lin = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const qs_layer *L = &m->w.layers[i];
+        const qs_linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+        for (int j = 0; j < 7; j++)
+            if (ls[j]->w) lin += (double)ls[j]->n_out * ls[j]->n_in;
+    }
+    double attn = 2.0 * c->n_layers * c->n_heads * c->head_dim * (double)n * (n + 1) / 2;
+    return 2.0 * (lin * n + attn + (double)c->vocab * c->d_model);
+}
+
+static int run_model(qs_model *m, const char *name, int ctx, int n_decode, result *r) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->ctx = ctx;
+    r->params = qs_model_params(m);
+    r->weights_mb = qs_model_weight_bytes(m) / 1e6;
+    r->kv_mb = (double)qs_ctx_kv_bytes_per_token(m) * ctx / 1e6;
+    qs_ctx *c;
+    if (qs_ctx_new(m, NULL, ctx, &c)) {
+        fprintf(stderr, "bench: %s\n", qs_last_error());
+        return 1;
+    }
+    int V = m->cfg.vocab;
+    int32_t *ids = malloc((size_t)ctx * sizeof *ids);
+    for (int i = 0; i < ctx; i++) ids[i] = (int32_t)((i * 7919u + 17) % (unsigned)V);
+    float *logits = malloc((size_t)V * sizeof(float));
+    /* prefill: best of a few runs (the first also warms caches and threads) */
+    int reps = ctx >= 2048 || r->params > 500000000 ? 2 : 3;
+    double best = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        qs_ctx_reset(c);
+        double t0 = now();
+        if (qs_forward(c, ids, ctx, logits, QS_LOGITS_LAST)) {
+            fprintf(stderr, "bench: %s\n", qs_last_error());
+            return 1;
+        }
+        double t = now() - t0;
+        if (t < best) best = t;
+    }
+    r->prefill_tok_s = ctx / best;
+    r->prefill_gflops = prefill_flops(m, ctx) / best / 1e9;
+    /* decode: n_decode single tokens after a short prompt */
+    if (n_decode > 0) {
+        int p = 16;
+        qs_ctx_reset(c);
+        qs_forward(c, ids, p, logits, QS_LOGITS_LAST);
+        if (p + n_decode > ctx) n_decode = ctx - p;
+        double t0 = now();
+        for (int i = 0; i < n_decode; i++) qs_forward(c, &ids[p + i], 1, logits, QS_LOGITS_LAST);
+        r->decode_tok_s = n_decode / (now() - t0);
+    }
+    free(ids);
+    free(logits);
+    qs_ctx_free(c);
+    return 0;
+}
+
+/* Run one model bench in a child process; the child reports through a pipe. */
+typedef int (*bench_fn)(const void *arg, result *r);
+
+static int in_child(bench_fn fn, const void *arg, result *out) {
+    int fd[2];
+    if (pipe(fd)) return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        result r;
+        int rc = fn(arg, &r);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        r.peak_rss_mb = ru.ru_maxrss / 1024.0;
+        if (!rc && write(fd[1], &r, sizeof r) != (ssize_t)sizeof r) rc = 1;
+        _exit(rc);
+    }
+    close(fd[1]);
+    ssize_t got = read(fd[0], out, sizeof *out);
+    close(fd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return got == (ssize_t)sizeof *out && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
+typedef struct {
+    const char *name;
+    const char *path; /* fixture, or NULL for synthetic */
+    qs_config cfg;
+    int ctx, n_decode;
+} spec;
+
+static int bench_spec(const void *arg, result *r) {
+    const spec *s = arg;
+    qs_model *m;
+    qs_status st = s->path ? qs_model_load(s->path, NULL, &m) : qs_model_synth(&s->cfg, 42, 0.02f, &m);
+    if (st) {
+        fprintf(stderr, "bench: %s: %s\n", s->name, qs_last_error());
+        return 1;
+    }
+    int rc = run_model(m, s->name, s->ctx, s->n_decode, r);
+    qs_model_free(m);
+    return rc;
+}
+
+static qs_config opt_cfg(int d, int layers, int heads, int ffn, int vocab, int maxpos) {
+    qs_config c = {.arch = QS_ARCH_OPT, .d_model = d, .n_layers = layers, .n_heads = heads,
+                   .n_kv_heads = heads, .head_dim = d / heads, .d_ff = ffn, .vocab = vocab,
+                   .max_pos = maxpos, .pos_offset = 2, .act = QS_ACT_RELU, .norm = QS_NORM_LAYER,
+                   .norm_eps = 1e-5f, .tied_head = 1, .bos_id = 2, .eos_id = 2, .pad_id = 1};
+    snprintf(c.arch_name, sizeof c.arch_name, "OPTForCausalLM");
+    return c;
+}
+
+static qs_config llama_cfg(int d, int layers, int heads, int kv, int ffn, int vocab, int maxpos) {
+    qs_config c = {.arch = QS_ARCH_LLAMA, .d_model = d, .n_layers = layers, .n_heads = heads,
+                   .n_kv_heads = kv, .head_dim = d / heads, .d_ff = ffn, .vocab = vocab,
+                   .max_pos = maxpos, .act = QS_ACT_SILU, .norm = QS_NORM_RMS, .norm_eps = 1e-5f,
+                   .rope_theta = 10000, .tied_head = 0, .bos_id = 1, .eos_id = 2, .pad_id = -1};
+    snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
+    return c;
+}
+
+int main(int argc, char **argv) {
+    const char *json_path = NULL, *only = NULL;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "usage: qs_bench [--json FILE] [--quick] [--only NAME]\n");
+            return 2;
+        }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("qscope bench — %s\n", qs_blas_describe());
+    double sg = bench_sgemm(512, 768, 768);
+    printf("cblas_sgemm 512x768x768: %.1f GFLOP/s\n\n", sg);
+
+    const char *shared = getenv("QS_SHARED") ? getenv("QS_SHARED") : "../shared";
+    char p[4][1024];
+    snprintf(p[0], sizeof p[0], "%s/models/opt-mini", shared);
+    snprintf(p[1], sizeof p[1], "%s/models/gpt2-mini", shared);
+    snprintf(p[2], sizeof p[2], "%s/models/llama-mini", shared);
+    snprintf(p[3], sizeof p[3], "%s/models/stories260K/stories260K.bin", shared);
+    spec specs[16];
+    int ns = 0;
+    const char *fx[4] = {"opt-mini", "gpt2-mini", "llama-mini", "stories260K"};
+    for (int i = 0; i < 4; i++)
+        if (qs_io_exists(p[i])) specs[ns++] = (spec){fx[i], p[i], {0}, 512, 128};
+    if (!qs_io_exists(p[0]) && qs_io_is_dir("models/opt-mini"))
+        specs[ns++] = (spec){"opt-mini", "models/opt-mini", {0}, 512, 128};
+    specs[ns++] = (spec){"opt-125m-shape", NULL, opt_cfg(768, 12, 12, 3072, 50272, 2048), 512, 128};
+    specs[ns++] = (spec){"opt-125m-shape", NULL, opt_cfg(768, 12, 12, 3072, 50272, 2048), 2048, 0};
+    if (!quick) {
+        specs[ns++] = (spec){"llama-small-shape", NULL, llama_cfg(768, 12, 12, 12, 2048, 32000, 2048), 512, 128};
+        specs[ns++] = (spec){"tinyllama-shape", NULL, llama_cfg(2048, 22, 32, 4, 5632, 32000, 2048), 512, 128};
+    }
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "blas", qs_blas_describe());
+    cJSON_AddNumberToObject(root, "sgemm_512x768x768_gflops", sg);
+    cJSON *arr = cJSON_AddArrayToObject(root, "models");
+    printf("%-18s %5s %10s %10s %9s %7s %9s %9s %6s\n", "model", "ctx", "prefill/s", "decode/s", "GFLOP/s",
+           "/sgemm", "peak MB", "w+kv MB", "ratio");
+    int failures = 0;
+    for (int i = 0; i < ns; i++) {
+        if (only && !strstr(specs[i].name, only)) continue;
+        result r;
+        if (in_child(bench_spec, &specs[i], &r)) {
+            printf("%-18s failed\n", specs[i].name);
+            failures++;
+            continue;
+        }
+        double base = r.weights_mb + r.kv_mb;
+        printf("%-18s %5d %10.1f %10.1f %9.1f %6.0f%% %9.1f %9.1f %6.2f\n", r.name, r.ctx, r.prefill_tok_s,
+               r.decode_tok_s, r.prefill_gflops, 100 * r.prefill_gflops / sg, r.peak_rss_mb, base,
+               r.peak_rss_mb / base);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", r.name);
+        cJSON_AddStringToObject(o, "variant", "fp32");
+        cJSON_AddNumberToObject(o, "ctx", r.ctx);
+        cJSON_AddNumberToObject(o, "params", (double)r.params);
+        cJSON_AddNumberToObject(o, "prefill_tokens_per_s", r.prefill_tok_s);
+        if (r.decode_tok_s > 0) cJSON_AddNumberToObject(o, "decode_tokens_per_s", r.decode_tok_s);
+        cJSON_AddNumberToObject(o, "prefill_gflops", r.prefill_gflops);
+        cJSON_AddNumberToObject(o, "prefill_vs_sgemm", r.prefill_gflops / sg);
+        cJSON_AddNumberToObject(o, "peak_rss_mb", r.peak_rss_mb);
+        cJSON_AddNumberToObject(o, "weights_fp32_mb", r.weights_mb);
+        cJSON_AddNumberToObject(o, "kv_cache_mb", r.kv_mb);
+        cJSON_AddNumberToObject(o, "peak_rss_vs_weights_kv", r.peak_rss_mb / base);
+        cJSON_AddItemToArray(arr, o);
+    }
+    if (json_path) {
+        char *s = cJSON_Print(root);
+        if (qs_io_write_atomic(json_path, s, strlen(s))) fprintf(stderr, "bench: %s\n", qs_last_error());
+        else printf("\nwrote %s\n", json_path);
+        free(s);
+    }
+    cJSON_Delete(root);
+    return failures ? 1 : 0;
+}

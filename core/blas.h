@@ -1,0 +1,33 @@
+/* blas.h — every BLAS and LAPACK call qscope makes goes through here, so the
+ * choice of routine (GEMM for batches, GEMV for one row) lives in one place.
+ *
+ *     qs_blas_linear(x, n, &layer->q, y);   // y (n, q.n_out) = x (n, q.n_in) W^T + b
+ */
+#ifndef QS_BLAS_H
+#define QS_BLAS_H
+
+#include "model.h"
+
+/* y (n, l->n_out) = x (n, l->n_in) . l->w^T + l->b. One row goes through
+ * sgemv: sgemm with M = 1 repacks the whole matrix on every call. */
+void qs_blas_linear(const float *x, int n, const qs_linear *l, float *y);
+
+/* C (m, n) = alpha * A (m, k) . B^T + beta * C, with B stored (n, k); row
+ * strides lda, ldb, ldc. */
+void qs_blas_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc);
+/* C (m, n) = alpha * A (m, k) . B + beta * C, with B stored (k, n). */
+void qs_blas_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc);
+/* y (m) = alpha * A (m, n) . x + beta * y  (trans = 0), or
+ * y (n) = alpha * A^T x + beta * y (trans = 1); A row-major with stride lda. */
+void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
+                  float beta, float *y);
+
+/* Threads OpenBLAS uses (and a setter; n <= 0 leaves it alone). */
+int qs_blas_threads(void);
+void qs_blas_set_threads(int n);
+/* "OpenBLAS 0.3.21 (Haswell, 2 threads)" */
+const char *qs_blas_describe(void);
+
+#endif

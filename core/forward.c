@@ -1,0 +1,293 @@
+/* The forward pass, top to bottom: embed, then per block
+ *   attention:  x += o( attn( rope(q(norm1 x)), rope(k(norm1 x)), v(norm1 x) ) )
+ *   MLP:        x += down( act(up(norm2 x)) [* silu(gate(norm2 x))] )
+ * then the final norm and the head. Linear layers are GEMMs over all rows of
+ * the batch (GEMV for a single row); attention works per head on blocks of
+ * queries so the causal upper triangle is mostly skipped. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "ops.h"
+
+#define QBLOCK 128 /* query rows per attention block */
+
+struct qs_ctx {
+    const qs_model *m;
+    const qs_weights *w;
+    int capacity, pos;
+    int d, qd, kvd, hd, dff;
+    float *kc, *vc;            /* (n_layers, capacity, kvd) */
+    float *rope_cos, *rope_sin; /* (capacity, hd/2) */
+    /* scratch, grown to the largest batch seen */
+    int rows;
+    float *x;      /* (rows, d) residual stream */
+    float *xn;     /* (rows, d) normed input / final hidden */
+    float *q;      /* (rows, qd) */
+    float *att;    /* (rows, qd) */
+    float *tmp;    /* (rows, d) */
+    float *ff;     /* (rows, dff) */
+    float *ff2;    /* (rows, dff) */
+    float *scores; /* (QBLOCK, capacity) */
+    int last_n;    /* rows of the last call (xn holds their final hidden) */
+    qs_observe_fn obs;
+    void *obs_ud;
+};
+
+static const char *const site_names[QS_SITE_COUNT] = {
+    "attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_mid", "head_in", "resid", "resid_mid", "embed",
+};
+
+const char *qs_site_name(qs_site s) { return (unsigned)s < QS_SITE_COUNT ? site_names[s] : "?"; }
+
+int qs_site_parse(const char *s) {
+    for (int i = 0; i < QS_SITE_COUNT; i++)
+        if (strcmp(s, site_names[i]) == 0) return i;
+    return -1;
+}
+
+long long qs_ctx_kv_bytes_per_token(const qs_model *m) {
+    return 2LL * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim * (long long)sizeof(float);
+}
+
+static void *xalloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+
+qs_status qs_ctx_new(const qs_model *m, const qs_weights *w, int capacity, qs_ctx **out) {
+    *out = NULL;
+    const qs_config *cfg = &m->cfg;
+    if (capacity <= 0) capacity = cfg->max_pos;
+    if (capacity > cfg->max_pos)
+        return qs_fail(QS_EARG, "context of %d tokens is longer than the model allows (%d)", capacity,
+                       cfg->max_pos);
+    qs_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qs_fail(QS_ENOMEM, "out of memory");
+    c->m = m;
+    c->w = w ? w : &m->w;
+    c->capacity = capacity;
+    c->d = cfg->d_model;
+    c->hd = cfg->head_dim;
+    c->qd = cfg->n_heads * cfg->head_dim;
+    c->kvd = cfg->n_kv_heads * cfg->head_dim;
+    c->dff = cfg->d_ff;
+    size_t kv = (size_t)cfg->n_layers * capacity * c->kvd;
+    c->kc = xalloc(kv * sizeof(float));
+    c->vc = xalloc(kv * sizeof(float));
+    c->scores = xalloc((size_t)QBLOCK * capacity * sizeof(float));
+    if (!c->kc || !c->vc || !c->scores) goto oom;
+    if (cfg->rope_theta > 0) {
+        int half = c->hd / 2;
+        c->rope_cos = xalloc((size_t)capacity * half * sizeof(float));
+        c->rope_sin = xalloc((size_t)capacity * half * sizeof(float));
+        if (!c->rope_cos || !c->rope_sin) goto oom;
+        /* as transformers computes it: inv_freq and the angle in float32 */
+        for (int i = 0; i < half; i++) {
+            float inv = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)c->hd);
+            for (int p = 0; p < capacity; p++) {
+                float a = (float)p * inv;
+                c->rope_cos[(size_t)p * half + i] = cosf(a);
+                c->rope_sin[(size_t)p * half + i] = sinf(a);
+            }
+        }
+    }
+    *out = c;
+    return QS_OK;
+oom:
+    qs_ctx_free(c);
+    return qs_fail(QS_ENOMEM, "out of memory for a context of %d tokens", capacity);
+}
+
+static void free_scratch(qs_ctx *c) {
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->att);
+    free(c->tmp);
+    free(c->ff);
+    free(c->ff2);
+    c->x = c->xn = c->q = c->att = c->tmp = c->ff = c->ff2 = NULL;
+    c->rows = 0;
+}
+
+void qs_ctx_free(qs_ctx *c) {
+    if (!c) return;
+    free_scratch(c);
+    free(c->kc);
+    free(c->vc);
+    free(c->scores);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c);
+}
+
+void qs_ctx_reset(qs_ctx *c) {
+    c->pos = 0;
+    c->last_n = 0;
+}
+int qs_ctx_pos(const qs_ctx *c) { return c->pos; }
+int qs_ctx_capacity(const qs_ctx *c) { return c->capacity; }
+const qs_model *qs_ctx_model(const qs_ctx *c) { return c->m; }
+
+void qs_ctx_observe(qs_ctx *c, qs_observe_fn fn, void *ud) {
+    c->obs = fn;
+    c->obs_ud = ud;
+}
+
+static qs_status grow(qs_ctx *c, int n) {
+    if (n <= c->rows) return QS_OK;
+    free_scratch(c);
+    size_t r = (size_t)n;
+    c->x = xalloc(r * c->d * sizeof(float));
+    c->xn = xalloc(r * c->d * sizeof(float));
+    c->q = xalloc(r * c->qd * sizeof(float));
+    c->att = xalloc(r * c->qd * sizeof(float));
+    c->tmp = xalloc(r * c->d * sizeof(float));
+    c->ff = xalloc(r * c->dff * sizeof(float));
+    c->ff2 = c->m->cfg.act == QS_ACT_SILU ? xalloc(r * c->dff * sizeof(float)) : NULL;
+    if (!c->x || !c->xn || !c->q || !c->att || !c->tmp || !c->ff ||
+        (c->m->cfg.act == QS_ACT_SILU && !c->ff2)) {
+        free_scratch(c);
+        return qs_fail(QS_ENOMEM, "out of memory for a batch of %d tokens", n);
+    }
+    c->rows = n;
+    return QS_OK;
+}
+
+#define OBSERVE(layer, site, ptr, dim)                                                  \
+    do {                                                                                \
+        if (c->obs) c->obs(c->obs_ud, (layer), (site), (ptr), n, (dim), pos0);          \
+    } while (0)
+
+static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, float *y) {
+    const qs_config *cfg = &c->m->cfg;
+    if (cfg->norm == QS_NORM_LAYER)
+        qs_ops_layernorm(x, n, nm->dim, nm->w, nm->b, cfg->norm_eps, y);
+    else
+        qs_ops_rmsnorm(x, n, nm->dim, nm->dim, nm->w, cfg->norm_eps, y);
+}
+
+/* Causal attention of n query rows (positions pos0..pos0+n-1) over the cache
+ * rows 0..pos0+n-1 of one layer; result (n, qd) into c->att. */
+static void attention(qs_ctx *c, int layer, int n, int pos0) {
+    const qs_config *cfg = &c->m->cfg;
+    int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = cfg->sliding_window;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *kc = c->kc + (size_t)layer * c->capacity * c->kvd;
+    const float *vc = c->vc + (size_t)layer * c->capacity * c->kvd;
+    for (int h = 0; h < cfg->n_heads; h++) {
+        int g = h / group;
+        for (int b0 = 0; b0 < n; b0 += QBLOCK) {
+            int nb = n - b0 < QBLOCK ? n - b0 : QBLOCK;
+            int T = pos0 + b0 + nb; /* keys visible to the block's last row */
+            float *S = c->scores;
+            qs_blas_gemm_nt(nb, T, hd, scale, c->q + (size_t)b0 * c->qd + h * hd, c->qd,
+                            kc + g * hd, c->kvd, 0.0f, S, T);
+            for (int i = 0; i < nb; i++) {
+                float *row = S + (size_t)i * T;
+                int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
+                int start = win > 0 && end > win ? end - win : 0;
+                qs_ops_softmax_row(row + start, end - start);
+                if (start) memset(row, 0, (size_t)start * sizeof(float));
+                if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
+            }
+            qs_blas_gemm_nn(nb, hd, T, 1.0f, S, T, vc + g * hd, c->kvd, 0.0f,
+                            c->att + (size_t)b0 * c->qd + h * hd, c->qd);
+        }
+    }
+}
+
+qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_logits_mode mode) {
+    const qs_config *cfg = &c->m->cfg;
+    const qs_weights *w = c->w;
+    if (n <= 0) return qs_fail(QS_EARG, "forward: no tokens");
+    int pos0 = c->pos;
+    if (pos0 + n > c->capacity)
+        return qs_fail(QS_EARG, "forward: %d tokens after %d cached exceed the context of %d", n, pos0,
+                       c->capacity);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cfg->vocab)
+            return qs_fail(QS_EARG, "forward: token id %d at position %d is outside the vocabulary (%d)",
+                           ids[i], pos0 + i, cfg->vocab);
+    qs_status st = grow(c, n);
+    if (st) return st;
+    int d = c->d;
+
+    /* embeddings */
+    for (int i = 0; i < n; i++) {
+        float *xr = c->x + (size_t)i * d;
+        memcpy(xr, w->tok_embed + (size_t)ids[i] * d, (size_t)d * sizeof(float));
+        if (w->pos_embed) qs_ops_add(xr, w->pos_embed + (size_t)(pos0 + i + cfg->pos_offset) * d, (size_t)d);
+    }
+    OBSERVE(0, QS_SITE_EMBED, c->x, d);
+
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const qs_layer *L = &w->layers[l];
+        float *kdst = c->kc + ((size_t)l * c->capacity + pos0) * c->kvd;
+        float *vdst = c->vc + ((size_t)l * c->capacity + pos0) * c->kvd;
+
+        norm(c, &L->attn_norm, c->x, n, c->xn);
+        OBSERVE(l, QS_SITE_ATTN_IN, c->xn, d);
+        qs_blas_linear(c->xn, n, &L->q, c->q);
+        qs_blas_linear(c->xn, n, &L->k, kdst);
+        qs_blas_linear(c->xn, n, &L->v, vdst);
+        if (c->rope_cos) {
+            int half = c->hd / 2;
+            for (int i = 0; i < n; i++) {
+                const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
+                const float *sn = c->rope_sin + (size_t)(pos0 + i) * half;
+                qs_ops_rope(c->q + (size_t)i * c->qd, cfg->n_heads, c->hd, cs, sn);
+                qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, cs, sn);
+            }
+        }
+        OBSERVE(l, QS_SITE_Q, c->q, c->qd);
+        OBSERVE(l, QS_SITE_K, kdst, c->kvd);
+        OBSERVE(l, QS_SITE_V, vdst, c->kvd);
+
+        attention(c, l, n, pos0);
+        OBSERVE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
+        qs_blas_linear(c->att, n, &L->o, c->tmp);
+        qs_ops_add(c->x, c->tmp, (size_t)n * d);
+        OBSERVE(l, QS_SITE_RESID_MID, c->x, d);
+
+        norm(c, &L->mlp_norm, c->x, n, c->xn);
+        OBSERVE(l, QS_SITE_MLP_IN, c->xn, d);
+        qs_blas_linear(c->xn, n, &L->up, c->ff);
+        size_t nf = (size_t)n * c->dff;
+        switch (cfg->act) {
+        case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
+        case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
+        case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
+        case QS_ACT_SILU:
+            qs_blas_linear(c->xn, n, &L->gate, c->ff2);
+            qs_ops_swiglu(c->ff, c->ff2, nf);
+            break;
+        }
+        OBSERVE(l, QS_SITE_MLP_MID, c->ff, c->dff);
+        qs_blas_linear(c->ff, n, &L->down, c->tmp);
+        qs_ops_add(c->x, c->tmp, (size_t)n * d);
+        OBSERVE(l, QS_SITE_RESID, c->x, d);
+    }
+
+    norm(c, &w->final_norm, c->x, n, c->xn);
+    OBSERVE(cfg->n_layers, QS_SITE_HEAD_IN, c->xn, d);
+    c->pos = pos0 + n;
+    c->last_n = n;
+
+    if (mode == QS_LOGITS_ALL) return qs_ctx_head_rows(c, 0, n, logits);
+    if (mode == QS_LOGITS_LAST) return qs_ctx_head_rows(c, n - 1, 1, logits);
+    return QS_OK;
+}
+
+qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits) {
+    if (row0 < 0 || count <= 0 || row0 + count > c->last_n)
+        return qs_fail(QS_EARG, "head rows [%d, %d) outside the last batch of %d", row0, row0 + count,
+                       c->last_n);
+    qs_blas_linear(c->xn + (size_t)row0 * c->d, count, &c->w->head, logits);
+    return QS_OK;
+}

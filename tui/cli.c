@@ -1,0 +1,524 @@
+/* The shell subcommands: thin wrappers over core/. */
+#include "cli.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/eval.h"
+#include "../core/forward.h"
+#include "../core/gen.h"
+#include "../core/io.h"
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    fputs("qscope: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+const char *cli_default_model(void) {
+    static char path[PATH_MAX];
+    const char *env = getenv("QSCOPE_MODEL");
+    if (env && *env) return env;
+    if (qs_io_is_dir("models/opt-mini")) return "models/opt-mini";
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(path, sizeof path, "%.4000s/models/opt-mini", exe);
+            if (qs_io_is_dir(path)) return path;
+            snprintf(path, sizeof path, "%.4000s/../share/qscope/models/opt-mini", exe);
+            if (qs_io_is_dir(path)) return path;
+        }
+    }
+    return "models/opt-mini";
+}
+
+qs_model *cli_load_model(const char *path, const char *tokenizer) {
+    if (!path) path = cli_default_model();
+    qs_load_opts o = {.tokenizer = tokenizer};
+    qs_model *m = NULL;
+    if (qs_model_load(path, &o, &m) != QS_OK) {
+        cli_error("%s", qs_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+int cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = val ? strtol(val, &end, 10) : 0;
+    if (!val || !*val || *end || errno || v < lo || v > hi) {
+        cli_error("%s expects an integer in [%ld, %ld], got '%s'", opt, lo, hi, val ? val : "");
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_float(const char *opt, const char *val, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = val ? strtod(val, &end) : 0;
+    if (!val || !*val || *end || errno || !(v >= lo && v <= hi)) {
+        cli_error("%s expects a number in [%g, %g], got '%s'", opt, lo, hi, val ? val : "");
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_progress(void *ud, long done, long total) {
+    static int tty = -1;
+    if (tty < 0) tty = isatty(2);
+    if (!tty) return 0;
+    int width = 30, fill = total > 0 ? (int)(width * done / total) : 0;
+    fprintf(stderr, "\r%s [", ud ? (const char *)ud : "");
+    for (int i = 0; i < width; i++) fputs(i < fill ? "#" : ".", stderr);
+    fprintf(stderr, "] %ld/%ld", done, total);
+    if (done >= total) fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return 0;
+}
+
+/* Option matching: "--ctx N" or "--ctx=N". Returns 1 and sets *val when
+ * argv[*i] is the option; a missing value is reported and *val is NULL. */
+static int opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0) return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != 0) return 0;
+    if (*i + 1 >= argc) {
+        cli_error("%s needs a value", name);
+        *val = NULL;
+        return 1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+static int bad_option(const char *cmd, const char *arg) {
+    cli_error("%s: unknown option '%s' (see qscope --help)", cmd, arg);
+    return EXIT_USAGE;
+}
+
+/* ---- info ---- */
+
+static cJSON *info_json(const qs_model *m) {
+    const qs_config *c = &m->cfg;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", m->path);
+    cJSON_AddStringToObject(o, "format", m->format);
+    cJSON_AddStringToObject(o, "dtype", m->dtype);
+    cJSON_AddStringToObject(o, "arch", qs_arch_str(c->arch));
+    cJSON_AddStringToObject(o, "architecture", c->arch_name);
+    cJSON_AddNumberToObject(o, "d_model", c->d_model);
+    cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
+    cJSON_AddNumberToObject(o, "n_heads", c->n_heads);
+    cJSON_AddNumberToObject(o, "n_kv_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(o, "d_ff", c->d_ff);
+    cJSON_AddNumberToObject(o, "vocab", c->vocab);
+    cJSON_AddNumberToObject(o, "max_pos", c->max_pos);
+    cJSON_AddStringToObject(o, "act", qs_act_str(c->act));
+    cJSON_AddStringToObject(o, "norm", c->norm == QS_NORM_LAYER ? "layernorm" : "rmsnorm");
+    cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
+    if (c->rope_theta > 0) cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    else cJSON_AddNumberToObject(o, "pos_offset", c->pos_offset);
+    if (c->sliding_window) cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window);
+    cJSON_AddBoolToObject(o, "tied_head", c->tied_head);
+    cJSON_AddNumberToObject(o, "bos_id", c->bos_id);
+    cJSON_AddNumberToObject(o, "eos_id", c->eos_id);
+    cJSON_AddNumberToObject(o, "params", (double)qs_model_params(m));
+    cJSON_AddNumberToObject(o, "weight_bytes_fp32", (double)qs_model_weight_bytes(m));
+    cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)qs_ctx_kv_bytes_per_token(m));
+    if (m->tok) cJSON_AddStringToObject(o, "tokenizer", qs_tok_describe(m->tok));
+    return o;
+}
+
+static long long lin_n(const qs_linear *l) {
+    return l->w ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+}
+
+static void print_info(const qs_model *m) {
+    const qs_config *c = &m->cfg;
+    long long p = qs_model_params(m);
+    printf("model      %s (%s, %s)\n", m->path, m->format, m->dtype);
+    printf("arch       %s: %d layers, d_model %d, %d heads", c->arch_name, c->n_layers, c->d_model,
+           c->n_heads);
+    if (c->n_kv_heads != c->n_heads) printf(" / %d kv heads", c->n_kv_heads);
+    printf(" of %d, ffn %d %s, %s\n", c->head_dim, c->d_ff, qs_act_str(c->act),
+           c->norm == QS_NORM_LAYER ? "LayerNorm" : "RMSNorm");
+    if (c->rope_theta > 0)
+        printf("positions  %d, RoPE theta %g%s\n", c->max_pos, c->rope_theta,
+               c->sliding_window ? " (sliding window)" : "");
+    else
+        printf("positions  %d, learned (offset %d)\n", c->max_pos, c->pos_offset);
+    printf("vocab      %d, %s head\n", c->vocab, c->tied_head ? "tied" : "separate");
+    if (m->tok) printf("tokenizer  %s\n", qs_tok_describe(m->tok));
+    printf("params     %lld (%.1f MB as fp32)\n", p, p * 4 / 1e6);
+    printf("kv cache   %lld bytes/token (fp32)\n\n", qs_ctx_kv_bytes_per_token(m));
+    printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",
+           "params");
+    for (int i = 0; i < c->n_layers; i++) {
+        const qs_layer *L = &m->w.layers[i];
+        char s[6][24];
+        const qs_linear *ls[6] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->down};
+        long long lp = 0;
+        for (int j = 0; j < 6; j++) {
+            snprintf(s[j], sizeof s[j], "%dx%d", ls[j]->n_out, ls[j]->n_in);
+            lp += lin_n(ls[j]);
+        }
+        lp += lin_n(&L->gate) + L->attn_norm.dim * (L->attn_norm.b ? 2 : 1) +
+              L->mlp_norm.dim * (L->mlp_norm.b ? 2 : 1);
+        printf("%5d  %-11s %-11s %-11s %-11s %-11s %-11s %lld%s\n", i, s[0], s[1], s[2], s[3], s[4],
+               s[5], lp, L->gate.w ? " (+gate)" : "");
+    }
+}
+
+int cli_info(int argc, char **argv) {
+    const char *path = NULL, *tokp = NULL, *v;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+            if (!v) return EXIT_USAGE;
+            tokp = v;
+        } else if (argv[i][0] == '-') return bad_option("info", argv[i]);
+        else if (!path) path = argv[i];
+        else {
+            cli_error("info: unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    qs_model *m = cli_load_model(path, tokp);
+    if (!m) return EXIT_RUNTIME;
+    if (json) {
+        cJSON *o = info_json(m);
+        char *s = cJSON_Print(o);
+        puts(s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        print_info(m);
+    }
+    qs_model_free(m);
+    return EXIT_OK;
+}
+
+/* ---- tokenize ---- */
+
+static qs_status read_text(const char *path, char **text, size_t *len) {
+    if (strcmp(path, "-") == 0) return qs_io_read_all("/dev/stdin", text, len);
+    return qs_io_read_all(path, text, len);
+}
+
+int cli_tokenize(int argc, char **argv) {
+    const char *model = NULL, *file = NULL, *out = NULL, *tokp = NULL, *v;
+    int special = 1;
+    for (int i = 0; i < argc; i++) {
+        if (opt_val(argc, argv, &i, "--out", &v)) {
+            if (!v) return EXIT_USAGE;
+            out = v;
+        } else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+            if (!v) return EXIT_USAGE;
+            tokp = v;
+        } else if (!strcmp(argv[i], "--no-special")) special = 0;
+        else if (argv[i][0] == '-' && argv[i][1]) return bad_option("tokenize", argv[i]);
+        else if (!model) model = argv[i];
+        else if (!file) file = argv[i];
+        else {
+            cli_error("tokenize: unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model || !file) {
+        cli_error("tokenize: usage: qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]");
+        return EXIT_USAGE;
+    }
+    qs_model *m = cli_load_model(model, tokp);
+    if (!m) return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t len, n;
+    if (!m->tok) {
+        cli_error("%s: the model has no tokenizer", model);
+        goto done;
+    }
+    if (read_text(file, &text, &len) || qs_tok_encode(m->tok, text, len, special, &ids, &n)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (out) {
+        /* int32 little-endian, as the reference id files */
+        uint8_t *buf = malloc(n * 4 + 1);
+        if (!buf) {
+            cli_error("out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)ids[i];
+            buf[4 * i] = u & 0xff;
+            buf[4 * i + 1] = (u >> 8) & 0xff;
+            buf[4 * i + 2] = (u >> 16) & 0xff;
+            buf[4 * i + 3] = u >> 24;
+        }
+        qs_status st = qs_io_write_atomic(out, buf, n * 4);
+        free(buf);
+        if (st) {
+            cli_error("%s", qs_last_error());
+            goto done;
+        }
+        fprintf(stderr, "%zu tokens written to %s\n", n, out);
+    } else {
+        for (size_t i = 0; i < n; i++) printf(i + 1 < n ? "%d " : "%d", ids[i]);
+        putchar('\n');
+        fprintf(stderr, "%zu tokens\n", n);
+    }
+    rc = EXIT_OK;
+done:
+    free(text);
+    free(ids);
+    qs_model_free(m);
+    return rc;
+}
+
+/* ---- ppl ---- */
+
+int cli_ppl(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *tokp = NULL, *v;
+    long ctx = 0, stride = 0, maxw = 0;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (opt_val(argc, argv, &i, "--data", &v)) {
+            if (!v) return EXIT_USAGE;
+            data = v;
+        } else if (opt_val(argc, argv, &i, "--ctx", &v)) {
+            if (!v || !cli_int("--ctx", v, 2, 1 << 20, &ctx)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--stride", &v)) {
+            if (!v || !cli_int("--stride", v, 1, 1 << 20, &stride)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--max-windows", &v)) {
+            if (!v || !cli_int("--max-windows", v, 1, INT_MAX, &maxw)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+            if (!v) return EXIT_USAGE;
+            tokp = v;
+        } else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (argv[i][0] == '-') return bad_option("ppl", argv[i]);
+        else if (!model) model = argv[i];
+        else {
+            cli_error("ppl: unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!data) {
+        cli_error("ppl: --data FILE is required (text to score)");
+        return EXIT_USAGE;
+    }
+    qs_model *m = cli_load_model(model, tokp);
+    if (!m) return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t len, n = 0;
+    qs_ctx *c = NULL;
+    if (ctx > m->cfg.max_pos) {
+        cli_error("ppl: --ctx %ld is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (stride > (ctx ? ctx : m->cfg.max_pos)) {
+        cli_error("ppl: --stride %ld is longer than the window (%ld)", stride, ctx ? ctx : m->cfg.max_pos);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (!m->tok) {
+        cli_error("%s: the model has no tokenizer", m->path);
+        goto done;
+    }
+    if (read_text(data, &text, &len)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (len == 0) {
+        cli_error("%s: the text is empty", data);
+        goto done;
+    }
+    if (qs_tok_encode(m->tok, text, len, 1, &ids, &n) || qs_ctx_new(m, NULL, (int)ctx, &c)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    qs_ppl_opts o = {.ctx = (int)ctx, .stride = (int)stride, .max_windows = (int)maxw,
+                     .progress = cli_progress, .progress_ud = "ppl"};
+    qs_ppl_result r;
+    if (qs_eval_ppl(c, ids, (long)n, &o, &r)) {
+        cli_error("%s: %s", data, qs_last_error());
+        goto done;
+    }
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", m->path);
+        cJSON_AddStringToObject(j, "data", data);
+        cJSON_AddStringToObject(j, "variant", "fp32");
+        cJSON_AddNumberToObject(j, "ppl", r.ppl);
+        cJSON_AddNumberToObject(j, "nll", r.nll);
+        cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
+        cJSON_AddNumberToObject(j, "text_tokens", (double)n);
+        cJSON_AddNumberToObject(j, "windows", r.windows);
+        cJSON_AddNumberToObject(j, "ctx", r.ctx);
+        cJSON_AddNumberToObject(j, "stride", (double)stride);
+        cJSON_AddNumberToObject(j, "seconds", r.seconds);
+        cJSON_AddNumberToObject(j, "tokens_per_second", r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
+        char *s = cJSON_PrintUnformatted(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("ppl %.4f  (nll %.6f over %ld tokens, %d windows of %d%s, %.2f s, %.0f tok/s)\n", r.ppl,
+               r.nll, r.tokens, r.windows, r.ctx, stride ? " strided" : "", r.seconds,
+               r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
+    }
+    rc = EXIT_OK;
+done:
+    qs_ctx_free(c);
+    free(text);
+    free(ids);
+    qs_model_free(m);
+    return rc;
+}
+
+/* ---- gen ---- */
+
+static int print_piece(void *ud, int id, const char *text, size_t len) {
+    (void)ud;
+    (void)id;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+int cli_gen(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL, *tokp = NULL, *v;
+    long n = 64, topk = 0, seed = 0;
+    double temp = 0, topp = 1;
+    int json = 0, stop = 1;
+    for (int i = 0; i < argc; i++) {
+        if (opt_val(argc, argv, &i, "-n", &v)) {
+            if (!v || !cli_int("-n", v, 1, 1 << 20, &n)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--temp", &v)) {
+            if (!v || !cli_float("--temp", v, 0, 100, &temp)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--top-k", &v)) {
+            if (!v || !cli_int("--top-k", v, 0, INT_MAX, &topk)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--top-p", &v)) {
+            if (!v || !cli_float("--top-p", v, 0, 1, &topp)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--seed", &v)) {
+            if (!v || !cli_int("--seed", v, 0, LONG_MAX, &seed)) return EXIT_USAGE;
+        } else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+            if (!v) return EXIT_USAGE;
+            tokp = v;
+        } else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--no-stop")) stop = 0;
+        else if (argv[i][0] == '-' && argv[i][1]) return bad_option("gen", argv[i]);
+        else if (!model) model = argv[i];
+        else if (!prompt) prompt = argv[i];
+        else {
+            cli_error("gen: unexpected argument '%s' (quote the prompt)", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!model) {
+        cli_error("gen: usage: qscope gen MODEL [PROMPT] [-n N] [--temp T] ...");
+        return EXIT_USAGE;
+    }
+    qs_model *m = cli_load_model(model, tokp);
+    if (!m) return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    char *ptext = NULL;
+    int32_t *ids = NULL;
+    size_t nids = 0;
+    qs_ctx *c = NULL;
+    qs_gen_result r = {0};
+    if (!m->tok) {
+        cli_error("%s: the model has no tokenizer", m->path);
+        goto done;
+    }
+    if (prompt && !strcmp(prompt, "-")) {
+        size_t len;
+        if (qs_io_read_all("/dev/stdin", &ptext, &len)) {
+            cli_error("%s", qs_last_error());
+            goto done;
+        }
+        prompt = ptext;
+    }
+    if (prompt && *prompt) {
+        if (qs_tok_encode(m->tok, prompt, strlen(prompt), 1, &ids, &nids)) {
+            cli_error("%s", qs_last_error());
+            goto done;
+        }
+    }
+    if (qs_ctx_new(m, NULL, 0, &c)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    qs_gen_opts o = qs_gen_defaults();
+    o.n_max = (int)n;
+    o.temp = (float)temp;
+    o.top_k = (int)topk;
+    o.top_p = (float)topp;
+    o.seed = (uint64_t)seed;
+    o.stop_at_eos = stop;
+    if (!json) {
+        o.on_text = print_piece;
+        if (prompt) fputs(prompt, stdout);
+    }
+    if (qs_gen_run(c, m->tok, ids, (int)nids, &o, &r)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    double dec = r.n > 1 && r.decode_seconds > 0 ? (r.n - 1) / r.decode_seconds : 0;
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "prompt", prompt ? prompt : "");
+        cJSON_AddStringToObject(j, "text", r.text);
+        cJSON *a = cJSON_AddArrayToObject(j, "ids");
+        for (int i = 0; i < r.n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(r.ids[i]));
+        cJSON_AddNumberToObject(j, "prompt_tokens", nids ? (double)nids : 1);
+        cJSON_AddNumberToObject(j, "tokens", r.n);
+        cJSON_AddStringToObject(j, "stopped_by",
+                                (const char *[]){"length", "eos", "callback", "context"}[r.stopped_by]);
+        cJSON_AddNumberToObject(j, "prefill_seconds", r.prefill_seconds);
+        cJSON_AddNumberToObject(j, "decode_tokens_per_second", dec);
+        char *s = cJSON_PrintUnformatted(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        putchar('\n');
+        if (isatty(2))
+            fprintf(stderr, "[%d tokens, %.1f tok/s%s]\n", r.n, dec, r.stopped_by == 1 ? ", stopped at EOS" : "");
+    }
+    rc = EXIT_OK;
+done:
+    qs_gen_result_free(&r);
+    qs_ctx_free(c);
+    free(ids);
+    free(ptext);
+    qs_model_free(m);
+    return rc;
+}

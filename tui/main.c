@@ -1,0 +1,64 @@
+/* qscope — a terminal workbench for looking inside language models and
+ * compressing them. This file only dispatches: `qscope [MODEL]` opens the
+ * full-screen view, `qscope <command> ...` runs a shell command. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/blas.h"
+#include "cli.h"
+
+#ifndef QS_VERSION
+#define QS_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+    "usage: qscope [MODEL]                      open the workbench (default: the bundled opt-mini)\n"
+    "       qscope info [MODEL] [--json]        configuration, sizes and layers\n"
+    "       qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]\n"
+    "       qscope ppl [MODEL] --data FILE [--ctx N] [--stride N] [--max-windows N] [--json]\n"
+    "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
+    "                                           [--no-stop] [--json]\n"
+    "       qscope --help | --version\n"
+    "\n"
+    "MODEL is a Hugging Face directory (config.json + model.safetensors), a .gguf file,\n"
+    "or a llama2.c .bin checkpoint (with --tokenizer FILE, or tokenizer.bin beside it).\n"
+    "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
+
+static void log_to_stderr(void *ud, int level, const char *msg) {
+    (void)ud;
+    if (level >= QS_LOG_WARN) fprintf(stderr, "qscope: warning: %s\n", msg);
+    else if (getenv("QSCOPE_DEBUG")) fprintf(stderr, "qscope: %s\n", msg);
+}
+
+int main(int argc, char **argv) {
+    qs_log_set(log_to_stderr, NULL);
+    if (argc >= 2) {
+        const char *cmd = argv[1];
+        if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+            fputs(usage, stdout);
+            return EXIT_OK;
+        }
+        if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+            printf("qscope %s (%s)\n", QS_VERSION, qs_blas_describe());
+            return EXIT_OK;
+        }
+        if (!strcmp(cmd, "info")) return cli_info(argc - 2, argv + 2);
+        if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc - 2, argv + 2);
+        if (!strcmp(cmd, "ppl")) return cli_ppl(argc - 2, argv + 2);
+        if (!strcmp(cmd, "gen")) return cli_gen(argc - 2, argv + 2);
+        if (cmd[0] == '-') {
+            fprintf(stderr, "qscope: unknown option '%s'\n%s", cmd, usage);
+            return EXIT_USAGE;
+        }
+        if (argc > 2) {
+            fprintf(stderr, "qscope: unknown command '%s'\n%s", cmd, usage);
+            return EXIT_USAGE;
+        }
+    }
+    qs_model *m = cli_load_model(argc >= 2 ? argv[1] : NULL, NULL);
+    if (!m) return EXIT_RUNTIME;
+    int rc = tui_view_run(m);
+    qs_model_free(m);
+    return rc;
+}

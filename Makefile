@@ -23,7 +23,7 @@ CORE_LIB  := $(BUILD)/libqscope-core.a
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX    ?= /usr/local
 
-.PHONY: all deps run test test-c test-lua test-tui asan bench lint clean install check-deps
+.PHONY: all deps run test test-c test-cli test-lua test-tui asan bench lint clean install
 
 all: qscope
 
@@ -49,10 +49,13 @@ run: deps
 	./qscope
 
 test: deps
-	@$(MAKE) --no-print-directory test-c test-lua test-tui
+	@$(MAKE) --no-print-directory test-c test-cli test-lua test-tui
 
 test-c: $(BUILD)/qs_tests qscope
 	$(BUILD)/qs_tests
+
+test-cli: qscope
+	tests/cli/run
 
 test-lua: qscope
 	@if ls tests/lua/*.lua >/dev/null 2>&1; then ./qscope run tests/lua/run.lua; fi
@@ -72,6 +75,9 @@ bench: deps
 	$(BUILD)/qs_bench --json bench.json
 
 $(BUILD)/qs_bench: $(BUILD)/bench/bench.o $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/qs_bench_i8: $(BUILD)/bench/bench_i8.o $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 # core/ must not see curses or Lua; lua/ must not see curses.

@@ -1,7 +1,10 @@
 #include "blas.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 void qs_blas_linear(const float *x, int n, const qs_linear *l, float *y) {
     if (n == 1) {
@@ -61,4 +64,33 @@ const char *qs_blas_describe(void) {
     snprintf(buf, sizeof buf, "%s, core %s, %d threads", openblas_get_config(),
              openblas_get_corename(), openblas_get_num_threads());
     return buf;
+}
+
+void qs_blas_dsyrk_acc(int n, int dim, const double *x, double *c) {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, n, 1.0, x, dim, 1.0, c, dim);
+}
+
+void qs_blas_symmetrize(int dim, double *c) {
+    for (int i = 0; i < dim; i++)
+        for (int j = i + 1; j < dim; j++) c[(size_t)j * dim + i] = c[(size_t)i * dim + j];
+}
+
+qs_status qs_lapack_eigh_desc(int dim, double *a, double *w) {
+    /* dsyevd returns ascending eigenvalues with eigenvectors in columns;
+     * reverse both so the leading columns carry the most variance */
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', dim, a, dim, w);
+    if (info != 0) return qs_fail(QS_EARG, "eigendecomposition (dsyevd) of a %dx%d matrix failed (info %d)",
+                                  dim, dim, (int)info);
+    for (int i = 0; i < dim / 2; i++) {
+        double t = w[i];
+        w[i] = w[dim - 1 - i];
+        w[dim - 1 - i] = t;
+        for (int r = 0; r < dim; r++) {
+            double *row = a + (size_t)r * dim;
+            t = row[i];
+            row[i] = row[dim - 1 - i];
+            row[dim - 1 - i] = t;
+        }
+    }
+    return QS_OK;
 }

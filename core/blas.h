@@ -24,6 +24,16 @@ void qs_blas_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, 
 void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
                   float beta, float *y);
 
+/* C (dim, dim) += X^T X for X (n, dim) row-major, float64; upper triangle
+ * only (mirror it with qs_blas_symmetrize). */
+void qs_blas_dsyrk_acc(int n, int dim, const double *x, double *c);
+void qs_blas_symmetrize(int dim, double *c);
+
+/* Eigen-decomposition of a symmetric matrix a (dim, dim), float64, in place:
+ * on return a's columns are the eigenvectors and w (dim) the eigenvalues,
+ * both in descending order of eigenvalue (LAPACKE dsyevd). */
+qs_status qs_lapack_eigh_desc(int dim, double *a, double *w);
+
 /* Threads OpenBLAS uses (and a setter; n <= 0 leaves it alone). */
 int qs_blas_threads(void);
 void qs_blas_set_threads(int n);

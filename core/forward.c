@@ -13,18 +13,25 @@
 #include "blas.h"
 #include "ops.h"
 
+/* The LLM.int8() kernel (core/int8.c) behind a linear whose i8 is set. */
+static void qs_int8_run(const struct qs_int8_linear *l, const float *x, int n, float thr, float *y, int *outl) {
+    (void)l; (void)x; (void)n; (void)thr; (void)y;
+    *outl = 0;
+}
+
 #define QBLOCK 128 /* query rows per attention block */
 
 struct qs_ctx {
     const qs_model *m;
-    const qs_weights *w;
+    qs_exec x;                  /* x.w is never NULL here */
     int capacity, pos;
-    int d, qd, kvd, hd, dff;
-    float *kc, *vc;            /* (n_layers, capacity, kvd) */
+    int d, qd, kvd, hd, dff;    /* widest residual, q, kv, head, MLP */
+    float *kc, *vc;             /* (n_layers, capacity, kvd) */
     float *rope_cos, *rope_sin; /* (capacity, hd/2) */
     /* scratch, grown to the largest batch seen */
     int rows;
-    float *x;      /* (rows, d) residual stream */
+    float *res;    /* (rows, d) residual stream */
+    float *res2;   /* (rows, d) residual after a SliceGPT shortcut */
     float *xn;     /* (rows, d) normed input / final hidden */
     float *q;      /* (rows, qd) */
     float *att;    /* (rows, qd) */
@@ -33,6 +40,8 @@ struct qs_ctx {
     float *ff2;    /* (rows, dff) */
     float *scores; /* (QBLOCK, capacity) */
     int last_n;    /* rows of the last call (xn holds their final hidden) */
+    int last_d;    /* width of the final hidden */
+    int *i8_outliers; /* (n_layers, 4) or NULL */
     qs_observe_fn obs;
     void *obs_ud;
 };
@@ -59,7 +68,9 @@ static void *xalloc(size_t bytes) {
     return p;
 }
 
-qs_status qs_ctx_new(const qs_model *m, const qs_weights *w, int capacity, qs_ctx **out) {
+static int maxi(int a, int b) { return a > b ? a : b; }
+
+qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx **out) {
     *out = NULL;
     const qs_config *cfg = &m->cfg;
     if (capacity <= 0) capacity = cfg->max_pos;
@@ -69,13 +80,24 @@ qs_status qs_ctx_new(const qs_model *m, const qs_weights *w, int capacity, qs_ct
     qs_ctx *c = calloc(1, sizeof *c);
     if (!c) return qs_fail(QS_ENOMEM, "out of memory");
     c->m = m;
-    c->w = w ? w : &m->w;
+    if (x) c->x = *x;
+    if (!c->x.w) c->x.w = &m->w;
+    const qs_weights *w = c->x.w;
     c->capacity = capacity;
-    c->d = cfg->d_model;
     c->hd = cfg->head_dim;
     c->qd = cfg->n_heads * cfg->head_dim;
     c->kvd = cfg->n_kv_heads * cfg->head_dim;
+    /* a sliced model's widths vary per layer; size the scratch for the widest */
+    c->d = maxi(cfg->d_model, w->d_embed);
     c->dff = cfg->d_ff;
+    int any_i8 = w->head.i8 != NULL;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const qs_layer *L = &w->layers[l];
+        c->d = maxi(c->d, maxi(L->attn_norm.dim, maxi(L->o.n_out, L->down.n_out)));
+        c->dff = maxi(c->dff, L->up.n_out);
+        any_i8 |= L->q.i8 || L->o.i8 || L->up.i8 || L->down.i8;
+    }
+    if (any_i8 && !(c->i8_outliers = calloc((size_t)cfg->n_layers * 4, sizeof(int)))) goto oom;
     size_t kv = (size_t)cfg->n_layers * capacity * c->kvd;
     c->kc = xalloc(kv * sizeof(float));
     c->vc = xalloc(kv * sizeof(float));
@@ -104,14 +126,15 @@ oom:
 }
 
 static void free_scratch(qs_ctx *c) {
-    free(c->x);
+    free(c->res);
+    free(c->res2);
     free(c->xn);
     free(c->q);
     free(c->att);
     free(c->tmp);
     free(c->ff);
     free(c->ff2);
-    c->x = c->xn = c->q = c->att = c->tmp = c->ff = c->ff2 = NULL;
+    c->res = c->res2 = c->xn = c->q = c->att = c->tmp = c->ff = c->ff2 = NULL;
     c->rows = 0;
 }
 
@@ -123,6 +146,7 @@ void qs_ctx_free(qs_ctx *c) {
     free(c->scores);
     free(c->rope_cos);
     free(c->rope_sin);
+    free(c->i8_outliers);
     free(c);
 }
 
@@ -143,15 +167,17 @@ static qs_status grow(qs_ctx *c, int n) {
     if (n <= c->rows) return QS_OK;
     free_scratch(c);
     size_t r = (size_t)n;
-    c->x = xalloc(r * c->d * sizeof(float));
+    int gated = 0;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL;
+    c->res = xalloc(r * c->d * sizeof(float));
+    c->res2 = xalloc(r * c->d * sizeof(float));
     c->xn = xalloc(r * c->d * sizeof(float));
     c->q = xalloc(r * c->qd * sizeof(float));
     c->att = xalloc(r * c->qd * sizeof(float));
     c->tmp = xalloc(r * c->d * sizeof(float));
     c->ff = xalloc(r * c->dff * sizeof(float));
-    c->ff2 = c->m->cfg.act == QS_ACT_SILU ? xalloc(r * c->dff * sizeof(float)) : NULL;
-    if (!c->x || !c->xn || !c->q || !c->att || !c->tmp || !c->ff ||
-        (c->m->cfg.act == QS_ACT_SILU && !c->ff2)) {
+    c->ff2 = gated ? xalloc(r * c->dff * sizeof(float)) : NULL;
+    if (!c->res || !c->res2 || !c->xn || !c->q || !c->att || !c->tmp || !c->ff || (gated && !c->ff2)) {
         free_scratch(c);
         return qs_fail(QS_ENOMEM, "out of memory for a batch of %d tokens", n);
     }
@@ -159,17 +185,35 @@ static qs_status grow(qs_ctx *c, int n) {
     return QS_OK;
 }
 
-#define OBSERVE(layer, site, ptr, dim)                                                  \
-    do {                                                                                \
-        if (c->obs) c->obs(c->obs_ud, (layer), (site), (ptr), n, (dim), pos0);          \
+/* Observers see a site's values before its quantizer: they calibrate it. */
+#define SITE(layer, site, ptr, dim)                                                      \
+    do {                                                                                 \
+        if (c->obs) c->obs(c->obs_ud, (layer), (site), (ptr), n, (dim), pos0);           \
+        if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)(layer) * QS_SITE_COUNT + (site)], (ptr), n, (dim)); \
     } while (0)
 
 static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, float *y) {
     const qs_config *cfg = &c->m->cfg;
-    if (cfg->norm == QS_NORM_LAYER)
-        qs_ops_layernorm(x, n, nm->dim, nm->w, nm->b, cfg->norm_eps, y);
+    int kind = nm->kind ? nm->kind : (int)cfg->norm;
+    if (kind == QS_NORM_LAYER)
+        qs_ops_layernorm(x, n, nm->dim, nm->w, nm->b, cfg->norm_eps, nm->perm, y);
     else
-        qs_ops_rmsnorm(x, n, nm->dim, nm->dim, nm->w, cfg->norm_eps, y);
+        qs_ops_rmsnorm(x, n, nm->dim, nm->div ? nm->div : nm->dim, nm->w, cfg->norm_eps, nm->perm, y);
+}
+
+/* y (n, l->n_out) = x l^T through the layer's kernel; which = 0..3 names the
+ * input site for the int8 outlier count (attn_in, attn_out, mlp_in, mlp_mid). */
+static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
+    if (l->i8) {
+        int outl = 0;
+        qs_int8_run(l->i8, x, n, c->x.int8_threshold, y, &outl);
+        if (c->i8_outliers && layer >= 0) {
+            int *slot = &c->i8_outliers[layer * 4 + which];
+            *slot = outl > *slot ? outl : *slot;
+        }
+        return;
+    }
+    qs_blas_linear(x, n, l, y);
 }
 
 /* Causal attention of n query rows (positions pos0..pos0+n-1) over the cache
@@ -177,7 +221,8 @@ static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, floa
 static void attention(qs_ctx *c, int layer, int n, int pos0) {
     const qs_config *cfg = &c->m->cfg;
     int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = cfg->sliding_window;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = c->x.q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
+    float levels = (float)c->x.prob_levels;
     const float *kc = c->kc + (size_t)layer * c->capacity * c->kvd;
     const float *vc = c->vc + (size_t)layer * c->capacity * c->kvd;
     for (int h = 0; h < cfg->n_heads; h++) {
@@ -193,6 +238,8 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
                 int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
                 int start = win > 0 && end > win ? end - win : 0;
                 qs_ops_softmax_row(row + start, end - start);
+                if (levels > 0) /* RPTQ's reference rounds probabilities to 1/255 */
+                    for (int j = start; j < end; j++) row[j] = rintf(row[j] * levels) / levels;
                 if (start) memset(row, 0, (size_t)start * sizeof(float));
                 if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
             }
@@ -202,9 +249,12 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
     }
 }
 
+/* x (n, l->n_in) -> y (n, l->n_out); x and y distinct */
+static void skip(const qs_linear *l, const float *x, int n, float *y) { qs_blas_linear(x, n, l, y); }
+
 qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_logits_mode mode) {
     const qs_config *cfg = &c->m->cfg;
-    const qs_weights *w = c->w;
+    const qs_weights *w = c->x.w;
     if (n <= 0) return qs_fail(QS_EARG, "forward: no tokens");
     int pos0 = c->pos;
     if (pos0 + n > c->capacity)
@@ -216,26 +266,31 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
                            ids[i], pos0 + i, cfg->vocab);
     qs_status st = grow(c, n);
     if (st) return st;
-    int d = c->d;
+    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)cfg->n_layers * 4 * sizeof(int));
 
     /* embeddings */
+    int d = w->d_embed ? w->d_embed : cfg->d_model;
+    float *x = c->res, *x2 = c->res2;
     for (int i = 0; i < n; i++) {
-        float *xr = c->x + (size_t)i * d;
+        float *xr = x + (size_t)i * d;
         memcpy(xr, w->tok_embed + (size_t)ids[i] * d, (size_t)d * sizeof(float));
         if (w->pos_embed) qs_ops_add(xr, w->pos_embed + (size_t)(pos0 + i + cfg->pos_offset) * d, (size_t)d);
     }
-    OBSERVE(0, QS_SITE_EMBED, c->x, d);
+    if (c->obs) c->obs(c->obs_ud, 0, QS_SITE_EMBED, x, n, d, pos0);
 
-    for (int l = 0; l < cfg->n_layers; l++) {
+    int n_run = c->x.stop_layer > 0 && c->x.stop_layer < cfg->n_layers ? c->x.stop_layer : cfg->n_layers;
+    for (int l = 0; l < n_run; l++) {
         const qs_layer *L = &w->layers[l];
         float *kdst = c->kc + ((size_t)l * c->capacity + pos0) * c->kvd;
         float *vdst = c->vc + ((size_t)l * c->capacity + pos0) * c->kvd;
+        int d_in = L->attn_norm.dim, d_mid = L->o.n_out, d_out = L->down.n_out, dff = L->up.n_out;
 
-        norm(c, &L->attn_norm, c->x, n, c->xn);
-        OBSERVE(l, QS_SITE_ATTN_IN, c->xn, d);
-        qs_blas_linear(c->xn, n, &L->q, c->q);
-        qs_blas_linear(c->xn, n, &L->k, kdst);
-        qs_blas_linear(c->xn, n, &L->v, vdst);
+        /* attention */
+        norm(c, &L->attn_norm, x, n, c->xn);
+        SITE(l, QS_SITE_ATTN_IN, c->xn, d_in);
+        linear(c, l, 0, &L->q, c->xn, n, c->q);
+        linear(c, -1, 0, &L->k, c->xn, n, kdst);
+        linear(c, -1, 0, &L->v, c->xn, n, vdst);
         if (c->rope_cos) {
             int half = c->hd / 2;
             for (int i = 0; i < n; i++) {
@@ -245,39 +300,66 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
                 qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, cs, sn);
             }
         }
-        OBSERVE(l, QS_SITE_Q, c->q, c->qd);
-        OBSERVE(l, QS_SITE_K, kdst, c->kvd);
-        OBSERVE(l, QS_SITE_V, vdst, c->kvd);
-
-        attention(c, l, n, pos0);
-        OBSERVE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
-        qs_blas_linear(c->att, n, &L->o, c->tmp);
-        qs_ops_add(c->x, c->tmp, (size_t)n * d);
-        OBSERVE(l, QS_SITE_RESID_MID, c->x, d);
-
-        norm(c, &L->mlp_norm, c->x, n, c->xn);
-        OBSERVE(l, QS_SITE_MLP_IN, c->xn, d);
-        qs_blas_linear(c->xn, n, &L->up, c->ff);
-        size_t nf = (size_t)n * c->dff;
-        switch (cfg->act) {
-        case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
-        case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
-        case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
-        case QS_ACT_SILU:
-            qs_blas_linear(c->xn, n, &L->gate, c->ff2);
-            qs_ops_swiglu(c->ff, c->ff2, nf);
-            break;
+        if (c->obs) c->obs(c->obs_ud, l, QS_SITE_Q, c->q, n, c->qd, pos0);
+        if (c->x.q_prescale) {
+            float sc = 1.0f / sqrtf((float)c->hd);
+            for (size_t i = 0; i < (size_t)n * c->qd; i++) c->q[i] *= sc;
         }
-        OBSERVE(l, QS_SITE_MLP_MID, c->ff, c->dff);
-        qs_blas_linear(c->ff, n, &L->down, c->tmp);
-        qs_ops_add(c->x, c->tmp, (size_t)n * d);
-        OBSERVE(l, QS_SITE_RESID, c->x, d);
+        if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)l * QS_SITE_COUNT + QS_SITE_Q], c->q, n, c->qd);
+        SITE(l, QS_SITE_K, kdst, c->kvd); /* quantized in the cache: the KV cache's precision */
+        SITE(l, QS_SITE_V, vdst, c->kvd);
+        attention(c, l, n, pos0);
+        SITE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
+        linear(c, l, 1, &L->o, c->att, n, c->tmp);
+        if (L->attn_skip.w) { /* SliceGPT: the residual changes basis and width */
+            skip(&L->attn_skip, x, n, x2);
+            float *t = x;
+            x = x2;
+            x2 = t;
+        }
+        qs_ops_add(x, c->tmp, (size_t)n * d_mid);
+        if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID_MID, x, n, d_mid, pos0);
+
+        /* MLP */
+        norm(c, &L->mlp_norm, x, n, c->xn);
+        SITE(l, QS_SITE_MLP_IN, c->xn, d_mid);
+        linear(c, l, 2, &L->up, c->xn, n, c->ff);
+        size_t nf = (size_t)n * dff;
+        if (L->gate.w || L->gate.i8) {
+            linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
+            qs_ops_swiglu(c->ff, c->ff2, nf);
+        } else {
+            switch (cfg->act) {
+            case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
+            case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
+            case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
+            case QS_ACT_SILU: qs_ops_silu(c->ff, nf); break;
+            }
+        }
+        SITE(l, QS_SITE_MLP_MID, c->ff, dff);
+        linear(c, l, 3, &L->down, c->ff, n, c->tmp);
+        if (L->mlp_skip.w) {
+            skip(&L->mlp_skip, x, n, x2);
+            float *t = x;
+            x = x2;
+            x2 = t;
+        }
+        qs_ops_add(x, c->tmp, (size_t)n * d_out);
+        if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID, x, n, d_out, pos0);
     }
 
-    norm(c, &w->final_norm, c->x, n, c->xn);
-    OBSERVE(cfg->n_layers, QS_SITE_HEAD_IN, c->xn, d);
+    if (n_run < cfg->n_layers) {
+        c->pos = pos0 + n;
+        c->last_n = 0; /* no head rows */
+        return mode == QS_LOGITS_NONE ? QS_OK : qs_fail(QS_EARG, "forward: no logits from a pass stopped at layer %d", n_run);
+    }
+
+    int dh = w->final_norm.dim;
+    norm(c, &w->final_norm, x, n, c->xn);
+    SITE(cfg->n_layers, QS_SITE_HEAD_IN, c->xn, dh);
     c->pos = pos0 + n;
     c->last_n = n;
+    c->last_d = dh;
 
     if (mode == QS_LOGITS_ALL) return qs_ctx_head_rows(c, 0, n, logits);
     if (mode == QS_LOGITS_LAST) return qs_ctx_head_rows(c, n - 1, 1, logits);
@@ -288,6 +370,10 @@ qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits) {
     if (row0 < 0 || count <= 0 || row0 + count > c->last_n)
         return qs_fail(QS_EARG, "head rows [%d, %d) outside the last batch of %d", row0, row0 + count,
                        c->last_n);
-    qs_blas_linear(c->xn + (size_t)row0 * c->d, count, &c->w->head, logits);
+    linear(c, -1, 0, &c->x.w->head, c->xn + (size_t)row0 * c->last_d, count, logits);
     return QS_OK;
+}
+
+const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer) {
+    return c->i8_outliers ? c->i8_outliers + (size_t)layer * 4 : NULL;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "quant.h"
 
 /* Activation sites, shared by every architecture (DESIGN.md). */
 typedef enum {
@@ -46,11 +47,25 @@ typedef void (*qs_observe_fn)(void *ud, int layer, qs_site site, const float *x,
 
 typedef enum { QS_LOGITS_NONE = 0, QS_LOGITS_LAST = 1, QS_LOGITS_ALL = 2 } qs_logits_mode;
 
+/* How a pass runs: the weights, and what a variant changes at run time.
+ * A zeroed qs_exec (or NULL) runs the model's own weights in fp32. */
+typedef struct {
+    const qs_weights *w;     /* NULL: the model's */
+    const qs_actq *aq;       /* (n_layers + 1) x QS_SITE_COUNT quantizers, row l for layer l
+                                (row n_layers: head_in); NULL: none */
+    int prob_levels;         /* softmax probabilities rounded to multiples of 1/levels; 0: off */
+    int q_prescale;          /* apply 1/sqrt(head_dim) to q before its quantizer (RPTQ reference) */
+    float int8_threshold;    /* LLM.int8() outlier threshold for linears with an int8 kernel */
+    int stop_layer;          /* run blocks [0, stop_layer) only and stop (no head): a calibration
+                                pass that needs one layer's inputs; 0: the whole model */
+} qs_exec;
+
 typedef struct qs_ctx qs_ctx;
 
-/* A context for model m running weights w (NULL: m->w) with a KV cache of
- * `capacity` positions (0: the model's maximum). */
-qs_status qs_ctx_new(const qs_model *m, const qs_weights *w, int capacity, qs_ctx **out);
+/* A context for model m run as `x` describes (NULL: fp32, the model's own
+ * weights) with a KV cache of `capacity` positions (0: the model's maximum).
+ * x and what it points to are borrowed. */
+qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx **out);
 void qs_ctx_free(qs_ctx *c);
 void qs_ctx_reset(qs_ctx *c);
 int qs_ctx_pos(const qs_ctx *c);      /* tokens in the cache */
@@ -68,6 +83,11 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
 
 /* logits (count, vocab) for rows [row0, row0+count) of the last call. */
 qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits);
+
+/* LLM.int8() outlier columns seen by layer l's linears in the last call
+ * (q/k/v share the attention input, so they count once): attn_in, attn_out,
+ * mlp_in, mlp_mid. NULL when the pass runs no int8 kernel. */
+const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer);
 
 /* Bytes of KV cache per token (all layers, k and v, fp32). */
 long long qs_ctx_kv_bytes_per_token(const qs_model *m);

@@ -147,19 +147,19 @@ qs_status qs_l2c_load(const char *path, const char *tokenizer, qs_model **out) {
     rms_final = p, p += dim;
     p += (int64_t)seq * hd; /* freq_cis tables: qscope computes RoPE itself */
     m->w.tok_embed = emb;
-    m->w.final_norm = (qs_norm){dim, rms_final, NULL};
-    m->w.head = (qs_linear){(int)vocab, dim, shared ? emb : p, NULL};
+    m->w.final_norm = (qs_norm){.dim = dim, .w = rms_final};
+    m->w.head = (qs_linear){.n_out = (int)vocab, .n_in = dim, .w = shared ? emb : p};
     for (int i = 0; i < layers; i++) {
         qs_layer *Y = &m->w.layers[i];
-        Y->attn_norm = (qs_norm){dim, rms_att + (size_t)i * dim, NULL};
-        Y->mlp_norm = (qs_norm){dim, rms_ffn + (size_t)i * dim, NULL};
-        Y->q = (qs_linear){dim, dim, unpermute(m, wq + (size_t)i * dim * dim, heads), NULL};
-        Y->k = (qs_linear){(int)kvd, dim, unpermute(m, wk + (size_t)i * dim * kvd, kv_heads), NULL};
-        Y->v = (qs_linear){(int)kvd, dim, wv + (size_t)i * dim * kvd, NULL};
-        Y->o = (qs_linear){dim, dim, wo + (size_t)i * dim * dim, NULL};
-        Y->gate = (qs_linear){hidden, dim, w1 + (size_t)i * dim * hidden, NULL};
-        Y->down = (qs_linear){dim, hidden, w2 + (size_t)i * dim * hidden, NULL};
-        Y->up = (qs_linear){hidden, dim, w3 + (size_t)i * dim * hidden, NULL};
+        Y->attn_norm = (qs_norm){.dim = dim, .w = rms_att + (size_t)i * dim};
+        Y->mlp_norm = (qs_norm){.dim = dim, .w = rms_ffn + (size_t)i * dim};
+        Y->q = (qs_linear){.n_out = dim, .n_in = dim, .w = unpermute(m, wq + (size_t)i * dim * dim, heads)};
+        Y->k = (qs_linear){.n_out = (int)kvd, .n_in = dim, .w = unpermute(m, wk + (size_t)i * dim * kvd, kv_heads)};
+        Y->v = (qs_linear){.n_out = (int)kvd, .n_in = dim, .w = wv + (size_t)i * dim * kvd};
+        Y->o = (qs_linear){.n_out = dim, .n_in = dim, .w = wo + (size_t)i * dim * dim};
+        Y->gate = (qs_linear){.n_out = hidden, .n_in = dim, .w = w1 + (size_t)i * dim * hidden};
+        Y->down = (qs_linear){.n_out = dim, .n_in = hidden, .w = w2 + (size_t)i * dim * hidden};
+        Y->up = (qs_linear){.n_out = hidden, .n_in = dim, .w = w3 + (size_t)i * dim * hidden};
         if (!Y->q.w || !Y->k.w) {
             qs_model_free(m);
             return qs_fail(QS_ENOMEM, "%s: out of memory", path);

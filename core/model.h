@@ -49,18 +49,31 @@ typedef struct {
     int bos_id, eos_id, pad_id; /* -1 when absent */
 } qs_config;
 
+struct qs_int8_linear;
+
 /* y = x W^T + b */
 typedef struct {
     int n_out, n_in;
     const float *w; /* (n_out, n_in) */
     const float *b; /* (n_out) or NULL */
+    /* A variant may run the layer through the LLM.int8() kernel instead
+     * (w is then NULL: the int8 codes are the only copy). */
+    const struct qs_int8_linear *i8;
+    /* How the weights are stored, for size accounting: bits 0 = fp32, else
+     * the quantized width (w then holds the dequantized values); group 0 =
+     * one scale per output row, else per `group` input channels; asym: a
+     * zero point per group too. */
+    int bits, group, asym;
 } qs_linear;
 
 /* LayerNorm (w, b) or RMSNorm (w, b = NULL). */
 typedef struct {
     int dim;
-    const float *w; /* (dim) */
+    const float *w; /* (dim), NULL: no gain */
     const float *b; /* (dim) or NULL */
+    int kind;       /* qs_norm_kind; 0: the model's (cfg.norm) */
+    int div;        /* divisor of the mean square; 0: dim (SliceGPT keeps the original width) */
+    const int32_t *perm; /* (dim) output j is normalised input channel perm[j] (RPTQ reorder), or NULL */
 } qs_norm;
 
 typedef struct {
@@ -70,6 +83,11 @@ typedef struct {
     qs_linear up;           /* (d_ff, d): OPT fc1, GPT-2 c_fc, Llama up_proj */
     qs_linear gate;         /* (d_ff, d): Llama gate_proj; w NULL otherwise */
     qs_linear down;         /* (d, d_ff): OPT fc2, GPT-2 mlp.c_proj, Llama down_proj */
+    /* SliceGPT: the residual path through a block whose input, middle and
+     * output widths differ. x_mid = x_in attn_skip^T + o(...), x_out =
+     * x_mid mlp_skip^T + down(...). w NULL: identity. */
+    qs_linear attn_skip;    /* (d_mid, d_in) */
+    qs_linear mlp_skip;     /* (d_out, d_mid) */
 } qs_layer;
 
 typedef struct {
@@ -78,6 +96,7 @@ typedef struct {
     qs_layer *layers;       /* (n_layers) */
     qs_norm final_norm;     /* (d) */
     qs_linear head;         /* (vocab, d); head.w == tok_embed when tied */
+    int d_embed;            /* width of the embeddings; 0: cfg.d_model (SliceGPT slices it) */
 } qs_weights;
 
 typedef struct qs_model {

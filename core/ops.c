@@ -106,13 +106,20 @@ float qs_ops_expf(float x) {
 
 QS_CLONES
 void qs_ops_layernorm(const float *x, int n, int d, const float *w, const float *b, float eps,
-                      float *y) {
+                      const int32_t *perm, float *y) {
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * d;
         float *yr = y + (size_t)r * d;
         float mean = sum_f(xr, d) / d;
         float var = sumsq_f(xr, d, mean);
         float inv = 1.0f / sqrtf(var / d + eps);
+        if (perm) {
+            for (int i = 0; i < d; i++) {
+                float t = (xr[perm[i]] - mean) * inv;
+                yr[i] = (w ? t * w[i] : t) + (b ? b[i] : 0.0f);
+            }
+            continue;
+        }
         for (int i = 0; i < d; i++) {
             float t = (xr[i] - mean) * inv;
             if (w) t *= w[i];
@@ -123,13 +130,16 @@ void qs_ops_layernorm(const float *x, int n, int d, const float *w, const float 
 }
 
 QS_CLONES
-void qs_ops_rmsnorm(const float *x, int n, int d, int div, const float *w, float eps, float *y) {
+void qs_ops_rmsnorm(const float *x, int n, int d, int div, const float *w, float eps,
+                    const int32_t *perm, float *y) {
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * d;
         float *yr = y + (size_t)r * d;
         float ss = sumsq_f(xr, d, 0.0f);
         float inv = 1.0f / sqrtf(ss / div + eps);
-        if (w)
+        if (perm)
+            for (int i = 0; i < d; i++) yr[i] = w ? w[i] * (xr[perm[i]] * inv) : xr[perm[i]] * inv;
+        else if (w)
             for (int i = 0; i < d; i++) yr[i] = w[i] * (xr[i] * inv);
         else
             for (int i = 0; i < d; i++) yr[i] = xr[i] * inv;

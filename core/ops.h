@@ -10,16 +10,20 @@
 #define QS_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* e^x with relative error below 3e-7 over [-87.3, 88.7]; 0 below. */
 float qs_ops_expf(float x);
 
-/* y (n, d) = LayerNorm(x) * w + b (w, b may be NULL: 1 and 0). The divisor
- * of the variance is `div` (normally d; SliceGPT keeps the original width). */
+/* y (n, d) = LayerNorm(x) * w + b (w, b may be NULL: 1 and 0). With perm,
+ * output channel j takes normalised input channel perm[j] (w, b are given
+ * in output order): a reorder fused into the norm, no extra pass. */
 void qs_ops_layernorm(const float *x, int n, int d, const float *w, const float *b, float eps,
-                      float *y);
-/* y (n, d) = x / sqrt(mean over `div` of x^2 + eps) * w  (w may be NULL). */
-void qs_ops_rmsnorm(const float *x, int n, int d, int div, const float *w, float eps, float *y);
+                      const int32_t *perm, float *y);
+/* y (n, d) = x / sqrt(sum(x^2) / div + eps) * w (w may be NULL). div is
+ * normally d; SliceGPT keeps dividing by the original width. perm as above. */
+void qs_ops_rmsnorm(const float *x, int n, int d, int div, const float *w, float eps,
+                    const int32_t *perm, float *y);
 
 /* In place over len values. */
 void qs_ops_relu(float *x, size_t len);

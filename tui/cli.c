@@ -15,6 +15,7 @@
 #include "../core/forward.h"
 #include "../core/gen.h"
 #include "../core/io.h"
+#include "../core/variant.h"
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
@@ -94,9 +95,7 @@ int cli_progress(void *ud, long done, long total) {
     return 0;
 }
 
-/* Option matching: "--ctx N" or "--ctx=N". Returns 1 and sets *val when
- * argv[*i] is the option; a missing value is reported and *val is NULL. */
-static int opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
+int cli_opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
     size_t n = strlen(name);
     if (strncmp(argv[*i], name, n) != 0) return 0;
     if (argv[*i][n] == '=') {
@@ -113,7 +112,7 @@ static int opt_val(int argc, char **argv, int *i, const char *name, const char *
     return 1;
 }
 
-static int bad_option(const char *cmd, const char *arg) {
+int cli_bad_option(const char *cmd, const char *arg) {
     cli_error("%s: unknown option '%s' (see qscope --help)", cmd, arg);
     return EXIT_USAGE;
 }
@@ -197,10 +196,10 @@ int cli_info(int argc, char **argv) {
     int json = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
-        else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+        else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
             if (!v) return EXIT_USAGE;
             tokp = v;
-        } else if (argv[i][0] == '-') return bad_option("info", argv[i]);
+        } else if (argv[i][0] == '-') return cli_bad_option("info", argv[i]);
         else if (!path) path = argv[i];
         else {
             cli_error("info: unexpected argument '%s'", argv[i]);
@@ -233,14 +232,14 @@ int cli_tokenize(int argc, char **argv) {
     const char *model = NULL, *file = NULL, *out = NULL, *tokp = NULL, *v;
     int special = 1;
     for (int i = 0; i < argc; i++) {
-        if (opt_val(argc, argv, &i, "--out", &v)) {
+        if (cli_opt_val(argc, argv, &i, "--out", &v)) {
             if (!v) return EXIT_USAGE;
             out = v;
-        } else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
             if (!v) return EXIT_USAGE;
             tokp = v;
         } else if (!strcmp(argv[i], "--no-special")) special = 0;
-        else if (argv[i][0] == '-' && argv[i][1]) return bad_option("tokenize", argv[i]);
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_bad_option("tokenize", argv[i]);
         else if (!model) model = argv[i];
         else if (!file) file = argv[i];
         else {
@@ -303,24 +302,35 @@ done:
 /* ---- ppl ---- */
 
 int cli_ppl(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *tokp = NULL, *v;
+    const char *model = NULL, *data = NULL, *tokp = NULL, *spec = "fp32", *v;
     long ctx = 0, stride = 0, maxw = 0;
-    int json = 0;
+    int json = 0, bad;
+    cli_calib_opts co;
+    cli_calib_init(&co);
     for (int i = 0; i < argc; i++) {
-        if (opt_val(argc, argv, &i, "--data", &v)) {
+        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
+            if (bad) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--data", &v)) {
             if (!v) return EXIT_USAGE;
             data = v;
-        } else if (opt_val(argc, argv, &i, "--ctx", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--variant", &v)) {
+            if (!v) return EXIT_USAGE;
+            spec = v;
+        } else if (cli_opt_val(argc, argv, &i, "--ctx", &v)) {
             if (!v || !cli_int("--ctx", v, 2, 1 << 20, &ctx)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--stride", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--stride", &v)) {
             if (!v || !cli_int("--stride", v, 1, 1 << 20, &stride)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--max-windows", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--max-windows", &v)) {
             if (!v || !cli_int("--max-windows", v, 1, INT_MAX, &maxw)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
             if (!v) return EXIT_USAGE;
             tokp = v;
         } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return bad_option("ppl", argv[i]);
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: qscope ppl [MODEL] --data FILE [--variant SPEC] [--ctx N] [--stride N] [--max-windows N] [--json]\n"
+                 "                  [--calib FILE | --calib-ids FILE] [--calib-windows N] [--calib-ctx N] [--calib-offsets FILE]");
+            return EXIT_OK;
+        } else if (argv[i][0] == '-') return cli_bad_option("ppl", argv[i]);
         else if (!model) model = argv[i];
         else {
             cli_error("ppl: unexpected argument '%s'", argv[i]);
@@ -331,6 +341,11 @@ int cli_ppl(int argc, char **argv) {
         cli_error("ppl: --data FILE is required (text to score)");
         return EXIT_USAGE;
     }
+    int need_cal = qs_variant_needs_calib(spec);
+    if (need_cal < 0) {
+        cli_error("%s", qs_last_error());
+        return EXIT_USAGE;
+    }
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
@@ -338,9 +353,10 @@ int cli_ppl(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t len, n = 0;
     qs_ctx *c = NULL;
+    qs_calib cal = {0};
+    qs_variant *var = NULL;
     if (ctx > m->cfg.max_pos) {
         cli_error("ppl: --ctx %ld is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
-        rc = EXIT_USAGE;
         goto done;
     }
     if (stride > (ctx ? ctx : m->cfg.max_pos)) {
@@ -360,7 +376,13 @@ int cli_ppl(int argc, char **argv) {
         cli_error("%s: the text is empty", data);
         goto done;
     }
-    if (qs_tok_encode(m->tok, text, len, 1, &ids, &n) || qs_ctx_new(m, NULL, (int)ctx, &c)) {
+    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
+    qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
+    if (qs_variant_new(m, spec, &vo, &var)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (qs_tok_encode(m->tok, text, len, 1, &ids, &n) || qs_ctx_new(m, qs_variant_exec(var), (int)ctx, &c)) {
         cli_error("%s", qs_last_error());
         goto done;
     }
@@ -371,11 +393,13 @@ int cli_ppl(int argc, char **argv) {
         cli_error("%s: %s", data, qs_last_error());
         goto done;
     }
+    double tps = r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0;
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", m->path);
         cJSON_AddStringToObject(j, "data", data);
-        cJSON_AddStringToObject(j, "variant", "fp32");
+        cJSON_AddStringToObject(j, "variant", qs_variant_spec(var));
+        cJSON_AddStringToObject(j, "description", qs_variant_describe(var));
         cJSON_AddNumberToObject(j, "ppl", r.ppl);
         cJSON_AddNumberToObject(j, "nll", r.nll);
         cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
@@ -384,19 +408,25 @@ int cli_ppl(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "ctx", r.ctx);
         cJSON_AddNumberToObject(j, "stride", (double)stride);
         cJSON_AddNumberToObject(j, "seconds", r.seconds);
-        cJSON_AddNumberToObject(j, "tokens_per_second", r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
+        cJSON_AddNumberToObject(j, "tokens_per_second", tps);
+        cJSON_AddNumberToObject(j, "weight_bytes", (double)qs_variant_weight_bytes(var));
+        cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)qs_variant_kv_bytes_per_token(var));
+        cJSON_AddNumberToObject(j, "params", (double)qs_variant_params(var));
+        if (need_cal) cJSON_AddStringToObject(j, "calibration", cal.source);
         char *s = cJSON_PrintUnformatted(j);
         puts(s);
         free(s);
         cJSON_Delete(j);
     } else {
-        printf("ppl %.4f  (nll %.6f over %ld tokens, %d windows of %d%s, %.2f s, %.0f tok/s)\n", r.ppl,
-               r.nll, r.tokens, r.windows, r.ctx, stride ? " strided" : "", r.seconds,
-               r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
+        if (strcmp(qs_variant_spec(var), "fp32")) printf("%s\n", qs_variant_describe(var));
+        printf("ppl %.4f  (nll %.6f over %ld tokens, %d windows of %d%s, %.2f s, %.0f tok/s)\n", r.ppl, r.nll,
+               r.tokens, r.windows, r.ctx, stride ? " strided" : "", r.seconds, tps);
     }
     rc = EXIT_OK;
 done:
     qs_ctx_free(c);
+    qs_variant_free(var);
+    qs_calib_free(&cal);
     free(text);
     free(ids);
     qs_model_free(m);
@@ -419,22 +449,22 @@ int cli_gen(int argc, char **argv) {
     double temp = 0, topp = 1;
     int json = 0, stop = 1;
     for (int i = 0; i < argc; i++) {
-        if (opt_val(argc, argv, &i, "-n", &v)) {
+        if (cli_opt_val(argc, argv, &i, "-n", &v)) {
             if (!v || !cli_int("-n", v, 1, 1 << 20, &n)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--temp", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--temp", &v)) {
             if (!v || !cli_float("--temp", v, 0, 100, &temp)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--top-k", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--top-k", &v)) {
             if (!v || !cli_int("--top-k", v, 0, INT_MAX, &topk)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--top-p", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--top-p", &v)) {
             if (!v || !cli_float("--top-p", v, 0, 1, &topp)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--seed", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--seed", &v)) {
             if (!v || !cli_int("--seed", v, 0, LONG_MAX, &seed)) return EXIT_USAGE;
-        } else if (opt_val(argc, argv, &i, "--tokenizer", &v)) {
+        } else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
             if (!v) return EXIT_USAGE;
             tokp = v;
         } else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--no-stop")) stop = 0;
-        else if (argv[i][0] == '-' && argv[i][1]) return bad_option("gen", argv[i]);
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_bad_option("gen", argv[i]);
         else if (!model) model = argv[i];
         else if (!prompt) prompt = argv[i];
         else {

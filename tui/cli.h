@@ -4,6 +4,7 @@
 #ifndef TUI_CLI_H
 #define TUI_CLI_H
 
+#include "../core/calib.h"
 #include "../core/model.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
@@ -12,6 +13,9 @@ int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_ppl(int argc, char **argv);
 int cli_gen(int argc, char **argv);
+int cli_stats(int argc, char **argv);
+int cli_outliers(int argc, char **argv);
+int cli_compare(int argc, char **argv);
 
 /* The bundled model's directory: $QSCOPE_MODEL, ./models/opt-mini, or
  * models/opt-mini beside the executable, or the installed copy. */
@@ -27,6 +31,25 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * naming the option and return 0. */
 int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
+
+/* Option matching: "--ctx N" or "--ctx=N". Returns 1 when argv[*i] is the
+ * option and sets *val (NULL, after printing why, when the value is missing). */
+int cli_opt_val(int argc, char **argv, int *i, const char *name, const char **val);
+int cli_bad_option(const char *cmd, const char *arg);
+
+/* Calibration options shared by stats, outliers, compare and ppl --variant:
+ * --calib FILE, --calib-ids FILE, --calib-offsets FILE, --calib-windows N,
+ * --calib-ctx N. Default: calib.txt beside the model, 32 windows of
+ * min(512, the model's positions). */
+typedef struct {
+    const char *text, *ids, *offsets;
+    int windows, ctx;
+} cli_calib_opts;
+void cli_calib_init(cli_calib_opts *o);
+/* 1 when argv[*i] is a calibration option (consumed; *bad set on a bad value). */
+int cli_calib_option(cli_calib_opts *o, int argc, char **argv, int *i, int *bad);
+/* Build the calibration set, printing the error; returns an exit status. */
+int cli_calib_load(const qs_model *m, const cli_calib_opts *o, qs_calib *cal);
 
 /* Progress bar on stderr when it is a terminal (a qs_progress_fn). ud is the
  * label ("ppl"). */

@@ -47,6 +47,9 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc - 2, argv + 2);
         if (!strcmp(cmd, "ppl")) return cli_ppl(argc - 2, argv + 2);
         if (!strcmp(cmd, "gen")) return cli_gen(argc - 2, argv + 2);
+        if (!strcmp(cmd, "stats")) return cli_stats(argc - 2, argv + 2);
+        if (!strcmp(cmd, "outliers")) return cli_outliers(argc - 2, argv + 2);
+        if (!strcmp(cmd, "compare")) return cli_compare(argc - 2, argv + 2);
         if (cmd[0] == '-') {
             fprintf(stderr, "qscope: unknown option '%s'\n%s", cmd, usage);
             return EXIT_USAGE;

@@ -50,7 +50,7 @@ TEST(ops_norms_match_double) {
         w[i] = 0.5f + i * 0.01f;
         b[i] = -0.1f * i;
     }
-    qs_ops_layernorm(x, n, d, w, b, 1e-5f, y);
+    qs_ops_layernorm(x, n, d, w, b, 1e-5f, NULL, y);
     double worst = 0;
     for (int r = 0; r < n; r++) {
         double mean = 0, var = 0;
@@ -64,7 +64,7 @@ TEST(ops_norms_match_double) {
         }
     }
     CHECK(worst < 2e-5, "layernorm max diff %.3g", worst);
-    qs_ops_rmsnorm(x, n, d, d, w, 1e-6f, y);
+    qs_ops_rmsnorm(x, n, d, d, w, 1e-6f, NULL, y);
     worst = 0;
     for (int r = 0; r < n; r++) {
         double ss = 0;

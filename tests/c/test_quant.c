@@ -1,0 +1,158 @@
+/* Quantization grids, round-to-nearest weights, fake-quant of activations,
+ * and the spec parser. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/quant.h"
+#include "../../core/spec.h"
+#include "harness.h"
+
+TEST(quant_grid_roundtrip) {
+    /* every representable level survives quantize-dequantize exactly, and
+     * any value in range moves by at most half a step */
+    for (int bits = 2; bits <= 8; bits++)
+        for (int sym = 0; sym <= 1; sym++) {
+            float lo = -1.3f, hi = 2.9f, s, z;
+            qs_quant_params(lo, hi, bits, sym, QS_GRID_STD, &s, &z);
+            int L = 1 << bits, qlo = sym ? -(L / 2 - 1) : 0, qhi = sym ? L / 2 - 1 : L - 1;
+            for (int q = qlo; q <= qhi; q++) {
+                float x = (q - z) * s;
+                CHECK(qs_quant_fq(x, s, z, bits, sym, QS_GRID_STD) == x, "bits %d sym %d level %d", bits, sym, q);
+            }
+            double worst = 0;
+            for (float x = lo; x <= hi; x += 0.001f) worst = fmax(worst, fabs(qs_quant_fq(x, s, z, bits, sym, QS_GRID_STD) - x));
+            CHECK(worst <= s / 2 * (1 + 1e-5), "bits %d sym %d: error %.4g > half step %.4g", bits, sym, worst, s / 2);
+            CHECK(qs_quant_fq(0.0f, s, z, bits, sym, QS_GRID_STD) == 0.0f, "zero not exact (bits %d sym %d)", bits, sym);
+        }
+}
+
+TEST(quant_grid_rptq_reference) {
+    /* the reference code's grid: scale (max-min)/2^b, signed levels, the
+     * range maximum clipped one step down */
+    float s, z;
+    qs_quant_params(-1.0f, 3.0f, 4, 0, QS_GRID_RPTQ, &s, &z);
+    CHECK(fabsf(s - 0.25f) < 1e-7f, "scale %g", s);
+    CHECK(z == -4.0f, "zero %g", z);
+    CHECK(qs_quant_fq(3.0f, s, z, 4, 0, QS_GRID_RPTQ) == 2.75f, "max maps to %g", qs_quant_fq(3.0f, s, z, 4, 0, QS_GRID_RPTQ));
+    CHECK(qs_quant_fq(-1.0f, s, z, 4, 0, QS_GRID_RPTQ) == -1.0f, "min maps to %g", qs_quant_fq(-1.0f, s, z, 4, 0, QS_GRID_RPTQ));
+    qs_quant_params(0.0f, 0.0f, 4, 0, QS_GRID_RPTQ, &s, &z);
+    CHECK(s == 1e-4f, "scale clamped to 1e-4, got %g", s);
+}
+
+TEST(quant_weight_rtn_groups) {
+    int n_out = 3, n_in = 70;
+    float w[210], q[210];
+    for (int i = 0; i < 210; i++) w[i] = (float)sin(i * 0.7) * (1 + (i % 70 == 5) * 9);
+    REQUIRE(qs_quant_weight_rtn(w, n_out, n_in, 4, 32, 0, q) == QS_OK, "%s", qs_last_error());
+    /* each group of 32 (and the tail of 6) has at most 16 distinct values,
+     * and its own range: the outlier at column 5 does not widen group 2 */
+    for (int r = 0; r < n_out; r++)
+        for (int g0 = 0; g0 < n_in; g0 += 32) {
+            int g1 = g0 + 32 < n_in ? g0 + 32 : n_in;
+            float vals[32];
+            int nv = 0;
+            float lo = 1e9, hi = -1e9;
+            for (int i = g0; i < g1; i++) {
+                float x = q[r * n_in + i];
+                int seen = 0;
+                for (int k = 0; k < nv; k++) seen |= vals[k] == x;
+                if (!seen && nv < 32) vals[nv++] = x;
+                lo = fminf(lo, fminf(w[r * n_in + i], 0));
+                hi = fmaxf(hi, fmaxf(w[r * n_in + i], 0));
+            }
+            CHECK(nv <= 16, "row %d group %d: %d levels", r, g0 / 32, nv);
+            float step = (hi - lo) / 15;
+            for (int i = g0; i < g1; i++)
+                CHECK(fabsf(q[r * n_in + i] - w[r * n_in + i]) <= step / 2 * 1.0001f, "row %d col %d error", r, i);
+        }
+    REQUIRE(qs_quant_weight_rtn(w, n_out, n_in, 9, 0, 0, q) == QS_EARG, "9 bits accepted");
+    CHECK(qs_quant_weight_bytes(4096, 4096, 4, 128, 1) == 4096LL * 4096 / 2 + 4096LL * 32 * 4, "bytes");
+    CHECK(qs_quant_weight_bytes(10, 10, 16, 0, 0) == 400, "fp32 bytes");
+}
+
+TEST(quant_act_modes) {
+    int n = 4, dim = 9;
+    float x[36], y[36];
+    for (int i = 0; i < 36; i++) x[i] = (float)cos(i * 1.3) * (i / 9 + 1);
+    /* per token: each row's own range */
+    memcpy(y, x, sizeof x);
+    qs_actq qt = {.bits = 3, .mode = QS_AQ_TOKEN};
+    qs_quant_act(&qt, y, n, dim);
+    for (int r = 0; r < n; r++) {
+        float lo = 0, hi = 0, s, z;
+        for (int i = 0; i < dim; i++) {
+            lo = fminf(lo, x[r * dim + i]);
+            hi = fmaxf(hi, x[r * dim + i]);
+        }
+        qs_quant_params(lo, hi, 3, 0, QS_GRID_STD, &s, &z);
+        for (int i = 0; i < dim; i++)
+            CHECK(y[r * dim + i] == qs_quant_fq(x[r * dim + i], s, z, 3, 0, QS_GRID_STD), "token mode row %d", r);
+    }
+    /* static per channel equals per token when given the same numbers */
+    float sc[9], zp[9];
+    for (int i = 0; i < dim; i++) qs_quant_params(-2, 2, 4, 0, QS_GRID_STD, &sc[i], &zp[i]);
+    qs_actq qs = {.bits = 4, .mode = QS_AQ_STATIC, .scale = sc, .zero = zp};
+    memcpy(y, x, sizeof x);
+    qs_quant_act(&qs, y, n, dim);
+    for (int i = 0; i < 36; i++) CHECK(y[i] == qs_quant_fq(x[i], sc[0], zp[0], 4, 0, QS_GRID_STD), "static %d", i);
+    /* 16 bits and mode 0 are off */
+    qs_actq off = {.bits = 16, .mode = QS_AQ_TOKEN};
+    memcpy(y, x, sizeof x);
+    qs_quant_act(&off, y, n, dim);
+    CHECK(!memcmp(x, y, sizeof x), "16 bits changed values");
+}
+
+TEST(spec_parse_and_canonical) {
+    qs_spec s;
+    REQUIRE(qs_spec_parse("fp32", &s) == QS_OK && s.n == 1 && !strcmp(s.text, "fp32"), "fp32: %s", qs_last_error());
+    REQUIRE(qs_spec_parse("rtn:w=4,group=128", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(s.steps[0].w_bits == 4 && s.steps[0].w_group == 128 && s.steps[0].a_bits == 16, "rtn fields");
+    CHECK(!strcmp(s.text, "rtn:w=4,group=128"), "canonical '%s'", s.text);
+    REQUIRE(qs_spec_parse("rptq:W4A4KV", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(s.steps[0].w_bits == 4 && s.steps[0].a_bits == 16 && s.steps[0].kv_bits == 4, "W4A4KV is weights 4 + KV 4");
+    REQUIRE(qs_spec_parse("rptq:W4A8", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(s.steps[0].a_bits == 8 && s.steps[0].kv_bits == 8, "W4A8 quantizes the KV cache too");
+    REQUIRE(qs_spec_parse("slice:ratio=0.25+int8", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(s.n == 2 && s.steps[0].method == QS_M_SLICE && s.steps[1].method == QS_M_INT8, "chain");
+    CHECK(fabsf(s.steps[0].ratio - 0.25f) < 1e-7f && s.steps[1].threshold == 6.0f, "chain values");
+    CHECK(!strcmp(s.text, "slice:ratio=0.25+int8:threshold=6"), "canonical '%s'", s.text);
+    REQUIRE(qs_spec_parse("int8:threshold=0", &s) == QS_OK && s.steps[0].threshold == 0, "threshold 0");
+    REQUIRE(qs_spec_parse("rptq:g=8,g_mlp_mid=16,norm_a=8", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(s.steps[0].g == 8 && s.steps[0].g_site[QS_SITE_MLP_MID] == 16 && s.steps[0].norm_a == 8, "rptq knobs");
+    /* canonical text parses back to the same canonical text */
+    const char *specs[] = {"rtn:w=3,group=32,sym=1,a=4,act=tensor,kv=8", "rptq:w=4,a=4,kv=4,g=32", "slice",
+                           "int8:act=tensor", "rptq:W3A3KV"};
+    for (int i = 0; i < 5; i++) {
+        qs_spec a, b;
+        REQUIRE(qs_spec_parse(specs[i], &a) == QS_OK, "%s: %s", specs[i], qs_last_error());
+        REQUIRE(qs_spec_parse(a.text, &b) == QS_OK, "%s: %s", a.text, qs_last_error());
+        CHECK(!strcmp(a.text, b.text), "'%s' -> '%s' -> '%s'", specs[i], a.text, b.text);
+    }
+}
+
+TEST(spec_errors_name_the_problem) {
+    struct {
+        const char *spec, *needle;
+    } bad[] = {
+        {"rptq:w=5x", "'w' expects an integer, got '5x'"},
+        {"rptq:w=9", "9 bits"},
+        {"rptq:g=0", "out of range"},
+        {"rpqt", "unknown method 'rpqt'"},
+        {"int8:threshold=-1", "out of range"},
+        {"slice:ratio=1.5", "out of range"},
+        {"rtn", "quantizes nothing"},
+        {"rtn:w=4,act=channel", "'act' is tensor or token"},
+        {"fp32:w=4", "takes no options"},
+        {"int8:w=4", "unknown key 'w'"},
+        {"", "empty"},
+        {"rptq:", "nothing after"},
+        {"rptq:g_head_in=4", "not 'head_in'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        qs_spec s;
+        CHECK(qs_spec_parse(bad[i].spec, &s) == QS_EARG, "'%s' accepted", bad[i].spec);
+        CHECK(strstr(qs_last_error(), bad[i].needle), "'%s': message '%s' lacks '%s'", bad[i].spec, qs_last_error(),
+              bad[i].needle);
+    }
+}

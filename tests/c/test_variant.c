@@ -1,0 +1,160 @@
+/* Variants: identity of fp32, round-to-nearest baselines, size accounting,
+ * calibration requirements and chain errors. Uses the bundled model. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/eval.h"
+#include "../../core/io.h"
+#include "../../core/variant.h"
+#include "harness.h"
+
+static qs_model *bundled(void) {
+    qs_model *m = NULL;
+    if (qs_model_load("models/opt-mini", NULL, &m) != QS_OK) return NULL;
+    return m;
+}
+
+static double max_logit_diff(const qs_model *m, const qs_exec *a, const qs_exec *b, double *scale) {
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = (i * 37 + 5) % m->cfg.vocab;
+    size_t nv = (size_t)64 * m->cfg.vocab;
+    float *la = malloc(nv * sizeof(float)), *lb = malloc(nv * sizeof(float));
+    qs_ctx *ca, *cb;
+    qs_ctx_new(m, a, 64, &ca);
+    qs_ctx_new(m, b, 64, &cb);
+    qs_forward(ca, ids, 64, la, QS_LOGITS_ALL);
+    qs_forward(cb, ids, 64, lb, QS_LOGITS_ALL);
+    double d = 0, s = 0;
+    for (size_t i = 0; i < nv; i++) {
+        d = fmax(d, fabs(la[i] - lb[i]));
+        s = fmax(s, fabs(la[i]));
+    }
+    qs_ctx_free(ca);
+    qs_ctx_free(cb);
+    free(la);
+    free(lb);
+    if (scale) *scale = s;
+    return d;
+}
+
+TEST(variant_fp32_is_the_model) {
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    qs_variant *v;
+    REQUIRE(qs_variant_new(m, "fp32", NULL, &v) == QS_OK, "%s", qs_last_error());
+    CHECK(max_logit_diff(m, NULL, qs_variant_exec(v), NULL) == 0, "fp32 variant changes logits");
+    CHECK(qs_variant_weight_bytes(v) == qs_model_weight_bytes(m), "%lld vs %lld bytes", qs_variant_weight_bytes(v),
+          qs_model_weight_bytes(m));
+    CHECK(qs_variant_params(v) == qs_model_params(m), "params");
+    CHECK(qs_variant_kv_bytes_per_token(v) == qs_ctx_kv_bytes_per_token(m), "kv bytes");
+    qs_variant_free(v);
+    qs_model_free(m);
+}
+
+TEST(variant_rtn_weights_and_accounting) {
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    const qs_config *c = &m->cfg;
+    qs_variant *v;
+    REQUIRE(qs_variant_new(m, "rtn:w=4,group=64", NULL, &v) == QS_OK, "%s", qs_last_error());
+    /* hand count: 4-bit codes + fp16 scale and zero per group of 64 for the
+     * six linears of each layer; fp32 biases, norms, embeddings */
+    long long lin = 0, per_layer[6][2] = {{192, 192}, {192, 192}, {192, 192}, {192, 192}, {768, 192}, {192, 768}};
+    for (int k = 0; k < 6; k++) {
+        long long no = per_layer[k][0], ni = per_layer[k][1];
+        lin += no * ni / 2 + no * (ni / 64) * 4 + 4 * no;
+    }
+    long long want = c->n_layers * (lin + 4 * 4 * c->d_model) + 4LL * c->vocab * c->d_model +
+                     4LL * (c->max_pos + c->pos_offset) * c->d_model + 4 * 2 * c->d_model;
+    CHECK(qs_variant_weight_bytes(v) == want, "rtn:w=4,group=64 bytes %lld, hand count %lld", qs_variant_weight_bytes(v), want);
+    /* the quantized q weights take at most 16 values per group of 64 */
+    const qs_linear *q = &qs_variant_exec(v)->w->layers[2].q;
+    CHECK(q->w != m->w.layers[2].q.w && q->bits == 4 && q->group == 64, "q not replaced");
+    for (int g = 0; g < 3; g++) {
+        float vals[64];
+        int nv = 0;
+        for (int i = 0; i < 64; i++) {
+            float x = q->w[5 * 192 + g * 64 + i];
+            int seen = 0;
+            for (int k = 0; k < nv; k++) seen |= vals[k] == x;
+            if (!seen) vals[nv++] = x;
+        }
+        CHECK(nv <= 16, "group %d has %d levels", g, nv);
+    }
+    /* the model's own tensors are untouched */
+    CHECK(m->w.layers[2].q.bits == 0, "base model modified");
+    qs_variant_free(v);
+    qs_model_free(m);
+}
+
+TEST(variant_static_activations_need_calibration) {
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    qs_variant *v = NULL;
+    CHECK(qs_variant_needs_calib("rtn:a=8,act=tensor") == 1 && qs_variant_needs_calib("rtn:a=8,act=token") == 0 &&
+              qs_variant_needs_calib("rptq:W4A4") == 1 && qs_variant_needs_calib("int8") == 0 &&
+              qs_variant_needs_calib("rpqt") == -1,
+          "needs_calib");
+    CHECK(qs_variant_new(m, "rtn:a=8,act=tensor", NULL, &v) == QS_EARG, "static activations without calibration");
+    CHECK(strstr(qs_last_error(), "calibration"), "message: %s", qs_last_error());
+    /* with calibration: per-tensor quantizers whose scale covers every channel's range */
+    char *text;
+    size_t len;
+    REQUIRE(qs_io_read_all("models/opt-mini/calib.txt", &text, &len) == QS_OK, "%s", qs_last_error());
+    qs_calib cal;
+    REQUIRE(qs_calib_from_text(m->tok, text, len, 256, 4, &cal) == QS_OK, "%s", qs_last_error());
+    free(text);
+    qs_variant_opts o = {.calib = &cal};
+    REQUIRE(qs_variant_new(m, "rtn:a=8,act=tensor", &o, &v) == QS_OK, "%s", qs_last_error());
+    const qs_exec *x = qs_variant_exec(v);
+    const qs_actq *aq = &x->aq[3 * QS_SITE_COUNT + QS_SITE_MLP_IN];
+    CHECK(aq->bits == 8 && aq->mode == QS_AQ_STATIC && aq->scale, "mlp_in quantizer");
+    for (int i = 1; i < m->cfg.d_model; i++) CHECK(aq->scale[i] == aq->scale[0], "per-tensor scale differs at %d", i);
+    qs_stats *st;
+    REQUIRE(qs_stats_collect(m, NULL, &cal, NULL, NULL, NULL, &st) == QS_OK, "%s", qs_last_error());
+    const qs_site_stats *s = qs_stats_site(st, 3, QS_SITE_MLP_IN);
+    float lo = 0, hi = 0;
+    for (int i = 0; i < s->dim; i++) {
+        lo = fminf(lo, s->min[i]);
+        hi = fmaxf(hi, s->max[i]);
+    }
+    CHECK(fabsf(aq->scale[0] - (hi - lo) / 255) < 1e-6f * (hi - lo), "scale %g for range [%g, %g]", aq->scale[0], lo, hi);
+    CHECK(qs_variant_kv_bytes_per_token(v) == 2LL * 6 * 192, "KV bytes %lld", qs_variant_kv_bytes_per_token(v));
+    qs_stats_free(st);
+    qs_variant_free(v);
+    qs_calib_free(&cal);
+    qs_model_free(m);
+}
+
+TEST(variant_baselines_order_on_eval_text) {
+    /* more bits, less damage: W8 ~ fp32 < W4 per-group < W4 per-row < W3 */
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n;
+    REQUIRE(qs_io_read_all("models/opt-mini/eval.txt", &text, &len) == QS_OK, "%s", qs_last_error());
+    REQUIRE(qs_tok_encode(m->tok, text, len, 1, &ids, &n) == QS_OK, "%s", qs_last_error());
+    free(text);
+    const char *specs[] = {"fp32", "rtn:w=8", "rtn:w=4,group=64", "rtn:w=4", "rtn:w=3"};
+    double ppl[5];
+    for (int i = 0; i < 5; i++) {
+        qs_variant *v;
+        qs_ctx *c;
+        REQUIRE(qs_variant_new(m, specs[i], NULL, &v) == QS_OK, "%s", qs_last_error());
+        REQUIRE(qs_ctx_new(m, qs_variant_exec(v), 512, &c) == QS_OK, "%s", qs_last_error());
+        qs_ppl_opts o = {.ctx = 512, .max_windows = 4};
+        qs_ppl_result r;
+        REQUIRE(qs_eval_ppl(c, ids, (long)n, &o, &r) == QS_OK, "%s", qs_last_error());
+        ppl[i] = r.ppl;
+        printf("  %-18s ppl %.4f\n", specs[i], r.ppl);
+        qs_ctx_free(c);
+        qs_variant_free(v);
+    }
+    CHECK(fabs(ppl[1] / ppl[0] - 1) < 0.01, "W8 within 1%% of fp32");
+    CHECK(ppl[2] < ppl[3] && ppl[3] < ppl[4] && ppl[1] < ppl[2], "ordering");
+    free(ids);
+    qs_model_free(m);
+}

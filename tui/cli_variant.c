@@ -1,0 +1,572 @@
+/* The shell commands that measure and compress: stats, outliers, compare,
+ * and the calibration options they share with `ppl --variant`. */
+#include <cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/calib.h"
+#include "../core/eval.h"
+#include "../core/io.h"
+#include "../core/stats.h"
+#include "../core/variant.h"
+#include "cli.h"
+
+/* ---- calibration options ---- */
+
+void cli_calib_init(cli_calib_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->windows = 32;
+}
+
+int cli_calib_option(cli_calib_opts *o, int argc, char **argv, int *i, int *bad) {
+    const char *v;
+    long x;
+    *bad = 0;
+    if (cli_opt_val(argc, argv, i, "--calib", &v)) {
+        if (!v) *bad = 1;
+        o->text = v;
+        return 1;
+    }
+    if (cli_opt_val(argc, argv, i, "--calib-ids", &v)) {
+        if (!v) *bad = 1;
+        o->ids = v;
+        return 1;
+    }
+    if (cli_opt_val(argc, argv, i, "--calib-offsets", &v)) {
+        if (!v) *bad = 1;
+        o->offsets = v;
+        return 1;
+    }
+    if (cli_opt_val(argc, argv, i, "--calib-windows", &v)) {
+        if (!v || !cli_int("--calib-windows", v, 1, 1 << 20, &x)) *bad = 1;
+        else o->windows = (int)x;
+        return 1;
+    }
+    if (cli_opt_val(argc, argv, i, "--calib-ctx", &v)) {
+        if (!v || !cli_int("--calib-ctx", v, 2, 1 << 20, &x)) *bad = 1;
+        else o->ctx = (int)x;
+        return 1;
+    }
+    return 0;
+}
+
+/* calib.txt beside the model: in its directory, or beside its file */
+static int default_calib_path(const qs_model *m, char *buf, size_t cap) {
+    if (qs_io_is_dir(m->path)) {
+        qs_io_join(buf, cap, m->path, "calib.txt");
+    } else {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s", m->path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        qs_io_join(buf, cap, dir, "calib.txt");
+    }
+    return qs_io_exists(buf);
+}
+
+int cli_calib_load(const qs_model *m, const cli_calib_opts *o, qs_calib *cal) {
+    memset(cal, 0, sizeof *cal);
+    int ctx = o->ctx ? o->ctx : (m->cfg.max_pos < 512 ? m->cfg.max_pos : 512);
+    if (ctx > m->cfg.max_pos) {
+        cli_error("--calib-ctx %d is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
+        return EXIT_RUNTIME;
+    }
+    if (o->ids) {
+        if (qs_calib_from_ids_file(o->ids, ctx, m->cfg.vocab, cal)) {
+            cli_error("%s", qs_last_error());
+            return EXIT_RUNTIME;
+        }
+        return EXIT_OK;
+    }
+    char path[1100];
+    const char *text_path = o->text;
+    if (!text_path) {
+        if (!default_calib_path(m, path, sizeof path)) {
+            cli_error("%s: calibration text needed and there is no calib.txt beside the model: give --calib FILE "
+                      "(or --calib-ids FILE)", m->path);
+            return EXIT_RUNTIME;
+        }
+        text_path = path;
+    }
+    if (!m->tok) {
+        cli_error("%s: the model has no tokenizer to read %s (use --calib-ids)", m->path, text_path);
+        return EXIT_RUNTIME;
+    }
+    char *text;
+    size_t len;
+    if (qs_io_read_all(text_path, &text, &len)) {
+        cli_error("%s", qs_last_error());
+        return EXIT_RUNTIME;
+    }
+    qs_status st;
+    if (o->offsets) {
+        long *offs;
+        int n;
+        if ((st = qs_calib_read_offsets(o->offsets, &offs, &n)) == QS_OK) {
+            st = qs_calib_from_offsets(m->tok, text, len, ctx, offs, n, cal);
+            free(offs);
+        }
+    } else {
+        st = qs_calib_from_text(m->tok, text, len, ctx, o->windows, cal);
+    }
+    free(text);
+    if (st) {
+        cli_error("%s: %s", text_path, qs_last_error());
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
+/* ---- stats ---- */
+
+static int collect(qs_model *m, const cli_calib_opts *co, float tau, qs_calib *cal, qs_stats **st) {
+    int rc = cli_calib_load(m, co, cal);
+    if (rc) return rc;
+    qs_stats_opts o = qs_stats_defaults();
+    o.tau = tau;
+    if (qs_stats_collect(m, NULL, cal, &o, cli_progress, "calibrating", st)) {
+        cli_error("%s", qs_last_error());
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
+static const qs_site linear_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V, QS_SITE_ATTN_OUT,
+                                       QS_SITE_MLP_IN, QS_SITE_MLP_MID, QS_SITE_RESID};
+
+typedef struct {
+    float lo, hi, amax, tok_mean;
+    int arg, n_over_ch;
+} site_summary;
+
+static site_summary summarize(const qs_site_stats *s, float tau) {
+    site_summary r = {s->min[0], s->max[0], 0, 0, 0, 0};
+    for (int c = 0; c < s->dim; c++) {
+        r.lo = fminf(r.lo, s->min[c]);
+        r.hi = fmaxf(r.hi, s->max[c]);
+        if (s->absmax[c] > r.amax) {
+            r.amax = s->absmax[c];
+            r.arg = c;
+        }
+        r.n_over_ch += s->absmax[c] >= tau;
+    }
+    if (s->tok_absmax && s->tokens) {
+        double t = 0;
+        for (long i = 0; i < s->tokens; i++) t += s->tok_absmax[i];
+        r.tok_mean = (float)(t / s->tokens);
+    }
+    return r;
+}
+
+int cli_stats(int argc, char **argv) {
+    const char *model = NULL, *site_name = NULL, *v;
+    long layer = -1;
+    double tau = 6;
+    int csv = 0, json = 0, bad;
+    cli_calib_opts co;
+    cli_calib_init(&co);
+    for (int i = 0; i < argc; i++) {
+        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
+            if (bad) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--site", &v)) {
+            if (!v) return EXIT_USAGE;
+            site_name = v;
+        } else if (cli_opt_val(argc, argv, &i, "--layer", &v)) {
+            if (!v || !cli_int("--layer", v, 0, 1 << 16, &layer)) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--tau", &v)) {
+            if (!v || !cli_float("--tau", v, 0, 1e9, &tau)) return EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--csv")) csv = 1;
+        else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: qscope stats [MODEL] [--site S] [--layer L] [--tau T] [--csv|--json] [calibration options]");
+            return EXIT_OK;
+        } else if (argv[i][0] == '-') return cli_bad_option("stats", argv[i]);
+        else if (!model) model = argv[i];
+        else {
+            cli_error("stats: unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    int site = -1;
+    if (site_name && (site = qs_site_parse(site_name)) < 0) {
+        cli_error("stats: unknown site '%s' (attn_in, q, k, v, attn_out, mlp_in, mlp_mid, head_in, resid, resid_mid, embed)",
+                  site_name);
+        return EXIT_USAGE;
+    }
+    qs_model *m = cli_load_model(model, NULL);
+    if (!m) return EXIT_RUNTIME;
+    if (layer > m->cfg.n_layers || (layer == m->cfg.n_layers && site != QS_SITE_HEAD_IN)) {
+        cli_error("stats: --layer %ld: %s has layers 0..%d", layer, m->path, m->cfg.n_layers - 1);
+        qs_model_free(m);
+        return EXIT_USAGE;
+    }
+    qs_calib cal;
+    qs_stats *st = NULL;
+    int rc = collect(m, &co, (float)tau, &cal, &st);
+    if (rc) {
+        qs_calib_free(&cal);
+        qs_model_free(m);
+        return rc;
+    }
+    cJSON *root = json ? cJSON_CreateObject() : NULL;
+    if (root) {
+        cJSON_AddStringToObject(root, "model", m->path);
+        cJSON_AddStringToObject(root, "calibration", cal.source);
+        cJSON_AddNumberToObject(root, "tokens", (double)st->tokens);
+        cJSON_AddNumberToObject(root, "tau", tau);
+    }
+    if (site >= 0 && layer >= 0) {
+        /* one site: every channel */
+        int l = site == QS_SITE_HEAD_IN ? m->cfg.n_layers : (int)layer;
+        const qs_site_stats *s = qs_stats_site(st, l, site);
+        if (!s) {
+            cli_error("stats: no statistics for layer %d %s", l, qs_site_name(site));
+            rc = EXIT_RUNTIME;
+        } else if (root) {
+            cJSON_AddNumberToObject(root, "layer", l);
+            cJSON_AddStringToObject(root, "site", qs_site_name(site));
+            cJSON *arr = cJSON_AddArrayToObject(root, "channels");
+            for (int c = 0; c < s->dim; c++) {
+                cJSON *o = cJSON_CreateObject();
+                double mean = s->sum[c] / s->tokens, ms = s->sumsq[c] / s->tokens;
+                cJSON_AddNumberToObject(o, "channel", c);
+                cJSON_AddNumberToObject(o, "min", s->min[c]);
+                cJSON_AddNumberToObject(o, "max", s->max[c]);
+                cJSON_AddNumberToObject(o, "absmax", s->absmax[c]);
+                cJSON_AddNumberToObject(o, "mean", mean);
+                cJSON_AddNumberToObject(o, "mean_sq", ms);
+                cJSON_AddNumberToObject(o, "frac_over_tau", (double)s->n_over[c] / s->tokens);
+                cJSON_AddItemToArray(arr, o);
+            }
+        } else {
+            if (csv) puts("layer,site,channel,min,max,absmax,mean,std,frac_over_tau");
+            else printf("layer %d %s: %d channels over %ld tokens (%s)\n%7s %10s %10s %10s %10s %10s %8s\n", l,
+                        qs_site_name(site), s->dim, s->tokens, cal.source, "channel", "min", "max", "absmax", "mean",
+                        "std", "|x|>=tau");
+            for (int c = 0; c < s->dim; c++) {
+                double mean = s->sum[c] / s->tokens, var = s->sumsq[c] / s->tokens - mean * mean;
+                double sd = var > 0 ? sqrt(var) : 0, frac = (double)s->n_over[c] / s->tokens;
+                if (csv) printf("%d,%s,%d,%.7g,%.7g,%.7g,%.7g,%.7g,%.7g\n", l, qs_site_name(site), c, s->min[c], s->max[c],
+                                s->absmax[c], mean, sd, frac);
+                else printf("%7d %10.4f %10.4f %10.4f %10.4f %10.4f %7.2f%%%s\n", c, s->min[c], s->max[c], s->absmax[c],
+                            mean, sd, 100 * frac, s->absmax[c] >= tau ? "  *" : "");
+            }
+        }
+    } else {
+        /* a summary row per layer x site */
+        if (csv) puts("layer,site,dim,min,max,absmax,argmax_channel,channels_over_tau,mean_token_absmax");
+        else if (!root)
+            printf("%s: %ld calibration tokens (%s); channels with |x| >= %g marked\n%5s %-9s %5s %10s %10s %9s %7s %6s %9s\n",
+                   m->path, st->tokens, cal.source, tau, "layer", "site", "dim", "min", "max", "absmax", "at ch", ">=tau",
+                   "tok amax");
+        cJSON *arr = root ? cJSON_AddArrayToObject(root, "sites") : NULL;
+        for (int l = 0; l <= m->cfg.n_layers; l++) {
+            if (layer >= 0 && l != layer) continue;
+            for (size_t k = 0; k < sizeof linear_sites / sizeof linear_sites[0] + 1; k++) {
+                qs_site s_id = k < sizeof linear_sites / sizeof linear_sites[0] ? linear_sites[k] : QS_SITE_HEAD_IN;
+                if (site >= 0 && (int)s_id != site) continue;
+                if ((l == m->cfg.n_layers) != (s_id == QS_SITE_HEAD_IN)) continue;
+                const qs_site_stats *s = qs_stats_site(st, l, s_id);
+                if (!s) continue;
+                site_summary r = summarize(s, (float)tau);
+                if (arr) {
+                    cJSON *o = cJSON_CreateObject();
+                    cJSON_AddNumberToObject(o, "layer", l);
+                    cJSON_AddStringToObject(o, "site", qs_site_name(s_id));
+                    cJSON_AddNumberToObject(o, "dim", s->dim);
+                    cJSON_AddNumberToObject(o, "min", r.lo);
+                    cJSON_AddNumberToObject(o, "max", r.hi);
+                    cJSON_AddNumberToObject(o, "absmax", r.amax);
+                    cJSON_AddNumberToObject(o, "argmax_channel", r.arg);
+                    cJSON_AddNumberToObject(o, "channels_over_tau", r.n_over_ch);
+                    cJSON_AddNumberToObject(o, "mean_token_absmax", r.tok_mean);
+                    cJSON_AddItemToArray(arr, o);
+                } else if (csv) {
+                    printf("%d,%s,%d,%.7g,%.7g,%.7g,%d,%d,%.7g\n", l, qs_site_name(s_id), s->dim, r.lo, r.hi, r.amax, r.arg,
+                           r.n_over_ch, r.tok_mean);
+                } else {
+                    printf("%5d %-9s %5d %10.3f %10.3f %9.3f %7d %6d %9.3f\n", l, qs_site_name(s_id), s->dim, r.lo, r.hi,
+                           r.amax, r.arg, r.n_over_ch, r.tok_mean);
+                }
+            }
+        }
+    }
+    if (root) {
+        char *s = cJSON_Print(root);
+        puts(s);
+        free(s);
+        cJSON_Delete(root);
+    }
+    qs_stats_free(st);
+    qs_calib_free(&cal);
+    qs_model_free(m);
+    return rc;
+}
+
+/* ---- outliers ---- */
+
+int cli_outliers(int argc, char **argv) {
+    const char *model = NULL, *v;
+    double tau = 6, lf = 0.25, pf = 0.06;
+    int json = 0, bad;
+    cli_calib_opts co;
+    cli_calib_init(&co);
+    for (int i = 0; i < argc; i++) {
+        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
+            if (bad) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--tau", &v)) {
+            if (!v || !cli_float("--tau", v, 0, 1e9, &tau)) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--layer-frac", &v)) {
+            if (!v || !cli_float("--layer-frac", v, 0, 1, &lf)) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--pos-frac", &v)) {
+            if (!v || !cli_float("--pos-frac", v, 0, 1, &pf)) return EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: qscope outliers [MODEL] [--tau 6] [--layer-frac 0.25] [--pos-frac 0.06] [--json] [calibration options]");
+            return EXIT_OK;
+        } else if (argv[i][0] == '-') return cli_bad_option("outliers", argv[i]);
+        else if (!model) model = argv[i];
+        else {
+            cli_error("outliers: unexpected argument '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    qs_model *m = cli_load_model(model, NULL);
+    if (!m) return EXIT_RUNTIME;
+    qs_calib cal;
+    qs_stats *st = NULL;
+    int rc = collect(m, &co, (float)tau, &cal, &st);
+    qs_outlier *o = NULL;
+    int n = 0;
+    if (!rc && qs_stats_outliers(st, (float)tau, lf, pf, &o, &n)) {
+        cli_error("%s", qs_last_error());
+        rc = EXIT_RUNTIME;
+    }
+    if (!rc) {
+        int L = m->cfg.n_layers;
+        if (json) {
+            cJSON *root = cJSON_CreateObject();
+            cJSON_AddStringToObject(root, "model", m->path);
+            cJSON_AddNumberToObject(root, "tau", tau);
+            cJSON_AddNumberToObject(root, "layer_frac", lf);
+            cJSON_AddNumberToObject(root, "pos_frac", pf);
+            cJSON_AddNumberToObject(root, "tokens", (double)st->tokens);
+            cJSON *arr = cJSON_AddArrayToObject(root, "outliers");
+            for (int i = 0; i < n; i++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "dim", o[i].dim);
+                cJSON_AddNumberToObject(e, "inputs", o[i].n_inputs);
+                cJSON_AddNumberToObject(e, "layer_frac", o[i].layer_frac);
+                cJSON_AddNumberToObject(e, "pos_frac", o[i].pos_frac);
+                cJSON_AddNumberToObject(e, "absmax", o[i].absmax);
+                cJSON *ls = cJSON_AddArrayToObject(e, "layers");
+                for (int l = 0; l < L && l < 64; l++)
+                    if (o[i].layer_mask >> l & 1) cJSON_AddItemToArray(ls, cJSON_CreateNumber(l));
+                cJSON_AddItemToArray(arr, e);
+            }
+            char *s = cJSON_Print(root);
+            puts(s);
+            free(s);
+            cJSON_Delete(root);
+        } else {
+            printf("LLM.int8() outlier dimensions of %s: |x| >= %g in >= %.0f%% of the %d layer inputs "
+                   "(attn_in, mlp_in) at >= %.0f%% of positions; %ld calibration tokens\n",
+                   m->path, tau, 100 * lf, 2 * L, 100 * pf, st->tokens);
+            if (!n) puts("none");
+            else printf("%6s %8s %10s %9s  %s\n", "dim", "inputs", "positions", "max |x|", "layers");
+            for (int i = 0; i < n; i++) {
+                char ls[512] = "";
+                size_t k = 0;
+                for (int l = 0; l < L && l < 64 && k < sizeof ls - 8; l++)
+                    if (o[i].layer_mask >> l & 1) k += (size_t)snprintf(ls + k, sizeof ls - k, "%s%d", k ? " " : "", l);
+                printf("%6d %4d/%-3d %9.1f%% %9.2f  %s\n", o[i].dim, o[i].n_inputs, 2 * L, 100 * o[i].pos_frac, o[i].absmax,
+                       ls);
+            }
+        }
+    }
+    free(o);
+    qs_stats_free(st);
+    qs_calib_free(&cal);
+    qs_model_free(m);
+    return rc;
+}
+
+/* ---- compare ---- */
+
+typedef struct {
+    char spec[512];
+    char desc[512];
+    double ppl, nll, tok_s;
+    long long wbytes, kvbytes, params;
+    int ok;
+    char err[512];
+} row;
+
+int cli_compare(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *v;
+    const char *specs[64];
+    int n_specs = 0, json = 0, bad;
+    long ctx = 0, maxw = 0;
+    cli_calib_opts co;
+    cli_calib_init(&co);
+    for (int i = 0; i < argc; i++) {
+        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
+            if (bad) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--data", &v)) {
+            if (!v) return EXIT_USAGE;
+            data = v;
+        } else if (cli_opt_val(argc, argv, &i, "--ctx", &v)) {
+            if (!v || !cli_int("--ctx", v, 2, 1 << 20, &ctx)) return EXIT_USAGE;
+        } else if (cli_opt_val(argc, argv, &i, "--max-windows", &v)) {
+            if (!v || !cli_int("--max-windows", v, 1, INT_MAX, &maxw)) return EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--variants") || !strcmp(argv[i], "--variant")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-' && n_specs < 64) specs[n_specs++] = argv[++i];
+        } else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N] [--json]\n"
+                 "                      [--calib FILE | --calib-ids FILE] [--calib-windows N] [--calib-ctx N]");
+            return EXIT_OK;
+        } else if (argv[i][0] == '-') return cli_bad_option("compare", argv[i]);
+        else if (!model) model = argv[i];
+        else {
+            cli_error("compare: unexpected argument '%s' (variants follow --variants)", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!data) {
+        cli_error("compare: --data FILE is required");
+        return EXIT_USAGE;
+    }
+    if (!n_specs) {
+        cli_error("compare: give the variants to compare after --variants (e.g. --variants int8 rptq:W4A4 slice:ratio=0.25)");
+        return EXIT_USAGE;
+    }
+    int need_cal = 0;
+    for (int i = 0; i < n_specs; i++) {
+        int nc = qs_variant_needs_calib(specs[i]);
+        if (nc < 0) {
+            cli_error("%s", qs_last_error());
+            return EXIT_USAGE;
+        }
+        need_cal |= nc;
+    }
+    qs_model *m = cli_load_model(model, NULL);
+    if (!m) return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t len, n = 0;
+    qs_calib cal = {0};
+    qs_stats *base = NULL;
+    row *rows = calloc((size_t)n_specs + 1, sizeof *rows);
+    if (ctx > m->cfg.max_pos) {
+        cli_error("compare: --ctx %ld is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
+        goto done;
+    }
+    if (!m->tok) {
+        cli_error("%s: the model has no tokenizer", m->path);
+        goto done;
+    }
+    if (qs_io_read_all(data, &text, &len) || qs_tok_encode(m->tok, text, len, 1, &ids, &n)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (need_cal) {
+        if (cli_calib_load(m, &co, &cal)) goto done;
+        qs_stats_opts so = qs_stats_defaults();
+        so.per_token = 0;
+        if (qs_stats_collect(m, NULL, &cal, &so, cli_progress, "calibrating", &base)) {
+            cli_error("%s", qs_last_error());
+            goto done;
+        }
+    }
+    qs_ppl_opts po = {.ctx = (int)ctx, .max_windows = (int)maxw, .progress = cli_progress};
+    /* fp32 first: the reference for the differences */
+    const char *all[65];
+    all[0] = "fp32";
+    for (int i = 0; i < n_specs; i++) all[i + 1] = specs[i];
+    int total = n_specs + 1;
+    for (int i = 0; i < total; i++) {
+        row *r = &rows[i];
+        snprintf(r->spec, sizeof r->spec, "%s", all[i]);
+        po.progress_ud = r->spec;
+        qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .base_stats = base, .progress = cli_progress,
+                              .progress_ud = "calibrating"};
+        qs_variant *var = NULL;
+        qs_ctx *c = NULL;
+        qs_ppl_result pr;
+        if (qs_variant_new(m, all[i], &vo, &var) || qs_ctx_new(m, qs_variant_exec(var), (int)ctx, &c) ||
+            qs_eval_ppl(c, ids, (long)n, &po, &pr)) {
+            snprintf(r->err, sizeof r->err, "%s", qs_last_error());
+            if (!json) cli_error("%s", r->err);
+        } else {
+            r->ok = 1;
+            r->ppl = pr.ppl;
+            r->nll = pr.nll;
+            r->tok_s = pr.seconds > 0 ? pr.windows * (double)pr.ctx / pr.seconds : 0;
+            r->wbytes = qs_variant_weight_bytes(var);
+            r->kvbytes = qs_variant_kv_bytes_per_token(var);
+            r->params = qs_variant_params(var);
+            snprintf(r->spec, sizeof r->spec, "%s", qs_variant_spec(var));
+            snprintf(r->desc, sizeof r->desc, "%s", qs_variant_describe(var));
+        }
+        qs_ctx_free(c);
+        qs_variant_free(var);
+    }
+    double ref = rows[0].ok ? rows[0].ppl : NAN;
+    if (json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "model", m->path);
+        cJSON_AddStringToObject(root, "data", data);
+        if (need_cal) cJSON_AddStringToObject(root, "calibration", cal.source);
+        cJSON *arr = cJSON_AddArrayToObject(root, "variants");
+        for (int i = 0; i < total; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "variant", rows[i].spec);
+            if (rows[i].ok) {
+                cJSON_AddStringToObject(o, "description", rows[i].desc);
+                cJSON_AddNumberToObject(o, "ppl", rows[i].ppl);
+                cJSON_AddNumberToObject(o, "delta_ppl", rows[i].ppl - ref);
+                cJSON_AddNumberToObject(o, "nll", rows[i].nll);
+                cJSON_AddNumberToObject(o, "weight_bytes", (double)rows[i].wbytes);
+                cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)rows[i].kvbytes);
+                cJSON_AddNumberToObject(o, "params", (double)rows[i].params);
+                cJSON_AddNumberToObject(o, "tokens_per_second", rows[i].tok_s);
+            } else {
+                cJSON_AddStringToObject(o, "error", rows[i].err);
+            }
+            cJSON_AddItemToArray(arr, o);
+        }
+        char *s = cJSON_Print(root);
+        puts(s);
+        free(s);
+        cJSON_Delete(root);
+    } else {
+        printf("%-36s %10s %9s %9s %9s %9s\n", "variant", "ppl", "Δppl", "weight MB", "KV B/tok", "tok/s");
+        for (int i = 0; i < total; i++) {
+            if (!rows[i].ok) {
+                printf("%-36s  error: %s\n", rows[i].spec, rows[i].err);
+                continue;
+            }
+            printf("%-36s %10.4f %+9.4f %9.3f %9lld %9.0f\n", rows[i].spec, rows[i].ppl, rows[i].ppl - ref,
+                   rows[i].wbytes / 1e6, rows[i].kvbytes, rows[i].tok_s);
+        }
+    }
+    rc = EXIT_OK;
+    for (int i = 0; i < total; i++)
+        if (!rows[i].ok) rc = EXIT_RUNTIME;
+done:
+    free(rows);
+    qs_stats_free(base);
+    qs_calib_free(&cal);
+    free(text);
+    free(ids);
+    qs_model_free(m);
+    return rc;
+}

@@ -411,7 +411,7 @@ typedef struct {
 int cli_compare(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *v;
     const char *specs[64];
-    int n_specs = 0, json = 0, bad;
+    int n_specs = 0, json = 0, markdown = 0, bad;
     long ctx = 0, maxw = 0;
     cli_calib_opts co;
     cli_calib_init(&co);
@@ -428,8 +428,9 @@ int cli_compare(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--variants") || !strcmp(argv[i], "--variant")) {
             while (i + 1 < argc && argv[i + 1][0] != '-' && n_specs < 64) specs[n_specs++] = argv[++i];
         } else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--markdown")) markdown = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N] [--json]\n"
+            puts("usage: qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N] [--json|--markdown]\n"
                  "                      [--calib FILE | --calib-ids FILE] [--calib-windows N] [--calib-ctx N]");
             return EXIT_OK;
         } else if (argv[i][0] == '-') return cli_bad_option("compare", argv[i]);
@@ -547,6 +548,16 @@ int cli_compare(int argc, char **argv) {
         puts(s);
         free(s);
         cJSON_Delete(root);
+    } else if (markdown) {
+        printf("| variant | ppl | Δppl | weight MB | KV bytes/token | params | tokens/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < total; i++) {
+            if (!rows[i].ok) {
+                printf("| `%s` | error: %s | | | | | |\n", rows[i].spec, rows[i].err);
+                continue;
+            }
+            printf("| `%s` | %.3f | %+.3f | %.2f | %lld | %lld | %.0f |\n", rows[i].spec, rows[i].ppl, rows[i].ppl - ref,
+                   rows[i].wbytes / 1e6, rows[i].kvbytes, rows[i].params, rows[i].tok_s);
+        }
     } else {
         printf("%-36s %10s %9s %9s %9s %9s\n", "variant", "ppl", "Δppl", "weight MB", "KV B/tok", "tok/s");
         for (int i = 0; i < total; i++) {

@@ -78,6 +78,32 @@ void qs_quant_act(const qs_actq *q, float *x, int n, int dim) {
         for (size_t i = 0; i < (size_t)n * dim; i++) x[i] = qs_quant_fq(x[i], s, z, bits, sym, grid);
         return;
     }
+    if (q->group && q->n_groups > 0) { /* QS_AQ_TOKEN, per row and channel group */
+        int G = q->n_groups;
+        float *lo = malloc(4 * (size_t)G * sizeof *lo);
+        if (!lo) return; /* cannot happen in practice; leave x unquantized rather than crash */
+        float *hi = lo + G, *sc = hi + G, *zp = sc + G;
+        for (int r = 0; r < n; r++) {
+            float *xr = x + (size_t)r * dim;
+            for (int g = 0; g < G; g++) {
+                lo[g] = INFINITY;
+                hi[g] = -INFINITY;
+            }
+            for (int i = 0; i < dim; i++) {
+                int g = q->group[i];
+                lo[g] = xr[i] < lo[g] ? xr[i] : lo[g];
+                hi[g] = xr[i] > hi[g] ? xr[i] : hi[g];
+            }
+            for (int g = 0; g < G; g++)
+                if (lo[g] <= hi[g]) qs_quant_params(lo[g], hi[g], bits, sym, grid, &sc[g], &zp[g]);
+            for (int i = 0; i < dim; i++) {
+                int g = q->group[i];
+                xr[i] = qs_quant_fq(xr[i], sc[g], zp[g], bits, sym, grid);
+            }
+        }
+        free(lo);
+        return;
+    }
     for (int r = 0; r < n; r++) { /* QS_AQ_TOKEN */
         float *xr = x + (size_t)r * dim, lo, hi;
         row_range(xr, dim, &lo, &hi);

@@ -26,7 +26,7 @@
 typedef enum {
     QS_AQ_NONE = 0,
     QS_AQ_STATIC = 1, /* calibrated scale/zero per channel (per tensor and per cluster are special cases) */
-    QS_AQ_TOKEN = 2,  /* dynamic: one scale/zero per row (token) */
+    QS_AQ_TOKEN = 2,  /* dynamic: one scale/zero per row (token), or per row and channel group */
     QS_AQ_TENSOR = 3, /* dynamic: one scale/zero for the whole batch */
 } qs_aq_mode;
 
@@ -40,6 +40,10 @@ typedef struct {
     int grid;           /* qs_grid */
     const float *scale; /* (dim) for QS_AQ_STATIC */
     const float *zero;  /* (dim) for QS_AQ_STATIC */
+    /* QS_AQ_TOKEN with groups: one dynamic scale/zero per token and group of
+     * channels (group[c] in [0, n_groups)); NULL: the whole row. */
+    const int32_t *group;
+    int n_groups;
 } qs_actq;
 
 static inline int qs_actq_on(const qs_actq *q) { return q && q->bits > 0 && q->bits < 16 && q->mode; }

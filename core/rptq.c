@@ -50,6 +50,7 @@ typedef struct {
     int reorder;             /* fold the permutations */
     int reorder_qk;          /* fold R2 (not with RoPE) */
     int w_bits, w_group, w_sym, w_cluster;
+    int dynamic;             /* per token and cluster scales instead of calibrated ones */
 } rptq_plan;
 
 static const qs_site rptq_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
@@ -82,6 +83,7 @@ static qs_status plan_default(const qs_variant *v, const qs_step *s, rptq_plan *
     p->w_group = s->w_group;
     p->w_sym = s->w_sym;
     p->w_cluster = s->w_cluster;
+    p->dynamic = s->a_mode == QS_AQ_TOKEN;
     return QS_OK;
 }
 
@@ -179,7 +181,15 @@ static qs_status permute_norm(qs_variant *v, qs_norm *nm, const int32_t *p) {
 static qs_status permute_site_q(qs_variant *v, int layer, qs_site site, const int32_t *p, int dim) {
     if (!v->aq || !p) return QS_OK;
     qs_actq *q = &v->aq[(size_t)layer * QS_SITE_COUNT + site];
-    if (!qs_actq_on(q) || q->mode != QS_AQ_STATIC) return QS_OK;
+    if (!qs_actq_on(q)) return QS_OK;
+    if (q->mode == QS_AQ_TOKEN && q->group) {
+        int32_t *g = qs_variant_ints(v, (size_t)dim);
+        if (!g) return QS_ENOMEM;
+        for (int j = 0; j < dim; j++) g[j] = q->group[p[j]];
+        q->group = g;
+        return QS_OK;
+    }
+    if (q->mode != QS_AQ_STATIC) return QS_OK;
     float *sz = qs_variant_floats(v, 2 * (size_t)dim);
     if (!sz) return QS_ENOMEM;
     for (int j = 0; j < dim; j++) {
@@ -197,8 +207,15 @@ static qs_status permute_site_q(qs_variant *v, int layer, qs_site site, const in
  * mins, max of their maxes), written per position (position j holds channel
  * perm[j]; perm NULL: identity). */
 static qs_status site_quantizer(qs_variant *v, int layer, qs_site site, const qs_site_stats *ss, const int *lab,
-                                int n_clu, const int32_t *perm, int bits, qs_grid grid) {
+                                int n_clu, const int32_t *perm, int bits, qs_grid grid, int dynamic) {
     qs_actq *q = qs_variant_site_q(v, layer, site);
+    if (q && dynamic) { /* the clusters only group channels; ranges come from each token */
+        int32_t *g = qs_variant_ints(v, (size_t)ss->dim);
+        if (!g) return QS_ENOMEM;
+        for (int j = 0; j < ss->dim; j++) g[j] = lab[perm ? perm[j] : j];
+        *q = (qs_actq){.bits = bits, .mode = QS_AQ_TOKEN, .grid = grid, .group = g, .n_groups = n_clu};
+        return QS_OK;
+    }
     float *sz = qs_variant_floats(v, 2 * (size_t)ss->dim);
     float *lo = malloc(4 * (size_t)n_clu * sizeof *lo);
     if (!q || !sz || !lo) {
@@ -450,7 +467,8 @@ static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *s
     for (int i = 0; i < N_RPTQ_SITES; i++) {
         int bits = p->bits[qz[i].site];
         if (bits >= 16) continue;
-        if ((st = site_quantizer(v, l, qz[i].site, qz[i].ss, qz[i].lab, qz[i].n, qz[i].perm, bits, p->grid))) goto done;
+        if ((st = site_quantizer(v, l, qz[i].site, qz[i].ss, qz[i].lab, qz[i].n, qz[i].perm, bits, p->grid, p->dynamic)))
+            goto done;
         *changed = 1;
     }
 done:

@@ -124,6 +124,13 @@ static qs_status parse_kv(const char *spec, qs_step *s, char *key, char *val) {
         }
     }
     if (m == QS_M_RPTQ) {
+        if (!strcmp(key, "act")) {
+            if (!strcmp(val, "static")) s->a_mode = QS_AQ_STATIC;
+            else if (!strcmp(val, "token")) s->a_mode = QS_AQ_TOKEN;
+            else return qs_fail(QS_EARG, "%s: 'act' is static (calibrated cluster ranges) or token (dynamic per token "
+                                "and cluster), got '%s'", spec, val);
+            return QS_OK;
+        }
         if (!strcmp(key, "g")) return get_int(spec, key, val, 1, 4096, &s->g);
         if (!strcmp(key, "g_head")) return get_int(spec, key, val, 1, 1024, &s->g_head);
         if (!strcmp(key, "norm_a")) return get_bits(spec, key, val, &s->norm_a);
@@ -193,6 +200,7 @@ void qs_spec_step_format(const qs_step *s, char *buf, size_t cap) {
                 if (s->g_site[i]) KV("g_%s=%d", qs_site_name(i), s->g_site[i]);
             if (s->norm_a) KV("norm_a=%d", s->norm_a);
             if (s->w_cluster) KV("wgroups=%s", "cluster");
+            if (s->a_mode == QS_AQ_TOKEN) KV("act=%s", "token");
             if (!s->reorder) KV("reorder=%d", 0);
             if (s->ref) KV("ref=%d", 1);
         }

@@ -4,7 +4,7 @@
  *   fp32
  *   rtn:w=4,group=128,sym=1,a=4,act=tensor|token,kv=8
  *   int8:threshold=6,act=token|tensor
- *   rptq:w=4,a=4,kv=4,g=32            rptq:W4A4KV (the paper's setting names)
+ *   rptq:w=4,a=4,kv=4,g=32,act=static|token   rptq:W4A4KV (the paper's setting names)
  *   slice:ratio=0.25
  *   slice:ratio=0.25+int8             methods chain with '+'
  *
@@ -37,7 +37,8 @@ typedef struct {
     int w_gptq;       /* GPTQ instead of round-to-nearest */
     /* activations (rtn, rptq): a covers every activation site, kv the K/V cache */
     int a_bits;       /* 16: not quantized */
-    int a_mode;       /* QS_AQ_STATIC (per tensor / per cluster, calibrated) or QS_AQ_TOKEN */
+    int a_mode;       /* QS_AQ_STATIC (per tensor / per cluster, calibrated) or QS_AQ_TOKEN
+                         (rtn: per token; rptq: per token and cluster, dynamic) */
     int a_sym;
     int kv_bits;      /* 16: as a */
     int norm_a;       /* rptq: bits of the norm outputs (attn_in, mlp_in); 0: as a */

@@ -156,3 +156,33 @@ TEST(spec_errors_name_the_problem) {
               bad[i].needle);
     }
 }
+
+TEST(quant_act_token_groups) {
+    /* per token and group: each (row, group) gets the range of its own values */
+    int n = 3, dim = 10, G = 3;
+    int32_t grp[10] = {0, 1, 2, 0, 1, 2, 2, 2, 0, 1};
+    float x[30], y[30];
+    for (int i = 0; i < 30; i++) x[i] = (float)sin(i * 0.9) * (i % 10 == 4 ? 40 : 1);
+    memcpy(y, x, sizeof x);
+    qs_actq q = {.bits = 4, .mode = QS_AQ_TOKEN, .group = grp, .n_groups = G};
+    qs_quant_act(&q, y, n, dim);
+    for (int r = 0; r < n; r++)
+        for (int g = 0; g < G; g++) {
+            float lo = INFINITY, hi = -INFINITY, s, z;
+            for (int i = 0; i < dim; i++)
+                if (grp[i] == g) {
+                    lo = fminf(lo, x[r * dim + i]);
+                    hi = fmaxf(hi, x[r * dim + i]);
+                }
+            qs_quant_params(lo, hi, 4, 0, QS_GRID_STD, &s, &z);
+            for (int i = 0; i < dim; i++)
+                if (grp[i] == g)
+                    CHECK(y[r * dim + i] == qs_quant_fq(x[r * dim + i], s, z, 4, 0, QS_GRID_STD), "row %d channel %d", r, i);
+        }
+    /* the outlier channel (4, group 1) does not coarsen groups 0 and 2 */
+    double err0 = 0;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < dim; i++)
+            if (grp[i] != 1) err0 = fmax(err0, fabs(y[r * dim + i] - x[r * dim + i]));
+    CHECK(err0 < 0.1, "groups without the outlier have error %.3g", err0);
+}

@@ -66,6 +66,12 @@ const char *qs_blas_describe(void) {
     return buf;
 }
 
+void qs_blas_dgemm(int ta, int tb, int m, int n, int k, double alpha, const double *a, int lda,
+                   const double *b, int ldb, double beta, double *c, int ldc) {
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 void qs_blas_dsyrk_acc(int n, int dim, const double *x, double *c) {
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, dim, n, 1.0, x, dim, 1.0, c, dim);
 }

@@ -24,6 +24,11 @@ void qs_blas_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, 
 void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
                   float beta, float *y);
 
+/* C (m, n) = alpha * op(A) . op(B) + beta * C in float64, row-major; op(X)
+ * is X^T when its flag (ta, tb) is set; op(A) is (m, k), op(B) (k, n). */
+void qs_blas_dgemm(int ta, int tb, int m, int n, int k, double alpha, const double *a, int lda,
+                   const double *b, int ldb, double beta, double *c, int ldc);
+
 /* C (dim, dim) += X^T X for X (n, dim) row-major, float64; upper triangle
  * only (mirror it with qs_blas_symmetrize). */
 void qs_blas_dsyrk_acc(int n, int dim, const double *x, double *c);

@@ -252,6 +252,83 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
 /* x (n, l->n_in) -> y (n, l->n_out); x and y distinct */
 static void skip(const qs_linear *l, const float *x, int n, float *y) { qs_blas_linear(x, n, l, y); }
 
+/* Block l on the residual rows *x (n, the block's input width) at positions
+ * pos0..: its keys and values go to the cache, *x ends as the block's output.
+ * A SliceGPT shortcut writes into *x2 and swaps the two buffers. */
+static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
+    const qs_config *cfg = &c->m->cfg;
+    const qs_weights *w = c->x.w;
+    float *x = *xp, *x2 = *x2p;
+    const qs_layer *L = &w->layers[l];
+    float *kdst = c->kc + ((size_t)l * c->capacity + pos0) * c->kvd;
+    float *vdst = c->vc + ((size_t)l * c->capacity + pos0) * c->kvd;
+    int d_in = L->attn_norm.dim, d_mid = L->o.n_out, d_out = L->down.n_out, dff = L->up.n_out;
+
+    /* attention */
+    norm(c, &L->attn_norm, x, n, c->xn);
+    SITE(l, QS_SITE_ATTN_IN, c->xn, d_in);
+    linear(c, l, 0, &L->q, c->xn, n, c->q);
+    linear(c, -1, 0, &L->k, c->xn, n, kdst);
+    linear(c, -1, 0, &L->v, c->xn, n, vdst);
+    if (c->rope_cos) {
+        int half = c->hd / 2;
+        for (int i = 0; i < n; i++) {
+            const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
+            const float *sn = c->rope_sin + (size_t)(pos0 + i) * half;
+            qs_ops_rope(c->q + (size_t)i * c->qd, cfg->n_heads, c->hd, cs, sn);
+            qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, cs, sn);
+        }
+    }
+    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_Q, c->q, n, c->qd, pos0);
+    if (c->x.q_prescale) {
+        float sc = 1.0f / sqrtf((float)c->hd);
+        for (size_t i = 0; i < (size_t)n * c->qd; i++) c->q[i] *= sc;
+    }
+    if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)l * QS_SITE_COUNT + QS_SITE_Q], c->q, n, c->qd);
+    SITE(l, QS_SITE_K, kdst, c->kvd); /* quantized in the cache: the KV cache's precision */
+    SITE(l, QS_SITE_V, vdst, c->kvd);
+    attention(c, l, n, pos0);
+    SITE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
+    linear(c, l, 1, &L->o, c->att, n, c->tmp);
+    if (L->attn_skip.w) { /* SliceGPT: the residual changes basis and width */
+        skip(&L->attn_skip, x, n, x2);
+        float *t = x;
+        x = x2;
+        x2 = t;
+    }
+    qs_ops_add(x, c->tmp, (size_t)n * d_mid);
+    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID_MID, x, n, d_mid, pos0);
+
+    /* MLP */
+    norm(c, &L->mlp_norm, x, n, c->xn);
+    SITE(l, QS_SITE_MLP_IN, c->xn, d_mid);
+    linear(c, l, 2, &L->up, c->xn, n, c->ff);
+    size_t nf = (size_t)n * dff;
+    if (L->gate.w || L->gate.i8) {
+        linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
+        qs_ops_swiglu(c->ff, c->ff2, nf);
+    } else {
+        switch (cfg->act) {
+        case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
+        case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
+        case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
+        case QS_ACT_SILU: qs_ops_silu(c->ff, nf); break;
+        }
+    }
+    SITE(l, QS_SITE_MLP_MID, c->ff, dff);
+    linear(c, l, 3, &L->down, c->ff, n, c->tmp);
+    if (L->mlp_skip.w) {
+        skip(&L->mlp_skip, x, n, x2);
+        float *t = x;
+        x = x2;
+        x2 = t;
+    }
+    qs_ops_add(x, c->tmp, (size_t)n * d_out);
+    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID, x, n, d_out, pos0);
+    *xp = x;
+    *x2p = x2;
+}
+
 qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_logits_mode mode) {
     const qs_config *cfg = &c->m->cfg;
     const qs_weights *w = c->x.w;
@@ -279,74 +356,7 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
     if (c->obs) c->obs(c->obs_ud, 0, QS_SITE_EMBED, x, n, d, pos0);
 
     int n_run = c->x.stop_layer > 0 && c->x.stop_layer < cfg->n_layers ? c->x.stop_layer : cfg->n_layers;
-    for (int l = 0; l < n_run; l++) {
-        const qs_layer *L = &w->layers[l];
-        float *kdst = c->kc + ((size_t)l * c->capacity + pos0) * c->kvd;
-        float *vdst = c->vc + ((size_t)l * c->capacity + pos0) * c->kvd;
-        int d_in = L->attn_norm.dim, d_mid = L->o.n_out, d_out = L->down.n_out, dff = L->up.n_out;
-
-        /* attention */
-        norm(c, &L->attn_norm, x, n, c->xn);
-        SITE(l, QS_SITE_ATTN_IN, c->xn, d_in);
-        linear(c, l, 0, &L->q, c->xn, n, c->q);
-        linear(c, -1, 0, &L->k, c->xn, n, kdst);
-        linear(c, -1, 0, &L->v, c->xn, n, vdst);
-        if (c->rope_cos) {
-            int half = c->hd / 2;
-            for (int i = 0; i < n; i++) {
-                const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
-                const float *sn = c->rope_sin + (size_t)(pos0 + i) * half;
-                qs_ops_rope(c->q + (size_t)i * c->qd, cfg->n_heads, c->hd, cs, sn);
-                qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, cs, sn);
-            }
-        }
-        if (c->obs) c->obs(c->obs_ud, l, QS_SITE_Q, c->q, n, c->qd, pos0);
-        if (c->x.q_prescale) {
-            float sc = 1.0f / sqrtf((float)c->hd);
-            for (size_t i = 0; i < (size_t)n * c->qd; i++) c->q[i] *= sc;
-        }
-        if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)l * QS_SITE_COUNT + QS_SITE_Q], c->q, n, c->qd);
-        SITE(l, QS_SITE_K, kdst, c->kvd); /* quantized in the cache: the KV cache's precision */
-        SITE(l, QS_SITE_V, vdst, c->kvd);
-        attention(c, l, n, pos0);
-        SITE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
-        linear(c, l, 1, &L->o, c->att, n, c->tmp);
-        if (L->attn_skip.w) { /* SliceGPT: the residual changes basis and width */
-            skip(&L->attn_skip, x, n, x2);
-            float *t = x;
-            x = x2;
-            x2 = t;
-        }
-        qs_ops_add(x, c->tmp, (size_t)n * d_mid);
-        if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID_MID, x, n, d_mid, pos0);
-
-        /* MLP */
-        norm(c, &L->mlp_norm, x, n, c->xn);
-        SITE(l, QS_SITE_MLP_IN, c->xn, d_mid);
-        linear(c, l, 2, &L->up, c->xn, n, c->ff);
-        size_t nf = (size_t)n * dff;
-        if (L->gate.w || L->gate.i8) {
-            linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
-            qs_ops_swiglu(c->ff, c->ff2, nf);
-        } else {
-            switch (cfg->act) {
-            case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
-            case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
-            case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
-            case QS_ACT_SILU: qs_ops_silu(c->ff, nf); break;
-            }
-        }
-        SITE(l, QS_SITE_MLP_MID, c->ff, dff);
-        linear(c, l, 3, &L->down, c->ff, n, c->tmp);
-        if (L->mlp_skip.w) {
-            skip(&L->mlp_skip, x, n, x2);
-            float *t = x;
-            x = x2;
-            x2 = t;
-        }
-        qs_ops_add(x, c->tmp, (size_t)n * d_out);
-        if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID, x, n, d_out, pos0);
-    }
+    for (int l = 0; l < n_run; l++) block(c, l, &x, &x2, n, pos0);
 
     if (n_run < cfg->n_layers) {
         c->pos = pos0 + n;
@@ -363,6 +373,27 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
 
     if (mode == QS_LOGITS_ALL) return qs_ctx_head_rows(c, 0, n, logits);
     if (mode == QS_LOGITS_LAST) return qs_ctx_head_rows(c, n - 1, 1, logits);
+    return QS_OK;
+}
+
+qs_status qs_forward_blocks(qs_ctx *c, int first, int last, const float *x, int n, float *y) {
+    const qs_config *cfg = &c->m->cfg;
+    const qs_weights *w = c->x.w;
+    if (first < 0 || last > cfg->n_layers || first >= last)
+        return qs_fail(QS_EARG, "forward: blocks [%d, %d) outside the model's %d", first, last, cfg->n_layers);
+    if (n <= 0) return qs_fail(QS_EARG, "forward: no rows");
+    int pos0 = c->pos;
+    if (pos0 + n > c->capacity)
+        return qs_fail(QS_EARG, "forward: %d rows after %d cached exceed the context of %d", n, pos0, c->capacity);
+    qs_status st = grow(c, n);
+    if (st) return st;
+    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)cfg->n_layers * 4 * sizeof(int));
+    float *a = c->res, *b = c->res2;
+    memcpy(a, x, (size_t)n * w->layers[first].attn_norm.dim * sizeof(float));
+    for (int l = first; l < last; l++) block(c, l, &a, &b, n, pos0);
+    memcpy(y, a, (size_t)n * w->layers[last - 1].down.n_out * sizeof(float));
+    c->pos = pos0 + n;
+    c->last_n = 0;
     return QS_OK;
 }
 

@@ -81,6 +81,13 @@ void qs_ctx_observe(qs_ctx *c, qs_observe_fn fn, void *ud);
  * stay available through qs_ctx_head_rows() until the next call. */
 qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_logits_mode mode);
 
+/* Run blocks [first, last) on residual rows x (n, the input width of block
+ * first) at the cache's current position, appending their keys and values;
+ * observers fire as in qs_forward. y (n, the output width of block last-1)
+ * receives the result. For methods that rebuild a model block by block from
+ * cached block inputs (SliceGPT's calibration). */
+qs_status qs_forward_blocks(qs_ctx *c, int first, int last, const float *x, int n, float *y);
+
 /* logits (count, vocab) for rows [row0, row0+count) of the last call. */
 qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits);
 

@@ -45,5 +45,9 @@ qs_status qs_variant_set_eig(qs_variant *v, int layer, int which, const double *
 /* The method steps. */
 qs_status qs_rptq_apply(qs_variant *v, const qs_step *s);
 qs_status qs_slice_apply(qs_variant *v, const qs_step *s);
+/* SliceGPT's norm fusion alone (slicegpt.c): every norm's gain and bias go
+ * into its neighbours and the norms become weightless RMS norms; the
+ * variant computes what it did before. The first half of qs_slice_apply. */
+qs_status qs_slice_fuse(qs_variant *v);
 
 #endif

@@ -11,13 +11,9 @@
 #include <string.h>
 
 #include "blas.h"
+#include "int8.h"
 #include "ops.h"
 
-/* The LLM.int8() kernel (core/int8.c) behind a linear whose i8 is set. */
-static void qs_int8_run(const struct qs_int8_linear *l, const float *x, int n, float thr, float *y, int *outl) {
-    (void)l; (void)x; (void)n; (void)thr; (void)y;
-    *outl = 0;
-}
 
 #define QBLOCK 128 /* query rows per attention block */
 
@@ -41,7 +37,8 @@ struct qs_ctx {
     float *scores; /* (QBLOCK, capacity) */
     int last_n;    /* rows of the last call (xn holds their final hidden) */
     int last_d;    /* width of the final hidden */
-    int *i8_outliers; /* (n_layers, 4) or NULL */
+    int *i8_outliers; /* (n_layers, 4) most outlier columns seen, or NULL */
+    qs_status failed; /* a kernel's failure inside the pass (int8 scratch) */
     qs_observe_fn obs;
     void *obs_ud;
 };
@@ -168,7 +165,7 @@ static qs_status grow(qs_ctx *c, int n) {
     free_scratch(c);
     size_t r = (size_t)n;
     int gated = 0;
-    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL || c->x.w->layers[l].gate.i8 != NULL;
     c->res = xalloc(r * c->d * sizeof(float));
     c->res2 = xalloc(r * c->d * sizeof(float));
     c->xn = xalloc(r * c->d * sizeof(float));
@@ -205,11 +202,18 @@ static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, floa
  * input site for the int8 outlier count (attn_in, attn_out, mlp_in, mlp_mid). */
 static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
     if (l->i8) {
-        int outl = 0;
-        qs_int8_run(l->i8, x, n, c->x.int8_threshold, y, &outl);
+        /* the layer's scratch is its own: an int8 variant runs in one context
+         * at a time (qs_int8_linear_forward serialises callers) */
+        qs_int8_stats st = {0};
+        qs_status s = qs_int8_linear_forward((qs_int8_linear *)l->i8, x, n, c->x.int8_threshold,
+                                             c->x.int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN, y, &st);
+        if (s) { /* only out of memory: leave zeros rather than garbage */
+            memset(y, 0, (size_t)n * l->n_out * sizeof(float));
+            c->failed = s;
+        }
         if (c->i8_outliers && layer >= 0) {
             int *slot = &c->i8_outliers[layer * 4 + which];
-            *slot = outl > *slot ? outl : *slot;
+            *slot = st.n_outliers > *slot ? st.n_outliers : *slot;
         }
         return;
     }
@@ -343,7 +347,7 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
                            ids[i], pos0 + i, cfg->vocab);
     qs_status st = grow(c, n);
     if (st) return st;
-    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)cfg->n_layers * 4 * sizeof(int));
+    c->failed = QS_OK;
 
     /* embeddings */
     int d = w->d_embed ? w->d_embed : cfg->d_model;
@@ -358,6 +362,7 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
     int n_run = c->x.stop_layer > 0 && c->x.stop_layer < cfg->n_layers ? c->x.stop_layer : cfg->n_layers;
     for (int l = 0; l < n_run; l++) block(c, l, &x, &x2, n, pos0);
 
+    if (c->failed) return c->failed; /* the kernel set the message */
     if (n_run < cfg->n_layers) {
         c->pos = pos0 + n;
         c->last_n = 0; /* no head rows */
@@ -387,10 +392,11 @@ qs_status qs_forward_blocks(qs_ctx *c, int first, int last, const float *x, int 
         return qs_fail(QS_EARG, "forward: %d rows after %d cached exceed the context of %d", n, pos0, c->capacity);
     qs_status st = grow(c, n);
     if (st) return st;
-    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)cfg->n_layers * 4 * sizeof(int));
+    c->failed = QS_OK;
     float *a = c->res, *b = c->res2;
     memcpy(a, x, (size_t)n * w->layers[first].attn_norm.dim * sizeof(float));
     for (int l = first; l < last; l++) block(c, l, &a, &b, n, pos0);
+    if (c->failed) return c->failed;
     memcpy(y, a, (size_t)n * w->layers[last - 1].down.n_out * sizeof(float));
     c->pos = pos0 + n;
     c->last_n = 0;
@@ -401,8 +407,13 @@ qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits) {
     if (row0 < 0 || count <= 0 || row0 + count > c->last_n)
         return qs_fail(QS_EARG, "head rows [%d, %d) outside the last batch of %d", row0, row0 + count,
                        c->last_n);
+    c->failed = QS_OK;
     linear(c, -1, 0, &c->x.w->head, c->xn + (size_t)row0 * c->last_d, count, logits);
-    return QS_OK;
+    return c->failed;
+}
+
+void qs_ctx_int8_clear(qs_ctx *c) {
+    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)c->m->cfg.n_layers * 4 * sizeof(int));
 }
 
 const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer) {

@@ -56,6 +56,7 @@ typedef struct {
     int prob_levels;         /* softmax probabilities rounded to multiples of 1/levels; 0: off */
     int q_prescale;          /* apply 1/sqrt(head_dim) to q before its quantizer (RPTQ reference) */
     float int8_threshold;    /* LLM.int8() outlier threshold for linears with an int8 kernel */
+    int int8_act;            /* 0: int8 activation scales per token, 1: per tensor */
     int stop_layer;          /* run blocks [0, stop_layer) only and stop (no head): a calibration
                                 pass that needs one layer's inputs; 0: the whole model */
 } qs_exec;
@@ -91,10 +92,12 @@ qs_status qs_forward_blocks(qs_ctx *c, int first, int last, const float *x, int 
 /* logits (count, vocab) for rows [row0, row0+count) of the last call. */
 qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits);
 
-/* LLM.int8() outlier columns seen by layer l's linears in the last call
- * (q/k/v share the attention input, so they count once): attn_in, attn_out,
- * mlp_in, mlp_mid. NULL when the pass runs no int8 kernel. */
+/* LLM.int8() outlier columns of layer l's linear inputs: the most seen in
+ * one call since the context was made or last cleared, for attn_in (q/k/v
+ * share it), attn_out, mlp_in, mlp_mid. NULL when the pass runs no int8
+ * kernel. */
 const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer);
+void qs_ctx_int8_clear(qs_ctx *c);
 
 /* Bytes of KV cache per token (all layers, k and v, fp32). */
 long long qs_ctx_kv_bytes_per_token(const qs_model *m);

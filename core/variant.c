@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "int8.h"
 #include "quant.h"
 
 float *qs_variant_floats(qs_variant *v, size_t n) { return qs_store_alloc(v->store, n * sizeof(float)); }
@@ -108,13 +109,14 @@ qs_status qs_variant_stats(qs_variant *v, const qs_stats_opts *o, qs_stats **out
 static long long lin_bytes(const qs_linear *l) {
     if (!l->w && !l->i8) return 0;
     long long bias = l->b ? 4LL * l->n_out : 0;
-    if (l->i8) return (long long)l->n_out * l->n_in + 4LL * l->n_out + bias; /* int8 codes + row scales */
+    if (l->i8) /* int8 codes + fp32 row scales + fp32 bias (kept inside the int8 layer) */
+        return (long long)l->n_out * l->n_in + 4LL * l->n_out + bias;
     if (l->bits) return qs_quant_weight_bytes(l->n_out, l->n_in, l->bits, l->group, l->asym) + bias;
     return 4LL * l->n_out * l->n_in + bias;
 }
 
 static long long lin_params(const qs_linear *l) {
-    return (l->w || l->i8) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+    return l->w ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
 static long long norm_n(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }
@@ -179,6 +181,8 @@ const char *qs_variant_describe(const qs_variant *v) { return v->desc[0] ? v->de
 
 void qs_variant_free(qs_variant *v) {
     if (!v) return;
+    for (int i = 0; i < v->n_i8; i++) qs_int8_linear_free(v->i8s[i]);
+    free(v->i8s);
     qs_store_free(v->store);
     free(v);
 }
@@ -352,6 +356,45 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
 }
 
 static qs_status apply_int8(qs_variant *v, const qs_step *s) {
-    (void)s;
-    return qs_fail(QS_EUNSUPPORTED, "%s: the int8 kernel is not available", v->spec.text);
+    const qs_config *c = &v->m->cfg;
+    int n_lin = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        qs_layer *L = &v->w.layers[l];
+        qs_linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+        for (int j = 0; j < 7; j++) {
+            qs_linear *lin = ls[j];
+            if (!lin->w) continue;
+            if (lin->bits)
+                return qs_fail(QS_EARG, "%s: layer %d's weights are already %d-bit; int8 replaces fp32 weights",
+                               v->spec.text, l, lin->bits);
+            qs_int8_linear *q;
+            qs_status st = qs_int8_linear_new(lin->w, lin->b, lin->n_out, lin->n_in, &q);
+            if (st) return qs_fail_prefix(st, "%s: layer %d", v->spec.text, l);
+            if (v->n_i8 == v->cap_i8) {
+                int nc = v->cap_i8 ? 2 * v->cap_i8 : 64;
+                void **ni = realloc(v->i8s, (size_t)nc * sizeof *ni);
+                if (!ni) {
+                    qs_int8_linear_free(q);
+                    return qs_fail(QS_ENOMEM, "out of memory");
+                }
+                v->i8s = ni;
+                v->cap_i8 = nc;
+            }
+            v->i8s[v->n_i8++] = q;
+            lin->i8 = q;
+            lin->w = NULL; /* the int8 codes are the only copy, as in bitsandbytes; b stays to
+                              say there is a bias (the kernel adds its own copy) */
+            n_lin++;
+        }
+    }
+    v->exec.int8_threshold = s->threshold;
+    v->exec.int8_act = s->int8_act;
+    if (s->threshold > 0)
+        qs_variant_note(v, "LLM.int8(): int8 weights per row, int8 activations per %s, feature columns with |x| >= %g in fp32 "
+                           "(%d linears)", s->int8_act ? "tensor" : "token", s->threshold, n_lin);
+    else
+        qs_variant_note(v, "int8 weights per row, int8 activations per %s, no outlier decomposition (%d linears)",
+                        s->int8_act ? "tensor" : "token", n_lin);
+    v->modified = 1;
+    return QS_OK;
 }

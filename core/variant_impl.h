@@ -23,6 +23,8 @@ struct qs_variant {
     int kv_dynamic;     /* per-token scale/zero stored with the cache */
     int **clusters;     /* (n_layers + 1) x QS_SITE_COUNT labels, or NULL */
     int *n_clusters;
+    void **i8s;         /* LLM.int8() layers the variant owns (qs_int8_linear) */
+    int n_i8, cap_i8;
     double **eig;       /* (n_layers, 2) eigenvalue arrays, or NULL */
     int *eig_n, *eig_kept;
 };

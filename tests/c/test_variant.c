@@ -158,3 +158,65 @@ TEST(variant_baselines_order_on_eval_text) {
     free(ids);
     qs_model_free(m);
 }
+
+/* LLM.int8() at tau = 6 stays within 1% of fp32 on heldout text; the
+ * tau = 0 (vector-wise) and per-tensor baselines are reported beside it. */
+static void check_int8(const char *name) {
+    char p[256];
+    snprintf(p, sizeof p, "models/%s", name);
+    qs_model *m;
+    REQUIRE(qs_model_load(th_path(p), NULL, &m) == QS_OK, "%s", qs_last_error());
+    char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n;
+    REQUIRE(qs_io_read_all(th_path("data/heldout.txt"), &text, &len) == QS_OK, "%s", qs_last_error());
+    REQUIRE(qs_tok_encode(m->tok, text, len, 1, &ids, &n) == QS_OK, "%s", qs_last_error());
+    free(text);
+    const char *specs[] = {"fp32", "int8:threshold=6", "int8:threshold=0", "int8:threshold=0,act=tensor"};
+    double ppl[4];
+    int outl_total = 0, outl_layers = 0;
+    for (int i = 0; i < 4; i++) {
+        qs_variant *v;
+        qs_ctx *c;
+        REQUIRE(qs_variant_new(m, specs[i], NULL, &v) == QS_OK, "%s", qs_last_error());
+        REQUIRE(qs_ctx_new(m, qs_variant_exec(v), 512, &c) == QS_OK, "%s", qs_last_error());
+        qs_ppl_opts o = {.ctx = 512, .max_windows = 8};
+        qs_ppl_result r;
+        REQUIRE(qs_eval_ppl(c, ids, (long)n, &o, &r) == QS_OK, "%s", qs_last_error());
+        ppl[i] = r.ppl;
+        if (i == 1)
+            for (int l = 0; l < m->cfg.n_layers; l++) {
+                const int *ol = qs_ctx_int8_outliers(c, l);
+                REQUIRE(ol, "no outlier counts for an int8 variant");
+                int t = ol[0] + ol[1] + ol[2] + ol[3];
+                outl_total += t;
+                outl_layers += t > 0;
+            }
+        if (i == 0) CHECK(qs_ctx_int8_outliers(c, 0) == NULL, "fp32 reports int8 outliers");
+        if (i > 0)
+            CHECK(qs_variant_weight_bytes(v) < qs_model_weight_bytes(m) / 2 + 4LL * m->cfg.vocab * m->cfg.d_model,
+                  "int8 bytes %lld", qs_variant_weight_bytes(v));
+        qs_ctx_free(c);
+        qs_variant_free(v);
+    }
+    printf("  %s heldout ppl (8 x 512): fp32 %.4f | int8 tau=6 %.4f (%+.2f%%) | tau=0 %.4f | per-tensor %.4f; "
+           "outlier columns in %d layers\n", name, ppl[0], ppl[1], 100 * (ppl[1] / ppl[0] - 1), ppl[2], ppl[3], outl_layers);
+    CHECK(fabs(ppl[1] / ppl[0] - 1) < 0.01, "%s: int8 at tau 6 is %.3f%% from fp32", name, 100 * (ppl[1] / ppl[0] - 1));
+    CHECK(ppl[1] <= ppl[2] * 1.0001, "%s: decomposition %.4f worse than none %.4f", name, ppl[1], ppl[2]);
+    free(ids);
+    qs_model_free(m);
+}
+
+TEST(variant_int8_opt) {
+    NEED_SHARED();
+    check_int8("opt-mini");
+}
+TEST(variant_int8_gpt2) {
+    NEED_SHARED();
+    check_int8("gpt2-mini");
+}
+TEST(variant_int8_llama) {
+    NEED_SHARED();
+    check_int8("llama-mini");
+}

@@ -202,8 +202,8 @@ static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, floa
  * input site for the int8 outlier count (attn_in, attn_out, mlp_in, mlp_mid). */
 static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
     if (l->i8) {
-        /* the layer's scratch is its own: an int8 variant runs in one context
-         * at a time (qs_int8_linear_forward serialises callers) */
+        /* the layer's scratch is its own: contexts running one int8 variant
+         * take turns on it (a mutex in the layer) */
         qs_int8_stats st = {0};
         qs_status s = qs_int8_linear_forward((qs_int8_linear *)l->i8, x, n, c->x.int8_threshold,
                                              c->x.int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN, y, &st);

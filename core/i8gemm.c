@@ -27,9 +27,9 @@
 #define MR_MAX 8 /* rows of C per micro-tile, at most */
 #define VNNI_MR 8
 #define AVX2_MR 2
-#include <stdio.h>
-static int KCG = 128, MC = 256, PC0 = 8; /*TMPX*/
-__attribute__((constructor)) static void tmpx(void){ if(getenv("XKCG")) KCG=atoi(getenv("XKCG")); if(getenv("XMC")) MC=atoi(getenv("XMC")); if(getenv("XPC")) PC0=atoi(getenv("XPC")); }
+#define KCG 128 /* K groups (of 4 bytes) per K slice */
+#define MC 256  /* rows per task (a multiple of the micro-tile heights) */
+#define PC 8    /* panels per task at most */
 
 struct qs_i8mat {
     int n, k;       /* logical shape of B (N, K) */
@@ -197,7 +197,11 @@ typedef struct {
     const qs_i8mat *b;
     int32_t *c;
     int ldc;
-    void *ap;          /* packed A, (M, kg, 4) in micro-panels; NULL for ref */
+    /* packed A, NULL for ref: rows cut into micro-panels of mr rows (the last
+     * one shorter); the panel of rows r.. starts at element r * kg * 4 and
+     * holds, for each K group g, h rows x 4 elements (u8 A + 128 for VNNI,
+     * int16 for AVX2) */
+    void *ap;
     int mr;            /* micro-panel height of the packed A */
     int mt, nt;        /* task grid: row blocks x panel blocks */
     int mc, pc;        /* rows, panels per task */
@@ -206,8 +210,8 @@ typedef struct {
     int16_t *bw;       /* AVX2: per thread, one B slice widened (kcg x 64) */
 } job;
 
-/* Rows [m0, m1) of a micro-panel-packed A start at m0 * kg * 4 elements;
- * a micro-panel of h rows holds, for each group g, h x 4 elements. */
+/* The plain C kernel over the packed B (so the packing is tested too);
+ * reads A unpacked. */
 static void task_ref(const job *J, int m0, int m1, int p0, int p1) {
     const qs_i8mat *B = J->b;
     for (int m = m0; m < m1; m++) {
@@ -394,7 +398,8 @@ static void pack_a_u8(const job *J, int m0, int m1) {
 
 /* ---- AVX2 -------------------------------------------------------------- */
 
-/* One micro-tile with int16 arithmetic. ap: MR-row micro-panel slice of A as
+/* One micro-tile (MR <= 2 rows x 16 columns; with 16 ymm registers, 8 of
+ * them accumulators) with int16 arithmetic. ap: MR-row micro-panel slice of A as
  * int16 (groups x MR x 4). Each 16-byte quarter of a packed 64-byte group is
  * 4 columns x 4 k; widened to int16 and multiplied by the row's 4 values
  * broadcast, vpmaddwd leaves per column two int32 partial sums (k0+k1,
@@ -426,12 +431,10 @@ INLINE AVX2_TARGET void avx2_tile(const int MR, const int WIDE, const int16_t *a
                                   int first) {
     const __m256i z = _mm256_setzero_si256();
     __m256i c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
-    __m256i c20 = z, c21 = z, c22 = z, c23 = z;
     for (int g = 0; g < ng; g++) {
         const int16_t *ag = ap + (size_t)g * MR * 4;
         __m256i a0 = _mm256_set1_epi64x(load_i64(ag));
         __m256i a1 = MR > 1 ? _mm256_set1_epi64x(load_i64(ag + 4)) : z;
-        __m256i a2 = MR > 2 ? _mm256_set1_epi64x(load_i64(ag + 8)) : z;
 #define Q(q)                                                                                     \
     {                                                                                            \
         __m256i b = WIDE ? _mm256_load_si256((const __m256i *)(const void *)(bw + (size_t)g * 64 + 16 * q)) \
@@ -439,14 +442,12 @@ INLINE AVX2_TARGET void avx2_tile(const int MR, const int WIDE, const int16_t *a
                                (const __m128i *)(const void *)(b8 + (size_t)g * 64 + 16 * q))); \
         c0##q = _mm256_add_epi32(_mm256_madd_epi16(a0, b), c0##q);                               \
         if (MR > 1) c1##q = _mm256_add_epi32(_mm256_madd_epi16(a1, b), c1##q);                   \
-        if (MR > 2) c2##q = _mm256_add_epi32(_mm256_madd_epi16(a2, b), c2##q);                   \
     }
         Q(0) Q(1) Q(2) Q(3)
 #undef Q
     }
     avx2_store_row(c00, c01, c02, c03, c, ncols, first);
     if (MR > 1) avx2_store_row(c10, c11, c12, c13, c + ldc, ncols, first);
-    if (MR > 2) avx2_store_row(c20, c21, c22, c23, c + 2 * (size_t)ldc, ncols, first);
 }
 
 typedef void (*avx2_fn)(const int16_t *, const int8_t *, const int16_t *, int, int32_t *, int, int,
@@ -457,9 +458,8 @@ typedef void (*avx2_fn)(const int16_t *, const int8_t *, const int16_t *, int, i
                                                int ncols, int first) {                           \
         avx2_tile(MR, WIDE, ap, b8, bw, ng, c, ldc, ncols, first);                               \
     }
-AVX2_INST(1, 0) AVX2_INST(2, 0) AVX2_INST(3, 0) AVX2_INST(1, 1) AVX2_INST(2, 1) AVX2_INST(3, 1)
-static const avx2_fn avx2_tiles[2][4] = {{0, avx2_1_0, avx2_2_0, avx2_3_0},
-                                         {0, avx2_1_1, avx2_2_1, avx2_3_1}};
+AVX2_INST(1, 0) AVX2_INST(2, 0) AVX2_INST(1, 1) AVX2_INST(2, 1)
+static const avx2_fn avx2_tiles[2][AVX2_MR + 1] = {{0, avx2_1_0, avx2_2_0}, {0, avx2_1_1, avx2_2_1}};
 
 static AVX2_TARGET void widen_slice(const int8_t *bp, int ng, int16_t *bw) {
     for (int g = 0; g < ng * 4; g++)
@@ -556,7 +556,7 @@ void qs_i8_gemm(const int8_t *a, int M, int lda, const qs_i8mat *b, int32_t *c, 
     int mr = J.mr;
     J.mc = M <= MC ? M : MC / mr * mr;
     J.mt = (M + J.mc - 1) / J.mc;
-    J.pc = PC0;
+    J.pc = PC;
     while (J.pc > 1 && J.mt * ((b->np + J.pc - 1) / J.pc) < 4 * threads) J.pc /= 2;
     if (M == 1 && J.pc < 4 && b->np >= 4 * threads) J.pc = 4;
     J.nt = (b->np + J.pc - 1) / J.pc;

@@ -1,32 +1,35 @@
 #include "int8.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
 #include "pool.h"
 
 /* The O(M K) and O(M N) loops around the GEMM are compiled for the CPU's
  * vector width too (the GEMM itself picks its kernel in i8gemm.c). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
 #define QS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QS_CLONES
 #endif
 
 struct qs_int8_linear {
+    pthread_mutex_t lock; /* the scratch below serves one caller at a time */
     int n, k;         /* N outputs, K inputs */
     qs_i8mat *w;      /* (N, K) int8 codes, packed */
     float *w_scale;   /* (N) s_w: absmax of each weight row */
     float *bias;      /* (N) or NULL */
     /* scratch, grown by forward */
     uint8_t *mask;    /* (K) 1 = outlier column */
+    uint32_t *colmax; /* (K) column maxima of |x| (bit patterns) */
     int *ocols;       /* (K) outlier column indices */
     int8_t *a;        /* (M, K) activation codes */
     float *sx;        /* (M) activation scales */
     int32_t *c;       /* (M, N) int32 product */
-    float *xo, *wo;   /* (M, n_o) outlier activations, (N, n_o) their dequantized weights */
+    float *xo, *wo;   /* (M, n_o) outlier activations, (n_o, N) their dequantized weights */
     int8_t *col;      /* (N) one weight column */
     size_t a_cap, sx_cap, c_cap, xo_cap, wo_cap;
 };
@@ -39,9 +42,11 @@ static inline float round_even(float v) {
     return (v + magic) - magic;
 }
 
+/* Clamped so that no float-to-int conversion is ever out of range; written
+ * so that a NaN (from an inf or NaN activation) lands on a bound too. */
 static inline int8_t to_code(float v) {
-    v = v > 127.0f ? 127.0f : v;
-    v = v < -127.0f ? -127.0f : v;
+    v = v > -127.0f ? v : -127.0f;
+    v = v < 127.0f ? v : 127.0f;
     return (int8_t)(int)round_even(v);
 }
 
@@ -59,15 +64,17 @@ qs_status qs_int8_linear_new(const float *w, const float *bias, int N, int K, qs
         free(q);
         return qs_fail(QS_ENOMEM, "int8_linear: out of memory for [%d,%d]", N, K);
     }
+    pthread_mutex_init(&L->lock, NULL);
     L->n = N;
     L->k = K;
     L->w_scale = malloc((size_t)N * sizeof *L->w_scale);
     L->mask = malloc((size_t)K);
+    L->colmax = malloc((size_t)K * sizeof *L->colmax);
     L->ocols = malloc((size_t)K * sizeof *L->ocols);
     L->col = malloc((size_t)N);
     if (bias) L->bias = malloc((size_t)N * sizeof *L->bias);
     qs_status st = QS_OK;
-    if (!L->w_scale || !L->mask || !L->ocols || !L->col || (bias && !L->bias)) {
+    if (!L->w_scale || !L->mask || !L->colmax || !L->ocols || !L->col || (bias && !L->bias)) {
         st = qs_fail(QS_ENOMEM, "int8_linear: out of memory for [%d,%d]", N, K);
         goto fail;
     }
@@ -105,6 +112,7 @@ void qs_int8_linear_free(qs_int8_linear *L) {
     free(L->w_scale);
     free(L->bias);
     free(L->mask);
+    free(L->colmax);
     free(L->ocols);
     free(L->a);
     free(L->sx);
@@ -112,6 +120,7 @@ void qs_int8_linear_free(qs_int8_linear *L) {
     free(L->xo);
     free(L->wo);
     free(L->col);
+    pthread_mutex_destroy(&L->lock);
     free(L);
 }
 
@@ -125,38 +134,52 @@ const float *qs_int8_linear_scales(const qs_int8_linear *L) { return L->w_scale;
 
 /* ---- activation side ---------------------------------------------------- */
 
-QS_CLONES static void colmax_rows(const float *x, int K, int m0, int m1, int k0, int k1, float *mx) {
+/* mx[k - k0] = max over rows m0..m1 of |x[m,k]|, as the bit pattern of the
+ * float (see row_absmax for why integers). */
+QS_CLONES static void colmax_rows(const float *x, int K, int m0, int m1, int k0, int k1,
+                                  uint32_t *mx) {
     for (int k = k0; k < k1; k++) mx[k - k0] = 0;
     for (int m = m0; m < m1; m++) {
         const float *r = x + (size_t)m * K;
         for (int k = k0; k < k1; k++) {
-            float v = fabsf(r[k]);
-            mx[k - k0] = v > mx[k - k0] ? v : mx[k - k0];
+            uint32_t u;
+            memcpy(&u, r + k, 4);
+            u &= 0x7FFFFFFFu;
+            mx[k - k0] = u > mx[k - k0] ? u : mx[k - k0];
         }
     }
 }
 
+/* max |r[k]| over the columns not in mask. On the bit patterns with the
+ * sign cleared, unsigned order is the order of |x| (for non-NaN x), and an
+ * integer max reduction vectorizes where a float one (NaN rules) does not. */
 QS_CLONES static float row_absmax(const float *r, int K, const uint8_t *mask) {
-    float s = 0;
+    uint32_t s = 0;
     if (mask) {
         for (int k = 0; k < K; k++) {
-            float v = mask[k] ? 0.0f : fabsf(r[k]);
-            s = v > s ? v : s;
+            uint32_t u;
+            memcpy(&u, r + k, 4);
+            u &= ((uint32_t)mask[k] - 1u) & 0x7FFFFFFFu; /* mask 1: all bits off */
+            s = u > s ? u : s;
         }
     } else {
         for (int k = 0; k < K; k++) {
-            float v = fabsf(r[k]);
-            s = v > s ? v : s;
+            uint32_t u;
+            memcpy(&u, r + k, 4);
+            u &= 0x7FFFFFFFu;
+            s = u > s ? u : s;
         }
     }
-    return s;
+    float f;
+    memcpy(&f, &s, 4);
+    return f;
 }
 
 QS_CLONES static void quant_row(const float *r, int K, const uint8_t *mask, float s, int8_t *a) {
     float inv = s > 0 ? 127.0f / s : 0.0f;
     if (isinf(inv)) inv = 0; /* s subnormal: the row is zero to int8 precision anyway */
     if (mask) {
-        for (int k = 0; k < K; k++) a[k] = mask[k] ? 0 : to_code(r[k] * inv);
+        for (int k = 0; k < K; k++) a[k] = (int8_t)(to_code(r[k] * inv) & ((int)mask[k] - 1));
     } else {
         for (int k = 0; k < K; k++) a[k] = to_code(r[k] * inv);
     }
@@ -171,13 +194,14 @@ typedef struct {
     float *sx;
     int rows; /* per task */
     int cols; /* per task, colmax */
-    float *colmax;
+    uint32_t *colmax; /* (K) bit patterns of the column maxima */
     int tensor;
-    /* dequantize */
+    /* dequantize, add the outlier product and the bias */
     const int32_t *c;
     const float *w_scale, *bias;
+    const float *xo, *wo;
+    int n_o;
     float *y;
-    int add; /* y already holds the outlier product */
 } act_job;
 
 static int rows_per_task(int M, int per_row_cost) {
@@ -195,16 +219,19 @@ static void colmax_task(void *ud, int t, int thread) {
     colmax_rows(J->x, J->K, 0, J->M, k0, k1, J->colmax + k0);
 }
 
-static int find_outliers(const float *x, int M, int K, float threshold, uint8_t *mask, float *colmax) {
+static int find_outliers(const float *x, int M, int K, float threshold, uint8_t *mask,
+                         uint32_t *colmax) {
     memset(mask, 0, (size_t)K);
     if (!(threshold > 0)) return 0;
     act_job J = {.x = x, .M = M, .K = K, .colmax = colmax};
     J.cols = 256;
     if ((size_t)M * K < 65536) J.cols = K;
     qs_pool_run((K + J.cols - 1) / J.cols, colmax_task, &J);
+    uint32_t thr_bits; /* threshold > 0, so bit order is value order */
+    memcpy(&thr_bits, &threshold, 4);
     int n = 0;
     for (int k = 0; k < K; k++)
-        if (colmax[k] >= threshold) {
+        if (colmax[k] >= thr_bits) { /* a NaN column counts: it goes through fp32 */
             mask[k] = 1;
             n++;
         }
@@ -212,14 +239,16 @@ static int find_outliers(const float *x, int M, int K, float threshold, uint8_t 
 }
 
 int qs_int8_outlier_columns(const float *x, int M, int K, float threshold, uint8_t *mask) {
-    float *colmax = malloc((size_t)K * sizeof *colmax);
+    uint32_t *colmax = malloc((size_t)K * sizeof *colmax);
     if (!colmax) {
-        /* one column at a time needs no scratch */
+        /* no scratch: one column at a time, slower, same rule */
         int n = 0;
         for (int k = 0; k < K; k++) {
-            float m = 0;
-            for (int r = 0; r < M; r++) m = fmaxf(m, fabsf(x[(size_t)r * K + k]));
-            mask[k] = threshold > 0 && m >= threshold;
+            uint32_t one;
+            colmax_rows(x + k, K, 0, M, 0, 1, &one);
+            float m;
+            memcpy(&m, &one, 4);
+            mask[k] = threshold > 0 && (m >= threshold || isnan(m));
             n += mask[k];
         }
         return n;
@@ -264,29 +293,38 @@ void qs_int8_quantize_act(const float *x, int M, int K, const uint8_t *mask, qs_
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* y[m,n] (+)= C[m,n] s_x[m] s_w[n] / 127^2 + b[n]  (eq. 5-6) */
-QS_CLONES static void dequant_row(const int32_t *c, int N, float sxm, const float *sw,
-                                  const float *bias, int add, float *y) {
+/* One output row: y[n] = C[n] s_x s_w[n] / 127^2 + b[n] (eq. 5-6), then
+ * + sum_j x_o[j] w_o[j][n], the fp32 outlier part (eq. 7's first term), with
+ * y in L1 throughout. The outlier part is done here rather than by BLAS: its
+ * inner dimension is a handful of columns, where sgemm spends its time on
+ * setup, and BLAS threads left spinning afterwards slow down the next GEMM. */
+QS_CLONES static void finish_row(const int32_t *c, int N, float sxm, const float *sw,
+                                 const float *bias, const float *xo, const float *wo, int n_o,
+                                 float *y) {
     float f = sxm * (1.0f / 16129.0f);
-    if (add) {
-        if (bias)
-            for (int n = 0; n < N; n++) y[n] += (float)c[n] * (f * sw[n]) + bias[n];
-        else
-            for (int n = 0; n < N; n++) y[n] += (float)c[n] * (f * sw[n]);
-    } else {
-        if (bias)
-            for (int n = 0; n < N; n++) y[n] = (float)c[n] * (f * sw[n]) + bias[n];
-        else
-            for (int n = 0; n < N; n++) y[n] = (float)c[n] * (f * sw[n]);
+    if (bias)
+        for (int n = 0; n < N; n++) y[n] = (float)c[n] * (f * sw[n]) + bias[n];
+    else
+        for (int n = 0; n < N; n++) y[n] = (float)c[n] * (f * sw[n]);
+    int j = 0;
+    for (; j + 4 <= n_o; j += 4) {
+        float x0 = xo[j], x1 = xo[j + 1], x2 = xo[j + 2], x3 = xo[j + 3];
+        const float *w0 = wo + (size_t)j * N, *w1 = w0 + N, *w2 = w1 + N, *w3 = w2 + N;
+        for (int n = 0; n < N; n++) y[n] += (x0 * w0[n] + x1 * w1[n]) + (x2 * w2[n] + x3 * w3[n]);
+    }
+    for (; j < n_o; j++) {
+        float x0 = xo[j];
+        const float *w0 = wo + (size_t)j * N;
+        for (int n = 0; n < N; n++) y[n] += x0 * w0[n];
     }
 }
 
-static void dequant_task(void *ud, int t, int thread) {
+static void finish_task(void *ud, int t, int thread) {
     act_job *J = ud;
     int m0 = t * J->rows, m1 = m0 + J->rows < J->M ? m0 + J->rows : J->M;
     for (int m = m0; m < m1; m++)
-        dequant_row(J->c + (size_t)m * J->N, J->N, J->sx[m], J->w_scale, J->bias, J->add,
-                    J->y + (size_t)m * J->N);
+        finish_row(J->c + (size_t)m * J->N, J->N, J->sx[m], J->w_scale, J->bias,
+                   J->xo + (size_t)m * J->n_o, J->wo, J->n_o, J->y + (size_t)m * J->N);
 }
 
 static int grow(void **p, size_t *cap, size_t bytes) {
@@ -298,18 +336,16 @@ static int grow(void **p, size_t *cap, size_t bytes) {
     return 1;
 }
 
-qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float threshold,
-                                 qs_int8_act act, float *y, qs_int8_stats *st) {
-    if (M < 1) return qs_fail(QS_EARG, "int8_linear_forward: %d rows", M);
+static qs_status forward_locked(qs_int8_linear *L, const float *x, int M, float threshold, qs_int8_act act,
+                                float *y, qs_int8_stats *st) {
     int N = L->n, K = L->k;
     size_t mk = (size_t)M * K, mn = (size_t)M * N;
     if (!grow((void **)&L->a, &L->a_cap, mk) || !grow((void **)&L->c, &L->c_cap, mn * 4) ||
-        !grow((void **)&L->sx, &L->sx_cap, (size_t)M * 4) ||
-        !grow((void **)&L->xo, &L->xo_cap, (size_t)K * 4)) /* colmax scratch before outliers */
+        !grow((void **)&L->sx, &L->sx_cap, (size_t)M * 4))
         return qs_fail(QS_ENOMEM, "int8_linear_forward: out of memory for %d rows", M);
 
     /* section 3.3: feature columns with an outlier in this batch */
-    int n_o = find_outliers(x, M, K, threshold, L->mask, L->xo);
+    int n_o = find_outliers(x, M, K, threshold, L->mask, L->colmax);
     if (st) st->n_outliers = n_o;
     if (n_o) {
         int j = 0;
@@ -320,16 +356,15 @@ qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float
         if (!grow((void **)&L->xo, &L->xo_cap, (size_t)M * n_o * 4) ||
             !grow((void **)&L->wo, &L->wo_cap, (size_t)N * n_o * 4))
             return qs_fail(QS_ENOMEM, "int8_linear_forward: out of memory for %d outlier columns", n_o);
-        /* the fp32 part: X[:, O] . (W_q[:, O] s_w / 127)^T, weights
-         * dequantized from the codes as bitsandbytes does */
+        /* the fp32 part's operands: X[:, O], and W_q[:, O] s_w / 127, the
+         * weights dequantized from the codes as bitsandbytes does */
         for (int m = 0; m < M; m++)
             for (j = 0; j < n_o; j++) L->xo[(size_t)m * n_o + j] = x[(size_t)m * K + L->ocols[j]];
         for (j = 0; j < n_o; j++) {
             qs_i8mat_col(L->w, L->ocols[j], L->col);
-            for (int n = 0; n < N; n++)
-                L->wo[(size_t)n * n_o + j] = (float)L->col[n] * (L->w_scale[n] / 127.0f);
+            float *wj = L->wo + (size_t)j * N;
+            for (int n = 0; n < N; n++) wj[n] = (float)L->col[n] * (L->w_scale[n] / 127.0f);
         }
-        qs_blas_gemm_nt(M, N, n_o, 1.0f, L->xo, n_o, L->wo, n_o, 0.0f, y, N);
     }
 
     /* section 3.2: vector-wise int8 for the rest, exact int32 product */
@@ -337,8 +372,19 @@ qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float
     qs_i8_gemm(L->a, M, K, L->w, L->c, N);
 
     act_job J = {.M = M, .N = N, .sx = L->sx, .c = L->c, .w_scale = L->w_scale, .bias = L->bias,
-                 .y = y, .add = n_o > 0};
-    J.rows = rows_per_task(M, N);
-    qs_pool_run((M + J.rows - 1) / J.rows, dequant_task, &J);
+                 .xo = L->xo, .wo = L->wo, .n_o = n_o, .y = y};
+    J.rows = rows_per_task(M, N * (1 + n_o));
+    qs_pool_run((M + J.rows - 1) / J.rows, finish_task, &J);
     return QS_OK;
+}
+
+qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float threshold,
+                                 qs_int8_act act, float *y, qs_int8_stats *st) {
+    if (M < 1) return qs_fail(QS_EARG, "int8_linear_forward: %d rows", M);
+    /* two contexts may run one variant (a ppl job and a generation in the
+     * workbench): they take turns on the layer's scratch */
+    pthread_mutex_lock(&L->lock);
+    qs_status r = forward_locked(L, x, M, threshold, act, y, st);
+    pthread_mutex_unlock(&L->lock);
+    return r;
 }

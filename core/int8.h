@@ -65,14 +65,15 @@ const float *qs_int8_linear_scales(const qs_int8_linear *L);
 
 /* y (M, N) = the LLM.int8() product of x (M, K) with L, plus bias.
  * threshold <= 0 turns the decomposition off (no outlier columns). st may be
- * NULL. Uses scratch inside L (grown as needed, kept for the next call), so
- * one layer serves one caller at a time. QS_EARG for M < 1, QS_ENOMEM. */
+ * NULL. Uses scratch inside L (grown as needed, kept for the next call);
+ * concurrent callers of one layer take turns (a mutex). QS_EARG for M < 1, QS_ENOMEM. */
 qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float threshold,
                                  qs_int8_act act, float *y, qs_int8_stats *st);
 
 /* The activation side of the forward, exposed for tests and views. */
 
-/* mask (K): 1 where some |x[m,k]| >= threshold, else 0; returns how many.
+/* mask (K): 1 where some |x[m,k]| >= threshold (or is NaN), else 0; returns
+ * how many.
  * threshold <= 0: all 0. */
 int qs_int8_outlier_columns(const float *x, int M, int K, float threshold, uint8_t *mask);
 

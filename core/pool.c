@@ -27,14 +27,22 @@ static pthread_t workers[QS_POOL_MAX];
 static unsigned start_gen[QS_POOL_MAX];
 static int n_running; /* workers started (under call_mu) */
 
-/* The job: written by the caller before it publishes a new generation
- * (release), read by the workers after they see it (acquire). */
-static qs_pool_fn job_fn;
-static void *job_ud;
-static int job_n;
-static atomic_uint gen;
-static atomic_int next_task;
-static atomic_int pending; /* workers not yet done with the current job */
+/* The job. ctr packs the generation (bits 32-63), the task count (16-31)
+ * and the next task index (0-15) into one word: a worker claims a task by a
+ * compare-and-swap on that word, so the index it takes, the count it checks
+ * it against and the job it belongs to are always of one generation, even
+ * for a worker that wakes late while the caller prepares the next job. The
+ * fields below are read before the claim; a successful claim proves the job
+ * was still running, hence that they were this job's. The caller waits for
+ * `done`, the count of finished tasks, not for every worker to check in: a
+ * worker the OS has not scheduled yet does not hold up a call it took no
+ * task of. Calls with more tasks than a chunk run as several jobs. */
+#define CHUNK 0xFFFF
+static _Atomic(qs_pool_fn) job_fn;
+static _Atomic(void *) job_ud;
+static atomic_int job_base; /* task number of index 0 */
+static _Atomic uint64_t ctr;
+static atomic_int done;
 static atomic_int stopping;
 
 /* Set while a thread is running tasks, so a nested call runs inline. */
@@ -53,7 +61,18 @@ static long long now_ns(void) {
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* A forked child has none of the workers: start afresh (bench forks). */
+static void atfork_child(void) {
+    pthread_mutex_init(&call_mu, NULL);
+    pthread_mutex_init(&mu, NULL);
+    pthread_cond_init(&wake_cv, NULL);
+    pthread_cond_init(&done_cv, NULL);
+    n_running = 0;
+    in_task = 0;
+}
+
 static void count_threads(void) {
+    pthread_atfork(NULL, NULL, atfork_child);
     int n = 0;
     const char *env = getenv("QSCOPE_THREADS");
     if (env && *env) n = atoi(env);
@@ -74,14 +93,28 @@ int qs_pool_threads(void) {
     return n_threads;
 }
 
-static void run_tasks(int id) {
-    qs_pool_fn fn = job_fn;
-    void *ud = job_ud;
-    int n = job_n;
+static unsigned gen_of(uint64_t v) { return (unsigned)(v >> 32); }
+static int count_of(uint64_t v) { return (int)((v >> 16) & CHUNK); }
+static int index_of(uint64_t v) { return (int)(v & CHUNK); }
+
+/* Take and run tasks of generation g until none is left. */
+static void run_tasks(unsigned g, int id) {
     for (;;) {
-        int t = atomic_fetch_add_explicit(&next_task, 1, memory_order_relaxed);
-        if (t >= n) break;
-        fn(ud, t, id);
+        uint64_t v = atomic_load_explicit(&ctr, memory_order_acquire);
+        int t = index_of(v), n = count_of(v);
+        if (gen_of(v) != g || t >= n) return;
+        qs_pool_fn fn = atomic_load_explicit(&job_fn, memory_order_relaxed);
+        void *ud = atomic_load_explicit(&job_ud, memory_order_relaxed);
+        int base = atomic_load_explicit(&job_base, memory_order_relaxed);
+        if (!atomic_compare_exchange_weak_explicit(&ctr, &v, v + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        fn(ud, base + t, id);
+        if (atomic_fetch_add_explicit(&done, 1, memory_order_acq_rel) + 1 == n) {
+            pthread_mutex_lock(&mu);
+            pthread_cond_signal(&done_cv);
+            pthread_mutex_unlock(&mu);
+        }
     }
 }
 
@@ -90,37 +123,32 @@ static void *worker_main(void *arg) {
     unsigned seen = start_gen[id];
     my_id = id;
     for (;;) {
-        unsigned g = atomic_load_explicit(&gen, memory_order_acquire);
+        unsigned g = gen_of(atomic_load_explicit(&ctr, memory_order_acquire));
         if (g == seen) {
             long long t0 = now_ns();
-            for (int i = 1; (g = atomic_load_explicit(&gen, memory_order_acquire)) == seen; i++) {
+            for (int i = 1; (g = gen_of(atomic_load_explicit(&ctr, memory_order_acquire))) == seen; i++) {
                 cpu_relax();
                 if ((i & 63) == 0 && now_ns() - t0 > SPIN_NS) break;
             }
         }
         if (g == seen) {
             pthread_mutex_lock(&mu);
-            while ((g = atomic_load_explicit(&gen, memory_order_acquire)) == seen)
+            while ((g = gen_of(atomic_load_explicit(&ctr, memory_order_acquire))) == seen)
                 pthread_cond_wait(&wake_cv, &mu);
             pthread_mutex_unlock(&mu);
         }
         seen = g;
         if (atomic_load_explicit(&stopping, memory_order_acquire)) return NULL;
         in_task = 1;
-        run_tasks(id);
+        run_tasks(g, id);
         in_task = 0;
-        if (atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&mu);
-            pthread_cond_signal(&done_cv);
-            pthread_mutex_unlock(&mu);
-        }
     }
 }
 
 /* Under call_mu. */
 static void start_workers(void) {
     int want = qs_pool_threads() - 1;
-    unsigned g = atomic_load_explicit(&gen, memory_order_relaxed);
+    unsigned g = gen_of(atomic_load_explicit(&ctr, memory_order_relaxed));
     while (n_running < want) {
         int id = n_running + 1;
         start_gen[id] = g;
@@ -129,53 +157,59 @@ static void start_workers(void) {
     }
 }
 
-static void publish(void) {
+/* Under call_mu: start generation g+1 with n tasks. */
+static unsigned publish(int n) {
+    unsigned g = gen_of(atomic_load_explicit(&ctr, memory_order_relaxed)) + 1;
     pthread_mutex_lock(&mu);
-    atomic_fetch_add_explicit(&gen, 1, memory_order_release);
+    atomic_store_explicit(&ctr, (uint64_t)g << 32 | (uint64_t)n << 16, memory_order_release);
     pthread_cond_broadcast(&wake_cv);
     pthread_mutex_unlock(&mu);
+    return g;
+}
+
+static void run_inline(int n_tasks, qs_pool_fn fn, void *ud, int id) {
+    int was = in_task;
+    in_task = 1;
+    for (int t = 0; t < n_tasks; t++) fn(ud, t, id);
+    in_task = was;
 }
 
 void qs_pool_run(int n_tasks, qs_pool_fn fn, void *ud) {
     if (n_tasks <= 0) return;
     if (in_task || n_tasks == 1 || qs_pool_threads() == 1) {
-        /* nested, trivial or single-threaded: run here */
-        int was = in_task;
-        in_task = 1;
-        for (int t = 0; t < n_tasks; t++) fn(ud, t, my_id);
-        in_task = was;
+        run_inline(n_tasks, fn, ud, my_id); /* nested, trivial or single-threaded */
         return;
     }
     pthread_mutex_lock(&call_mu);
     start_workers();
     if (n_running == 0) {
-        in_task = 1;
-        for (int t = 0; t < n_tasks; t++) fn(ud, t, 0);
-        in_task = 0;
+        run_inline(n_tasks, fn, ud, 0);
         pthread_mutex_unlock(&call_mu);
         return;
     }
-    job_fn = fn;
-    job_ud = ud;
-    job_n = n_tasks;
-    atomic_store_explicit(&next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&pending, n_running, memory_order_relaxed);
-    publish();
+    for (int base = 0; base < n_tasks; base += CHUNK) {
+        int n = n_tasks - base < CHUNK ? n_tasks - base : CHUNK;
+        atomic_store_explicit(&job_fn, fn, memory_order_relaxed);
+        atomic_store_explicit(&job_ud, ud, memory_order_relaxed);
+        atomic_store_explicit(&job_base, base, memory_order_relaxed);
+        atomic_store_explicit(&done, 0, memory_order_relaxed);
+        unsigned g = publish(n);
 
-    in_task = 1;
-    run_tasks(0);
-    in_task = 0;
+        in_task = 1;
+        run_tasks(g, 0);
+        in_task = 0;
 
-    if (atomic_load_explicit(&pending, memory_order_acquire) != 0) {
-        long long t0 = now_ns();
-        for (int i = 1; atomic_load_explicit(&pending, memory_order_acquire) != 0; i++) {
-            cpu_relax();
-            if ((i & 63) == 0 && now_ns() - t0 > SPIN_NS) break;
+        if (atomic_load_explicit(&done, memory_order_acquire) != n) {
+            long long t0 = now_ns();
+            for (int i = 1; atomic_load_explicit(&done, memory_order_acquire) != n; i++) {
+                cpu_relax();
+                if ((i & 63) == 0 && now_ns() - t0 > SPIN_NS) break;
+            }
+            pthread_mutex_lock(&mu);
+            while (atomic_load_explicit(&done, memory_order_acquire) != n)
+                pthread_cond_wait(&done_cv, &mu);
+            pthread_mutex_unlock(&mu);
         }
-        pthread_mutex_lock(&mu);
-        while (atomic_load_explicit(&pending, memory_order_acquire) != 0)
-            pthread_cond_wait(&done_cv, &mu);
-        pthread_mutex_unlock(&mu);
     }
     pthread_mutex_unlock(&call_mu);
 }
@@ -184,7 +218,7 @@ void qs_pool_shutdown(void) {
     pthread_mutex_lock(&call_mu);
     if (n_running > 0) {
         atomic_store_explicit(&stopping, 1, memory_order_release);
-        publish();
+        publish(0);
         for (int id = 1; id <= n_running; id++) pthread_join(workers[id], NULL);
         n_running = 0;
         atomic_store_explicit(&stopping, 0, memory_order_release);

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../core/i8gemm.h"
 #include "../../core/pool.h"
@@ -220,6 +222,33 @@ TEST(i8_pool_runs_each_task_once) {
         free(u.count);
     }
     qs_pool_run(0, count_task, NULL); /* no tasks: fn never called */
+
+    /* more tasks than one job of the pool takes (65535) */
+    int n = 70001;
+    count_ud u = {.count = calloc(n, sizeof(atomic_int)), .threads = T};
+    qs_pool_run(n, count_task, &u);
+    qs_pool_run(n, count_task, &u);
+    int wrong = 0;
+    for (int t = 0; t < n; t++) wrong += atomic_load(&u.count[t]) != 2;
+    CHECK(wrong == 0, "%d of %d tasks did not run exactly twice", wrong, n);
+    free(u.count);
+}
+
+/* Many short jobs back to back: a worker that wakes late must not take a
+ * task of the next job (or count one twice); each job is checked at once. */
+TEST(i8_pool_back_to_back) {
+    int T = qs_pool_threads(), bad = 0;
+    count_ud u = {.count = calloc(8, sizeof(atomic_int)), .threads = T};
+    for (int r = 0; r < 50000 && !bad; r++) {
+        int n = 2 + r % 6;
+        qs_pool_run(n, count_task, &u);
+        for (int t = 0; t < 8; t++) {
+            bad += atomic_load(&u.count[t]) != (t < n);
+            atomic_store(&u.count[t], 0);
+        }
+        if (bad) CHECK(0, "job %d (%d tasks): wrong counts", r, n);
+    }
+    free(u.count);
 }
 
 typedef struct {
@@ -252,4 +281,24 @@ TEST(i8_pool_nested_and_restart) {
     for (int t = 0; t < 50; t++) wrong += atomic_load(&c.count[t]) != 2;
     CHECK(wrong == 0, "%d tasks wrong after restart", wrong);
     free(c.count);
+}
+
+/* A child forked after the workers started has none of them; its jobs must
+ * still run (bench forks one child per model). */
+TEST(i8_pool_after_fork) {
+    int T = qs_pool_threads();
+    count_ud u = {.count = calloc(64, sizeof(atomic_int)), .threads = T};
+    qs_pool_run(64, count_task, &u); /* the workers are up now */
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork failed");
+    if (pid == 0) {
+        for (int r = 0; r < 100; r++) qs_pool_run(64, count_task, &u);
+        int wrong = 0;
+        for (int t = 0; t < 64; t++) wrong += atomic_load(&u.count[t]) != 101;
+        _exit(wrong ? 1 : 0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %d", status);
+    free(u.count);
 }

@@ -5,7 +5,8 @@ PKGS      := ncursesw lua5.4 openblas lapacke readline libcjson
 CC        ?= cc
 OPT       ?= -O3
 CFLAGS    ?= $(OPT) -g
-CFLAGS    += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -fPIC
+# always added, even when CFLAGS is given on the command line (make asan does)
+QS_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -fPIC
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS    += $(PKG_LIBS) -lm -lpthread
@@ -25,14 +26,14 @@ PREFIX    ?= /usr/local
 
 .PHONY: all deps run test test-c test-cli test-lua test-tui asan bench lint clean install
 
-all: qscope
+all: qscope qscope.so
 
 deps:
 	@scripts/install-deps
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -DQS_VERSION='"$(VERSION)"' -MMD -MP -c $< -o $@
+	$(CC) $(QS_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -DQS_VERSION='"$(VERSION)"' -MMD -MP -c $< -o $@
 
 $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
@@ -40,6 +41,15 @@ $(CORE_LIB): $(CORE_OBJ)
 
 qscope: $(TUI_OBJ) $(LUA_OBJ) $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $(TUI_OBJ) $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
+
+# The Lua module for stock lua5.4 (`require "qscope"`): the bindings and the
+# core library, all compiled -fPIC, linked against lua5.4 and the core's libraries.
+SO_PKGS   := lua5.4 openblas lapacke libcjson
+SO_LIBS    = $(shell pkg-config --libs $(SO_PKGS) 2>/dev/null) -lm -lpthread
+LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
+
+qscope.so: $(LUA_OBJ) $(CORE_LIB)
+	$(CC) $(QS_CFLAGS) $(CFLAGS) -shared -o $@ $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(SO_LIBS)
 
 $(BUILD)/qs_tests: $(TEST_OBJ) $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
@@ -57,7 +67,7 @@ test-c: $(BUILD)/qs_tests qscope
 test-cli: qscope
 	tests/cli/run
 
-test-lua: qscope
+test-lua: qscope qscope.so
 	@if ls tests/lua/*.lua >/dev/null 2>&1; then ./qscope run tests/lua/run.lua; fi
 
 test-tui: qscope
@@ -88,10 +98,13 @@ lint:
 	  { echo "lint: lua/ includes a TUI header"; exit 1; }
 	@echo "lint: layering ok"
 
-install: qscope
+install: qscope qscope.so
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 qscope $(DESTDIR)$(PREFIX)/bin/qscope
 	install -m 644 man/qscope.1 $(DESTDIR)$(PREFIX)/share/man/man1/qscope.1
+	install -d $(DESTDIR)$(LUA_CMOD) $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 qscope.so $(DESTDIR)$(LUA_CMOD)/qscope.so
+	install -m 644 man/qscope-lua.7 $(DESTDIR)$(PREFIX)/share/man/man7/qscope-lua.7
 
 clean:
 	rm -rf build build-asan qscope qscope.so bench.json

@@ -6,23 +6,36 @@
 #include <string.h>
 
 #include "../core/blas.h"
+#include "../lua/qsl.h"
 #include "cli.h"
+#include "tui.h"
 
 #ifndef QS_VERSION
 #define QS_VERSION "0.0.0"
 #endif
 
 static const char usage[] =
-    "usage: qscope [MODEL]                      open the workbench (default: the bundled opt-mini)\n"
+    "usage: qscope [MODEL] [--script FILE.lua]  open the workbench (default: the bundled opt-mini)\n"
+    "       qscope [MODEL] --ui-bench           time key presses to redraws (a pseudo-terminal)\n"
     "       qscope info [MODEL] [--json]        configuration, sizes and layers\n"
     "       qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]\n"
-    "       qscope ppl [MODEL] --data FILE [--ctx N] [--stride N] [--max-windows N] [--json]\n"
+    "       qscope ppl [MODEL] --data FILE [--variant SPEC] [--ctx N] [--stride N] [--max-windows N]\n"
+    "                                           [--json] [CALIBRATION]\n"
+    "       qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N]\n"
+    "                                           [--json|--markdown] [CALIBRATION]\n"
+    "       qscope stats [MODEL] [--site S] [--layer L] [--tau T] [--csv|--json] [CALIBRATION]\n"
+    "       qscope outliers [MODEL] [--tau T] [--layer-frac F] [--pos-frac F] [--json] [CALIBRATION]\n"
     "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                                           [--no-stop] [--json]\n"
+    "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"
     "       qscope --help | --version\n"
     "\n"
     "MODEL is a Hugging Face directory (config.json + model.safetensors), a .gguf file,\n"
     "or a llama2.c .bin checkpoint (with --tokenizer FILE, or tokenizer.bin beside it).\n"
+    "SPEC names a variant: fp32, rtn:w=4,group=128,a=8,act=token, int8:threshold=6,\n"
+    "rptq:w=4,a=4,g=32 (or rptq:W4A4KV ...), slice:ratio=0.25; chain with '+'.\n"
+    "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
+    "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
 
 static void log_to_stderr(void *ud, int level, const char *msg) {
@@ -50,6 +63,8 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "stats")) return cli_stats(argc - 2, argv + 2);
         if (!strcmp(cmd, "outliers")) return cli_outliers(argc - 2, argv + 2);
         if (!strcmp(cmd, "compare")) return cli_compare(argc - 2, argv + 2);
+        if (!strcmp(cmd, "run")) return qsl_run(argc - 2, argv + 2);
+        if (tui_main_accepts(argc - 1, argv + 1)) return tui_main(argc - 1, argv + 1);
         if (cmd[0] == '-') {
             fprintf(stderr, "qscope: unknown option '%s'\n%s", cmd, usage);
             return EXIT_USAGE;
@@ -59,9 +74,5 @@ int main(int argc, char **argv) {
             return EXIT_USAGE;
         }
     }
-    qs_model *m = cli_load_model(argc >= 2 ? argv[1] : NULL, NULL);
-    if (!m) return EXIT_RUNTIME;
-    int rc = tui_view_run(m);
-    qs_model_free(m);
-    return rc;
+    return tui_main(argc - 1, argv + 1);
 }

@@ -1,0 +1,233 @@
+-- Variant: specs (strings and tables), errors, fp32/rtn against the model
+-- and the CLI, lifetimes; then the three methods (LLM.int8(), RPTQ,
+-- SliceGPT) against `qscope ppl --variant ... --json` and the references.
+local T = ...
+local qs = require 'qscope'
+local m = assert(qs.load(T.model))
+
+-- `qscope ppl --variant SPEC --max-windows 8 --json` (and its calibration options)
+local function cli_ppl(spec, extra)
+  return T.cli_json(('ppl %s --data %s --max-windows 8 --variant %s %s --json'):format(T.model, T.eval, T.shquote(spec), extra or ''))
+end
+
+T.test('spec errors keep the parser\'s message', function()
+  T.raises("bad argument #1 to 'variant' (rpqt: unknown method 'rpqt' (fp32, rtn, int8, rptq, slice))",
+           function() return m:variant('rpqt') end)
+  T.raises("bad argument #1 to 'variant' (rtn:w=99: 'w' = 99 is out of range [2, 16])", function() return m:variant('rtn:w=99') end)
+  T.raises("unknown key 'x' for rptq", function() return m:variant('rptq:x=1') end)
+  T.raises("bad argument #1 to 'variant' (spec string or table expected, got number)", function() return m:variant(42) end)
+  T.raises("bad argument #1 to 'variant' (a table spec needs method = \"name\"", function() return m:variant({w = 4}) end)
+  T.raises("table spec's values are numbers, strings or booleans", function() return m:variant({method = 'rtn', w = {}}) end)
+  T.raises("bad argument #2 to 'variant' ('stats' expects a Stats, got number)", function() return m:variant('fp32', {stats = 1}) end)
+  T.raises("'calib' expects a table", function() return m:variant('fp32', {calib = 'x'}) end)
+  local other = assert(qs.load(T.model))
+  local ost = assert(other:calibrate{windows = 1, ctx = 64})
+  T.raises("'stats' were gathered on another model", function() return m:variant('fp32', {stats = ost}) end)
+end)
+
+T.test('qs.spec: canonical text, whether calibration is needed', function()
+  local s, need = qs.spec('rptq:W4A4')
+  T.eq(s, 'rptq:w=4,a=4,g=32')
+  T.eq(need, true)
+  T.eq(select(2, qs.spec('rtn:w=4')), false)
+  T.eq(qs.spec{method = 'rtn', w = 4, group = 128}, 'rtn:w=4,group=128')
+  T.eq(qs.spec{{method = 'slice', ratio = 0.25}, 'rtn:w=8'}, 'slice:ratio=0.25+rtn:w=8')
+  T.eq(qs.spec{method = 'int8', threshold = 6.5}, 'int8:threshold=6.5')
+  T.eq(qs.spec{method = 'rtn', w = 4, sym = true}, 'rtn:w=4,sym=1')
+  T.fails("unknown method 'nope'", qs.spec, 'nope')
+  T.fails('table spec needs method', qs.spec, {w = 4})
+  T.raises("bad argument #1 to 'spec' (spec string or table expected, got no value)", function() return qs.spec() end)
+end)
+
+T.test('fp32 variant = the model', function()
+  local v = assert(m:variant('fp32'))
+  T.eq(v.spec, 'fp32')
+  T.eq(v:ppl{windows = 2, ctx = 256}, m:ppl{windows = 2, ctx = 256})
+  local a, b = v:logits('The kernel'), m:logits('The kernel')
+  T.eq(a[2][100], b[2][100])
+  T.eq(v:generate('The kernel', {n = 8}), m:generate('The kernel', {n = 8}))
+  local vm, mm = v:memory(), m:memory()
+  T.eq(vm.weights, mm.weights)
+  T.eq(vm.params, mm.params)
+  T.eq(vm.kv_per_token, mm.kv_per_token)
+end)
+
+T.test('rtn:w=4 equals qscope ppl --variant', function()
+  local j = cli_ppl('rtn:w=4')
+  local v = assert(m:variant('rtn:w=4'))
+  T.eq(v.spec, j.variant)
+  T.eq(v.description, j.description)
+  T.eq(v:describe(), j.description)
+  T.near(v:ppl{file = T.eval, windows = 8}, j.ppl, 1e-12, 'ppl')
+  local e = v:eval{file = T.eval, windows = 8}
+  T.near(e.nll, j.nll, 1e-12, 'nll')
+  T.eq(e.tokens, math.tointeger(j.tokens))
+  T.eq(e.windows, 8)
+  local mem = v:memory()
+  T.eq(mem.weights, math.tointeger(j.weight_bytes))
+  T.eq(mem.kv_per_token, math.tointeger(j.kv_bytes_per_token))
+  T.eq(mem.params, math.tointeger(j.params))
+  T.check(mem.weights < m:memory().weights / 2, '4-bit weights are smaller')
+  -- a table spec is the same variant
+  local t = assert(m:variant{method = 'rtn', w = 4})
+  T.eq(t.spec, v.spec)
+  T.eq(t:ppl{windows = 2, ctx = 128}, v:ppl{windows = 2, ctx = 128})
+end)
+
+T.test('fields, tostring, calibrate on a variant', function()
+  local st = assert(m:calibrate{windows = 2, ctx = 128})
+  local v = assert(m:variant('rtn:w=4', {stats = st}))
+  T.eq(v.model, m)
+  T.eq(v.stats, st)
+  T.eq(assert(m:variant('rtn:w=4')).stats, nil)
+  T.check(tostring(v):find('rtn:w=4', 1, true), tostring(v))
+  local vs = assert(v:calibrate{windows = 2, ctx = 128})
+  -- the first norm's output does not depend on the quantized weights; later sites do
+  T.eq(vs:site(0, 'attn_in').max[5], st:site(0, 'attn_in').max[5], 'layer 0 input unchanged')
+  T.check(vs:site(3, 'mlp_in').max[5] ~= st:site(3, 'mlp_in').max[5], 'layer 3 input changed')
+  T.eq(vs.model, m)
+end)
+
+T.test('lifetimes: a Variant keeps its Model; closed Variants fail', function()
+  local v = (function()
+    local mm = assert(qs.load(T.model))
+    return assert(mm:variant('rtn:w=8'))
+  end)()
+  collectgarbage()
+  collectgarbage()
+  T.eq(type(v:ppl{windows = 1, ctx = 64}), 'number')
+  local mm = assert(qs.load(T.model))
+  local v2 = assert(mm:variant('rtn:w=8'))
+  mm:close()
+  collectgarbage()
+  T.eq(v2:ppl{windows = 1, ctx = 64}, v:ppl{windows = 1, ctx = 64}, 'still runs after m:close()')
+  T.raises('attempt to use a closed Model', function() return v2.model:ppl() end)
+  v2:close()
+  v2:close()
+  T.raises('attempt to use a closed Variant', function() return v2:ppl() end)
+  T.raises('attempt to use a closed Variant', function() return v2.spec end)
+  T.raises('attempt to use a closed Variant', function() return v2:memory() end)
+  T.eq(tostring(v2), 'Variant (closed)')
+  do
+    local v3 <close> = assert(m:variant('fp32'))
+    v2 = v3
+  end
+  T.raises('attempt to use a closed Variant', function() return v2:generate('x') end)
+end)
+
+T.test('not applicable: clusters, eigenvalues, int8 columns', function()
+  local v = assert(m:variant('rtn:w=4'))
+  T.fails('no clusters at layer 0 attn_in', v.clusters, v, 0, 'attn_in')
+  T.fails('no eigenvalues for layer 0 attn', v.eigenvalues, v, 0)
+  T.fails('runs no LLM.int8() kernel', v.int8_columns, v, {ctx = 64})
+  T.raises("bad argument #1 to 'clusters' (layer 6 out of range [0, 5])", function() return v:clusters(6, 'mlp_in') end)
+  T.raises("bad argument #2 to 'eigenvalues' (invalid option 'foo')", function() return v:eigenvalues(0, 'foo') end)
+  T.raises("bad argument #1 to 'eigenvalues' (layer -1 out of range [0, 5])", function() return v:eigenvalues(-1) end)
+end)
+
+T.test('qs.compare', function()
+  local rows = assert(qs.compare(m, {'fp32', 'rtn:w=4', {method = 'rtn', w = 8}}, {file = T.eval, windows = 2, ctx = 256}))
+  T.eq(#rows, 3)
+  T.eq(rows[1].spec, 'fp32')
+  T.eq(rows[1].delta_ppl, 0.0)
+  T.eq(rows.reference, rows[1].ppl)
+  T.eq(rows[2].ppl, assert(m:variant('rtn:w=4')):ppl{file = T.eval, windows = 2, ctx = 256})
+  T.eq(rows[3].spec, 'rtn:w=8')
+  T.near(rows[2].delta_ppl, rows[2].ppl - rows[1].ppl, 1e-15)
+  T.eq(rows[2].weights, assert(m:variant('rtn:w=4')):memory().weights)
+  T.check(rows[2].tokens_per_s > 0 and rows[2].params > 0 and rows[2].kv_per_token > 0, 'row fields')
+  local r2 = assert(qs.compare(m, {'rtn:w=8'}, {windows = 1, ctx = 128}))
+  T.check(r2.reference > 0 and r2[1].delta_ppl, 'fp32 reference computed when not listed')
+  T.fails('no-such.txt', qs.compare, m, {'fp32'}, {file = 'no-such.txt'})
+  T.raises("bad argument #2 to 'compare' (spec 2: rpqt: unknown method 'rpqt'", function() return qs.compare(m, {'fp32', 'rpqt'}) end)
+  T.raises("bad argument #2 to 'compare' (array of specs expected, got string)", function() return qs.compare(m, 'fp32') end)
+  local seen = {}
+  qs.compare(m, {'rtn:w=8'}, {windows = 2, ctx = 64, progress = function(spec, done, total) seen[#seen + 1] = spec .. ':' .. done end})
+  T.eq(table.concat(seen, ' '), 'fp32:1 fp32:2 rtn:w=8:1 rtn:w=8:2')
+end)
+
+-- ---- the methods (finished by other people; tested last) ----
+
+local cal_st = nil
+local function stats8()
+  cal_st = cal_st or assert(m:calibrate{windows = 8, ctx = 512})
+  return cal_st
+end
+
+T.test('int8: LLM.int8() equals the CLI; outlier columns', function()
+  local j = cli_ppl('int8')
+  local v, err = m:variant('int8')
+  T.check(v, 'int8: %s', tostring(err))
+  T.eq(v.spec, j.variant)
+  T.near(v:ppl{file = T.eval, windows = 8}, j.ppl, 1e-12, 'ppl')
+  T.eq(v:memory().weights, math.tointeger(j.weight_bytes))
+  local cols, n = assert(v:int8_columns{file = T.eval, ctx = 512})
+  T.eq(n, 512)
+  T.eq(#cols, m.info.n_layers)
+  for l = 1, #cols do
+    for _, k in ipairs({'attn_in', 'attn_out', 'mlp_in', 'mlp_mid'}) do T.eq(math.type(cols[l][k]), 'integer', k) end
+  end
+  local none = assert(m:variant('int8:threshold=0'))
+  local c0 = assert(none:int8_columns{ctx = 128})
+  T.eq(c0[3].mlp_in, 0, 'no decomposition at threshold 0')
+end)
+
+T.test('rptq: W4A4 with shared stats equals the CLI; clusters', function()
+  local j = cli_ppl('rptq:W4A4', '--calib-windows 8')
+  local st = stats8()
+  local v, err = m:variant('rptq:W4A4', {stats = st})
+  T.check(v, 'rptq: %s', tostring(err))
+  T.eq(v.spec, j.variant)
+  T.near(v:ppl{file = T.eval, windows = 8}, j.ppl, 1e-9, 'ppl with shared stats')
+  local mem = v:memory()
+  T.eq(mem.weights, math.tointeger(j.weight_bytes))
+  T.eq(mem.kv_per_token, math.tointeger(j.kv_bytes_per_token))
+  -- without stats: calibrates on its own, from the calib options
+  local w = assert(m:variant('rptq:W4A4', {calib = {windows = 8}}))
+  T.near(w:ppl{file = T.eval, windows = 8}, j.ppl, 1e-9, 'ppl with its own calibration')
+  -- the variant's clusters of the first site are st:clusters of the same stats
+  local g8 = assert(m:variant('rptq:w=4,a=4,g=8', {stats = st}))
+  local lab, k = g8:clusters(0, 'attn_in')
+  T.eq(k, 8)
+  T.eq(table.concat(lab, ','), table.concat(st:clusters(0, 'attn_in', 8), ','), 'same k-means')
+  local mid, km = assert(g8:clusters(2, 'mlp_mid'))
+  T.eq(#mid, m.info.d_ff)
+  T.eq(km, 8)
+end)
+
+T.test('rptq: progress and interrupt while calibrating', function()
+  local n = 0
+  assert(m:variant('rptq:W4A8', {calib = {windows = 2, ctx = 128}, progress = function() n = n + 1 end}))
+  T.check(n > 0, 'progress called')
+  T.raises('interrupted', function()
+    return m:variant('rptq:W4A8', {calib = {windows = 2, ctx = 128}, progress = function() qs.interrupt() end})
+  end)
+end)
+
+local slice25
+T.test('slice: SliceGPT equals the CLI; eigenvalues', function()
+  local j = cli_ppl('slice:ratio=0.25', '--calib-windows 8')
+  local v, err = m:variant('slice:ratio=0.25', {stats = stats8()})
+  T.check(v, 'slice: %s', tostring(err))
+  slice25 = v
+  T.near(v:ppl{file = T.eval, windows = 8}, j.ppl, 1e-9, 'ppl')
+  local mem = v:memory()
+  T.eq(mem.params, math.tointeger(j.params))
+  T.eq(mem.weights, math.tointeger(j.weight_bytes))
+  local eig, kept = assert(v:eigenvalues(1, 'attn'))
+  T.eq(kept, 144, 'floor(0.75 * 192 / 8) * 8')
+  T.eq(#eig, m.info.d_model)
+  for i = 2, #eig do T.check(eig[i] <= eig[i - 1], 'descending at %d', i) end
+  local e2, k2 = assert(v:eigenvalues(1, 'mlp'))
+  T.eq(k2, kept)
+  T.check(e2[1] > 0, 'positive spectrum')
+end)
+
+T.test('slice: widths and parameters of the official SliceGPT code', function()
+  local ref = T.json(T.read(T.shared('models/opt-mini/reference/slicegpt.json')))
+  T.check(slice25, 'the slice variant was built')
+  T.eq(slice25:memory().params, math.tointeger(ref.params_incl_shortcuts['0.25']), 'parameters incl. shortcuts')
+  for l = 0, m.info.n_layers - 1 do
+    T.eq(select(2, slice25:eigenvalues(l, 'attn')), math.tointeger(ref.widths['0.25']), 'width of layer ' .. l)
+  end
+end)

@@ -1,0 +1,443 @@
+/* The key table: every key the workbench answers, the views and pane where
+ * it applies, the action it runs and the words the help line and the ?
+ * overlay show for it. An action changes the state (and may submit jobs)
+ * and returns what to redraw. */
+#include <curses.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/forward.h"
+#include "tui.h"
+
+typedef int (*tui_action)(tui_state *s, int key);
+
+typedef struct {
+    int key;
+    unsigned views;    /* bit per view; 0: every view */
+    int focus;         /* -1 any pane, 0 the view, 1 the parameter panel */
+    tui_action fn;
+    const char *keys;  /* how the overlay names the key(s); NULL: an alias of the entry above */
+    const char *what;
+    const char *hint;  /* short help-line text, or NULL */
+} tui_binding;
+
+#define V(v) (1u << (v))
+#define CTRL(c) ((c)&0x1f)
+
+/* ---- actions ---- */
+
+static int act_view(tui_state *s, int key) {
+    s->view = key - '1';
+    if (s->view == TUI_V_CHANNELS) tui_state_want_clusters(s);
+    return TUI_R_DRAW;
+}
+
+static int act_focus(tui_state *s, int key) {
+    (void)key;
+    s->focus = !s->focus;
+    return TUI_R_DRAW;
+}
+
+static int act_help(tui_state *s, int key) {
+    (void)key;
+    s->help = 1;
+    s->help_top = 0;
+    return TUI_R_DRAW;
+}
+
+static int act_lua(tui_state *s, int key) {
+    (void)key;
+    tui_prompt_open(s, 1);
+    return TUI_R_DRAW;
+}
+
+static int act_quit(tui_state *s, int key) {
+    (void)s;
+    (void)key;
+    return TUI_R_QUIT;
+}
+
+static int act_cancel(tui_state *s, int key) {
+    (void)key;
+    if (s->js.busy || s->js.queued) {
+        tui_jobs_cancel_all(s->jobs);
+        tui_state_log(s, QS_LOG_WARN, "cancelled");
+    }
+    return TUI_R_DRAW;
+}
+
+static int act_redraw(tui_state *s, int key) {
+    (void)s;
+    (void)key;
+    clearok(curscr, TRUE);
+    return TUI_R_DRAW;
+}
+
+static int act_rerun(tui_state *s, int key) {
+    (void)key;
+    if (!s->data_ready) {
+        tui_work_calibrate(s->jobs, s->m, s->data);
+        tui_work_base_ppl(s->jobs, s->m, s->data);
+    }
+    tui_state_retune(s, -1);
+    return TUI_R_DRAW;
+}
+
+static int act_knob_select(tui_state *s, int key) {
+    int dir = key == ']' || key == KEY_DOWN || key == 'j' ? 1 : -1;
+    s->knob = (s->knob + dir + TUI_K_COUNT) % TUI_K_COUNT;
+    return TUI_R_DRAW;
+}
+
+static int act_knob_change(tui_state *s, int key) {
+    int dir = key == '+' || key == '=' || key == KEY_RIGHT || key == 'l' ? 1 : -1;
+    if (tui_knobs_step(&s->knobs, s->knob, dir)) tui_state_retune(s, s->knob);
+    return TUI_R_DRAW;
+}
+
+/* Channels */
+static int channel_count(const tui_state *s) {
+    const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, s->ch_layer, s->ch_site) : NULL;
+    return ss ? ss->dim : 0;
+}
+
+static int act_ch_move(tui_state *s, int key) {
+    int n = channel_count(s);
+    if (!n) return TUI_R_NONE;
+    int step = key == KEY_RIGHT || key == 'l' ? 1 : key == KEY_LEFT || key == 'h' ? -1
+             : key == KEY_NPAGE || key == 'L' ? 10 : key == KEY_PPAGE || key == 'H' ? -10 : 0;
+    if (key == KEY_HOME) s->ch_cursor = 0;
+    else if (key == KEY_END) s->ch_cursor = n - 1;
+    else s->ch_cursor = ((s->ch_cursor + step) % n + n) % n;
+    s->ch_user = 1;
+    return TUI_R_DRAW;
+}
+
+static int act_ch_layer(tui_state *s, int key) {
+    int L = s->m->cfg.n_layers, dir = key == KEY_DOWN || key == 'j' ? 1 : -1;
+    s->ch_layer = (s->ch_layer + dir + L) % L;
+    s->ch_user = 1;
+    tui_state_want_clusters(s);
+    return TUI_R_DRAW;
+}
+
+static int act_ch_site(tui_state *s, int key) {
+    int i = 0;
+    while (i < tui_n_channel_sites && tui_channel_sites[i] != s->ch_site) i++;
+    int dir = key == 's' ? 1 : -1;
+    s->ch_site = tui_channel_sites[(i + dir + tui_n_channel_sites) % tui_n_channel_sites];
+    s->ch_user = 1;
+    int n = channel_count(s);
+    if (n && s->ch_cursor >= n) s->ch_cursor = n - 1;
+    tui_state_want_clusters(s);
+    return TUI_R_DRAW;
+}
+
+static int act_ch_outlier(tui_state *s, int key) {
+    const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, s->ch_layer, s->ch_site) : NULL;
+    if (!ss) return TUI_R_NONE;
+    int dir = key == 'n' ? 1 : -1;
+    for (int k = 1; k <= ss->dim; k++) {
+        int c = ((s->ch_cursor + dir * k) % ss->dim + ss->dim) % ss->dim;
+        if (ss->absmax[c] >= s->knobs.tau) {
+            s->ch_cursor = c;
+            s->ch_user = 1;
+            return TUI_R_DRAW;
+        }
+    }
+    tui_state_log(s, QS_LOG_INFO, "no channel of layer %d %s reaches tau %.1f", s->ch_layer, qs_site_name(s->ch_site),
+                  s->knobs.tau);
+    return TUI_R_DRAW;
+}
+
+/* Outliers */
+static int act_ol_move(tui_state *s, int key) {
+    int D = s->m->cfg.d_model, R = 2 * s->m->cfg.n_layers;
+    switch (key) {
+    case KEY_RIGHT: case 'l': s->ol_col = (s->ol_col + 1) % D; break;
+    case KEY_LEFT: case 'h': s->ol_col = (s->ol_col + D - 1) % D; break;
+    case 'L': case KEY_NPAGE: s->ol_col = (s->ol_col + 8) % D; break;
+    case 'H': case KEY_PPAGE: s->ol_col = (s->ol_col + D - 8) % D; break;
+    case KEY_DOWN: case 'j': s->ol_row = (s->ol_row + 1) % R; break;
+    case KEY_UP: case 'k': s->ol_row = (s->ol_row + R - 1) % R; break;
+    }
+    return TUI_R_DRAW;
+}
+
+static int act_ol_mode(tui_state *s, int key) {
+    (void)key;
+    s->ol_freq = !s->ol_freq;
+    return TUI_R_DRAW;
+}
+
+static int act_ol_jump(tui_state *s, int key) {
+    (void)key;
+    if (!s->n_outl) return TUI_R_NONE;
+    int i = 0;
+    while (i < s->n_outl && s->outl[i].dim <= s->ol_col) i++;
+    s->ol_col = s->outl[i < s->n_outl ? i : 0].dim;
+    return TUI_R_DRAW;
+}
+
+/* Spectrum */
+static int act_sp_layer(tui_state *s, int key) {
+    int L = s->m->cfg.n_layers, dir = key == KEY_DOWN || key == 'j' ? 1 : -1;
+    s->sp_layer = (s->sp_layer + dir + L) % L;
+    return TUI_R_DRAW;
+}
+
+static int act_sp_which(tui_state *s, int key) {
+    (void)key;
+    s->sp_which = !s->sp_which;
+    return TUI_R_DRAW;
+}
+
+/* Compare */
+static int act_cmp_move(tui_state *s, int key) {
+    if (!s->n_rows) return TUI_R_NONE;
+    int dir = key == KEY_DOWN || key == 'j' ? 1 : -1;
+    s->cmp_sel = (s->cmp_sel + dir + s->n_rows) % s->n_rows;
+    return TUI_R_DRAW;
+}
+
+static int act_cmp_full(tui_state *s, int key) {
+    (void)key;
+    if (!s->n_rows) return TUI_R_NONE;
+    char spec[160];
+    tui_copy(spec, sizeof spec, s->rows[s->cmp_sel].spec);
+    tui_row *r = tui_state_row(s, spec, 1);
+    if (r) {
+        r->status = 0;
+        r->err[0] = 0;
+    }
+    tui_work_variant(s->jobs, s->m, s->data, spec, 1);
+    return TUI_R_DRAW;
+}
+
+/* Generate */
+static int act_gen_edit(tui_state *s, int key) {
+    (void)key;
+    tui_prompt_open(s, 2);
+    return TUI_R_DRAW;
+}
+
+static int act_gen_run(tui_state *s, int key) {
+    (void)key;
+    tui_state_generate(s);
+    return TUI_R_DRAW;
+}
+
+/* Log */
+static int act_log_scroll(tui_state *s, int key) {
+    int page = s->rows_n > 8 ? s->rows_n - 8 : 1;
+    switch (key) {
+    case KEY_UP: case 'k': s->log_back++; break;
+    case KEY_DOWN: case 'j': s->log_back--; break;
+    case KEY_PPAGE: s->log_back += page; break;
+    case KEY_NPAGE: s->log_back -= page; break;
+    case KEY_HOME: s->log_back = s->log_n; break;
+    case KEY_END: case 'G': s->log_back = 0; break;
+    }
+    if (s->log_back < 0) s->log_back = 0;
+    return TUI_R_DRAW;
+}
+
+/* ---- the table ---- */
+
+enum { P = 1 }; /* focus: the parameter panel */
+
+static const tui_binding table[] = {
+    /* the parameter panel, when focused */
+    {KEY_UP, 0, P, act_knob_select, "Up/Down j/k", "select a knob (parameter panel)", "\x01 knob"},
+    {KEY_DOWN, 0, P, act_knob_select, NULL, NULL, NULL},
+    {'k', 0, P, act_knob_select, NULL, NULL, NULL},
+    {'j', 0, P, act_knob_select, NULL, NULL, NULL},
+    {KEY_RIGHT, 0, P, act_knob_change, "Left/Right h/l", "change the selected knob (parameter panel)", "\x02 value"},
+    {KEY_LEFT, 0, P, act_knob_change, NULL, NULL, NULL},
+    {'l', 0, P, act_knob_change, NULL, NULL, NULL},
+    {'h', 0, P, act_knob_change, NULL, NULL, NULL},
+
+    /* 1 Channels */
+    {KEY_RIGHT, V(TUI_V_CHANNELS), 0, act_ch_move, "Left/Right h/l", "step through the channels", "\x02 channel"},
+    {KEY_LEFT, V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {'l', V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {'h', V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {'L', V(TUI_V_CHANNELS), 0, act_ch_move, "H/L PgUp/PgDn", "ten channels back / on", NULL},
+    {'H', V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {KEY_NPAGE, V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {KEY_PPAGE, V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {KEY_HOME, V(TUI_V_CHANNELS), 0, act_ch_move, "Home/End", "first / last channel", NULL},
+    {KEY_END, V(TUI_V_CHANNELS), 0, act_ch_move, NULL, NULL, NULL},
+    {KEY_UP, V(TUI_V_CHANNELS), 0, act_ch_layer, "Up/Down k/j", "previous / next layer", "\x01 layer"},
+    {KEY_DOWN, V(TUI_V_CHANNELS), 0, act_ch_layer, NULL, NULL, NULL},
+    {'k', V(TUI_V_CHANNELS), 0, act_ch_layer, NULL, NULL, NULL},
+    {'j', V(TUI_V_CHANNELS), 0, act_ch_layer, NULL, NULL, NULL},
+    {'s', V(TUI_V_CHANNELS), 0, act_ch_site, "s/S", "next / previous activation site", "s site"},
+    {'S', V(TUI_V_CHANNELS), 0, act_ch_site, NULL, NULL, NULL},
+    {'n', V(TUI_V_CHANNELS), 0, act_ch_outlier, "n/N", "next / previous outlier channel (|x| >= tau)", "n outlier"},
+    {'N', V(TUI_V_CHANNELS), 0, act_ch_outlier, NULL, NULL, NULL},
+
+    /* 2 Outliers */
+    {KEY_RIGHT, V(TUI_V_OUTLIERS), 0, act_ol_move, "Left/Right h/l", "step through the channels (H/L: 8)", "\x02 channel"},
+    {KEY_LEFT, V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'l', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'h', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'L', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'H', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {KEY_NPAGE, V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {KEY_PPAGE, V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {KEY_UP, V(TUI_V_OUTLIERS), 0, act_ol_move, "Up/Down k/j", "previous / next layer input", "\x01 row"},
+    {KEY_DOWN, V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'k', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'j', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'m', V(TUI_V_OUTLIERS), 0, act_ol_mode, "m", "largest |x| / share of tokens with |x| >= tau", "m mode"},
+    {'n', V(TUI_V_OUTLIERS), 0, act_ol_jump, "n", "jump to the next outlier dimension", "n outlier"},
+
+    /* 3 Spectrum */
+    {KEY_UP, V(TUI_V_SPECTRUM), 0, act_sp_layer, "Up/Down k/j", "previous / next layer", "\x01 layer"},
+    {KEY_DOWN, V(TUI_V_SPECTRUM), 0, act_sp_layer, NULL, NULL, NULL},
+    {'k', V(TUI_V_SPECTRUM), 0, act_sp_layer, NULL, NULL, NULL},
+    {'j', V(TUI_V_SPECTRUM), 0, act_sp_layer, NULL, NULL, NULL},
+    {'m', V(TUI_V_SPECTRUM), 0, act_sp_which, "m", "block input / MLP input", "m input"},
+
+    /* 4 Compare */
+    {KEY_UP, V(TUI_V_COMPARE), 0, act_cmp_move, "Up/Down k/j", "select a variant", "\x01 select"},
+    {KEY_DOWN, V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
+    {'k', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
+    {'j', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
+    {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of eval.txt", "p full ppl"},
+
+    /* 5 Generate */
+    {'e', V(TUI_V_GENERATE), 0, act_gen_edit, "e Enter", "edit the prompt (Enter starts generating)", "e prompt"},
+    {'\n', V(TUI_V_GENERATE), 0, act_gen_edit, NULL, NULL, NULL},
+    {'\r', V(TUI_V_GENERATE), 0, act_gen_edit, NULL, NULL, NULL},
+    {KEY_ENTER, V(TUI_V_GENERATE), 0, act_gen_edit, NULL, NULL, NULL},
+    {'g', V(TUI_V_GENERATE), 0, act_gen_run, "g", "generate with fp32 and the current variant", "g generate"},
+
+    /* 6 Log */
+    {KEY_UP, V(TUI_V_LOG), 0, act_log_scroll, "Up/Down k/j", "scroll (PgUp/PgDn a page, Home/End)", "\x01 scroll"},
+    {KEY_DOWN, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {'k', V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {'j', V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {KEY_PPAGE, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {KEY_NPAGE, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {KEY_HOME, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {KEY_END, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {'G', V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+
+    /* everywhere */
+    {'[', 0, -1, act_knob_select, "[ ]", "select the previous / next knob", "[] knob"},
+    {']', 0, -1, act_knob_select, NULL, NULL, NULL},
+    {'+', 0, -1, act_knob_change, "+ -", "raise / lower the selected knob (re-runs what depends on it)", "+- value"},
+    {'=', 0, -1, act_knob_change, NULL, NULL, NULL},
+    {'-', 0, -1, act_knob_change, NULL, NULL, NULL},
+    {'1', 0, -1, act_view, "1-7", "views: Channels Outliers Spectrum Compare Generate Log Plot", "1-7 view"},
+    {'2', 0, -1, act_view, NULL, NULL, NULL},
+    {'3', 0, -1, act_view, NULL, NULL, NULL},
+    {'4', 0, -1, act_view, NULL, NULL, NULL},
+    {'5', 0, -1, act_view, NULL, NULL, NULL},
+    {'6', 0, -1, act_view, NULL, NULL, NULL},
+    {'7', 0, -1, act_view, NULL, NULL, NULL},
+    {'\t', 0, -1, act_focus, "Tab", "move between the view and the parameter panel", NULL},
+    {KEY_BTAB, 0, -1, act_focus, NULL, NULL, NULL},
+    {':', 0, -1, act_lua, ":", "Lua prompt (Tab completes, Up/Down history, Esc leaves)", ": lua"},
+    {27, 0, -1, act_cancel, "Esc", "cancel the running and queued jobs", "Esc cancel"},
+    {'r', 0, -1, act_rerun, "r", "run the current variant again (or the calibration, if cancelled)", NULL},
+    {CTRL('l'), 0, -1, act_redraw, "Ctrl-L", "redraw the screen", NULL},
+    {'?', 0, -1, act_help, "?", "this help: what the view shows, and its keys", "? help"},
+    {'q', 0, -1, act_quit, "q", "quit", "q quit"},
+};
+enum { N_BINDINGS = sizeof table / sizeof table[0] };
+
+static int applies(const tui_binding *b, const tui_state *s, int view) {
+    if (b->views && !(b->views & V(view))) return 0;
+    return b->focus < 0 || b->focus == s->focus || (b->focus == 0 && s->focus == 1 && b->views == 0);
+}
+
+static int find(const tui_state *s, int key) {
+    for (int i = 0; i < N_BINDINGS; i++)
+        if (table[i].key == key && applies(&table[i], s, s->view)) return i;
+    /* a view key not taken by the focused panel still works */
+    for (int i = 0; i < N_BINDINGS; i++)
+        if (table[i].key == key && table[i].focus == 0 && (!table[i].views || table[i].views & V(s->view))) return i;
+    return -1;
+}
+
+int tui_keys_handle(tui_state *s, int key) {
+    s->keys++;
+    if (s->help) {
+        /* the overlay takes the keys while open */
+        switch (key) {
+        case KEY_DOWN: case 'j': s->help_top++; break;
+        case KEY_UP: case 'k': if (s->help_top > 0) s->help_top--; break;
+        case KEY_NPAGE: case ' ': s->help_top += 10; break;
+        case KEY_PPAGE: s->help_top = s->help_top > 10 ? s->help_top - 10 : 0; break;
+        default: s->help = 0;
+        }
+        return TUI_R_DRAW;
+    }
+    int i = find(s, key);
+    return i < 0 ? TUI_R_NONE : table[i].fn(s, key);
+}
+
+/* "\x01" and "\x02" in a hint stand for the up/down and left/right arrows */
+static void hint_text(const tui_state *s, const char *h, char *out, size_t cap) {
+    if (h[0] == 1) snprintf(out, cap, "%s%s", s->utf8 ? "\xe2\x86\x91\xe2\x86\x93" : "jk", h + 1);
+    else if (h[0] == 2) snprintf(out, cap, "%s%s", s->utf8 ? "\xe2\x86\x90\xe2\x86\x92" : "hl", h + 1);
+    else snprintf(out, cap, "%s", h);
+}
+
+void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width) {
+    size_t n = 0;
+    buf[0] = 0;
+    if (s->prompting) {
+        tui_copy(buf, cap, s->prompting == 1 ? "Enter run  Tab complete  Up/Down history  Esc leave"
+                                             : "Enter generate  Esc leave");
+        return;
+    }
+    if (s->help) {
+        tui_copy(buf, cap, "Esc or ? close  j/k scroll");
+        return;
+    }
+    /* the view's own keys, then the global ones; a hint that does not fit is
+     * left out whole, and room is kept for the ones that must show */
+    static const char *const must[] = {"Esc cancel", "? help", "q quit"};
+    int reserve = 0;
+    for (int i = 0; i < 3; i++)
+        if (i || s->js.busy || s->js.queued) reserve += (int)strlen(must[i]) + 2;
+    int cols = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < N_BINDINGS; i++) {
+            const tui_binding *b = &table[i];
+            if (!b->hint || !applies(b, s, s->view)) continue;
+            int global = b->views == 0 && b->focus != P;
+            if (global != pass) continue;
+            int is_must = 0;
+            for (int k = 0; k < 3; k++) is_must |= !strcmp(b->hint, must[k]);
+            if (!strcmp(b->hint, "Esc cancel") && !s->js.busy && !s->js.queued) continue;
+            /* in the panel the arrows already say it */
+            if (s->focus == P && b->focus != P && (!strcmp(b->hint, "[] knob") || !strcmp(b->hint, "+- value"))) continue;
+            char h[64];
+            hint_text(s, b->hint, h, sizeof h);
+            int hw = tui_text_width(s, h) + (n ? 2 : 0);
+            if (cols + hw > width - (is_must ? 0 : reserve)) continue;
+            if (is_must) reserve -= (int)strlen(b->hint) + 2;
+            int w = snprintf(buf + n, cap - n, "%s%s", n ? "  " : "", h);
+            if (w < 0 || (size_t)w >= cap - n) return;
+            n += (size_t)w;
+            cols += hw;
+        }
+}
+
+void tui_keys_list(const tui_state *s, int v, void (*fn)(void *ud, const char *keys, const char *what), void *ud) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < N_BINDINGS; i++) {
+            const tui_binding *b = &table[i];
+            if (!b->keys || !b->what) continue;
+            if (b->views && !(b->views & V(v))) continue;
+            int global = b->views == 0;
+            if (global != pass) continue;
+            fn(ud, b->keys, b->what);
+        }
+    (void)s;
+}

@@ -1,0 +1,270 @@
+/* The workbench's state: the knobs, the compare table, the log, and what a
+ * change of the knobs sets off. Changed only on the UI thread. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/forward.h"
+#include "../core/spec.h"
+#include "tui.h"
+
+const int tui_channel_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q,      QS_SITE_K,       QS_SITE_V,
+                                 QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID, QS_SITE_RESID};
+const int tui_n_channel_sites = sizeof tui_channel_sites / sizeof tui_channel_sites[0];
+
+/* ---- knobs ---- */
+
+static const int bit_steps[] = {2, 3, 4, 5, 6, 8, 16};
+enum { N_BIT_STEPS = sizeof bit_steps / sizeof bit_steps[0] };
+static const int methods[] = {QS_M_RTN, QS_M_INT8, QS_M_RPTQ, QS_M_SLICE};
+
+static int step_bits(int b, int dir) {
+    int i = 0;
+    while (i < N_BIT_STEPS - 1 && bit_steps[i] < b) i++;
+    i += dir;
+    if (i < 0) i = 0;
+    if (i >= N_BIT_STEPS) i = N_BIT_STEPS - 1;
+    return bit_steps[i];
+}
+
+void tui_knobs_spec(const tui_knobs *k, char *buf, size_t cap) {
+    switch (k->method) {
+    case QS_M_INT8: snprintf(buf, cap, "int8:threshold=%g", k->tau); break;
+    case QS_M_RPTQ: {
+        /* bits of 16 (not quantized) are the spec's defaults: left out */
+        int n = snprintf(buf, cap, "rptq:w=%d", k->w_bits);
+        if (k->a_bits < 16 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - n, ",a=%d", k->a_bits);
+        if (k->kv_bits != k->a_bits && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - n, ",kv=%d", k->kv_bits);
+        if (n > 0 && (size_t)n < cap) snprintf(buf + n, cap - n, ",g=%d", k->g);
+        break;
+    }
+    case QS_M_SLICE: snprintf(buf, cap, "slice:ratio=%g", k->ratio); break;
+    default: {
+        int n = snprintf(buf, cap, "rtn:w=%d", k->w_bits);
+        if (k->a_bits < 16 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - n, ",a=%d", k->a_bits);
+        if (k->kv_bits != k->a_bits && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - n, ",kv=%d", k->kv_bits);
+    }
+    }
+}
+
+int tui_knobs_step(tui_knobs *k, int which, int dir) {
+    tui_knobs old = *k;
+    switch (which) {
+    case TUI_K_METHOD: {
+        int i = 0;
+        while (i < 4 && methods[i] != k->method) i++;
+        k->method = methods[((i + dir) % 4 + 4) % 4];
+        break;
+    }
+    case TUI_K_G: k->g = k->g + dir < 1 ? 1 : k->g + dir > 64 ? 64 : k->g + dir; break;
+    case TUI_K_TAU: {
+        float t = k->tau + 0.5f * dir;
+        k->tau = t < 0.5f ? 0.5f : t > 20 ? 20 : t;
+        break;
+    }
+    case TUI_K_RATIO: {
+        /* in hundredths, so repeated steps stay exact */
+        int r = (int)lroundf(k->ratio * 100) + 5 * dir;
+        r = r < 5 ? 5 : r > 90 ? 90 : r;
+        k->ratio = r / 100.0f;
+        break;
+    }
+    case TUI_K_WBITS: k->w_bits = step_bits(k->w_bits, dir); break;
+    case TUI_K_ABITS: k->a_bits = step_bits(k->a_bits, dir); break;
+    case TUI_K_KVBITS: k->kv_bits = step_bits(k->kv_bits, dir); break;
+    default: return 0;
+    }
+    return memcmp(&old, k, sizeof old) != 0;
+}
+
+void tui_knobs_value(const tui_knobs *k, int which, char *buf, size_t cap) {
+    switch (which) {
+    case TUI_K_METHOD: snprintf(buf, cap, "%s", qs_method_name(k->method)); break;
+    case TUI_K_G: snprintf(buf, cap, "%d", k->g); break;
+    case TUI_K_TAU: snprintf(buf, cap, "%.1f", k->tau); break;
+    case TUI_K_RATIO: snprintf(buf, cap, "%.2f", k->ratio); break;
+    case TUI_K_WBITS: snprintf(buf, cap, k->w_bits >= 16 ? "16 (off)" : "%d", k->w_bits); break;
+    case TUI_K_ABITS: snprintf(buf, cap, k->a_bits >= 16 ? "16 (off)" : "%d", k->a_bits); break;
+    case TUI_K_KVBITS: snprintf(buf, cap, k->kv_bits >= 16 ? "16 (off)" : "%d", k->kv_bits); break;
+    default: buf[0] = 0;
+    }
+}
+
+const char *tui_knobs_name(int which, int utf8) {
+    static const char *const names[] = {"method", "g", "tau", "slice", "W bits", "A bits", "KV bits"};
+    if (which == TUI_K_TAU && utf8) return "\xcf\x84 (tau)";
+    return (unsigned)which < TUI_K_COUNT ? names[which] : "?";
+}
+
+int tui_knobs_used(const tui_knobs *k, int which) {
+    switch (which) {
+    case TUI_K_METHOD:
+    case TUI_K_G:   /* colours the Channels view whatever the method */
+    case TUI_K_TAU: /* marks outliers in every view */
+        return 1;
+    case TUI_K_RATIO: return k->method == QS_M_SLICE;
+    default: return k->method == QS_M_RTN || k->method == QS_M_RPTQ;
+    }
+}
+
+/* ---- state ---- */
+
+void tui_copy(char *dst, size_t cap, const char *src) {
+    if (!cap) return;
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    if (n) memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+void tui_state_init(tui_state *s, const qs_model *m) {
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    const char *slash = strrchr(m->path, '/');
+    const char *name = slash && slash[1] ? slash + 1 : m->path;
+    tui_copy(s->model_name, sizeof s->model_name, name);
+    s->knobs = (tui_knobs){.method = QS_M_RTN, .g = 8, .tau = 6.0f, .ratio = 0.25f, .w_bits = 4, .a_bits = 16,
+                           .kv_bits = 16};
+    tui_knobs_spec(&s->knobs, s->spec, sizeof s->spec);
+    s->log = calloc(TUI_LOG_LINES, sizeof *s->log);
+    s->ch_site = QS_SITE_MLP_IN;
+    s->ch_layer = m->cfg.n_layers > 3 ? 3 : 0;
+    s->cl_layer = s->cl_site = s->cl_g = -1;
+    s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
+    s->gen_tokens = 48;
+    snprintf(s->prompt_text, sizeof s->prompt_text, "The kernel");
+}
+
+void tui_state_free(tui_state *s) {
+    if (s->data) {
+        if (s->tstats != s->data->stats) qs_stats_free(s->tstats);
+        if (s->outl != s->data->outl) free(s->outl);
+    }
+    free(s->labels);
+    tui_var_unref(s->cur);
+    for (int i = 0; i < 2; i++) free(s->gen[i].text);
+    tui_plot_clear(&s->plot);
+    free(s->log);
+    memset(s, 0, sizeof *s);
+}
+
+void tui_state_log(tui_state *s, int level, const char *fmt, ...) {
+    char buf[TUI_LOG_TEXT];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    /* one Log line per text line */
+    char *p = buf;
+    for (;;) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = 0;
+        if (s->log) {
+            tui_logline *l = &s->log[s->log_n % TUI_LOG_LINES];
+            l->level = level;
+            tui_copy(l->text, sizeof l->text, p);
+            s->log_n++;
+            if (s->log_back) s->log_back++; /* keep a scrolled-back Log where it is */
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    if (level != QS_LOG_DEBUG) {
+        tui_copy(s->last_msg, sizeof s->last_msg, buf);
+        for (char *c = s->last_msg; *c; c++)
+            if (*c == '\n') *c = ' ';
+        s->last_level = level;
+    }
+}
+
+const tui_logline *tui_state_log_line(const tui_state *s, long back) {
+    if (back < 0 || back >= s->log_n || back >= TUI_LOG_LINES) return NULL;
+    return &s->log[(s->log_n - 1 - back) % TUI_LOG_LINES];
+}
+
+tui_row *tui_state_row(tui_state *s, const char *spec, int full) {
+    for (int i = 0; i < s->n_rows; i++)
+        if (!strcmp(s->rows[i].spec, spec) && s->rows[i].full == full) return &s->rows[i];
+    if (s->n_rows == TUI_MAX_ROWS) {
+        /* forget the oldest row after fp32 */
+        memmove(&s->rows[1], &s->rows[2], (TUI_MAX_ROWS - 2) * sizeof s->rows[0]);
+        s->n_rows--;
+    }
+    tui_row *r = &s->rows[s->n_rows++];
+    memset(r, 0, sizeof *r);
+    tui_copy(r->spec, sizeof r->spec, spec);
+    r->full = full;
+    r->ppl = NAN;
+    return r;
+}
+
+const tui_row *tui_state_base_row(const tui_state *s) {
+    for (int i = 0; i < s->n_rows; i++)
+        if (!strcmp(s->rows[i].spec, "fp32") && !s->rows[i].full) return &s->rows[i];
+    return NULL;
+}
+
+void tui_state_want_clusters(tui_state *s) {
+    if (!s->data_ready || !s->data->stats || !s->jobs) return;
+    int layer = s->ch_layer, site = s->ch_site, g = s->knobs.g;
+    if (layer == s->cl_req_layer && site == s->cl_req_site && g == s->cl_req_g) return;
+    s->cl_req_layer = layer;
+    s->cl_req_site = site;
+    s->cl_req_g = g;
+    tui_work_clusters(s->jobs, s->data, layer, site, g);
+}
+
+void tui_state_retune(tui_state *s, int which) {
+    if (!s->jobs) return;
+    if (which < 0 || which == TUI_K_G) tui_state_want_clusters(s);
+    if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats) {
+        if (s->knobs.tau == s->data->stats->tau) {
+            /* back to the base statistics: nothing to compute */
+            if (s->tstats != s->data->stats) qs_stats_free(s->tstats);
+            if (s->outl != s->data->outl) free(s->outl);
+            s->tstats = s->data->stats;
+            s->tstats_tau = s->data->stats->tau;
+            s->outl = s->data->outl;
+            s->n_outl = s->data->n_outl;
+        } else if (s->knobs.tau != s->tstats_tau) {
+            tui_work_restat(s->jobs, s->m, s->data, s->knobs.tau);
+        }
+    }
+    char spec[160];
+    tui_knobs_spec(&s->knobs, spec, sizeof spec);
+    if (which >= 0 && !strcmp(spec, s->spec)) return;
+    tui_copy(s->spec, sizeof s->spec, spec);
+    tui_row *r = tui_state_row(s, spec, 0);
+    if (r) {
+        r->status = 0;
+        r->err[0] = 0;
+    }
+    tui_work_variant(s->jobs, s->m, s->data, spec, 0);
+}
+
+void tui_state_generate(tui_state *s) {
+    if (!s->jobs) return;
+    tui_var *b = s->cur && strcmp(qs_variant_spec(s->cur->v), "fp32") ? s->cur : NULL;
+    for (int i = 0; i < 2; i++) {
+        s->gen[i].len = 0;
+        s->gen[i].tokens = 0;
+        s->gen[i].err[0] = 0;
+        if (s->gen[i].text) s->gen[i].text[0] = 0;
+        s->gen[i].spec[0] = 0;
+    }
+    if (!b) tui_state_log(s, QS_LOG_INFO, "no variant built yet: generating with fp32 only");
+    tui_work_generate(s->jobs, s->m, s->prompt_text, b, s->gen_tokens);
+}
+
+void tui_plot_clear(tui_plot *p) {
+    for (int i = 0; i < p->n_series && i < TUI_PLOT_SERIES; i++) {
+        free(p->s[i].x);
+        free(p->s[i].y);
+        free(p->s[i].group);
+    }
+    free(p->labels);
+    free(p->z);
+    free(p->row_labels);
+    memset(p, 0, sizeof *p);
+}

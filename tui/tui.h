@@ -1,0 +1,446 @@
+/* tui.h — the workbench: the full-screen program `qscope [MODEL]` opens.
+ *
+ * Four parts, kept apart as htop keeps them:
+ *   state  (tui_state, state.c)  everything the screen shows; changed only on
+ *                                the UI thread, by key actions and by the
+ *                                results jobs hand back;
+ *   jobs   (job.c, work.c)       background threads run calibration,
+ *                                clustering, variants, perplexity, generation
+ *                                and Lua; results come back as events the UI
+ *                                thread applies to the state;
+ *   keys   (keys.c)              a table maps each key to an action; an action
+ *                                changes the state, may submit a job, and
+ *                                returns what to redraw;
+ *   drawing (panel.c, view.c, canvas.c, draw.c)  draw the whole frame from the
+ *                                state and never compute anything.
+ * app.c owns the terminal and the event loop; prompt.c the readline command
+ * line and the Lua state; bench.c the key-to-redraw benchmark.
+ *
+ *     tui_opts o = {.script = "sweep.lua"};
+ *     return tui_app_run(model, &o);   // returns the exit status
+ */
+#ifndef TUI_TUI_H
+#define TUI_TUI_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/calib.h"
+#include "../core/model.h"
+#include "../core/stats.h"
+#include "../core/variant.h"
+
+enum { TUI_MIN_W = 80, TUI_MIN_H = 24 };
+
+/* ---- views, knobs ---- */
+
+typedef enum {
+    TUI_V_CHANNELS = 0,
+    TUI_V_OUTLIERS,
+    TUI_V_SPECTRUM,
+    TUI_V_COMPARE,
+    TUI_V_GENERATE,
+    TUI_V_LOG,
+    TUI_V_PLOT, /* what qs.plot.* drew (key 7) */
+    TUI_V_COUNT
+} tui_view_id;
+
+typedef enum {
+    TUI_K_METHOD = 0,
+    TUI_K_G,
+    TUI_K_TAU,
+    TUI_K_RATIO,
+    TUI_K_WBITS,
+    TUI_K_ABITS,
+    TUI_K_KVBITS,
+    TUI_K_COUNT
+} tui_knob;
+
+/* The parameter panel: what the next variant is built from. */
+typedef struct {
+    int method;  /* QS_M_RTN, QS_M_INT8, QS_M_RPTQ or QS_M_SLICE */
+    int g;       /* clusters (RPTQ; also colours the Channels view) */
+    float tau;   /* outlier magnitude (LLM.int8() threshold, Outliers view) */
+    float ratio; /* SliceGPT: fraction of the width deleted */
+    int w_bits, a_bits, kv_bits; /* 16: not quantized */
+} tui_knobs;
+
+/* The spec string the knobs describe ("rtn:w=4", "rptq:w=4,a=4,kv=4,g=8"). */
+void tui_knobs_spec(const tui_knobs *k, char *buf, size_t cap);
+/* Step knob `which` by dir (+1/-1); returns 1 when the value changed. */
+int tui_knobs_step(tui_knobs *k, int which, int dir);
+/* "rtn", "8", "6.0", "0.25", "4", "16" */
+void tui_knobs_value(const tui_knobs *k, int which, char *buf, size_t cap);
+const char *tui_knobs_name(int which, int utf8);
+/* Whether the current method uses knob `which` (the others are dimmed). */
+int tui_knobs_used(const tui_knobs *k, int which);
+
+/* ---- jobs ---- */
+
+typedef struct tui_state tui_state;
+typedef struct tui_jobs tui_jobs;
+typedef struct tui_job tui_job;
+
+/* Kinds: a new job of a kind replaces a queued one of the same kind and
+ * cancels a running one, so holding `+` builds only the last variant. */
+typedef enum {
+    TUI_JOB_CALIB = 1, /* calibration statistics, outliers, spectra, eval ids */
+    TUI_JOB_BASE,      /* the fp32 reference perplexity */
+    TUI_JOB_CLUSTERS,  /* k-means of one layer x site */
+    TUI_JOB_RESTAT,    /* statistics for another tau */
+    TUI_JOB_VARIANT,   /* build the knobs' variant + a quick ppl check */
+    TUI_JOB_FULLPPL,   /* ppl over all of eval.txt */
+    TUI_JOB_GEN,       /* two variants generating side by side */
+    TUI_JOB_LUA,       /* a Lua command or script (ordered) */
+} tui_job_kind;
+
+struct tui_job {
+    int kind;
+    char label[96];                          /* "ppl rtn:w=4", shown with the progress bar */
+    qs_status (*run)(tui_job *j);            /* worker thread; the result goes to st */
+    void (*done)(tui_state *s, tui_job *j);  /* UI thread, also for jobs cancelled before they ran */
+    void (*free_fn)(tui_job *j);             /* frees in/out (may be NULL) */
+    void *in, *out;
+    int ordered;                             /* never replaces or cancels a job of its kind (Lua) */
+    int urgent;                              /* small and awaited by a view: runs on the quick lane */
+    void (*on_cancel)(tui_job *j);           /* called (any thread, quickly) when a running job is cancelled */
+    qs_status st;                            /* QS_ECANCEL when cancelled */
+    char err[512];
+    atomic_int cancel;
+    tui_jobs *q;
+    tui_job *next;
+};
+
+/* Start the workers (a main lane for long jobs, a quick lane for urgent
+ * ones). wake_fd: a pipe's write end, poked (one byte) whenever an event is
+ * waiting or progress moved. Returns NULL on failure. */
+tui_jobs *tui_jobs_new(int wake_fd);
+/* Cancel everything and join the workers; events stay queued for a last
+ * tui_jobs_dispatch. */
+void tui_jobs_join(tui_jobs *q);
+/* Join if still running, then free; events still queued are discarded. */
+void tui_jobs_free(tui_jobs *q);
+/* Queue a job (ownership passes to the runner). */
+void tui_jobs_submit(tui_jobs *q, tui_job *j);
+/* Esc: drop the queued jobs and ask the running one to stop. */
+void tui_jobs_cancel_all(tui_jobs *q);
+/* A qs_progress_fn for job bodies; ud is the job. Returns non-zero once the
+ * job is cancelled. */
+int tui_jobs_progress(void *ud, long done, long total);
+void tui_jobs_set_label(tui_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hand fn(state, data) to the UI thread (any thread may call it); fn owns data. */
+typedef void (*tui_event_fn)(tui_state *s, void *data);
+void tui_jobs_post(tui_jobs *q, tui_event_fn fn, void *data);
+/* Post a line (len bytes, a trailing newline dropped) for the Log from any
+ * thread. level as tui_state_log. */
+void tui_jobs_post_log(tui_jobs *q, int level, const char *text, size_t len);
+/* UI thread: apply every waiting event and finished job; returns how many. */
+int tui_jobs_dispatch(tui_jobs *q, tui_state *s);
+
+typedef struct {
+    int busy;        /* a job is running */
+    int queued;      /* jobs waiting */
+    char label[96];
+    long done, total;
+    long finished;   /* jobs completed since start */
+} tui_jobs_status;
+void tui_jobs_status_get(tui_jobs *q, tui_jobs_status *out);
+
+/* ---- what the jobs compute (work.c) ---- */
+
+/* The measured data of the model, filled once by the calibration job on the
+ * worker and read-only afterwards (the UI reads it after the job's event). */
+typedef struct {
+    qs_calib cal;
+    int have_cal;
+    qs_stats *stats;      /* base statistics (tau 6, every site, X^T X of the residual stream) */
+    qs_outlier *outl;     /* LLM.int8() outlier dimensions at tau 6 */
+    int n_outl;
+    int32_t *eval_ids;    /* eval.txt beside the model, tokenized once */
+    long n_eval;
+    int eig_dim;          /* d_model when the spectra were computed, else 0 */
+    double *eig[2];       /* (n_layers, eig_dim): PCA eigenvalues, descending; [0] block input, [1] MLP input */
+    double *eig_cum[2];   /* (n_layers, eig_dim + 1): prefix sums of eig */
+    char calib_path[1100], eval_path[1100];
+    char note[256];       /* why the statistics are missing */
+    char eval_note[256];  /* why perplexity cannot be measured */
+} tui_data;
+
+/* A built variant shared by the UI and jobs (generation borrows it). */
+typedef struct {
+    qs_variant *v;
+    atomic_int refs;
+} tui_var;
+tui_var *tui_var_ref(tui_var *v);
+void tui_var_unref(tui_var *v);
+
+void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d);
+void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d);
+void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g);
+void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau);
+/* full: every window of eval.txt instead of the quick check */
+void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *spec, int full);
+void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens);
+
+/* ---- state ---- */
+
+enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 400 };
+
+typedef struct {
+    char spec[160];
+    char desc[256];
+    char err[256];
+    int status;       /* 0 running, 1 done, -1 failed */
+    int full;         /* ppl over all of eval.txt */
+    double ppl, tok_s;
+    long long wbytes, kvbytes, params;
+    int windows;
+} tui_row;
+
+typedef struct {
+    int level;        /* QS_LOG_* ; 3: error; 4: Lua output */
+    char text[TUI_LOG_TEXT];
+} tui_logline;
+
+typedef struct {
+    char spec[160];
+    char *text;       /* streamed so far */
+    size_t len, cap;
+    int tokens;
+    double seconds;
+    int running;
+    char err[200];
+} tui_gen_side;
+
+/* A plot handed over by qs.plot.* (prompt.c copies it from the Lua module's
+ * description; the Plot view draws it). Kinds follow qsl_plot_kind. */
+enum { TUI_PLOT_SCATTER = 1, TUI_PLOT_LINE = 2, TUI_PLOT_BARS = 3, TUI_PLOT_HEATMAP = 4 };
+enum { TUI_PLOT_SERIES = 8, TUI_PLOT_GROUPS = 16 };
+typedef struct {
+    int kind;         /* 0: nothing plotted yet */
+    char title[160], xlabel[64], ylabel[64];
+    int n_series;
+    struct {
+        char name[64];
+        int n;
+        double *x, *y; /* (n) */
+        int *group;    /* (n) or NULL */
+    } s[TUI_PLOT_SERIES];
+    int n_groups;
+    char group_names[TUI_PLOT_GROUPS][32];
+    char (*labels)[24]; /* bars: (s[0].n) or NULL */
+    int rows, cols;
+    double *z;          /* heatmap (rows, cols) */
+    char (*row_labels)[24];
+    double x0, y0;
+    int logy;
+    double xmin, xmax, ymin, ymax; /* NaN: from the data */
+    double vline, hline;           /* NaN: none */
+} tui_plot;
+/* Free what a plot owns and zero it. */
+void tui_plot_clear(tui_plot *p);
+
+struct tui_state {
+    const qs_model *m;
+    char model_name[160];
+    tui_data *data;     /* published by the calibration job */
+    int data_ready;     /* its event arrived */
+    qs_stats *tstats;   /* statistics at tstats_tau (the base ones at 6); owned when != data->stats */
+    float tstats_tau;
+    qs_outlier *outl;   /* outlier dimensions at tstats_tau (owned when != data->outl) */
+    int n_outl;
+
+    /* Channels: k-means labels of (cl_layer, cl_site) for cl_g */
+    int *labels;
+    int n_labels, n_clusters, cl_layer, cl_site, cl_g;
+    int cl_req_layer, cl_req_site, cl_req_g; /* the last clustering asked for */
+
+    tui_knobs knobs;
+    char spec[160];     /* the knobs' spec */
+    tui_var *cur;       /* the last variant built from the knobs, or NULL */
+    tui_row rows[TUI_MAX_ROWS];
+    int n_rows;
+
+    char prompt_text[512];  /* Generate */
+    tui_gen_side gen[2];
+    int gen_tokens;
+
+    tui_logline *log;   /* ring of TUI_LOG_LINES */
+    long log_n;         /* lines ever appended */
+    char last_msg[TUI_LOG_TEXT];
+    int last_level;
+
+    tui_plot plot;
+
+    /* what is on screen */
+    int view, focus;    /* focus 0: main pane, 1: parameter panel */
+    int knob;           /* selected knob */
+    int help;           /* the ? overlay is open */
+    int help_top;
+    int ch_layer, ch_site, ch_cursor, ch_user; /* ch_user: moved by the user */
+    int ol_row, ol_col, ol_freq;
+    int sp_layer, sp_which;
+    int cmp_sel;
+    long log_back;      /* lines scrolled back from the end */
+    int quit;
+
+    /* the command line (prompt.c) */
+    int prompting;      /* 0 off, 1 Lua, 2 generation prompt */
+    char line[1024], line_prompt[32];
+    int line_point;
+    char hint[512];     /* completions */
+
+    tui_jobs_status js; /* snapshot for the status line */
+    tui_jobs *jobs;
+
+    int utf8, colors;   /* terminal: UTF-8 locale; 0 (none/NO_COLOR), 8 or 256 colours */
+    int rows_n, cols_n; /* terminal size at the last frame */
+    long frames, keys;  /* counters for the bench */
+};
+
+/* Copy src into dst (cap bytes), truncated and always NUL-terminated. */
+void tui_copy(char *dst, size_t cap, const char *src);
+
+void tui_state_init(tui_state *s, const qs_model *m);
+void tui_state_free(tui_state *s);
+/* Append a line to the Log (UI thread). level: QS_LOG_*, 3 error, 4 Lua output. */
+void tui_state_log(tui_state *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The log line i lines back from the newest (0 = newest), or NULL. */
+const tui_logline *tui_state_log_line(const tui_state *s, long back);
+/* The row for spec (created running when absent; NULL when the table is full). */
+tui_row *tui_state_row(tui_state *s, const char *spec, int full);
+/* The row of fp32, or NULL. */
+const tui_row *tui_state_base_row(const tui_state *s);
+/* Submit the jobs a knob change needs (which: the knob, -1: everything). */
+void tui_state_retune(tui_state *s, int which);
+/* Submit the clustering of the Channels view's layer x site when stale. */
+void tui_state_want_clusters(tui_state *s);
+/* Start generating prompt_text with fp32 and the current variant. */
+void tui_state_generate(tui_state *s);
+/* The sites the Channels view steps through. */
+extern const int tui_channel_sites[];
+extern const int tui_n_channel_sites;
+
+/* ---- drawing (draw.c, canvas.c, panel.c, view.c) ---- */
+
+typedef enum {
+    TUI_C_NORMAL = 0,
+    TUI_C_STATUS, TUI_C_TAB, TUI_C_TAB_ON, TUI_C_HELPLINE, TUI_C_TITLE, TUI_C_DIM, TUI_C_ERR,
+    TUI_C_WARN, TUI_C_OK, TUI_C_ACCENT, TUI_C_AXIS, TUI_C_CURSOR, TUI_C_OUTLIER, TUI_C_BAR,
+    TUI_C_BAR2, TUI_C_SELECT, TUI_C_LUA,
+    TUI_C_CLUSTER0, /* TUI_N_CLUSTER_COLORS of them */
+    TUI_C_HEAT0 = TUI_C_CLUSTER0 + 16, /* TUI_N_HEAT of them */
+    TUI_C_COUNT = TUI_C_HEAT0 + 10
+} tui_role;
+enum { TUI_N_HEAT = 10 };
+
+/* Decide the colour depth (NO_COLOR, has_colors, COLORS) and make the pairs. */
+void tui_draw_init(tui_state *s);
+int tui_draw_n_cluster_colors(const tui_state *s);
+/* The attribute of a role (colour pair, or bold/reverse without colours). */
+int tui_attr(const tui_state *s, int role);
+/* Text at (y, x) clipped to w columns; UTF-8 aware (non-ASCII shown as '?'
+ * when the locale is not UTF-8). Returns the columns used. */
+int tui_text(const tui_state *s, int y, int x, int w, int role, const char *str);
+int tui_textf(const tui_state *s, int y, int x, int w, int role, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* Columns str takes. */
+int tui_text_width(const tui_state *s, const char *str);
+/* A glyph by name with its ASCII fallback: "hline", "vline", "block", "shade", "dot", ... */
+const char *tui_glyph(const tui_state *s, const char *name);
+/* A horizontal bar of frac (0..1) over w cells (eighth blocks in UTF-8). */
+void tui_bar(const tui_state *s, int y, int x, int w, double frac, int role);
+/* A box outline with a title. */
+void tui_box(const tui_state *s, int y, int x, int h, int w, const char *title, int role);
+/* Fill a rectangle with spaces in role's attribute. */
+void tui_fill(const tui_state *s, int y, int x, int h, int w, int role);
+/* Nice tick values in [lo, hi]: up to max_ticks, returns how many. */
+int tui_ticks(double lo, double hi, int max_ticks, double *ticks);
+/* Format a tick label ("0.5", "-12", "1e-3"). */
+void tui_fmt_num(double v, char *buf, size_t cap);
+/* Wrap str into lines of width w; calls line(ud, text, len) per line; returns the count. */
+int tui_wrap(const char *str, int w, void (*line)(void *ud, const char *t, int len), void *ud);
+
+/* A plotting surface of w x h cells: braille (2x4 dots per cell) in UTF-8,
+ * one glyph per cell otherwise. */
+enum { TUI_CANVAS_MAX_W = 400, TUI_CANVAS_MAX_H = 200 };
+typedef struct {
+    int w, h, braille;
+    int dw, dh;       /* dots: w*2 x h*4 (braille) or w x h */
+    uint8_t bits[TUI_CANVAS_MAX_H][TUI_CANVAS_MAX_W];
+    uint8_t role[TUI_CANVAS_MAX_H][TUI_CANVAS_MAX_W];
+    uint8_t prio[TUI_CANVAS_MAX_H][TUI_CANVAS_MAX_W];
+    char glyph[TUI_CANVAS_MAX_H][TUI_CANVAS_MAX_W];
+    double x0, x1, y0, y1; /* data range mapped to the dots */
+    int logy;
+} tui_canvas;
+void tui_canvas_init(tui_canvas *c, int w, int h, int braille, double x0, double x1, double y0, double y1, int logy);
+/* A point in data coordinates; ascii_glyph is used without braille. prio:
+ * a cell keeps the role of its highest-priority point. */
+void tui_canvas_point(tui_canvas *c, double x, double y, int role, int prio, char ascii_glyph);
+void tui_canvas_dot(tui_canvas *c, int dx, int dy, int role, int prio, char ascii_glyph);
+void tui_canvas_line(tui_canvas *c, double x0, double y0, double x1, double y1, int role, int prio, char ascii_glyph);
+/* Dots of a data point, for lines drawn in dot space; -1 when outside. */
+int tui_canvas_map_x(const tui_canvas *c, double x);
+int tui_canvas_map_y(const tui_canvas *c, double y);
+void tui_canvas_render(const tui_state *s, const tui_canvas *c, int y, int x);
+/* Axes around a canvas placed at (y, x): tick labels on the left (lw columns)
+ * and below. */
+void tui_canvas_axes(const tui_state *s, const tui_canvas *c, int y, int x, int lw, const char *xlabel,
+                     const char *ylabel);
+
+/* The frame (panel.c): status line, tabs, parameter panel, message/prompt
+ * line, help line and the help overlay around the current view. */
+void tui_panel_frame(tui_state *s);
+/* The views (view.c): draw view v into the rectangle. */
+void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w);
+const char *tui_view_title(int v);
+/* The teaching text of a view for the ? overlay. */
+const char *tui_view_explain(int v);
+
+/* ---- keys (keys.c) ---- */
+
+enum { TUI_R_NONE = 0, TUI_R_DRAW = 1, TUI_R_QUIT = 2 };
+/* Handle one key (a curses key code); returns TUI_R_*. */
+int tui_keys_handle(tui_state *s, int key);
+/* The hints for the help line of the current view and focus. */
+void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width);
+/* Every binding that applies to view v, for the overlay: calls fn per line. */
+void tui_keys_list(const tui_state *s, int v, void (*fn)(void *ud, const char *keys, const char *what), void *ud);
+
+/* ---- the command line and Lua (prompt.c) ---- */
+
+/* Set up readline (callback mode, history file) and the Lua state. */
+void tui_prompt_init(tui_state *s);
+void tui_prompt_shutdown(tui_state *s);
+/* Open the line: mode 1 Lua (":"), 2 the generation prompt. */
+void tui_prompt_open(tui_state *s, int mode);
+/* Feed one key while the line is open; returns TUI_R_*. */
+int tui_prompt_key(tui_state *s, int key, int alt);
+/* Run a Lua file (--script); errors go to the Log. */
+void tui_prompt_run_file(tui_state *s, const char *path);
+/* Whether Lua is built in. */
+int tui_prompt_has_lua(void);
+
+/* ---- the program (app.c, bench.c) ---- */
+
+typedef struct {
+    const char *script;     /* --script FILE.lua, run once the screen is up */
+    FILE *in, *out;         /* terminal streams (NULL: stdin/stdout) */
+    const char *term;       /* terminal type for newterm (NULL: $TERM) */
+    /* bench hooks: called on the UI thread after every finished frame */
+    void (*on_frame)(void *ud, tui_state *s);
+    void *ud;
+    int no_signals;         /* leave signal handlers alone (the bench) */
+} tui_opts;
+
+int tui_app_run(const qs_model *m, const tui_opts *o);
+/* `qscope [MODEL] [--script FILE.lua] [--ui-bench]`: 1 when argv (after the
+ * program name) is such a command line. */
+int tui_main_accepts(int argc, char **argv);
+int tui_main(int argc, char **argv);
+/* --ui-bench: synthetic keys through a pseudo-terminal; prints the timings. */
+int tui_bench_run(const qs_model *m);
+
+#endif

@@ -1,0 +1,765 @@
+/* The jobs' bodies: what the workbench computes in the background. Each
+ * tui_work_* builds a job, submits it, and later applies its result to the
+ * state on the UI thread (the job's done()). Bodies run on the worker, read
+ * the model (read-only after load) and tui_data (read-only once published),
+ * and report progress through tui_jobs_progress so that Esc cancels them. */
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/blas.h"
+#include "../core/eval.h"
+#include "../core/forward.h"
+#include "../core/gen.h"
+#include "../core/io.h"
+#include "../core/kmeans.h"
+#include "tui.h"
+
+enum { CALIB_WINDOWS = 8, QUICK_WINDOWS = 4, COV_MAX_DIM = 1024 };
+
+tui_var *tui_var_ref(tui_var *v) {
+    if (v) atomic_fetch_add(&v->refs, 1);
+    return v;
+}
+
+void tui_var_unref(tui_var *v) {
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1) {
+        qs_variant_free(v->v);
+        free(v);
+    }
+}
+
+static tui_job *job_new(int kind, const char *label) {
+    tui_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->kind = kind;
+        tui_copy(j->label, sizeof j->label, label);
+    }
+    return j;
+}
+
+static qs_status fail(tui_job *j, qs_status st, const char *msg) {
+    tui_copy(j->err, sizeof j->err, msg);
+    return st;
+}
+
+static void free_in_out(tui_job *j) {
+    free(j->in);
+    free(j->out);
+}
+
+/* calib.txt / eval.txt in the model's directory, or beside its file */
+static int beside_model(const qs_model *m, const char *name, char *buf, size_t cap) {
+    if (qs_io_is_dir(m->path)) {
+        qs_io_join(buf, cap, m->path, name);
+    } else {
+        char dir[1024];
+        tui_copy(dir, sizeof dir, m->path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        qs_io_join(buf, cap, dir, name);
+    }
+    return qs_io_exists(buf);
+}
+
+static int ppl_ctx(const qs_model *m) { return m->cfg.max_pos < 512 ? m->cfg.max_pos : 512; }
+
+/* ---- calibration: statistics, outliers, spectra, the evaluation ids ---- */
+
+typedef struct {
+    const qs_model *m;
+    tui_data *d;
+} calib_in;
+
+static void data_clear(tui_data *d) {
+    qs_calib_free(&d->cal);
+    qs_stats_free(d->stats);
+    free(d->outl);
+    free(d->eval_ids);
+    for (int i = 0; i < 2; i++) {
+        free(d->eig[i]);
+        free(d->eig_cum[i]);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+/* Eigenvalues of the covariance of one residual-stream site (SliceGPT's PCA
+ * signal, section 4). LayerNorm models are first made RMSNorm-connected by
+ * subtracting each token's mean over the features (SliceGPT section 3.3), so
+ * their covariance is projected with P = I - 11^T/D on both sides. */
+static qs_status spectrum(const qs_model *m, const qs_site_stats *ss, double *w, double *scratch) {
+    int D = ss->dim;
+    double inv = ss->tokens ? 1.0 / (double)ss->tokens : 0;
+    for (size_t i = 0; i < (size_t)D * D; i++) scratch[i] = ss->cov[i] * inv;
+    if (m->cfg.norm == QS_NORM_LAYER) {
+        double *r = malloc((size_t)D * sizeof *r), g = 0;
+        if (!r) return qs_fail(QS_ENOMEM, "out of memory");
+        for (int i = 0; i < D; i++) {
+            double t = 0;
+            for (int k = 0; k < D; k++) t += scratch[(size_t)i * D + k];
+            r[i] = t / D;
+            g += r[i];
+        }
+        g /= D;
+        for (int i = 0; i < D; i++)
+            for (int k = 0; k < D; k++) scratch[(size_t)i * D + k] += g - r[i] - r[k];
+        free(r);
+    }
+    qs_status st = qs_lapack_eigh_desc(D, scratch, w);
+    /* round-off around zero (the direction LayerNorm removes) is zero */
+    for (int i = 0; i < D; i++)
+        if (!(w[i] > w[0] * 1e-9)) w[i] = 0;
+    return st;
+}
+
+static qs_status calib_run(tui_job *j) {
+    calib_in *in = j->in;
+    const qs_model *m = in->m;
+    tui_data *d = in->d;
+    data_clear(d);
+    char *text = NULL;
+    size_t len;
+    qs_status st;
+    int L = m->cfg.n_layers, D = m->cfg.d_model;
+
+    /* the evaluation text first: it is cheap and the ppl jobs need it */
+    if (!m->tok) {
+        snprintf(d->note, sizeof d->note, "%.180s has no tokenizer: no calibration or perplexity", m->path);
+    } else if (beside_model(m, "eval.txt", d->eval_path, sizeof d->eval_path)) {
+        size_t n = 0;
+        if ((st = qs_io_read_all(d->eval_path, &text, &len)) ||
+            (st = qs_tok_encode(m->tok, text, len, 1, &d->eval_ids, &n))) {
+            tui_copy(d->eval_note, sizeof d->eval_note, qs_last_error());
+            d->eval_ids = NULL;
+            n = 0;
+        }
+        d->n_eval = (long)n;
+        free(text);
+        text = NULL;
+    } else {
+        snprintf(d->eval_note, sizeof d->eval_note, "no eval.txt beside the model (%.180s): no perplexity checks",
+                 d->eval_path);
+        d->eval_path[0] = 0;
+    }
+
+    if (!m->tok) return fail(j, QS_EARG, d->note);
+    if (!beside_model(m, "calib.txt", d->calib_path, sizeof d->calib_path)) {
+        /* the views say why they are empty */
+        snprintf(d->note, sizeof d->note, "no calib.txt beside the model (%.180s): no statistics", d->calib_path);
+        return fail(j, QS_EIO, d->note);
+    }
+    if ((st = qs_io_read_all(d->calib_path, &text, &len))) return fail(j, st, qs_last_error());
+    st = qs_calib_from_text(m->tok, text, len, ppl_ctx(m), CALIB_WINDOWS, &d->cal);
+    free(text);
+    if (st) return fail(j, st, qs_last_error());
+    d->have_cal = 1;
+
+    qs_stats_opts o = qs_stats_defaults();
+    if (D <= COV_MAX_DIM)
+        o.cov_sites = (1u << QS_SITE_EMBED) | (1u << QS_SITE_RESID) | (1u << QS_SITE_RESID_MID);
+    tui_jobs_set_label(j, "calibrating (%d windows of %d)", d->cal.n_rows, d->cal.ctx);
+    if ((st = qs_stats_collect(m, NULL, &d->cal, &o, tui_jobs_progress, j, &d->stats))) {
+        d->stats = NULL;
+        return fail(j, st, qs_last_error());
+    }
+    if ((st = qs_stats_outliers(d->stats, d->stats->tau, 0.25, 0.06, &d->outl, &d->n_outl)))
+        return fail(j, st, qs_last_error());
+
+    if (!o.cov_sites) return QS_OK;
+    tui_jobs_set_label(j, "PCA spectra (%d layers)", L);
+    double *scratch = malloc((size_t)D * D * sizeof *scratch);
+    for (int w = 0; w < 2; w++) {
+        d->eig[w] = calloc((size_t)L * D, sizeof(double));
+        d->eig_cum[w] = calloc((size_t)L * (D + 1), sizeof(double));
+    }
+    if (!scratch || !d->eig[0] || !d->eig[1] || !d->eig_cum[0] || !d->eig_cum[1]) {
+        free(scratch);
+        return fail(j, QS_ENOMEM, "out of memory for the PCA spectra");
+    }
+    for (int w = 0; w < 2 && !st; w++)
+        for (int l = 0; l < L && !st; l++) {
+            const qs_site_stats *ss = w == 0 ? (l == 0 ? qs_stats_site(d->stats, 0, QS_SITE_EMBED)
+                                                       : qs_stats_site(d->stats, l - 1, QS_SITE_RESID))
+                                             : qs_stats_site(d->stats, l, QS_SITE_RESID_MID);
+            if (!ss || !ss->cov || ss->dim != D) continue;
+            double *ev = d->eig[w] + (size_t)l * D, *cum = d->eig_cum[w] + (size_t)l * (D + 1);
+            st = spectrum(m, ss, ev, scratch);
+            for (int i = 0; i < D; i++) cum[i + 1] = cum[i] + ev[i];
+            if (tui_jobs_progress(j, w * L + l + 1, 2 * L)) st = QS_ECANCEL;
+        }
+    free(scratch);
+    if (st) return fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error());
+    d->eig_dim = D;
+    return QS_OK;
+}
+
+static void calib_done(tui_state *s, tui_job *j) {
+    calib_in *in = j->in;
+    tui_data *d = in->d;
+    if (j->st == QS_ECANCEL) {
+        tui_state_log(s, QS_LOG_WARN, "calibration cancelled: press r to run it again");
+        return;
+    }
+    /* published even when part failed: the views then say what is missing */
+    s->data_ready = 1;
+    if (j->st) tui_state_log(s, 3, "calibration: %s", j->err);
+    if (d->note[0] && strcmp(d->note, j->err)) tui_state_log(s, QS_LOG_WARN, "%s", d->note);
+    if (d->eval_note[0]) tui_state_log(s, QS_LOG_WARN, "%s", d->eval_note);
+    if (d->stats) {
+        s->tstats = d->stats;
+        s->tstats_tau = d->stats->tau;
+        s->outl = d->outl;
+        s->n_outl = d->n_outl;
+        tui_state_log(s, QS_LOG_INFO, "calibrated on %s: %ld tokens (%d windows of %d), %d outlier dimension%s",
+                      d->calib_path, d->stats->tokens, d->stats->windows, d->stats->ctx, d->n_outl,
+                      d->n_outl == 1 ? "" : "s");
+    }
+    if (d->eval_ids)
+        tui_state_log(s, QS_LOG_INFO, "evaluation text %s: %ld tokens", d->eval_path, d->n_eval);
+    /* open on the strongest channel of the linear layers' inputs: where the outliers are */
+    if (d->stats && !s->ch_user) {
+        float best = -1;
+        for (int l = 0; l < s->m->cfg.n_layers; l++)
+            for (int k = 0; k < 2; k++) {
+                qs_site site = k ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+                const qs_site_stats *ss = qs_stats_site(d->stats, l, site);
+                for (int c = 0; ss && c < ss->dim; c++)
+                    if (ss->absmax[c] > best) {
+                        best = ss->absmax[c];
+                        s->ch_layer = l;
+                        s->ch_site = site;
+                        s->ch_cursor = c;
+                    }
+            }
+        s->sp_layer = s->ch_layer;
+        s->ol_row = 2 * s->ch_layer + (s->ch_site == QS_SITE_MLP_IN);
+        s->ol_col = s->ch_cursor;
+    }
+    tui_state_want_clusters(s);
+    if (s->tstats && s->tstats_tau != s->knobs.tau) tui_state_retune(s, TUI_K_TAU);
+}
+
+void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d) {
+    tui_job *j = job_new(TUI_JOB_CALIB, "calibrating");
+    calib_in *in = calloc(1, sizeof *in);
+    if (!j || !in) {
+        free(j);
+        free(in);
+        return;
+    }
+    in->m = m;
+    in->d = d;
+    j->in = in;
+    j->run = calib_run;
+    j->done = calib_done;
+    j->free_fn = free_in_out;
+    tui_jobs_submit(q, j);
+}
+
+/* ---- k-means of one layer x site (RPTQ section 3.2: cluster the channels
+ * by their calibrated (max, min)) ---- */
+
+typedef struct {
+    tui_data *d;
+    int layer, site, g;
+} clusters_in;
+
+typedef struct {
+    int *labels;
+    int n, k;
+} clusters_out;
+
+static qs_status clusters_run(tui_job *j) {
+    clusters_in *in = j->in;
+    const qs_site_stats *ss = in->d->stats ? qs_stats_site(in->d->stats, in->layer, in->site) : NULL;
+    if (!ss) return fail(j, QS_EARG, "no statistics for this layer and site");
+    clusters_out *o = calloc(1, sizeof *o);
+    double *pts = malloc((size_t)ss->dim * 2 * sizeof *pts);
+    if (o) o->labels = malloc((size_t)ss->dim * sizeof(int));
+    j->out = o;
+    if (!o || !pts || !o->labels) {
+        free(pts);
+        return fail(j, QS_ENOMEM, "out of memory");
+    }
+    for (int c = 0; c < ss->dim; c++) {
+        pts[2 * c] = ss->max[c];
+        pts[2 * c + 1] = ss->min[c];
+    }
+    o->n = ss->dim;
+    o->k = in->g < ss->dim ? in->g : ss->dim;
+    qs_status st = qs_kmeans(pts, ss->dim, 2, o->k, 0, 0, o->labels, NULL, NULL);
+    free(pts);
+    return st ? fail(j, st, qs_last_error()) : QS_OK;
+}
+
+static void clusters_free(tui_job *j) {
+    clusters_out *o = j->out;
+    if (o) free(o->labels);
+    free_in_out(j);
+}
+
+static void clusters_done(tui_state *s, tui_job *j) {
+    clusters_in *in = j->in;
+    clusters_out *o = j->out;
+    if (j->st == QS_ECANCEL) return;
+    if (j->st) {
+        tui_state_log(s, 3, "clustering layer %d %s: %s", in->layer, qs_site_name(in->site), j->err);
+        return;
+    }
+    free(s->labels);
+    s->labels = o->labels;
+    o->labels = NULL;
+    s->n_labels = o->n;
+    s->n_clusters = o->k;
+    s->cl_layer = in->layer;
+    s->cl_site = in->site;
+    s->cl_g = in->g;
+}
+
+void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g) {
+    char label[96];
+    snprintf(label, sizeof label, "k-means g=%d layer %d %s", g, layer, qs_site_name(site));
+    tui_job *j = job_new(TUI_JOB_CLUSTERS, label);
+    clusters_in *in = calloc(1, sizeof *in);
+    if (!j || !in) {
+        free(j);
+        free(in);
+        return;
+    }
+    *in = (clusters_in){d, layer, site, g};
+    j->urgent = 1;
+    j->in = in;
+    j->run = clusters_run;
+    j->done = clusters_done;
+    j->free_fn = clusters_free;
+    tui_jobs_submit(q, j);
+}
+
+/* ---- statistics at another tau (frequency of |x| >= tau, outlier dims) ---- */
+
+typedef struct {
+    const qs_model *m;
+    tui_data *d;
+    float tau;
+} restat_in;
+
+typedef struct {
+    qs_stats *st;
+    qs_outlier *outl;
+    int n_outl;
+} restat_out;
+
+static qs_status restat_run(tui_job *j) {
+    restat_in *in = j->in;
+    if (!in->d->have_cal) return fail(j, QS_EARG, "no calibration data");
+    restat_out *o = calloc(1, sizeof *o);
+    j->out = o;
+    if (!o) return fail(j, QS_ENOMEM, "out of memory");
+    qs_stats_opts so = qs_stats_defaults();
+    so.tau = in->tau;
+    so.per_token = 0;
+    so.sites = (1u << QS_SITE_ATTN_IN) | (1u << QS_SITE_MLP_IN);
+    qs_status st = qs_stats_collect(in->m, NULL, &in->d->cal, &so, tui_jobs_progress, j, &o->st);
+    if (!st) st = qs_stats_outliers(o->st, in->tau, 0.25, 0.06, &o->outl, &o->n_outl);
+    return st ? fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error()) : QS_OK;
+}
+
+static void restat_free(tui_job *j) {
+    restat_out *o = j->out;
+    if (o) {
+        qs_stats_free(o->st);
+        free(o->outl);
+    }
+    free_in_out(j);
+}
+
+static void restat_done(tui_state *s, tui_job *j) {
+    restat_in *in = j->in;
+    restat_out *o = j->out;
+    if (j->st == QS_ECANCEL) return;
+    if (j->st) {
+        tui_state_log(s, 3, "statistics at tau %.1f: %s", in->tau, j->err);
+        return;
+    }
+    if (s->tstats != s->data->stats) qs_stats_free(s->tstats);
+    if (s->outl != s->data->outl) free(s->outl);
+    s->tstats = o->st;
+    s->tstats_tau = in->tau;
+    s->outl = o->outl;
+    s->n_outl = o->n_outl;
+    o->st = NULL;
+    o->outl = NULL;
+    tui_state_log(s, QS_LOG_INFO, "tau %.1f: %d outlier dimension%s", in->tau, s->n_outl, s->n_outl == 1 ? "" : "s");
+}
+
+void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau) {
+    char label[96];
+    snprintf(label, sizeof label, "statistics at tau %.1f", tau);
+    tui_job *j = job_new(TUI_JOB_RESTAT, label);
+    restat_in *in = calloc(1, sizeof *in);
+    if (!j || !in) {
+        free(j);
+        free(in);
+        return;
+    }
+    *in = (restat_in){m, d, tau};
+    j->in = in;
+    j->run = restat_run;
+    j->done = restat_done;
+    j->free_fn = restat_free;
+    tui_jobs_submit(q, j);
+}
+
+/* ---- a variant and its perplexity ---- */
+
+typedef struct {
+    const qs_model *m;
+    tui_data *d;
+    char spec[160];
+    int full;
+} variant_in;
+
+typedef struct {
+    tui_var *var;
+    qs_ppl_result r;
+    int have_ppl;
+    long long wbytes, kvbytes, params;
+    char desc[256];
+} variant_out;
+
+static qs_status variant_run(tui_job *j) {
+    variant_in *in = j->in;
+    tui_data *d = in->d;
+    variant_out *o = calloc(1, sizeof *o);
+    j->out = o;
+    if (!o) return fail(j, QS_ENOMEM, "out of memory");
+    int need = qs_variant_needs_calib(in->spec);
+    if (need < 0) return fail(j, QS_EARG, qs_last_error());
+    if (need && !d->have_cal) return fail(j, QS_EARG, "this method needs calibration data (calib.txt beside the model)");
+    qs_variant_opts vo = {.calib = d->have_cal ? &d->cal : NULL,
+                          .base_stats = d->stats,
+                          .progress = tui_jobs_progress,
+                          .progress_ud = j};
+    if (need) tui_jobs_set_label(j, "building %s", in->spec);
+    qs_variant *v = NULL;
+    qs_status st = qs_variant_new(in->m, in->spec, &vo, &v);
+    if (st) return fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error());
+    o->var = calloc(1, sizeof *o->var);
+    if (!o->var) {
+        qs_variant_free(v);
+        return fail(j, QS_ENOMEM, "out of memory");
+    }
+    o->var->v = v;
+    atomic_init(&o->var->refs, 1);
+    o->wbytes = qs_variant_weight_bytes(v);
+    o->kvbytes = qs_variant_kv_bytes_per_token(v);
+    o->params = qs_variant_params(v);
+    tui_copy(o->desc, sizeof o->desc, qs_variant_describe(v));
+    if (!d->eval_ids) return QS_OK;
+    tui_jobs_set_label(j, "%s %s", in->full ? "full ppl" : "ppl", in->spec);
+    qs_ctx *c = NULL;
+    qs_ppl_opts po = {.ctx = ppl_ctx(in->m), .max_windows = in->full ? 0 : QUICK_WINDOWS,
+                      .progress = tui_jobs_progress, .progress_ud = j};
+    if (!(st = qs_ctx_new(in->m, qs_variant_exec(v), po.ctx, &c))) st = qs_eval_ppl(c, d->eval_ids, d->n_eval, &po, &o->r);
+    qs_ctx_free(c);
+    if (st) return fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error());
+    o->have_ppl = 1;
+    return QS_OK;
+}
+
+static void variant_free(tui_job *j) {
+    variant_out *o = j->out;
+    if (o) tui_var_unref(o->var);
+    free_in_out(j);
+}
+
+static void variant_done(tui_state *s, tui_job *j) {
+    variant_in *in = j->in;
+    variant_out *o = j->out;
+    tui_row *r = NULL;
+    for (int i = 0; i < s->n_rows; i++)
+        if (!strcmp(s->rows[i].spec, in->spec) && s->rows[i].full == in->full) r = &s->rows[i];
+    if (j->st == QS_ECANCEL) {
+        /* a row that never finished goes; a finished one keeps its numbers */
+        if (r && r->status == 0) {
+            int i = (int)(r - s->rows);
+            memmove(&s->rows[i], &s->rows[i + 1], (size_t)(s->n_rows - i - 1) * sizeof *r);
+            s->n_rows--;
+            if (s->cmp_sel >= s->n_rows) s->cmp_sel = s->n_rows ? s->n_rows - 1 : 0;
+        }
+        return;
+    }
+    if (!r) r = tui_state_row(s, in->spec, in->full);
+    if (j->st) {
+        if (r) {
+            r->status = -1;
+            tui_copy(r->err, sizeof r->err, j->err);
+        }
+        tui_state_log(s, 3, "%s: %s", in->spec, j->err);
+        return;
+    }
+    if (r) {
+        r->status = 1;
+        r->err[0] = 0;
+        tui_copy(r->desc, sizeof r->desc, o->desc);
+        r->wbytes = o->wbytes;
+        r->kvbytes = o->kvbytes;
+        r->params = o->params;
+        r->ppl = o->have_ppl ? o->r.ppl : NAN;
+        r->windows = o->have_ppl ? o->r.windows : 0;
+        r->tok_s = o->have_ppl && o->r.seconds > 0 ? o->r.windows * (double)o->r.ctx / o->r.seconds : 0;
+    }
+    const tui_row *base = tui_state_base_row(s);
+    if (o->have_ppl && base && base->status == 1 && strcmp(in->spec, "fp32"))
+        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f (%+.3f vs fp32) over %d windows, %.2f MB", in->spec, o->r.ppl,
+                      o->r.ppl - base->ppl, o->r.windows, o->wbytes / 1e6);
+    else if (o->have_ppl)
+        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f over %d windows, %.2f MB", in->spec, o->r.ppl, o->r.windows,
+                      o->wbytes / 1e6);
+    if (!strcmp(in->spec, s->spec) || (!s->cur && !strcmp(in->spec, "fp32"))) {
+        tui_var_unref(s->cur);
+        s->cur = o->var;
+        o->var = NULL;
+    }
+}
+
+void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *spec, int full) {
+    int base = !strcmp(spec, "fp32");
+    char label[96];
+    snprintf(label, sizeof label, "%s %.80s", full ? "full ppl" : "ppl", spec);
+    tui_job *j = job_new(full ? TUI_JOB_FULLPPL : base ? TUI_JOB_BASE : TUI_JOB_VARIANT, label);
+    variant_in *in = calloc(1, sizeof *in);
+    if (!j || !in) {
+        free(j);
+        free(in);
+        return;
+    }
+    in->m = m;
+    in->d = d;
+    tui_copy(in->spec, sizeof in->spec, spec);
+    in->full = full;
+    j->in = in;
+    j->run = variant_run;
+    j->done = variant_done;
+    j->free_fn = variant_free;
+    tui_jobs_submit(q, j);
+}
+
+void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_variant(q, m, d, "fp32", 0); }
+
+/* ---- generation: two variants, token by token, side by side ----
+ *
+ * Each side runs qs_gen_run on a thread of its own; a baton lets only one
+ * compute at a time and is handed over after every piece of text, so the two
+ * streams advance in turn and never compete for the BLAS threads. */
+
+typedef struct {
+    const qs_model *m;
+    char prompt[512];
+    tui_var *b; /* side 1; side 0 is the model in fp32 */
+    int n_tokens;
+    char spec[2][160];
+} gen_in;
+
+typedef struct gen_shared {
+    tui_job *j;
+    gen_in *in;
+    const int32_t *ids;
+    int n_ids;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int turn, finished[2];
+    qs_status st[2];
+    char err[2][256];
+} gen_shared;
+
+typedef struct {
+    int side, kind; /* kind 0 text, 1 start, 2 end */
+    int tokens;
+    double seconds;
+    char err[200];
+    size_t len;
+    char text[];
+} gen_event;
+
+static void gen_apply(tui_state *s, void *data) {
+    gen_event *e = data;
+    tui_gen_side *g = &s->gen[e->side];
+    if (e->kind == 1) {
+        g->len = 0;
+        g->tokens = 0;
+        g->seconds = 0;
+        g->err[0] = 0;
+        g->running = 1;
+        tui_copy(g->spec, sizeof g->spec, e->text);
+    } else if (e->kind == 2) {
+        g->running = 0;
+        g->tokens = e->tokens;
+        g->seconds = e->seconds;
+        tui_copy(g->err, sizeof g->err, e->err);
+    } else {
+        if (g->len + e->len + 1 > g->cap) {
+            size_t cap = (g->len + e->len + 1) * 2;
+            char *t = realloc(g->text, cap);
+            if (!t) {
+                free(e);
+                return;
+            }
+            g->text = t;
+            g->cap = cap;
+        }
+        memcpy(g->text + g->len, e->text, e->len);
+        g->len += e->len;
+        g->text[g->len] = 0;
+        g->tokens++;
+    }
+    free(e);
+}
+
+static void gen_post(gen_shared *sh, int side, int kind, const char *text, size_t len, int tokens, double secs,
+                     const char *err) {
+    gen_event *e = calloc(1, sizeof *e + len + 1);
+    if (!e) return;
+    e->side = side;
+    e->kind = kind;
+    e->tokens = tokens;
+    e->seconds = secs;
+    if (err) tui_copy(e->err, sizeof e->err, err);
+    memcpy(e->text, text, len);
+    e->len = len;
+    tui_jobs_post(sh->j->q, gen_apply, e);
+}
+
+static void baton_take(gen_shared *sh, int side) {
+    pthread_mutex_lock(&sh->mu);
+    while (sh->turn != side && !sh->finished[1 - side]) pthread_cond_wait(&sh->cv, &sh->mu);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void baton_pass(gen_shared *sh, int side, int finished) {
+    pthread_mutex_lock(&sh->mu);
+    if (finished) sh->finished[side] = 1;
+    sh->turn = 1 - side;
+    pthread_cond_broadcast(&sh->cv);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+typedef struct {
+    gen_shared *sh;
+    int side;
+} gen_side_arg;
+
+static int gen_on_text(void *ud, int id, const char *text, size_t len) {
+    gen_side_arg *a = ud;
+    (void)id;
+    gen_post(a->sh, a->side, 0, text, len, 0, 0, NULL);
+    baton_pass(a->sh, a->side, 0);
+    baton_take(a->sh, a->side);
+    return atomic_load(&a->sh->j->cancel);
+}
+
+static void *gen_side(void *arg) {
+    gen_side_arg *a = arg;
+    gen_shared *sh = a->sh;
+    int side = a->side;
+    const qs_model *m = sh->in->m;
+    const qs_exec *x = side == 1 && sh->in->b ? qs_variant_exec(sh->in->b->v) : NULL;
+    baton_take(sh, side);
+    qs_ctx *c = NULL;
+    qs_gen_result r = {0};
+    int cap = sh->n_ids + sh->in->n_tokens + 1;
+    if (cap > m->cfg.max_pos) cap = m->cfg.max_pos;
+    qs_gen_opts o = qs_gen_defaults();
+    o.n_max = sh->in->n_tokens;
+    o.on_text = gen_on_text;
+    o.ud = a;
+    qs_status st = qs_ctx_new(m, x, cap, &c);
+    if (!st) st = qs_gen_run(c, m->tok, sh->ids, sh->n_ids, &o, &r);
+    qs_ctx_free(c);
+    sh->st[side] = st;
+    if (st) tui_copy(sh->err[side], sizeof sh->err[side], qs_last_error());
+    gen_post(sh, side, 2, "", 0, st ? 0 : r.n, st ? 0 : r.decode_seconds + r.prefill_seconds,
+             st ? sh->err[side] : NULL);
+    qs_gen_result_free(&r);
+    baton_pass(sh, side, 1);
+    return NULL;
+}
+
+static qs_status gen_run(tui_job *j) {
+    gen_in *in = j->in;
+    const qs_model *m = in->m;
+    if (!m->tok) return fail(j, QS_EARG, "the model has no tokenizer");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    qs_status st = qs_tok_encode(m->tok, in->prompt, strlen(in->prompt), 1, &ids, &n);
+    if (st) return fail(j, st, qs_last_error());
+    if ((long)n >= m->cfg.max_pos) {
+        free(ids);
+        return fail(j, QS_EARG, "the prompt is longer than the model's context");
+    }
+    gen_shared sh = {.j = j, .in = in, .ids = ids, .n_ids = (int)n};
+    pthread_mutex_init(&sh.mu, NULL);
+    pthread_cond_init(&sh.cv, NULL);
+    int sides = in->b ? 2 : 1;
+    if (sides == 1) sh.finished[1] = 1;
+    for (int i = 0; i < sides; i++) gen_post(&sh, i, 1, in->spec[i], strlen(in->spec[i]), 0, 0, NULL);
+    gen_side_arg args[2] = {{&sh, 0}, {&sh, 1}};
+    pthread_t t;
+    int threaded = 0;
+    if (sides == 2) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        threaded = pthread_create(&t, NULL, gen_side, &args[1]) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (sides == 2 && !threaded) sh.finished[1] = 1; /* no thread: one after the other */
+    gen_side(&args[0]);
+    if (threaded) pthread_join(t, NULL);
+    else if (sides == 2) {
+        sh.finished[1] = 0;
+        gen_side(&args[1]);
+    }
+    pthread_mutex_destroy(&sh.mu);
+    pthread_cond_destroy(&sh.cv);
+    free(ids);
+    for (int i = 0; i < sides; i++)
+        if (sh.st[i] && sh.st[i] != QS_ECANCEL) return fail(j, sh.st[i], sh.err[i]);
+    return QS_OK;
+}
+
+static void gen_free(tui_job *j) {
+    gen_in *in = j->in;
+    if (in) tui_var_unref(in->b);
+    free_in_out(j);
+}
+
+static void gen_done(tui_state *s, tui_job *j) {
+    for (int i = 0; i < 2; i++) s->gen[i].running = 0;
+    if (j->st && j->st != QS_ECANCEL) tui_state_log(s, 3, "generation: %s", j->err);
+}
+
+void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens) {
+    tui_job *j = job_new(TUI_JOB_GEN, "generating");
+    gen_in *in = calloc(1, sizeof *in);
+    if (!j || !in) {
+        free(j);
+        free(in);
+        return;
+    }
+    in->m = m;
+    tui_copy(in->prompt, sizeof in->prompt, prompt);
+    in->b = tui_var_ref(b);
+    in->n_tokens = n_tokens;
+    snprintf(in->spec[0], sizeof in->spec[0], "fp32");
+    if (b) tui_copy(in->spec[1], sizeof in->spec[1], qs_variant_spec(b->v));
+    j->in = in;
+    j->run = gen_run;
+    j->done = gen_done;
+    j->free_fn = gen_free;
+    tui_jobs_submit(q, j);
+}

@@ -7,10 +7,15 @@
  *     last row only, as generation does), decode tokens/s over 128 tokens,
  *     the prefill's effective GFLOP/s (2 x multiply-adds of every GEMM:
  *     linear layers, causal attention, the head row) and its ratio to sgemm,
- *     and peak RSS against fp32 weights + KV cache. Each model runs in its
- *     own child process so its peak RSS is its own.
+ *     and peak RSS against what the process must hold: the weights (for a
+ *     variant, the fp32 model it shares plus its own tensors as stored) and
+ *     the KV cache. Each model runs in its own child process so its peak RSS
+ *     is its own.
  * Models: the fixtures in ../shared (when present) and synthetic models with
- * random weights: OPT-125m's shapes, and the two Llama shapes of PERF.md.
+ * random weights: OPT-125m's shapes, and the two Llama shapes of PERF.md;
+ * each as fp32 and as variants (LLM.int8(), SliceGPT at 10-30%, calibrated
+ * on random ids). Also the int8 GEMM's GOP/s per kernel against sgemm at
+ * M = 512 and (K, N) in {(768, 768), (768, 3072), (3072, 768)}.
  *
  * usage: qs_bench [--json FILE] [--quick] [--only NAME]
  */
@@ -25,7 +30,10 @@
 #include <unistd.h>
 
 #include "../core/blas.h"
+#include "../core/calib.h"
 #include "../core/forward.h"
+#include "../core/i8gemm.h"
+#include "../core/variant.h"
 #include "../core/io.h"
 #include "../core/model.h"
 
@@ -58,10 +66,42 @@ static double bench_sgemm(int M, int N, int K) {
     return 2.0 * M * N * K / best / 1e9;
 }
 
+static double bench_i8gemm(int M, int N, int K) {
+    int8_t *a = malloc((size_t)M * K), *b = malloc((size_t)N * K);
+    int32_t *c = malloc((size_t)M * N * sizeof *c);
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (int8_t)((i * 7 % 255) - 127);
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (int8_t)((i * 5 % 251) - 125);
+    qs_i8mat *pb;
+    if (qs_i8mat_pack(b, N, K, &pb)) {
+        free(a);
+        free(b);
+        free(c);
+        return 0;
+    }
+    qs_i8_gemm(a, M, K, pb, c, N);
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        int it = 0;
+        do {
+            qs_i8_gemm(a, M, K, pb, c, N);
+            it++;
+        } while (now() - t0 < 0.2);
+        double t = (now() - t0) / it;
+        if (t < best) best = t;
+    }
+    qs_i8mat_free(pb);
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
 typedef struct {
     char name[64];
+    char variant[64];
     int ctx;
-    double prefill_tok_s, decode_tok_s, prefill_gflops, peak_rss_mb, weights_mb, kv_mb;
+    double prefill_tok_s, decode_tok_s, prefill_gflops, peak_rss_mb, weights_mb, base_mb, kv_mb;
     long long params;
 } result;
 
@@ -79,15 +119,51 @@ static double prefill_flops(const qs_model *m, int n) {
     return 2.0 * (lin * n + attn + (double)c->vocab * c->d_model);
 }
 
-static int run_model(qs_model *m, const char *name, int ctx, int n_decode, result *r) {
+/* multiply-add FLOPs of a prefill of n tokens through a variant's weights */
+static double variant_flops(const qs_weights *w, const qs_config *c, int n) {
+    double lin = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const qs_layer *L = &w->layers[i];
+        const qs_linear *ls[9] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down, &L->attn_skip, &L->mlp_skip};
+        for (int j = 0; j < 9; j++)
+            if (ls[j]->w || ls[j]->i8) lin += (double)ls[j]->n_out * ls[j]->n_in;
+    }
+    double attn = 2.0 * c->n_layers * c->n_heads * c->head_dim * (double)n * (n + 1) / 2;
+    return 2.0 * (lin * n + attn + (double)w->head.n_out * w->head.n_in);
+}
+
+static int run_model(qs_model *m, const char *name, const char *spec, int ctx, int n_decode, result *r) {
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->variant, sizeof r->variant, "%s", spec);
     r->ctx = ctx;
-    r->params = qs_model_params(m);
-    r->weights_mb = qs_model_weight_bytes(m) / 1e6;
+    qs_variant *v = NULL;
+    qs_calib cal = {0};
+    if (strcmp(spec, "fp32")) {
+        /* calibration on random ids: SliceGPT needs a signal, any will do for speed */
+        int rows = 4, cctx = ctx < 512 ? ctx : 512;
+        cal.ids = malloc((size_t)rows * cctx * sizeof *cal.ids);
+        cal.n_rows = rows;
+        cal.ctx = cctx;
+        uint64_t z = 12345;
+        for (int i = 0; i < rows * cctx; i++) {
+            z = z * 6364136223846793005ull + 1442695040888963407ull;
+            cal.ids[i] = (int32_t)((z >> 33) % (uint64_t)m->cfg.vocab);
+        }
+        qs_variant_opts vo = {.calib = &cal};
+        if (qs_variant_new(m, spec, &vo, &v)) {
+            fprintf(stderr, "bench: %s %s: %s\n", name, spec, qs_last_error());
+            qs_calib_free(&cal);
+            return 1;
+        }
+    }
+    r->params = v ? qs_variant_params(v) : qs_model_params(m);
+    r->weights_mb = (v ? qs_variant_weight_bytes(v) : qs_model_weight_bytes(m)) / 1e6;
+    /* a variant shares the model it was built from: the process holds both */
+    r->base_mb = v ? qs_model_weight_bytes(m) / 1e6 : 0;
     r->kv_mb = (double)qs_ctx_kv_bytes_per_token(m) * ctx / 1e6;
     qs_ctx *c;
-    if (qs_ctx_new(m, NULL, ctx, &c)) {
+    if (qs_ctx_new(m, v ? qs_variant_exec(v) : NULL, ctx, &c)) {
         fprintf(stderr, "bench: %s\n", qs_last_error());
         return 1;
     }
@@ -109,7 +185,7 @@ static int run_model(qs_model *m, const char *name, int ctx, int n_decode, resul
         if (t < best) best = t;
     }
     r->prefill_tok_s = ctx / best;
-    r->prefill_gflops = prefill_flops(m, ctx) / best / 1e9;
+    r->prefill_gflops = (v ? variant_flops(qs_variant_exec(v)->w, &m->cfg, ctx) : prefill_flops(m, ctx)) / best / 1e9;
     /* decode: n_decode single tokens after a short prompt */
     if (n_decode > 0) {
         int p = 16;
@@ -123,6 +199,8 @@ static int run_model(qs_model *m, const char *name, int ctx, int n_decode, resul
     free(ids);
     free(logits);
     qs_ctx_free(c);
+    qs_variant_free(v);
+    qs_calib_free(&cal);
     return 0;
 }
 
@@ -156,6 +234,7 @@ typedef struct {
     const char *path; /* fixture, or NULL for synthetic */
     qs_config cfg;
     int ctx, n_decode;
+    const char *variant;
 } spec;
 
 static int bench_spec(const void *arg, result *r) {
@@ -166,7 +245,7 @@ static int bench_spec(const void *arg, result *r) {
         fprintf(stderr, "bench: %s: %s\n", s->name, qs_last_error());
         return 1;
     }
-    int rc = run_model(m, s->name, s->ctx, s->n_decode, r);
+    int rc = run_model(m, s->name, s->variant ? s->variant : "fp32", s->ctx, s->n_decode, r);
     qs_model_free(m);
     return rc;
 }
@@ -212,42 +291,95 @@ int main(int argc, char **argv) {
     snprintf(p[1], sizeof p[1], "%s/models/gpt2-mini", shared);
     snprintf(p[2], sizeof p[2], "%s/models/llama-mini", shared);
     snprintf(p[3], sizeof p[3], "%s/models/stories260K/stories260K.bin", shared);
-    spec specs[16];
+    spec specs[64];
     int ns = 0;
     const char *fx[4] = {"opt-mini", "gpt2-mini", "llama-mini", "stories260K"};
     for (int i = 0; i < 4; i++)
-        if (qs_io_exists(p[i])) specs[ns++] = (spec){fx[i], p[i], {0}, 512, 128};
-    if (!qs_io_exists(p[0]) && qs_io_is_dir("models/opt-mini"))
-        specs[ns++] = (spec){"opt-mini", "models/opt-mini", {0}, 512, 128};
-    specs[ns++] = (spec){"opt-125m-shape", NULL, opt_cfg(768, 12, 12, 3072, 50272, 2048), 512, 128};
-    specs[ns++] = (spec){"opt-125m-shape", NULL, opt_cfg(768, 12, 12, 3072, 50272, 2048), 2048, 0};
+        if (qs_io_exists(p[i])) {
+            specs[ns++] = (spec){fx[i], p[i], {0}, 512, 128, "fp32"};
+            if (i < 3) specs[ns++] = (spec){fx[i], p[i], {0}, 512, 128, "int8"};
+        }
+    if (!qs_io_exists(p[0]) && qs_io_is_dir("models/opt-mini")) {
+        specs[ns++] = (spec){"opt-mini", "models/opt-mini", {0}, 512, 128, "fp32"};
+        specs[ns++] = (spec){"opt-mini", "models/opt-mini", {0}, 512, 128, "int8"};
+    }
+    qs_config opt125 = opt_cfg(768, 12, 12, 3072, 50272, 2048);
+    specs[ns++] = (spec){"opt-125m-shape", NULL, opt125, 512, 128, "fp32"};
+    specs[ns++] = (spec){"opt-125m-shape", NULL, opt125, 512, 128, "int8"};
+    specs[ns++] = (spec){"opt-125m-shape", NULL, opt125, 2048, 0, "fp32"};
+    specs[ns++] = (spec){"opt-125m-shape", NULL, opt125, 2048, 0, "int8"};
+    const char *slices[] = {"slice:ratio=0.1", "slice:ratio=0.2", "slice:ratio=0.25", "slice:ratio=0.3"};
+    for (int i = 0; i < 4; i++) specs[ns++] = (spec){"opt-125m-shape", NULL, opt125, 512, 128, slices[i]};
     if (!quick) {
-        specs[ns++] = (spec){"llama-small-shape", NULL, llama_cfg(768, 12, 12, 12, 2048, 32000, 2048), 512, 128};
-        specs[ns++] = (spec){"tinyllama-shape", NULL, llama_cfg(2048, 22, 32, 4, 5632, 32000, 2048), 512, 128};
+        qs_config small = llama_cfg(768, 12, 12, 12, 2048, 32000, 2048);
+        qs_config tiny = llama_cfg(2048, 22, 32, 4, 5632, 32000, 2048);
+        specs[ns++] = (spec){"llama-small-shape", NULL, small, 512, 128, "fp32"};
+        specs[ns++] = (spec){"llama-small-shape", NULL, small, 512, 128, "int8"};
+        specs[ns++] = (spec){"tinyllama-shape", NULL, tiny, 512, 128, "fp32"};
+        specs[ns++] = (spec){"tinyllama-shape", NULL, tiny, 512, 128, "int8"};
     }
 
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "blas", qs_blas_describe());
     cJSON_AddNumberToObject(root, "sgemm_512x768x768_gflops", sg);
+
+    /* int8 GEMM against sgemm at the shapes of OPT-125m's layers */
+    cJSON *gem = cJSON_AddArrayToObject(root, "int8_gemm");
+    const int shapes[3][2] = {{768, 768}, {768, 3072}, {3072, 768}};
+    const char *kernels[3] = {"avx512vnni", "avx2", "ref"};
+    printf("int8 GEMM, M = 512 (GOP/s; ratio to cblas_sgemm GFLOP/s at the same shape, same run)\n");
+    printf("%-12s %10s", "K x N", "sgemm");
+    for (int k = 0; k < 2; k++) printf(" %18s", kernels[k]);
+    putchar('\n');
+    for (int i = 0; i < 3; i++) {
+        int K = shapes[i][0], N = shapes[i][1];
+        double sgs = bench_sgemm(512, N, K);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "M", 512);
+        cJSON_AddNumberToObject(o, "K", K);
+        cJSON_AddNumberToObject(o, "N", N);
+        cJSON_AddNumberToObject(o, "sgemm_gflops", sgs);
+        printf("%5d x %-5d %10.1f", K, N, sgs);
+        for (int k = 0; k < 2; k++) {
+            if (!qs_i8_kernel_available(kernels[k])) {
+                printf(" %18s", "n/a");
+                continue;
+            }
+            qs_i8_set_kernel(kernels[k]);
+            double g = bench_i8gemm(512, N, K);
+            printf(" %9.1f (%4.2fx)", g, g / sgs);
+            char key[64];
+            snprintf(key, sizeof key, "%s_gops", kernels[k]);
+            cJSON_AddNumberToObject(o, key, g);
+            snprintf(key, sizeof key, "%s_vs_sgemm", kernels[k]);
+            cJSON_AddNumberToObject(o, key, g / sgs);
+        }
+        putchar('\n');
+        cJSON_AddItemToArray(gem, o);
+    }
+    qs_i8_set_kernel("auto");
+    printf("(the forward pass uses %s)\n\n", qs_i8_kernel_name());
+    cJSON_AddStringToObject(root, "int8_kernel", qs_i8_kernel_name());
+
     cJSON *arr = cJSON_AddArrayToObject(root, "models");
-    printf("%-18s %5s %10s %10s %9s %7s %9s %9s %6s\n", "model", "ctx", "prefill/s", "decode/s", "GFLOP/s",
-           "/sgemm", "peak MB", "w+kv MB", "ratio");
+    printf("%-18s %-17s %5s %10s %10s %9s %7s %8s %8s %8s %6s\n", "model", "variant", "ctx", "prefill/s", "decode/s",
+           "GFLOP/s", "/sgemm", "w MB", "peak MB", "held MB", "ratio");
     int failures = 0;
     for (int i = 0; i < ns; i++) {
         if (only && !strstr(specs[i].name, only)) continue;
         result r;
         if (in_child(bench_spec, &specs[i], &r)) {
-            printf("%-18s failed\n", specs[i].name);
+            printf("%-18s %-17s failed\n", specs[i].name, specs[i].variant);
             failures++;
             continue;
         }
-        double base = r.weights_mb + r.kv_mb;
-        printf("%-18s %5d %10.1f %10.1f %9.1f %6.0f%% %9.1f %9.1f %6.2f\n", r.name, r.ctx, r.prefill_tok_s,
-               r.decode_tok_s, r.prefill_gflops, 100 * r.prefill_gflops / sg, r.peak_rss_mb, base,
-               r.peak_rss_mb / base);
+        double base = r.base_mb + r.weights_mb + r.kv_mb;
+        printf("%-18s %-17s %5d %10.1f %10.1f %9.1f %6.0f%% %8.1f %8.1f %8.1f %6.2f\n", r.name, r.variant, r.ctx,
+               r.prefill_tok_s, r.decode_tok_s, r.prefill_gflops, 100 * r.prefill_gflops / sg, r.weights_mb,
+               r.peak_rss_mb, base, r.peak_rss_mb / base);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", r.name);
-        cJSON_AddStringToObject(o, "variant", "fp32");
+        cJSON_AddStringToObject(o, "variant", r.variant);
         cJSON_AddNumberToObject(o, "ctx", r.ctx);
         cJSON_AddNumberToObject(o, "params", (double)r.params);
         cJSON_AddNumberToObject(o, "prefill_tokens_per_s", r.prefill_tok_s);
@@ -255,9 +387,11 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "prefill_gflops", r.prefill_gflops);
         cJSON_AddNumberToObject(o, "prefill_vs_sgemm", r.prefill_gflops / sg);
         cJSON_AddNumberToObject(o, "peak_rss_mb", r.peak_rss_mb);
-        cJSON_AddNumberToObject(o, "weights_fp32_mb", r.weights_mb);
+        cJSON_AddNumberToObject(o, "weights_mb", r.weights_mb);
+        if (r.base_mb > 0) cJSON_AddNumberToObject(o, "base_fp32_weights_mb", r.base_mb);
         cJSON_AddNumberToObject(o, "kv_cache_mb", r.kv_mb);
-        cJSON_AddNumberToObject(o, "peak_rss_vs_weights_kv", r.peak_rss_mb / base);
+        cJSON_AddNumberToObject(o, "held_mb", base);
+        cJSON_AddNumberToObject(o, "peak_rss_vs_held", r.peak_rss_mb / base);
         cJSON_AddItemToArray(arr, o);
     }
     if (json_path) {

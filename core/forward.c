@@ -39,6 +39,7 @@ struct qs_ctx {
     int last_d;    /* width of the final hidden */
     int *i8_outliers; /* (n_layers, 4) most outlier columns seen, or NULL */
     qs_status failed; /* a kernel's failure inside the pass (int8 scratch) */
+    qs_int8_scratch *i8s; /* scratch shared by the int8 layers, or NULL */
     qs_observe_fn obs;
     void *obs_ud;
 };
@@ -94,7 +95,9 @@ qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx *
         c->dff = maxi(c->dff, L->up.n_out);
         any_i8 |= L->q.i8 || L->o.i8 || L->up.i8 || L->down.i8;
     }
-    if (any_i8 && !(c->i8_outliers = calloc((size_t)cfg->n_layers * 4, sizeof(int)))) goto oom;
+    if (any_i8 && (!(c->i8_outliers = calloc((size_t)cfg->n_layers * 4, sizeof(int))) ||
+                   !(c->i8s = qs_int8_scratch_new())))
+        goto oom;
     size_t kv = (size_t)cfg->n_layers * capacity * c->kvd;
     c->kc = xalloc(kv * sizeof(float));
     c->vc = xalloc(kv * sizeof(float));
@@ -144,6 +147,7 @@ void qs_ctx_free(qs_ctx *c) {
     free(c->rope_cos);
     free(c->rope_sin);
     free(c->i8_outliers);
+    qs_int8_scratch_free(c->i8s);
     free(c);
 }
 
@@ -202,11 +206,12 @@ static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, floa
  * input site for the int8 outlier count (attn_in, attn_out, mlp_in, mlp_mid). */
 static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
     if (l->i8) {
-        /* the layer's scratch is its own: contexts running one int8 variant
-         * take turns on it (a mutex in the layer) */
+        /* the context's scratch serves every int8 layer of the pass; the
+         * layers themselves are only read, so contexts run them at once */
         qs_int8_stats st = {0};
-        qs_status s = qs_int8_linear_forward((qs_int8_linear *)l->i8, x, n, c->x.int8_threshold,
-                                             c->x.int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN, y, &st);
+        qs_status s = qs_int8_linear_forward_with((qs_int8_linear *)l->i8, x, n, c->x.int8_threshold,
+                                                  c->x.int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN, y, &st,
+                                                  c->i8s);
         if (s) { /* only out of memory: leave zeros rather than garbage */
             memset(y, 0, (size_t)n * l->n_out * sizeof(float));
             c->failed = s;

@@ -16,13 +16,9 @@
 #define QS_CLONES
 #endif
 
-struct qs_int8_linear {
-    pthread_mutex_t lock; /* the scratch below serves one caller at a time */
-    int n, k;         /* N outputs, K inputs */
-    qs_i8mat *w;      /* (N, K) int8 codes, packed */
-    float *w_scale;   /* (N) s_w: absmax of each weight row */
-    float *bias;      /* (N) or NULL */
-    /* scratch, grown by forward */
+/* Buffers a forward needs, grown to the largest call; one per caller (a
+ * context), so a model's many int8 layers share one set. */
+struct qs_int8_scratch {
     uint8_t *mask;    /* (K) 1 = outlier column */
     uint32_t *colmax; /* (K) column maxima of |x| (bit patterns) */
     int *ocols;       /* (K) outlier column indices */
@@ -31,7 +27,16 @@ struct qs_int8_linear {
     int32_t *c;       /* (M, N) int32 product */
     float *xo, *wo;   /* (M, n_o) outlier activations, (n_o, N) their dequantized weights */
     int8_t *col;      /* (N) one weight column */
-    size_t a_cap, sx_cap, c_cap, xo_cap, wo_cap;
+    size_t mask_cap, colmax_cap, ocols_cap, a_cap, sx_cap, c_cap, xo_cap, wo_cap, col_cap;
+};
+
+struct qs_int8_linear {
+    int n, k;         /* N outputs, K inputs */
+    qs_i8mat *w;      /* (N, K) int8 codes, packed */
+    float *w_scale;   /* (N) s_w: absmax of each weight row */
+    float *bias;      /* (N) or NULL */
+    pthread_mutex_t lock;  /* guards own */
+    qs_int8_scratch *own;  /* scratch of callers that bring none */
 };
 
 /* Round half to even in the default rounding mode, exact for |v| < 2^22:
@@ -68,13 +73,9 @@ qs_status qs_int8_linear_new(const float *w, const float *bias, int N, int K, qs
     L->n = N;
     L->k = K;
     L->w_scale = malloc((size_t)N * sizeof *L->w_scale);
-    L->mask = malloc((size_t)K);
-    L->colmax = malloc((size_t)K * sizeof *L->colmax);
-    L->ocols = malloc((size_t)K * sizeof *L->ocols);
-    L->col = malloc((size_t)N);
     if (bias) L->bias = malloc((size_t)N * sizeof *L->bias);
     qs_status st = QS_OK;
-    if (!L->w_scale || !L->mask || !L->colmax || !L->ocols || !L->col || (bias && !L->bias)) {
+    if (!L->w_scale || (bias && !L->bias)) {
         st = qs_fail(QS_ENOMEM, "int8_linear: out of memory for [%d,%d]", N, K);
         goto fail;
     }
@@ -111,17 +112,29 @@ void qs_int8_linear_free(qs_int8_linear *L) {
     qs_i8mat_free(L->w);
     free(L->w_scale);
     free(L->bias);
-    free(L->mask);
-    free(L->colmax);
-    free(L->ocols);
-    free(L->a);
-    free(L->sx);
-    free(L->c);
-    free(L->xo);
-    free(L->wo);
-    free(L->col);
+    qs_int8_scratch_free(L->own);
     pthread_mutex_destroy(&L->lock);
     free(L);
+}
+
+qs_int8_scratch *qs_int8_scratch_new(void) {
+    qs_int8_scratch *s = calloc(1, sizeof *s);
+    if (!s) qs_fail(QS_ENOMEM, "out of memory");
+    return s;
+}
+
+void qs_int8_scratch_free(qs_int8_scratch *s) {
+    if (!s) return;
+    free(s->mask);
+    free(s->colmax);
+    free(s->ocols);
+    free(s->a);
+    free(s->sx);
+    free(s->c);
+    free(s->xo);
+    free(s->wo);
+    free(s->col);
+    free(s);
 }
 
 size_t qs_int8_linear_bytes(const qs_int8_linear *L) {
@@ -336,55 +349,64 @@ static int grow(void **p, size_t *cap, size_t bytes) {
     return 1;
 }
 
-static qs_status forward_locked(qs_int8_linear *L, const float *x, int M, float threshold, qs_int8_act act,
-                                float *y, qs_int8_stats *st) {
+static qs_status forward_with(qs_int8_linear *L, const float *x, int M, float threshold, qs_int8_act act,
+                              float *y, qs_int8_stats *st, qs_int8_scratch *S) {
     int N = L->n, K = L->k;
     size_t mk = (size_t)M * K, mn = (size_t)M * N;
-    if (!grow((void **)&L->a, &L->a_cap, mk) || !grow((void **)&L->c, &L->c_cap, mn * 4) ||
-        !grow((void **)&L->sx, &L->sx_cap, (size_t)M * 4))
+    if (!grow((void **)&S->a, &S->a_cap, mk) || !grow((void **)&S->c, &S->c_cap, mn * 4) ||
+        !grow((void **)&S->sx, &S->sx_cap, (size_t)M * 4) || !grow((void **)&S->mask, &S->mask_cap, (size_t)K) ||
+        !grow((void **)&S->colmax, &S->colmax_cap, (size_t)K * 4) ||
+        !grow((void **)&S->ocols, &S->ocols_cap, (size_t)K * sizeof(int)) || !grow((void **)&S->col, &S->col_cap, (size_t)N))
         return qs_fail(QS_ENOMEM, "int8_linear_forward: out of memory for %d rows", M);
 
     /* section 3.3: feature columns with an outlier in this batch */
-    int n_o = find_outliers(x, M, K, threshold, L->mask, L->colmax);
+    int n_o = find_outliers(x, M, K, threshold, S->mask, S->colmax);
     if (st) st->n_outliers = n_o;
     if (n_o) {
         int j = 0;
         for (int k = 0; k < K; k++)
-            if (L->mask[k]) L->ocols[j++] = k;
+            if (S->mask[k]) S->ocols[j++] = k;
         if (st && st->cols)
-            memcpy(st->cols, L->ocols, (size_t)(n_o < st->cols_cap ? n_o : st->cols_cap) * sizeof(int));
-        if (!grow((void **)&L->xo, &L->xo_cap, (size_t)M * n_o * 4) ||
-            !grow((void **)&L->wo, &L->wo_cap, (size_t)N * n_o * 4))
+            memcpy(st->cols, S->ocols, (size_t)(n_o < st->cols_cap ? n_o : st->cols_cap) * sizeof(int));
+        if (!grow((void **)&S->xo, &S->xo_cap, (size_t)M * n_o * 4) ||
+            !grow((void **)&S->wo, &S->wo_cap, (size_t)N * n_o * 4))
             return qs_fail(QS_ENOMEM, "int8_linear_forward: out of memory for %d outlier columns", n_o);
         /* the fp32 part's operands: X[:, O], and W_q[:, O] s_w / 127, the
          * weights dequantized from the codes as bitsandbytes does */
         for (int m = 0; m < M; m++)
-            for (j = 0; j < n_o; j++) L->xo[(size_t)m * n_o + j] = x[(size_t)m * K + L->ocols[j]];
+            for (j = 0; j < n_o; j++) S->xo[(size_t)m * n_o + j] = x[(size_t)m * K + S->ocols[j]];
         for (j = 0; j < n_o; j++) {
-            qs_i8mat_col(L->w, L->ocols[j], L->col);
-            float *wj = L->wo + (size_t)j * N;
-            for (int n = 0; n < N; n++) wj[n] = (float)L->col[n] * (L->w_scale[n] / 127.0f);
+            qs_i8mat_col(L->w, S->ocols[j], S->col);
+            float *wj = S->wo + (size_t)j * N;
+            for (int n = 0; n < N; n++) wj[n] = (float)S->col[n] * (L->w_scale[n] / 127.0f);
         }
     }
 
     /* section 3.2: vector-wise int8 for the rest, exact int32 product */
-    qs_int8_quantize_act(x, M, K, n_o ? L->mask : NULL, act, L->a, L->sx);
-    qs_i8_gemm(L->a, M, K, L->w, L->c, N);
+    qs_int8_quantize_act(x, M, K, n_o ? S->mask : NULL, act, S->a, S->sx);
+    qs_i8_gemm(S->a, M, K, L->w, S->c, N);
 
-    act_job J = {.M = M, .N = N, .sx = L->sx, .c = L->c, .w_scale = L->w_scale, .bias = L->bias,
-                 .xo = L->xo, .wo = L->wo, .n_o = n_o, .y = y};
+    act_job J = {.M = M, .N = N, .sx = S->sx, .c = S->c, .w_scale = L->w_scale, .bias = L->bias,
+                 .xo = S->xo, .wo = S->wo, .n_o = n_o, .y = y};
     J.rows = rows_per_task(M, N * (1 + n_o));
     qs_pool_run((M + J.rows - 1) / J.rows, finish_task, &J);
     return QS_OK;
 }
 
-qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float threshold,
-                                 qs_int8_act act, float *y, qs_int8_stats *st) {
+qs_status qs_int8_linear_forward_with(qs_int8_linear *L, const float *x, int M, float threshold, qs_int8_act act,
+                                      float *y, qs_int8_stats *st, qs_int8_scratch *scratch) {
     if (M < 1) return qs_fail(QS_EARG, "int8_linear_forward: %d rows", M);
-    /* two contexts may run one variant (a ppl job and a generation in the
-     * workbench): they take turns on the layer's scratch */
+    if (scratch) return forward_with(L, x, M, threshold, act, y, st, scratch);
+    /* no scratch of the caller's: the layer's own, one caller at a time */
     pthread_mutex_lock(&L->lock);
-    qs_status r = forward_locked(L, x, M, threshold, act, y, st);
+    qs_status r = QS_OK;
+    if (!L->own && !(L->own = qs_int8_scratch_new())) r = QS_ENOMEM;
+    if (!r) r = forward_with(L, x, M, threshold, act, y, st, L->own);
     pthread_mutex_unlock(&L->lock);
     return r;
+}
+
+qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float threshold,
+                                 qs_int8_act act, float *y, qs_int8_stats *st) {
+    return qs_int8_linear_forward_with(L, x, M, threshold, act, y, st, NULL);
 }

@@ -63,12 +63,23 @@ int qs_int8_linear_n_in(const qs_int8_linear *L);
 const qs_i8mat *qs_int8_linear_weights(const qs_int8_linear *L);
 const float *qs_int8_linear_scales(const qs_int8_linear *L);
 
+/* Scratch for forwards: grown to the largest call, reusable across layers.
+ * A context keeps one, so a model's int8 layers share one set of buffers. */
+typedef struct qs_int8_scratch qs_int8_scratch;
+qs_int8_scratch *qs_int8_scratch_new(void);
+void qs_int8_scratch_free(qs_int8_scratch *s);
+
 /* y (M, N) = the LLM.int8() product of x (M, K) with L, plus bias.
  * threshold <= 0 turns the decomposition off (no outlier columns). st may be
  * NULL. Uses scratch inside L (grown as needed, kept for the next call);
- * concurrent callers of one layer take turns (a mutex). QS_EARG for M < 1, QS_ENOMEM. */
+ * concurrent callers of one layer take turns (a mutex). The _with form uses
+ * the caller's scratch instead (one caller per scratch; the layer itself is
+ * only read, so contexts with their own scratch run one layer at once). QS_EARG for M < 1, QS_ENOMEM. */
 qs_status qs_int8_linear_forward(qs_int8_linear *L, const float *x, int M, float threshold,
                                  qs_int8_act act, float *y, qs_int8_stats *st);
+
+qs_status qs_int8_linear_forward_with(qs_int8_linear *L, const float *x, int M, float threshold, qs_int8_act act,
+                                      float *y, qs_int8_stats *st, qs_int8_scratch *scratch);
 
 /* The activation side of the forward, exposed for tests and views. */
 

@@ -116,7 +116,7 @@ static long long lin_bytes(const qs_linear *l) {
 }
 
 static long long lin_params(const qs_linear *l) {
-    return l->w ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+    return (l->w || l->i8) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
 static long long norm_n(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }

@@ -194,9 +194,12 @@ static void check_int8(const char *name) {
                 outl_layers += t > 0;
             }
         if (i == 0) CHECK(qs_ctx_int8_outliers(c, 0) == NULL, "fp32 reports int8 outliers");
-        if (i > 0)
+        if (i > 0) {
             CHECK(qs_variant_weight_bytes(v) < qs_model_weight_bytes(m) / 2 + 4LL * m->cfg.vocab * m->cfg.d_model,
                   "int8 bytes %lld", qs_variant_weight_bytes(v));
+            CHECK(qs_variant_params(v) == qs_model_params(m), "int8 changes the parameter count: %lld vs %lld",
+                  qs_variant_params(v), qs_model_params(m));
+        }
         qs_ctx_free(c);
         qs_variant_free(v);
     }

@@ -283,11 +283,13 @@ TEST(forward_stories_gguf) {
 
 /* Incremental decoding through the cache equals one batched pass. */
 TEST(forward_kv_cache_matches_batch) {
-    NEED_SHARED();
+    /* the bundled model always; the other fixtures when ../shared is there */
     const char *names[] = {"models/opt-mini", "models/gpt2-mini", "models/llama-mini"};
     for (int k = 0; k < 3; k++) {
+        const char *path = k == 0 ? names[0] : th_path(names[k]);
+        if (!path) continue;
         qs_model *m;
-        REQUIRE(qs_model_load(th_path(names[k]), NULL, &m) == QS_OK, "%s", qs_last_error());
+        REQUIRE(qs_model_load(path, NULL, &m) == QS_OK, "%s", qs_last_error());
         int n = 200, V = m->cfg.vocab;
         int32_t ids[200];
         for (int i = 0; i < n; i++) ids[i] = (i * 7919 + 13) % V;

@@ -228,6 +228,31 @@ static qs_status read_text(const char *path, char **text, size_t *len) {
     return qs_io_read_all(path, text, len);
 }
 
+int cli_text_ids(const qs_model *m, const char *path, int special, int32_t **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    if (!m->tok) {
+        cli_error("%s: the model has no tokenizer", m->path);
+        return EXIT_RUNTIME;
+    }
+    char *text;
+    size_t len;
+    if (read_text(path, &text, &len)) {
+        cli_error("%s", qs_last_error());
+        return EXIT_RUNTIME;
+    }
+    int rc = EXIT_OK;
+    if (len == 0) {
+        cli_error("%s: the text is empty", path);
+        rc = EXIT_RUNTIME;
+    } else if (qs_tok_encode(m->tok, text, len, special, ids, n)) {
+        cli_error("%s: %s", path, qs_last_error());
+        rc = EXIT_RUNTIME;
+    }
+    free(text);
+    return rc;
+}
+
 int cli_tokenize(int argc, char **argv) {
     const char *model = NULL, *file = NULL, *out = NULL, *tokp = NULL, *v;
     int special = 1;
@@ -254,17 +279,9 @@ int cli_tokenize(int argc, char **argv) {
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
-    char *text = NULL;
     int32_t *ids = NULL;
-    size_t len, n;
-    if (!m->tok) {
-        cli_error("%s: the model has no tokenizer", model);
-        goto done;
-    }
-    if (read_text(file, &text, &len) || qs_tok_encode(m->tok, text, len, special, &ids, &n)) {
-        cli_error("%s", qs_last_error());
-        goto done;
-    }
+    size_t n;
+    if (cli_text_ids(m, file, special, &ids, &n)) goto done;
     if (out) {
         /* int32 little-endian, as the reference id files */
         uint8_t *buf = malloc(n * 4 + 1);
@@ -293,7 +310,6 @@ int cli_tokenize(int argc, char **argv) {
     }
     rc = EXIT_OK;
 done:
-    free(text);
     free(ids);
     qs_model_free(m);
     return rc;
@@ -349,9 +365,8 @@ int cli_ppl(int argc, char **argv) {
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
-    char *text = NULL;
     int32_t *ids = NULL;
-    size_t len, n = 0;
+    size_t n = 0;
     qs_ctx *c = NULL;
     qs_calib cal = {0};
     qs_variant *var = NULL;
@@ -364,25 +379,14 @@ int cli_ppl(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    if (!m->tok) {
-        cli_error("%s: the model has no tokenizer", m->path);
-        goto done;
-    }
-    if (read_text(data, &text, &len)) {
-        cli_error("%s", qs_last_error());
-        goto done;
-    }
-    if (len == 0) {
-        cli_error("%s: the text is empty", data);
-        goto done;
-    }
+    if (cli_text_ids(m, data, 1, &ids, &n)) goto done;
     if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
     qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
     if (qs_variant_new(m, spec, &vo, &var)) {
         cli_error("%s", qs_last_error());
         goto done;
     }
-    if (qs_tok_encode(m->tok, text, len, 1, &ids, &n) || qs_ctx_new(m, qs_variant_exec(var), (int)ctx, &c)) {
+    if (qs_ctx_new(m, qs_variant_exec(var), (int)ctx, &c)) {
         cli_error("%s", qs_last_error());
         goto done;
     }
@@ -427,7 +431,6 @@ done:
     qs_ctx_free(c);
     qs_variant_free(var);
     qs_calib_free(&cal);
-    free(text);
     free(ids);
     qs_model_free(m);
     return rc;

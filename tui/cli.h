@@ -51,6 +51,11 @@ int cli_calib_option(cli_calib_opts *o, int argc, char **argv, int *i, int *bad)
 /* Build the calibration set, printing the error; returns an exit status. */
 int cli_calib_load(const qs_model *m, const cli_calib_opts *o, qs_calib *cal);
 
+/* Token ids (default specials when `special`) of the text in path ("-":
+ * stdin), printing why on failure (no tokenizer, unreadable or empty text).
+ * Returns an exit status; *ids is the caller's. */
+int cli_text_ids(const qs_model *m, const char *path, int special, int32_t **ids, size_t *n);
+
 /* Progress bar on stderr when it is a terminal (a qs_progress_fn). ud is the
  * label ("ppl"). */
 int cli_progress(void *ud, long done, long total);

@@ -460,9 +460,8 @@ int cli_compare(int argc, char **argv) {
     qs_model *m = cli_load_model(model, NULL);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
-    char *text = NULL;
     int32_t *ids = NULL;
-    size_t len, n = 0;
+    size_t n = 0;
     qs_calib cal = {0};
     qs_stats *base = NULL;
     row *rows = calloc((size_t)n_specs + 1, sizeof *rows);
@@ -470,14 +469,7 @@ int cli_compare(int argc, char **argv) {
         cli_error("compare: --ctx %ld is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
         goto done;
     }
-    if (!m->tok) {
-        cli_error("%s: the model has no tokenizer", m->path);
-        goto done;
-    }
-    if (qs_io_read_all(data, &text, &len) || qs_tok_encode(m->tok, text, len, 1, &ids, &n)) {
-        cli_error("%s", qs_last_error());
-        goto done;
-    }
+    if (cli_text_ids(m, data, 1, &ids, &n)) goto done;
     if (need_cal) {
         if (cli_calib_load(m, &co, &cal)) goto done;
         qs_stats_opts so = qs_stats_defaults();
@@ -576,7 +568,6 @@ done:
     free(rows);
     qs_stats_free(base);
     qs_calib_free(&cal);
-    free(text);
     free(ids);
     qs_model_free(m);
     return rc;

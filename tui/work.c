@@ -32,13 +32,25 @@ void tui_var_unref(tui_var *v) {
     }
 }
 
-static tui_job *job_new(int kind, const char *label) {
+/* Queue a job whose input `in` the caller has filled; run/done/free_fn as
+ * in tui.h. On failure `in` is released through free_fn. */
+static void submit(tui_jobs *q, int kind, const char *label, int urgent, void *in, qs_status (*run)(tui_job *),
+                   void (*done)(tui_state *, tui_job *), void (*free_fn)(tui_job *)) {
     tui_job *j = calloc(1, sizeof *j);
-    if (j) {
-        j->kind = kind;
-        tui_copy(j->label, sizeof j->label, label);
+    if (!j) {
+        tui_job tmp = {.in = in};
+        if (free_fn) free_fn(&tmp);
+        else free(in);
+        return;
     }
-    return j;
+    j->kind = kind;
+    tui_copy(j->label, sizeof j->label, label);
+    j->urgent = urgent;
+    j->in = in;
+    j->run = run;
+    j->done = done;
+    j->free_fn = free_fn;
+    tui_jobs_submit(q, j);
 }
 
 static qs_status fail(tui_job *j, qs_status st, const char *msg) {
@@ -244,20 +256,11 @@ static void calib_done(tui_state *s, tui_job *j) {
 }
 
 void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d) {
-    tui_job *j = job_new(TUI_JOB_CALIB, "calibrating");
     calib_in *in = calloc(1, sizeof *in);
-    if (!j || !in) {
-        free(j);
-        free(in);
-        return;
-    }
+    if (!in) return;
     in->m = m;
     in->d = d;
-    j->in = in;
-    j->run = calib_run;
-    j->done = calib_done;
-    j->free_fn = free_in_out;
-    tui_jobs_submit(q, j);
+    submit(q, TUI_JOB_CALIB, "calibrating", 0, in, calib_run, calib_done, free_in_out);
 }
 
 /* ---- k-means of one layer x site (RPTQ section 3.2: cluster the channels
@@ -323,20 +326,10 @@ static void clusters_done(tui_state *s, tui_job *j) {
 void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g) {
     char label[96];
     snprintf(label, sizeof label, "k-means g=%d layer %d %s", g, layer, qs_site_name(site));
-    tui_job *j = job_new(TUI_JOB_CLUSTERS, label);
     clusters_in *in = calloc(1, sizeof *in);
-    if (!j || !in) {
-        free(j);
-        free(in);
-        return;
-    }
+    if (!in) return;
     *in = (clusters_in){d, layer, site, g};
-    j->urgent = 1;
-    j->in = in;
-    j->run = clusters_run;
-    j->done = clusters_done;
-    j->free_fn = clusters_free;
-    tui_jobs_submit(q, j);
+    submit(q, TUI_JOB_CLUSTERS, label, 1, in, clusters_run, clusters_done, clusters_free);
 }
 
 /* ---- statistics at another tau (frequency of |x| >= tau, outlier dims) ---- */
@@ -399,19 +392,10 @@ static void restat_done(tui_state *s, tui_job *j) {
 void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau) {
     char label[96];
     snprintf(label, sizeof label, "statistics at tau %.1f", tau);
-    tui_job *j = job_new(TUI_JOB_RESTAT, label);
     restat_in *in = calloc(1, sizeof *in);
-    if (!j || !in) {
-        free(j);
-        free(in);
-        return;
-    }
+    if (!in) return;
     *in = (restat_in){m, d, tau};
-    j->in = in;
-    j->run = restat_run;
-    j->done = restat_done;
-    j->free_fn = restat_free;
-    tui_jobs_submit(q, j);
+    submit(q, TUI_JOB_RESTAT, label, 0, in, restat_run, restat_done, restat_free);
 }
 
 /* ---- a variant and its perplexity ---- */
@@ -531,22 +515,14 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
     int base = !strcmp(spec, "fp32");
     char label[96];
     snprintf(label, sizeof label, "%s %.80s", full ? "full ppl" : "ppl", spec);
-    tui_job *j = job_new(full ? TUI_JOB_FULLPPL : base ? TUI_JOB_BASE : TUI_JOB_VARIANT, label);
     variant_in *in = calloc(1, sizeof *in);
-    if (!j || !in) {
-        free(j);
-        free(in);
-        return;
-    }
+    if (!in) return;
     in->m = m;
     in->d = d;
     tui_copy(in->spec, sizeof in->spec, spec);
     in->full = full;
-    j->in = in;
-    j->run = variant_run;
-    j->done = variant_done;
-    j->free_fn = variant_free;
-    tui_jobs_submit(q, j);
+    submit(q, full ? TUI_JOB_FULLPPL : base ? TUI_JOB_BASE : TUI_JOB_VARIANT, label, 0, in, variant_run, variant_done,
+           variant_free);
 }
 
 void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_variant(q, m, d, "fp32", 0); }
@@ -744,22 +720,13 @@ static void gen_done(tui_state *s, tui_job *j) {
 }
 
 void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens) {
-    tui_job *j = job_new(TUI_JOB_GEN, "generating");
     gen_in *in = calloc(1, sizeof *in);
-    if (!j || !in) {
-        free(j);
-        free(in);
-        return;
-    }
+    if (!in) return;
     in->m = m;
     tui_copy(in->prompt, sizeof in->prompt, prompt);
     in->b = tui_var_ref(b);
     in->n_tokens = n_tokens;
     snprintf(in->spec[0], sizeof in->spec[0], "fp32");
     if (b) tui_copy(in->spec[1], sizeof in->spec[1], qs_variant_spec(b->v));
-    j->in = in;
-    j->run = gen_run;
-    j->done = gen_done;
-    j->free_fn = gen_free;
-    tui_jobs_submit(q, j);
+    submit(q, TUI_JOB_GEN, "generating", 0, in, gen_run, gen_done, gen_free);
 }

@@ -398,6 +398,8 @@ int cli_ppl(int argc, char **argv) {
         goto done;
     }
     double tps = r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0;
+    /* LLM.int8(): the most fp32 feature columns any window needed, per layer input */
+    int has_i8 = qs_ctx_int8_outliers(c, 0) != NULL;
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", m->path);
@@ -417,12 +419,31 @@ int cli_ppl(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)qs_variant_kv_bytes_per_token(var));
         cJSON_AddNumberToObject(j, "params", (double)qs_variant_params(var));
         if (need_cal) cJSON_AddStringToObject(j, "calibration", cal.source);
+        if (has_i8) {
+            cJSON *arr = cJSON_AddArrayToObject(j, "int8_outlier_columns");
+            for (int l = 0; l < m->cfg.n_layers; l++) {
+                const int *ol = qs_ctx_int8_outliers(c, l);
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "attn_in", ol[0]);
+                cJSON_AddNumberToObject(e, "attn_out", ol[1]);
+                cJSON_AddNumberToObject(e, "mlp_in", ol[2]);
+                cJSON_AddNumberToObject(e, "mlp_mid", ol[3]);
+                cJSON_AddItemToArray(arr, e);
+            }
+        }
         char *s = cJSON_PrintUnformatted(j);
         puts(s);
         free(s);
         cJSON_Delete(j);
     } else {
         if (strcmp(qs_variant_spec(var), "fp32")) printf("%s\n", qs_variant_describe(var));
+        if (has_i8) {
+            printf("fp32 feature columns (most in one window) per layer: attn_in attn_out mlp_in mlp_mid\n");
+            for (int l = 0; l < m->cfg.n_layers; l++) {
+                const int *ol = qs_ctx_int8_outliers(c, l);
+                printf("  layer %2d  %4d %4d %4d %4d\n", l, ol[0], ol[1], ol[2], ol[3]);
+            }
+        }
         printf("ppl %.4f  (nll %.6f over %ld tokens, %d windows of %d%s, %.2f s, %.0f tok/s)\n", r.ppl, r.nll,
                r.tokens, r.windows, r.ctx, stride ? " strided" : "", r.seconds, tps);
     }

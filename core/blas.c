@@ -100,3 +100,18 @@ qs_status qs_lapack_eigh_desc(int dim, double *a, double *w) {
     }
     return QS_OK;
 }
+
+qs_status qs_lapack_inv_chol_upper(int dim, double *a) {
+    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', dim, a, dim);
+    if (info != 0)
+        return qs_fail(QS_EARG, "Cholesky factorisation (dpotrf) of a %dx%d matrix failed (info %d): not positive definite",
+                       dim, dim, (int)info);
+    if ((info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', dim, a, dim)) != 0)
+        return qs_fail(QS_EARG, "inverse from the Cholesky factor (dpotri) of a %dx%d matrix failed (info %d)", dim,
+                       dim, (int)info);
+    if ((info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', dim, a, dim)) != 0)
+        return qs_fail(QS_EARG, "Cholesky factorisation (dpotrf) of a %dx%d inverse failed (info %d)", dim, dim,
+                       (int)info);
+    for (int i = 1; i < dim; i++) memset(a + (size_t)i * dim, 0, (size_t)i * sizeof(double));
+    return QS_OK;
+}

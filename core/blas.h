@@ -39,6 +39,12 @@ void qs_blas_symmetrize(int dim, double *c);
  * both in descending order of eigenvalue (LAPACKE dsyevd). */
 qs_status qs_lapack_eigh_desc(int dim, double *a, double *w);
 
+/* GPTQ's inverse Hessian factor: a (dim, dim), symmetric positive definite,
+ * float64, row-major, is replaced by the upper triangular U with
+ * a^-1 = U^T U (dpotrf, dpotri, dpotrf, all on the upper triangle; the lower
+ * triangle is zeroed). QS_EARG when a is not positive definite. */
+qs_status qs_lapack_inv_chol_upper(int dim, double *a);
+
 /* Threads OpenBLAS uses (and a setter; n <= 0 leaves it alone). */
 int qs_blas_threads(void);
 void qs_blas_set_threads(int n);

@@ -247,7 +247,11 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
                 int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
                 int start = win > 0 && end > win ? end - win : 0;
                 qs_ops_softmax_row(row + start, end - start);
-                if (levels > 0) /* RPTQ's reference rounds probabilities to 1/255 */
+                if (levels > 0 && c->x.prob_fp16) { /* RPTQ's reference: float16 P, rounded to 1/255 in float16 */
+                    float tiny = 0.499f / levels; /* below it the float16 steps cannot reach half a level */
+                    for (int j = start; j < end; j++)
+                        row[j] = row[j] < tiny ? 0.0f : qs_quant_f16(rintf(qs_quant_f16(qs_quant_f16(row[j]) * levels)) / levels);
+                } else if (levels > 0) /* RPTQ's reference rounds probabilities to 1/255 */
                     for (int j = start; j < end; j++) row[j] = rintf(row[j] * levels) / levels;
                 if (start) memset(row, 0, (size_t)start * sizeof(float));
                 if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));

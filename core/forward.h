@@ -54,6 +54,7 @@ typedef struct {
     const qs_actq *aq;       /* (n_layers + 1) x QS_SITE_COUNT quantizers, row l for layer l
                                 (row n_layers: head_in); NULL: none */
     int prob_levels;         /* softmax probabilities rounded to multiples of 1/levels; 0: off */
+    int prob_fp16;           /* ... in float16 arithmetic, as the RPTQ reference code does it */
     int q_prescale;          /* apply 1/sqrt(head_dim) to q before its quantizer (RPTQ reference) */
     float int8_threshold;    /* LLM.int8() outlier threshold for linears with an int8 kernel */
     int int8_act;            /* 0: int8 activation scales per token, 1: per tensor */

@@ -10,7 +10,7 @@ void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float 
     if (grid == QS_GRID_RPTQ) {
         float s = clampf((hi - lo) / L, 1e-4f, 1e4f);
         *scale = s;
-        *zero = rintf(clampf(-(hi + lo) / (2 * s), -1e4f, 1e4f));
+        *zero = rintf(clampf((hi + lo) * (-0.5f / s), -1e4f, 1e4f)); /* the reference's order of operations */
         return;
     }
     if (sym) {
@@ -44,6 +44,24 @@ float qs_quant_fq(float x, float scale, float zero, int bits, int sym, qs_grid g
     return (q - zero) * scale;
 }
 
+static float h16(float x) { return qs_quant_f16(x); }
+
+float qs_quant_fq16(float x, float scale, float zero, int bits, int sym, qs_grid grid) {
+    float L = (float)(1 << bits), qlo, qhi;
+    if (grid == QS_GRID_RPTQ) {
+        qlo = -L / 2;
+        qhi = L / 2 - 1;
+    } else if (sym) {
+        qlo = -(L / 2 - 1);
+        qhi = L / 2 - 1;
+    } else {
+        qlo = 0;
+        qhi = L - 1;
+    }
+    float q = clampf(rintf(h16(h16(x) / scale)) + zero, qlo, qhi);
+    return h16((q - zero) * scale);
+}
+
 static void row_range(const float *x, int dim, float *lo, float *hi) {
     float a = x[0], b = x[0];
     for (int i = 1; i < dim; i++) {
@@ -58,6 +76,20 @@ void qs_quant_act(const qs_actq *q, float *x, int n, int dim) {
     if (!qs_actq_on(q)) return;
     int bits = q->bits, sym = q->sym;
     qs_grid grid = (qs_grid)q->grid;
+    if (q->mode == QS_AQ_STATIC && q->fp16) {
+        float L = (float)(1 << bits);
+        float qlo = grid == QS_GRID_RPTQ ? -L / 2 : sym ? -(L / 2 - 1) : 0;
+        float qhi = grid == QS_GRID_RPTQ || sym ? L / 2 - 1 : L - 1;
+        for (int r = 0; r < n; r++) {
+            float *xr = x + (size_t)r * dim;
+            for (int i = 0; i < dim; i++) { /* as qs_quant_fq16, the level bounds hoisted */
+                float s = q->scale[i], z = q->zero[i];
+                float t = clampf(rintf(qs_quant_f16(qs_quant_f16(xr[i]) / s)) + z, qlo, qhi);
+                xr[i] = qs_quant_f16((t - z) * s);
+            }
+        }
+        return;
+    }
     if (q->mode == QS_AQ_STATIC) {
         for (int r = 0; r < n; r++) {
             float *xr = x + (size_t)r * dim;

@@ -19,7 +19,9 @@
 #ifndef QS_QUANT_H
 #define QS_QUANT_H
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "status.h"
 
@@ -44,7 +46,25 @@ typedef struct {
      * channels (group[c] in [0, n_groups)); NULL: the whole row. */
     const int32_t *group;
     int n_groups;
+    int fp16;           /* QS_AQ_STATIC: in float16 as the RPTQ reference code's activations are
+                           (the input, x/scale and the result rounded to float16) */
 } qs_actq;
+
+/* x rounded to the nearest float16 value (ties to even), as a float: the
+ * rounding float16 arithmetic applies after every operation. */
+static inline float qs_quant_f16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint32_t a = u & 0x7fffffffu;
+    if (a < 0x38800000u) return rintf(x * 0x1p24f) * 0x1p-24f; /* subnormal in float16: multiples of 2^-24 */
+    if (a < 0x477ff000u) {                                      /* normal: 10 mantissa bits kept */
+        a = (a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu;
+        u = (u & 0x80000000u) | a;
+        memcpy(&x, &u, 4);
+        return x;
+    }
+    return a > 0x7f800000u ? x : copysignf(INFINITY, x); /* NaN stays, the rest overflows */
+}
 
 static inline int qs_actq_on(const qs_actq *q) { return q && q->bits > 0 && q->bits < 16 && q->mode; }
 
@@ -54,6 +74,10 @@ void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float 
 
 /* Quantize-dequantize one value. */
 float qs_quant_fq(float x, float scale, float zero, int bits, int sym, qs_grid grid);
+
+/* The same with float16 arithmetic, as the RPTQ reference code runs it:
+ * x rounded to float16, then x/scale, then the result. */
+float qs_quant_fq16(float x, float scale, float zero, int bits, int sym, qs_grid grid);
 
 /* Fake-quantize x (n, dim) in place. */
 void qs_quant_act(const qs_actq *q, float *x, int n, int dim);

@@ -449,10 +449,12 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
     if (d <= 0)
         return qs_fail(QS_EARG, "%s: ratio %g of width %d rounded to multiples of %d leaves nothing", v->spec.text,
                        (double)ratio, D, round);
+    /* a chain it cannot stack on is the first thing to say */
+    qs_status st = check_fresh(v);
+    if (st) return st;
     if (!v->calib || v->calib->n_rows < 1)
         return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
-    qs_status st = qs_slice_fuse(v);
-    if (st) return st;
+    if ((st = qs_slice_fuse(v))) return st;
 
     job j = {.v = v, .cal = v->calib, .D = D, .L = c->n_layers};
     j.ntok = (long)j.cal->n_rows * j.cal->ctx;

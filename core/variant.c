@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gptq.h"
 #include "int8.h"
 #include "quant.h"
 
@@ -210,8 +211,8 @@ static int bits_of_site(const qs_step *s, qs_site site) {
 
 /* Replace a linear's weights by their round-to-nearest values. */
 static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
-    if (!l->w) return QS_OK;
     if (l->i8) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
+    if (!l->w) return QS_OK;
     float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
     if (!q) return QS_ENOMEM;
     qs_status st = qs_quant_weight_rtn(l->w, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q);
@@ -280,7 +281,9 @@ static qs_status apply_rtn(qs_variant *v, const qs_step *s) {
             v->kv_dynamic = s->a_mode == QS_AQ_TOKEN;
         }
     }
-    if (s->w_bits < 16) {
+    if (s->w_bits < 16 && s->w_gptq) {
+        if ((st = qs_gptq_variant(v, s))) return st;
+    } else if (s->w_bits < 16) {
         for (int l = 0; l < c->n_layers; l++) {
             qs_layer *L = &v->w.layers[l];
             qs_linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
@@ -296,7 +299,9 @@ static qs_status apply_rtn(qs_variant *v, const qs_step *s) {
     if (any_act)
         snprintf(adesc, sizeof adesc, "activations A%d KV%d %s", s->a_bits, s->kv_bits,
                  s->a_mode == QS_AQ_STATIC ? "per tensor (static, calibrated)" : "per token (dynamic)");
-    qs_variant_note(v, "round-to-nearest: %s%s%s", wdesc, *wdesc && *adesc ? ", " : "", adesc);
+    const char *how = s->w_gptq && s->w_bits < 16 ? (any_act ? "GPTQ weights, round-to-nearest activations" : "GPTQ")
+                                                  : "round-to-nearest";
+    qs_variant_note(v, "%s: %s%s%s", how, wdesc, *wdesc && *adesc ? ", " : "", adesc);
     v->modified = 1;
     return QS_OK;
 }

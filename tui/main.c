@@ -32,8 +32,9 @@ static const char usage[] =
     "\n"
     "MODEL is a Hugging Face directory (config.json + model.safetensors), a .gguf file,\n"
     "or a llama2.c .bin checkpoint (with --tokenizer FILE, or tokenizer.bin beside it).\n"
-    "SPEC names a variant: fp32, rtn:w=4,group=128,a=8,act=token, int8:threshold=6,\n"
-    "rptq:w=4,a=4,g=32 (or rptq:W4A4KV ...), slice:ratio=0.25; chain with '+'.\n"
+    "SPEC names a variant: fp32, rtn:w=4,group=128,a=8,act=token (wq=gptq: GPTQ weights),\n"
+    "int8:threshold=6, rptq:w=4,a=4,g=32 (or rptq:W4A4KV ...; ref=1: the official code's\n"
+    "conventions), slice:ratio=0.25; chain with '+'.\n"
     "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";

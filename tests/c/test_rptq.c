@@ -544,7 +544,7 @@ TEST(rptq_spec_errors) {
         {"rptq:w=4,wgroups=cluster,group=64", QS_EARG, "not both"},
         {"rptq:wgroups=cluster", QS_EARG, "weight bits"},
         {"rptq:a=4,g_q=4,g_k=8", QS_EARG, "share"},
-        {"rptq:W4A4,ref=1", QS_EUNSUPPORTED, "reference"},
+        {"rptq:w=4,group=64,ref=1", QS_EARG, "reference"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qs_variant *v = NULL;

@@ -223,3 +223,21 @@ TEST(variant_int8_llama) {
     NEED_SHARED();
     check_int8("llama-mini");
 }
+
+TEST(variant_chains_that_cannot_stack) {
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    struct {
+        const char *spec, *says;
+    } bad[] = {
+        {"int8+rtn:w=4", "already int8"},
+        {"int8+slice:ratio=0.25", "put it first"},
+        {"rtn:w=4+int8", "already 4-bit"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        qs_variant *v = NULL;
+        CHECK(qs_variant_new(m, bad[i].spec, NULL, &v) == QS_EARG && !v, "%s accepted", bad[i].spec);
+        CHECK(strstr(qs_last_error(), bad[i].says), "%s: message '%s'", bad[i].spec, qs_last_error());
+    }
+    qs_model_free(m);
+}

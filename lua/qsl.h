@@ -36,6 +36,13 @@ int luaopen_qscope(lua_State *L);
  * an error message left on the stack. */
 int qsl_preload(lua_State *L);
 
+/* Push a Model handle on a model the host has loaded and keeps (the
+ * workbench's own): Lua uses it without a second copy of the weights and
+ * never frees it, so the host must keep m alive until lua_close(L). The
+ * model must not change while L can reach it. */
+struct qs_model;
+void qsl_push_model(lua_State *L, const struct qs_model *m);
+
 /* lua_pcall with a message handler that appends a traceback to string
  * errors (non-strings with __tostring are converted first). Same contract
  * as lua_pcall: the function and nargs arguments are on the stack; on error

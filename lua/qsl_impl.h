@@ -36,6 +36,7 @@
 typedef struct {
     qs_model *m;
     int refs;
+    int borrowed; /* the host program owns m (qsl_push_model): never freed here */
 } qsl_shared;
 
 qsl_shared *qsl_shared_retain(qsl_shared *sh);

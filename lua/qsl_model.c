@@ -24,7 +24,7 @@ qsl_shared *qsl_shared_retain(qsl_shared *sh) {
 
 void qsl_shared_release(qsl_shared *sh) {
     if (sh && --sh->refs == 0) {
-        qs_model_free(sh->m);
+        if (!sh->borrowed) qs_model_free(sh->m);
         free(sh);
     }
 }
@@ -58,6 +58,16 @@ static const char *default_model(char *buf, size_t cap) {
     return "models/opt-mini";
 }
 
+/* An empty Model handle (closed until sh is set) with its cache table. */
+static qsl_model *new_model(lua_State *L) {
+    qsl_model *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->sh = NULL;
+    luaL_setmetatable(L, QSL_MODEL);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    return u;
+}
+
 /* qs.load([path [, {tokenizer = FILE}]]) -> Model | nil, msg */
 static int l_load(lua_State *L) {
     char buf[PATH_MAX + 64];
@@ -66,11 +76,7 @@ static int l_load(lua_State *L) {
     int opts = qsl_opt_table(L, 2);
     qs_load_opts o = {.tokenizer = qsl_opt_str(L, opts, "tokenizer", NULL)};
     if (!path) path = default_model(buf, sizeof buf);
-    qsl_model *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->sh = NULL;
-    luaL_setmetatable(L, QSL_MODEL);
-    lua_newtable(L);
-    lua_setiuservalue(L, -2, 1);
+    qsl_model *u = new_model(L);
     qsl_shared *sh = calloc(1, sizeof *sh);
     if (!sh) return qsl_failf(L, "out of memory");
     if (qs_model_load(path, &o, &sh->m) != QS_OK) {
@@ -80,6 +86,16 @@ static int l_load(lua_State *L) {
     sh->refs = 1;
     u->sh = sh;
     return 1;
+}
+
+void qsl_push_model(lua_State *L, const qs_model *m) {
+    qsl_model *u = new_model(L);
+    qsl_shared *sh = calloc(1, sizeof *sh);
+    if (!sh) luaL_error(L, "out of memory");
+    sh->m = (qs_model *)m; /* never written through: the Lua side reads models */
+    sh->refs = 1;
+    sh->borrowed = 1;
+    u->sh = sh;
 }
 
 /* ---- token ids of data ---- */

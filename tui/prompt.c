@@ -473,18 +473,9 @@ void tui_prompt_init(tui_state *s) {
     lua_setglobal(L, "qs");
     qsl_set_print(L, lua_print, NULL);
     qsl_set_plot_sink(plot_sink, NULL);
-    /* `model` is the workbench's model file, opened on first use */
-    static const char lazy[] =
-        "local path = ...\n"
-        "setmetatable(_G, {__index = function(t, k)\n"
-        "  if k == 'model' then local m = assert(qscope.load(path)); rawset(t, 'model', m); return m end\n"
-        "end})\n";
-    if (luaL_loadbuffer(L, lazy, sizeof lazy - 1, "=workbench") == LUA_OK) {
-        lua_pushstring(L, s->m->path);
-        if (qsl_pcall(L, 1, 0) != LUA_OK) lua_pop(L, 1);
-    } else {
-        lua_pop(L, 1);
-    }
+    /* `model` is the workbench's own model: the same weights, not a copy */
+    qsl_push_model(L, s->m);
+    lua_setglobal(L, "model");
     lua_pushstring(L, s->spec);
     lua_setglobal(L, "spec");
 #endif

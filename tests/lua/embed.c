@@ -1,13 +1,17 @@
 /* A host embedding the qscope module as the workbench does: print and
  * io.write go to a log buffer, plots to a sink, errors come back with a
  * traceback. Built and run by test_runner.lua:
- *     embed 'LUA CODE'   prints what the sinks received. */
+ *     embed 'LUA CODE'   prints what the sinks received.
+ * With $EMBED_MODEL the host loads that model itself and lends it to Lua as
+ * the global `host` (qsl_push_model), then checks it outlives the state. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../../core/model.h"
 #include "../../lua/qsl.h"
 
 static char logbuf[4096];
@@ -43,6 +47,16 @@ int main(int argc, char **argv) {
     }
     qsl_set_print(L, on_write, NULL);
     qsl_set_plot_sink(on_plot, NULL);
+    qs_model *host = NULL;
+    const char *hp = getenv("EMBED_MODEL");
+    if (hp) {
+        if (qs_model_load(hp, NULL, &host) != QS_OK) {
+            printf("HOST cannot load %s\n", hp);
+            return 1;
+        }
+        qsl_push_model(L, host);
+        lua_setglobal(L, "host");
+    }
     for (int i = 1; i < argc; i++) {
         if (luaL_loadstring(L, argv[i]) != LUA_OK || qsl_pcall(L, 0, 0) != LUA_OK) {
             printf("ERROR %s\n", lua_tostring(L, -1));
@@ -56,5 +70,9 @@ int main(int argc, char **argv) {
     luaL_loadstring(L, "print('STDOUT') qscope.plot.bars({1}, {title = 'TEXT', width = 20})");
     if (qsl_pcall(L, 0, 0) != LUA_OK) printf("ERROR %s\n", lua_tostring(L, -1));
     lua_close(L);
+    if (host) { /* still the host's, after every Lua handle has gone */
+        printf("HOST params %lld\n", qs_model_params(host));
+        qs_model_free(host);
+    }
     return 0;
 }

@@ -117,9 +117,19 @@ T.test('the C API for hosts: print and plot sinks, traceback pcall', function()
   T.eq(crc, 0, co)
   local out = T.sh(exe .. ' ' .. T.shquote("print('hi', 1) io.write('x', 2) qscope.plot.scatter({1, 2, 3}, {3, 4, 5}, {title = 't', color = {5, 7, 5}, width = 30})")
     .. ' ' .. T.shquote("local function f() error('boom') end f()"))
-  os.remove(exe)
   T.check(out:find('PLOT kind=1 title=t series=1 n=3 groups=2 [group 5] [group 7] groups: 0 1 0 width=30 height=20', 1, true), out)
   T.check(out:find('ERROR [string "local function f() error(\'boom\') end f()"]:1: boom\nstack traceback:', 1, true), out)
   T.check(out:find('LOG[hi\t1\nx2]', 1, true), out)
   T.check(out:find('STDOUT\n', 1, true) and out:find('TEXT', 1, true), 'stdout restored: %s', out)
+
+  -- a model the host lends (the workbench's `model`): same numbers as a
+  -- loaded one, and closing every Lua handle leaves it to the host
+  local qs = require 'qscope'
+  local m = assert(qs.load(T.model))
+  local want = m:ppl{windows = 1, ctx = 128}
+  out = T.sh('EMBED_MODEL=' .. T.shquote(T.model) .. ' ' .. exe .. ' '
+    .. T.shquote("local v = host:variant('int8') print(host.info.params, ('%.12f'):format(host:ppl{windows = 1, ctx = 128})) host:close() print(v:memory().weights > 0)"))
+  os.remove(exe)
+  T.check(out:find(('LOG[%d\t%.12f\ntrue\n]'):format(m.info.params, want), 1, true), out)
+  T.check(out:find(('HOST params %d\n'):format(m.info.params), 1, true), out)
 end)

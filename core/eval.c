@@ -4,13 +4,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "io.h"
 #include "ops.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 qs_status qs_eval_window_nll(qs_ctx *c, const int32_t *ids, int n, int from, float *scratch,
                              double *nll, long *count) {
@@ -49,7 +45,7 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
 
     float *scratch = malloc((size_t)QS_EVAL_CHUNK * m->cfg.vocab * sizeof(float));
     if (!scratch) return qs_fail(QS_ENOMEM, "out of memory");
-    double nll = 0, t0 = now();
+    double nll = 0, t0 = qs_io_clock();
     long count = 0, prev_end = 0;
     qs_status st = QS_OK;
     for (long wi = 0; wi < total; wi++) {
@@ -79,6 +75,6 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
     r->tokens = count;
     r->windows = (int)total;
     r->ctx = ctx;
-    r->seconds = now() - t0;
+    r->seconds = qs_io_clock() - t0;
     return QS_OK;
 }

@@ -1,4 +1,5 @@
 #include "gen.h"
+#include "io.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -92,11 +93,6 @@ int qs_gen_sample(const float *logits, int vocab, const qs_gen_opts *o, qs_rng *
     return cd[n - 1].i;
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* Length of the longest prefix of s (len) that ends on a UTF-8 character
  * boundary, so a token that stops mid-character is held back. */
@@ -147,10 +143,10 @@ qs_status qs_gen_run(qs_ctx *c, const qs_tok *tok, const int32_t *prompt, int n_
     if (tok && (st = qs_tok_decode(tok, all, (size_t)n_prompt, 1, &prefix_text, &prefix_len))) goto done;
 
     qs_ctx_reset(c);
-    double t0 = now();
+    double t0 = qs_io_clock();
     if ((st = qs_forward(c, all, n_prompt, logits, QS_LOGITS_LAST))) goto done;
-    r->prefill_seconds = now() - t0;
-    t0 = now();
+    r->prefill_seconds = qs_io_clock() - t0;
+    t0 = qs_io_clock();
     int n = 0;
     r->stopped_by = n_max < o->n_max ? 3 : 0;
     while (n < n_max) {
@@ -184,7 +180,7 @@ qs_status qs_gen_run(qs_ctx *c, const qs_tok *tok, const int32_t *prompt, int n_
         if (n == n_max) break;
         if ((st = qs_forward(c, &all[n_prompt + n - 1], 1, logits, QS_LOGITS_LAST))) goto done;
     }
-    r->decode_seconds = now() - t0;
+    r->decode_seconds = qs_io_clock() - t0;
     r->n = n;
     r->ids = malloc(((size_t)n + 1) * sizeof *r->ids);
     if (!r->ids) {

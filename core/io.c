@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -202,6 +203,13 @@ void qs_f16_to_f32_n(float *dst, const void *src, size_t n) {
 void qs_bf16_to_f32_n(float *dst, const void *src, size_t n) {
     const uint8_t *s = src;
     for (size_t i = 0; i < n; i++) dst[i] = qs_bf16_to_f32((uint16_t)(s[2 * i] | s[2 * i + 1] << 8));
+}
+
+
+double qs_io_clock(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* ---- store ---- */

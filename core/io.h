@@ -17,6 +17,9 @@
 
 #include "status.h"
 
+/* Seconds on the monotonic clock: for timing, never for dates. */
+double qs_io_clock(void);
+
 /* Read a whole file into a malloc'd, NUL-terminated buffer (caller frees).
  * *len (may be NULL) gets the byte count without the NUL. */
 qs_status qs_io_read_all(const char *path, char **data, size_t *len);

@@ -44,18 +44,13 @@ typedef struct {
     volatile int stop_drain;
 } bench;
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
 
 static void on_frame(void *ud, tui_state *s) {
     bench *b = ud;
     pthread_mutex_lock(&b->mu);
     b->frames = s->frames;
     b->keys = s->keys;
-    b->frame_t = now_ms();
+    b->frame_t = qs_io_clock() * 1e3;
     b->ready = s->data_ready && !s->js.busy && !s->js.queued;
     b->busy = s->js.busy;
     tui_copy(b->label, sizeof b->label, s->js.label);
@@ -80,10 +75,10 @@ static void *drain(void *arg) {
 }
 
 static int wait_until(bench *b, int (*ok)(bench *b, long arg), long arg, double timeout_ms) {
-    double end = now_ms() + timeout_ms;
+    double end = qs_io_clock() * 1e3 + timeout_ms;
     pthread_mutex_lock(&b->mu);
     while (!ok(b, arg) && !b->finished) {
-        double left = end - now_ms();
+        double left = end - qs_io_clock() * 1e3;
         if (left <= 0) break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -119,7 +114,7 @@ static double press(bench *b, const char *k) {
     pthread_mutex_lock(&b->mu);
     long want = b->keys + 1;
     pthread_mutex_unlock(&b->mu);
-    double t0 = now_ms();
+    double t0 = qs_io_clock() * 1e3;
     send_key(b, k);
     if (!wait_until(b, keys_at_least, want, 5000)) {
         b->timeouts++;
@@ -247,7 +242,7 @@ int tui_bench_run(const qs_model *m) {
     int have_d = pthread_create(&td, NULL, drain, b) == 0;
     int have_k = pthread_create(&tk, NULL, driver, b) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    double t0 = now_ms();
+    double t0 = qs_io_clock() * 1e3;
     tui_opts o = {.in = fin, .out = fout, .term = "xterm-256color", .on_frame = on_frame, .ud = b, .no_signals = 1};
     int rc = have_d && have_k ? tui_app_run(m, &o) : EXIT_RUNTIME;
     pthread_mutex_lock(&b->mu);
@@ -265,7 +260,7 @@ int tui_bench_run(const qs_model *m) {
         return rc;
     }
     printf("qscope --ui-bench: %s, %dx%d pseudo-terminal, %.1f s\n", m->path, BENCH_COLS, BENCH_ROWS,
-           (now_ms() - t0) / 1e3);
+           qs_io_clock() - t0 / 1e3);
     printf("key press to finished redraw (written to the terminal):\n");
     double med_idle, med_loaded;
     report("idle", b->idle, b->n_idle, &med_idle);

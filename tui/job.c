@@ -49,11 +49,6 @@ struct tui_jobs {
     long finished;
 };
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void poke(tui_jobs *q) {
     char b = 1;
@@ -248,7 +243,7 @@ int tui_jobs_progress(void *ud, long done, long total) {
     if (l->running == j) {
         l->done = done;
         l->total = total;
-        double t = now_s();
+        double t = qs_io_clock();
         /* a redraw per ~30 ms is smooth enough and costs the UI little */
         if (t - l->last_poke > 0.03 || done >= total) {
             l->last_poke = t;

@@ -627,14 +627,17 @@ static void baton_pass(gen_shared *sh, int side, int finished) {
 typedef struct {
     gen_shared *sh;
     int side;
+    double waited; /* seconds spent waiting for the other side's tokens */
 } gen_side_arg;
 
 static int gen_on_text(void *ud, int id, const char *text, size_t len) {
     gen_side_arg *a = ud;
     (void)id;
     gen_post(a->sh, a->side, 0, text, len, 0, 0, NULL);
+    double t0 = qs_io_clock();
     baton_pass(a->sh, a->side, 0);
     baton_take(a->sh, a->side);
+    a->waited += qs_io_clock() - t0;
     return atomic_load(&a->sh->j->cancel);
 }
 
@@ -658,8 +661,9 @@ static void *gen_side(void *arg) {
     qs_ctx_free(c);
     sh->st[side] = st;
     if (st) tui_copy(sh->err[side], sizeof sh->err[side], qs_last_error());
-    gen_post(sh, side, 2, "", 0, st ? 0 : r.n, st ? 0 : r.decode_seconds + r.prefill_seconds,
-             st ? sh->err[side] : NULL);
+    /* the sides take turns: a side's speed is its own time, not the turns it waited */
+    double secs = r.decode_seconds + r.prefill_seconds - a->waited;
+    gen_post(sh, side, 2, "", 0, st ? 0 : r.n, st || secs <= 0 ? 0 : secs, st ? sh->err[side] : NULL);
     qs_gen_result_free(&r);
     baton_pass(sh, side, 1);
     return NULL;
@@ -683,7 +687,7 @@ static qs_status gen_run(tui_job *j) {
     int sides = in->b ? 2 : 1;
     if (sides == 1) sh.finished[1] = 1;
     for (int i = 0; i < sides; i++) gen_post(&sh, i, 1, in->spec[i], strlen(in->spec[i]), 0, 0, NULL);
-    gen_side_arg args[2] = {{&sh, 0}, {&sh, 1}};
+    gen_side_arg args[2] = {{&sh, 0, 0}, {&sh, 1, 0}};
     pthread_t t;
     int threaded = 0;
     if (sides == 2) {

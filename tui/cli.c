@@ -342,11 +342,7 @@ int cli_ppl(int argc, char **argv) {
             if (!v) return EXIT_USAGE;
             tokp = v;
         } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: qscope ppl [MODEL] --data FILE [--variant SPEC] [--ctx N] [--stride N] [--max-windows N] [--json]\n"
-                 "                  [--calib FILE | --calib-ids FILE] [--calib-windows N] [--calib-ctx N] [--calib-offsets FILE]");
-            return EXIT_OK;
-        } else if (argv[i][0] == '-') return cli_bad_option("ppl", argv[i]);
+        else if (argv[i][0] == '-') return cli_bad_option("ppl", argv[i]);
         else if (!model) model = argv[i];
         else {
             cli_error("ppl: unexpected argument '%s'", argv[i]);

@@ -183,10 +183,7 @@ int cli_stats(int argc, char **argv) {
             if (!v || !cli_float("--tau", v, 0, 1e9, &tau)) return EXIT_USAGE;
         } else if (!strcmp(argv[i], "--csv")) csv = 1;
         else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: qscope stats [MODEL] [--site S] [--layer L] [--tau T] [--csv|--json] [calibration options]");
-            return EXIT_OK;
-        } else if (argv[i][0] == '-') return cli_bad_option("stats", argv[i]);
+        else if (argv[i][0] == '-') return cli_bad_option("stats", argv[i]);
         else if (!model) model = argv[i];
         else {
             cli_error("stats: unexpected argument '%s'", argv[i]);
@@ -327,10 +324,7 @@ int cli_outliers(int argc, char **argv) {
         } else if (cli_opt_val(argc, argv, &i, "--pos-frac", &v)) {
             if (!v || !cli_float("--pos-frac", v, 0, 1, &pf)) return EXIT_USAGE;
         } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: qscope outliers [MODEL] [--tau 6] [--layer-frac 0.25] [--pos-frac 0.06] [--json] [calibration options]");
-            return EXIT_OK;
-        } else if (argv[i][0] == '-') return cli_bad_option("outliers", argv[i]);
+        else if (argv[i][0] == '-') return cli_bad_option("outliers", argv[i]);
         else if (!model) model = argv[i];
         else {
             cli_error("outliers: unexpected argument '%s'", argv[i]);
@@ -429,11 +423,7 @@ int cli_compare(int argc, char **argv) {
             while (i + 1 < argc && argv[i + 1][0] != '-' && n_specs < 64) specs[n_specs++] = argv[++i];
         } else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--markdown")) markdown = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N] [--json|--markdown]\n"
-                 "                      [--calib FILE | --calib-ids FILE] [--calib-windows N] [--calib-ctx N]");
-            return EXIT_OK;
-        } else if (argv[i][0] == '-') return cli_bad_option("compare", argv[i]);
+        else if (argv[i][0] == '-') return cli_bad_option("compare", argv[i]);
         else if (!model) model = argv[i];
         else {
             cli_error("compare: unexpected argument '%s' (variants follow --variants)", argv[i]);

@@ -28,7 +28,7 @@ static const char usage[] =
     "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                                           [--no-stop] [--json]\n"
     "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"
-    "       qscope --help | --version\n"
+    "       qscope --help | --version | COMMAND --help\n"
     "\n"
     "MODEL is a Hugging Face directory (config.json + model.safetensors), a .gguf file,\n"
     "or a llama2.c .bin checkpoint (with --tokenizer FILE, or tokenizer.bin beside it).\n"
@@ -45,6 +45,35 @@ static void log_to_stderr(void *ud, int level, const char *msg) {
     else if (getenv("QSCOPE_DEBUG")) fprintf(stderr, "qscope: %s\n", msg);
 }
 
+/* `qscope CMD --help`: the usage lines of CMD, then the notes. */
+static void command_help(const char *cmd) {
+    char head[64];
+    snprintf(head, sizeof head, "qscope %s ", cmd);
+    int in_cmd = 0;
+    for (const char *l = usage; *l;) {
+        const char *e = strchr(l, '\n');
+        int n = (int)(e - l);
+        if (n == 0) {
+            fputs(e + 1, stdout); /* the notes */
+            return;
+        }
+        const char *q = strstr(l, "qscope ");
+        if (q && q < e && q - l <= 7) {
+            in_cmd = !strncmp(q, head, strlen(head));
+            if (in_cmd) printf("usage: %.*s\n", (int)(e - q), q);
+        } else if (in_cmd) {
+            printf("%.*s\n", n, l);
+        }
+        l = e + 1;
+    }
+}
+
+static int wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     qs_log_set(log_to_stderr, NULL);
     if (argc >= 2) {
@@ -57,6 +86,12 @@ int main(int argc, char **argv) {
             printf("qscope %s (%s)\n", QS_VERSION, qs_blas_describe());
             return EXIT_OK;
         }
+        static const char *const cmds[] = {"info", "tokenize", "ppl", "gen", "stats", "outliers", "compare"};
+        for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+            if (!strcmp(cmd, cmds[i]) && wants_help(argc - 2, argv + 2)) {
+                command_help(cmd);
+                return EXIT_OK;
+            }
         if (!strcmp(cmd, "info")) return cli_info(argc - 2, argv + 2);
         if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc - 2, argv + 2);
         if (!strcmp(cmd, "ppl")) return cli_ppl(argc - 2, argv + 2);

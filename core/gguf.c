@@ -299,8 +299,14 @@ static qs_status parse(qs_gguf *g) {
     for (size_t i = 0; i < g->n_t; i++) {
         qs_gguf_tensor *t = &g->t[i];
         uint64_t off = t->offset;
-        size_t es = type_size(t->type);
+        size_t es = type_size(t->type), be, bb;
         uint64_t need = es ? t->numel * es : 0;
+        if (!es && qs_ggml_block(t->type, &be, &bb)) {
+            if (t->n_dims < 1 || t->ne[0] % be)
+                return qs_fail(QS_EFORMAT, "%s: tensor '%s' (%s) has rows of %llu values, not a multiple of its %zu-value block",
+                               path, t->name, qs_gguf_type_name(t->type), (unsigned long long)(t->n_dims ? t->ne[0] : 0), be);
+            need = t->numel / be * bb;
+        }
         if (off > avail || need > avail - off)
             return qs_fail(QS_EFORMAT,
                            "%s: tensor '%s' (%llu bytes at data offset %llu) runs past the end of the file "
@@ -371,8 +377,12 @@ int qs_gguf_kv_float(const qs_gguf_kv *kv, double *out) {
 }
 
 static qs_status check_float(const qs_gguf *g, const qs_gguf_tensor *t) {
-    if (t->type == QS_GGML_F32 || t->type == QS_GGML_F16 || t->type == QS_GGML_BF16) return QS_OK;
-    return qs_fail(QS_EUNSUPPORTED, "%s: tensor '%s' has type %s (%u); qscope reads F32, F16 and BF16 tensors",
+    size_t be, bb;
+    if (t->type == QS_GGML_F32 || t->type == QS_GGML_F16 || t->type == QS_GGML_BF16 || qs_ggml_block(t->type, &be, &bb))
+        return QS_OK;
+    return qs_fail(QS_EUNSUPPORTED,
+                   "%s: tensor '%s' has type %s (%u); qscope reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+                   "Q2_K to Q6_K and IQ4_NL tensors",
                    g->path, t->name, qs_gguf_type_name(t->type), t->type);
 }
 
@@ -382,7 +392,8 @@ qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst
     size_t n = (size_t)t->numel;
     if (t->type == QS_GGML_F32) memcpy(dst, t->data, n * 4);
     else if (t->type == QS_GGML_F16) qs_f16_to_f32_n(dst, t->data, n);
-    else qs_bf16_to_f32_n(dst, t->data, n);
+    else if (t->type == QS_GGML_BF16) qs_bf16_to_f32_n(dst, t->data, n);
+    else qs_ggml_dequant(t->type, t->data, dst, n);
     return QS_OK;
 }
 
@@ -424,7 +435,7 @@ void qs_gguf_rope_rows(float *dst, const float *src, int n_heads, int head_dim, 
 typedef struct {
     qs_gguf *g;
     qs_model *m;
-    unsigned types; /* bit per converted ggml type (F32, F16, BF16 → bits 0, 1, 2) */
+    uint64_t per_type[32]; /* values loaded per ggml type, for the model's dtype */
 } gg_ctx;
 
 static qs_status cfg_int(const qs_gguf *g, const char *key, int required, int def, int lo, int *out) {
@@ -540,9 +551,30 @@ static qs_status lookup(gg_ctx *x, const char *name, int rows, int cols, const q
         return qs_fail(QS_ESHAPE, "%s: tensor '%s' has shape %s, config says %s", x->g->path, name, found,
                        expect);
     }
-    x->types |= t->type == QS_GGML_F32 ? 1u : t->type == QS_GGML_F16 ? 2u : t->type == QS_GGML_BF16 ? 4u : 8u;
+    x->per_type[t->type < 32 ? t->type : 31] += t->numel;
     *out = t;
     return QS_OK;
+}
+
+/* The types the weights came in, most values first: "F32", "Q4_K+Q6_K+F32"
+ * (a llama.cpp Q4_K_M file), or "mixed" when the names do not fit. */
+static void dtype_str(const gg_ctx *x, char *dst, size_t cap) {
+    uint64_t left[32];
+    memcpy(left, x->per_type, sizeof left);
+    dst[0] = 0;
+    for (size_t len = 0;;) {
+        int best = -1;
+        for (int i = 0; i < 32; i++)
+            if (left[i] && (best < 0 || left[i] > left[best])) best = i;
+        if (best < 0) return;
+        left[best] = 0;
+        int n = snprintf(dst + len, cap - len, "%s%s", len ? "+" : "", qs_gguf_type_name((uint32_t)best));
+        if (n < 0 || (size_t)n >= cap - len) {
+            snprintf(dst, cap, "mixed");
+            return;
+        }
+        len += (size_t)n;
+    }
 }
 
 static qs_status get(gg_ctx *x, const char *name, int rows, int cols, const float **out) {
@@ -696,8 +728,7 @@ qs_status qs_gguf_load(const char *path, qs_model **out) {
     snprintf(x.m->format, sizeof x.m->format, "gguf");
     snprintf(x.m->path, sizeof x.m->path, "%s", path);
     if ((st = load_weights(&x))) goto done;
-    snprintf(x.m->dtype, sizeof x.m->dtype, "%s",
-             x.types == 1 ? "F32" : x.types == 2 ? "F16" : x.types == 4 ? "BF16" : "mixed");
+    dtype_str(&x, x.m->dtype, sizeof x.m->dtype);
     if ((st = load_tokenizer(&x)) || (st = qs_model_validate(x.m))) goto done;
     *out = x.m;
     x.m = NULL;

@@ -94,10 +94,18 @@ int qs_gguf_kv_float(const qs_gguf_kv *kv, double *out);
 
 const char *qs_gguf_type_name(uint32_t ggml_type); /* "F32", "Q4_K", ... or "unknown" */
 
-/* fp32 data of an F32/F16/BF16 tensor, row-major (ne[n-1], ..., ne[0]):
- * borrowed from the map when F32 and aligned (the map moves into store),
- * else converted into a store buffer. Other types: QS_EUNSUPPORTED naming
- * the tensor and its type. */
+/* ggml's block formats that qscope dequantizes at load (ggml_quant.c):
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL.
+ * qs_ggml_block: 1 and the values / bytes per block for those, else 0.
+ * qs_ggml_dequant: n values (a multiple of the block) from src into dst,
+ * equal to ggml's own decoding bit for bit; 0 for another type. */
+int qs_ggml_block(uint32_t ggml_type, size_t *elems, size_t *bytes);
+int qs_ggml_dequant(uint32_t ggml_type, const void *src, float *dst, size_t n);
+
+/* fp32 data of an F32/F16/BF16 or block-quantized tensor, row-major
+ * (ne[n-1], ..., ne[0]): borrowed from the map when F32 and aligned (the map
+ * moves into store), else converted into a store buffer. Other types:
+ * QS_EUNSUPPORTED naming the tensor and its type. */
 qs_status qs_gguf_to_f32(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, const float **out);
 /* Convert into caller memory dst (numel floats); same type rules. */
 qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst);

@@ -1415,8 +1415,12 @@ TEST(load_bad_gguf) {
     put_u64_at(b, type_at + 4, (uint64_t)len);
     RUN("tensor past the end", QS_EFORMAT, has(msg, "'token_embd.weight'") && has(msg, "past the end"));
     memcpy(b, orig, len);
-    b[type_at] = 12; /* Q4_K */
-    RUN("quantized tensor", QS_EUNSUPPORTED, has(msg, "'token_embd.weight'") && has(msg, "Q4_K"));
+    b[type_at] = 12; /* Q4_K: rows of 8 values cannot hold its 256-value blocks */
+    RUN("quantized tensor, short rows", QS_EFORMAT,
+        has(msg, "'token_embd.weight'") && has(msg, "Q4_K") && has(msg, "rows of 8 values"));
+    memcpy(b, orig, len);
+    b[type_at] = 16; /* IQ2_XXS: a format qscope does not decode */
+    RUN("IQ2_XXS tensor", QS_EUNSUPPORTED, has(msg, "'token_embd.weight'") && has(msg, "IQ2_XXS"));
     memcpy(b, orig, len);
     len -= 8;
     RUN("truncated data", QS_EFORMAT, has(msg, "past the end"));

@@ -446,8 +446,8 @@ static qs_status cfg_int(const qs_gguf *g, const char *key, int required, int de
         *out = def;
         return QS_OK;
     }
-    if (!qs_gguf_kv_int(kv, &v) || v < lo || v > (1 << 30))
-        return qs_fail(QS_EFORMAT, "%s: key '%s' must be an integer >= %d", g->path, key, lo);
+    if (!qs_gguf_kv_int(kv, &v) || v < lo || v > (1 << 24))
+        return qs_fail(QS_EFORMAT, "%s: key '%s' must be an integer from %d to %d", g->path, key, lo, 1 << 24);
     *out = (int)v;
     return QS_OK;
 }
@@ -723,7 +723,7 @@ qs_status qs_gguf_load(const char *path, qs_model **out) {
     gg_ctx x = {0};
     qs_config cfg;
     qs_status st;
-    if ((st = qs_gguf_open(path, &x.g)) || (st = parse_config(x.g, &cfg)) || (st = qs_model_alloc(&cfg, &x.m)))
+    if ((st = qs_gguf_open(path, &x.g)) || (st = parse_config(x.g, &cfg)) || (st = qs_model_alloc(&cfg, path, &x.m)))
         goto done;
     snprintf(x.m->format, sizeof x.m->format, "gguf");
     snprintf(x.m->path, sizeof x.m->path, "%s", path);

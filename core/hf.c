@@ -39,8 +39,8 @@ static qs_status cfg_int(const hf_ctx *c, const char *key, int required, int def
         return QS_OK;
     }
     double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
-    if (!cJSON_IsNumber(v) || floor(d) != d || d < lo || d > (double)(1 << 30))
-        return qs_fail(QS_EFORMAT, "%s: '%s' must be an integer >= %d", c->cfg_path, key, lo);
+    if (!cJSON_IsNumber(v) || floor(d) != d || d < lo || d > (double)(1 << 24))
+        return qs_fail(QS_EFORMAT, "%s: '%s' must be an integer from %d to %d", c->cfg_path, key, lo, 1 << 24);
     *out = (int)d;
     return QS_OK;
 }
@@ -629,7 +629,7 @@ qs_status qs_hf_load(const char *dir, qs_model **out) {
         st = qs_fail(QS_EIO, "%s: no config.json (not a Hugging Face model directory)", dir);
         goto done;
     }
-    if ((st = parse_config(&c, &g)) || (st = open_weights(&c)) || (st = qs_model_alloc(&g, &c.m)))
+    if ((st = parse_config(&c, &g)) || (st = open_weights(&c)) || (st = qs_model_alloc(&g, c.cfg_path, &c.m)))
         goto done;
     snprintf(c.m->format, sizeof c.m->format, "safetensors");
     snprintf(c.m->path, sizeof c.m->path, "%s", dir);

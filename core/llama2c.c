@@ -118,7 +118,7 @@ qs_status qs_l2c_load(const char *path, const char *tokenizer, qs_model **out) {
     c.eos_id = 2;
     c.pad_id = -1;
     qs_model *m;
-    if ((st = qs_model_alloc(&c, &m))) {
+    if ((st = qs_model_alloc(&c, path, &m))) {
         qs_io_unmap(&map);
         return st;
     }

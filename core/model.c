@@ -26,10 +26,38 @@ const char *qs_act_str(qs_act a) {
     return "?";
 }
 
-qs_status qs_model_alloc(const qs_config *cfg, qs_model **out) {
+/* Sizes a loader may multiply in int: each at most 2^24, and so are the
+ * attention widths, so no product of two of them overflows what a size_t
+ * holds and no int product of a width and a count does. */
+static qs_status check_sizes(const qs_config *c, const char *src) {
+    const long long cap = 1LL << 24;
+    struct {
+        const char *name;
+        long long v;
+    } dims[] = {
+        {"d_model", c->d_model},
+        {"d_ff", c->d_ff},
+        {"vocab", c->vocab},
+        {"max_pos", c->max_pos},
+        {"n_heads", c->n_heads},
+        {"n_kv_heads", c->n_kv_heads},
+        {"head_dim", c->head_dim},
+        {"n_heads × head_dim", (long long)c->n_heads * c->head_dim},
+        {"n_kv_heads × head_dim", (long long)c->n_kv_heads * c->head_dim},
+    };
+    if (c->n_layers <= 0 || c->n_layers > 4096)
+        return qs_fail(QS_EFORMAT, "%s: the config gives %d layers (1 to 4096 expected)", src, c->n_layers);
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        if (dims[i].v < 1 || dims[i].v > cap)
+            return qs_fail(QS_EFORMAT, "%s: the config gives %s = %lld (1 to %lld expected)", src, dims[i].name,
+                           dims[i].v, cap);
+    return QS_OK;
+}
+
+qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out) {
     *out = NULL;
-    if (cfg->n_layers <= 0 || cfg->n_layers > 4096)
-        return qs_fail(QS_EFORMAT, "model has %d layers", cfg->n_layers);
+    qs_status st = check_sizes(cfg, src ? src : "model");
+    if (st) return st;
     qs_model *m = calloc(1, sizeof *m);
     if (!m) return qs_fail(QS_ENOMEM, "out of memory");
     m->cfg = *cfg;
@@ -208,7 +236,7 @@ static qs_status synth_norm(qs_model *m, qs_norm *n, int dim, int bias, uint64_t
 
 qs_status qs_model_synth(const qs_config *cfg, uint64_t seed, float std, qs_model **out) {
     qs_model *m;
-    qs_status st = qs_model_alloc(cfg, &m);
+    qs_status st = qs_model_alloc(cfg, "synthetic model", &m);
     if (st) return st;
     const qs_config *c = &m->cfg;
     int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;

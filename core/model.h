@@ -132,8 +132,9 @@ long long qs_model_weight_bytes(const qs_model *m);
 qs_status qs_model_synth(const qs_config *cfg, uint64_t seed, float std, qs_model **out);
 
 /* An empty model shell: store allocated, layers array allocated from it
- * (n_layers from cfg). Loaders fill cfg first, then call this. */
-qs_status qs_model_alloc(const qs_config *cfg, qs_model **out);
+ * (n_layers from cfg). Loaders fill cfg first, then call this; it refuses
+ * sizes no model has (over 2^24, or over 4096 layers) naming src. */
+qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out);
 
 const char *qs_arch_str(qs_arch a);
 const char *qs_act_str(qs_act a);

@@ -1509,3 +1509,21 @@ TEST(load_synth_tokenizer_files) {
     CHECK(st != QS_OK && has(msg, "tokenizer.json"), "broken tokenizer.json: %d %s", st, msg);
     rm_dir(dir);
 }
+
+/* sizes no model has are refused before a loader multiplies them */
+TEST(load_config_sizes_bounded) {
+    qs_config c = {.n_layers = 1, .d_model = 64, .d_ff = 64, .vocab = 10, .max_pos = 8, .n_heads = 4096,
+                   .n_kv_heads = 1, .head_dim = 8192};
+    qs_model *m = NULL;
+    qs_status st = qs_model_alloc(&c, "x/config.json", &m);
+    CHECK(st == QS_EFORMAT && !m && has(qs_last_error(), "x/config.json") &&
+              has(qs_last_error(), "n_heads × head_dim = 33554432"),
+          "%d %s", st, qs_last_error());
+    c.n_heads = 8, c.head_dim = 8;
+    st = qs_model_alloc(&c, "x/config.json", &m);
+    CHECK(st == QS_OK && m, "a small config: %s", qs_last_error());
+    qs_model_free(m);
+    c.n_layers = 0;
+    st = qs_model_alloc(&c, "x/config.json", &m);
+    CHECK(st == QS_EFORMAT && has(qs_last_error(), "0 layers"), "%s", qs_last_error());
+}

@@ -5,6 +5,14 @@
 
 static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
 
+/* The lowest and highest integer level of a grid: RPTQ's [-L/2, L/2-1],
+ * symmetric [-(L/2-1), L/2-1], asymmetric [0, L-1], with L = 2^bits. */
+static inline void grid_levels(int bits, int sym, qs_grid grid, float *qlo, float *qhi) {
+    float L = (float)(1 << bits);
+    *qlo = grid == QS_GRID_RPTQ ? -L / 2 : sym ? -(L / 2 - 1) : 0;
+    *qhi = grid == QS_GRID_RPTQ || sym ? L / 2 - 1 : L - 1;
+}
+
 void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float *scale, float *zero) {
     float L = (float)(1 << bits);
     if (grid == QS_GRID_RPTQ) {
@@ -29,17 +37,8 @@ void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float 
 }
 
 float qs_quant_fq(float x, float scale, float zero, int bits, int sym, qs_grid grid) {
-    float L = (float)(1 << bits), qlo, qhi;
-    if (grid == QS_GRID_RPTQ) {
-        qlo = -L / 2;
-        qhi = L / 2 - 1;
-    } else if (sym) {
-        qlo = -(L / 2 - 1);
-        qhi = L / 2 - 1;
-    } else {
-        qlo = 0;
-        qhi = L - 1;
-    }
+    float qlo, qhi;
+    grid_levels(bits, sym, grid, &qlo, &qhi);
     float q = clampf(rintf(x / scale) + zero, qlo, qhi);
     return (q - zero) * scale;
 }
@@ -47,17 +46,8 @@ float qs_quant_fq(float x, float scale, float zero, int bits, int sym, qs_grid g
 static float h16(float x) { return qs_quant_f16(x); }
 
 float qs_quant_fq16(float x, float scale, float zero, int bits, int sym, qs_grid grid) {
-    float L = (float)(1 << bits), qlo, qhi;
-    if (grid == QS_GRID_RPTQ) {
-        qlo = -L / 2;
-        qhi = L / 2 - 1;
-    } else if (sym) {
-        qlo = -(L / 2 - 1);
-        qhi = L / 2 - 1;
-    } else {
-        qlo = 0;
-        qhi = L - 1;
-    }
+    float qlo, qhi;
+    grid_levels(bits, sym, grid, &qlo, &qhi);
     float q = clampf(rintf(h16(h16(x) / scale)) + zero, qlo, qhi);
     return h16((q - zero) * scale);
 }
@@ -77,9 +67,8 @@ void qs_quant_act(const qs_actq *q, float *x, int n, int dim) {
     int bits = q->bits, sym = q->sym;
     qs_grid grid = (qs_grid)q->grid;
     if (q->mode == QS_AQ_STATIC && q->fp16) {
-        float L = (float)(1 << bits);
-        float qlo = grid == QS_GRID_RPTQ ? -L / 2 : sym ? -(L / 2 - 1) : 0;
-        float qhi = grid == QS_GRID_RPTQ || sym ? L / 2 - 1 : L - 1;
+        float qlo, qhi;
+        grid_levels(bits, sym, grid, &qlo, &qhi);
         for (int r = 0; r < n; r++) {
             float *xr = x + (size_t)r * dim;
             for (int i = 0; i < dim; i++) { /* as qs_quant_fq16, the level bounds hoisted */

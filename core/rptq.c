@@ -299,6 +299,21 @@ typedef struct {
     void *block;     /* the one allocation behind all of the above */
 } rptq_work;
 
+/* A site's clusters and permutation, in the order of rptq_sites. */
+typedef struct {
+    const int *lab;
+    int n;
+    const int32_t *perm;
+} rptq_site_work;
+
+static void work_sites(const rptq_work *wk, rptq_site_work out[N_RPTQ_SITES]) {
+    const rptq_site_work t[N_RPTQ_SITES] = {
+        {wk->lab_in, wk->n_in, wk->p_in},  {wk->lab_q, wk->n_qk, wk->p_q},   {wk->lab_k, wk->n_qk, wk->p_k},
+        {wk->lab_v, wk->n_out, wk->p_v},   {wk->lab_o, wk->n_out, wk->p_o},  {wk->lab_mi, wk->n_mi, wk->p_mi},
+        {wk->lab_mm, wk->n_mm, wk->p_mm}};
+    memcpy(out, t, sizeof t);
+}
+
 static const qs_site_stats *site_stats(const qs_variant *v, const qs_stats *st, int l, qs_site site, int dim,
                                        qs_status *err) {
     const qs_site_stats *ss = qs_stats_site(st, l, site);
@@ -504,13 +519,8 @@ static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *s
     }
 
     /* activation quantizers, in the permuted channel order */
-    const struct {
-        const int *lab;
-        int n;
-        const int32_t *perm;
-    } qz[N_RPTQ_SITES] = {{wk.lab_in, wk.n_in, wk.p_in}, {wk.lab_q, wk.n_qk, wk.p_q},   {wk.lab_k, wk.n_qk, wk.p_k},
-                          {wk.lab_v, wk.n_out, wk.p_v},  {wk.lab_o, wk.n_out, wk.p_o},  {wk.lab_mi, wk.n_mi, wk.p_mi},
-                          {wk.lab_mm, wk.n_mm, wk.p_mm}};
+    rptq_site_work qz[N_RPTQ_SITES];
+    work_sites(&wk, qz);
     for (int i = 0; i < N_RPTQ_SITES; i++) {
         int bits = p->bits[rptq_sites[i]];
         if (bits >= 16) continue;
@@ -801,13 +811,8 @@ static qs_status rptq_ref(qs_variant *v, const rptq_plan *p, int *changed) {
         if ((st = work_new(&wk, v, l)) || (st = layer_clusters(v, p, ss, l, &wk, changed))) break;
 
         /* B: the calibration pass of the reordered layer */
-        const struct {
-            const int *lab;
-            int n;
-            const int32_t *perm;
-        } site[N_RPTQ_SITES] = {{wk.lab_in, wk.n_in, wk.p_in}, {wk.lab_q, wk.n_qk, wk.p_q},   {wk.lab_k, wk.n_qk, wk.p_k},
-                                {wk.lab_v, wk.n_out, wk.p_v},  {wk.lab_o, wk.n_out, wk.p_o},  {wk.lab_mi, wk.n_mi, wk.p_mi},
-                                {wk.lab_mm, wk.n_mm, wk.p_mm}};
+        rptq_site_work site[N_RPTQ_SITES];
+        work_sites(&wk, site);
         ema_obs eo = {.layer = l, .q_scale = 1.0f / sqrtf((float)c->head_dim), .hbuf = hbuf};
         float *rp = rng + 4 * (size_t)dmax;
         eo.wmin = rng, eo.wmax = rng + dmax, eo.cmin = rng + 2 * (size_t)dmax, eo.cmax = rng + 3 * (size_t)dmax;

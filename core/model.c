@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "io.h"
 #include "loaders.h"
 
 const char *qs_arch_str(qs_arch a) {
@@ -52,6 +54,26 @@ static qs_status check_sizes(const qs_config *c, const char *src) {
             return qs_fail(QS_EFORMAT, "%s: the config gives %s = %lld (1 to %lld expected)", src, dims[i].name,
                            dims[i].v, cap);
     return QS_OK;
+}
+
+const char *qs_model_default_path(char *buf, size_t cap) {
+    const char *env = getenv("QSCOPE_MODEL");
+    if (env && *env) return env;
+    if (qs_io_is_dir("models/opt-mini")) return "models/opt-mini";
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, cap, "%s/models/opt-mini", exe);
+            if (qs_io_is_dir(buf)) return buf;
+            snprintf(buf, cap, "%s/../share/qscope/models/opt-mini", exe);
+            if (qs_io_is_dir(buf)) return buf;
+        }
+    }
+    return "models/opt-mini";
 }
 
 qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out) {

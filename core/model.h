@@ -119,6 +119,12 @@ typedef struct {
 qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **out);
 void qs_model_free(qs_model *m);
 
+/* The bundled model's directory: $QSCOPE_MODEL, ./models/opt-mini,
+ * models/opt-mini beside the executable, or the installed copy under
+ * ../share/qscope; "models/opt-mini" when none exists (so loading it names
+ * that path). The result may point into buf (cap bytes). */
+const char *qs_model_default_path(char *buf, size_t cap);
+
 /* Check every tensor's shape against the config (loaders call it last). */
 qs_status qs_model_validate(const qs_model *m);
 

@@ -37,27 +37,6 @@ qsl_model *qsl_check_model(lua_State *L, int idx) {
 
 /* ---- loading ---- */
 
-/* $QSCOPE_MODEL, ./models/opt-mini, or beside / installed with the program */
-static const char *default_model(char *buf, size_t cap) {
-    const char *env = getenv("QSCOPE_MODEL");
-    if (env && *env) return env;
-    if (qs_io_is_dir("models/opt-mini")) return "models/opt-mini";
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, cap, "%.3000s/models/opt-mini", exe);
-            if (qs_io_is_dir(buf)) return buf;
-            snprintf(buf, cap, "%.3000s/../share/qscope/models/opt-mini", exe);
-            if (qs_io_is_dir(buf)) return buf;
-        }
-    }
-    return "models/opt-mini";
-}
-
 /* An empty Model handle (closed until sh is set) with its cache table. */
 static qsl_model *new_model(lua_State *L) {
     qsl_model *u = lua_newuserdatauv(L, sizeof *u, 1);
@@ -75,7 +54,7 @@ static int l_load(lua_State *L) {
     const char *path = luaL_optstring(L, 1, NULL);
     int opts = qsl_opt_table(L, 2);
     qs_load_opts o = {.tokenizer = qsl_opt_str(L, opts, "tokenizer", NULL)};
-    if (!path) path = default_model(buf, sizeof buf);
+    if (!path) path = qs_model_default_path(buf, sizeof buf);
     qsl_model *u = new_model(L);
     qsl_shared *sh = calloc(1, sizeof *sh);
     if (!sh) return qsl_failf(L, "out of memory");

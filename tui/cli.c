@@ -27,24 +27,8 @@ void cli_error(const char *fmt, ...) {
 }
 
 const char *cli_default_model(void) {
-    static char path[PATH_MAX];
-    const char *env = getenv("QSCOPE_MODEL");
-    if (env && *env) return env;
-    if (qs_io_is_dir("models/opt-mini")) return "models/opt-mini";
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(path, sizeof path, "%.4000s/models/opt-mini", exe);
-            if (qs_io_is_dir(path)) return path;
-            snprintf(path, sizeof path, "%.4000s/../share/qscope/models/opt-mini", exe);
-            if (qs_io_is_dir(path)) return path;
-        }
-    }
-    return "models/opt-mini";
+    static char path[4200];
+    return qs_model_default_path(path, sizeof path);
 }
 
 qs_model *cli_load_model(const char *path, const char *tokenizer) {

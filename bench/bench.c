@@ -29,13 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/blas.h"
-#include "../core/calib.h"
-#include "../core/forward.h"
-#include "../core/i8gemm.h"
-#include "../core/variant.h"
-#include "../core/io.h"
-#include "../core/model.h"
+#include "kern/kern.h"
+#include "stats/stats.h"
+#include "run/run.h"
+#include "methods/methods.h"
+#include "base/base.h"
+#include "model/model.h"
 
 static double now(void) {
     struct timespec t;
@@ -48,13 +47,13 @@ static double bench_sgemm(int M, int N, int K) {
     for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 7 % 13) - 6) * 0.01f;
     for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (float)((i * 5 % 11) - 5) * 0.01f;
     qs_linear l = {.n_out = N, .n_in = K, .w = w};
-    qs_blas_linear(x, M, &l, y); /* warm up */
+    qs_blas_linear(x, M, l.w, l.b, l.n_out, l.n_in, y); /* warm up */
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
         double t0 = now();
         int it = 0;
         do {
-            qs_blas_linear(x, M, &l, y);
+            qs_blas_linear(x, M, l.w, l.b, l.n_out, l.n_in, y);
             it++;
         } while (now() - t0 < 0.2);
         double t = (now() - t0) / it;

@@ -15,11 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../core/blas.h"
-#include "../core/i8gemm.h"
-#include "../core/int8.h"
-#include "../core/model.h"
-#include "../core/pool.h"
+#include "kern/kern.h"
+#include "model/model.h"
+#include "base/base.h"
 
 static double min_time = 0.1;
 static int reps = 7;
@@ -55,7 +53,7 @@ typedef struct {
 static void call_sgemm(void *ud) {
     bench_case *b = ud;
     qs_linear l = {.n_out = b->N, .n_in = b->K, .w = b->w};
-    qs_blas_linear(b->x, b->M, &l, b->y);
+    qs_blas_linear(b->x, b->M, l.w, l.b, l.n_out, l.n_in, b->y);
 }
 static void call_i8(void *ud) {
     bench_case *b = ud;

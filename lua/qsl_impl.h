@@ -17,11 +17,10 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "../core/calib.h"
-#include "../core/forward.h"
-#include "../core/model.h"
-#include "../core/stats.h"
-#include "../core/variant.h"
+#include "stats/stats.h"
+#include "run/run.h"
+#include "model/model.h"
+#include "methods/methods.h"
 #include "qsl.h"
 
 #define QSL_MODEL "qscope.Model"

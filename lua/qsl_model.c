@@ -10,9 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/eval.h"
-#include "../core/gen.h"
-#include "../core/io.h"
+#include "run/run.h"
+#include "base/base.h"
 #include "qsl_impl.h"
 
 /* ---- the shared model ---- */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/blas.h"
+#include "kern/kern.h"
 #include "qsl_impl.h"
 
 #ifndef QS_VERSION

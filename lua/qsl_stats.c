@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/kmeans.h"
+#include "stats/stats.h"
 #include "qsl_impl.h"
 
 qsl_stats *qsl_check_stats(lua_State *L, int idx) {

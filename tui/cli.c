@@ -11,11 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/eval.h"
-#include "../core/forward.h"
-#include "../core/gen.h"
-#include "../core/io.h"
-#include "../core/variant.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "methods/methods.h"
 
 void cli_error(const char *fmt, ...) {
     va_list ap;

@@ -4,8 +4,8 @@
 #ifndef TUI_CLI_H
 #define TUI_CLI_H
 
-#include "../core/calib.h"
-#include "../core/model.h"
+#include "stats/stats.h"
+#include "model/model.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 

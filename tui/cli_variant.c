@@ -9,11 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/calib.h"
-#include "../core/eval.h"
-#include "../core/io.h"
-#include "../core/stats.h"
-#include "../core/variant.h"
+#include "stats/stats.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "methods/methods.h"
 #include "cli.h"
 
 /* ---- calibration options ---- */

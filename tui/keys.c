@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../core/forward.h"
+#include "run/run.h"
 #include "tui.h"
 
 typedef int (*tui_action)(tui_state *s, int key);

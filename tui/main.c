@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/blas.h"
+#include "kern/kern.h"
 #include "../lua/qsl.h"
 #include "cli.h"
 #include "tui.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../core/spec.h"
+#include "methods/methods.h"
 #include "tui.h"
 
 enum { PANEL_W = 26 };

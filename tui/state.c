@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/forward.h"
-#include "../core/spec.h"
+#include "run/run.h"
+#include "methods/methods.h"
 #include "tui.h"
 
 const int tui_channel_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q,      QS_SITE_K,       QS_SITE_V,

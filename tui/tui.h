@@ -26,10 +26,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../core/calib.h"
-#include "../core/model.h"
-#include "../core/stats.h"
-#include "../core/variant.h"
+#include "stats/stats.h"
+#include "model/model.h"
+#include "methods/methods.h"
 
 enum { TUI_MIN_W = 80, TUI_MIN_H = 24 };
 

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/forward.h"
-#include "../core/spec.h"
+#include "run/run.h"
+#include "methods/methods.h"
 #include "cli.h"
 #include "tui.h"
 

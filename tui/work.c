@@ -10,12 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/blas.h"
-#include "../core/eval.h"
-#include "../core/forward.h"
-#include "../core/gen.h"
-#include "../core/io.h"
-#include "../core/kmeans.h"
+#include "kern/kern.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "stats/stats.h"
 #include "tui.h"
 
 enum { CALIB_WINDOWS = 8, QUICK_WINDOWS = 4, COV_MAX_DIM = 1024 };

@@ -6,11 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/eval.h"
-#include "../../core/forward.h"
-#include "../../core/gen.h"
-#include "../../core/io.h"
-#include "../../core/model.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "model/model.h"
 #include "harness.h"
 
 static cJSON *load_json(const char *path) {

@@ -13,9 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../core/gguf.h"
-#include "../../core/io.h"
-#include "../../core/status.h"
+#include "read/read.h"
+#include "base/base.h"
 #include "harness.h"
 
 typedef struct {

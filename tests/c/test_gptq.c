@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/eval.h"
-#include "../../core/gptq.h"
-#include "../../core/io.h"
-#include "../../core/quant.h"
-#include "../../core/variant.h"
+#include "run/run.h"
+#include "methods/methods.h"
+#include "base/base.h"
+#include "kern/kern.h"
 #include "harness.h"
 
 static uint64_t rng_state;

@@ -7,8 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../core/i8gemm.h"
-#include "../../core/pool.h"
+#include "kern/kern.h"
+#include "base/base.h"
 #include "harness.h"
 
 static const char *const kernels[] = {"ref", "avx2", "avx512vnni"};

@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/i8gemm.h"
-#include "../../core/int8.h"
+#include "kern/kern.h"
 #include "harness.h"
 
 static const char *const kernels[] = {"ref", "avx2", "avx512vnni"};

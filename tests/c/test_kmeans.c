@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/kmeans.h"
+#include "stats/stats.h"
 #include "harness.h"
 
 /* n points around each of nb centres (dim 2), radius r, in shuffled order;

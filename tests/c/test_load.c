@@ -14,11 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../core/gguf.h"
-#include "../../core/io.h"
-#include "../../core/loaders.h"
-#include "../../core/model.h"
-#include "../../core/safetensors.h"
+#include "read/read.h"
+#include "base/base.h"
+#include "model/loaders.h"
+#include "model/model.h"
 #include "harness.h"
 
 /* ---- scratch directories and files ---- */

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../../core/ops.h"
+#include "kern/kern.h"
 #include "harness.h"
 
 TEST(ops_expf_accuracy) {

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/quant.h"
-#include "../../core/spec.h"
+#include "kern/kern.h"
+#include "methods/methods.h"
 #include "harness.h"
 
 TEST(quant_grid_roundtrip) {

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../core/eval.h"
-#include "../../core/io.h"
-#include "../../core/quant.h"
-#include "../../core/variant.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "kern/kern.h"
+#include "methods/methods.h"
 #include "harness.h"
 
 typedef struct {

@@ -10,13 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/blas.h"
-#include "../../core/calib.h"
-#include "../../core/eval.h"
-#include "../../core/io.h"
-#include "../../core/pool.h"
-#include "../../core/quant.h"
-#include "../../core/variant.h"
+#include "kern/kern.h"
+#include "stats/stats.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "methods/methods.h"
 #include "harness.h"
 
 static cJSON *rptq_json(void) {

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/calib.h"
-#include "../../core/eval.h"
-#include "../../core/io.h"
-#include "../../core/variant_impl.h"
+#include "stats/stats.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "methods/methods_impl.h"
 #include "harness.h"
 
 static const char *const models[] = {"opt-mini", "gpt2-mini", "llama-mini"};

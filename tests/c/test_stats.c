@@ -6,9 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/calib.h"
-#include "../../core/io.h"
-#include "../../core/stats.h"
+#include "stats/stats.h"
+#include "base/base.h"
 #include "harness.h"
 
 /* The site whose values a linear layer of this name reads. */

@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../core/io.h"
-#include "../../core/tok.h"
-#include "../../core/tok_impl.h" /* white-box: force the whole-text merge loop */
-#include "../../core/unicode.h"
+#include "base/base.h"
+#include "tok/tok.h"
+#include "tok/tok_impl.h" /* white-box: force the whole-text merge loop */
+#include "tok/unicode.h"
 #include "harness.h"
 
 /* ---------------------------------------------------------------- helpers */

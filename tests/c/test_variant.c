@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/eval.h"
-#include "../../core/io.h"
-#include "../../core/variant.h"
+#include "run/run.h"
+#include "base/base.h"
+#include "methods/methods.h"
 #include "harness.h"
 
 static qs_model *bundled(void) {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/model.h"
+#include "model/model.h"
 #include "../../lua/qsl.h"
 
 static char logbuf[4096];

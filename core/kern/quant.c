@@ -1,0 +1,187 @@
+#include "kern/kern.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+/* The lowest and highest integer level of a grid: RPTQ's [-L/2, L/2-1],
+ * symmetric [-(L/2-1), L/2-1], asymmetric [0, L-1], with L = 2^bits. */
+static inline void grid_levels(int bits, int sym, qs_grid grid, float *qlo, float *qhi) {
+    float L = (float)(1 << bits);
+    *qlo = grid == QS_GRID_RPTQ ? -L / 2 : sym ? -(L / 2 - 1) : 0;
+    *qhi = grid == QS_GRID_RPTQ || sym ? L / 2 - 1 : L - 1;
+}
+
+void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float *scale, float *zero) {
+    float L = (float)(1 << bits);
+    if (grid == QS_GRID_RPTQ) {
+        float s = clampf((hi - lo) / L, 1e-4f, 1e4f);
+        *scale = s;
+        *zero = rintf(clampf((hi + lo) * (-0.5f / s), -1e4f, 1e4f)); /* the reference's order of operations */
+        return;
+    }
+    if (sym) {
+        float a = fmaxf(fabsf(lo), fabsf(hi));
+        float qmax = L / 2 - 1;
+        *scale = a > 0 ? a / qmax : 1.0f;
+        *zero = 0;
+        return;
+    }
+    lo = fminf(lo, 0.0f);
+    hi = fmaxf(hi, 0.0f);
+    float s = (hi - lo) / (L - 1);
+    if (!(s > 0)) s = 1.0f;
+    *scale = s;
+    *zero = rintf(-lo / s);
+}
+
+float qs_quant_fq(float x, float scale, float zero, int bits, int sym, qs_grid grid) {
+    float qlo, qhi;
+    grid_levels(bits, sym, grid, &qlo, &qhi);
+    float q = clampf(rintf(x / scale) + zero, qlo, qhi);
+    return (q - zero) * scale;
+}
+
+static float h16(float x) { return qs_quant_f16(x); }
+
+float qs_quant_fq16(float x, float scale, float zero, int bits, int sym, qs_grid grid) {
+    float qlo, qhi;
+    grid_levels(bits, sym, grid, &qlo, &qhi);
+    float q = clampf(rintf(h16(h16(x) / scale)) + zero, qlo, qhi);
+    return h16((q - zero) * scale);
+}
+
+static void row_range(const float *x, int dim, float *lo, float *hi) {
+    float a = x[0], b = x[0];
+    for (int i = 1; i < dim; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+void qs_quant_act(const qs_actq *q, float *x, int n, int dim) {
+    if (!qs_actq_on(q)) return;
+    int bits = q->bits, sym = q->sym;
+    qs_grid grid = (qs_grid)q->grid;
+    if (q->mode == QS_AQ_STATIC && q->fp16) {
+        float qlo, qhi;
+        grid_levels(bits, sym, grid, &qlo, &qhi);
+        for (int r = 0; r < n; r++) {
+            float *xr = x + (size_t)r * dim;
+            for (int i = 0; i < dim; i++) { /* as qs_quant_fq16, the level bounds hoisted */
+                float s = q->scale[i], z = q->zero[i];
+                float t = clampf(rintf(qs_quant_f16(qs_quant_f16(xr[i]) / s)) + z, qlo, qhi);
+                xr[i] = qs_quant_f16((t - z) * s);
+            }
+        }
+        return;
+    }
+    if (q->mode == QS_AQ_STATIC) {
+        for (int r = 0; r < n; r++) {
+            float *xr = x + (size_t)r * dim;
+            for (int i = 0; i < dim; i++) xr[i] = qs_quant_fq(xr[i], q->scale[i], q->zero[i], bits, sym, grid);
+        }
+        return;
+    }
+    float s, z;
+    if (q->mode == QS_AQ_TENSOR) {
+        float lo = x[0], hi = x[0];
+        for (int r = 0; r < n; r++) {
+            float a, b;
+            row_range(x + (size_t)r * dim, dim, &a, &b);
+            lo = a < lo ? a : lo;
+            hi = b > hi ? b : hi;
+        }
+        qs_quant_params(lo, hi, bits, sym, grid, &s, &z);
+        for (size_t i = 0; i < (size_t)n * dim; i++) x[i] = qs_quant_fq(x[i], s, z, bits, sym, grid);
+        return;
+    }
+    if (q->group && q->n_groups > 0) { /* QS_AQ_TOKEN, per row and channel group */
+        int G = q->n_groups;
+        float *lo = malloc(4 * (size_t)G * sizeof *lo);
+        if (!lo) return; /* cannot happen in practice; leave x unquantized rather than crash */
+        float *hi = lo + G, *sc = hi + G, *zp = sc + G;
+        for (int r = 0; r < n; r++) {
+            float *xr = x + (size_t)r * dim;
+            for (int g = 0; g < G; g++) {
+                lo[g] = INFINITY;
+                hi[g] = -INFINITY;
+            }
+            for (int i = 0; i < dim; i++) {
+                int g = q->group[i];
+                lo[g] = xr[i] < lo[g] ? xr[i] : lo[g];
+                hi[g] = xr[i] > hi[g] ? xr[i] : hi[g];
+            }
+            for (int g = 0; g < G; g++)
+                if (lo[g] <= hi[g]) qs_quant_params(lo[g], hi[g], bits, sym, grid, &sc[g], &zp[g]);
+            for (int i = 0; i < dim; i++) {
+                int g = q->group[i];
+                xr[i] = qs_quant_fq(xr[i], sc[g], zp[g], bits, sym, grid);
+            }
+        }
+        free(lo);
+        return;
+    }
+    for (int r = 0; r < n; r++) { /* QS_AQ_TOKEN */
+        float *xr = x + (size_t)r * dim, lo, hi;
+        row_range(xr, dim, &lo, &hi);
+        qs_quant_params(lo, hi, bits, sym, grid, &s, &z);
+        for (int i = 0; i < dim; i++) xr[i] = qs_quant_fq(xr[i], s, z, bits, sym, grid);
+    }
+}
+
+qs_status qs_quant_weight_rtn(const float *w, int n_out, int n_in, int bits, int group, int sym, float *out) {
+    if (bits < 2 || bits > 8) return qs_fail(QS_EARG, "weight bits must be 2..8, got %d", bits);
+    if (group <= 0 || group > n_in) group = n_in;
+    for (int r = 0; r < n_out; r++) {
+        const float *wr = w + (size_t)r * n_in;
+        float *orow = out + (size_t)r * n_in;
+        for (int g0 = 0; g0 < n_in; g0 += group) {
+            int g1 = g0 + group < n_in ? g0 + group : n_in;
+            float lo, hi, s, z;
+            row_range(wr + g0, g1 - g0, &lo, &hi);
+            qs_quant_params(lo, hi, bits, sym, QS_GRID_STD, &s, &z);
+            for (int i = g0; i < g1; i++) orow[i] = qs_quant_fq(wr[i], s, z, bits, sym, QS_GRID_STD);
+        }
+    }
+    return QS_OK;
+}
+
+qs_status qs_quant_weight_groups(const float *w, int n_out, int n_in, int bits, int sym, qs_grid grid,
+                                 const int *group_of_col, int n_groups, float *out) {
+    if (bits < 2 || bits > 8) return qs_fail(QS_EARG, "weight bits must be 2..8, got %d", bits);
+    float *lo = malloc(4 * (size_t)n_groups * sizeof(float));
+    if (!lo) return qs_fail(QS_ENOMEM, "out of memory");
+    float *hi = lo + n_groups, *sc = hi + n_groups, *zp = sc + n_groups;
+    for (int r = 0; r < n_out; r++) {
+        const float *wr = w + (size_t)r * n_in;
+        float *orow = out + (size_t)r * n_in;
+        for (int g = 0; g < n_groups; g++) {
+            lo[g] = INFINITY;
+            hi[g] = -INFINITY;
+        }
+        for (int i = 0; i < n_in; i++) {
+            int g = group_of_col[i];
+            lo[g] = wr[i] < lo[g] ? wr[i] : lo[g];
+            hi[g] = wr[i] > hi[g] ? wr[i] : hi[g];
+        }
+        for (int g = 0; g < n_groups; g++)
+            if (lo[g] <= hi[g]) qs_quant_params(lo[g], hi[g], bits, sym, grid, &sc[g], &zp[g]);
+        for (int i = 0; i < n_in; i++) {
+            int g = group_of_col[i];
+            orow[i] = qs_quant_fq(wr[i], sc[g], zp[g], bits, sym, grid);
+        }
+    }
+    free(lo);
+    return QS_OK;
+}
+
+long long qs_quant_weight_bytes(int n_out, int n_in, int bits, int group, int asym) {
+    if (bits <= 0 || bits >= 16) return 4LL * n_out * n_in;
+    long long groups_per_row = group > 0 ? (n_in + group - 1) / group : 1;
+    long long codes = ((long long)n_out * n_in * bits + 7) / 8;
+    return codes + (long long)n_out * groups_per_row * (asym ? 4 : 2);
+}

@@ -1,0 +1,337 @@
+/* GPTQ: the column-by-column quantizer, and the layer-by-layer driver that
+ * gives it Hessians from a variant's calibration passes. */
+#include "methods/methods.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "run/run.h"
+#include "methods/methods_impl.h"
+
+qs_gptq_opts qs_gptq_defaults(void) {
+    return (qs_gptq_opts){.bits = 4, .grid = QS_GRID_STD, .damp = 0.01, .block = 128};
+}
+
+static void range_of(const float *x, int n, float *lo, float *hi) {
+    float a = x[0], b = x[0];
+    for (int i = 1; i < n; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* The same from float64 working weights, read as float32 (the grid's type). */
+static void range_of_d(const double *x, int n, float *lo, float *hi) {
+    float a = (float)x[0], b = a;
+    for (int i = 1; i < n; i++) {
+        float t = (float)x[i];
+        a = t < a ? t : a;
+        b = t > b ? t : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gptq_opts *o, double *loss) {
+    if (loss) *loss = 0;
+    if (o->bits < 2 || o->bits > 8) return qs_fail(QS_EARG, "GPTQ: weight bits must be 2..8, got %d", o->bits);
+    if (n_out < 1 || n_in < 1) return qs_fail(QS_EARG, "GPTQ: empty %dx%d weight", n_out, n_in);
+    if (o->col_group && o->n_col_groups < 1) return qs_fail(QS_EARG, "GPTQ: column labels without a count");
+    int bits = o->bits, sym = o->sym, B = o->block > 0 ? o->block : 128;
+    int G = o->col_group ? 0 : (o->group > 0 && o->group < n_in ? o->group : 0);
+    qs_grid grid = o->grid;
+    int ng = o->col_group ? o->n_col_groups : 1;
+
+    double *W = malloc((size_t)n_out * n_in * sizeof *W);
+    double *W1 = malloc((size_t)B * sizeof *W1);
+    double *Err = malloc((size_t)n_out * B * sizeof *Err);
+    float *sc = malloc(2 * (size_t)n_out * ng * sizeof *sc);
+    float *glo = malloc(2 * (size_t)ng * sizeof *glo);
+    if (!W || !W1 || !Err || !sc || !glo) {
+        free(W);
+        free(W1);
+        free(Err);
+        free(sc);
+        free(glo);
+        return qs_fail(QS_ENOMEM, "GPTQ: out of memory for a %dx%d weight", n_out, n_in);
+    }
+    float *zp = sc + (size_t)n_out * ng, *ghi = glo + ng;
+    qs_status st = QS_OK;
+
+    /* ranges fixed before any update: per row, or per row and label */
+    if (!G) {
+        for (int r = 0; r < n_out; r++) {
+            const float *wr = w + (size_t)r * n_in;
+            if (!o->col_group) {
+                float lo, hi;
+                range_of(wr, n_in, &lo, &hi);
+                qs_quant_params(lo, hi, bits, sym, grid, &sc[r], &zp[r]);
+                continue;
+            }
+            for (int g = 0; g < ng; g++) {
+                glo[g] = INFINITY;
+                ghi[g] = -INFINITY;
+            }
+            for (int i = 0; i < n_in; i++) {
+                int g = o->col_group[i];
+                glo[g] = wr[i] < glo[g] ? wr[i] : glo[g];
+                ghi[g] = wr[i] > ghi[g] ? wr[i] : ghi[g];
+            }
+            for (int g = 0; g < ng; g++) {
+                float *s = &sc[(size_t)r * ng + g], *z = &zp[(size_t)r * ng + g];
+                if (glo[g] <= ghi[g]) qs_quant_params(glo[g], ghi[g], bits, sym, grid, s, z);
+                else *s = 1, *z = 0;
+            }
+        }
+    }
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++) W[i] = w[i];
+
+    /* inputs never seen: their weights cannot matter, zero them */
+    double tr = 0;
+    for (int i = 0; i < n_in; i++) {
+        double *hii = &H[(size_t)i * n_in + i];
+        if (*hii == 0) {
+            *hii = 1;
+            for (int r = 0; r < n_out; r++) W[(size_t)r * n_in + i] = 0;
+        }
+        tr += *hii;
+    }
+    double damp = o->damp * tr / n_in;
+    for (int i = 0; i < n_in; i++) H[(size_t)i * n_in + i] += damp;
+    if ((st = qs_lapack_inv_chol_upper(n_in, H))) {
+        st = qs_fail_prefix(st, "GPTQ of a %dx%d weight", n_out, n_in);
+        goto done;
+    }
+    const double *U = H; /* H^-1 = U^T U, U upper */
+
+    double total = 0;
+    for (int i1 = 0; i1 < n_in; i1 += B) {
+        int i2 = i1 + B < n_in ? i1 + B : n_in, cnt = i2 - i1;
+        for (int r = 0; r < n_out; r++) {
+            double *wr = W + (size_t)r * n_in; /* columns >= i1 as the block found them */
+            float *qr = w + (size_t)r * n_in;
+            double *er = Err + (size_t)r * cnt;
+            memcpy(W1, wr + i1, (size_t)cnt * sizeof *W1);
+            float s = 0, z = 0;
+            for (int i = 0; i < cnt; i++) {
+                int col = i1 + i;
+                if (G && col % G == 0) { /* a group starts: its range as the block found it */
+                    float lo, hi;
+                    range_of_d(wr + col, col + G < n_in ? G : n_in - col, &lo, &hi);
+                    qs_quant_params(lo, hi, bits, sym, grid, &sc[r], &zp[r]);
+                }
+                if (!o->col_group) {
+                    s = sc[r];
+                    z = zp[r];
+                } else {
+                    s = sc[(size_t)r * ng + o->col_group[col]];
+                    z = zp[(size_t)r * ng + o->col_group[col]];
+                }
+                double x = W1[i];
+                float q = qs_quant_fq((float)x, s, z, bits, sym, grid);
+                double d = U[(size_t)col * n_in + col];
+                double e = (x - q) / d;
+                total += e * e;
+                const double *urow = U + (size_t)col * n_in + i1;
+                for (int j = i + 1; j < cnt; j++) W1[j] -= e * urow[j];
+                er[i] = e;
+                qr[col] = q;
+            }
+        }
+        /* the block's errors reach every later column at once */
+        if (i2 < n_in)
+            qs_blas_dgemm(0, 0, n_out, n_in - i2, cnt, -1.0, Err, cnt, U + (size_t)i1 * n_in + i2, n_in, 1.0,
+                          W + i2, n_in);
+    }
+    if (loss) *loss = total / 2;
+done:
+    free(W);
+    free(W1);
+    free(Err);
+    free(sc);
+    free(glo);
+    return st;
+}
+
+/* ---- layer by layer through a variant ---- */
+
+enum { H_IN, H_OUT, H_MLP, H_MID, N_H }; /* the inputs of q/k/v, o, up/gate, down */
+static const qs_site h_site[N_H] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
+
+typedef struct {
+    int layer;
+    double *H[N_H]; /* (dim, dim) sum of x^T x, upper triangle */
+    int dim[N_H];
+    double *buf;    /* (256, widest) */
+    qs_status err;
+} hess_obs;
+
+static void observe_hess(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
+    (void)pos0;
+    hess_obs *o = ud;
+    if (layer != o->layer || o->err) return;
+    for (int k = 0; k < N_H; k++) {
+        if (site != h_site[k] || !o->H[k]) continue;
+        if (dim != o->dim[k]) {
+            o->err = qs_fail(QS_ESHAPE, "GPTQ: layer %d %s has width %d, its linear reads %d", layer,
+                             qs_site_name(site), dim, o->dim[k]);
+            return;
+        }
+        for (int r0 = 0; r0 < n; r0 += 256) {
+            int nr = n - r0 < 256 ? n - r0 : 256;
+            for (size_t i = 0; i < (size_t)nr * dim; i++) o->buf[i] = x[(size_t)r0 * dim + i];
+            qs_blas_dsyrk_acc(nr, dim, o->buf, o->H[k]);
+        }
+    }
+}
+
+/* The embedding output of every calibration window, rows of X. */
+typedef struct {
+    float *X;
+    int d, ctx;
+    long row;
+} embed_obs;
+
+static void observe_embed(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
+    (void)layer;
+    embed_obs *o = ud;
+    if (site != QS_SITE_EMBED) return;
+    memcpy(o->X + ((size_t)o->row * o->ctx + pos0) * o->d, x, (size_t)n * dim * sizeof(float));
+}
+
+qs_status qs_gptq_calib_inputs(qs_variant *v, float *X) {
+    const qs_calib *cal = v->calib;
+    qs_exec x = v->exec;
+    x.stop_layer = 1;
+    qs_ctx *c;
+    qs_status st = qs_ctx_new(v->m, &x, cal->ctx, &c);
+    if (st) return st;
+    embed_obs eo = {.X = X, .d = v->w.d_embed ? v->w.d_embed : v->m->cfg.d_model, .ctx = cal->ctx};
+    qs_ctx_observe(c, observe_embed, &eo);
+    for (int r = 0; r < cal->n_rows && !st; r++, eo.row++) {
+        qs_ctx_reset(c);
+        st = qs_forward(c, cal->ids + (size_t)r * cal->ctx, cal->ctx, NULL, QS_LOGITS_NONE);
+    }
+    qs_ctx_free(c);
+    return st;
+}
+
+static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, double *Hw, long windows,
+                             const qs_gptq_opts *o, int layer, const char *name) {
+    if (!l->w) return QS_OK;
+    int n = l->n_in;
+    /* H = 2/N sum over windows of X^T X, the GPTQ code's scale (it does not change the result) */
+    double f = 2.0 / (double)windows;
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) Hw[(size_t)i * n + j] = Hw[(size_t)j * n + i] = f * Hsum[(size_t)i * n + j];
+    float *q = qs_variant_floats(v, (size_t)l->n_out * n);
+    if (!q) return qs_fail(QS_ENOMEM, "out of memory");
+    memcpy(q, l->w, (size_t)l->n_out * n * sizeof(float));
+    qs_status st = qs_gptq_quantize(q, l->n_out, n, Hw, o, NULL);
+    if (st) return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
+    l->w = q;
+    l->bits = o->bits;
+    l->group = o->group >= n ? 0 : o->group;
+    l->asym = !o->sym;
+    return QS_OK;
+}
+
+qs_status qs_gptq_variant(qs_variant *v, const qs_step *s) {
+    const qs_model *m = v->m;
+    const qs_config *c = &m->cfg;
+    const qs_calib *cal = v->calib;
+    if (!cal || cal->n_rows < 1)
+        return qs_fail(QS_EARG, "%s: GPTQ needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
+    for (int l = 0; l < c->n_layers; l++) {
+        const qs_layer *L = &v->w.layers[l];
+        if (L->q.i8 || L->k.i8 || L->v.i8 || L->o.i8 || L->up.i8 || L->gate.i8 || L->down.i8)
+            return qs_fail(QS_EARG, "%s: layer %d's weights are already int8; put GPTQ before int8 in the chain",
+                           v->spec.text, l);
+    }
+    /* residual widths (the layer inputs kept for every window) and the
+     * widest input of each kind of linear (its Hessian) */
+    int dmax = v->w.d_embed ? v->w.d_embed : c->d_model, hmax = 0, hw[N_H] = {0};
+    for (int l = 0; l < c->n_layers; l++) {
+        const qs_layer *L = &v->w.layers[l];
+        int res[3] = {L->attn_norm.dim, L->o.n_out, L->down.n_out}, in[N_H] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
+        for (int k = 0; k < 3; k++) dmax = res[k] > dmax ? res[k] : dmax;
+        for (int k = 0; k < N_H; k++) hw[k] = in[k] > hw[k] ? in[k] : hw[k];
+    }
+    size_t hoff[N_H + 1] = {0};
+    for (int k = 0; k < N_H; k++) {
+        hoff[k + 1] = hoff[k] + (size_t)hw[k] * hw[k];
+        hmax = hw[k] > hmax ? hw[k] : hmax;
+    }
+    size_t ntok = (size_t)cal->n_rows * cal->ctx;
+    float *X = malloc(ntok * dmax * sizeof(float)), *Y = malloc(ntok * dmax * sizeof(float));
+    double *Hs = calloc(hoff[N_H], sizeof(double));
+    double *Hw = malloc((size_t)hmax * hmax * sizeof(double));
+    double *buf = malloc((size_t)256 * hmax * sizeof(double));
+    qs_ctx *ctx = NULL;
+    qs_status st = QS_OK;
+    if (!X || !Y || !Hs || !Hw || !buf) {
+        st = qs_fail(QS_ENOMEM, "%s: out of memory for GPTQ over %zu calibration tokens", v->spec.text, ntok);
+        goto done;
+    }
+    if ((st = qs_gptq_calib_inputs(v, X))) goto done;
+    qs_exec x = v->exec;
+    x.stop_layer = 0;
+    if ((st = qs_ctx_new(m, &x, cal->ctx, &ctx))) goto done;
+
+    qs_gptq_opts o = qs_gptq_defaults();
+    o.bits = s->w_bits;
+    o.group = s->w_group;
+    o.sym = s->w_sym;
+    long done_n = 0, total = 2L * c->n_layers;
+    for (int l = 0; l < c->n_layers && !st; l++) {
+        qs_layer *L = &v->w.layers[l];
+        int din = L->attn_norm.dim, dout = L->down.n_out;
+        hess_obs ho = {.layer = l, .buf = buf};
+        int dims[N_H] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
+        for (int k = 0; k < N_H; k++) {
+            ho.dim[k] = dims[k];
+            ho.H[k] = Hs + hoff[k];
+            memset(ho.H[k], 0, (size_t)dims[k] * dims[k] * sizeof(double));
+        }
+        /* pass 1: the layer as it is, inputs from the quantized layers before */
+        qs_ctx_observe(ctx, observe_hess, &ho);
+        for (int r = 0; r < cal->n_rows && !st && !ho.err; r++) {
+            qs_ctx_reset(ctx);
+            st = qs_forward_blocks(ctx, l, l + 1, X + (size_t)r * cal->ctx * din, cal->ctx, Y + (size_t)r * cal->ctx * dout);
+        }
+        qs_ctx_observe(ctx, NULL, NULL);
+        if (!st) st = ho.err;
+        if (!st && v->progress && v->progress(v->progress_ud, ++done_n, total))
+            st = qs_fail(QS_ECANCEL, "%s: cancelled in GPTQ of layer %d", v->spec.text, l);
+        if (st) break;
+        qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+        static const char *const names[7] = {"q", "k", "v", "o", "up", "gate", "down"};
+        static const int src[7] = {H_IN, H_IN, H_IN, H_OUT, H_MLP, H_MLP, H_MID};
+        for (int k = 0; k < 7 && !st; k++)
+            st = gptq_linear(v, lin[k], ho.H[src[k]], Hw, cal->n_rows, &o, l, names[k]);
+        if (st || l == c->n_layers - 1) break;
+        /* pass 2: the quantized layer gives the next layer's inputs */
+        for (int r = 0; r < cal->n_rows && !st; r++) {
+            qs_ctx_reset(ctx);
+            st = qs_forward_blocks(ctx, l, l + 1, X + (size_t)r * cal->ctx * din, cal->ctx, Y + (size_t)r * cal->ctx * dout);
+        }
+        if (!st && v->progress && v->progress(v->progress_ud, ++done_n, total))
+            st = qs_fail(QS_ECANCEL, "%s: cancelled in GPTQ of layer %d", v->spec.text, l);
+        float *t = X;
+        X = Y;
+        Y = t;
+    }
+done:
+    qs_ctx_free(ctx);
+    free(X);
+    free(Y);
+    free(Hs);
+    free(Hw);
+    free(buf);
+    return st;
+}

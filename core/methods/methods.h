@@ -1,0 +1,183 @@
+/* methods/methods.h — the public interface of core/methods/. Sections: spec, variant, gptq. */
+#ifndef QS_METHODS_H
+#define QS_METHODS_H
+
+#include <stddef.h>
+
+#include "base/base.h"
+#include "kern/kern.h"
+#include "run/run.h"
+#include "stats/stats.h"
+
+/* ---- spec.h — variant spec strings: the one name a variant has everywhere
+ * (command line, Lua, the workbench).
+ *
+ *   fp32
+ *   rtn:w=4,group=128,sym=1,a=4,act=tensor|token,kv=8
+ *   int8:threshold=6,act=token|tensor
+ *   rptq:w=4,a=4,kv=4,g=32,act=static|token   rptq:W4A4KV (the paper's setting names)
+ *   slice:ratio=0.25
+ *   slice:ratio=0.25+int8             methods chain with '+'
+ *
+ *     qs_spec s;
+ *     if (qs_spec_parse("rptq:w=4,a=4,g=8", &s) != QS_OK) puts(qs_last_error());
+ *
+ * Bits of 16 (the default) mean "not quantized". Unknown keys, malformed
+ * values and out-of-range knobs are QS_EARG with a message naming the spec
+ * and the problem.
+ */
+typedef enum { QS_M_FP32 = 0, QS_M_RTN, QS_M_INT8, QS_M_RPTQ, QS_M_SLICE } qs_method;
+
+#define QS_SPEC_MAX_STEPS 8
+
+typedef struct {
+    qs_method method;
+    /* weights (rtn, rptq) */
+    int w_bits;       /* 2..8, 16: not quantized */
+    int w_group;      /* 0: one scale per output row; else input channels per group */
+    int w_sym;        /* symmetric grid */
+    int w_cluster;    /* rptq: groups = output row x input-channel cluster */
+    int w_gptq;       /* GPTQ instead of round-to-nearest */
+    /* activations (rtn, rptq): a covers every activation site, kv the K/V cache */
+    int a_bits;       /* 16: not quantized */
+    int a_mode;       /* QS_AQ_STATIC (per tensor / per cluster, calibrated) or QS_AQ_TOKEN
+                         (rtn: per token; rptq: per token and cluster, dynamic) */
+    int a_sym;
+    int kv_bits;      /* 16: as a */
+    int norm_a;       /* rptq: bits of the norm outputs (attn_in, mlp_in); 0: as a */
+    /* rptq */
+    int g;            /* clusters for attn_in, mlp_in, mlp_mid */
+    int g_head;       /* clusters per head for q/k and attn_out */
+    int g_site[QS_SITE_COUNT]; /* per-site overrides, 0: default */
+    int reorder;      /* fold the permutation into the weights (1) or only group scales (0) */
+    int ref;          /* the reference code's conventions */
+    /* int8 */
+    float threshold;  /* outlier magnitude; 0: no decomposition */
+    int int8_act;     /* 0: per token (vector-wise), 1: per tensor (absmax) */
+    /* slice */
+    float ratio;      /* fraction of the width deleted */
+    int round;        /* widths rounded down to a multiple of this */
+    int slice_head;   /* also slice the head's input */
+} qs_step;
+
+typedef struct {
+    qs_step steps[QS_SPEC_MAX_STEPS];
+    int n;
+    char text[512]; /* canonical form */
+} qs_spec;
+
+qs_status qs_spec_parse(const char *s, qs_spec *out);
+/* Canonical text of one step ("rptq:w=4,a=4,kv=4,g=32"). */
+void qs_spec_step_format(const qs_step *st, char *buf, size_t cap);
+const char *qs_method_name(qs_method m);
+
+/* ---- variant.h — a variant is the base model plus a chain of methods (a spec
+ * string, see spec.h). It shares the base model's tensors and owns only what
+ * it changed, so several fit in memory at once.
+ *
+ *     qs_variant_opts o = {.calib = &cal};      // calibration rows, when a method needs them
+ *     qs_variant *v;
+ *     if (qs_variant_new(m, "rptq:w=4,a=4,g=8", &o, &v) != QS_OK) die(qs_last_error());
+ *     qs_ctx *c;
+ *     qs_ctx_new(m, qs_variant_exec(v), 512, &c);   // run it like the model
+ *     printf("%s: %.1f MB\n", qs_variant_describe(v), qs_variant_weight_bytes(v) / 1e6);
+ *     qs_ctx_free(c);
+ *     qs_variant_free(v);
+ */
+typedef struct qs_variant qs_variant;
+
+typedef struct {
+    const qs_calib *calib;      /* calibration rows (rtn act=tensor, rptq and slice need them) */
+    const qs_stats *base_stats; /* statistics of the base model over calib, reused when they fit */
+    qs_progress_fn progress;    /* calibration progress; may cancel */
+    void *progress_ud;
+} qs_variant_opts;
+
+/* Build a variant of m. The model (and o->calib, o->base_stats) must outlive
+ * the call; the variant keeps m borrowed. */
+qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_opts *o, qs_variant **out);
+void qs_variant_free(qs_variant *v);
+
+/* Whether building this spec needs calibration data (-1: the spec is bad). */
+int qs_variant_needs_calib(const char *spec);
+
+const qs_exec *qs_variant_exec(const qs_variant *v);
+const qs_model *qs_variant_model(const qs_variant *v);
+const char *qs_variant_spec(const qs_variant *v);      /* canonical spec text */
+const char *qs_variant_describe(const qs_variant *v);  /* one line: what was done */
+long long qs_variant_weight_bytes(const qs_variant *v);/* as stored: int8 1 byte, 4-bit 1/2, + scales */
+long long qs_variant_kv_bytes_per_token(const qs_variant *v);
+long long qs_variant_params(const qs_variant *v);      /* parameters incl. SliceGPT shortcuts */
+
+/* What a method found, for views and scripts (NULL / 0 when not applicable). */
+/* RPTQ cluster of every channel at a site (length = the site's width). */
+const int *qs_variant_clusters(const qs_variant *v, int layer, qs_site site, int *n_clusters);
+/* SliceGPT: eigenvalues (descending, length *n) of layer l's PCA; which 0:
+ * attention input, 1: MLP input; and the width kept. */
+const double *qs_variant_eigenvalues(const qs_variant *v, int layer, int which, int *n, int *kept);
+
+/* ---- gptq.h — GPTQ weight quantization (Frantar et al. 2023, "GPTQ: Accurate
+ * Post-Training Quantization for Generative Pre-trained Transformers").
+ *
+ * A linear's weights are quantized one input column at a time, left to
+ * right; the rounding error of each column is spread over the columns not
+ * yet quantized so that the layer's output on the calibration inputs X moves
+ * as little as possible. The weighting is the Hessian of that error,
+ * H = 2 X^T X (mean over calibration windows), through the upper Cholesky
+ * factor of its inverse. As the GPTQ code does it: inputs never seen
+ * (diag H = 0) get H_ii = 1 and zero weights; 1% of mean(diag H) is added to
+ * the diagonal; columns go in blocks of 128 whose errors reach the later
+ * columns in one product at the end of each block.
+ *
+ *     double *H = ...;                      // (n_in, n_in): sum of x^T x over inputs (any scale)
+ *     qs_gptq_opts o = qs_gptq_defaults(); // 1% damping, blocks of 128
+ *     o.bits = 4;
+ *     o.group = 128;                        // or 0: one scale per output row
+ *     double loss;
+ *     qs_gptq_quantize(w, n_out, n_in, H, &o, &loss);   // w (n_out, n_in) now on the grid
+ *
+ * Where the scales come from:
+ *   group 0      one range per output row, from the weights as given;
+ *   group G      one range per row and G columns, taken when the pass reaches
+ *                the group's first column, from the weights as updated by the
+ *                blocks before it (not by the columns of its own block, as
+ *                in the GPTQ code);
+ *   col_group    one range per row and column label, from the weights as
+ *                given (the RPTQ reference: output row x input cluster).
+ *
+ * For a whole model, qs_gptq_variant() runs it layer by layer: each layer's
+ * Hessians come from its inputs as the layers before it, already quantized,
+ * produce them (one calibration pass with the layer unquantized), then the
+ * layer is quantized and run again to give the next layer's inputs.
+ */
+typedef struct {
+    int bits;             /* 2..8 */
+    int group;            /* 0: per output row; G: per G consecutive input columns */
+    int sym;              /* symmetric grid (QS_GRID_STD) */
+    qs_grid grid;
+    const int *col_group; /* (n_in) label of each column, or NULL (then `group` applies) */
+    int n_col_groups;     /* labels in [0, n_col_groups) */
+    double damp;          /* fraction of mean(diag H) added to the diagonal (GPTQ: 0.01) */
+    int block;            /* columns per lazy update (GPTQ: 128) */
+} qs_gptq_opts;
+
+qs_gptq_opts qs_gptq_defaults(void);
+
+/* Quantize w (n_out, n_in, row-major, in place) against H (n_in, n_in,
+ * float64, symmetric; overwritten). loss (may be NULL): GPTQ's error
+ * estimate, sum over rows and columns of (w - q)^2 / (2 d^2), which equals
+ * half the sum over rows of (q - w)^T H' (q - w) for the damped H'. */
+qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gptq_opts *o, double *loss);
+
+/* The weights of every linear of variant v (q, k, v, o, up, gate, down) by
+ * GPTQ with the step's bits, group and grid, over v's calibration set,
+ * layer by layer through v as it stands (its activation quantizers run in
+ * the passes). For `rtn:...,wq=gptq`. */
+qs_status qs_gptq_variant(qs_variant *v, const qs_step *s);
+
+/* Layer 0's inputs (the embedding output) of every calibration window of v,
+ * into X (n_rows * ctx, the embedding width): where a layer-by-layer pass
+ * over v's calibration set starts. */
+qs_status qs_gptq_calib_inputs(qs_variant *v, float *X);
+
+#endif

@@ -1,0 +1,983 @@
+/* RPTQ (Yuan et al. 2023, "RPTQ: Reorder-based Post-training Quantization
+ * for Large Language Models"): the channels of every activation are grouped
+ * by k-means on their calibrated (max, min), each group gets its own static
+ * asymmetric scale and zero point, and the permutation that makes the groups
+ * contiguous is folded into the neighbouring norm and linear weights, so the
+ * pass moves no data at run time.
+ *
+ * The reorders (paper figure 3), per layer:
+ *   R1 attn_in  (norm-1 output): perm in attn_norm, q/k/v columns
+ *   R2 q, k     per head, on [q max, k max, q min, k min]: q and k rows
+ *               permuted alike inside each head (q.k is unchanged); not with
+ *               RoPE, whose rotate-half pairs would be broken: there the
+ *               clusters only choose the scales
+ *   R3 attn_out per head: v rows inside each head, o columns; v's quantizer
+ *               uses the same clusters (attention mixes v head by head)
+ *   R4 mlp_in   (norm-2 output): perm in mlp_norm, up/gate columns
+ *   R5 mlp_mid  (input of down): up/gate rows, down columns
+ * With grouped-query attention a kv head's channels are shared by its query
+ * heads, so R2/R3 cluster the kv channels with the features of all of them.
+ *
+ * Counts: g clusters at attn_in, mlp_in, mlp_mid; g_head per head at q/k and
+ * attn_out. An override g_<site> is that site's total: for q/k (shared) and
+ * attn_out it clusters the whole site at once (the permutation still stays
+ * inside each head, the clusters are then not contiguous), so g_q=1 or
+ * g_attn_out=1 is per-tensor there. A count >= the channels is per channel.
+ *
+ * This is qscope's default mode: statistics of the variant as it stands in
+ * one calibration pass, min/max over it, the standard grid (quant.h), every
+ * activation site at the given bits; weights round to nearest, or by GPTQ
+ * (wq=gptq) once the activations are set. The reference code's conventions
+ * (ref=1, "the reference code's conventions" below) differ in grid, ranges,
+ * bits per site and calibration order: they fill the same plan (rptq_plan)
+ * differently and calibrate layer by layer.
+ *
+ * Two build-time switches exist for measuring how much the reference mode's
+ * details move its results: RPTQ_SEED (the k-means seed) and
+ * RPTQ_REF_FP16=0 (quantizers and probability rounding in float32). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "methods/methods.h"
+#include "base/base.h"
+#include "stats/stats.h"
+#include "methods/methods_impl.h"
+
+#ifndef RPTQ_SEED
+#define RPTQ_SEED 0 /* one fixed seed for every k-means, as the paper's code */
+#endif
+
+/* What one step does, decided before any work. */
+typedef struct {
+    int bits[QS_SITE_COUNT]; /* activation bits per site; >= 16: not quantized */
+    qs_grid grid;            /* activation grid */
+    int k_in, k_mlp_in, k_mid; /* clusters at attn_in, mlp_in, mlp_mid */
+    int k_qk, qk_per_head;     /* R2: clusters per head (qk_per_head) or for the site */
+    int k_out, out_per_head;   /* R3: likewise */
+    int reorder;             /* fold the permutations */
+    int reorder_qk;          /* fold R2 (not with RoPE) */
+    int w_bits, w_group, w_sym, w_cluster;
+    int dynamic;             /* per token and cluster scales instead of calibrated ones */
+    int ref;                 /* the reference code's conventions */
+    int prob_levels;         /* softmax probabilities rounded to 1/levels (ref) */
+    int gptq;                /* GPTQ weights (ref) */
+} rptq_plan;
+
+static const qs_site rptq_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
+                                     QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
+#define N_RPTQ_SITES (int)(sizeof rptq_sites / sizeof rptq_sites[0])
+
+static qs_status plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p) {
+    const qs_config *c = &v->m->cfg;
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < QS_SITE_COUNT; i++) p->bits[i] = 16;
+    p->bits[QS_SITE_Q] = p->bits[QS_SITE_ATTN_OUT] = p->bits[QS_SITE_MLP_MID] = s->a_bits;
+    p->bits[QS_SITE_ATTN_IN] = p->bits[QS_SITE_MLP_IN] = s->norm_a ? s->norm_a : s->a_bits;
+    p->bits[QS_SITE_K] = p->bits[QS_SITE_V] = s->kv_bits;
+    p->grid = QS_GRID_STD;
+    p->k_in = s->g_site[QS_SITE_ATTN_IN] ? s->g_site[QS_SITE_ATTN_IN] : s->g;
+    p->k_mlp_in = s->g_site[QS_SITE_MLP_IN] ? s->g_site[QS_SITE_MLP_IN] : s->g;
+    p->k_mid = s->g_site[QS_SITE_MLP_MID] ? s->g_site[QS_SITE_MLP_MID] : s->g;
+    int gq = s->g_site[QS_SITE_Q], gk = s->g_site[QS_SITE_K];
+    if (gq && gk && gq != gk)
+        return qs_fail(QS_EARG, "%s: q and k share their clusters, but g_q = %d and g_k = %d", v->spec.text, gq, gk);
+    p->k_qk = gq ? gq : gk ? gk : s->g_head;
+    p->qk_per_head = !gq && !gk;
+    p->k_out = s->g_site[QS_SITE_ATTN_OUT] ? s->g_site[QS_SITE_ATTN_OUT] : s->g_head;
+    p->out_per_head = !s->g_site[QS_SITE_ATTN_OUT];
+    if (p->k_in < 1 || p->k_mlp_in < 1 || p->k_mid < 1 || p->k_qk < 1 || p->k_out < 1)
+        return qs_fail(QS_EARG, "%s: cluster counts must be >= 1", v->spec.text);
+    p->reorder = s->reorder;
+    p->reorder_qk = s->reorder && c->rope_theta <= 0;
+    p->w_bits = s->w_bits;
+    p->w_group = s->w_group;
+    p->w_sym = s->w_sym;
+    p->w_cluster = s->w_cluster;
+    p->dynamic = s->a_mode == QS_AQ_TOKEN;
+    return QS_OK;
+}
+
+/* ---- clusters and permutations ---- */
+
+/* k-means of npts points (fdim features each) split into n_parts equal
+ * consecutive parts, k clusters in each (at most the part's size). Labels
+ * are global: part * kk + the label inside the part. *total = n_parts * kk. */
+static qs_status cluster_parts(const double *feats, int npts, int fdim, int n_parts, int k, int *labels, int *total) {
+    int per = npts / n_parts, kk = k < per ? k : per;
+    for (int p = 0; p < n_parts; p++) {
+        qs_status st = qs_kmeans(feats + (size_t)p * per * fdim, per, fdim, kk, QS_KMEANS_N_INIT, RPTQ_SEED,
+                                 labels + (size_t)p * per, NULL, NULL);
+        if (st) return st;
+        for (int i = 0; i < per; i++) labels[p * per + i] += p * kk;
+    }
+    *total = n_parts * kk;
+    return QS_OK;
+}
+
+/* (max, min) of every channel of a site as k-means points (dim, 2). */
+static void maxmin_feats(const qs_site_stats *ss, double *f) {
+    for (int i = 0; i < ss->dim; i++) {
+        f[2 * i] = ss->max[i];
+        f[2 * i + 1] = ss->min[i];
+    }
+}
+
+/* Channels sorted by cluster inside each block of `block` channels (stable:
+ * ascending channel order within a cluster): perm[j] = the channel at
+ * position j. Returns 0 when that is the identity. */
+static int block_perm(const int *lab, int dim, int block, int32_t *perm) {
+    int ident = 1;
+    for (int b0 = 0; b0 < dim; b0 += block) {
+        int lo = lab[b0], hi = lab[b0], j = b0;
+        for (int i = b0; i < b0 + block; i++) {
+            lo = lab[i] < lo ? lab[i] : lo;
+            hi = lab[i] > hi ? lab[i] : hi;
+        }
+        for (int c = lo; c <= hi; c++)
+            for (int i = b0; i < b0 + block; i++)
+                if (lab[i] == c) perm[j++] = i;
+        for (int i = b0; i < b0 + block; i++) ident &= perm[i] == i;
+    }
+    return !ident;
+}
+
+/* ---- folding the permutations into the weights ---- */
+
+/* W'[i][j] = W[rows[i]][cols[j]], b'[i] = b[rows[i]] (NULL: identity) into
+ * buffers the variant owns. */
+static qs_status permute_linear(qs_variant *v, qs_linear *l, const int32_t *rows, const int32_t *cols) {
+    if (!l->w || (!rows && !cols)) return QS_OK;
+    float *w = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!w) return QS_ENOMEM;
+    for (int i = 0; i < l->n_out; i++) {
+        const float *src = l->w + (size_t)(rows ? rows[i] : i) * l->n_in;
+        float *dst = w + (size_t)i * l->n_in;
+        if (cols)
+            for (int j = 0; j < l->n_in; j++) dst[j] = src[cols[j]];
+        else
+            memcpy(dst, src, (size_t)l->n_in * sizeof(float));
+    }
+    l->w = w;
+    if (l->b && rows) {
+        float *b = qs_variant_floats(v, (size_t)l->n_out);
+        if (!b) return QS_ENOMEM;
+        for (int i = 0; i < l->n_out; i++) b[i] = l->b[rows[i]];
+        l->b = b;
+    }
+    return QS_OK;
+}
+
+/* Output j of the norm becomes its former output p[j]: the gain and bias
+ * follow, and the perm composes with one already there. */
+static qs_status permute_norm(qs_variant *v, qs_norm *nm, const int32_t *p) {
+    int d = nm->dim;
+    int32_t *np = qs_variant_ints(v, (size_t)d);
+    if (!np) return QS_ENOMEM;
+    for (int j = 0; j < d; j++) np[j] = nm->perm ? nm->perm[p[j]] : p[j];
+    nm->perm = np;
+    const float *src[2] = {nm->w, nm->b};
+    float *dst[2] = {NULL, NULL};
+    for (int t = 0; t < 2; t++) {
+        if (!src[t]) continue;
+        if (!(dst[t] = qs_variant_floats(v, (size_t)d))) return QS_ENOMEM;
+        for (int j = 0; j < d; j++) dst[t][j] = src[t][p[j]];
+    }
+    if (dst[0]) nm->w = dst[0];
+    if (dst[1]) nm->b = dst[1];
+    return QS_OK;
+}
+
+/* A static quantizer an earlier step put at a site whose channels move. */
+static qs_status permute_site_q(qs_variant *v, int layer, qs_site site, const int32_t *p, int dim) {
+    if (!v->aq || !p) return QS_OK;
+    qs_actq *q = &v->aq[(size_t)layer * QS_SITE_COUNT + site];
+    if (!qs_actq_on(q)) return QS_OK;
+    if (q->mode == QS_AQ_TOKEN && q->group) {
+        int32_t *g = qs_variant_ints(v, (size_t)dim);
+        if (!g) return QS_ENOMEM;
+        for (int j = 0; j < dim; j++) g[j] = q->group[p[j]];
+        q->group = g;
+        return QS_OK;
+    }
+    if (q->mode != QS_AQ_STATIC) return QS_OK;
+    float *sz = qs_variant_floats(v, 2 * (size_t)dim);
+    if (!sz) return QS_ENOMEM;
+    for (int j = 0; j < dim; j++) {
+        sz[j] = q->scale[p[j]];
+        sz[dim + j] = q->zero[p[j]];
+    }
+    q->scale = sz;
+    q->zero = sz + dim;
+    return QS_OK;
+}
+
+/* ---- quantizers ---- */
+
+/* One scale/zero per cluster from its calibrated range (min of its channels'
+ * mins, max of their maxes), written per position (position j holds channel
+ * perm[j]; perm NULL: identity). */
+static qs_status site_quantizer(qs_variant *v, int layer, qs_site site, const qs_site_stats *ss, const int *lab,
+                                int n_clu, const int32_t *perm, int bits, qs_grid grid, int dynamic) {
+    qs_actq *q = qs_variant_site_q(v, layer, site);
+    if (q && dynamic) { /* the clusters only group channels; ranges come from each token */
+        int32_t *g = qs_variant_ints(v, (size_t)ss->dim);
+        if (!g) return QS_ENOMEM;
+        for (int j = 0; j < ss->dim; j++) g[j] = lab[perm ? perm[j] : j];
+        *q = (qs_actq){.bits = bits, .mode = QS_AQ_TOKEN, .grid = grid, .group = g, .n_groups = n_clu};
+        return QS_OK;
+    }
+    float *sz = qs_variant_floats(v, 2 * (size_t)ss->dim);
+    float *lo = malloc(4 * (size_t)n_clu * sizeof *lo);
+    if (!q || !sz || !lo) {
+        free(lo);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
+    float *hi = lo + n_clu, *sc = hi + n_clu, *zp = sc + n_clu;
+    for (int c = 0; c < n_clu; c++) { /* every cluster has a channel (k-means leaves none empty) */
+        lo[c] = INFINITY;
+        hi[c] = -INFINITY;
+    }
+    for (int i = 0; i < ss->dim; i++) {
+        int c = lab[i];
+        lo[c] = ss->min[i] < lo[c] ? ss->min[i] : lo[c];
+        hi[c] = ss->max[i] > hi[c] ? ss->max[i] : hi[c];
+    }
+    for (int c = 0; c < n_clu; c++) qs_quant_params(lo[c], hi[c], bits, 0, grid, &sc[c], &zp[c]);
+    for (int j = 0; j < ss->dim; j++) {
+        int c = lab[perm ? perm[j] : j];
+        sz[j] = sc[c];
+        sz[ss->dim + j] = zp[c];
+    }
+    free(lo);
+    *q = (qs_actq){.bits = bits, .mode = QS_AQ_STATIC, .sym = 0, .grid = grid, .scale = sz, .zero = sz + ss->dim};
+    return QS_OK;
+}
+
+/* ---- weights ---- */
+
+/* Round-to-nearest on the (permuted) weights: per output row, per `group`
+ * input channels, or per output row x input cluster (col_group: the cluster
+ * of each column in the current column order). */
+static qs_status quant_linear(qs_variant *v, qs_linear *l, const rptq_plan *p, int owned, const int *col_group,
+                              int n_groups) {
+    if (!l->w) return QS_OK;
+    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!out) return QS_ENOMEM;
+    qs_status st;
+    if (p->w_cluster) {
+        st = qs_quant_weight_groups(l->w, l->n_out, l->n_in, p->w_bits, p->w_sym, QS_GRID_STD, col_group, n_groups, out);
+        /* accounting knows groups of equal width only: n_groups groups per row
+         * when the clusters' count divides the width (the default counts do) */
+        l->group = n_groups <= 1 ? 0 : (l->n_in + n_groups - 1) / n_groups;
+    } else {
+        st = qs_quant_weight_rtn(l->w, l->n_out, l->n_in, p->w_bits, p->w_group, p->w_sym, out);
+        l->group = p->w_group >= l->n_in ? 0 : p->w_group;
+    }
+    if (st) return st;
+    l->w = out;
+    l->bits = p->w_bits;
+    l->asym = !p->w_sym;
+    return QS_OK;
+}
+
+/* ---- one layer ---- */
+
+typedef struct {
+    /* labels in the original channel order, and totals */
+    int *lab_in, *lab_q, *lab_k, *lab_v, *lab_o, *lab_mi, *lab_mm; /* (d_in) (qd) (kvd) (kvd) (qd) (d_mid) (dff) */
+    int n_in, n_qk, n_out, n_mi, n_mm;
+    /* permutations (NULL: identity) */
+    int32_t *p_in, *p_q, *p_k, *p_v, *p_o, *p_mi, *p_mm;
+    int32_t *pbuf;   /* storage of the permutations */
+    int own[7];      /* q, k, v, o, up, gate, down: weights already in a buffer of the variant's */
+    double *feats;
+    int *colg;
+    void *block;     /* the one allocation behind all of the above */
+} rptq_work;
+
+/* A site's clusters and permutation, in the order of rptq_sites. */
+typedef struct {
+    const int *lab;
+    int n;
+    const int32_t *perm;
+} rptq_site_work;
+
+static void work_sites(const rptq_work *wk, rptq_site_work out[N_RPTQ_SITES]) {
+    const rptq_site_work t[N_RPTQ_SITES] = {
+        {wk->lab_in, wk->n_in, wk->p_in},  {wk->lab_q, wk->n_qk, wk->p_q},   {wk->lab_k, wk->n_qk, wk->p_k},
+        {wk->lab_v, wk->n_out, wk->p_v},   {wk->lab_o, wk->n_out, wk->p_o},  {wk->lab_mi, wk->n_mi, wk->p_mi},
+        {wk->lab_mm, wk->n_mm, wk->p_mm}};
+    memcpy(out, t, sizeof t);
+}
+
+static const qs_site_stats *site_stats(const qs_variant *v, const qs_stats *st, int l, qs_site site, int dim,
+                                       qs_status *err) {
+    const qs_site_stats *ss = qs_stats_site(st, l, site);
+    if (!ss || ss->dim != dim || !ss->tokens) {
+        *err = qs_fail(QS_ESHAPE, "%s: layer %d %s: statistics %s (width %d expected)", v->spec.text, l,
+                       qs_site_name(site), !ss ? "missing" : ss->dim != dim ? "of another width" : "empty", dim);
+        return NULL;
+    }
+    return ss;
+}
+
+/* The widths of layer l, checked against each other. */
+static qs_status layer_dims(const qs_variant *v, int l, int *d_in, int *qd, int *kvd, int *d_mid, int *dff) {
+    const qs_config *c = &v->m->cfg;
+    const qs_layer *L = &v->w.layers[l];
+    int hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
+    *d_in = L->attn_norm.dim, *qd = L->q.n_out, *kvd = L->k.n_out, *d_mid = L->mlp_norm.dim, *dff = L->up.n_out;
+    if (*qd != nh * hd || *kvd != nkv * hd || L->v.n_out != *kvd || L->o.n_in != *qd || L->q.n_in != *d_in ||
+        L->up.n_in != *d_mid || L->down.n_in != *dff)
+        return qs_fail(QS_ESHAPE, "%s: layer %d: widths disagree (q %dx%d, k %d, o in %d, up %dx%d, down in %d; heads %d x %d)",
+                       v->spec.text, l, *qd, L->q.n_in, *kvd, L->o.n_in, *dff, L->up.n_in, L->down.n_in, nh, hd);
+    return QS_OK;
+}
+
+/* The statistics of the 7 sites of layer l (rptq_sites order), or an error. */
+static qs_status layer_site_stats(const qs_variant *v, const qs_stats *stats, int l, const qs_site_stats *ss[N_RPTQ_SITES]) {
+    int d_in, qd, kvd, d_mid, dff;
+    qs_status st = layer_dims(v, l, &d_in, &qd, &kvd, &d_mid, &dff);
+    if (st) return st;
+    const int dims[N_RPTQ_SITES] = {d_in, qd, kvd, kvd, qd, d_mid, dff};
+    for (int i = 0; i < N_RPTQ_SITES; i++)
+        if (!(ss[i] = site_stats(v, stats, l, rptq_sites[i], dims[i], &st))) return st;
+    return QS_OK;
+}
+
+static qs_status work_new(rptq_work *wk, const qs_variant *v, int l) {
+    const qs_config *c = &v->m->cfg;
+    int grp = c->n_heads / c->n_kv_heads, d_in, qd, kvd, d_mid, dff;
+    memset(wk, 0, sizeof *wk);
+    qs_status st = layer_dims(v, l, &d_in, &qd, &kvd, &d_mid, &dff);
+    if (st) return st;
+    size_t nint = 2 * ((size_t)d_in + 2 * qd + 2 * kvd + d_mid + dff);
+    size_t fdim_qk = 2 * ((size_t)grp + 1), nfeat = 2 * (size_t)(d_in > d_mid ? d_in : d_mid);
+    if (nfeat < 2 * (size_t)dff) nfeat = 2 * (size_t)dff;
+    if (nfeat < fdim_qk * kvd) nfeat = fdim_qk * kvd;
+    size_t ncol = (size_t)(d_in > d_mid ? d_in : d_mid);
+    if (ncol < (size_t)qd) ncol = qd;
+    if (ncol < (size_t)dff) ncol = dff;
+    wk->block = malloc(nfeat * sizeof(double) + (nint + ncol) * sizeof(int32_t));
+    if (!wk->block) return qs_fail(QS_ENOMEM, "out of memory for RPTQ of layer %d", l);
+    wk->feats = wk->block;
+    int *ip = (int *)(wk->feats + nfeat);
+    wk->lab_in = ip, ip += d_in;
+    wk->lab_q = ip, ip += qd;
+    wk->lab_k = ip, ip += kvd;
+    wk->lab_v = ip, ip += kvd;
+    wk->lab_o = ip, ip += qd;
+    wk->lab_mi = ip, ip += d_mid;
+    wk->lab_mm = ip, ip += dff;
+    wk->colg = ip, ip += ncol;
+    wk->pbuf = (int32_t *)ip;
+    return QS_OK;
+}
+
+/* k-means of every site of layer l from its statistics ss (rptq_sites
+ * order), the labels recorded for the views, and (with p->reorder) the
+ * permutations folded into the layer's norms and linears and into the
+ * quantizers an earlier step put there. */
+static qs_status layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_stats *const ss[N_RPTQ_SITES], int l,
+                                rptq_work *wk, int *changed) {
+    const qs_config *c = &v->m->cfg;
+    qs_layer *L = &v->w.layers[l];
+    int hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, grp = nh / nkv;
+    int d_in = L->attn_norm.dim, qd = L->q.n_out, kvd = L->k.n_out, d_mid = L->mlp_norm.dim, dff = L->up.n_out;
+    size_t fdim_qk = 2 * ((size_t)grp + 1);
+    const qs_site_stats *s_in = ss[0], *s_q = ss[1], *s_k = ss[2], *s_o = ss[4], *s_mi = ss[5], *s_mm = ss[6];
+    int32_t *p_in = wk->pbuf, *p_q = p_in + d_in, *p_k = p_q + qd, *p_v = p_k + kvd, *p_o = p_v + kvd,
+            *p_mi = p_o + qd, *p_mm = p_mi + d_mid;
+    qs_status st;
+
+    /* R1, R4, R5: k-means on each channel's (max, min) */
+    maxmin_feats(s_in, wk->feats);
+    if ((st = cluster_parts(wk->feats, d_in, 2, 1, p->k_in, wk->lab_in, &wk->n_in))) return st;
+    maxmin_feats(s_mi, wk->feats);
+    if ((st = cluster_parts(wk->feats, d_mid, 2, 1, p->k_mlp_in, wk->lab_mi, &wk->n_mi))) return st;
+    maxmin_feats(s_mm, wk->feats);
+    if ((st = cluster_parts(wk->feats, dff, 2, 1, p->k_mid, wk->lab_mm, &wk->n_mm))) return st;
+
+    /* R2: the kv channels, each with the (max, min) of k and of the q
+     * channel of every query head that reads it: [q max.., k max, q min.., k min] */
+    for (int g = 0; g < nkv; g++)
+        for (int ch = 0; ch < hd; ch++) {
+            double *f = wk->feats + ((size_t)g * hd + ch) * fdim_qk;
+            for (int t = 0; t < grp; t++) {
+                int qc = (g * grp + t) * hd + ch;
+                f[t] = s_q->max[qc];
+                f[grp + 1 + t] = s_q->min[qc];
+            }
+            f[grp] = s_k->max[g * hd + ch];
+            f[2 * grp + 1] = s_k->min[g * hd + ch];
+        }
+    if ((st = cluster_parts(wk->feats, kvd, (int)fdim_qk, p->qk_per_head ? nkv : 1, p->k_qk, wk->lab_k, &wk->n_qk)))
+        return st;
+    for (int h = 0; h < nh; h++)
+        for (int ch = 0; ch < hd; ch++) wk->lab_q[h * hd + ch] = wk->lab_k[(h / grp) * hd + ch];
+
+    /* R3: the v channels, with the attention output's (max, min) of every
+     * query head that reads them: [out max.., out min..] */
+    for (int g = 0; g < nkv; g++)
+        for (int ch = 0; ch < hd; ch++) {
+            double *f = wk->feats + ((size_t)g * hd + ch) * 2 * grp;
+            for (int t = 0; t < grp; t++) {
+                int oc = (g * grp + t) * hd + ch;
+                f[t] = s_o->max[oc];
+                f[grp + t] = s_o->min[oc];
+            }
+        }
+    if ((st = cluster_parts(wk->feats, kvd, 2 * grp, p->out_per_head ? nkv : 1, p->k_out, wk->lab_v, &wk->n_out)))
+        return st;
+    for (int h = 0; h < nh; h++)
+        for (int ch = 0; ch < hd; ch++) wk->lab_o[h * hd + ch] = wk->lab_v[(h / grp) * hd + ch];
+
+    /* labels for the views, in the original channel order */
+    const struct {
+        qs_site site;
+        const int *lab;
+        int dim, n;
+    } rec[] = {{QS_SITE_ATTN_IN, wk->lab_in, d_in, wk->n_in}, {QS_SITE_Q, wk->lab_q, qd, wk->n_qk},
+               {QS_SITE_K, wk->lab_k, kvd, wk->n_qk},         {QS_SITE_V, wk->lab_v, kvd, wk->n_out},
+               {QS_SITE_ATTN_OUT, wk->lab_o, qd, wk->n_out},  {QS_SITE_MLP_IN, wk->lab_mi, d_mid, wk->n_mi},
+               {QS_SITE_MLP_MID, wk->lab_mm, dff, wk->n_mm}};
+    for (int i = 0; i < (int)(sizeof rec / sizeof rec[0]); i++)
+        if ((st = qs_variant_set_clusters(v, l, rec[i].site, rec[i].lab, rec[i].dim, rec[i].n)))
+            return qs_fail(st, "out of memory");
+    if (!p->reorder) return QS_OK;
+
+    /* permutations: channels sorted by cluster (inside each head for R2/R3) */
+    wk->p_in = block_perm(wk->lab_in, d_in, d_in, p_in) ? p_in : NULL;
+    wk->p_mi = block_perm(wk->lab_mi, d_mid, d_mid, p_mi) ? p_mi : NULL;
+    wk->p_mm = block_perm(wk->lab_mm, dff, dff, p_mm) ? p_mm : NULL;
+    wk->p_v = block_perm(wk->lab_v, kvd, hd, p_v) ? p_v : NULL;
+    if (wk->p_v) { /* every query head of a group moves as its kv head */
+        for (int h = 0; h < nh; h++)
+            for (int j = 0; j < hd; j++) p_o[h * hd + j] = h * hd + (p_v[(h / grp) * hd + j] - (h / grp) * hd);
+        wk->p_o = p_o;
+    }
+    if (p->reorder_qk && block_perm(wk->lab_k, kvd, hd, p_k)) {
+        wk->p_k = p_k;
+        for (int h = 0; h < nh; h++)
+            for (int j = 0; j < hd; j++) p_q[h * hd + j] = h * hd + (p_k[(h / grp) * hd + j] - (h / grp) * hd);
+        wk->p_q = p_q;
+    }
+    /* fold: norms and columns (inputs), rows (outputs) */
+    qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+    const int32_t *rows[7] = {wk->p_q, wk->p_k, wk->p_v, NULL, wk->p_mm, wk->p_mm, NULL};
+    const int32_t *cols[7] = {wk->p_in, wk->p_in, wk->p_in, wk->p_o, wk->p_mi, wk->p_mi, wk->p_mm};
+    if (wk->p_in && (st = permute_norm(v, &L->attn_norm, wk->p_in))) return st;
+    if (wk->p_mi && (st = permute_norm(v, &L->mlp_norm, wk->p_mi))) return st;
+    for (int i = 0; i < 7; i++) {
+        if ((st = permute_linear(v, lin[i], rows[i], cols[i]))) return st;
+        wk->own[i] = lin[i]->w && (rows[i] || cols[i]);
+    }
+    const struct {
+        qs_site site;
+        const int32_t *perm;
+        int dim;
+    } moved[] = {{QS_SITE_ATTN_IN, wk->p_in, d_in}, {QS_SITE_Q, wk->p_q, qd},       {QS_SITE_K, wk->p_k, kvd},
+                 {QS_SITE_V, wk->p_v, kvd},         {QS_SITE_ATTN_OUT, wk->p_o, qd}, {QS_SITE_MLP_IN, wk->p_mi, d_mid},
+                 {QS_SITE_MLP_MID, wk->p_mm, dff}};
+    for (int i = 0; i < N_RPTQ_SITES; i++) {
+        if (moved[i].perm) *changed = 1;
+        if ((st = permute_site_q(v, l, moved[i].site, moved[i].perm, moved[i].dim))) return st;
+    }
+    return QS_OK;
+}
+
+/* The default mode's layer: clusters from the variant's statistics, then
+ * round-to-nearest weights and static (or per-token) cluster quantizers. */
+static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *stats, int l, int *changed) {
+    qs_layer *L = &v->w.layers[l];
+    const qs_site_stats *ss[N_RPTQ_SITES];
+    qs_status st = layer_site_stats(v, stats, l, ss);
+    if (st) return st;
+    rptq_work wk;
+    if ((st = work_new(&wk, v, l))) return st;
+    if ((st = layer_clusters(v, p, ss, l, &wk, changed))) goto done;
+
+    qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+    const int *glab[7] = {wk.lab_in, wk.lab_in, wk.lab_in, wk.lab_o, wk.lab_mi, wk.lab_mi, wk.lab_mm};
+    const int ng[7] = {wk.n_in, wk.n_in, wk.n_in, wk.n_out, wk.n_mi, wk.n_mi, wk.n_mm};
+    if (p->reorder && p->w_bits < 16) { /* weights quantized after the moves */
+        const int32_t *cols[7] = {wk.p_in, wk.p_in, wk.p_in, wk.p_o, wk.p_mi, wk.p_mi, wk.p_mm};
+        for (int i = 0; i < 7; i++) {
+            if (!lin[i]->w) continue;
+            for (int j = 0; j < lin[i]->n_in; j++) wk.colg[j] = glab[i][cols[i] ? cols[i][j] : j];
+            if ((st = quant_linear(v, lin[i], p, wk.own[i], wk.colg, ng[i]))) goto done;
+        }
+        *changed = 1;
+    } else if (p->w_bits < 16) {
+        for (int i = 0; i < 7; i++)
+            if ((st = quant_linear(v, lin[i], p, 0, glab[i], ng[i]))) goto done;
+        *changed = 1;
+    }
+
+    /* activation quantizers, in the permuted channel order */
+    rptq_site_work qz[N_RPTQ_SITES];
+    work_sites(&wk, qz);
+    for (int i = 0; i < N_RPTQ_SITES; i++) {
+        int bits = p->bits[rptq_sites[i]];
+        if (bits >= 16) continue;
+        if ((st = site_quantizer(v, l, rptq_sites[i], ss[i], qz[i].lab, qz[i].n, qz[i].perm, bits, p->grid, p->dynamic)))
+            goto done;
+        *changed = 1;
+    }
+done:
+    free(wk.block);
+    return st;
+}
+
+/* ---- the reference code's conventions (ref=1) ----
+ *
+ * The official RPTQ code (rptq.json in the fixtures lists what it does) runs
+ * layer by layer over the calibration windows in their order:
+ *   A. the layer as it was, fed with the outputs of the layers already
+ *      quantized: the running max/min of every channel over all windows,
+ *      for k-means; the permutations are folded in;
+ *   B. a calibration pass of the reordered layer with no activation
+ *      quantized (softmax probabilities are rounded to 1/255 all the same):
+ *      each quantizer's range is an EMA over windows, in order, of the
+ *      window's per-channel min/max (0.99 old + 0.01 new, the first window
+ *      initialising), reduced to the cluster's min/max after every update;
+ *      GPTQ's Hessians are summed here too;
+ *   C. with GPTQ weights, the layer is run again fully quantized to give the
+ *      next layer's inputs; otherwise B's outputs are the next inputs.
+ * Activations are float16 there. Here the pass stays float32, but what the
+ * quantizers compute is rounded to float16 as there: the ranges, the EMA,
+ * scale and zero, x/scale and the result, and the probability rounding
+ * (exec.prob_fp16). The grid is
+ * QS_GRID_RPTQ; norm outputs keep max(8, a) bits; the q quantizer sees q
+ * after the 1/sqrt(d) scaling while k-means sees it before; weights are
+ * quantized per output row x input cluster (the clusters of the activation
+ * that feeds them) and stored as float16. */
+
+#ifndef RPTQ_REF_FP16
+#define RPTQ_REF_FP16 1 /* 0: the quantizers' per-value arithmetic in float32 (for measuring) */
+#endif
+
+static float h16(float x) { return qs_quant_f16(x); }
+
+static qs_status plan_ref(const qs_variant *v, const qs_step *s, rptq_plan *p) {
+    qs_status st = plan_default(v, s, p);
+    if (st) return st;
+    if (s->w_group)
+        return qs_fail(QS_EARG, "%s: the reference mode (ref=1) quantizes weights per output row x input cluster, "
+                       "not in groups of %d", v->spec.text, s->w_group);
+    if (s->w_sym)
+        return qs_fail(QS_EARG, "%s: the reference mode (ref=1) uses its asymmetric grid; sym=1 does not apply", v->spec.text);
+    if (s->a_mode == QS_AQ_TOKEN)
+        return qs_fail(QS_EARG, "%s: the reference mode (ref=1) calibrates static ranges; act=token does not apply",
+                       v->spec.text);
+    for (int i = 0; i < QS_SITE_COUNT; i++) p->bits[i] = 16;
+    if (s->a_bits < 16) {
+        int nb = s->norm_a ? s->norm_a : s->a_bits > 8 ? s->a_bits : 8;
+        p->bits[QS_SITE_ATTN_IN] = p->bits[QS_SITE_MLP_IN] = nb;
+        p->bits[QS_SITE_Q] = p->bits[QS_SITE_ATTN_OUT] = p->bits[QS_SITE_MLP_MID] = s->a_bits;
+        p->prob_levels = 255;
+    }
+    p->bits[QS_SITE_K] = p->bits[QS_SITE_V] = s->kv_bits;
+    p->grid = QS_GRID_RPTQ;
+    p->w_cluster = 1;
+    p->gptq = s->w_gptq && s->w_bits < 16;
+    p->ref = 1;
+    return QS_OK;
+}
+
+/* scale and zero point of [lo, hi] as the reference computes them in float16 */
+static void ref_params16(float lo, float hi, int bits, float *scale, float *zero) {
+    float s = h16(h16(hi - lo) * ldexpf(1.0f, -bits));
+    s = h16(s < 1e-4f ? 1e-4f : s > 1e4f ? 1e4f : s);
+    float z = h16(h16(hi + lo) * h16(-0.5f / s));
+    z = z < -1e4f ? -1e4f : z > 1e4f ? 1e4f : z;
+    *scale = s;
+    *zero = rintf(h16(z));
+}
+
+enum { RH_IN, RH_OUT, RH_MLP, RH_MID, N_RH }; /* inputs of q/k/v, o, up/gate, down */
+static const qs_site rh_site[N_RH] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
+
+/* Pass B's observer: EMA ranges per site, X^T X per linear input. */
+typedef struct {
+    int layer;
+    float *lo[N_RPTQ_SITES], *hi[N_RPTQ_SITES]; /* (dim) range per channel, current order; NULL: not quantized */
+    const int *lab[N_RPTQ_SITES];               /* (dim) cluster per channel, current order */
+    int n_clu[N_RPTQ_SITES], dim[N_RPTQ_SITES], seen[N_RPTQ_SITES];
+    float q_scale;                              /* the q quantizer sees q times this */
+    float *wmin, *wmax;                         /* (widest) one window's range per channel */
+    float *cmin, *cmax;                         /* (most clusters) */
+    double *H[N_RH];                            /* (dim, dim) sum of x^T x (upper), or NULL */
+    int hdim[N_RH];
+    double *hbuf;                               /* (256, widest) */
+    qs_status err;
+} ema_obs;
+
+static void observe_ema(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
+    (void)pos0;
+    ema_obs *o = ud;
+    if (layer != o->layer || o->err) return;
+    for (int k = 0; k < N_RH; k++) {
+        if (site != rh_site[k] || !o->H[k]) continue;
+        if (dim != o->hdim[k]) {
+            o->err = qs_fail(QS_ESHAPE, "rptq: layer %d %s has width %d, its linear reads %d", layer, qs_site_name(site),
+                             dim, o->hdim[k]);
+            return;
+        }
+        for (int r0 = 0; r0 < n; r0 += 256) {
+            int nr = n - r0 < 256 ? n - r0 : 256;
+            for (size_t i = 0; i < (size_t)nr * dim; i++) o->hbuf[i] = x[(size_t)r0 * dim + i];
+            qs_blas_dsyrk_acc(nr, dim, o->hbuf, o->H[k]);
+        }
+    }
+    int i = 0;
+    while (i < N_RPTQ_SITES && rptq_sites[i] != site) i++;
+    if (i == N_RPTQ_SITES || !o->lo[i]) return;
+    if (dim != o->dim[i]) {
+        o->err = qs_fail(QS_ESHAPE, "rptq: layer %d %s has width %d, expected %d", layer, qs_site_name(site), dim, o->dim[i]);
+        return;
+    }
+    /* this window's range per channel, as float16 activations have it */
+    float *mn = o->wmin, *mx = o->wmax;
+    memcpy(mn, x, (size_t)dim * sizeof(float));
+    memcpy(mx, x, (size_t)dim * sizeof(float));
+    for (int r = 1; r < n; r++) {
+        const float *xr = x + (size_t)r * dim;
+        for (int c = 0; c < dim; c++) {
+            mn[c] = xr[c] < mn[c] ? xr[c] : mn[c];
+            mx[c] = xr[c] > mx[c] ? xr[c] : mx[c];
+        }
+    }
+    float qs = site == QS_SITE_Q ? o->q_scale : 1.0f;
+    float *lo = o->lo[i], *hi = o->hi[i];
+    for (int c = 0; c < dim; c++) {
+        float a = h16(h16(mn[c]) * qs), b = h16(h16(mx[c]) * qs);
+        if (o->seen[i]) {
+            a = h16(h16(lo[c] * 0.99f) + h16(a * 0.01f));
+            b = h16(h16(hi[c] * 0.99f) + h16(b * 0.01f));
+        }
+        lo[c] = a;
+        hi[c] = b;
+    }
+    o->seen[i]++;
+    /* reduced to the cluster's range, in place: the next update starts from it */
+    int K = o->n_clu[i];
+    for (int k = 0; k < K; k++) {
+        o->cmin[k] = INFINITY;
+        o->cmax[k] = -INFINITY;
+    }
+    for (int c = 0; c < dim; c++) {
+        int k = o->lab[i][c];
+        o->cmin[k] = lo[c] < o->cmin[k] ? lo[c] : o->cmin[k];
+        o->cmax[k] = hi[c] > o->cmax[k] ? hi[c] : o->cmax[k];
+    }
+    for (int c = 0; c < dim; c++) {
+        lo[c] = o->cmin[o->lab[i][c]];
+        hi[c] = o->cmax[o->lab[i][c]];
+    }
+}
+
+/* Every calibration window of X (rows, ctx, din) through block l of ctx
+ * into Y (rows, ctx, dout). */
+static qs_status run_layer(qs_variant *v, qs_ctx *c, int l, const float *X, int din, float *Y, int dout, long *tick,
+                           long total) {
+    const qs_calib *cal = v->calib;
+    qs_status st = QS_OK;
+    for (int r = 0; r < cal->n_rows && !st; r++) {
+        qs_ctx_reset(c);
+        st = qs_forward_blocks(c, l, l + 1, X + (size_t)r * cal->ctx * din, cal->ctx, Y + (size_t)r * cal->ctx * dout);
+    }
+    if (!st && v->progress && v->progress(v->progress_ud, ++*tick, total))
+        st = qs_fail(QS_ECANCEL, "%s: cancelled at layer %d", v->spec.text, l);
+    return st;
+}
+
+/* Weights of one linear per output row x input cluster: GPTQ with the
+ * Hessian sum Hs (or round to nearest), stored as float16 values. */
+static qs_status ref_weights(qs_variant *v, const rptq_plan *p, qs_linear *l, int owned, const int *colg, int n_groups,
+                             const double *Hs, double *Hw, long windows, int layer, const char *name) {
+    if (!l->w) return QS_OK;
+    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!out) return qs_fail(QS_ENOMEM, "out of memory");
+    int n = l->n_in;
+    qs_status st;
+    if (p->gptq) {
+        double f = 2.0 / (double)windows; /* H = mean over windows of 2 X^T X, as the reference */
+        for (int i = 0; i < n; i++)
+            for (int j = i; j < n; j++) Hw[(size_t)i * n + j] = Hw[(size_t)j * n + i] = f * Hs[(size_t)i * n + j];
+        if (out != l->w) memcpy(out, l->w, (size_t)l->n_out * n * sizeof(float));
+        qs_gptq_opts o = qs_gptq_defaults();
+        o.bits = p->w_bits;
+        o.grid = QS_GRID_RPTQ;
+        o.col_group = colg;
+        o.n_col_groups = n_groups;
+        st = qs_gptq_quantize(out, l->n_out, n, Hw, &o, NULL);
+    } else {
+        st = qs_quant_weight_groups(l->w, l->n_out, n, p->w_bits, 0, QS_GRID_RPTQ, colg, n_groups, out);
+    }
+    if (st) return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
+    for (size_t i = 0; i < (size_t)l->n_out * n; i++) out[i] = h16(out[i]);
+    l->w = out;
+    l->bits = p->w_bits;
+    l->group = n_groups <= 1 ? 0 : (n + n_groups - 1) / n_groups;
+    l->asym = 1;
+    return QS_OK;
+}
+
+static qs_status rptq_ref(qs_variant *v, const rptq_plan *p, int *changed) {
+    const qs_model *m = v->m;
+    const qs_config *c = &m->cfg;
+    const qs_calib *cal = v->calib;
+    if (!cal || cal->n_rows < 1)
+        return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
+    /* rmax: residual widths (layer inputs kept for every window); dmax: the
+     * widest site; hw: the widest input of each kind of linear (its Hessian) */
+    int rmax = v->w.d_embed ? v->w.d_embed : c->d_model, dmax = rmax, hw[N_RH] = {0};
+    for (int l = 0; l < c->n_layers; l++) {
+        const qs_layer *L = &v->w.layers[l];
+        int res[] = {L->attn_norm.dim, L->o.n_out, L->down.n_out}, in[N_RH] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
+        for (int k = 0; k < 3; k++) rmax = res[k] > rmax ? res[k] : rmax;
+        for (int k = 0; k < N_RH; k++) hw[k] = in[k] > hw[k] ? in[k] : hw[k];
+        int dims[] = {rmax, L->q.n_out, L->k.n_out, L->o.n_in, L->up.n_in, L->up.n_out};
+        for (int k = 0; k < (int)(sizeof dims / sizeof dims[0]); k++) dmax = dims[k] > dmax ? dims[k] : dmax;
+    }
+    size_t hoff[N_RH + 1] = {0};
+    for (int k = 0; k < N_RH; k++) hoff[k + 1] = hoff[k] + (size_t)hw[k] * hw[k];
+    size_t ntok = (size_t)cal->n_rows * cal->ctx;
+    float *X = malloc(ntok * rmax * sizeof(float)), *Y = malloc(ntok * rmax * sizeof(float));
+    float *rng = malloc((2 * (size_t)N_RPTQ_SITES * dmax + 4 * (size_t)dmax) * sizeof(float));
+    int *labpos = malloc(((size_t)N_RPTQ_SITES + 1) * dmax * sizeof(int));
+    double *Hs = p->gptq ? calloc(hoff[N_RH], sizeof(double)) : NULL;
+    double *Hw = p->gptq ? malloc((size_t)dmax * dmax * sizeof(double)) : NULL;
+    double *hbuf = p->gptq ? malloc((size_t)256 * dmax * sizeof(double)) : NULL;
+    qs_ctx *ca = NULL, *cb = NULL, *cc = NULL;
+    qs_stats *sa = NULL;
+    rptq_work wk = {0};
+    qs_status st = QS_OK;
+    if (!X || !Y || !rng || !labpos || (p->gptq && (!Hs || !Hw || !hbuf))) {
+        st = qs_fail(QS_ENOMEM, "%s: out of memory for %zu calibration tokens", v->spec.text, ntok);
+        goto done;
+    }
+    if ((st = qs_gptq_calib_inputs(v, X))) goto done;
+
+    /* the run-time conventions, set before the contexts copy the exec */
+    if (!qs_variant_site_q(v, 0, QS_SITE_ATTN_IN)) {
+        st = qs_fail(QS_ENOMEM, "out of memory");
+        goto done;
+    }
+    v->exec.prob_levels = p->prob_levels;
+    v->exec.prob_fp16 = RPTQ_REF_FP16;
+    v->exec.q_prescale = 1;
+    qs_exec xa = v->exec, xb, xc = v->exec;
+    xa.aq = NULL;
+    xa.prob_levels = 0;
+    xa.q_prescale = 0;
+    xa.stop_layer = 0;
+    xb = xa;
+    xb.prob_levels = p->prob_levels;
+    xc.stop_layer = 0;
+    if ((st = qs_ctx_new(m, &xa, cal->ctx, &ca)) || (st = qs_ctx_new(m, &xb, cal->ctx, &cb)) ||
+        (st = qs_ctx_new(m, &xc, cal->ctx, &cc)))
+        goto done;
+
+    long tick = 0, total = (long)c->n_layers * (p->gptq ? 3 : 2);
+    for (int l = 0; l < c->n_layers && !st; l++) {
+        qs_layer *L = &v->w.layers[l];
+        int din = L->attn_norm.dim, dout = L->down.n_out;
+
+        /* A: ranges over all windows of the layer as it was, for k-means */
+        qs_stats_opts so = qs_stats_defaults();
+        so.per_token = 0;
+        so.sites = 0;
+        for (int i = 0; i < N_RPTQ_SITES; i++) so.sites |= 1u << rptq_sites[i];
+        if ((st = qs_stats_new(c->n_layers, &so, &sa))) break;
+        qs_ctx_observe(ca, qs_stats_observe, sa);
+        st = run_layer(v, ca, l, X, din, Y, dout, &tick, total);
+        qs_ctx_observe(ca, NULL, NULL);
+        if (st || (st = qs_stats_status(sa))) break;
+        const qs_site_stats *ss[N_RPTQ_SITES];
+        if ((st = layer_site_stats(v, sa, l, ss))) break;
+        for (int i = 0; i < N_RPTQ_SITES; i++) { /* float16 statistics, as k-means gets them there */
+            qs_site_stats *s = (qs_site_stats *)ss[i];
+            for (int ch = 0; ch < s->dim; ch++) {
+                s->min[ch] = h16(s->min[ch]);
+                s->max[ch] = h16(s->max[ch]);
+            }
+        }
+        if ((st = work_new(&wk, v, l)) || (st = layer_clusters(v, p, ss, l, &wk, changed))) break;
+
+        /* B: the calibration pass of the reordered layer */
+        rptq_site_work site[N_RPTQ_SITES];
+        work_sites(&wk, site);
+        ema_obs eo = {.layer = l, .q_scale = 1.0f / sqrtf((float)c->head_dim), .hbuf = hbuf};
+        float *rp = rng + 4 * (size_t)dmax;
+        eo.wmin = rng, eo.wmax = rng + dmax, eo.cmin = rng + 2 * (size_t)dmax, eo.cmax = rng + 3 * (size_t)dmax;
+        for (int i = 0; i < N_RPTQ_SITES; i++) {
+            int *lp = labpos + (size_t)i * dmax;
+            eo.dim[i] = ss[i]->dim;
+            eo.n_clu[i] = site[i].n;
+            for (int j = 0; j < ss[i]->dim; j++) lp[j] = site[i].lab[site[i].perm ? site[i].perm[j] : j];
+            eo.lab[i] = lp;
+            if (p->bits[rptq_sites[i]] < 16) {
+                eo.lo[i] = rp + 2 * (size_t)i * dmax;
+                eo.hi[i] = eo.lo[i] + dmax;
+            }
+        }
+        if (p->gptq) {
+            const int hd[N_RH] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
+            for (int k = 0; k < N_RH; k++) {
+                eo.hdim[k] = hd[k];
+                eo.H[k] = Hs + hoff[k];
+                memset(eo.H[k], 0, (size_t)hd[k] * hd[k] * sizeof(double));
+            }
+        }
+        qs_ctx_observe(cb, observe_ema, &eo);
+        st = run_layer(v, cb, l, X, din, Y, dout, &tick, total);
+        qs_ctx_observe(cb, NULL, NULL);
+        if (st || (st = eo.err)) break;
+
+        /* static quantizers from the EMA ranges */
+        for (int i = 0; i < N_RPTQ_SITES && !st; i++) {
+            int bits = p->bits[rptq_sites[i]], dim = eo.dim[i];
+            if (bits >= 16) continue;
+            qs_actq *q = qs_variant_site_q(v, l, rptq_sites[i]);
+            float *sz = qs_variant_floats(v, 2 * (size_t)dim);
+            if (!q || !sz) {
+                st = qs_fail(QS_ENOMEM, "out of memory");
+                break;
+            }
+            for (int j = 0; j < dim; j++) ref_params16(eo.lo[i][j], eo.hi[i][j], bits, &sz[j], &sz[dim + j]);
+            *q = (qs_actq){.bits = bits, .mode = QS_AQ_STATIC, .grid = QS_GRID_RPTQ, .scale = sz, .zero = sz + dim,
+                           .fp16 = RPTQ_REF_FP16};
+            *changed = 1;
+        }
+        if (st) break;
+
+        /* weights per output row x input cluster (the clusters of their input) */
+        if (p->w_bits < 16) {
+            qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+            static const char *const names[7] = {"q", "k", "v", "o", "up", "gate", "down"};
+            static const int src[7] = {0, 0, 0, 4, 5, 5, 6}; /* input site, rptq_sites order */
+            static const int hsrc[7] = {RH_IN, RH_IN, RH_IN, RH_OUT, RH_MLP, RH_MLP, RH_MID};
+            for (int i = 0; i < 7 && !st; i++)
+                st = ref_weights(v, p, lin[i], wk.own[i], eo.lab[src[i]], eo.n_clu[src[i]],
+                                 p->gptq ? eo.H[hsrc[i]] : NULL, Hw, cal->n_rows, l, names[i]);
+            if (st) break;
+            *changed = 1;
+        }
+        /* C: with GPTQ weights the quantized layer makes the next inputs */
+        if (p->gptq && (st = run_layer(v, cc, l, X, din, Y, dout, &tick, total))) break;
+        float *t = X;
+        X = Y;
+        Y = t;
+        free(wk.block);
+        wk.block = NULL;
+        qs_stats_free(sa);
+        sa = NULL;
+    }
+done:
+    free(wk.block);
+    qs_stats_free(sa);
+    qs_ctx_free(ca);
+    qs_ctx_free(cb);
+    qs_ctx_free(cc);
+    free(X);
+    free(Y);
+    free(rng);
+    free(labpos);
+    free(Hs);
+    free(Hw);
+    free(hbuf);
+    return st;
+}
+
+/* ---- the step ---- */
+
+static void describe(qs_variant *v, const qs_step *s, const rptq_plan *p) {
+    char bits[64], norms[32] = "", clus[160], wq[64] = "", fold[96];
+    snprintf(bits, sizeof bits, "W%dA%d KV%d", s->w_bits, s->a_bits, s->kv_bits);
+    if (s->norm_a || (p->ref && s->a_bits < 16))
+        snprintf(norms, sizeof norms, " (norm outputs A%d)", p->bits[QS_SITE_ATTN_IN]);
+    int n = 0;
+    if (p->k_in == p->k_mlp_in && p->k_in == p->k_mid)
+        n = snprintf(clus, sizeof clus, "%d clusters for attn_in/mlp_in/mlp_mid", p->k_in);
+    else
+        n = snprintf(clus, sizeof clus, "clusters attn_in %d, mlp_in %d, mlp_mid %d", p->k_in, p->k_mlp_in, p->k_mid);
+    if (p->qk_per_head && p->out_per_head && p->k_qk == p->k_out)
+        snprintf(clus + n, sizeof clus - n, ", %d per head for q/k and attn_out", p->k_qk);
+    else
+        snprintf(clus + n, sizeof clus - n, ", q/k %d%s, attn_out %d%s", p->k_qk, p->qk_per_head ? " per head" : "",
+                 p->k_out, p->out_per_head ? " per head" : "");
+    if (s->w_bits < 16)
+        snprintf(wq, sizeof wq, "; weights %s %s per output row%s", s->w_gptq ? "GPTQ" : "RTN",
+                 s->w_sym ? "sym" : "asym", p->w_cluster ? " x input cluster" : "");
+    if (s->w_bits < 16 && !p->w_cluster && p->w_group)
+        snprintf(wq + strlen(wq), sizeof wq - strlen(wq), " x groups of %d", p->w_group);
+    if (!p->reorder)
+        snprintf(fold, sizeof fold, "no reorder (clusters choose the scales only)");
+    else if (!p->reorder_qk)
+        snprintf(fold, sizeof fold, "permutations folded into norms and linears (not q/k: RoPE)");
+    else
+        snprintf(fold, sizeof fold, "permutations folded into norms and linears");
+    qs_variant_note(v, "RPTQ %s%s: %s; %s%s", bits, norms, clus, fold, wq);
+    if (p->ref)
+        qs_variant_note(v, "the reference code's conventions: its grid, EMA ranges over the windows in order, "
+                           "float16 scales%s%s", p->prob_levels ? ", softmax P on a 1/255 grid" : "",
+                        p->w_bits < 16 ? ", float16 weights" : "");
+}
+
+qs_status qs_rptq_apply(qs_variant *v, const qs_step *s) {
+    const qs_config *c = &v->m->cfg;
+    if (s->w_gptq && s->w_cluster && !s->ref)
+        return qs_fail(QS_EUNSUPPORTED, "%s: GPTQ per output row x input cluster is the reference mode's: add ref=1",
+                       v->spec.text);
+    if (s->w_cluster && s->w_group)
+        return qs_fail(QS_EARG, "%s: weight groups are either input clusters (wgroups=cluster) or group=%d, not both",
+                       v->spec.text, s->w_group);
+    if (s->w_cluster && s->w_bits >= 16)
+        return qs_fail(QS_EARG, "%s: wgroups=cluster needs weight bits (w)", v->spec.text);
+    if (c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
+        return qs_fail(QS_EUNSUPPORTED, "%s: %d query heads do not share %d kv heads evenly", v->spec.text,
+                       c->n_heads, c->n_kv_heads);
+    for (int l = 0; l < c->n_layers; l++) {
+        const qs_layer *L = &v->w.layers[l];
+        if (L->q.i8 || L->k.i8 || L->v.i8 || L->o.i8 || L->up.i8 || L->gate.i8 || L->down.i8)
+            return qs_fail(QS_EARG, "%s: layer %d already runs int8 kernels; put rptq before int8 in the chain",
+                           v->spec.text, l);
+    }
+    rptq_plan p;
+    qs_status st = s->ref ? plan_ref(v, s, &p) : plan_default(v, s, &p);
+    if (st) return st;
+    int changed = 0;
+    if (s->ref) {
+        if ((st = rptq_ref(v, &p, &changed))) return st;
+        goto finish;
+    }
+    if (s->w_gptq) p.w_bits = 16; /* weights by GPTQ below, once the activations are set */
+
+    qs_stats_opts o = qs_stats_defaults();
+    o.per_token = 0;
+    o.sites = 0;
+    for (int i = 0; i < N_RPTQ_SITES; i++) o.sites |= 1u << rptq_sites[i];
+    qs_stats *stats = NULL;
+    int borrowed = 0;
+    if ((st = qs_variant_stats(v, &o, &stats, &borrowed))) return st;
+    for (int l = 0; l < c->n_layers && !st; l++) st = rptq_layer(v, &p, stats, l, &changed);
+    if (!borrowed) qs_stats_free(stats);
+    if (st) return st;
+    if (s->w_gptq && s->w_bits < 16) {
+        if ((st = qs_gptq_variant(v, s))) return st;
+        changed = 1;
+    }
+finish:
+    if (s->kv_bits < 16) {
+        v->kv_bits = s->kv_bits;
+        v->kv_dynamic = 0; /* static: the scales are per channel, not stored per row */
+    }
+    describe(v, s, &p);
+    if (changed) v->modified = 1;
+    return QS_OK;
+}

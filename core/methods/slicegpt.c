@@ -1,0 +1,492 @@
+/* SliceGPT (Ashkboos et al. 2024): delete rows and columns of every weight
+ * after rotating the residual stream into its principal axes, as the
+ * paper's code does it (rotate_and_slice_sequential).
+ *
+ *     qs_variant_opts o = {.calib = &cal};          // 64 windows of 512 in the paper's setup
+ *     qs_variant_new(m, "slice:ratio=0.25", &o, &v);
+ *
+ * 1. Fusion. The network becomes RMSNorm-connected: for LayerNorm models the
+ *    embeddings and every linear that writes the residual (o, down) have
+ *    their mean over the output dimension removed, so the residual stays
+ *    zero-mean and LayerNorm reduces to RMSNorm; every norm's gain scales
+ *    the input columns of the linears it feeds and its bias becomes theirs
+ *    (the final norm's into a bias of an untied copy of the head). The norms
+ *    keep no weights and divide by the original width D even after slicing.
+ * 2. Rotation. Per layer, PCA of the residual signal (uncentred X^T X in
+ *    float64 over all calibration tokens, 0.01 mean(diag) added to the
+ *    diagonal, eigenvalues descending) gives an orthogonal Q; the weights
+ *    reading the residual are multiplied by Q, those writing it by Q^T, and
+ *    the residual path gets the shortcut Q_a^T Q_b where two bases meet.
+ *    Keeping the first d = floor((1 - ratio) D / round) round columns of
+ *    every Q deletes the rest. The order is the reference's: the embeddings
+ *    by the first layer's input PCA; then per layer: attention inputs,
+ *    PCA of the signal entering the MLP norm (from the layer with its
+ *    attention inputs already sliced), attention output and shortcut, MLP
+ *    inputs, PCA of the layer's output, MLP output and shortcut; the head
+ *    last. The calibration inputs of each layer are the outputs of the
+ *    layers transformed before it.
+ *
+ * Weights stay fp32 between steps as in the reference: each product is
+ * formed in float64 from the fp32 values and rounded once. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "methods/methods_impl.h"
+
+/* ---- small helpers ---- */
+
+static float *floats(qs_variant *v, size_t n) {
+    float *p = qs_variant_floats(v, n);
+    if (!p) qs_fail(QS_ENOMEM, "%s: out of memory for %zu weights", v->spec.text, n);
+    return p;
+}
+
+/* Tensors this file rewrites in place were made owned by fusion (see
+ * make_owned): they are never the model's mapped memory. */
+static float *mut(const float *p) { return (float *)p; }
+
+static int norm_kind(const qs_model *m, const qs_norm *nm) { return nm->kind ? nm->kind : (int)m->cfg.norm; }
+
+/* A weightless RMS norm over `dim` channels that divides by the original width. */
+static qs_norm rms_norm(int dim, int D) { return (qs_norm){.dim = dim, .kind = QS_NORM_RMS, .div = D}; }
+
+/* ---- 1. fusion ---- */
+
+/* W' = W diag(g), b' = b + W beta (W as it was), always into an owned
+ * buffer (the rotation rewrites it in place). A norm without bias leaves the
+ * linear's bias as it is: the reference adds one only where the norm has one. */
+static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l) {
+    if (!l->w) return QS_OK;
+    int no = l->n_out, ni = l->n_in;
+    float *w = floats(v, (size_t)no * ni);
+    if (!w) return QS_ENOMEM;
+    float *b = NULL;
+    if (nm->b && !(b = floats(v, (size_t)no))) return QS_ENOMEM;
+    for (int i = 0; i < no; i++) {
+        const float *src = l->w + (size_t)i * ni;
+        float *dst = w + (size_t)i * ni;
+        double acc = l->b ? l->b[i] : 0.0;
+        for (int j = 0; j < ni; j++) {
+            dst[j] = nm->w ? (float)((double)src[j] * nm->w[j]) : src[j];
+            if (b) acc += (double)src[j] * nm->b[j];
+        }
+        if (b) b[i] = (float)acc;
+    }
+    l->w = w;
+    if (b) l->b = b;
+    return QS_OK;
+}
+
+/* W' = W - mean over the output dimension, b' = b - mean(b): the linear
+ * then writes a zero-mean vector, which is what the next LayerNorm would
+ * have subtracted. bake_mean 0: just an owned copy (RMSNorm models), for
+ * the rotation to rewrite in place. */
+static qs_status make_owned(qs_variant *v, qs_linear *l, int bake_mean) {
+    if (!l->w) return QS_OK;
+    int no = l->n_out, ni = l->n_in;
+    float *w = floats(v, (size_t)no * ni);
+    float *b = l->b ? floats(v, (size_t)no) : NULL;
+    if (!w || (l->b && !b)) return QS_ENOMEM;
+    double *mean = calloc((size_t)ni, sizeof *mean);
+    if (!mean) return qs_fail(QS_ENOMEM, "out of memory");
+    if (bake_mean)
+        for (int i = 0; i < no; i++)
+            for (int j = 0; j < ni; j++) mean[j] += l->w[(size_t)i * ni + j];
+    for (int j = 0; j < ni; j++) mean[j] /= no;
+    for (int i = 0; i < no; i++)
+        for (int j = 0; j < ni; j++) w[(size_t)i * ni + j] = (float)(l->w[(size_t)i * ni + j] - mean[j]);
+    if (b) {
+        double bm = 0;
+        if (bake_mean) {
+            for (int i = 0; i < no; i++) bm += l->b[i];
+            bm /= no;
+        }
+        for (int i = 0; i < no; i++) b[i] = (float)(l->b[i] - bm);
+    }
+    free(mean);
+    l->w = w;
+    l->b = b;
+    return QS_OK;
+}
+
+/* An owned copy of a table of rows (rows, D), each row's mean removed when asked. */
+static qs_status own_rows(qs_variant *v, const float **t, long rows, int D, int center) {
+    if (!*t) return QS_OK;
+    float *dst = floats(v, (size_t)rows * D);
+    if (!dst) return QS_ENOMEM;
+    for (long r = 0; r < rows; r++) {
+        const float *s = *t + (size_t)r * D;
+        double mu = 0;
+        if (center) {
+            for (int j = 0; j < D; j++) mu += s[j];
+            mu /= D;
+        }
+        for (int j = 0; j < D; j++) dst[(size_t)r * D + j] = (float)(s[j] - mu);
+    }
+    *t = dst;
+    return QS_OK;
+}
+
+static qs_status check_fresh(const qs_variant *v) {
+    const qs_config *c = &v->m->cfg;
+    if (v->modified || v->aq)
+        return qs_fail(QS_EARG, "%s: slice rebuilds the model's own weights; put it first in the chain",
+                       v->spec.text);
+    for (int l = 0; l < c->n_layers; l++) {
+        const qs_layer *L = &v->w.layers[l];
+        if (L->attn_skip.w || L->mlp_skip.w || L->attn_norm.perm || L->mlp_norm.perm)
+            return qs_fail(QS_EARG, "%s: layer %d is already sliced or reordered", v->spec.text, l);
+    }
+    return QS_OK;
+}
+
+qs_status qs_slice_fuse(qs_variant *v) {
+    const qs_model *m = v->m;
+    const qs_config *c = &m->cfg;
+    int D = c->d_model;
+    qs_weights *w = &v->w;
+    qs_status st = check_fresh(v);
+    if (st) return st;
+    int layernorm = norm_kind(m, &w->final_norm) == QS_NORM_LAYER;
+
+    /* the head first, from the embedding as it was when tied */
+    qs_linear head = w->head;
+    if ((st = fold_norm(v, &w->final_norm, &head))) return st;
+    w->head = head;
+
+    long pos_rows = (long)c->max_pos + c->pos_offset;
+    if ((st = own_rows(v, &w->tok_embed, c->vocab, D, layernorm)) ||
+        (st = own_rows(v, &w->pos_embed, pos_rows, D, layernorm)))
+        return st;
+    for (int l = 0; l < c->n_layers; l++) {
+        qs_layer *L = &w->layers[l];
+        int ln1 = norm_kind(m, &L->attn_norm) == QS_NORM_LAYER, ln2 = norm_kind(m, &L->mlp_norm) == QS_NORM_LAYER;
+        if (ln1 != layernorm || ln2 != layernorm)
+            return qs_fail(QS_EUNSUPPORTED, "%s: layer %d mixes LayerNorm and RMSNorm", v->spec.text, l);
+        if ((st = fold_norm(v, &L->attn_norm, &L->q)) || (st = fold_norm(v, &L->attn_norm, &L->k)) ||
+            (st = fold_norm(v, &L->attn_norm, &L->v)) || (st = fold_norm(v, &L->mlp_norm, &L->up)) ||
+            (st = fold_norm(v, &L->mlp_norm, &L->gate)) || (st = make_owned(v, &L->o, layernorm)) ||
+            (st = make_owned(v, &L->down, layernorm)))
+            return st;
+        L->attn_norm = rms_norm(D, D);
+        L->mlp_norm = rms_norm(D, D);
+    }
+    w->final_norm = rms_norm(D, D);
+    w->d_embed = D;
+    v->modified = 1;
+    return QS_OK;
+}
+
+/* ---- 2. rotation ---- */
+
+/* rows (n, D) of t become (n, d) = t Q[:, :d], in place (row blocks: a
+ * block's output never reaches rows not yet read). */
+static qs_status rotate_in(float *t, long n, int D, const double *Q, int d) {
+    enum { RB = 256 };
+    double *a = malloc((size_t)RB * D * sizeof *a), *r = malloc((size_t)RB * d * sizeof *r);
+    if (!a || !r) {
+        free(a);
+        free(r);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
+    for (long r0 = 0; r0 < n; r0 += RB) {
+        int nr = n - r0 < RB ? (int)(n - r0) : RB;
+        for (size_t i = 0; i < (size_t)nr * D; i++) a[i] = t[(size_t)r0 * D + i];
+        qs_blas_dgemm(0, 0, nr, d, D, 1.0, a, D, Q, D, 0.0, r, d);
+        for (size_t i = 0; i < (size_t)nr * d; i++) t[(size_t)r0 * d + i] = (float)r[i];
+    }
+    free(a);
+    free(r);
+    return QS_OK;
+}
+
+static qs_status rotate_linear_in(qs_linear *l, int D, const double *Q, int d) {
+    if (!l->w) return QS_OK;
+    qs_status st = rotate_in(mut(l->w), l->n_out, D, Q, d);
+    l->n_in = d;
+    return st;
+}
+
+/* A writer of the residual: w (D, n_in) and b (D) become Q[:, :d]^T w and
+ * Q[:, :d]^T b, in place. */
+static qs_status rotate_linear_out(qs_linear *l, int D, const double *Q, int d) {
+    int ni = l->n_in;
+    double *a = malloc((size_t)D * ni * sizeof *a), *r = malloc((size_t)d * ni * sizeof *r);
+    if (!a || !r) {
+        free(a);
+        free(r);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < (size_t)D * ni; i++) a[i] = l->w[i];
+    qs_blas_dgemm(1, 0, d, ni, D, 1.0, Q, D, a, ni, 0.0, r, ni);
+    float *w = mut(l->w);
+    for (size_t i = 0; i < (size_t)d * ni; i++) w[i] = (float)r[i];
+    if (l->b) {
+        float *b = mut(l->b);
+        double *bb = a; /* reuse: D values */
+        for (int i = 0; i < D; i++) bb[i] = l->b[i];
+        for (int i = 0; i < d; i++) {
+            double s = 0;
+            for (int k = 0; k < D; k++) s += Q[(size_t)k * D + i] * bb[k];
+            b[i] = (float)s;
+        }
+    }
+    l->n_out = d;
+    free(a);
+    free(r);
+    return QS_OK;
+}
+
+/* The residual-path matrix from basis A (its first da axes) to basis B (its
+ * first db axes): A[:, :da]^T B[:, :db], stored as a linear (db, da) in the
+ * buffer `unrotate` gave l (D x da, so it fits). A and B are the fp32
+ * roundings of the two Q: the reference keeps shortcuts in the model's dtype. */
+static qs_status shortcut(qs_linear *l, const double *A, int da, const double *B, int db, int D) {
+    double *r = malloc((size_t)db * da * sizeof *r);
+    if (!r) return qs_fail(QS_ENOMEM, "out of memory");
+    qs_blas_dgemm(1, 0, db, da, D, 1.0, B, D, A, D, 0.0, r, da);
+    float *w = mut(l->w);
+    for (size_t i = 0; i < (size_t)db * da; i++) w[i] = (float)r[i];
+    free(r);
+    l->n_out = db;
+    l->n_in = da;
+    return QS_OK;
+}
+
+/* A residual-path matrix leaving basis A (first da axes) for the unrotated
+ * residual: A[:, :da]^T as a linear (D, da), fp32 as in the reference. */
+static qs_status unrotate(qs_variant *v, qs_linear *l, const double *A32, int da, int D) {
+    float *w = floats(v, (size_t)D * da);
+    if (!w) return QS_ENOMEM;
+    for (int o = 0; o < D; o++)
+        for (int i = 0; i < da; i++) w[(size_t)o * da + i] = (float)A32[(size_t)o * D + i];
+    *l = (qs_linear){.n_out = D, .n_in = da, .w = w};
+    return QS_OK;
+}
+
+/* H += X^T X for rows x (n, D), float64. */
+static qs_status acc_cov(double *H, const float *x, long n, int D) {
+    enum { RB = 256 };
+    double *b = malloc((size_t)RB * D * sizeof *b);
+    if (!b) return qs_fail(QS_ENOMEM, "out of memory for a covariance block");
+    for (long r0 = 0; r0 < n; r0 += RB) {
+        int nr = n - r0 < RB ? (int)(n - r0) : RB;
+        for (size_t i = 0; i < (size_t)nr * D; i++) b[i] = x[(size_t)r0 * D + i];
+        qs_blas_dsyrk_acc(nr, D, b, H);
+    }
+    free(b);
+    return QS_OK;
+}
+
+/* H (upper triangle accumulated) -> Q in place (columns: principal axes,
+ * eigenvalues descending in ev); Q32 gets Q rounded to fp32. */
+static qs_status pca(double *H, int D, double *ev, double *Q32) {
+    qs_blas_symmetrize(D, H);
+    double tr = 0;
+    for (int i = 0; i < D; i++) tr += H[(size_t)i * D + i];
+    double damp = 0.01 * tr / D;
+    for (int i = 0; i < D; i++) H[(size_t)i * D + i] += damp;
+    qs_status st = qs_lapack_eigh_desc(D, H, ev);
+    if (st) return st;
+    for (size_t i = 0; i < (size_t)D * D; i++) Q32[i] = (float)H[i];
+    return QS_OK;
+}
+
+typedef struct {
+    int layer;
+    int D;
+    double *H;
+    qs_status err;
+} mid_obs;
+
+/* The signal entering the MLP's norm, accumulated for one layer. */
+static void observe_mid(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
+    (void)pos0;
+    mid_obs *o = ud;
+    if (layer != o->layer || site != QS_SITE_RESID_MID || o->err) return;
+    if (dim != o->D) {
+        o->err = qs_fail(QS_ESHAPE, "slice: layer %d's residual has width %d, expected %d", layer, dim, o->D);
+        return;
+    }
+    o->err = acc_cov(o->H, x, n, dim);
+}
+
+typedef struct {
+    qs_variant *v;
+    const qs_calib *cal;
+    int D, L;
+    long ntok;
+    qs_ctx *c;
+    float *X;    /* (ntok, D) inputs of the current layer in its (sliced) basis */
+    float *out;  /* (ntok, D) outputs of the current layer, unrotated */
+    float *junk; /* (ctx, D) */
+    double *H;   /* (D, D) covariance, then Q */
+    double *Qp, *Qm, *Qp32, *Qm32, *ev;
+    float *Qf;   /* (D, D) fp32 Q for the next layer's inputs */
+    long done, total;
+} job;
+
+static qs_status tick(job *j) {
+    j->done++;
+    if (j->v->progress && j->v->progress(j->v->progress_ud, j->done, j->total))
+        return qs_fail(QS_ECANCEL, "%s: cancelled after %ld of %ld calibration passes", j->v->spec.text, j->done,
+                       j->total);
+    return QS_OK;
+}
+
+/* Block k over every calibration window, inputs X (width din); outputs to
+ * out (width D) or discarded. */
+static qs_status run_block(job *j, int k, int din, float *out) {
+    const qs_calib *cal = j->cal;
+    for (int r = 0; r < cal->n_rows; r++) {
+        qs_ctx_reset(j->c);
+        float *y = out ? out + (size_t)r * cal->ctx * j->D : j->junk;
+        qs_status st = qs_forward_blocks(j->c, k, k + 1, j->X + (size_t)r * cal->ctx * din, cal->ctx, y);
+        if (st) return st;
+    }
+    return tick(j);
+}
+
+static qs_status rotate_slice(job *j, int d, int slice_head) {
+    qs_variant *v = j->v;
+    const qs_model *m = v->m;
+    const qs_config *c = &m->cfg;
+    qs_weights *w = &v->w;
+    int D = j->D, L = j->L, ctx = j->cal->ctx;
+    qs_status st;
+
+    /* the first layer's inputs: the fused embeddings, as the pass forms them */
+    for (int r = 0; r < j->cal->n_rows; r++)
+        for (int i = 0; i < ctx; i++) {
+            float *x = j->out + ((size_t)r * ctx + i) * D;
+            const float *te = w->tok_embed + (size_t)j->cal->ids[(size_t)r * ctx + i] * D;
+            const float *pe = w->pos_embed ? w->pos_embed + (size_t)(i + c->pos_offset) * D : NULL;
+            for (int t = 0; t < D; t++) x[t] = pe ? te[t] + pe[t] : te[t];
+        }
+    memset(j->H, 0, (size_t)D * D * sizeof(double));
+    if ((st = acc_cov(j->H, j->out, j->ntok, D)) || (st = pca(j->H, D, j->ev, j->Qp32))) return st;
+    memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
+    double *ev_in = malloc((size_t)D * sizeof(double));
+    if (!ev_in) return qs_fail(QS_ENOMEM, "out of memory");
+    memcpy(ev_in, j->ev, (size_t)D * sizeof(double));
+    long pos_rows = (long)c->max_pos + c->pos_offset;
+    if ((st = rotate_in(mut(w->tok_embed), c->vocab, D, j->Qp, d))) goto done;
+    if (w->pos_embed && (st = rotate_in(mut(w->pos_embed), pos_rows, D, j->Qp, d))) goto done;
+    w->d_embed = d;
+
+    int din = d;
+    for (int k = 0; k < L; k++) {
+        qs_layer *Lk = &w->layers[k];
+        int dmid = d, dout = k == L - 1 && !slice_head ? D : d;
+        /* this layer's inputs in the basis just chosen (fp32, as the reference) */
+        for (size_t i = 0; i < (size_t)D * D; i++) j->Qf[i] = (float)j->Qp[i];
+        qs_blas_gemm_nn((int)j->ntok, din, D, 1.0f, j->out, D, j->Qf, D, 0.0f, j->X, din);
+
+        /* attention inputs rotated and sliced; the shortcut returns to the
+         * unrotated residual until the next PCA is known */
+        if ((st = rotate_linear_in(&Lk->q, D, j->Qp, din)) || (st = rotate_linear_in(&Lk->k, D, j->Qp, din)) ||
+            (st = rotate_linear_in(&Lk->v, D, j->Qp, din)) || (st = unrotate(v, &Lk->attn_skip, j->Qp32, din, D)))
+            goto done;
+        Lk->attn_norm = rms_norm(din, D);
+
+        mid_obs mo = {.layer = k, .D = D, .H = j->H};
+        memset(j->H, 0, (size_t)D * D * sizeof(double));
+        qs_ctx_observe(j->c, observe_mid, &mo);
+        st = run_block(j, k, din, NULL);
+        qs_ctx_observe(j->c, NULL, NULL);
+        if (st || (st = mo.err) || (st = pca(j->H, D, j->ev, j->Qm32))) goto done;
+        memcpy(j->Qm, j->H, (size_t)D * D * sizeof(double));
+        if ((st = qs_variant_set_eig(v, k, 0, ev_in, D, din)) || (st = qs_variant_set_eig(v, k, 1, j->ev, D, dmid)))
+            goto done;
+
+        /* attention output, its shortcut, MLP inputs; the MLP shortcut
+         * returns to the unrotated residual until the output PCA is known */
+        if ((st = shortcut(&Lk->attn_skip, j->Qp32, din, j->Qm32, dmid, D)) ||
+            (st = rotate_linear_out(&Lk->o, D, j->Qm, dmid)) || (st = rotate_linear_in(&Lk->up, D, j->Qm, dmid)) ||
+            (st = rotate_linear_in(&Lk->gate, D, j->Qm, dmid)) || (st = unrotate(v, &Lk->mlp_skip, j->Qm32, dmid, D)))
+            goto done;
+        Lk->mlp_norm = rms_norm(dmid, D);
+
+        memset(j->H, 0, (size_t)D * D * sizeof(double));
+        if ((st = run_block(j, k, din, j->out)) || (st = acc_cov(j->H, j->out, j->ntok, D)) ||
+            (st = pca(j->H, D, j->ev, j->Qp32)))
+            goto done;
+        memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
+        memcpy(ev_in, j->ev, (size_t)D * sizeof(double));
+
+        if ((st = shortcut(&Lk->mlp_skip, j->Qm32, dmid, j->Qp32, dout, D)) ||
+            (st = rotate_linear_out(&Lk->down, D, j->Qp, dout)))
+            goto done;
+        din = dout;
+    }
+    /* the head reads the last basis; sliced only when asked */
+    if ((st = rotate_linear_in(&w->head, D, j->Qp, slice_head ? d : D))) goto done;
+    w->final_norm = rms_norm(slice_head ? d : D, D);
+done:
+    free(ev_in);
+    return st;
+}
+
+/* int((1 - ratio) D) rounded down to a multiple of `round`, with the ratio
+ * read back as the decimal it was written as (0.1, not 0.1f). */
+static int slice_width(float ratio, int D, int round) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)ratio);
+    double s = strtod(buf, NULL);
+    int d = (int)((1.0 - s) * D);
+    return d - d % round;
+}
+
+qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
+    const qs_model *m = v->m;
+    const qs_config *c = &m->cfg;
+    float ratio = s->ratio < 0 ? 0.25f : s->ratio;
+    int D = c->d_model, round = s->round > 0 ? s->round : 1;
+    int d = slice_width(ratio, D, round);
+    if (d <= 0)
+        return qs_fail(QS_EARG, "%s: ratio %g of width %d rounded to multiples of %d leaves nothing", v->spec.text,
+                       (double)ratio, D, round);
+    /* a chain it cannot stack on is the first thing to say */
+    qs_status st = check_fresh(v);
+    if (st) return st;
+    if (!v->calib || v->calib->n_rows < 1)
+        return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
+    if ((st = qs_slice_fuse(v))) return st;
+
+    job j = {.v = v, .cal = v->calib, .D = D, .L = c->n_layers};
+    j.ntok = (long)j.cal->n_rows * j.cal->ctx;
+    j.total = 2L * c->n_layers;
+    size_t dd = (size_t)D * D;
+    j.X = malloc((size_t)j.ntok * D * sizeof(float));
+    j.out = malloc((size_t)j.ntok * D * sizeof(float));
+    j.junk = malloc((size_t)j.cal->ctx * D * sizeof(float));
+    j.H = malloc(dd * sizeof(double));
+    j.Qp = malloc(dd * sizeof(double));
+    j.Qm = malloc(dd * sizeof(double));
+    j.Qp32 = malloc(dd * sizeof(double));
+    j.Qm32 = malloc(dd * sizeof(double));
+    j.ev = malloc((size_t)D * sizeof(double));
+    j.Qf = malloc(dd * sizeof(float));
+    if (!j.X || !j.out || !j.junk || !j.H || !j.Qp || !j.Qm || !j.Qp32 || !j.Qm32 || !j.ev || !j.Qf)
+        st = qs_fail(QS_ENOMEM, "%s: out of memory for %ld calibration tokens of width %d", v->spec.text, j.ntok, D);
+    if (!st) st = qs_ctx_new(m, &v->exec, j.cal->ctx, &j.c);
+    if (!st) st = rotate_slice(&j, d, s->slice_head);
+    qs_ctx_free(j.c);
+    free(j.X);
+    free(j.out);
+    free(j.junk);
+    free(j.H);
+    free(j.Qp);
+    free(j.Qm);
+    free(j.Qp32);
+    free(j.Qm32);
+    free(j.ev);
+    free(j.Qf);
+    if (st) return st;
+    qs_variant_note(v, "SliceGPT %g%%: width %d of %d%s, %.2fM params incl. shortcuts", 100.0 * ratio, d, D,
+                    s->slice_head ? " (head sliced)" : "", qs_variant_params(v) / 1e6);
+    return QS_OK;
+}

@@ -1,0 +1,301 @@
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "model/loaders.h"
+
+const char *qs_arch_str(qs_arch a) {
+    switch (a) {
+    case QS_ARCH_OPT: return "opt";
+    case QS_ARCH_GPT2: return "gpt2";
+    case QS_ARCH_LLAMA: return "llama";
+    }
+    return "?";
+}
+
+const char *qs_act_str(qs_act a) {
+    switch (a) {
+    case QS_ACT_RELU: return "relu";
+    case QS_ACT_GELU_TANH: return "gelu_tanh";
+    case QS_ACT_GELU: return "gelu";
+    case QS_ACT_SILU: return "silu";
+    }
+    return "?";
+}
+
+/* Sizes a loader may multiply in int: each at most 2^24, and so are the
+ * attention widths, so no product of two of them overflows what a size_t
+ * holds and no int product of a width and a count does. */
+static qs_status check_sizes(const qs_config *c, const char *src) {
+    const long long cap = 1LL << 24;
+    struct {
+        const char *name;
+        long long v;
+    } dims[] = {
+        {"d_model", c->d_model},
+        {"d_ff", c->d_ff},
+        {"vocab", c->vocab},
+        {"max_pos", c->max_pos},
+        {"n_heads", c->n_heads},
+        {"n_kv_heads", c->n_kv_heads},
+        {"head_dim", c->head_dim},
+        {"n_heads × head_dim", (long long)c->n_heads * c->head_dim},
+        {"n_kv_heads × head_dim", (long long)c->n_kv_heads * c->head_dim},
+    };
+    if (c->n_layers <= 0 || c->n_layers > 4096)
+        return qs_fail(QS_EFORMAT, "%s: the config gives %d layers (1 to 4096 expected)", src, c->n_layers);
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        if (dims[i].v < 1 || dims[i].v > cap)
+            return qs_fail(QS_EFORMAT, "%s: the config gives %s = %lld (1 to %lld expected)", src, dims[i].name,
+                           dims[i].v, cap);
+    return QS_OK;
+}
+
+const char *qs_model_default_path(char *buf, size_t cap) {
+    const char *env = getenv("QSCOPE_MODEL");
+    if (env && *env) return env;
+    if (qs_io_is_dir("models/opt-mini")) return "models/opt-mini";
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, cap, "%s/models/opt-mini", exe);
+            if (qs_io_is_dir(buf)) return buf;
+            snprintf(buf, cap, "%s/../share/qscope/models/opt-mini", exe);
+            if (qs_io_is_dir(buf)) return buf;
+        }
+    }
+    return "models/opt-mini";
+}
+
+qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out) {
+    *out = NULL;
+    qs_status st = check_sizes(cfg, src ? src : "model");
+    if (st) return st;
+    qs_model *m = calloc(1, sizeof *m);
+    if (!m) return qs_fail(QS_ENOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->store = qs_store_new();
+    if (!m->store) {
+        free(m);
+        return QS_ENOMEM;
+    }
+    m->w.layers = qs_store_calloc(m->store, (size_t)cfg->n_layers * sizeof(qs_layer));
+    if (!m->w.layers) {
+        qs_model_free(m);
+        return QS_ENOMEM;
+    }
+    *out = m;
+    return QS_OK;
+}
+
+void qs_model_free(qs_model *m) {
+    if (!m) return;
+    qs_tok_free(m->tok);
+    qs_store_free(m->store);
+    free(m);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **out) {
+    *out = NULL;
+    if (!path || !*path) return qs_fail(QS_EARG, "no model path given");
+    if (!qs_io_exists(path)) return qs_fail(QS_EIO, "%s: no such file or directory", path);
+    qs_status st;
+    if (qs_io_is_dir(path)) {
+        st = qs_hf_load(path, out);
+    } else {
+        uint8_t magic[4] = {0};
+        FILE *f = fopen(path, "rb");
+        if (!f) return qs_fail(QS_EIO, "%s: cannot open", path);
+        size_t got = fread(magic, 1, 4, f);
+        fclose(f);
+        if (got == 4 && memcmp(magic, "GGUF", 4) == 0)
+            st = qs_gguf_load(path, out);
+        else if (has_suffix(path, ".bin"))
+            st = qs_l2c_load(path, opts ? opts->tokenizer : NULL, out);
+        else if (has_suffix(path, ".gguf"))
+            return qs_fail(QS_EFORMAT, "%s: not a GGUF file (magic is not 'GGUF')", path);
+        else if (has_suffix(path, ".safetensors") || has_suffix(path, "config.json"))
+            return qs_fail(QS_EARG, "%s: pass the model's directory, not one of its files", path);
+        else
+            return qs_fail(QS_EUNSUPPORTED,
+                           "%s: unknown model format (expected a Hugging Face directory, "
+                           "a .gguf file or a llama2.c .bin)", path);
+    }
+    if (st != QS_OK) return st;
+    snprintf((*out)->path, sizeof (*out)->path, "%s", path);
+    return QS_OK;
+}
+
+static qs_status check_linear(const qs_linear *l, int n_out, int n_in, int need_bias,
+                              const char *what, int layer) {
+    if (!l->w) return qs_fail(QS_EFORMAT, "layer %d: %s weight missing", layer, what);
+    if (l->n_out != n_out || l->n_in != n_in)
+        return qs_fail(QS_ESHAPE, "layer %d: %s has shape [%d,%d], config says [%d,%d]", layer,
+                       what, l->n_out, l->n_in, n_out, n_in);
+    if (need_bias && !l->b) return qs_fail(QS_EFORMAT, "layer %d: %s bias missing", layer, what);
+    return QS_OK;
+}
+
+static qs_status check_norm(const qs_norm *n, int dim, int layer_norm, const char *what, int layer) {
+    if (!n->w) return qs_fail(QS_EFORMAT, "layer %d: %s weight missing", layer, what);
+    if (n->dim != dim)
+        return qs_fail(QS_ESHAPE, "layer %d: %s has %d channels, config says %d", layer, what, n->dim, dim);
+    if (layer_norm && !n->b) return qs_fail(QS_EFORMAT, "layer %d: %s bias missing", layer, what);
+    return QS_OK;
+}
+
+qs_status qs_model_validate(const qs_model *m) {
+    const qs_config *c = &m->cfg;
+    if (c->d_model <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
+        c->d_ff <= 0 || c->vocab <= 0 || c->max_pos <= 0)
+        return qs_fail(QS_EFORMAT, "config has a non-positive size (d_model %d, heads %d/%d, head_dim %d, "
+                       "ffn %d, vocab %d, positions %d)", c->d_model, c->n_heads, c->n_kv_heads,
+                       c->head_dim, c->d_ff, c->vocab, c->max_pos);
+    if (c->n_heads % c->n_kv_heads)
+        return qs_fail(QS_EFORMAT, "config: %d query heads is not a multiple of %d key/value heads",
+                       c->n_heads, c->n_kv_heads);
+    if (c->rope_theta > 0 && c->head_dim % 2)
+        return qs_fail(QS_EFORMAT, "config: RoPE needs an even head_dim, got %d", c->head_dim);
+    int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int ln = c->norm == QS_NORM_LAYER;
+    if (!m->w.tok_embed) return qs_fail(QS_EFORMAT, "token embedding missing");
+    if (c->rope_theta <= 0 && !m->w.pos_embed) return qs_fail(QS_EFORMAT, "position embedding missing");
+    qs_status st;
+    for (int i = 0; i < c->n_layers; i++) {
+        const qs_layer *L = &m->w.layers[i];
+        int bias = c->arch != QS_ARCH_LLAMA;
+        if ((st = check_norm(&L->attn_norm, d, ln, "attention norm", i)) ||
+            (st = check_norm(&L->mlp_norm, d, ln, "MLP norm", i)) ||
+            (st = check_linear(&L->q, qd, d, bias, "q projection", i)) ||
+            (st = check_linear(&L->k, kvd, d, bias, "k projection", i)) ||
+            (st = check_linear(&L->v, kvd, d, bias, "v projection", i)) ||
+            (st = check_linear(&L->o, d, qd, bias, "output projection", i)) ||
+            (st = check_linear(&L->up, c->d_ff, d, bias, "MLP up projection", i)) ||
+            (st = check_linear(&L->down, d, c->d_ff, bias, "MLP down projection", i)))
+            return st;
+        if (c->arch == QS_ARCH_LLAMA && (st = check_linear(&L->gate, c->d_ff, d, 0, "MLP gate projection", i)))
+            return st;
+    }
+    if ((st = check_norm(&m->w.final_norm, d, ln, "final norm", -1))) return st;
+    if ((st = check_linear(&m->w.head, c->vocab, d, 0, "LM head", -1))) return st;
+    return QS_OK;
+}
+
+static long long norm_params(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }
+static long long lin_params(const qs_linear *l) {
+    return l->w ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+}
+
+long long qs_model_params(const qs_model *m) {
+    const qs_config *c = &m->cfg;
+    long long p = (long long)c->vocab * c->d_model;
+    if (m->w.pos_embed) p += (long long)(c->max_pos + c->pos_offset) * c->d_model;
+    for (int i = 0; i < c->n_layers; i++) {
+        const qs_layer *L = &m->w.layers[i];
+        p += norm_params(&L->attn_norm) + norm_params(&L->mlp_norm);
+        p += lin_params(&L->q) + lin_params(&L->k) + lin_params(&L->v) + lin_params(&L->o);
+        p += lin_params(&L->up) + lin_params(&L->gate) + lin_params(&L->down);
+    }
+    p += norm_params(&m->w.final_norm);
+    if (m->w.head.w != m->w.tok_embed) p += lin_params(&m->w.head);
+    else if (m->w.head.b) p += m->w.head.n_out;
+    return p;
+}
+
+long long qs_model_weight_bytes(const qs_model *m) { return 4 * qs_model_params(m); }
+
+/* ---- synthetic models for the bench ---- */
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float rng_normal(uint64_t *s) { /* Box-Muller, one value per call */
+    double u1 = ((rng_next(s) >> 11) + 1.0) / 9007199254740993.0;
+    double u2 = (rng_next(s) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static float *synth_fill(qs_model *m, size_t n, uint64_t *seed, float std, float constant) {
+    float *p = qs_store_alloc(m->store, n * sizeof(float));
+    if (!p) return NULL;
+    for (size_t i = 0; i < n; i++) p[i] = std > 0 ? std * rng_normal(seed) : constant;
+    return p;
+}
+
+static qs_status synth_linear(qs_model *m, qs_linear *l, int n_out, int n_in, int bias,
+                              uint64_t *seed, float std) {
+    l->n_out = n_out;
+    l->n_in = n_in;
+    l->w = synth_fill(m, (size_t)n_out * n_in, seed, std, 0);
+    l->b = bias ? synth_fill(m, (size_t)n_out, seed, 0, 0) : NULL;
+    return l->w && (!bias || l->b) ? QS_OK : QS_ENOMEM;
+}
+
+static qs_status synth_norm(qs_model *m, qs_norm *n, int dim, int bias, uint64_t *seed) {
+    n->dim = dim;
+    n->w = synth_fill(m, (size_t)dim, seed, 0, 1.0f);
+    n->b = bias ? synth_fill(m, (size_t)dim, seed, 0, 0) : NULL;
+    return n->w && (!bias || n->b) ? QS_OK : QS_ENOMEM;
+}
+
+qs_status qs_model_synth(const qs_config *cfg, uint64_t seed, float std, qs_model **out) {
+    qs_model *m;
+    qs_status st = qs_model_alloc(cfg, "synthetic model", &m);
+    if (st) return st;
+    const qs_config *c = &m->cfg;
+    int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int bias = c->arch != QS_ARCH_LLAMA, ln = c->norm == QS_NORM_LAYER;
+    snprintf(m->format, sizeof m->format, "synthetic");
+    snprintf(m->dtype, sizeof m->dtype, "F32");
+    m->w.tok_embed = synth_fill(m, (size_t)c->vocab * d, &seed, std, 0);
+    if (!m->w.tok_embed) goto oom;
+    if (c->rope_theta <= 0) {
+        m->w.pos_embed = synth_fill(m, (size_t)(c->max_pos + c->pos_offset) * d, &seed, std, 0);
+        if (!m->w.pos_embed) goto oom;
+    }
+    for (int i = 0; i < c->n_layers; i++) {
+        qs_layer *L = &m->w.layers[i];
+        if (synth_norm(m, &L->attn_norm, d, ln, &seed) || synth_norm(m, &L->mlp_norm, d, ln, &seed) ||
+            synth_linear(m, &L->q, qd, d, bias, &seed, std) || synth_linear(m, &L->k, kvd, d, bias, &seed, std) ||
+            synth_linear(m, &L->v, kvd, d, bias, &seed, std) || synth_linear(m, &L->o, d, qd, bias, &seed, std) ||
+            synth_linear(m, &L->up, c->d_ff, d, bias, &seed, std) ||
+            synth_linear(m, &L->down, d, c->d_ff, bias, &seed, std))
+            goto oom;
+        if (c->arch == QS_ARCH_LLAMA && synth_linear(m, &L->gate, c->d_ff, d, 0, &seed, std)) goto oom;
+    }
+    if (synth_norm(m, &m->w.final_norm, d, ln, &seed)) goto oom;
+    m->w.head.n_out = c->vocab;
+    m->w.head.n_in = d;
+    if (c->tied_head) {
+        m->w.head.w = m->w.tok_embed;
+    } else if (!(m->w.head.w = synth_fill(m, (size_t)c->vocab * d, &seed, std, 0))) {
+        goto oom;
+    }
+    if ((st = qs_model_validate(m))) {
+        qs_model_free(m);
+        return st;
+    }
+    *out = m;
+    return QS_OK;
+oom:
+    qs_model_free(m);
+    return qs_fail(QS_ENOMEM, "out of memory building a synthetic model");
+}

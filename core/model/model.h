@@ -1,0 +1,148 @@
+/* model.h — a loaded causal language model: config, fp32 weights, tokenizer.
+ *
+ * Every supported file format is turned into the same canonical form:
+ *   - linear weights are fp32 row-major (n_out, n_in), as torch.nn.Linear
+ *     stores them (GPT-2's Conv1D [in, out] is transposed at load; its fused
+ *     c_attn is split into q, k, v);
+ *   - Llama q/k rows are in Hugging Face's rotate-half order (llama2.c and
+ *     GGUF files store them interleaved; the loader permutes them);
+ *   - F16/BF16 tensors are converted to fp32 once at load; F32 tensors are
+ *     borrowed from the memory map when aligned.
+ *
+ *     qs_model *m;
+ *     if (qs_model_load("models/opt-mini", NULL, &m) != QS_OK)
+ *         die(qs_last_error());
+ *     printf("%s, %lld parameters\n", m->cfg.arch_name, qs_model_params(m));
+ *     qs_model_free(m);
+ */
+#ifndef QS_MODEL_H
+#define QS_MODEL_H
+
+#include <stdint.h>
+
+#include "base/base.h"
+#include "kern/kern.h"
+#include "tok/tok.h"
+
+typedef enum { QS_ARCH_OPT = 1, QS_ARCH_GPT2 = 2, QS_ARCH_LLAMA = 3 } qs_arch;
+typedef enum { QS_ACT_RELU = 1, QS_ACT_GELU_TANH = 2, QS_ACT_GELU = 3, QS_ACT_SILU = 4 } qs_act;
+typedef enum { QS_NORM_LAYER = 1, QS_NORM_RMS = 2 } qs_norm_kind;
+
+typedef struct {
+    qs_arch arch;
+    char arch_name[64];  /* "OPTForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", ... */
+    int d_model;         /* residual width */
+    int n_layers;
+    int n_heads;         /* query heads */
+    int n_kv_heads;      /* key/value heads (GQA); = n_heads without GQA */
+    int head_dim;
+    int d_ff;            /* MLP hidden width */
+    int vocab;
+    int max_pos;         /* maximum positions (context) */
+    int pos_offset;      /* learned-position row of position 0 (OPT: 2) */
+    qs_act act;
+    qs_norm_kind norm;
+    float norm_eps;
+    float rope_theta;    /* Llama; 0 for learned positions */
+    int sliding_window;  /* Mistral-style local attention; 0 = none */
+    int tied_head;       /* head weight is the token embedding */
+    int bos_id, eos_id, pad_id; /* -1 when absent */
+} qs_config;
+
+struct qs_int8_linear;
+
+/* y = x W^T + b */
+typedef struct {
+    int n_out, n_in;
+    const float *w; /* (n_out, n_in) */
+    const float *b; /* (n_out) or NULL */
+    /* A variant may run the layer through the LLM.int8() kernel instead
+     * (w is then NULL: the int8 codes are the only copy). */
+    const struct qs_int8_linear *i8;
+    /* How the weights are stored, for size accounting: bits 0 = fp32, else
+     * the quantized width (w then holds the dequantized values); group 0 =
+     * one scale per output row, else per `group` input channels; asym: a
+     * zero point per group too. */
+    int bits, group, asym;
+} qs_linear;
+
+/* LayerNorm (w, b) or RMSNorm (w, b = NULL). */
+typedef struct {
+    int dim;
+    const float *w; /* (dim), NULL: no gain */
+    const float *b; /* (dim) or NULL */
+    int kind;       /* qs_norm_kind; 0: the model's (cfg.norm) */
+    int div;        /* divisor of the mean square; 0: dim (SliceGPT keeps the original width) */
+    const int32_t *perm; /* (dim) output j is normalised input channel perm[j] (RPTQ reorder), or NULL */
+} qs_norm;
+
+typedef struct {
+    qs_norm attn_norm;      /* OPT self_attn_layer_norm, GPT-2 ln_1, Llama input_layernorm */
+    qs_linear q, k, v, o;   /* q (n_heads*head_dim, d), k/v (n_kv_heads*head_dim, d), o (d, n_heads*head_dim) */
+    qs_norm mlp_norm;       /* OPT final_layer_norm, GPT-2 ln_2, Llama post_attention_layernorm */
+    qs_linear up;           /* (d_ff, d): OPT fc1, GPT-2 c_fc, Llama up_proj */
+    qs_linear gate;         /* (d_ff, d): Llama gate_proj; w NULL otherwise */
+    qs_linear down;         /* (d, d_ff): OPT fc2, GPT-2 mlp.c_proj, Llama down_proj */
+    /* SliceGPT: the residual path through a block whose input, middle and
+     * output widths differ. x_mid = x_in attn_skip^T + o(...), x_out =
+     * x_mid mlp_skip^T + down(...). w NULL: identity. */
+    qs_linear attn_skip;    /* (d_mid, d_in) */
+    qs_linear mlp_skip;     /* (d_out, d_mid) */
+} qs_layer;
+
+typedef struct {
+    const float *tok_embed; /* (vocab, d) */
+    const float *pos_embed; /* (max_pos + pos_offset, d), NULL for RoPE models */
+    qs_layer *layers;       /* (n_layers) */
+    qs_norm final_norm;     /* (d) */
+    qs_linear head;         /* (vocab, d); head.w == tok_embed when tied */
+    int d_embed;            /* width of the embeddings; 0: cfg.d_model (SliceGPT slices it) */
+} qs_weights;
+
+typedef struct qs_model {
+    qs_config cfg;
+    qs_weights w;
+    qs_tok *tok;          /* owned; NULL for a synthetic model */
+    qs_store *store;      /* owns converted tensors and file maps */
+    char path[1024];      /* what it was loaded from */
+    char format[24];      /* "safetensors", "gguf", "llama2.c", "synthetic" */
+    char dtype[16];       /* storage dtype on disk ("F16", "BF16", "F32", "mixed") */
+} qs_model;
+
+typedef struct {
+    const char *tokenizer; /* llama2.c: tokenizer.bin path (default: beside the checkpoint) */
+} qs_load_opts;
+
+/* Load a model: a Hugging Face directory (config.json + model.safetensors or
+ * a sharded index), a .gguf file, or a llama2.c .bin checkpoint. opts may be
+ * NULL. On failure *out is NULL and nothing is leaked. */
+qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **out);
+void qs_model_free(qs_model *m);
+
+/* The bundled model's directory: $QSCOPE_MODEL, ./models/opt-mini,
+ * models/opt-mini beside the executable, or the installed copy under
+ * ../share/qscope; "models/opt-mini" when none exists (so loading it names
+ * that path). The result may point into buf (cap bytes). */
+const char *qs_model_default_path(char *buf, size_t cap);
+
+/* Check every tensor's shape against the config (loaders call it last). */
+qs_status qs_model_validate(const qs_model *m);
+
+/* Number of distinct parameters (a tied head counted once). */
+long long qs_model_params(const qs_model *m);
+/* Bytes of fp32 weights (distinct parameters x 4). */
+long long qs_model_weight_bytes(const qs_model *m);
+
+/* A model with the given shapes and random weights (norm gains 1, biases 0,
+ * matrices N(0, std^2)), for benchmarks. No tokenizer. */
+qs_status qs_model_synth(const qs_config *cfg, uint64_t seed, float std, qs_model **out);
+
+/* An empty model shell: store allocated, layers array allocated from it
+ * (n_layers from cfg). Loaders fill cfg first, then call this; it refuses
+ * sizes no model has (over 2^24, or over 4096 layers) naming src. */
+qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out);
+
+const char *qs_arch_str(qs_arch a);
+const char *qs_act_str(qs_act a);
+
+#endif

@@ -1,0 +1,197 @@
+/* read/read.h — the public interface of core/read/. Sections: safetensors, gguf. */
+#ifndef QS_READ_H
+#define QS_READ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "kern/kern.h"
+
+/* ---- safetensors.h — a bounds-checked reader for .safetensors files.
+ *
+ * A safetensors file is an 8-byte little-endian header length N, N bytes of
+ * JSON ({"name": {"dtype", "shape", "data_offsets": [begin, end]}, ...,
+ * optional "__metadata__"}), then the tensor data, offsets relative to byte
+ * 8 + N. The reader maps the file, parses and checks the whole header once
+ * (header length, every dtype, shape and data range against the file size),
+ * and then hands out tensors by name, converted to fp32.
+ *
+ *     qs_st_file *f;
+ *     if (qs_st_open("dir/model.safetensors", &f) != QS_OK) return ...;
+ *     const qs_st_tensor *t = qs_st_find(f, "lm_head.weight");
+ *     const float *w;                        // (shape[0], shape[1])
+ *     if (t && qs_st_to_f32(f, t, store, &w) == QS_OK) ...;
+ *     qs_st_close(f);                        // w stays valid: store owns it
+ *
+ * F32 tensors whose data is 4-byte aligned in the map are borrowed: the first
+ * borrow moves the file's map into the store, so the pointer lives as long as
+ * the store. F16/BF16 (and unaligned F32) are converted into a store buffer.
+ * Other dtypes (I64, F8_E4M3, ...) are parsed and bounds-checked but only
+ * readable as raw bytes: qs_st_to_f32 fails with QS_EUNSUPPORTED naming the
+ * tensor and its dtype.
+ */
+#define QS_ST_MAX_DIMS 8
+
+typedef enum {
+    QS_ST_F32 = 0,
+    QS_ST_F16,
+    QS_ST_BF16,
+    QS_ST_F64,
+    QS_ST_I64,
+    QS_ST_U64,
+    QS_ST_I32,
+    QS_ST_U32,
+    QS_ST_I16,
+    QS_ST_U16,
+    QS_ST_I8,
+    QS_ST_U8,
+    QS_ST_BOOL,
+    QS_ST_F8_E4M3,
+    QS_ST_F8_E5M2,
+    QS_ST_N_DTYPES
+} qs_st_dtype;
+
+typedef struct {
+    char *name;
+    qs_st_dtype dtype;
+    int n_dims;
+    int64_t shape[QS_ST_MAX_DIMS]; /* (n_dims), slowest first, as torch */
+    int64_t numel;
+    const uint8_t *data; /* (nbytes) inside the file map */
+    size_t nbytes;
+} qs_st_tensor;
+
+typedef struct qs_st_file qs_st_file;
+
+/* Map and parse a file. Every failure names the file: QS_EIO (open/map),
+ * QS_EFORMAT (truncated, bad JSON, a range past the end, a byte count that
+ * disagrees with dtype x shape, an unknown dtype string). */
+qs_status qs_st_open(const char *path, qs_st_file **out);
+/* Unmaps the file unless a borrow moved the map into a store. NULL: no-op. */
+void qs_st_close(qs_st_file *f);
+
+const char *qs_st_path(const qs_st_file *f);
+size_t qs_st_count(const qs_st_file *f);
+const qs_st_tensor *qs_st_tensor_at(const qs_st_file *f, size_t i); /* sorted by name */
+/* NULL when absent (O(log n)). */
+const qs_st_tensor *qs_st_find(const qs_st_file *f, const char *name);
+
+const char *qs_st_dtype_str(qs_st_dtype d); /* "F32", "BF16", ... */
+size_t qs_st_dtype_size(qs_st_dtype d);     /* bytes per element */
+
+/* fp32 view of a F32/F16/BF16 tensor: borrowed from the map when possible,
+ * else converted into a buffer allocated from store. Any other dtype:
+ * QS_EUNSUPPORTED ("<file>: tensor 'x' has dtype I64; qscope reads F32,
+ * F16 and BF16"). Use the same store for every call on one file. */
+qs_status qs_st_to_f32(qs_st_file *f, const qs_st_tensor *t, qs_store *store, const float **out);
+/* Convert into caller memory dst (numel floats); same dtype rules. */
+qs_status qs_st_read_f32(const qs_st_file *f, const qs_st_tensor *t, float *dst);
+
+/* "[a,b,c]" into buf (returns buf). */
+char *qs_st_shape_str(const qs_st_tensor *t, char *buf, size_t cap);
+
+/* ---- gguf.h — a bounds-checked GGUF v3 reader, and the RoPE row order shared
+ * by GGUF and llama2.c checkpoints.
+ *
+ * GGUF: magic "GGUF", u32 version (3), u64 tensor count, u64 key/value
+ * count, the key/values (typed scalars, strings, arrays), the tensor infos
+ * (name, dims ne[] fastest first, ggml type, offset), then the tensor data
+ * from the first multiple of general.alignment (default 32). The reader maps
+ * the file and checks every length, count and tensor extent against the file
+ * size before it reads or allocates, so a corrupted file gives QS_EFORMAT
+ * naming the file, never a crash.
+ *
+ *     qs_gguf *g;
+ *     if (qs_gguf_open("stories260K.gguf", &g) != QS_OK) return ...;
+ *     const qs_gguf_kv *kv = qs_gguf_get(g, "llama.block_count");
+ *     int64_t n;
+ *     if (kv && qs_gguf_kv_int(kv, &n)) ...;
+ *     const qs_gguf_tensor *t = qs_gguf_find(g, "token_embd.weight");
+ *     const float *w;   // (ne[1], ne[0]): ne[0] is the fastest dimension
+ *     qs_gguf_to_f32(g, t, store, &w);
+ *     qs_gguf_close(g);  // w stays valid: store owns it
+ *
+ * The model loader built on it, qs_gguf_load(), is declared in loaders.h.
+ */
+typedef enum {
+    QS_GGUF_U8 = 0,
+    QS_GGUF_I8 = 1,
+    QS_GGUF_U16 = 2,
+    QS_GGUF_I16 = 3,
+    QS_GGUF_U32 = 4,
+    QS_GGUF_I32 = 5,
+    QS_GGUF_F32 = 6,
+    QS_GGUF_BOOL = 7,
+    QS_GGUF_STRING = 8,
+    QS_GGUF_ARRAY = 9,
+    QS_GGUF_U64 = 10,
+    QS_GGUF_I64 = 11,
+    QS_GGUF_F64 = 12,
+} qs_gguf_type;
+
+/* ggml tensor types qscope converts; others are named in errors only. */
+enum { QS_GGML_F32 = 0, QS_GGML_F16 = 1, QS_GGML_BF16 = 30 };
+
+typedef struct {
+    char *key;
+    qs_gguf_type type;
+    union {
+        uint64_t u; /* U8..U64, BOOL */
+        int64_t i;  /* I8..I64 */
+        double f;   /* F32, F64 */
+    } num;
+    char *str;               /* STRING */
+    qs_gguf_type arr_type;   /* ARRAY: element type */
+    uint64_t arr_n;          /* ARRAY: element count */
+    const uint8_t *arr_data; /* ARRAY of numbers: (arr_n) little-endian values in the map, unaligned */
+    char **arr_str;          /* ARRAY of STRING: (arr_n) NUL-terminated copies */
+} qs_gguf_kv;
+
+typedef struct {
+    char *name;
+    int n_dims;
+    uint64_t ne[4];      /* (n_dims) fastest dimension first */
+    uint32_t type;       /* ggml type */
+    uint64_t numel;
+    uint64_t offset;     /* from the start of the data section */
+    const uint8_t *data; /* in the map */
+    size_t nbytes;       /* 0 for a type whose size qscope does not know */
+} qs_gguf_tensor;
+
+typedef struct qs_gguf qs_gguf;
+
+qs_status qs_gguf_open(const char *path, qs_gguf **out);
+void qs_gguf_close(qs_gguf *g); /* NULL: no-op; keeps a map a borrow moved into a store */
+
+const char *qs_gguf_path(const qs_gguf *g);
+size_t qs_gguf_n_kv(const qs_gguf *g);
+const qs_gguf_kv *qs_gguf_kv_at(const qs_gguf *g, size_t i);
+const qs_gguf_kv *qs_gguf_get(const qs_gguf *g, const char *key); /* NULL when absent */
+size_t qs_gguf_n_tensors(const qs_gguf *g);
+const qs_gguf_tensor *qs_gguf_tensor_at(const qs_gguf *g, size_t i); /* file order */
+const qs_gguf_tensor *qs_gguf_find(const qs_gguf *g, const char *name);
+
+/* Integer / float value of a scalar kv; 0 when the kv has another type. */
+int qs_gguf_kv_int(const qs_gguf_kv *kv, int64_t *out);
+int qs_gguf_kv_float(const qs_gguf_kv *kv, double *out);
+
+const char *qs_gguf_type_name(uint32_t ggml_type); /* "F32", "Q4_K", ... or "unknown" */
+
+
+/* fp32 data of an F32/F16/BF16 or block-quantized tensor, row-major
+ * (ne[n-1], ..., ne[0]): borrowed from the map when F32 and aligned (the map
+ * moves into store), else converted into a store buffer. Other types:
+ * QS_EUNSUPPORTED naming the tensor and its type. */
+qs_status qs_gguf_to_f32(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, const float **out);
+/* Convert into caller memory dst (numel floats); same type rules. */
+qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst);
+
+/* Meta's Llama checkpoints (and so llama2.c and GGUF files) order the rows
+ * of each q/k head as interleaved rotary pairs (0,1),(2,3),...; Hugging Face
+ * rotates halves (j, j + hd/2). dst row h*hd + j = src row h*hd + 2j and
+ * dst row h*hd + hd/2 + j = src row h*hd + 2j + 1, for j < hd/2.
+ * src, dst: (n_heads*head_dim, n_in), distinct. */
+void qs_gguf_rope_rows(float *dst, const float *src, int n_heads, int head_dim, int n_in);
+
+#endif

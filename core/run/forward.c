@@ -1,0 +1,428 @@
+/* The forward pass, top to bottom: embed, then per block
+ *   attention:  x += o( attn( rope(q(norm1 x)), rope(k(norm1 x)), v(norm1 x) ) )
+ *   MLP:        x += down( act(up(norm2 x)) [* silu(gate(norm2 x))] )
+ * then the final norm and the head. Linear layers are GEMMs over all rows of
+ * the batch (GEMV for a single row); attention works per head on blocks of
+ * queries so the causal upper triangle is mostly skipped. */
+#include "run/run.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern/kern.h"
+
+
+#define QBLOCK 128 /* query rows per attention block */
+
+struct qs_ctx {
+    const qs_model *m;
+    qs_exec x;                  /* x.w is never NULL here */
+    int capacity, pos;
+    int d, qd, kvd, hd, dff;    /* widest residual, q, kv, head, MLP */
+    float *kc, *vc;             /* (n_layers, capacity, kvd) */
+    float *rope_cos, *rope_sin; /* (capacity, hd/2) */
+    /* scratch, grown to the largest batch seen */
+    int rows;
+    float *res;    /* (rows, d) residual stream */
+    float *res2;   /* (rows, d) residual after a SliceGPT shortcut */
+    float *xn;     /* (rows, d) normed input / final hidden */
+    float *q;      /* (rows, qd) */
+    float *att;    /* (rows, qd) */
+    float *tmp;    /* (rows, d) */
+    float *ff;     /* (rows, dff) */
+    float *ff2;    /* (rows, dff) */
+    float *scores; /* (QBLOCK, capacity) */
+    int last_n;    /* rows of the last call (xn holds their final hidden) */
+    int last_d;    /* width of the final hidden */
+    int *i8_outliers; /* (n_layers, 4) most outlier columns seen, or NULL */
+    qs_status failed; /* a kernel's failure inside the pass (int8 scratch) */
+    qs_int8_scratch *i8s; /* scratch shared by the int8 layers, or NULL */
+    qs_observe_fn obs;
+    void *obs_ud;
+};
+
+static const char *const site_names[QS_SITE_COUNT] = {
+    "attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_mid", "head_in", "resid", "resid_mid", "embed",
+};
+
+const char *qs_site_name(qs_site s) { return (unsigned)s < QS_SITE_COUNT ? site_names[s] : "?"; }
+
+int qs_site_parse(const char *s) {
+    for (int i = 0; i < QS_SITE_COUNT; i++)
+        if (strcmp(s, site_names[i]) == 0) return i;
+    return -1;
+}
+
+long long qs_ctx_kv_bytes_per_token(const qs_model *m) {
+    return 2LL * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim * (long long)sizeof(float);
+}
+
+static void *xalloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+
+static int maxi(int a, int b) { return a > b ? a : b; }
+
+qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx **out) {
+    *out = NULL;
+    const qs_config *cfg = &m->cfg;
+    if (capacity <= 0) capacity = cfg->max_pos;
+    if (capacity > cfg->max_pos)
+        return qs_fail(QS_EARG, "context of %d tokens is longer than the model allows (%d)", capacity,
+                       cfg->max_pos);
+    qs_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qs_fail(QS_ENOMEM, "out of memory");
+    c->m = m;
+    if (x) c->x = *x;
+    if (!c->x.w) c->x.w = &m->w;
+    const qs_weights *w = c->x.w;
+    c->capacity = capacity;
+    c->hd = cfg->head_dim;
+    c->qd = cfg->n_heads * cfg->head_dim;
+    c->kvd = cfg->n_kv_heads * cfg->head_dim;
+    /* a sliced model's widths vary per layer; size the scratch for the widest */
+    c->d = maxi(cfg->d_model, w->d_embed);
+    c->dff = cfg->d_ff;
+    int any_i8 = w->head.i8 != NULL;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const qs_layer *L = &w->layers[l];
+        c->d = maxi(c->d, maxi(L->attn_norm.dim, maxi(L->o.n_out, L->down.n_out)));
+        c->dff = maxi(c->dff, L->up.n_out);
+        any_i8 |= L->q.i8 || L->o.i8 || L->up.i8 || L->down.i8;
+    }
+    if (any_i8 && (!(c->i8_outliers = calloc((size_t)cfg->n_layers * 4, sizeof(int))) ||
+                   !(c->i8s = qs_int8_scratch_new())))
+        goto oom;
+    size_t kv = (size_t)cfg->n_layers * capacity * c->kvd;
+    c->kc = xalloc(kv * sizeof(float));
+    c->vc = xalloc(kv * sizeof(float));
+    c->scores = xalloc((size_t)QBLOCK * capacity * sizeof(float));
+    if (!c->kc || !c->vc || !c->scores) goto oom;
+    if (cfg->rope_theta > 0) {
+        int half = c->hd / 2;
+        c->rope_cos = xalloc((size_t)capacity * half * sizeof(float));
+        c->rope_sin = xalloc((size_t)capacity * half * sizeof(float));
+        if (!c->rope_cos || !c->rope_sin) goto oom;
+        /* as transformers computes it: inv_freq and the angle in float32 */
+        for (int i = 0; i < half; i++) {
+            float inv = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)c->hd);
+            for (int p = 0; p < capacity; p++) {
+                float a = (float)p * inv;
+                c->rope_cos[(size_t)p * half + i] = cosf(a);
+                c->rope_sin[(size_t)p * half + i] = sinf(a);
+            }
+        }
+    }
+    *out = c;
+    return QS_OK;
+oom:
+    qs_ctx_free(c);
+    return qs_fail(QS_ENOMEM, "out of memory for a context of %d tokens", capacity);
+}
+
+static void free_scratch(qs_ctx *c) {
+    free(c->res);
+    free(c->res2);
+    free(c->xn);
+    free(c->q);
+    free(c->att);
+    free(c->tmp);
+    free(c->ff);
+    free(c->ff2);
+    c->res = c->res2 = c->xn = c->q = c->att = c->tmp = c->ff = c->ff2 = NULL;
+    c->rows = 0;
+}
+
+void qs_ctx_free(qs_ctx *c) {
+    if (!c) return;
+    free_scratch(c);
+    free(c->kc);
+    free(c->vc);
+    free(c->scores);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->i8_outliers);
+    qs_int8_scratch_free(c->i8s);
+    free(c);
+}
+
+void qs_ctx_reset(qs_ctx *c) {
+    c->pos = 0;
+    c->last_n = 0;
+}
+int qs_ctx_pos(const qs_ctx *c) { return c->pos; }
+int qs_ctx_capacity(const qs_ctx *c) { return c->capacity; }
+const qs_model *qs_ctx_model(const qs_ctx *c) { return c->m; }
+
+void qs_ctx_observe(qs_ctx *c, qs_observe_fn fn, void *ud) {
+    c->obs = fn;
+    c->obs_ud = ud;
+}
+
+static qs_status grow(qs_ctx *c, int n) {
+    if (n <= c->rows) return QS_OK;
+    free_scratch(c);
+    size_t r = (size_t)n;
+    int gated = 0;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL || c->x.w->layers[l].gate.i8 != NULL;
+    c->res = xalloc(r * c->d * sizeof(float));
+    c->res2 = xalloc(r * c->d * sizeof(float));
+    c->xn = xalloc(r * c->d * sizeof(float));
+    c->q = xalloc(r * c->qd * sizeof(float));
+    c->att = xalloc(r * c->qd * sizeof(float));
+    c->tmp = xalloc(r * c->d * sizeof(float));
+    c->ff = xalloc(r * c->dff * sizeof(float));
+    c->ff2 = gated ? xalloc(r * c->dff * sizeof(float)) : NULL;
+    if (!c->res || !c->res2 || !c->xn || !c->q || !c->att || !c->tmp || !c->ff || (gated && !c->ff2)) {
+        free_scratch(c);
+        return qs_fail(QS_ENOMEM, "out of memory for a batch of %d tokens", n);
+    }
+    c->rows = n;
+    return QS_OK;
+}
+
+/* Observers see a site's values before its quantizer: they calibrate it. */
+#define SITE(layer, site, ptr, dim)                                                      \
+    do {                                                                                 \
+        if (c->obs) c->obs(c->obs_ud, (layer), (site), (ptr), n, (dim), pos0);           \
+        if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)(layer) * QS_SITE_COUNT + (site)], (ptr), n, (dim)); \
+    } while (0)
+
+static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, float *y) {
+    const qs_config *cfg = &c->m->cfg;
+    int kind = nm->kind ? nm->kind : (int)cfg->norm;
+    if (kind == QS_NORM_LAYER)
+        qs_ops_layernorm(x, n, nm->dim, nm->w, nm->b, cfg->norm_eps, nm->perm, y);
+    else
+        qs_ops_rmsnorm(x, n, nm->dim, nm->div ? nm->div : nm->dim, nm->w, cfg->norm_eps, nm->perm, y);
+}
+
+/* y (n, l->n_out) = x l^T through the layer's kernel; which = 0..3 names the
+ * input site for the int8 outlier count (attn_in, attn_out, mlp_in, mlp_mid). */
+static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
+    if (l->i8) {
+        /* the context's scratch serves every int8 layer of the pass; the
+         * layers themselves are only read, so contexts run them at once */
+        qs_int8_stats st = {0};
+        qs_status s = qs_int8_linear_forward_with((qs_int8_linear *)l->i8, x, n, c->x.int8_threshold,
+                                                  c->x.int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN, y, &st,
+                                                  c->i8s);
+        if (s) { /* only out of memory: leave zeros rather than garbage */
+            memset(y, 0, (size_t)n * l->n_out * sizeof(float));
+            c->failed = s;
+        }
+        if (c->i8_outliers && layer >= 0) {
+            int *slot = &c->i8_outliers[layer * 4 + which];
+            *slot = st.n_outliers > *slot ? st.n_outliers : *slot;
+        }
+        return;
+    }
+    qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y);
+}
+
+/* Causal attention of n query rows (positions pos0..pos0+n-1) over the cache
+ * rows 0..pos0+n-1 of one layer; result (n, qd) into c->att. */
+static void attention(qs_ctx *c, int layer, int n, int pos0) {
+    const qs_config *cfg = &c->m->cfg;
+    int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = cfg->sliding_window;
+    float scale = c->x.q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
+    float levels = (float)c->x.prob_levels;
+    const float *kc = c->kc + (size_t)layer * c->capacity * c->kvd;
+    const float *vc = c->vc + (size_t)layer * c->capacity * c->kvd;
+    for (int h = 0; h < cfg->n_heads; h++) {
+        int g = h / group;
+        for (int b0 = 0; b0 < n; b0 += QBLOCK) {
+            int nb = n - b0 < QBLOCK ? n - b0 : QBLOCK;
+            int T = pos0 + b0 + nb; /* keys visible to the block's last row */
+            float *S = c->scores;
+            qs_blas_gemm_nt(nb, T, hd, scale, c->q + (size_t)b0 * c->qd + h * hd, c->qd,
+                            kc + g * hd, c->kvd, 0.0f, S, T);
+            for (int i = 0; i < nb; i++) {
+                float *row = S + (size_t)i * T;
+                int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
+                int start = win > 0 && end > win ? end - win : 0;
+                qs_ops_softmax_row(row + start, end - start);
+                if (levels > 0 && c->x.prob_fp16) { /* RPTQ's reference: float16 P, rounded to 1/255 in float16 */
+                    float tiny = 0.499f / levels; /* below it the float16 steps cannot reach half a level */
+                    for (int j = start; j < end; j++)
+                        row[j] = row[j] < tiny ? 0.0f : qs_quant_f16(rintf(qs_quant_f16(qs_quant_f16(row[j]) * levels)) / levels);
+                } else if (levels > 0) /* RPTQ's reference rounds probabilities to 1/255 */
+                    for (int j = start; j < end; j++) row[j] = rintf(row[j] * levels) / levels;
+                if (start) memset(row, 0, (size_t)start * sizeof(float));
+                if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
+            }
+            qs_blas_gemm_nn(nb, hd, T, 1.0f, S, T, vc + g * hd, c->kvd, 0.0f,
+                            c->att + (size_t)b0 * c->qd + h * hd, c->qd);
+        }
+    }
+}
+
+/* x (n, l->n_in) -> y (n, l->n_out); x and y distinct */
+static void skip(const qs_linear *l, const float *x, int n, float *y) { qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y); }
+
+/* Block l on the residual rows *x (n, the block's input width) at positions
+ * pos0..: its keys and values go to the cache, *x ends as the block's output.
+ * A SliceGPT shortcut writes into *x2 and swaps the two buffers. */
+static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
+    const qs_config *cfg = &c->m->cfg;
+    const qs_weights *w = c->x.w;
+    float *x = *xp, *x2 = *x2p;
+    const qs_layer *L = &w->layers[l];
+    float *kdst = c->kc + ((size_t)l * c->capacity + pos0) * c->kvd;
+    float *vdst = c->vc + ((size_t)l * c->capacity + pos0) * c->kvd;
+    int d_in = L->attn_norm.dim, d_mid = L->o.n_out, d_out = L->down.n_out, dff = L->up.n_out;
+
+    /* attention */
+    norm(c, &L->attn_norm, x, n, c->xn);
+    SITE(l, QS_SITE_ATTN_IN, c->xn, d_in);
+    linear(c, l, 0, &L->q, c->xn, n, c->q);
+    linear(c, -1, 0, &L->k, c->xn, n, kdst);
+    linear(c, -1, 0, &L->v, c->xn, n, vdst);
+    if (c->rope_cos) {
+        int half = c->hd / 2;
+        for (int i = 0; i < n; i++) {
+            const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
+            const float *sn = c->rope_sin + (size_t)(pos0 + i) * half;
+            qs_ops_rope(c->q + (size_t)i * c->qd, cfg->n_heads, c->hd, cs, sn);
+            qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, cs, sn);
+        }
+    }
+    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_Q, c->q, n, c->qd, pos0);
+    if (c->x.q_prescale) {
+        float sc = 1.0f / sqrtf((float)c->hd);
+        for (size_t i = 0; i < (size_t)n * c->qd; i++) c->q[i] *= sc;
+    }
+    if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)l * QS_SITE_COUNT + QS_SITE_Q], c->q, n, c->qd);
+    SITE(l, QS_SITE_K, kdst, c->kvd); /* quantized in the cache: the KV cache's precision */
+    SITE(l, QS_SITE_V, vdst, c->kvd);
+    attention(c, l, n, pos0);
+    SITE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
+    linear(c, l, 1, &L->o, c->att, n, c->tmp);
+    if (L->attn_skip.w) { /* SliceGPT: the residual changes basis and width */
+        skip(&L->attn_skip, x, n, x2);
+        float *t = x;
+        x = x2;
+        x2 = t;
+    }
+    qs_ops_add(x, c->tmp, (size_t)n * d_mid);
+    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID_MID, x, n, d_mid, pos0);
+
+    /* MLP */
+    norm(c, &L->mlp_norm, x, n, c->xn);
+    SITE(l, QS_SITE_MLP_IN, c->xn, d_mid);
+    linear(c, l, 2, &L->up, c->xn, n, c->ff);
+    size_t nf = (size_t)n * dff;
+    if (L->gate.w || L->gate.i8) {
+        linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
+        qs_ops_swiglu(c->ff, c->ff2, nf);
+    } else {
+        switch (cfg->act) {
+        case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
+        case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
+        case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
+        case QS_ACT_SILU: qs_ops_silu(c->ff, nf); break;
+        }
+    }
+    SITE(l, QS_SITE_MLP_MID, c->ff, dff);
+    linear(c, l, 3, &L->down, c->ff, n, c->tmp);
+    if (L->mlp_skip.w) {
+        skip(&L->mlp_skip, x, n, x2);
+        float *t = x;
+        x = x2;
+        x2 = t;
+    }
+    qs_ops_add(x, c->tmp, (size_t)n * d_out);
+    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID, x, n, d_out, pos0);
+    *xp = x;
+    *x2p = x2;
+}
+
+qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_logits_mode mode) {
+    const qs_config *cfg = &c->m->cfg;
+    const qs_weights *w = c->x.w;
+    if (n <= 0) return qs_fail(QS_EARG, "forward: no tokens");
+    int pos0 = c->pos;
+    if (pos0 + n > c->capacity)
+        return qs_fail(QS_EARG, "forward: %d tokens after %d cached exceed the context of %d", n, pos0,
+                       c->capacity);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cfg->vocab)
+            return qs_fail(QS_EARG, "forward: token id %d at position %d is outside the vocabulary (%d)",
+                           ids[i], pos0 + i, cfg->vocab);
+    qs_status st = grow(c, n);
+    if (st) return st;
+    c->failed = QS_OK;
+
+    /* embeddings */
+    int d = w->d_embed ? w->d_embed : cfg->d_model;
+    float *x = c->res, *x2 = c->res2;
+    for (int i = 0; i < n; i++) {
+        float *xr = x + (size_t)i * d;
+        memcpy(xr, w->tok_embed + (size_t)ids[i] * d, (size_t)d * sizeof(float));
+        if (w->pos_embed) qs_ops_add(xr, w->pos_embed + (size_t)(pos0 + i + cfg->pos_offset) * d, (size_t)d);
+    }
+    if (c->obs) c->obs(c->obs_ud, 0, QS_SITE_EMBED, x, n, d, pos0);
+
+    int n_run = c->x.stop_layer > 0 && c->x.stop_layer < cfg->n_layers ? c->x.stop_layer : cfg->n_layers;
+    for (int l = 0; l < n_run; l++) block(c, l, &x, &x2, n, pos0);
+
+    if (c->failed) return c->failed; /* the kernel set the message */
+    if (n_run < cfg->n_layers) {
+        c->pos = pos0 + n;
+        c->last_n = 0; /* no head rows */
+        return mode == QS_LOGITS_NONE ? QS_OK : qs_fail(QS_EARG, "forward: no logits from a pass stopped at layer %d", n_run);
+    }
+
+    int dh = w->final_norm.dim;
+    norm(c, &w->final_norm, x, n, c->xn);
+    SITE(cfg->n_layers, QS_SITE_HEAD_IN, c->xn, dh);
+    c->pos = pos0 + n;
+    c->last_n = n;
+    c->last_d = dh;
+
+    if (mode == QS_LOGITS_ALL) return qs_ctx_head_rows(c, 0, n, logits);
+    if (mode == QS_LOGITS_LAST) return qs_ctx_head_rows(c, n - 1, 1, logits);
+    return QS_OK;
+}
+
+qs_status qs_forward_blocks(qs_ctx *c, int first, int last, const float *x, int n, float *y) {
+    const qs_config *cfg = &c->m->cfg;
+    const qs_weights *w = c->x.w;
+    if (first < 0 || last > cfg->n_layers || first >= last)
+        return qs_fail(QS_EARG, "forward: blocks [%d, %d) outside the model's %d", first, last, cfg->n_layers);
+    if (n <= 0) return qs_fail(QS_EARG, "forward: no rows");
+    int pos0 = c->pos;
+    if (pos0 + n > c->capacity)
+        return qs_fail(QS_EARG, "forward: %d rows after %d cached exceed the context of %d", n, pos0, c->capacity);
+    qs_status st = grow(c, n);
+    if (st) return st;
+    c->failed = QS_OK;
+    float *a = c->res, *b = c->res2;
+    memcpy(a, x, (size_t)n * w->layers[first].attn_norm.dim * sizeof(float));
+    for (int l = first; l < last; l++) block(c, l, &a, &b, n, pos0);
+    if (c->failed) return c->failed;
+    memcpy(y, a, (size_t)n * w->layers[last - 1].down.n_out * sizeof(float));
+    c->pos = pos0 + n;
+    c->last_n = 0;
+    return QS_OK;
+}
+
+qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits) {
+    if (row0 < 0 || count <= 0 || row0 + count > c->last_n)
+        return qs_fail(QS_EARG, "head rows [%d, %d) outside the last batch of %d", row0, row0 + count,
+                       c->last_n);
+    c->failed = QS_OK;
+    linear(c, -1, 0, &c->x.w->head, c->xn + (size_t)row0 * c->last_d, count, logits);
+    return c->failed;
+}
+
+void qs_ctx_int8_clear(qs_ctx *c) {
+    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)c->m->cfg.n_layers * 4 * sizeof(int));
+}
+
+const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer) {
+    return c->i8_outliers ? c->i8_outliers + (size_t)layer * 4 : NULL;
+}

@@ -14,10 +14,12 @@ LDLIBS    += $(PKG_LIBS) -lm -lpthread
 BUILD     ?= build
 CORE_SRC  := $(wildcard core/*/*.c)
 LUA_SRC   := $(wildcard lua/*.c)
+CLI_SRC   := $(wildcard cli/*.c)
 TUI_SRC   := $(wildcard tui/*.c)
 TEST_SRC  := $(wildcard tests/c/*.c)
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
 LUA_OBJ   := $(LUA_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TUI_OBJ   := $(TUI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 CORE_LIB  := $(BUILD)/libqscope-core.a
@@ -39,8 +41,8 @@ $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-qscope: $(TUI_OBJ) $(LUA_OBJ) $(CORE_LIB)
-	$(CC) $(CFLAGS) -o $@ $(TUI_OBJ) $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
+qscope: $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
 
 # The Lua module for stock lua5.4 (`require "qscope"`): the bindings and the
 # core library, all compiled -fPIC, linked against lua5.4 and the core's libraries.
@@ -105,4 +107,4 @@ install: qscope qscope.so
 clean:
 	rm -rf build build-asan qscope qscope.so bench.json
 
--include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

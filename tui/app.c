@@ -16,7 +16,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "../cli/cli.h"
 #include "tui.h"
 
 static volatile sig_atomic_t got_winch, got_quit;

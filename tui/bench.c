@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "../cli/cli.h"
 #include "tui.h"
 
 enum { BENCH_ROWS = 30, BENCH_COLS = 100, MAX_SAMPLES = 512 };

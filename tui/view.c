@@ -12,7 +12,7 @@
 
 #include "run/run.h"
 #include "methods/methods.h"
-#include "cli.h"
+#include "../cli/cli.h"
 #include "tui.h"
 
 int tui_view_run(qs_model *m) {

@@ -1,13 +1,28 @@
-/* cli.h — the shell subcommands (`qscope info|tokenize|ppl|gen ...`) and the
+/* cli.h — the command line: the shell subcommands (`qscope info|tokenize|ppl|
+ * gen|stats|outliers|compare ...`), thin wrappers over core/ and lua/, and the
  * helpers they share. Each command returns the process exit status:
- * 0 success, 1 runtime error, 2 usage error. */
-#ifndef TUI_CLI_H
-#define TUI_CLI_H
+ * 0 success, 1 runtime error, 2 usage error.
+ *
+ *     int main(int argc, char **argv) {
+ *         int rc = cli_main(argc, argv, tui_main_accepts);
+ *         return rc == CLI_WORKBENCH ? tui_main(argc - 1, argv + 1) : rc;
+ *     }
+ */
+#ifndef QS_CLI_H
+#define QS_CLI_H
 
 #include "stats/stats.h"
 #include "model/model.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* Run `qscope ARGS`: --help, --version, a shell command (or `COMMAND --help`),
+ * or `run FILE.lua`. Installs the stderr logger. Returns the exit status, or
+ * CLI_WORKBENCH when argv is the workbench's: no command, or arguments that
+ * workbench_accepts(argc - 1, argv + 1) takes (NULL: none but a lone MODEL);
+ * an unknown command or option is a usage error. */
+#define CLI_WORKBENCH (-1)
+int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **argv));
 
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
@@ -59,8 +74,5 @@ int cli_text_ids(const qs_model *m, const char *path, int special, int32_t **ids
 /* Progress bar on stderr when it is a terminal (a qs_progress_fn). ud is the
  * label ("ppl"). */
 int cli_progress(void *ud, long done, long total);
-
-/* Open the minimal full-screen view (tui/view.c). */
-int tui_view_run(qs_model *m);
 
 #endif

@@ -1,0 +1,115 @@
+/* The command line: `qscope <command> ...` runs a shell command; anything
+ * else is the workbench's (tui/), which main() opens when cli_main says so. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "../lua/qsl.h"
+#include "cli.h"
+
+#ifndef QS_VERSION
+#define QS_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+    "usage: qscope [MODEL] [--script FILE.lua]  open the workbench (default: the bundled opt-mini)\n"
+    "       qscope [MODEL] --ui-bench           time key presses to redraws (a pseudo-terminal)\n"
+    "       qscope info [MODEL] [--json]        configuration, sizes and layers\n"
+    "       qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]\n"
+    "       qscope ppl [MODEL] --data FILE [--variant SPEC] [--ctx N] [--stride N] [--max-windows N]\n"
+    "                                           [--json] [CALIBRATION]\n"
+    "       qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N]\n"
+    "                                           [--json|--markdown] [CALIBRATION]\n"
+    "       qscope stats [MODEL] [--site S] [--layer L] [--tau T] [--csv|--json] [CALIBRATION]\n"
+    "       qscope outliers [MODEL] [--tau T] [--layer-frac F] [--pos-frac F] [--json] [CALIBRATION]\n"
+    "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
+    "                                           [--no-stop] [--json]\n"
+    "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"
+    "       qscope --help | --version | COMMAND --help\n"
+    "\n"
+    "MODEL is a Hugging Face directory (config.json + model.safetensors), a .gguf file,\n"
+    "or a llama2.c .bin checkpoint (with --tokenizer FILE, or tokenizer.bin beside it).\n"
+    "SPEC names a variant: fp32, rtn:w=4,group=128,a=8,act=token (wq=gptq: GPTQ weights),\n"
+    "int8:threshold=6, rptq:w=4,a=4,g=32 (or rptq:W4A4KV ...; ref=1: the official code's\n"
+    "conventions), slice:ratio=0.25; chain with '+'.\n"
+    "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
+    "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
+    "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
+
+/* The shell commands; `run` is Lua's (qsl_run) and has no --help of its own. */
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"info", cli_info},   {"tokenize", cli_tokenize}, {"ppl", cli_ppl},         {"gen", cli_gen},
+    {"stats", cli_stats}, {"outliers", cli_outliers}, {"compare", cli_compare},
+};
+
+static void log_to_stderr(void *ud, int level, const char *msg) {
+    (void)ud;
+    if (level >= QS_LOG_WARN) fprintf(stderr, "qscope: warning: %s\n", msg);
+    else if (getenv("QSCOPE_DEBUG")) fprintf(stderr, "qscope: %s\n", msg);
+}
+
+/* `qscope CMD --help`: the usage lines of CMD, then the notes. */
+static void command_help(const char *cmd) {
+    char head[64];
+    snprintf(head, sizeof head, "qscope %s ", cmd);
+    int in_cmd = 0;
+    for (const char *l = usage; *l;) {
+        const char *e = strchr(l, '\n');
+        int n = (int)(e - l);
+        if (n == 0) {
+            fputs(e + 1, stdout); /* the notes */
+            return;
+        }
+        const char *q = strstr(l, "qscope ");
+        if (q && q < e && q - l <= 7) {
+            in_cmd = !strncmp(q, head, strlen(head));
+            if (in_cmd) printf("usage: %.*s\n", (int)(e - q), q);
+        } else if (in_cmd) {
+            printf("%.*s\n", n, l);
+        }
+        l = e + 1;
+    }
+}
+
+static int wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **argv)) {
+    qs_log_set(log_to_stderr, NULL);
+    if (argc < 2) return CLI_WORKBENCH;
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("qscope %s (%s)\n", QS_VERSION, qs_blas_describe());
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (strcmp(cmd, commands[i].name)) continue;
+        if (wants_help(argc - 2, argv + 2)) {
+            command_help(cmd);
+            return EXIT_OK;
+        }
+        return commands[i].fn(argc - 2, argv + 2);
+    }
+    if (!strcmp(cmd, "run")) return qsl_run(argc - 2, argv + 2);
+    if (workbench_accepts && workbench_accepts(argc - 1, argv + 1)) return CLI_WORKBENCH;
+    if (cmd[0] == '-') {
+        fprintf(stderr, "qscope: unknown option '%s'\n%s", cmd, usage);
+        return EXIT_USAGE;
+    }
+    if (argc > 2) {
+        fprintf(stderr, "qscope: unknown command '%s'\n%s", cmd, usage);
+        return EXIT_USAGE;
+    }
+    return CLI_WORKBENCH;
+}

@@ -303,8 +303,7 @@ int cli_ppl(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *tokp = NULL, *spec = "fp32", *v;
     long ctx = 0, stride = 0, maxw = 0;
     int json = 0, bad;
-    cli_calib_opts co;
-    cli_calib_init(&co);
+    qs_calib_opts co = cli_calib_init();
     for (int i = 0; i < argc; i++) {
         if (cli_calib_option(&co, argc, argv, &i, &bad)) {
             if (bad) return EXIT_USAGE;

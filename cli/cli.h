@@ -54,17 +54,13 @@ int cli_bad_option(const char *cmd, const char *arg);
 
 /* Calibration options shared by stats, outliers, compare and ppl --variant:
  * --calib FILE, --calib-ids FILE, --calib-offsets FILE, --calib-windows N,
- * --calib-ctx N. Default: calib.txt beside the model, 32 windows of
- * min(512, the model's positions). */
-typedef struct {
-    const char *text, *ids, *offsets;
-    int windows, ctx;
-} cli_calib_opts;
-void cli_calib_init(cli_calib_opts *o);
+ * --calib-ctx N, over the core's defaults (qs_calib_opts_defaults: calib.txt
+ * beside the model, 32 windows of min(512, the model's positions)). */
+qs_calib_opts cli_calib_init(void);
 /* 1 when argv[*i] is a calibration option (consumed; *bad set on a bad value). */
-int cli_calib_option(cli_calib_opts *o, int argc, char **argv, int *i, int *bad);
+int cli_calib_option(qs_calib_opts *o, int argc, char **argv, int *i, int *bad);
 /* Build the calibration set, printing the error; returns an exit status. */
-int cli_calib_load(const qs_model *m, const cli_calib_opts *o, qs_calib *cal);
+int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal);
 
 /* Token ids (default specials when `special`) of the text in path ("-":
  * stdin), printing why on failure (no tokenizer, unreadable or empty text).

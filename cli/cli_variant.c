@@ -3,6 +3,7 @@
 #include <cJSON.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,30 +18,29 @@
 
 /* ---- calibration options ---- */
 
-void cli_calib_init(cli_calib_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->windows = 32;
+qs_calib_opts cli_calib_init(void) {
+    qs_calib_opts o = qs_calib_opts_defaults();
+    o.how_text = "--calib FILE (or --calib-ids FILE)";
+    o.how_ids = "--calib-ids";
+    return o;
 }
 
-int cli_calib_option(cli_calib_opts *o, int argc, char **argv, int *i, int *bad) {
+int cli_calib_option(qs_calib_opts *o, int argc, char **argv, int *i, int *bad) {
+    static const struct {
+        const char *name;
+        size_t field; /* of a const char * */
+    } files[] = {{"--calib", offsetof(qs_calib_opts, file)},
+                 {"--calib-ids", offsetof(qs_calib_opts, ids_file)},
+                 {"--calib-offsets", offsetof(qs_calib_opts, offsets_file)}};
     const char *v;
     long x;
     *bad = 0;
-    if (cli_opt_val(argc, argv, i, "--calib", &v)) {
-        if (!v) *bad = 1;
-        o->text = v;
-        return 1;
-    }
-    if (cli_opt_val(argc, argv, i, "--calib-ids", &v)) {
-        if (!v) *bad = 1;
-        o->ids = v;
-        return 1;
-    }
-    if (cli_opt_val(argc, argv, i, "--calib-offsets", &v)) {
-        if (!v) *bad = 1;
-        o->offsets = v;
-        return 1;
-    }
+    for (size_t k = 0; k < sizeof files / sizeof *files; k++)
+        if (cli_opt_val(argc, argv, i, files[k].name, &v)) {
+            if (!v) *bad = 1;
+            *(const char **)((char *)o + files[k].field) = v;
+            return 1;
+        }
     if (cli_opt_val(argc, argv, i, "--calib-windows", &v)) {
         if (!v || !cli_int("--calib-windows", v, 1, 1 << 20, &x)) *bad = 1;
         else o->windows = (int)x;
@@ -54,69 +54,14 @@ int cli_calib_option(cli_calib_opts *o, int argc, char **argv, int *i, int *bad)
     return 0;
 }
 
-/* calib.txt beside the model: in its directory, or beside its file */
-static int default_calib_path(const qs_model *m, char *buf, size_t cap) {
-    if (qs_io_is_dir(m->path)) {
-        qs_io_join(buf, cap, m->path, "calib.txt");
-    } else {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s", m->path);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
-        qs_io_join(buf, cap, dir, "calib.txt");
-    }
-    return qs_io_exists(buf);
-}
-
-int cli_calib_load(const qs_model *m, const cli_calib_opts *o, qs_calib *cal) {
-    memset(cal, 0, sizeof *cal);
-    int ctx = o->ctx ? o->ctx : (m->cfg.max_pos < 512 ? m->cfg.max_pos : 512);
-    if (ctx > m->cfg.max_pos) {
-        cli_error("--calib-ctx %d is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
+int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal) {
+    if (o->ctx > m->cfg.max_pos) {
+        memset(cal, 0, sizeof *cal);
+        cli_error("--calib-ctx %d is longer than %s allows (%d positions)", o->ctx, m->path, m->cfg.max_pos);
         return EXIT_RUNTIME;
     }
-    if (o->ids) {
-        if (qs_calib_from_ids_file(o->ids, ctx, m->cfg.vocab, cal)) {
-            cli_error("%s", qs_last_error());
-            return EXIT_RUNTIME;
-        }
-        return EXIT_OK;
-    }
-    char path[1100];
-    const char *text_path = o->text;
-    if (!text_path) {
-        if (!default_calib_path(m, path, sizeof path)) {
-            cli_error("%s: calibration text needed and there is no calib.txt beside the model: give --calib FILE "
-                      "(or --calib-ids FILE)", m->path);
-            return EXIT_RUNTIME;
-        }
-        text_path = path;
-    }
-    if (!m->tok) {
-        cli_error("%s: the model has no tokenizer to read %s (use --calib-ids)", m->path, text_path);
-        return EXIT_RUNTIME;
-    }
-    char *text;
-    size_t len;
-    if (qs_io_read_all(text_path, &text, &len)) {
+    if (qs_calib_load(m, o, cal)) {
         cli_error("%s", qs_last_error());
-        return EXIT_RUNTIME;
-    }
-    qs_status st;
-    if (o->offsets) {
-        long *offs;
-        int n;
-        if ((st = qs_calib_read_offsets(o->offsets, &offs, &n)) == QS_OK) {
-            st = qs_calib_from_offsets(m->tok, text, len, ctx, offs, n, cal);
-            free(offs);
-        }
-    } else {
-        st = qs_calib_from_text(m->tok, text, len, ctx, o->windows, cal);
-    }
-    free(text);
-    if (st) {
-        cli_error("%s: %s", text_path, qs_last_error());
         return EXIT_RUNTIME;
     }
     return EXIT_OK;
@@ -124,7 +69,7 @@ int cli_calib_load(const qs_model *m, const cli_calib_opts *o, qs_calib *cal) {
 
 /* ---- stats ---- */
 
-static int collect(qs_model *m, const cli_calib_opts *co, float tau, qs_calib *cal, qs_stats **st) {
+static int collect(qs_model *m, const qs_calib_opts *co, float tau, qs_calib *cal, qs_stats **st) {
     int rc = cli_calib_load(m, co, cal);
     if (rc) return rc;
     qs_stats_opts o = qs_stats_defaults();
@@ -168,8 +113,7 @@ int cli_stats(int argc, char **argv) {
     long layer = -1;
     double tau = 6;
     int csv = 0, json = 0, bad;
-    cli_calib_opts co;
-    cli_calib_init(&co);
+    qs_calib_opts co = cli_calib_init();
     for (int i = 0; i < argc; i++) {
         if (cli_calib_option(&co, argc, argv, &i, &bad)) {
             if (bad) return EXIT_USAGE;
@@ -311,8 +255,7 @@ int cli_outliers(int argc, char **argv) {
     const char *model = NULL, *v;
     double tau = 6, lf = 0.25, pf = 0.06;
     int json = 0, bad;
-    cli_calib_opts co;
-    cli_calib_init(&co);
+    qs_calib_opts co = cli_calib_init();
     for (int i = 0; i < argc; i++) {
         if (cli_calib_option(&co, argc, argv, &i, &bad)) {
             if (bad) return EXIT_USAGE;
@@ -392,22 +335,17 @@ int cli_outliers(int argc, char **argv) {
 
 /* ---- compare ---- */
 
-typedef struct {
-    char spec[512];
-    char desc[512];
-    double ppl, nll, tok_s;
-    long long wbytes, kvbytes, params;
-    int ok;
-    char err[512];
-} row;
+/* the bar's label: the spec being scored, else "calibrating" */
+static int compare_progress(void *ud, const char *what, long done, long total) {
+    return cli_progress((void *)(what ? what : "calibrating"), done, total);
+}
 
 int cli_compare(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *v;
     const char *specs[64];
     int n_specs = 0, json = 0, markdown = 0, bad;
     long ctx = 0, maxw = 0;
-    cli_calib_opts co;
-    cli_calib_init(&co);
+    qs_calib_opts co = cli_calib_init();
     for (int i = 0; i < argc; i++) {
         if (cli_calib_option(&co, argc, argv, &i, &bad)) {
             if (bad) return EXIT_USAGE;
@@ -452,55 +390,27 @@ int cli_compare(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n = 0;
     qs_calib cal = {0};
-    qs_stats *base = NULL;
-    row *rows = calloc((size_t)n_specs + 1, sizeof *rows);
+    int total = n_specs + 1;
+    qs_compare_row *rows = calloc((size_t)total, sizeof *rows);
+    if (!rows) {
+        cli_error("out of memory");
+        goto done;
+    }
     if (ctx > m->cfg.max_pos) {
         cli_error("compare: --ctx %ld is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
         goto done;
     }
     if (cli_text_ids(m, data, 1, &ids, &n)) goto done;
-    if (need_cal) {
-        if (cli_calib_load(m, &co, &cal)) goto done;
-        qs_stats_opts so = qs_stats_defaults();
-        so.per_token = 0;
-        if (qs_stats_collect(m, NULL, &cal, &so, cli_progress, "calibrating", &base)) {
-            cli_error("%s", qs_last_error());
-            goto done;
-        }
+    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
+    qs_compare_opts copts = {.calib = need_cal ? &cal : NULL, .ctx = (int)ctx, .max_windows = (int)maxw,
+                             .progress = compare_progress};
+    if (qs_compare_run(m, specs, n_specs, ids, (long)n, &copts, rows)) {
+        cli_error("%s", qs_last_error());
+        goto done;
     }
-    qs_ppl_opts po = {.ctx = (int)ctx, .max_windows = (int)maxw, .progress = cli_progress};
-    /* fp32 first: the reference for the differences */
-    const char *all[65];
-    all[0] = "fp32";
-    for (int i = 0; i < n_specs; i++) all[i + 1] = specs[i];
-    int total = n_specs + 1;
-    for (int i = 0; i < total; i++) {
-        row *r = &rows[i];
-        snprintf(r->spec, sizeof r->spec, "%s", all[i]);
-        po.progress_ud = r->spec;
-        qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .base_stats = base, .progress = cli_progress,
-                              .progress_ud = "calibrating"};
-        qs_variant *var = NULL;
-        qs_ctx *c = NULL;
-        qs_ppl_result pr;
-        if (qs_variant_new(m, all[i], &vo, &var) || qs_ctx_new(m, qs_variant_exec(var), (int)ctx, &c) ||
-            qs_eval_ppl(c, ids, (long)n, &po, &pr)) {
-            snprintf(r->err, sizeof r->err, "%s", qs_last_error());
-            if (!json) cli_error("%s", r->err);
-        } else {
-            r->ok = 1;
-            r->ppl = pr.ppl;
-            r->nll = pr.nll;
-            r->tok_s = pr.seconds > 0 ? pr.windows * (double)pr.ctx / pr.seconds : 0;
-            r->wbytes = qs_variant_weight_bytes(var);
-            r->kvbytes = qs_variant_kv_bytes_per_token(var);
-            r->params = qs_variant_params(var);
-            snprintf(r->spec, sizeof r->spec, "%s", qs_variant_spec(var));
-            snprintf(r->desc, sizeof r->desc, "%s", qs_variant_describe(var));
-        }
-        qs_ctx_free(c);
-        qs_variant_free(var);
-    }
+    if (!json)
+        for (int i = 0; i < total; i++)
+            if (!rows[i].ok && rows[i].err[0]) cli_error("%s", rows[i].err);
     double ref = rows[0].ok ? rows[0].ppl : NAN;
     if (json) {
         cJSON *root = cJSON_CreateObject();
@@ -516,10 +426,10 @@ int cli_compare(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "ppl", rows[i].ppl);
                 cJSON_AddNumberToObject(o, "delta_ppl", rows[i].ppl - ref);
                 cJSON_AddNumberToObject(o, "nll", rows[i].nll);
-                cJSON_AddNumberToObject(o, "weight_bytes", (double)rows[i].wbytes);
-                cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)rows[i].kvbytes);
+                cJSON_AddNumberToObject(o, "weight_bytes", (double)rows[i].weight_bytes);
+                cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)rows[i].kv_bytes_per_token);
                 cJSON_AddNumberToObject(o, "params", (double)rows[i].params);
-                cJSON_AddNumberToObject(o, "tokens_per_second", rows[i].tok_s);
+                cJSON_AddNumberToObject(o, "tokens_per_second", rows[i].tokens_per_s);
             } else {
                 cJSON_AddStringToObject(o, "error", rows[i].err);
             }
@@ -537,7 +447,7 @@ int cli_compare(int argc, char **argv) {
                 continue;
             }
             printf("| `%s` | %.3f | %+.3f | %.2f | %lld | %lld | %.0f |\n", rows[i].spec, rows[i].ppl, rows[i].ppl - ref,
-                   rows[i].wbytes / 1e6, rows[i].kvbytes, rows[i].params, rows[i].tok_s);
+                   rows[i].weight_bytes / 1e6, rows[i].kv_bytes_per_token, rows[i].params, rows[i].tokens_per_s);
         }
     } else {
         printf("%-36s %10s %9s %9s %9s %9s\n", "variant", "ppl", "Δppl", "weight MB", "KV B/tok", "tok/s");
@@ -547,7 +457,7 @@ int cli_compare(int argc, char **argv) {
                 continue;
             }
             printf("%-36s %10.4f %+9.4f %9.3f %9lld %9.0f\n", rows[i].spec, rows[i].ppl, rows[i].ppl - ref,
-                   rows[i].wbytes / 1e6, rows[i].kvbytes, rows[i].tok_s);
+                   rows[i].weight_bytes / 1e6, rows[i].kv_bytes_per_token, rows[i].tokens_per_s);
         }
     }
     rc = EXIT_OK;
@@ -555,7 +465,6 @@ int cli_compare(int argc, char **argv) {
         if (!rows[i].ok) rc = EXIT_RUNTIME;
 done:
     free(rows);
-    qs_stats_free(base);
     qs_calib_free(&cal);
     free(ids);
     qs_model_free(m);

@@ -168,21 +168,6 @@ static const int32_t *file_ids(lua_State *L, int midx, const qs_model *m, const 
     return c->ids;
 }
 
-/* A file beside the model: in its directory, or beside its file. */
-static int beside_model(const qs_model *m, const char *name, char *buf, size_t cap) {
-    if (qs_io_is_dir(m->path)) {
-        qs_io_join(buf, cap, m->path, name);
-    } else {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s", m->path);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
-        qs_io_join(buf, cap, dir, name);
-    }
-    return qs_io_exists(buf);
-}
-
 const int32_t *qsl_data_ids(lua_State *L, int midx, const qs_model *m, int opts, long *n) {
     midx = lua_absindex(L, midx);
     if (lua_getfield(L, opts, "ids") != LUA_TNIL) {
@@ -201,7 +186,7 @@ const int32_t *qsl_data_ids(lua_State *L, int midx, const qs_model *m, int opts,
     }
     if (!file) {
         char buf[1200];
-        if (!beside_model(m, "eval.txt", buf, sizeof buf))
+        if (!qs_model_file_beside(m, "eval.txt", buf, sizeof buf))
             luaL_argerror(L, opts, "give 'file', 'text' or 'ids' (there is no eval.txt beside the model)");
         if (tok_needed(L, m)) return NULL;
         lua_pushstring(L, buf);
@@ -215,67 +200,50 @@ const int32_t *qsl_data_ids(lua_State *L, int midx, const qs_model *m, int opts,
 static void free_offsets(void *p) { free(p); }
 
 int qsl_calib_build(lua_State *L, const qs_model *m, int opts, qs_calib *cal) {
-    int maxctx = m->cfg.max_pos < 512 ? m->cfg.max_pos : 512;
-    int ctx = (int)qsl_opt_int(L, opts, "ctx", maxctx, 2, m->cfg.max_pos);
-    int windows = (int)qsl_opt_int(L, opts, "windows", 32, 1, 1 << 20);
-    const char *ids_file = qsl_opt_str(L, opts, "ids_file", NULL);
-    const char *file = qsl_opt_str(L, opts, "file", NULL);
-    const char *text = qsl_opt_str(L, opts, "text", NULL);
-    if ((ids_file != NULL) + (file != NULL) + (text != NULL) > 1)
+    qs_calib_opts o = qs_calib_opts_defaults();
+    o.how_text = "file=";
+    o.how_ids = "ids_file=";
+    o.ctx = (int)qsl_opt_int(L, opts, "ctx", qs_calib_opts_ctx(m, &o), 2, m->cfg.max_pos);
+    o.windows = (int)qsl_opt_int(L, opts, "windows", o.windows, 1, 1 << 20);
+    o.ids_file = qsl_opt_str(L, opts, "ids_file", NULL);
+    o.file = qsl_opt_str(L, opts, "file", NULL);
+    o.text = qsl_opt_str(L, opts, "text", NULL);
+    if ((o.ids_file != NULL) + (o.file != NULL) + (o.text != NULL) > 1)
         luaL_argerror(L, opts, "give one of 'file', 'text' and 'ids_file'");
-    if (ids_file) {
-        if (qs_calib_from_ids_file(ids_file, ctx, m->cfg.vocab, cal) != QS_OK) return qsl_fail(L);
+    if (o.text) o.text_len = strlen(o.text);
+    if (o.ids_file) {
+        if (qs_calib_load(m, &o, cal) != QS_OK) return qsl_fail(L);
         /* every row of the file, unless windows= asks for fewer */
         lua_getfield(L, opts, "windows");
         int given = !lua_isnil(L, -1);
         lua_pop(L, 1);
-        if (given && windows < cal->n_rows) {
-            cal->n_rows = windows;
-            snprintf(cal->source, sizeof cal->source, "first %d rows of %d ids from %.200s", windows, ctx, ids_file);
+        if (given && o.windows < cal->n_rows) {
+            cal->n_rows = o.windows;
+            snprintf(cal->source, sizeof cal->source, "first %d rows of %d ids from %.200s", o.windows, o.ctx,
+                     o.ids_file);
         }
         return 0;
     }
     /* offsets: token offsets of the windows, in order */
-    long *offs = NULL;
-    int n_offs = 0;
     if (lua_getfield(L, opts, "offsets") != LUA_TNIL) {
         int oi = lua_gettop(L);
         int cnt;
         double *d = qsl_numbers(L, oi, &cnt, "'offsets'");
         if (cnt < 1) luaL_argerror(L, opts, "'offsets' is empty");
         qsl_box *b = qsl_box_new(L, free_offsets);
+        long *offs;
         if (!(b->p = offs = malloc((size_t)cnt * sizeof *offs))) return qsl_failf(L, "out of memory");
         for (int i = 0; i < cnt; i++) {
             if (d[i] < 0 || d[i] != (double)(long)d[i])
                 luaL_argerror(L, opts, lua_pushfstring(L, "'offsets': element %d is not a token offset", i + 1));
             offs[i] = (long)d[i];
         }
-        n_offs = cnt;
+        o.offsets = offs;
+        o.n_offsets = cnt;
     } else {
         lua_pop(L, 1);
     }
-    char path[1200];
-    if (!text && !file) {
-        if (!beside_model(m, "calib.txt", path, sizeof path))
-            return qsl_failf(L, "%s: calibration needs text and there is no calib.txt beside the model: give file=",
-                             m->path);
-        file = path;
-    }
-    if (tok_needed(L, m)) return 2;
-    qsl_box *tb = qsl_box_new(L, free);
-    size_t len;
-    if (file) {
-        char *buf = NULL;
-        if (qs_io_read_all(file, &buf, &len) != QS_OK) return qsl_fail(L);
-        tb->p = buf;
-        text = buf;
-    } else {
-        len = strlen(text);
-    }
-    qs_status st = offs ? qs_calib_from_offsets(m->tok, text, len, ctx, offs, n_offs, cal)
-                        : qs_calib_from_text(m->tok, text, len, ctx, windows, cal);
-    qsl_box_free(tb);
-    if (st) return qsl_failf(L, "%s: %s", file ? file : "text", qs_last_error());
+    if (qs_calib_load(m, &o, cal) != QS_OK) return qsl_fail(L);
     return 0;
 }
 

@@ -16,7 +16,7 @@
 #include "stats/stats.h"
 #include "tui.h"
 
-enum { CALIB_WINDOWS = 8, QUICK_WINDOWS = 4, COV_MAX_DIM = 1024 };
+enum { QUICK_WINDOWS = 4, COV_MAX_DIM = 1024 };
 
 tui_var *tui_var_ref(tui_var *v) {
     if (v) atomic_fetch_add(&v->refs, 1);
@@ -162,10 +162,9 @@ static qs_status calib_run(tui_job *j) {
         snprintf(d->note, sizeof d->note, "no calib.txt beside the model (%.180s): no statistics", d->calib_path);
         return fail(j, QS_EIO, d->note);
     }
-    if ((st = qs_io_read_all(d->calib_path, &text, &len))) return fail(j, st, qs_last_error());
-    st = qs_calib_from_text(m->tok, text, len, ppl_ctx(m), CALIB_WINDOWS, &d->cal);
-    free(text);
-    if (st) return fail(j, st, qs_last_error());
+    qs_calib_opts co = qs_calib_opts_defaults();
+    co.file = d->calib_path;
+    if ((st = qs_calib_load(m, &co, &d->cal))) return fail(j, st, qs_last_error());
     d->have_cal = 1;
 
     qs_stats_opts o = qs_stats_defaults();

@@ -180,4 +180,50 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s);
  * over v's calibration set starts. */
 qs_status qs_gptq_calib_inputs(qs_variant *v, float *X);
 
+/* ---- compare.h — several variants of one model measured the same way: the
+ * results table of `qscope compare`, qs.compare and the workbench.
+ *
+ *     const char *specs[] = {"int8", "rptq:W4A4"};
+ *     qs_compare_row rows[3];                      // fp32 first, then each spec
+ *     qs_compare_opts o = {.calib = &cal, .max_windows = 8};
+ *     qs_compare_run(m, specs, 2, ids, n, &o, rows);
+ *     ... rows[i].ok ? rows[i].ppl - rows[0].ppl : rows[i].err ...
+ */
+typedef struct {
+    char spec[512];     /* canonical when measured; as given when it failed */
+    char desc[512];     /* qs_variant_describe */
+    int ok;             /* 0: err says why (the other fields are 0) */
+    char err[512];
+    double ppl, nll;
+    long tokens;        /* tokens scored */
+    int windows, ctx;
+    double seconds;     /* of the forward passes */
+    double tokens_per_s;/* windows * ctx / seconds */
+    long long weight_bytes, kv_bytes_per_token, params;
+} qs_compare_row;
+
+/* what: the spec (as given) whose perplexity is being measured, or NULL
+ * while calibrating or building a variant. Nonzero cancels that step: the
+ * row gets the error "cancelled" and the next spec runs. */
+typedef int (*qs_compare_progress_fn)(void *ud, const char *what, long done, long total);
+
+typedef struct {
+    const qs_calib *calib;      /* for the specs that calibrate; NULL: they fail */
+    const qs_stats *base_stats; /* fp32 statistics over calib; NULL: gathered here once
+                                 * (without per-token maxima) when a spec needs calib */
+    int ctx, stride, max_windows; /* the perplexity windows, as qs_ppl_opts */
+    qs_compare_progress_fn progress;
+    void *ud;
+    int (*stop)(void *ud);      /* asked between rows; nonzero ends the run (QS_ECANCEL) */
+} qs_compare_opts;
+
+/* Build and measure fp32 (rows[0], the reference) and every spec (rows[1 +
+ * i]) on the same ids (n tokens); a spec that is "fp32" again copies rows[0].
+ * A row that fails says why and the others still run; the call fails only
+ * when o->stop ends it (the rows not reached are zero) or the base
+ * statistics cannot be gathered (then every row has that error).
+ * rows: n_specs + 1, the caller's. */
+qs_status qs_compare_run(const qs_model *m, const char *const *specs, int n_specs, const int32_t *ids, long n,
+                         const qs_compare_opts *o, qs_compare_row *rows);
+
 #endif

@@ -76,6 +76,20 @@ const char *qs_model_default_path(char *buf, size_t cap) {
     return "models/opt-mini";
 }
 
+int qs_model_file_beside(const qs_model *m, const char *name, char *buf, size_t cap) {
+    if (qs_io_is_dir(m->path)) {
+        qs_io_join(buf, cap, m->path, name);
+    } else {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s", m->path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        qs_io_join(buf, cap, dir, name);
+    }
+    return qs_io_exists(buf);
+}
+
 qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out) {
     *out = NULL;
     qs_status st = check_sizes(cfg, src ? src : "model");

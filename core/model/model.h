@@ -125,6 +125,11 @@ void qs_model_free(qs_model *m);
  * that path). The result may point into buf (cap bytes). */
 const char *qs_model_default_path(char *buf, size_t cap);
 
+/* The path of a file that travels with model m (calib.txt, eval.txt): in its
+ * directory, or beside its file; written into buf (cap bytes). Returns 1 when
+ * that file exists. */
+int qs_model_file_beside(const qs_model *m, const char *name, char *buf, size_t cap);
+
 /* Check every tensor's shape against the config (loaders call it last). */
 qs_status qs_model_validate(const qs_model *m);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "model/model.h"
 
 void qs_calib_free(qs_calib *c) {
     if (!c) return;
@@ -157,5 +158,55 @@ qs_status qs_calib_read_offsets(const char *path, long **offsets, int *n) {
     }
     *offsets = v;
     *n = cnt;
+    return QS_OK;
+}
+
+qs_calib_opts qs_calib_opts_defaults(void) {
+    return (qs_calib_opts){.windows = QS_CALIB_WINDOWS};
+}
+
+int qs_calib_opts_ctx(const qs_model *m, const qs_calib_opts *o) {
+    if (o->ctx) return o->ctx;
+    return m->cfg.max_pos < QS_CALIB_CTX ? m->cfg.max_pos : QS_CALIB_CTX;
+}
+
+qs_status qs_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *out) {
+    memset(out, 0, sizeof *out);
+    int ctx = qs_calib_opts_ctx(m, o);
+    if (ctx > m->cfg.max_pos)
+        return qs_fail(QS_EARG, "calibration context %d is longer than %s allows (%d positions)", ctx, m->path,
+                       m->cfg.max_pos);
+    if (o->ids_file) return qs_calib_from_ids_file(o->ids_file, ctx, m->cfg.vocab, out);
+    char path[1100];
+    const char *file = o->file;
+    if (!o->text && !file) {
+        if (!qs_model_file_beside(m, "calib.txt", path, sizeof path))
+            return qs_fail(QS_EIO, "%s: calibration text needed and there is no calib.txt beside the model%s%s",
+                           m->path, o->how_text ? ": give " : "", o->how_text ? o->how_text : "");
+        file = path;
+    }
+    const char *name = file ? file : "text";
+    if (!m->tok)
+        return qs_fail(QS_EARG, "%s: the model has no tokenizer to read %s%s%s%s", m->path, name,
+                       o->how_ids ? " (use " : "", o->how_ids ? o->how_ids : "", o->how_ids ? ")" : "");
+    char *buf = NULL;
+    const char *text = o->text;
+    size_t len = o->text_len;
+    if (file) {
+        qs_status st = qs_io_read_all(file, &buf, &len);
+        if (st) return st;
+        text = buf;
+    }
+    qs_status st = QS_OK;
+    long *offs = NULL;
+    const long *use = o->offsets;
+    int n = o->n_offsets;
+    if (!use && o->offsets_file && (st = qs_calib_read_offsets(o->offsets_file, &offs, &n)) == QS_OK) use = offs;
+    if (!st)
+        st = use ? qs_calib_from_offsets(m->tok, text, len, ctx, use, n, out)
+                 : qs_calib_from_text(m->tok, text, len, ctx, o->windows, out);
+    free(offs);
+    free(buf);
+    if (st) return qs_fail_prefix(st, "%s", name);
     return QS_OK;
 }

@@ -48,6 +48,44 @@ qs_status qs_calib_read_offsets(const char *path, long **offsets, int *n);
 
 void qs_calib_free(qs_calib *c);
 
+/* The calibration rules every front end follows (the CLI's --calib options,
+ * Lua's m:calibrate{...}, the workbench): which text, how many windows, which
+ * context. Start from qs_calib_opts_defaults() and set what the user gave.
+ *
+ *     qs_calib_opts o = qs_calib_opts_defaults();   // 32 windows of min(512, positions)
+ *     o.windows = 8;
+ *     if (qs_calib_load(m, &o, &cal)) ... qs_last_error() ...
+ */
+#define QS_CALIB_WINDOWS 32 /* the README's numbers are measured with these */
+#define QS_CALIB_CTX 512
+
+typedef struct {
+    const char *ids_file;     /* rows of ctx int32 ids (every row), instead of text */
+    const char *text;         /* the text itself (text_len bytes), or */
+    size_t text_len;
+    const char *file;         /* a text file; neither: calib.txt beside the model */
+    const long *offsets;      /* (n_offsets) token offsets of the windows, in order, or */
+    int n_offsets;
+    const char *offsets_file; /* read from this file (qs_calib_read_offsets); neither:
+                               * consecutive windows from the start */
+    int windows;              /* consecutive windows wanted (fewer if the text is short) */
+    int ctx;                  /* tokens per window; 0: min(QS_CALIB_CTX, the model's positions) */
+    /* how the front end names its options, for messages (NULL: not named) */
+    const char *how_text;     /* "--calib FILE (or --calib-ids FILE)": when there is no text */
+    const char *how_ids;      /* "--calib-ids": when the model has no tokenizer */
+} qs_calib_opts;
+
+qs_calib_opts qs_calib_opts_defaults(void);
+
+/* The context calibration windows get on model m under o. */
+int qs_calib_opts_ctx(const qs_model *m, const qs_calib_opts *o);
+
+/* Build the calibration set o describes for model m into *out (the caller
+ * frees it with qs_calib_free). Fails with a message naming the file: no text
+ * and no calib.txt beside the model, no tokenizer to read the text, a context
+ * longer than the model's positions, or what reading or tokenizing reported. */
+qs_status qs_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *out);
+
 /* ---- stats.h — activation statistics per layer, site and channel, gathered by
  * running calibration windows through a model (or a variant) with an
  * observer attached.

@@ -142,6 +142,7 @@ typedef struct {
     int err;         /* stack index of the error a call raised, 0: none */
     int stopped;     /* the function returned false */
     int interrupted; /* qsl_interrupt() arrived */
+    int named;       /* fn takes (what, done, total) and hears only named steps */
     /* arguments of the call in progress */
     int kind;
     long a, b;
@@ -151,6 +152,9 @@ typedef struct {
 
 void qsl_cb_init(qsl_cb *cb, lua_State *L, int fn);
 int qsl_cb_progress(void *ud, long done, long total); /* qs_progress_fn */
+/* Progress of the step `what` (cb->named: fn(what, done, total), and steps
+ * with a NULL name only check for interrupts). */
+int qsl_cb_progress_of(qsl_cb *cb, const char *what, long done, long total);
 int qsl_cb_text(void *ud, int id, const char *text, size_t len); /* qs_gen_opts.on_text */
 /* After the core call returned: raise the callback's error or "interrupted"
  * (does not return then); else 1 when the function asked to stop, 0 if not. */
@@ -186,6 +190,9 @@ const char *qsl_check_spec(lua_State *L, int idx, qs_spec *out);
  * with *err set when a table is malformed. */
 const char *qsl_spec_text(lua_State *L, int idx, const char **err);
 int qsl_variant_new(lua_State *L, int midx, int spec, int opts);
+/* compare(model, specs, opts, stats|nil): qs.compare's measuring half
+ * (qs_compare_run), handed to the prelude. */
+int qsl_compare_rows(lua_State *L);
 
 /* Prelude: the parts of the module written in Lua (qsl_prelude.c). */
 extern const char qsl_prelude[];

@@ -237,14 +237,16 @@ static int cb_trampoline(lua_State *L) {
     qsl_cb *cb = lua_touserdata(L, 1);
     if (!cb->fn) return 0;
     lua_pushvalue(L, 2); /* the function, passed from the caller's frame */
+    int n = 2;
     if (cb->kind == CB_PROGRESS) {
+        if (cb->s) lua_pushstring(L, cb->s), n++; /* what is in progress (qsl_cb_progress_of) */
         lua_pushinteger(L, cb->a);
         lua_pushinteger(L, cb->b);
     } else {
         lua_pushlstring(L, cb->s, cb->len);
         lua_pushinteger(L, cb->a);
     }
-    lua_call(L, 2, 1);
+    lua_call(L, n, 1);
     return 1;
 }
 
@@ -275,11 +277,20 @@ static int cb_call(qsl_cb *cb) {
 }
 
 int qsl_cb_progress(void *ud, long done, long total) {
-    qsl_cb *cb = ud;
+    return qsl_cb_progress_of(ud, NULL, done, total);
+}
+
+int qsl_cb_progress_of(qsl_cb *cb, const char *what, long done, long total) {
+    int fn = cb->fn;
+    if (!what && cb->named) cb->fn = 0; /* an unnamed step: only interrupts are checked */
     cb->kind = CB_PROGRESS;
     cb->a = done;
     cb->b = total;
-    return cb_call(cb);
+    cb->s = what;
+    int r = cb_call(cb);
+    cb->fn = fn;
+    cb->s = NULL;
+    return r;
 }
 
 int qsl_cb_text(void *ud, int id, const char *text, size_t len) {
@@ -443,7 +454,8 @@ static const luaL_Reg module_fns[] = {
 static int run_prelude(lua_State *L, int mod) {
     if (luaL_loadbuffer(L, qsl_prelude, strlen(qsl_prelude), "=qscope.prelude") != LUA_OK) return lua_error(L);
     lua_pushvalue(L, mod);
-    lua_call(L, 1, 0);
+    lua_pushcfunction(L, qsl_compare_rows);
+    lua_call(L, 2, 0);
     return 0;
 }
 

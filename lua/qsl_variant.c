@@ -382,3 +382,97 @@ static const luaL_Reg meta[] = {
 };
 
 void qsl_variant_register(lua_State *L) { qsl_class(L, QSL_VARIANT, methods, meta, v_get); }
+
+/* ---- qs.compare's measuring half ---- */
+
+static int compare_progress(void *ud, const char *what, long done, long total) {
+    return qsl_cb_progress_of(ud, what, done, total);
+}
+
+static int compare_stop(void *ud) {
+    qsl_cb *cb = ud;
+    return cb->err || cb->interrupted;
+}
+
+/* compare(model, specs, opts, stats|nil) -> rows | nil, msg
+ * specs: canonical spec texts; opts: file=, text=, ids=, ctx=, windows=,
+ * stride= as Variant:eval, and progress(spec, done, total) while each is
+ * scored. rows[i] = {spec, description, ppl, delta_ppl, nll, tokens, seconds,
+ * tokens_per_s, weights, kv_per_token, params} or {spec, error};
+ * rows.reference: the fp32 ppl; nil, msg when fp32 cannot be measured. */
+int qsl_compare_rows(lua_State *L) {
+    lua_settop(L, 4);
+    qsl_model *mu = qsl_check_model(L, 1);
+    const qs_model *m = mu->sh->m;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int data = qsl_opt_table(L, 3);
+    qsl_stats *su = NULL;
+    if (!lua_isnil(L, 4)) {
+        su = qsl_check_stats(L, 4);
+        if (su->sh != mu->sh) luaL_argerror(L, data, "'stats' were gathered on another model");
+    }
+    int fn = qsl_opt_fn(L, data, "progress");
+    int n_specs = (int)luaL_len(L, 2);
+    const char **specs = qsl_scratch(L, ((size_t)n_specs + 1) * sizeof *specs);
+    for (int i = 0; i < n_specs; i++) {
+        lua_geti(L, 2, i + 1);
+        specs[i] = luaL_checkstring(L, -1); /* the table keeps it alive */
+        lua_pop(L, 1);
+    }
+    qs_compare_opts o = {0};
+    o.ctx = (int)qsl_opt_int(L, data, "ctx", m->cfg.max_pos, 2, m->cfg.max_pos);
+    o.max_windows = (int)qsl_opt_int(L, data, "windows", 0, 0, INT_MAX);
+    o.stride = (int)qsl_opt_int(L, data, "stride", 0, 0, o.ctx);
+    long n;
+    const int32_t *ids = qsl_data_ids(L, 1, m, data, &n);
+    if (!ids) return 2;
+    qsl_check_interrupt(L);
+    qs_compare_row *rows = qsl_scratch(L, ((size_t)n_specs + 1) * sizeof *rows);
+    qsl_cb cb;
+    qsl_cb_init(&cb, L, fn);
+    cb.named = 1;
+    o.calib = su ? &su->cal : NULL;
+    o.base_stats = su ? su->st : NULL;
+    o.progress = compare_progress;
+    o.ud = &cb;
+    o.stop = compare_stop;
+    qs_compare_run(m, specs, n_specs, ids, n, &o, rows);
+    qsl_cb_finish(&cb);
+    if (!rows[0].ok) return qsl_failf(L, "%s", rows[0].err);
+    lua_createtable(L, n_specs, 1);
+    lua_pushnumber(L, rows[0].ppl);
+    lua_setfield(L, -2, "reference");
+    for (int i = 1; i <= n_specs; i++) {
+        const qs_compare_row *r = &rows[i];
+        lua_createtable(L, 0, 12);
+        lua_pushstring(L, r->spec);
+        lua_setfield(L, -2, "spec");
+        if (!r->ok) {
+            lua_pushstring(L, r->err);
+            lua_setfield(L, -2, "error");
+        } else {
+            lua_pushstring(L, r->desc);
+            lua_setfield(L, -2, "description");
+            lua_pushnumber(L, r->ppl);
+            lua_setfield(L, -2, "ppl");
+            lua_pushnumber(L, r->ppl - rows[0].ppl);
+            lua_setfield(L, -2, "delta_ppl");
+            lua_pushnumber(L, r->nll);
+            lua_setfield(L, -2, "nll");
+            lua_pushinteger(L, r->tokens);
+            lua_setfield(L, -2, "tokens");
+            lua_pushnumber(L, r->seconds);
+            lua_setfield(L, -2, "seconds");
+            lua_pushnumber(L, r->tokens_per_s);
+            lua_setfield(L, -2, "tokens_per_s");
+            lua_pushinteger(L, r->weight_bytes);
+            lua_setfield(L, -2, "weights");
+            lua_pushinteger(L, r->kv_bytes_per_token);
+            lua_setfield(L, -2, "kv_per_token");
+            lua_pushinteger(L, r->params);
+            lua_setfield(L, -2, "params");
+        }
+        lua_rawseti(L, -2, i);
+    }
+    return 1;
+}

@@ -77,7 +77,9 @@ int cli_progress(void *ud, long done, long total) {
     return 0;
 }
 
-int cli_opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
+/* "--name VALUE" or "--name=VALUE" at argv[*i]: 1 and *val (NULL, after
+ * printing why, when the value is missing); 0 when it is another word. */
+static int opt_val(int argc, char **argv, int *i, const char *name, const char **val) {
     size_t n = strlen(name);
     if (strncmp(argv[*i], name, n) != 0) return 0;
     if (argv[*i][n] == '=') {
@@ -94,9 +96,66 @@ int cli_opt_val(int argc, char **argv, int *i, const char *name, const char **va
     return 1;
 }
 
-int cli_bad_option(const char *cmd, const char *arg) {
+static int cli_bad_option(const char *cmd, const char *arg) {
     cli_error("%s: unknown option '%s' (see qscope --help)", cmd, arg);
     return EXIT_USAGE;
+}
+
+/* 1 when argv[*i] is option o (consumed); *bad when its value is bad. */
+static int take(const cli_opt *o, int argc, char **argv, int *i, int *bad) {
+    const char *v;
+    long x;
+    double f;
+    *bad = 0;
+    if (o->kind == 'b' || o->kind == 'l') {
+        if (strcmp(argv[*i], o->name)) return 0;
+        if (o->kind == 'b') *(int *)o->dst = o->flag;
+        else
+            while (*i + 1 < argc && argv[*i + 1][0] != '-' && *o->count < o->flag)
+                ((const char **)o->dst)[(*o->count)++] = argv[++*i];
+        return 1;
+    }
+    if (!opt_val(argc, argv, i, o->name, &v)) return 0;
+    if (!v) *bad = 1;
+    else if (o->kind == 's') *(const char **)o->dst = v;
+    else if (o->kind == 'f') {
+        if (cli_float(o->name, v, o->flo, o->fhi, &f)) *(double *)o->dst = f;
+        else *bad = 1;
+    } else if (cli_int(o->name, v, o->lo, o->hi, &x)) {
+        if (o->kind == 'I') *(int *)o->dst = (int)x;
+        else *(long *)o->dst = x;
+    } else {
+        *bad = 1;
+    }
+    return 1;
+}
+
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, qs_calib_opts *calib, const char **pos,
+              int npos, int dash_word, const char *extra) {
+    const cli_opt calib_opts[] = {
+        CLI_STR("--calib", calib ? &calib->file : NULL),
+        CLI_STR("--calib-ids", calib ? &calib->ids_file : NULL),
+        CLI_STR("--calib-offsets", calib ? &calib->offsets_file : NULL),
+        {.name = "--calib-windows", .kind = 'I', .dst = calib ? &calib->windows : NULL, .lo = 1, .hi = 1 << 20},
+        {.name = "--calib-ctx", .kind = 'I', .dst = calib ? &calib->ctx : NULL, .lo = 2, .hi = 1 << 20},
+        {0},
+    };
+    const cli_opt *tables[2] = {calib ? calib_opts : NULL, opts};
+    int n_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        int found = 0, bad = 0;
+        for (int t = 0; t < 2 && !found; t++)
+            for (const cli_opt *o = tables[t]; o && o->name && !found; o++) found = take(o, argc, argv, &i, &bad);
+        if (bad) return EXIT_USAGE;
+        if (found) continue;
+        if (argv[i][0] == '-' && (argv[i][1] || !dash_word)) return cli_bad_option(cmd, argv[i]);
+        if (n_pos == npos) {
+            cli_error("%s: unexpected argument '%s'%s", cmd, argv[i], extra ? extra : "");
+            return EXIT_USAGE;
+        }
+        pos[n_pos++] = argv[i];
+    }
+    return EXIT_OK;
 }
 
 /* ---- info ---- */
@@ -174,20 +233,10 @@ static void print_info(const qs_model *m) {
 }
 
 int cli_info(int argc, char **argv) {
-    const char *path = NULL, *tokp = NULL, *v;
+    const char *path = NULL, *tokp = NULL;
     int json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
-            if (!v) return EXIT_USAGE;
-            tokp = v;
-        } else if (argv[i][0] == '-') return cli_bad_option("info", argv[i]);
-        else if (!path) path = argv[i];
-        else {
-            cli_error("info: unexpected argument '%s'", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_FLAG("--json", &json, 1), CLI_STR("--tokenizer", &tokp), {0}};
+    if (cli_parse("info", argc, argv, opts, NULL, &path, 1, 0, NULL)) return EXIT_USAGE;
     qs_model *m = cli_load_model(path, tokp);
     if (!m) return EXIT_RUNTIME;
     if (json) {
@@ -236,24 +285,12 @@ int cli_text_ids(const qs_model *m, const char *path, int special, int32_t **ids
 }
 
 int cli_tokenize(int argc, char **argv) {
-    const char *model = NULL, *file = NULL, *out = NULL, *tokp = NULL, *v;
+    const char *pos[2] = {NULL, NULL}, *out = NULL, *tokp = NULL;
     int special = 1;
-    for (int i = 0; i < argc; i++) {
-        if (cli_opt_val(argc, argv, &i, "--out", &v)) {
-            if (!v) return EXIT_USAGE;
-            out = v;
-        } else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
-            if (!v) return EXIT_USAGE;
-            tokp = v;
-        } else if (!strcmp(argv[i], "--no-special")) special = 0;
-        else if (argv[i][0] == '-' && argv[i][1]) return cli_bad_option("tokenize", argv[i]);
-        else if (!model) model = argv[i];
-        else if (!file) file = argv[i];
-        else {
-            cli_error("tokenize: unexpected argument '%s'", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_STR("--out", &out), CLI_STR("--tokenizer", &tokp), CLI_FLAG("--no-special", &special, 0),
+                            {0}};
+    if (cli_parse("tokenize", argc, argv, opts, NULL, pos, 2, 1, NULL)) return EXIT_USAGE;
+    const char *model = pos[0], *file = pos[1];
     if (!model || !file) {
         cli_error("tokenize: usage: qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]");
         return EXIT_USAGE;
@@ -300,36 +337,19 @@ done:
 /* ---- ppl ---- */
 
 int cli_ppl(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *tokp = NULL, *spec = "fp32", *v;
+    const char *model = NULL, *data = NULL, *tokp = NULL, *spec = "fp32";
     long ctx = 0, stride = 0, maxw = 0;
-    int json = 0, bad;
+    int json = 0;
     qs_calib_opts co = cli_calib_init();
-    for (int i = 0; i < argc; i++) {
-        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
-            if (bad) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--data", &v)) {
-            if (!v) return EXIT_USAGE;
-            data = v;
-        } else if (cli_opt_val(argc, argv, &i, "--variant", &v)) {
-            if (!v) return EXIT_USAGE;
-            spec = v;
-        } else if (cli_opt_val(argc, argv, &i, "--ctx", &v)) {
-            if (!v || !cli_int("--ctx", v, 2, 1 << 20, &ctx)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--stride", &v)) {
-            if (!v || !cli_int("--stride", v, 1, 1 << 20, &stride)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--max-windows", &v)) {
-            if (!v || !cli_int("--max-windows", v, 1, INT_MAX, &maxw)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
-            if (!v) return EXIT_USAGE;
-            tokp = v;
-        } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return cli_bad_option("ppl", argv[i]);
-        else if (!model) model = argv[i];
-        else {
-            cli_error("ppl: unexpected argument '%s'", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_STR("--data", &data),
+                            CLI_STR("--variant", &spec),
+                            CLI_INT("--ctx", &ctx, 2, 1 << 20),
+                            CLI_INT("--stride", &stride, 1, 1 << 20),
+                            CLI_INT("--max-windows", &maxw, 1, INT_MAX),
+                            CLI_STR("--tokenizer", &tokp),
+                            CLI_FLAG("--json", &json, 1),
+                            {0}};
+    if (cli_parse("ppl", argc, argv, opts, &co, &model, 1, 0, NULL)) return EXIT_USAGE;
     if (!data) {
         cli_error("ppl: --data FILE is required (text to score)");
         return EXIT_USAGE;
@@ -445,34 +465,21 @@ static int print_piece(void *ud, int id, const char *text, size_t len) {
 }
 
 int cli_gen(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *tokp = NULL, *v;
+    const char *pos[2] = {NULL, NULL}, *tokp = NULL;
     long n = 64, topk = 0, seed = 0;
     double temp = 0, topp = 1;
     int json = 0, stop = 1;
-    for (int i = 0; i < argc; i++) {
-        if (cli_opt_val(argc, argv, &i, "-n", &v)) {
-            if (!v || !cli_int("-n", v, 1, 1 << 20, &n)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--temp", &v)) {
-            if (!v || !cli_float("--temp", v, 0, 100, &temp)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--top-k", &v)) {
-            if (!v || !cli_int("--top-k", v, 0, INT_MAX, &topk)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--top-p", &v)) {
-            if (!v || !cli_float("--top-p", v, 0, 1, &topp)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--seed", &v)) {
-            if (!v || !cli_int("--seed", v, 0, LONG_MAX, &seed)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--tokenizer", &v)) {
-            if (!v) return EXIT_USAGE;
-            tokp = v;
-        } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--no-stop")) stop = 0;
-        else if (argv[i][0] == '-' && argv[i][1]) return cli_bad_option("gen", argv[i]);
-        else if (!model) model = argv[i];
-        else if (!prompt) prompt = argv[i];
-        else {
-            cli_error("gen: unexpected argument '%s' (quote the prompt)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_INT("-n", &n, 1, 1 << 20),
+                            CLI_FLOAT("--temp", &temp, 0, 100),
+                            CLI_INT("--top-k", &topk, 0, INT_MAX),
+                            CLI_FLOAT("--top-p", &topp, 0, 1),
+                            CLI_INT("--seed", &seed, 0, LONG_MAX),
+                            CLI_STR("--tokenizer", &tokp),
+                            CLI_FLAG("--json", &json, 1),
+                            CLI_FLAG("--no-stop", &stop, 0),
+                            {0}};
+    if (cli_parse("gen", argc, argv, opts, NULL, pos, 2, 1, " (quote the prompt)")) return EXIT_USAGE;
+    const char *model = pos[0], *prompt = pos[1];
     if (!model) {
         cli_error("gen: usage: qscope gen MODEL [PROMPT] [-n N] [--temp T] ...");
         return EXIT_USAGE;

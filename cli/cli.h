@@ -47,18 +47,40 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
 
-/* Option matching: "--ctx N" or "--ctx=N". Returns 1 when argv[*i] is the
- * option and sets *val (NULL, after printing why, when the value is missing). */
-int cli_opt_val(int argc, char **argv, int *i, const char *name, const char **val);
-int cli_bad_option(const char *cmd, const char *arg);
+/* One command's options, for cli_parse: "--ctx N" or "--ctx=N".
+ *     long ctx = 0; int json = 0; const char *data = NULL, *model = NULL;
+ *     const cli_opt opts[] = {CLI_STR("--data", &data), CLI_INT("--ctx", &ctx, 2, 1 << 20),
+ *                             CLI_FLAG("--json", &json, 1), {0}};
+ *     if (cli_parse("ppl", argc, argv, opts, &calib, &model, 1, NULL)) return EXIT_USAGE; */
+typedef struct {
+    const char *name;
+    char kind;          /* 's' const char *, 'i' long, 'I' int, 'f' double in [lo, hi],
+                         * 'b' flag (stores flag), 'l' list: the words that follow */
+    void *dst;
+    long lo, hi;        /* 'i', 'I' */
+    double flo, fhi;    /* 'f' */
+    int flag;           /* 'b': the value stored; 'l': capacity */
+    int *count;         /* 'l': words stored */
+} cli_opt;
+#define CLI_STR(n, p) {.name = (n), .kind = 's', .dst = (p)}
+#define CLI_INT(n, p, l, h) {.name = (n), .kind = 'i', .dst = (p), .lo = (l), .hi = (h)}
+#define CLI_FLOAT(n, p, l, h) {.name = (n), .kind = 'f', .dst = (p), .flo = (l), .fhi = (h)}
+#define CLI_FLAG(n, p, v) {.name = (n), .kind = 'b', .dst = (p), .flag = (v)}
+#define CLI_LIST(n, p, cnt, cap) {.name = (n), .kind = 'l', .dst = (p), .count = (cnt), .flag = (cap)}
+
+/* Parse the arguments of command cmd: the options in opts (ended by a zero
+ * entry), the calibration options into *calib when not NULL, and up to npos
+ * words into pos[0..npos-1] in order (a lone "-" is a word when dash_word).
+ * An unknown option, a bad value or an extra word (the message ends with
+ * extra, e.g. " (quote the prompt)") prints why and returns EXIT_USAGE. */
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, qs_calib_opts *calib, const char **pos,
+              int npos, int dash_word, const char *extra);
 
 /* Calibration options shared by stats, outliers, compare and ppl --variant:
  * --calib FILE, --calib-ids FILE, --calib-offsets FILE, --calib-windows N,
  * --calib-ctx N, over the core's defaults (qs_calib_opts_defaults: calib.txt
  * beside the model, 32 windows of min(512, the model's positions)). */
 qs_calib_opts cli_calib_init(void);
-/* 1 when argv[*i] is a calibration option (consumed; *bad set on a bad value). */
-int cli_calib_option(qs_calib_opts *o, int argc, char **argv, int *i, int *bad);
 /* Build the calibration set, printing the error; returns an exit status. */
 int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal);
 

@@ -25,35 +25,6 @@ qs_calib_opts cli_calib_init(void) {
     return o;
 }
 
-int cli_calib_option(qs_calib_opts *o, int argc, char **argv, int *i, int *bad) {
-    static const struct {
-        const char *name;
-        size_t field; /* of a const char * */
-    } files[] = {{"--calib", offsetof(qs_calib_opts, file)},
-                 {"--calib-ids", offsetof(qs_calib_opts, ids_file)},
-                 {"--calib-offsets", offsetof(qs_calib_opts, offsets_file)}};
-    const char *v;
-    long x;
-    *bad = 0;
-    for (size_t k = 0; k < sizeof files / sizeof *files; k++)
-        if (cli_opt_val(argc, argv, i, files[k].name, &v)) {
-            if (!v) *bad = 1;
-            *(const char **)((char *)o + files[k].field) = v;
-            return 1;
-        }
-    if (cli_opt_val(argc, argv, i, "--calib-windows", &v)) {
-        if (!v || !cli_int("--calib-windows", v, 1, 1 << 20, &x)) *bad = 1;
-        else o->windows = (int)x;
-        return 1;
-    }
-    if (cli_opt_val(argc, argv, i, "--calib-ctx", &v)) {
-        if (!v || !cli_int("--calib-ctx", v, 2, 1 << 20, &x)) *bad = 1;
-        else o->ctx = (int)x;
-        return 1;
-    }
-    return 0;
-}
-
 int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal) {
     if (o->ctx > m->cfg.max_pos) {
         memset(cal, 0, sizeof *cal);
@@ -109,30 +80,15 @@ static site_summary summarize(const qs_site_stats *s, float tau) {
 }
 
 int cli_stats(int argc, char **argv) {
-    const char *model = NULL, *site_name = NULL, *v;
+    const char *model = NULL, *site_name = NULL;
     long layer = -1;
     double tau = 6;
-    int csv = 0, json = 0, bad;
+    int csv = 0, json = 0;
     qs_calib_opts co = cli_calib_init();
-    for (int i = 0; i < argc; i++) {
-        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
-            if (bad) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--site", &v)) {
-            if (!v) return EXIT_USAGE;
-            site_name = v;
-        } else if (cli_opt_val(argc, argv, &i, "--layer", &v)) {
-            if (!v || !cli_int("--layer", v, 0, 1 << 16, &layer)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--tau", &v)) {
-            if (!v || !cli_float("--tau", v, 0, 1e9, &tau)) return EXIT_USAGE;
-        } else if (!strcmp(argv[i], "--csv")) csv = 1;
-        else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return cli_bad_option("stats", argv[i]);
-        else if (!model) model = argv[i];
-        else {
-            cli_error("stats: unexpected argument '%s'", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_STR("--site", &site_name), CLI_INT("--layer", &layer, 0, 1 << 16),
+                            CLI_FLOAT("--tau", &tau, 0, 1e9), CLI_FLAG("--csv", &csv, 1),
+                            CLI_FLAG("--json", &json, 1), {0}};
+    if (cli_parse("stats", argc, argv, opts, &co, &model, 1, 0, NULL)) return EXIT_USAGE;
     int site = -1;
     if (site_name && (site = qs_site_parse(site_name)) < 0) {
         cli_error("stats: unknown site '%s' (attn_in, q, k, v, attn_out, mlp_in, mlp_mid, head_in, resid, resid_mid, embed)",
@@ -252,27 +208,13 @@ int cli_stats(int argc, char **argv) {
 /* ---- outliers ---- */
 
 int cli_outliers(int argc, char **argv) {
-    const char *model = NULL, *v;
+    const char *model = NULL;
     double tau = 6, lf = 0.25, pf = 0.06;
-    int json = 0, bad;
+    int json = 0;
     qs_calib_opts co = cli_calib_init();
-    for (int i = 0; i < argc; i++) {
-        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
-            if (bad) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--tau", &v)) {
-            if (!v || !cli_float("--tau", v, 0, 1e9, &tau)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--layer-frac", &v)) {
-            if (!v || !cli_float("--layer-frac", v, 0, 1, &lf)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--pos-frac", &v)) {
-            if (!v || !cli_float("--pos-frac", v, 0, 1, &pf)) return EXIT_USAGE;
-        } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return cli_bad_option("outliers", argv[i]);
-        else if (!model) model = argv[i];
-        else {
-            cli_error("outliers: unexpected argument '%s'", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_FLOAT("--tau", &tau, 0, 1e9), CLI_FLOAT("--layer-frac", &lf, 0, 1),
+                            CLI_FLOAT("--pos-frac", &pf, 0, 1), CLI_FLAG("--json", &json, 1), {0}};
+    if (cli_parse("outliers", argc, argv, opts, &co, &model, 1, 0, NULL)) return EXIT_USAGE;
     qs_model *m = cli_load_model(model, NULL);
     if (!m) return EXIT_RUNTIME;
     qs_calib cal;
@@ -341,32 +283,20 @@ static int compare_progress(void *ud, const char *what, long done, long total) {
 }
 
 int cli_compare(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *v;
+    const char *model = NULL, *data = NULL;
     const char *specs[64];
-    int n_specs = 0, json = 0, markdown = 0, bad;
+    int n_specs = 0, json = 0, markdown = 0;
     long ctx = 0, maxw = 0;
     qs_calib_opts co = cli_calib_init();
-    for (int i = 0; i < argc; i++) {
-        if (cli_calib_option(&co, argc, argv, &i, &bad)) {
-            if (bad) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--data", &v)) {
-            if (!v) return EXIT_USAGE;
-            data = v;
-        } else if (cli_opt_val(argc, argv, &i, "--ctx", &v)) {
-            if (!v || !cli_int("--ctx", v, 2, 1 << 20, &ctx)) return EXIT_USAGE;
-        } else if (cli_opt_val(argc, argv, &i, "--max-windows", &v)) {
-            if (!v || !cli_int("--max-windows", v, 1, INT_MAX, &maxw)) return EXIT_USAGE;
-        } else if (!strcmp(argv[i], "--variants") || !strcmp(argv[i], "--variant")) {
-            while (i + 1 < argc && argv[i + 1][0] != '-' && n_specs < 64) specs[n_specs++] = argv[++i];
-        } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--markdown")) markdown = 1;
-        else if (argv[i][0] == '-') return cli_bad_option("compare", argv[i]);
-        else if (!model) model = argv[i];
-        else {
-            cli_error("compare: unexpected argument '%s' (variants follow --variants)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {CLI_STR("--data", &data),
+                            CLI_INT("--ctx", &ctx, 2, 1 << 20),
+                            CLI_INT("--max-windows", &maxw, 1, INT_MAX),
+                            CLI_LIST("--variants", specs, &n_specs, 64),
+                            CLI_LIST("--variant", specs, &n_specs, 64),
+                            CLI_FLAG("--json", &json, 1),
+                            CLI_FLAG("--markdown", &markdown, 1),
+                            {0}};
+    if (cli_parse("compare", argc, argv, opts, &co, &model, 1, 0, " (variants follow --variants)")) return EXIT_USAGE;
     if (!data) {
         cli_error("compare: --data FILE is required");
         return EXIT_USAGE;

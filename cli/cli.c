@@ -158,6 +158,13 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, qs_ca
     return EXIT_OK;
 }
 
+void cli_json_print(struct cJSON *o, int pretty) {
+    char *s = pretty ? cJSON_Print(o) : cJSON_PrintUnformatted(o);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
 /* ---- info ---- */
 
 static cJSON *info_json(const qs_model *m) {
@@ -241,10 +248,7 @@ int cli_info(int argc, char **argv) {
     if (!m) return EXIT_RUNTIME;
     if (json) {
         cJSON *o = info_json(m);
-        char *s = cJSON_Print(o);
-        puts(s);
-        free(s);
-        cJSON_Delete(o);
+        cli_json_print(o, 1);
     } else {
         print_info(m);
     }
@@ -428,10 +432,7 @@ int cli_ppl(int argc, char **argv) {
                 cJSON_AddItemToArray(arr, e);
             }
         }
-        char *s = cJSON_PrintUnformatted(j);
-        puts(s);
-        free(s);
-        cJSON_Delete(j);
+        cli_json_print(j, 0);
     } else {
         if (strcmp(qs_variant_spec(var), "fp32")) printf("%s\n", qs_variant_describe(var));
         if (has_i8) {
@@ -542,10 +543,7 @@ int cli_gen(int argc, char **argv) {
                                 (const char *[]){"length", "eos", "callback", "context"}[r.stopped_by]);
         cJSON_AddNumberToObject(j, "prefill_seconds", r.prefill_seconds);
         cJSON_AddNumberToObject(j, "decode_tokens_per_second", dec);
-        char *s = cJSON_PrintUnformatted(j);
-        puts(s);
-        free(s);
-        cJSON_Delete(j);
+        cli_json_print(j, 0);
     } else {
         putchar('\n');
         if (isatty(2))

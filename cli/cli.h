@@ -39,6 +39,11 @@ const char *cli_default_model(void);
 /* Load a model (NULL: the bundled one), printing the error on failure. */
 qs_model *cli_load_model(const char *path, const char *tokenizer);
 
+/* Print a JSON document on stdout (pretty: indented, else one line) and
+ * free it. */
+struct cJSON;
+void cli_json_print(struct cJSON *o, int pretty);
+
 /* Print "qscope: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -194,10 +194,7 @@ int cli_stats(int argc, char **argv) {
         }
     }
     if (root) {
-        char *s = cJSON_Print(root);
-        puts(s);
-        free(s);
-        cJSON_Delete(root);
+        cli_json_print(root, 1);
     }
     qs_stats_free(st);
     qs_calib_free(&cal);
@@ -248,10 +245,7 @@ int cli_outliers(int argc, char **argv) {
                     if (o[i].layer_mask >> l & 1) cJSON_AddItemToArray(ls, cJSON_CreateNumber(l));
                 cJSON_AddItemToArray(arr, e);
             }
-            char *s = cJSON_Print(root);
-            puts(s);
-            free(s);
-            cJSON_Delete(root);
+            cli_json_print(root, 1);
         } else {
             printf("LLM.int8() outlier dimensions of %s: |x| >= %g in >= %.0f%% of the %d layer inputs "
                    "(attn_in, mlp_in) at >= %.0f%% of positions; %ld calibration tokens\n",
@@ -365,10 +359,7 @@ int cli_compare(int argc, char **argv) {
             }
             cJSON_AddItemToArray(arr, o);
         }
-        char *s = cJSON_Print(root);
-        puts(s);
-        free(s);
-        cJSON_Delete(root);
+        cli_json_print(root, 1);
     } else if (markdown) {
         printf("| variant | ppl | Δppl | weight MB | KV bytes/token | params | tokens/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < total; i++) {

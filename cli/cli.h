@@ -56,7 +56,7 @@ int cli_float(const char *opt, const char *val, double lo, double hi, double *ou
  *     long ctx = 0; int json = 0; const char *data = NULL, *model = NULL;
  *     const cli_opt opts[] = {CLI_STR("--data", &data), CLI_INT("--ctx", &ctx, 2, 1 << 20),
  *                             CLI_FLAG("--json", &json, 1), {0}};
- *     if (cli_parse("ppl", argc, argv, opts, &calib, &model, 1, NULL)) return EXIT_USAGE; */
+ *     if (cli_parse("ppl", argc, argv, opts, &calib, &model, 1, 0, NULL)) return EXIT_USAGE; */
 typedef struct {
     const char *name;
     char kind;          /* 's' const char *, 'i' long, 'I' int, 'f' double in [lo, hi],

@@ -125,7 +125,7 @@ static double variant_flops(const qs_weights *w, const qs_config *c, int n) {
         const qs_layer *L = &w->layers[i];
         const qs_linear *ls[9] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down, &L->attn_skip, &L->mlp_skip};
         for (int j = 0; j < 9; j++)
-            if (ls[j]->w || ls[j]->i8) lin += (double)ls[j]->n_out * ls[j]->n_in;
+            if (ls[j]->w || ls[j]->kern) lin += (double)ls[j]->n_out * ls[j]->n_in;
     }
     double attn = 2.0 * c->n_layers * c->n_heads * c->head_dim * (double)n * (n + 1) / 2;
     return 2.0 * (lin * n + attn + (double)w->head.n_out * w->head.n_in);

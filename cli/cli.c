@@ -400,7 +400,7 @@ int cli_ppl(int argc, char **argv) {
     }
     double tps = r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0;
     /* LLM.int8(): the most fp32 feature columns any window needed, per layer input */
-    int has_i8 = qs_ctx_int8_outliers(c, 0) != NULL;
+    int has_i8 = qs_ctx_kernel_counts(c, 0) != NULL;
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", m->path);
@@ -423,7 +423,7 @@ int cli_ppl(int argc, char **argv) {
         if (has_i8) {
             cJSON *arr = cJSON_AddArrayToObject(j, "int8_outlier_columns");
             for (int l = 0; l < m->cfg.n_layers; l++) {
-                const int *ol = qs_ctx_int8_outliers(c, l);
+                const int *ol = qs_ctx_kernel_counts(c, l);
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddNumberToObject(e, "attn_in", ol[0]);
                 cJSON_AddNumberToObject(e, "attn_out", ol[1]);
@@ -438,7 +438,7 @@ int cli_ppl(int argc, char **argv) {
         if (has_i8) {
             printf("fp32 feature columns (most in one window) per layer: attn_in attn_out mlp_in mlp_mid\n");
             for (int l = 0; l < m->cfg.n_layers; l++) {
-                const int *ol = qs_ctx_int8_outliers(c, l);
+                const int *ol = qs_ctx_kernel_counts(c, l);
                 printf("  layer %2d  %4d %4d %4d %4d\n", l, ol[0], ol[1], ol[2], ol[3]);
             }
         }

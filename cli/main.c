@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kern/kern.h"
+#include "methods/methods.h"
 #include "../lua/qsl.h"
 #include "cli.h"
 
@@ -87,6 +88,9 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
+        char methods[8192];
+        qs_methods_help(methods, sizeof methods);
+        printf("\nMETHODS (SPEC is METHOD:KEY=VALUE,...; keys, ranges and defaults):\n%s", methods);
         return EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {

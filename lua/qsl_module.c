@@ -474,9 +474,9 @@ int luaopen_qscope(lua_State *L) {
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, mod, "sites");
-    lua_createtable(L, 5, 0);
-    for (int i = 0; i <= QS_M_SLICE; i++) {
-        lua_pushstring(L, qs_method_name((qs_method)i));
+    lua_createtable(L, qs_method_count(), 0); /* the method table's names, in its order */
+    for (int i = 0; i < qs_method_count(); i++) {
+        lua_pushstring(L, qs_method_at(i)->name);
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, mod, "methods");

@@ -333,12 +333,12 @@ static int v_int8_columns(lua_State *L) {
     if (qs_ctx_new(m, qs_variant_exec(u->v), (int)n, &c) != QS_OK) return qsl_fail(L);
     b->p = c;
     if (qs_forward(c, ids, (int)n, NULL, QS_LOGITS_NONE) != QS_OK) return qsl_fail(L);
-    if (!qs_ctx_int8_outliers(c, 0))
+    if (!qs_ctx_kernel_counts(c, 0))
         return qsl_failf(L, "%s runs no LLM.int8() kernel", qs_variant_spec(u->v));
     static const char *const names[4] = {"attn_in", "attn_out", "mlp_in", "mlp_mid"};
     lua_createtable(L, m->cfg.n_layers, 0);
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        const int *o = qs_ctx_int8_outliers(c, l);
+        const int *o = qs_ctx_kernel_counts(c, l);
         lua_createtable(L, 0, 4);
         for (int k = 0; k < 4; k++) {
             lua_pushinteger(L, o[k]);

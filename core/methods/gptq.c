@@ -248,8 +248,7 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s) {
     if (!cal || cal->n_rows < 1)
         return qs_fail(QS_EARG, "%s: GPTQ needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
     for (int l = 0; l < c->n_layers; l++) {
-        const qs_layer *L = &v->w.layers[l];
-        if (L->q.i8 || L->k.i8 || L->v.i8 || L->o.i8 || L->up.i8 || L->gate.i8 || L->down.i8)
+        if (qs_variant_layer_has_kernel(v, l))
             return qs_fail(QS_EARG, "%s: layer %d's weights are already int8; put GPTQ before int8 in the chain",
                            v->spec.text, l);
     }

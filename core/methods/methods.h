@@ -180,6 +180,64 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s);
  * over v's calibration set starts. */
 qs_status qs_gptq_calib_inputs(qs_variant *v, float *X);
 
+/* ---- the method table — every method is one record: its name, its keys
+ * (type, range, default, the words an enum key takes), whether it needs
+ * calibration, how it is applied and how its options are written back. The
+ * spec parser, `--help`'s method list, Lua's qs.methods and the workbench's
+ * knobs all read it. Adding a method is one file (its record and apply) and
+ * one line in table.c.
+ *
+ *     for (int i = 0; i < qs_method_count(); i++)
+ *         printf("%s: %s\n", qs_method_at(i)->name, qs_method_at(i)->summary);
+ */
+typedef enum { QS_KEY_INT, QS_KEY_BITS, QS_KEY_FLOAT, QS_KEY_BOOL, QS_KEY_WORD } qs_key_kind;
+
+typedef struct {
+    const char *name;    /* "w" */
+    const char *alias;   /* another name for it ("tau"), or NULL */
+    qs_key_kind kind;
+    size_t off;          /* offsetof(qs_step, its field): an int, a float for QS_KEY_FLOAT */
+    double lo, hi;       /* INT, FLOAT: accepted range (BITS: 2..8, or 16 for "not quantized") */
+    double def;          /* the default (WORD: index of the default word) */
+    const char *words;   /* WORD: the accepted words, '|' between them */
+    const int *values;   /* WORD: what each word stores */
+    const char *choices; /* WORD: how an error message names the choices */
+    const char *help;    /* one line */
+    double knob;         /* > 0: the workbench shows it as a knob moving by this step */
+} qs_method_key;
+
+typedef struct qs_method_def {
+    qs_method id;
+    const char *name;
+    const char *summary;        /* one line for help texts */
+    const qs_method_key *keys;  /* (n_keys) */
+    int n_keys;
+    const char *bare_hint;      /* what else a bare word may be (" nor a setting name like W4A4KV"), or NULL */
+    /* Defaults the keys do not give; NULL: none. */
+    void (*init)(qs_step *s);
+    /* A key or bare word (val NULL) the keys do not hold: 1 handled (*st
+     * says how), 0 unknown; NULL: none. */
+    int (*extra)(const char *spec, qs_step *s, const char *key, const char *val, qs_status *st);
+    /* Rules between keys, after all are read; NULL: none. */
+    qs_status (*check)(const char *spec, qs_step *s);
+    /* The step's options for the canonical text (",k=v" pairs after the name). */
+    void (*format)(const qs_step *s, char *buf, size_t cap);
+    int (*needs_calib)(const qs_step *s);           /* NULL: never */
+    qs_status (*apply)(qs_variant *v, const qs_step *s); /* NULL: changes nothing (fp32) */
+} qs_method_def;
+
+int qs_method_count(void);
+const qs_method_def *qs_method_at(int i);            /* NULL past the end */
+const qs_method_def *qs_method_find(const char *name); /* NULL when unknown */
+const qs_method_def *qs_method_of(qs_method id);
+
+/* The value of key k in step s, as a number (WORD: the index of its word). */
+double qs_method_key_get(const qs_method_key *k, const qs_step *s);
+
+/* The method list with every key, its range and default, as help text
+ * (about 30 lines); returns the length it needed (snprintf's rule). */
+size_t qs_methods_help(char *buf, size_t cap);
+
 /* ---- compare.h — several variants of one model measured the same way: the
  * results table of `qscope compare`, qs.compare and the workbench.
  *

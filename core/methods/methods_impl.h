@@ -38,6 +38,8 @@ qs_actq *qs_variant_site_q(qs_variant *v, int layer, qs_site site);
  * base model's statistics are reused when nothing changed yet and they hold
  * what is asked). Caller frees with qs_stats_free unless *borrowed. */
 qs_status qs_variant_stats(qs_variant *v, const qs_stats_opts *o, qs_stats **out, int *borrowed);
+/* Whether a linear of layer `layer` runs a kernel of its own (int8). */
+int qs_variant_layer_has_kernel(qs_variant *v, int layer);
 /* Append "; ..." to the one-line description. */
 void qs_variant_note(qs_variant *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Record RPTQ labels / SliceGPT eigenvalues for views (copied). */
@@ -51,5 +53,34 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s);
  * into its neighbours and the norms become weightless RMS norms; the
  * variant computes what it did before. The first half of qs_slice_apply. */
 qs_status qs_slice_fuse(qs_variant *v);
+
+/* ---- the method table's helpers (spec.c) ---- */
+
+/* An integer value of key k in [lo, hi], with the spec's error messages. */
+qs_status qs_spec_get_int(const char *spec, const char *k, const char *v, int lo, int hi, int *out);
+/* Append ",<printf>" to a format hook's buffer. */
+void qs_spec_addf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The papers' setting names (W4A16, W4A4KV, W16A8): 1 and the bits set, or 0. */
+int qs_spec_setting(const char *word, qs_step *s);
+
+/* Keys RTN and RPTQ share: weight, activation and KV bits, the weight grid
+ * and groups, and the weight quantizer. */
+extern const int qs_wq_values[2];
+#define QS_WEIGHT_KEYS                                                                                      \
+    {"w", NULL, QS_KEY_BITS, offsetof(qs_step, w_bits), 2, 16, 16, NULL, NULL, NULL,                      \
+     "weight bits (16: not quantized)", 1},                                                               \
+    {"a", NULL, QS_KEY_BITS, offsetof(qs_step, a_bits), 2, 16, 16, NULL, NULL, NULL,                      \
+     "activation bits at every site (16: not quantized)", 1},                                             \
+    {"kv", NULL, QS_KEY_BITS, offsetof(qs_step, kv_bits), 2, 16, 0, NULL, NULL, NULL,                     \
+     "K/V cache bits (default: as a)", 1},                                                                \
+    {"sym", NULL, QS_KEY_BOOL, offsetof(qs_step, w_sym), 0, 1, 0, NULL, NULL, NULL,                       \
+     "symmetric weight grid", 0},                                                                         \
+    {"group", NULL, QS_KEY_INT, offsetof(qs_step, w_group), 0, 1 << 20, 0, NULL, NULL, NULL,              \
+     "input channels per weight scale (0: one per output row)", 0},                                       \
+    {"wq", NULL, QS_KEY_WORD, offsetof(qs_step, w_gptq), 0, 0, 0, "rtn|gptq", qs_wq_values, "rtn or gptq", \
+     "weight quantizer: round to nearest or GPTQ", 0}
+
+/* The method records (one file each); table.c lists them. */
+extern const qs_method_def qs_method_fp32, qs_method_rtn, qs_method_int8, qs_method_rptq, qs_method_slice;
 
 #endif

@@ -44,33 +44,18 @@
 #include "methods/methods.h"
 #include "base/base.h"
 #include "stats/stats.h"
-#include "methods/methods_impl.h"
+#include "methods/rptq_impl.h"
+
+const qs_site rptq_sites[N_RPTQ_SITES] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
+                                     QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
 
 #ifndef RPTQ_SEED
 #define RPTQ_SEED 0 /* one fixed seed for every k-means, as the paper's code */
 #endif
 
-/* What one step does, decided before any work. */
-typedef struct {
-    int bits[QS_SITE_COUNT]; /* activation bits per site; >= 16: not quantized */
-    qs_grid grid;            /* activation grid */
-    int k_in, k_mlp_in, k_mid; /* clusters at attn_in, mlp_in, mlp_mid */
-    int k_qk, qk_per_head;     /* R2: clusters per head (qk_per_head) or for the site */
-    int k_out, out_per_head;   /* R3: likewise */
-    int reorder;             /* fold the permutations */
-    int reorder_qk;          /* fold R2 (not with RoPE) */
-    int w_bits, w_group, w_sym, w_cluster;
-    int dynamic;             /* per token and cluster scales instead of calibrated ones */
-    int ref;                 /* the reference code's conventions */
-    int prob_levels;         /* softmax probabilities rounded to 1/levels (ref) */
-    int gptq;                /* GPTQ weights (ref) */
-} rptq_plan;
 
-static const qs_site rptq_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
-                                     QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
-#define N_RPTQ_SITES (int)(sizeof rptq_sites / sizeof rptq_sites[0])
 
-static qs_status plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p) {
+qs_status rptq_plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p) {
     const qs_config *c = &v->m->cfg;
     memset(p, 0, sizeof *p);
     for (int i = 0; i < QS_SITE_COUNT; i++) p->bits[i] = 16;
@@ -285,27 +270,9 @@ static qs_status quant_linear(qs_variant *v, qs_linear *l, const rptq_plan *p, i
 
 /* ---- one layer ---- */
 
-typedef struct {
-    /* labels in the original channel order, and totals */
-    int *lab_in, *lab_q, *lab_k, *lab_v, *lab_o, *lab_mi, *lab_mm; /* (d_in) (qd) (kvd) (kvd) (qd) (d_mid) (dff) */
-    int n_in, n_qk, n_out, n_mi, n_mm;
-    /* permutations (NULL: identity) */
-    int32_t *p_in, *p_q, *p_k, *p_v, *p_o, *p_mi, *p_mm;
-    int32_t *pbuf;   /* storage of the permutations */
-    int own[7];      /* q, k, v, o, up, gate, down: weights already in a buffer of the variant's */
-    double *feats;
-    int *colg;
-    void *block;     /* the one allocation behind all of the above */
-} rptq_work;
 
-/* A site's clusters and permutation, in the order of rptq_sites. */
-typedef struct {
-    const int *lab;
-    int n;
-    const int32_t *perm;
-} rptq_site_work;
 
-static void work_sites(const rptq_work *wk, rptq_site_work out[N_RPTQ_SITES]) {
+void rptq_work_sites(const rptq_work *wk, rptq_site_work out[N_RPTQ_SITES]) {
     const rptq_site_work t[N_RPTQ_SITES] = {
         {wk->lab_in, wk->n_in, wk->p_in},  {wk->lab_q, wk->n_qk, wk->p_q},   {wk->lab_k, wk->n_qk, wk->p_k},
         {wk->lab_v, wk->n_out, wk->p_v},   {wk->lab_o, wk->n_out, wk->p_o},  {wk->lab_mi, wk->n_mi, wk->p_mi},
@@ -338,7 +305,7 @@ static qs_status layer_dims(const qs_variant *v, int l, int *d_in, int *qd, int 
 }
 
 /* The statistics of the 7 sites of layer l (rptq_sites order), or an error. */
-static qs_status layer_site_stats(const qs_variant *v, const qs_stats *stats, int l, const qs_site_stats *ss[N_RPTQ_SITES]) {
+qs_status rptq_layer_site_stats(const qs_variant *v, const qs_stats *stats, int l, const qs_site_stats *ss[N_RPTQ_SITES]) {
     int d_in, qd, kvd, d_mid, dff;
     qs_status st = layer_dims(v, l, &d_in, &qd, &kvd, &d_mid, &dff);
     if (st) return st;
@@ -348,7 +315,7 @@ static qs_status layer_site_stats(const qs_variant *v, const qs_stats *stats, in
     return QS_OK;
 }
 
-static qs_status work_new(rptq_work *wk, const qs_variant *v, int l) {
+qs_status rptq_work_new(rptq_work *wk, const qs_variant *v, int l) {
     const qs_config *c = &v->m->cfg;
     int grp = c->n_heads / c->n_kv_heads, d_in, qd, kvd, d_mid, dff;
     memset(wk, 0, sizeof *wk);
@@ -381,7 +348,7 @@ static qs_status work_new(rptq_work *wk, const qs_variant *v, int l) {
  * order), the labels recorded for the views, and (with p->reorder) the
  * permutations folded into the layer's norms and linears and into the
  * quantizers an earlier step put there. */
-static qs_status layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_stats *const ss[N_RPTQ_SITES], int l,
+qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_stats *const ss[N_RPTQ_SITES], int l,
                                 rptq_work *wk, int *changed) {
     const qs_config *c = &v->m->cfg;
     qs_layer *L = &v->w.layers[l];
@@ -494,11 +461,11 @@ static qs_status layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site
 static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *stats, int l, int *changed) {
     qs_layer *L = &v->w.layers[l];
     const qs_site_stats *ss[N_RPTQ_SITES];
-    qs_status st = layer_site_stats(v, stats, l, ss);
+    qs_status st = rptq_layer_site_stats(v, stats, l, ss);
     if (st) return st;
     rptq_work wk;
-    if ((st = work_new(&wk, v, l))) return st;
-    if ((st = layer_clusters(v, p, ss, l, &wk, changed))) goto done;
+    if ((st = rptq_work_new(&wk, v, l))) return st;
+    if ((st = rptq_layer_clusters(v, p, ss, l, &wk, changed))) goto done;
 
     qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
     const int *glab[7] = {wk.lab_in, wk.lab_in, wk.lab_in, wk.lab_o, wk.lab_mi, wk.lab_mi, wk.lab_mm};
@@ -519,7 +486,7 @@ static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *s
 
     /* activation quantizers, in the permuted channel order */
     rptq_site_work qz[N_RPTQ_SITES];
-    work_sites(&wk, qz);
+    rptq_work_sites(&wk, qz);
     for (int i = 0; i < N_RPTQ_SITES; i++) {
         int bits = p->bits[rptq_sites[i]];
         if (bits >= 16) continue;
@@ -529,368 +496,6 @@ static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *s
     }
 done:
     free(wk.block);
-    return st;
-}
-
-/* ---- the reference code's conventions (ref=1) ----
- *
- * The official RPTQ code (rptq.json in the fixtures lists what it does) runs
- * layer by layer over the calibration windows in their order:
- *   A. the layer as it was, fed with the outputs of the layers already
- *      quantized: the running max/min of every channel over all windows,
- *      for k-means; the permutations are folded in;
- *   B. a calibration pass of the reordered layer with no activation
- *      quantized (softmax probabilities are rounded to 1/255 all the same):
- *      each quantizer's range is an EMA over windows, in order, of the
- *      window's per-channel min/max (0.99 old + 0.01 new, the first window
- *      initialising), reduced to the cluster's min/max after every update;
- *      GPTQ's Hessians are summed here too;
- *   C. with GPTQ weights, the layer is run again fully quantized to give the
- *      next layer's inputs; otherwise B's outputs are the next inputs.
- * Activations are float16 there. Here the pass stays float32, but what the
- * quantizers compute is rounded to float16 as there: the ranges, the EMA,
- * scale and zero, x/scale and the result, and the probability rounding
- * (exec.prob_fp16). The grid is
- * QS_GRID_RPTQ; norm outputs keep max(8, a) bits; the q quantizer sees q
- * after the 1/sqrt(d) scaling while k-means sees it before; weights are
- * quantized per output row x input cluster (the clusters of the activation
- * that feeds them) and stored as float16. */
-
-#ifndef RPTQ_REF_FP16
-#define RPTQ_REF_FP16 1 /* 0: the quantizers' per-value arithmetic in float32 (for measuring) */
-#endif
-
-static float h16(float x) { return qs_quant_f16(x); }
-
-static qs_status plan_ref(const qs_variant *v, const qs_step *s, rptq_plan *p) {
-    qs_status st = plan_default(v, s, p);
-    if (st) return st;
-    if (s->w_group)
-        return qs_fail(QS_EARG, "%s: the reference mode (ref=1) quantizes weights per output row x input cluster, "
-                       "not in groups of %d", v->spec.text, s->w_group);
-    if (s->w_sym)
-        return qs_fail(QS_EARG, "%s: the reference mode (ref=1) uses its asymmetric grid; sym=1 does not apply", v->spec.text);
-    if (s->a_mode == QS_AQ_TOKEN)
-        return qs_fail(QS_EARG, "%s: the reference mode (ref=1) calibrates static ranges; act=token does not apply",
-                       v->spec.text);
-    for (int i = 0; i < QS_SITE_COUNT; i++) p->bits[i] = 16;
-    if (s->a_bits < 16) {
-        int nb = s->norm_a ? s->norm_a : s->a_bits > 8 ? s->a_bits : 8;
-        p->bits[QS_SITE_ATTN_IN] = p->bits[QS_SITE_MLP_IN] = nb;
-        p->bits[QS_SITE_Q] = p->bits[QS_SITE_ATTN_OUT] = p->bits[QS_SITE_MLP_MID] = s->a_bits;
-        p->prob_levels = 255;
-    }
-    p->bits[QS_SITE_K] = p->bits[QS_SITE_V] = s->kv_bits;
-    p->grid = QS_GRID_RPTQ;
-    p->w_cluster = 1;
-    p->gptq = s->w_gptq && s->w_bits < 16;
-    p->ref = 1;
-    return QS_OK;
-}
-
-/* scale and zero point of [lo, hi] as the reference computes them in float16 */
-static void ref_params16(float lo, float hi, int bits, float *scale, float *zero) {
-    float s = h16(h16(hi - lo) * ldexpf(1.0f, -bits));
-    s = h16(s < 1e-4f ? 1e-4f : s > 1e4f ? 1e4f : s);
-    float z = h16(h16(hi + lo) * h16(-0.5f / s));
-    z = z < -1e4f ? -1e4f : z > 1e4f ? 1e4f : z;
-    *scale = s;
-    *zero = rintf(h16(z));
-}
-
-enum { RH_IN, RH_OUT, RH_MLP, RH_MID, N_RH }; /* inputs of q/k/v, o, up/gate, down */
-static const qs_site rh_site[N_RH] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
-
-/* Pass B's observer: EMA ranges per site, X^T X per linear input. */
-typedef struct {
-    int layer;
-    float *lo[N_RPTQ_SITES], *hi[N_RPTQ_SITES]; /* (dim) range per channel, current order; NULL: not quantized */
-    const int *lab[N_RPTQ_SITES];               /* (dim) cluster per channel, current order */
-    int n_clu[N_RPTQ_SITES], dim[N_RPTQ_SITES], seen[N_RPTQ_SITES];
-    float q_scale;                              /* the q quantizer sees q times this */
-    float *wmin, *wmax;                         /* (widest) one window's range per channel */
-    float *cmin, *cmax;                         /* (most clusters) */
-    double *H[N_RH];                            /* (dim, dim) sum of x^T x (upper), or NULL */
-    int hdim[N_RH];
-    double *hbuf;                               /* (256, widest) */
-    qs_status err;
-} ema_obs;
-
-static void observe_ema(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
-    (void)pos0;
-    ema_obs *o = ud;
-    if (layer != o->layer || o->err) return;
-    for (int k = 0; k < N_RH; k++) {
-        if (site != rh_site[k] || !o->H[k]) continue;
-        if (dim != o->hdim[k]) {
-            o->err = qs_fail(QS_ESHAPE, "rptq: layer %d %s has width %d, its linear reads %d", layer, qs_site_name(site),
-                             dim, o->hdim[k]);
-            return;
-        }
-        for (int r0 = 0; r0 < n; r0 += 256) {
-            int nr = n - r0 < 256 ? n - r0 : 256;
-            for (size_t i = 0; i < (size_t)nr * dim; i++) o->hbuf[i] = x[(size_t)r0 * dim + i];
-            qs_blas_dsyrk_acc(nr, dim, o->hbuf, o->H[k]);
-        }
-    }
-    int i = 0;
-    while (i < N_RPTQ_SITES && rptq_sites[i] != site) i++;
-    if (i == N_RPTQ_SITES || !o->lo[i]) return;
-    if (dim != o->dim[i]) {
-        o->err = qs_fail(QS_ESHAPE, "rptq: layer %d %s has width %d, expected %d", layer, qs_site_name(site), dim, o->dim[i]);
-        return;
-    }
-    /* this window's range per channel, as float16 activations have it */
-    float *mn = o->wmin, *mx = o->wmax;
-    memcpy(mn, x, (size_t)dim * sizeof(float));
-    memcpy(mx, x, (size_t)dim * sizeof(float));
-    for (int r = 1; r < n; r++) {
-        const float *xr = x + (size_t)r * dim;
-        for (int c = 0; c < dim; c++) {
-            mn[c] = xr[c] < mn[c] ? xr[c] : mn[c];
-            mx[c] = xr[c] > mx[c] ? xr[c] : mx[c];
-        }
-    }
-    float qs = site == QS_SITE_Q ? o->q_scale : 1.0f;
-    float *lo = o->lo[i], *hi = o->hi[i];
-    for (int c = 0; c < dim; c++) {
-        float a = h16(h16(mn[c]) * qs), b = h16(h16(mx[c]) * qs);
-        if (o->seen[i]) {
-            a = h16(h16(lo[c] * 0.99f) + h16(a * 0.01f));
-            b = h16(h16(hi[c] * 0.99f) + h16(b * 0.01f));
-        }
-        lo[c] = a;
-        hi[c] = b;
-    }
-    o->seen[i]++;
-    /* reduced to the cluster's range, in place: the next update starts from it */
-    int K = o->n_clu[i];
-    for (int k = 0; k < K; k++) {
-        o->cmin[k] = INFINITY;
-        o->cmax[k] = -INFINITY;
-    }
-    for (int c = 0; c < dim; c++) {
-        int k = o->lab[i][c];
-        o->cmin[k] = lo[c] < o->cmin[k] ? lo[c] : o->cmin[k];
-        o->cmax[k] = hi[c] > o->cmax[k] ? hi[c] : o->cmax[k];
-    }
-    for (int c = 0; c < dim; c++) {
-        lo[c] = o->cmin[o->lab[i][c]];
-        hi[c] = o->cmax[o->lab[i][c]];
-    }
-}
-
-/* Every calibration window of X (rows, ctx, din) through block l of ctx
- * into Y (rows, ctx, dout). */
-static qs_status run_layer(qs_variant *v, qs_ctx *c, int l, const float *X, int din, float *Y, int dout, long *tick,
-                           long total) {
-    const qs_calib *cal = v->calib;
-    qs_status st = QS_OK;
-    for (int r = 0; r < cal->n_rows && !st; r++) {
-        qs_ctx_reset(c);
-        st = qs_forward_blocks(c, l, l + 1, X + (size_t)r * cal->ctx * din, cal->ctx, Y + (size_t)r * cal->ctx * dout);
-    }
-    if (!st && v->progress && v->progress(v->progress_ud, ++*tick, total))
-        st = qs_fail(QS_ECANCEL, "%s: cancelled at layer %d", v->spec.text, l);
-    return st;
-}
-
-/* Weights of one linear per output row x input cluster: GPTQ with the
- * Hessian sum Hs (or round to nearest), stored as float16 values. */
-static qs_status ref_weights(qs_variant *v, const rptq_plan *p, qs_linear *l, int owned, const int *colg, int n_groups,
-                             const double *Hs, double *Hw, long windows, int layer, const char *name) {
-    if (!l->w) return QS_OK;
-    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
-    if (!out) return qs_fail(QS_ENOMEM, "out of memory");
-    int n = l->n_in;
-    qs_status st;
-    if (p->gptq) {
-        double f = 2.0 / (double)windows; /* H = mean over windows of 2 X^T X, as the reference */
-        for (int i = 0; i < n; i++)
-            for (int j = i; j < n; j++) Hw[(size_t)i * n + j] = Hw[(size_t)j * n + i] = f * Hs[(size_t)i * n + j];
-        if (out != l->w) memcpy(out, l->w, (size_t)l->n_out * n * sizeof(float));
-        qs_gptq_opts o = qs_gptq_defaults();
-        o.bits = p->w_bits;
-        o.grid = QS_GRID_RPTQ;
-        o.col_group = colg;
-        o.n_col_groups = n_groups;
-        st = qs_gptq_quantize(out, l->n_out, n, Hw, &o, NULL);
-    } else {
-        st = qs_quant_weight_groups(l->w, l->n_out, n, p->w_bits, 0, QS_GRID_RPTQ, colg, n_groups, out);
-    }
-    if (st) return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
-    for (size_t i = 0; i < (size_t)l->n_out * n; i++) out[i] = h16(out[i]);
-    l->w = out;
-    l->bits = p->w_bits;
-    l->group = n_groups <= 1 ? 0 : (n + n_groups - 1) / n_groups;
-    l->asym = 1;
-    return QS_OK;
-}
-
-static qs_status rptq_ref(qs_variant *v, const rptq_plan *p, int *changed) {
-    const qs_model *m = v->m;
-    const qs_config *c = &m->cfg;
-    const qs_calib *cal = v->calib;
-    if (!cal || cal->n_rows < 1)
-        return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
-    /* rmax: residual widths (layer inputs kept for every window); dmax: the
-     * widest site; hw: the widest input of each kind of linear (its Hessian) */
-    int rmax = v->w.d_embed ? v->w.d_embed : c->d_model, dmax = rmax, hw[N_RH] = {0};
-    for (int l = 0; l < c->n_layers; l++) {
-        const qs_layer *L = &v->w.layers[l];
-        int res[] = {L->attn_norm.dim, L->o.n_out, L->down.n_out}, in[N_RH] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
-        for (int k = 0; k < 3; k++) rmax = res[k] > rmax ? res[k] : rmax;
-        for (int k = 0; k < N_RH; k++) hw[k] = in[k] > hw[k] ? in[k] : hw[k];
-        int dims[] = {rmax, L->q.n_out, L->k.n_out, L->o.n_in, L->up.n_in, L->up.n_out};
-        for (int k = 0; k < (int)(sizeof dims / sizeof dims[0]); k++) dmax = dims[k] > dmax ? dims[k] : dmax;
-    }
-    size_t hoff[N_RH + 1] = {0};
-    for (int k = 0; k < N_RH; k++) hoff[k + 1] = hoff[k] + (size_t)hw[k] * hw[k];
-    size_t ntok = (size_t)cal->n_rows * cal->ctx;
-    float *X = malloc(ntok * rmax * sizeof(float)), *Y = malloc(ntok * rmax * sizeof(float));
-    float *rng = malloc((2 * (size_t)N_RPTQ_SITES * dmax + 4 * (size_t)dmax) * sizeof(float));
-    int *labpos = malloc(((size_t)N_RPTQ_SITES + 1) * dmax * sizeof(int));
-    double *Hs = p->gptq ? calloc(hoff[N_RH], sizeof(double)) : NULL;
-    double *Hw = p->gptq ? malloc((size_t)dmax * dmax * sizeof(double)) : NULL;
-    double *hbuf = p->gptq ? malloc((size_t)256 * dmax * sizeof(double)) : NULL;
-    qs_ctx *ca = NULL, *cb = NULL, *cc = NULL;
-    qs_stats *sa = NULL;
-    rptq_work wk = {0};
-    qs_status st = QS_OK;
-    if (!X || !Y || !rng || !labpos || (p->gptq && (!Hs || !Hw || !hbuf))) {
-        st = qs_fail(QS_ENOMEM, "%s: out of memory for %zu calibration tokens", v->spec.text, ntok);
-        goto done;
-    }
-    if ((st = qs_gptq_calib_inputs(v, X))) goto done;
-
-    /* the run-time conventions, set before the contexts copy the exec */
-    if (!qs_variant_site_q(v, 0, QS_SITE_ATTN_IN)) {
-        st = qs_fail(QS_ENOMEM, "out of memory");
-        goto done;
-    }
-    v->exec.prob_levels = p->prob_levels;
-    v->exec.prob_fp16 = RPTQ_REF_FP16;
-    v->exec.q_prescale = 1;
-    qs_exec xa = v->exec, xb, xc = v->exec;
-    xa.aq = NULL;
-    xa.prob_levels = 0;
-    xa.q_prescale = 0;
-    xa.stop_layer = 0;
-    xb = xa;
-    xb.prob_levels = p->prob_levels;
-    xc.stop_layer = 0;
-    if ((st = qs_ctx_new(m, &xa, cal->ctx, &ca)) || (st = qs_ctx_new(m, &xb, cal->ctx, &cb)) ||
-        (st = qs_ctx_new(m, &xc, cal->ctx, &cc)))
-        goto done;
-
-    long tick = 0, total = (long)c->n_layers * (p->gptq ? 3 : 2);
-    for (int l = 0; l < c->n_layers && !st; l++) {
-        qs_layer *L = &v->w.layers[l];
-        int din = L->attn_norm.dim, dout = L->down.n_out;
-
-        /* A: ranges over all windows of the layer as it was, for k-means */
-        qs_stats_opts so = qs_stats_defaults();
-        so.per_token = 0;
-        so.sites = 0;
-        for (int i = 0; i < N_RPTQ_SITES; i++) so.sites |= 1u << rptq_sites[i];
-        if ((st = qs_stats_new(c->n_layers, &so, &sa))) break;
-        qs_ctx_observe(ca, qs_stats_observe, sa);
-        st = run_layer(v, ca, l, X, din, Y, dout, &tick, total);
-        qs_ctx_observe(ca, NULL, NULL);
-        if (st || (st = qs_stats_status(sa))) break;
-        const qs_site_stats *ss[N_RPTQ_SITES];
-        if ((st = layer_site_stats(v, sa, l, ss))) break;
-        for (int i = 0; i < N_RPTQ_SITES; i++) { /* float16 statistics, as k-means gets them there */
-            qs_site_stats *s = (qs_site_stats *)ss[i];
-            for (int ch = 0; ch < s->dim; ch++) {
-                s->min[ch] = h16(s->min[ch]);
-                s->max[ch] = h16(s->max[ch]);
-            }
-        }
-        if ((st = work_new(&wk, v, l)) || (st = layer_clusters(v, p, ss, l, &wk, changed))) break;
-
-        /* B: the calibration pass of the reordered layer */
-        rptq_site_work site[N_RPTQ_SITES];
-        work_sites(&wk, site);
-        ema_obs eo = {.layer = l, .q_scale = 1.0f / sqrtf((float)c->head_dim), .hbuf = hbuf};
-        float *rp = rng + 4 * (size_t)dmax;
-        eo.wmin = rng, eo.wmax = rng + dmax, eo.cmin = rng + 2 * (size_t)dmax, eo.cmax = rng + 3 * (size_t)dmax;
-        for (int i = 0; i < N_RPTQ_SITES; i++) {
-            int *lp = labpos + (size_t)i * dmax;
-            eo.dim[i] = ss[i]->dim;
-            eo.n_clu[i] = site[i].n;
-            for (int j = 0; j < ss[i]->dim; j++) lp[j] = site[i].lab[site[i].perm ? site[i].perm[j] : j];
-            eo.lab[i] = lp;
-            if (p->bits[rptq_sites[i]] < 16) {
-                eo.lo[i] = rp + 2 * (size_t)i * dmax;
-                eo.hi[i] = eo.lo[i] + dmax;
-            }
-        }
-        if (p->gptq) {
-            const int hd[N_RH] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
-            for (int k = 0; k < N_RH; k++) {
-                eo.hdim[k] = hd[k];
-                eo.H[k] = Hs + hoff[k];
-                memset(eo.H[k], 0, (size_t)hd[k] * hd[k] * sizeof(double));
-            }
-        }
-        qs_ctx_observe(cb, observe_ema, &eo);
-        st = run_layer(v, cb, l, X, din, Y, dout, &tick, total);
-        qs_ctx_observe(cb, NULL, NULL);
-        if (st || (st = eo.err)) break;
-
-        /* static quantizers from the EMA ranges */
-        for (int i = 0; i < N_RPTQ_SITES && !st; i++) {
-            int bits = p->bits[rptq_sites[i]], dim = eo.dim[i];
-            if (bits >= 16) continue;
-            qs_actq *q = qs_variant_site_q(v, l, rptq_sites[i]);
-            float *sz = qs_variant_floats(v, 2 * (size_t)dim);
-            if (!q || !sz) {
-                st = qs_fail(QS_ENOMEM, "out of memory");
-                break;
-            }
-            for (int j = 0; j < dim; j++) ref_params16(eo.lo[i][j], eo.hi[i][j], bits, &sz[j], &sz[dim + j]);
-            *q = (qs_actq){.bits = bits, .mode = QS_AQ_STATIC, .grid = QS_GRID_RPTQ, .scale = sz, .zero = sz + dim,
-                           .fp16 = RPTQ_REF_FP16};
-            *changed = 1;
-        }
-        if (st) break;
-
-        /* weights per output row x input cluster (the clusters of their input) */
-        if (p->w_bits < 16) {
-            qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
-            static const char *const names[7] = {"q", "k", "v", "o", "up", "gate", "down"};
-            static const int src[7] = {0, 0, 0, 4, 5, 5, 6}; /* input site, rptq_sites order */
-            static const int hsrc[7] = {RH_IN, RH_IN, RH_IN, RH_OUT, RH_MLP, RH_MLP, RH_MID};
-            for (int i = 0; i < 7 && !st; i++)
-                st = ref_weights(v, p, lin[i], wk.own[i], eo.lab[src[i]], eo.n_clu[src[i]],
-                                 p->gptq ? eo.H[hsrc[i]] : NULL, Hw, cal->n_rows, l, names[i]);
-            if (st) break;
-            *changed = 1;
-        }
-        /* C: with GPTQ weights the quantized layer makes the next inputs */
-        if (p->gptq && (st = run_layer(v, cc, l, X, din, Y, dout, &tick, total))) break;
-        float *t = X;
-        X = Y;
-        Y = t;
-        free(wk.block);
-        wk.block = NULL;
-        qs_stats_free(sa);
-        sa = NULL;
-    }
-done:
-    free(wk.block);
-    qs_stats_free(sa);
-    qs_ctx_free(ca);
-    qs_ctx_free(cb);
-    qs_ctx_free(cc);
-    free(X);
-    free(Y);
-    free(rng);
-    free(labpos);
-    free(Hs);
-    free(Hw);
-    free(hbuf);
     return st;
 }
 
@@ -943,17 +548,16 @@ qs_status qs_rptq_apply(qs_variant *v, const qs_step *s) {
         return qs_fail(QS_EUNSUPPORTED, "%s: %d query heads do not share %d kv heads evenly", v->spec.text,
                        c->n_heads, c->n_kv_heads);
     for (int l = 0; l < c->n_layers; l++) {
-        const qs_layer *L = &v->w.layers[l];
-        if (L->q.i8 || L->k.i8 || L->v.i8 || L->o.i8 || L->up.i8 || L->gate.i8 || L->down.i8)
+        if (qs_variant_layer_has_kernel(v, l))
             return qs_fail(QS_EARG, "%s: layer %d already runs int8 kernels; put rptq before int8 in the chain",
                            v->spec.text, l);
     }
     rptq_plan p;
-    qs_status st = s->ref ? plan_ref(v, s, &p) : plan_default(v, s, &p);
+    qs_status st = s->ref ? rptq_plan_ref(v, s, &p) : rptq_plan_default(v, s, &p);
     if (st) return st;
     int changed = 0;
     if (s->ref) {
-        if ((st = rptq_ref(v, &p, &changed))) return st;
+        if ((st = rptq_ref_run(v, &p, &changed))) return st;
         goto finish;
     }
     if (s->w_gptq) p.w_bits = 16; /* weights by GPTQ below, once the activations are set */
@@ -981,3 +585,75 @@ finish:
     if (changed) v->modified = 1;
     return QS_OK;
 }
+
+/* ---- the record ---- */
+
+static const int rptq_act_values[2] = {QS_AQ_STATIC, QS_AQ_TOKEN};
+static const int wgroups_values[2] = {0, 1};
+
+static const qs_method_key rptq_keys[] = {
+    QS_WEIGHT_KEYS,
+    {"act", NULL, QS_KEY_WORD, offsetof(qs_step, a_mode), 0, 0, 0, "static|token", rptq_act_values,
+     "static (calibrated cluster ranges) or token (dynamic per token and cluster)",
+     "activation scales: calibrated per cluster, or dynamic per token and cluster", 0},
+    {"g", NULL, QS_KEY_INT, offsetof(qs_step, g), 1, 4096, 32, NULL, NULL, NULL,
+     "clusters at attn_in, mlp_in and mlp_mid", 1},
+    {"g_head", NULL, QS_KEY_INT, offsetof(qs_step, g_head), 1, 1024, 4, NULL, NULL, NULL,
+     "clusters per head at q/k and attn_out", 0},
+    {"norm_a", NULL, QS_KEY_BITS, offsetof(qs_step, norm_a), 2, 16, 0, NULL, NULL, NULL,
+     "bits of the norm outputs attn_in and mlp_in (default: as a)", 0},
+    {"ref", NULL, QS_KEY_BOOL, offsetof(qs_step, ref), 0, 1, 0, NULL, NULL, NULL,
+     "the official code's conventions: its grid, EMA ranges, float16", 0},
+    {"reorder", NULL, QS_KEY_BOOL, offsetof(qs_step, reorder), 0, 1, 1, NULL, NULL, NULL,
+     "fold the permutations into the weights (0: clusters choose scales only)", 0},
+    {"wgroups", NULL, QS_KEY_WORD, offsetof(qs_step, w_cluster), 0, 0, 0, "row|cluster", wgroups_values,
+     "row or cluster", "weight scales per output row, or per row and input cluster", 0},
+};
+
+/* Setting names (W4A4KV) and per-site cluster counts g_<site>. */
+static int rptq_extra(const char *spec, qs_step *s, const char *key, const char *val, qs_status *st) {
+    *st = QS_OK;
+    if (!val) return qs_spec_setting(key, s);
+    int site;
+    if (strncmp(key, "g_", 2) || (site = qs_site_parse(key + 2)) < 0) return 0;
+    if (site == QS_SITE_HEAD_IN || site == QS_SITE_RESID || site == QS_SITE_RESID_MID || site == QS_SITE_EMBED ||
+        site == QS_SITE_V)
+        *st = qs_fail(QS_EARG, "%s: RPTQ clusters sites attn_in, q, k, attn_out, mlp_in, mlp_mid; not '%s'", spec,
+                      key + 2);
+    else
+        *st = qs_spec_get_int(spec, key, val, 1, 4096, &s->g_site[site]);
+    return 1;
+}
+
+static void rptq_format(const qs_step *s, char *b, size_t cap) {
+    if (s->w_bits != 16) qs_spec_addf(b, cap, "w=%d", s->w_bits);
+    if (s->w_group) qs_spec_addf(b, cap, "group=%d", s->w_group);
+    if (s->w_sym) qs_spec_addf(b, cap, "sym=%d", 1);
+    if (s->w_gptq) qs_spec_addf(b, cap, "wq=%s", "gptq");
+    if (s->a_bits != 16) qs_spec_addf(b, cap, "a=%d", s->a_bits);
+    if (s->kv_bits && s->kv_bits != s->a_bits) qs_spec_addf(b, cap, "kv=%d", s->kv_bits);
+    qs_spec_addf(b, cap, "g=%d", s->g);
+    if (s->g_head != 4) qs_spec_addf(b, cap, "g_head=%d", s->g_head);
+    for (int i = 0; i < QS_SITE_COUNT; i++)
+        if (s->g_site[i]) qs_spec_addf(b, cap, "g_%s=%d", qs_site_name(i), s->g_site[i]);
+    if (s->norm_a) qs_spec_addf(b, cap, "norm_a=%d", s->norm_a);
+    if (s->w_cluster) qs_spec_addf(b, cap, "wgroups=%s", "cluster");
+    if (s->a_mode == QS_AQ_TOKEN) qs_spec_addf(b, cap, "act=%s", "token");
+    if (!s->reorder) qs_spec_addf(b, cap, "reorder=%d", 0);
+    if (s->ref) qs_spec_addf(b, cap, "ref=%d", 1);
+}
+
+static int rptq_needs_calib(const qs_step *s) { return 1; }
+
+const qs_method_def qs_method_rptq = {
+    .id = QS_M_RPTQ,
+    .name = "rptq",
+    .summary = "RPTQ: channels reordered by k-means on their ranges, a scale per cluster",
+    .keys = rptq_keys,
+    .n_keys = (int)(sizeof rptq_keys / sizeof rptq_keys[0]),
+    .bare_hint = " nor a setting name like W4A4KV",
+    .extra = rptq_extra,
+    .format = rptq_format,
+    .needs_calib = rptq_needs_calib,
+    .apply = qs_rptq_apply,
+};

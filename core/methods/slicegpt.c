@@ -490,3 +490,33 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
                     s->slice_head ? " (head sliced)" : "", qs_variant_params(v) / 1e6);
     return QS_OK;
 }
+
+/* ---- the record ---- */
+
+static const qs_method_key slice_keys[] = {
+    {"ratio", "s", QS_KEY_FLOAT, offsetof(qs_step, ratio), 0, 0.95, 0.25, NULL, NULL, NULL,
+     "fraction of the width deleted (the paper's headline: 0.25)", 0.05},
+    {"round", NULL, QS_KEY_INT, offsetof(qs_step, round), 1, 4096, 8, NULL, NULL, NULL,
+     "widths rounded down to a multiple of this", 0},
+    {"head", NULL, QS_KEY_BOOL, offsetof(qs_step, slice_head), 0, 1, 0, NULL, NULL, NULL,
+     "also slice the head's input", 0},
+};
+
+static void slice_format(const qs_step *s, char *b, size_t cap) {
+    qs_spec_addf(b, cap, "ratio=%g", s->ratio);
+    if (s->round != 8) qs_spec_addf(b, cap, "round=%d", s->round);
+    if (s->slice_head) qs_spec_addf(b, cap, "head=%d", 1);
+}
+
+static int slice_needs_calib(const qs_step *s) { return 1; }
+
+const qs_method_def qs_method_slice = {
+    .id = QS_M_SLICE,
+    .name = "slice",
+    .summary = "SliceGPT: rotate by per-layer PCA, delete rows and columns",
+    .keys = slice_keys,
+    .n_keys = (int)(sizeof slice_keys / sizeof slice_keys[0]),
+    .format = slice_format,
+    .needs_calib = slice_needs_calib,
+    .apply = qs_slice_apply,
+};

@@ -1,20 +1,53 @@
-#include "methods/methods.h"
-
+/* spec.c — variant spec strings, read and written through the method table:
+ * "method:key=value,...+method:..." (methods.h). */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kern/kern.h"
+#include "methods/methods.h"
+#include "methods/methods_impl.h"
 
-static const char *const method_names[] = {"fp32", "rtn", "int8", "rptq", "slice"};
+const char *qs_method_name(qs_method m) {
+    const qs_method_def *d = qs_method_of(m);
+    return d ? d->name : "?";
+}
 
-const char *qs_method_name(qs_method m) { return (unsigned)m <= QS_M_SLICE ? method_names[m] : "?"; }
+static int *ifield(qs_step *s, const qs_method_key *k) { return (int *)(void *)((char *)s + k->off); }
+static float *ffield(qs_step *s, const qs_method_key *k) { return (float *)(void *)((char *)s + k->off); }
 
-static void step_defaults(qs_step *s, qs_method m) {
+double qs_method_key_get(const qs_method_key *k, const qs_step *s) {
+    qs_step *w = (qs_step *)s;
+    if (k->kind == QS_KEY_FLOAT) return *ffield(w, k);
+    int v = *ifield(w, k);
+    if (k->kind != QS_KEY_WORD) return v;
+    for (int i = 0; k->words && i < 16; i++)
+        if (k->values[i] == v) return i;
+    return 0;
+}
+
+/* Word i of "a|b|c" into buf; 0 when there is no word i. */
+static int word_at(const char *words, int i, char *buf, size_t cap) {
+    const char *p = words;
+    for (; i > 0 && p; i--) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    if (!p || !*p) return 0;
+    size_t n = strcspn(p, "|");
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    return 1;
+}
+
+/* Defaults of a method: "not quantized" everywhere, then its keys', then its own. */
+static void step_defaults(qs_step *s, const qs_method_def *d) {
     memset(s, 0, sizeof *s);
-    s->method = m;
+    s->method = d->id;
     s->w_bits = 16;
     s->a_bits = 16;
     s->kv_bits = 0; /* 0: follow a */
@@ -22,17 +55,16 @@ static void step_defaults(qs_step *s, qs_method m) {
     s->threshold = 6.0f;
     s->round = 8;
     s->reorder = 1;
-    s->ratio = -1; /* unset: slice's default */
-    if (m == QS_M_INT8) s->w_bits = 8;
-    if (m == QS_M_RPTQ) {
-        s->a_mode = QS_AQ_STATIC;
-        s->g = 32;
-        s->g_head = 4;
+    for (int i = 0; i < d->n_keys; i++) {
+        const qs_method_key *k = &d->keys[i];
+        if (k->kind == QS_KEY_FLOAT) *ffield(s, k) = (float)k->def;
+        else if (k->kind == QS_KEY_WORD) *ifield(s, k) = k->values[(int)k->def];
+        else *ifield(s, k) = (int)k->def;
     }
+    if (d->init) d->init(s);
 }
 
-/* Parse an integer value of key k in [lo, hi]; bits also accept 16. */
-static qs_status get_int(const char *spec, const char *k, const char *v, int lo, int hi, int *out) {
+qs_status qs_spec_get_int(const char *spec, const char *k, const char *v, int lo, int hi, int *out) {
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
@@ -46,7 +78,7 @@ static qs_status get_int(const char *spec, const char *k, const char *v, int lo,
 
 static qs_status get_bits(const char *spec, const char *k, const char *v, int *out) {
     int b = 0;
-    qs_status st = get_int(spec, k, v, 2, 16, &b);
+    qs_status st = qs_spec_get_int(spec, k, v, 2, 16, &b);
     if (st) return st;
     if (b > 8 && b != 16)
         return qs_fail(QS_EARG, "%s: '%s' = %d bits: use 2..8, or 16 for no quantization", spec, k, b);
@@ -71,152 +103,67 @@ static qs_status get_bool(const char *spec, const char *k, const char *v, int *o
     return QS_OK;
 }
 
-/* The paper's setting names: W4A16, W4A4KV, W16A8, ... */
-static int parse_setting(const char *v, qs_step *s) {
-    int w, a, n = 0;
-    if (sscanf(v, "%*[Ww]%d%*[Aa]%d%n", &w, &a, &n) != 2) return 0;
-    const char *rest = v + n;
-    int kv_only = 0;
-    if (!strcmp(rest, "KV") || !strcmp(rest, "kv")) kv_only = 1;
-    else if (*rest) return 0;
-    if (!((w >= 2 && w <= 8) || w == 16) || !((a >= 2 && a <= 8) || a == 16)) return 0;
-    s->w_bits = w;
-    if (kv_only) {
-        s->a_bits = 16;
-        s->kv_bits = a;
-    } else {
-        s->a_bits = a;
-    }
-    return 1;
+static qs_status get_word(const char *spec, const qs_method_key *k, const char *key, const char *v, int *out) {
+    char w[64];
+    for (int i = 0; word_at(k->words, i, w, sizeof w); i++)
+        if (!strcmp(v, w)) {
+            *out = k->values[i];
+            return QS_OK;
+        }
+    return qs_fail(QS_EARG, "%s: '%s' is %s, got '%s'", spec, key, k->choices, v);
 }
 
-static qs_status parse_kv(const char *spec, qs_step *s, char *key, char *val) {
-    qs_method m = s->method;
+static qs_status set_key(const char *spec, qs_step *s, const qs_method_key *k, const char *key, const char *val) {
+    switch (k->kind) {
+    case QS_KEY_INT: return qs_spec_get_int(spec, key, val, (int)k->lo, (int)k->hi, ifield(s, k));
+    case QS_KEY_BITS: return get_bits(spec, key, val, ifield(s, k));
+    case QS_KEY_FLOAT: return get_float(spec, key, val, k->lo, k->hi, ffield(s, k));
+    case QS_KEY_BOOL: return get_bool(spec, key, val, ifield(s, k));
+    case QS_KEY_WORD: return get_word(spec, k, key, val, ifield(s, k));
+    }
+    return qs_fail(QS_EARG, "%s: key '%s' has no type", spec, key);
+}
+
+static qs_status parse_kv(const char *spec, const qs_method_def *d, qs_step *s, char *key, char *val) {
     qs_status st = QS_OK;
-    int site;
-    if (!val) { /* a bare word: a setting name, or a flag */
-        if ((m == QS_M_RTN || m == QS_M_RPTQ) && parse_setting(key, s)) return QS_OK;
-        return qs_fail(QS_EARG, "%s: '%s' is not key=value%s", spec, key,
-                       m == QS_M_RPTQ || m == QS_M_RTN ? " nor a setting name like W4A4KV" : "");
+    if (!val) { /* a bare word: only a method's extra words (setting names) */
+        if (d->extra && d->extra(spec, s, key, NULL, &st)) return st;
+        return qs_fail(QS_EARG, "%s: '%s' is not key=value%s", spec, key, d->bare_hint ? d->bare_hint : "");
     }
-    if (m == QS_M_RTN || m == QS_M_RPTQ) {
-        if (!strcmp(key, "w")) return get_bits(spec, key, val, &s->w_bits);
-        if (!strcmp(key, "a")) return get_bits(spec, key, val, &s->a_bits);
-        if (!strcmp(key, "kv")) return get_bits(spec, key, val, &s->kv_bits);
-        if (!strcmp(key, "sym")) return get_bool(spec, key, val, &s->w_sym);
-        if (!strcmp(key, "group")) {
-            if ((st = get_int(spec, key, val, 0, 1 << 20, &s->w_group))) return st;
-            return QS_OK;
-        }
-        if (!strcmp(key, "wq")) {
-            if (!strcmp(val, "rtn")) s->w_gptq = 0;
-            else if (!strcmp(val, "gptq")) s->w_gptq = 1;
-            else return qs_fail(QS_EARG, "%s: 'wq' is rtn or gptq, got '%s'", spec, val);
-            return QS_OK;
-        }
+    for (int i = 0; i < d->n_keys; i++) {
+        const qs_method_key *k = &d->keys[i];
+        if (!strcmp(key, k->name) || (k->alias && !strcmp(key, k->alias))) return set_key(spec, s, k, key, val);
     }
-    if (m == QS_M_RTN) {
-        if (!strcmp(key, "act")) {
-            if (!strcmp(val, "tensor")) s->a_mode = QS_AQ_STATIC;
-            else if (!strcmp(val, "token")) s->a_mode = QS_AQ_TOKEN;
-            else return qs_fail(QS_EARG, "%s: 'act' is tensor or token, got '%s'", spec, val);
-            return QS_OK;
-        }
-    }
-    if (m == QS_M_RPTQ) {
-        if (!strcmp(key, "act")) {
-            if (!strcmp(val, "static")) s->a_mode = QS_AQ_STATIC;
-            else if (!strcmp(val, "token")) s->a_mode = QS_AQ_TOKEN;
-            else return qs_fail(QS_EARG, "%s: 'act' is static (calibrated cluster ranges) or token (dynamic per token "
-                                "and cluster), got '%s'", spec, val);
-            return QS_OK;
-        }
-        if (!strcmp(key, "g")) return get_int(spec, key, val, 1, 4096, &s->g);
-        if (!strcmp(key, "g_head")) return get_int(spec, key, val, 1, 1024, &s->g_head);
-        if (!strcmp(key, "norm_a")) return get_bits(spec, key, val, &s->norm_a);
-        if (!strcmp(key, "ref")) return get_bool(spec, key, val, &s->ref);
-        if (!strcmp(key, "reorder")) return get_bool(spec, key, val, &s->reorder);
-        if (!strcmp(key, "wgroups")) {
-            if (!strcmp(val, "row")) s->w_cluster = 0;
-            else if (!strcmp(val, "cluster")) s->w_cluster = 1;
-            else return qs_fail(QS_EARG, "%s: 'wgroups' is row or cluster, got '%s'", spec, val);
-            return QS_OK;
-        }
-        /* per-site cluster counts: g_attn_in=16, g_mlp_mid=8, ... */
-        if (!strncmp(key, "g_", 2) && (site = qs_site_parse(key + 2)) >= 0) {
-            if (site == QS_SITE_HEAD_IN || site == QS_SITE_RESID || site == QS_SITE_RESID_MID ||
-                site == QS_SITE_EMBED || site == QS_SITE_V)
-                return qs_fail(QS_EARG, "%s: RPTQ clusters sites attn_in, q, k, attn_out, mlp_in, mlp_mid; not '%s'",
-                               spec, key + 2);
-            return get_int(spec, key, val, 1, 4096, &s->g_site[site]);
-        }
-    }
-    if (m == QS_M_INT8) {
-        if (!strcmp(key, "threshold") || !strcmp(key, "tau")) return get_float(spec, key, val, 0, 1e6, &s->threshold);
-        if (!strcmp(key, "act")) {
-            if (!strcmp(val, "token")) s->int8_act = 0;
-            else if (!strcmp(val, "tensor")) s->int8_act = 1;
-            else return qs_fail(QS_EARG, "%s: 'act' is token or tensor, got '%s'", spec, val);
-            return QS_OK;
-        }
-    }
-    if (m == QS_M_SLICE) {
-        if (!strcmp(key, "ratio") || !strcmp(key, "s")) return get_float(spec, key, val, 0, 0.95, &s->ratio);
-        if (!strcmp(key, "round")) return get_int(spec, key, val, 1, 4096, &s->round);
-        if (!strcmp(key, "head")) return get_bool(spec, key, val, &s->slice_head);
-    }
-    return qs_fail(QS_EARG, "%s: unknown key '%s' for %s", spec, key, qs_method_name(m));
+    if (d->extra && d->extra(spec, s, key, val, &st)) return st;
+    return qs_fail(QS_EARG, "%s: unknown key '%s' for %s", spec, key, d->name);
 }
 
 void qs_spec_step_format(const qs_step *s, char *buf, size_t cap) {
-    size_t n = 0;
-#define ADD(...)                                                                    \
-    do {                                                                            \
-        int k_ = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__);             \
-        if (k_ > 0) n += (size_t)k_;                                                \
-    } while (0)
-    char sep = ':';
-#define KV(fmt, ...)                                                                \
-    do {                                                                            \
-        ADD("%c" fmt, sep, __VA_ARGS__);                                            \
-        sep = ',';                                                                  \
-    } while (0)
-    ADD("%s", qs_method_name(s->method));
-    switch (s->method) {
-    case QS_M_FP32: break;
-    case QS_M_RTN:
-    case QS_M_RPTQ:
-        if (s->w_bits != 16) KV("w=%d", s->w_bits);
-        if (s->w_group) KV("group=%d", s->w_group);
-        if (s->w_sym) KV("sym=%d", 1);
-        if (s->w_gptq) KV("wq=%s", "gptq");
-        if (s->a_bits != 16) KV("a=%d", s->a_bits);
-        if (s->method == QS_M_RTN && s->a_bits != 16) KV("act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
-        if (s->kv_bits && s->kv_bits != s->a_bits) KV("kv=%d", s->kv_bits);
-        if (s->method == QS_M_RPTQ) {
-            KV("g=%d", s->g);
-            if (s->g_head != 4) KV("g_head=%d", s->g_head);
-            for (int i = 0; i < QS_SITE_COUNT; i++)
-                if (s->g_site[i]) KV("g_%s=%d", qs_site_name(i), s->g_site[i]);
-            if (s->norm_a) KV("norm_a=%d", s->norm_a);
-            if (s->w_cluster) KV("wgroups=%s", "cluster");
-            if (s->a_mode == QS_AQ_TOKEN) KV("act=%s", "token");
-            if (!s->reorder) KV("reorder=%d", 0);
-            if (s->ref) KV("ref=%d", 1);
-        }
-        break;
-    case QS_M_INT8:
-        KV("threshold=%g", s->threshold);
-        if (s->int8_act) KV("act=%s", "tensor");
-        break;
-    case QS_M_SLICE:
-        KV("ratio=%g", s->ratio);
-        if (s->round != 8) KV("round=%d", s->round);
-        if (s->slice_head) KV("head=%d", 1);
-        break;
+    const qs_method_def *d = qs_method_of(s->method);
+    int n = snprintf(buf, cap, "%s", d ? d->name : "?");
+    if (d && d->format && n >= 0 && (size_t)n < cap) {
+        char opts[256] = "";
+        d->format(s, opts, sizeof opts);
+        if (*opts) snprintf(buf + n, cap - (size_t)n, ":%s", opts + 1); /* opts starts with ',' */
     }
-#undef KV
-#undef ADD
+}
+
+void qs_spec_addf(char *buf, size_t cap, const char *fmt, ...) {
+    size_t n = strlen(buf);
+    if (n + 1 >= cap) return;
+    buf[n] = ',';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n + 1, cap - n - 1, fmt, ap);
+    va_end(ap);
+}
+
+static char *method_list(char *buf, size_t cap) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < qs_method_count() && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", qs_method_at(i)->name);
+    return buf;
 }
 
 qs_status qs_spec_parse(const char *spec, qs_spec *out) {
@@ -236,30 +183,31 @@ qs_status qs_spec_parse(const char *spec, qs_spec *out) {
             args = colon + 1;
         }
         for (char *e = part + strlen(part); e > part && isspace((unsigned char)e[-1]);) *--e = 0;
-        int m = -1;
-        for (int i = 0; i <= QS_M_SLICE; i++)
-            if (!strcmp(part, method_names[i])) m = i;
-        if (m < 0)
-            return qs_fail(QS_EARG, "%s: unknown method '%s' (fp32, rtn, int8, rptq, slice)", spec, part);
+        const qs_method_def *d = qs_method_find(part);
+        if (!d) {
+            char names[128];
+            return qs_fail(QS_EARG, "%s: unknown method '%s' (%s)", spec, part, method_list(names, sizeof names));
+        }
         qs_step *s = &out->steps[out->n++];
-        step_defaults(s, (qs_method)m);
+        step_defaults(s, d);
         if (args && *args) {
-            if (m == QS_M_FP32) return qs_fail(QS_EARG, "%s: fp32 takes no options", spec);
+            if (!d->n_keys && !d->extra) return qs_fail(QS_EARG, "%s: %s takes no options", spec, d->name);
             char *save2 = NULL;
             for (char *kv = strtok_r(args, ",", &save2); kv; kv = strtok_r(NULL, ",", &save2)) {
                 while (isspace((unsigned char)*kv)) kv++;
                 char *eq = strchr(kv, '=');
                 if (eq) *eq = 0;
-                qs_status st = parse_kv(spec, s, kv, eq ? eq + 1 : NULL);
+                qs_status st = parse_kv(spec, d, s, kv, eq ? eq + 1 : NULL);
                 if (st) return st;
             }
-        } else if (colon && m != QS_M_FP32) {
+        } else if (colon && (d->n_keys || d->extra)) {
             return qs_fail(QS_EARG, "%s: nothing after ':'", spec);
         }
         if (s->kv_bits == 0) s->kv_bits = s->a_bits;
-        if (s->ratio < 0) s->ratio = m == QS_M_SLICE ? 0.25f : 0; /* the paper's headline ratio */
-        if (m == QS_M_RTN && s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)
-            return qs_fail(QS_EARG, "%s: rtn quantizes nothing (give w, a or kv bits)", spec);
+        if (d->check) {
+            qs_status st = d->check(spec, s);
+            if (st) return st;
+        }
         if (s->w_group && s->w_bits == 16) return qs_fail(QS_EARG, "%s: group needs weight bits (w)", spec);
     }
     if (!out->n) return qs_fail(QS_EARG, "empty variant spec");
@@ -274,4 +222,63 @@ qs_status qs_spec_parse(const char *spec, qs_spec *out) {
     }
     if (!n) snprintf(out->text, sizeof out->text, "fp32");
     return QS_OK;
+}
+
+/* ---- help ---- */
+
+static int fmt_num(char *b, size_t cap, double x) { return snprintf(b, cap, "%.10g", x); }
+
+size_t qs_methods_help(char *buf, size_t cap) {
+    size_t n = 0;
+#define PUT(...)                                                             \
+    do {                                                                     \
+        int k_ = snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, __VA_ARGS__); \
+        if (k_ > 0) n += (size_t)k_;                                         \
+    } while (0)
+    for (int i = 0; i < qs_method_count(); i++) {
+        const qs_method_def *d = qs_method_at(i);
+        PUT("  %-6s %s\n", d->name, d->summary);
+        for (int j = 0; j < d->n_keys; j++) {
+            const qs_method_key *k = &d->keys[j];
+            char range[96], def[48];
+            switch (k->kind) {
+            case QS_KEY_BITS: snprintf(range, sizeof range, "2..8 or 16"); break;
+            case QS_KEY_BOOL: snprintf(range, sizeof range, "0|1"); break;
+            case QS_KEY_WORD: snprintf(range, sizeof range, "%s", k->words); break;
+            default: {
+                int m = fmt_num(range, sizeof range, k->lo);
+                snprintf(range + m, sizeof range - m, "..");
+                fmt_num(range + m + 2, sizeof range - m - 2, k->hi);
+            }
+            }
+            if (k->kind == QS_KEY_WORD) word_at(k->words, (int)k->def, def, sizeof def);
+            else if (k->kind == QS_KEY_BITS && k->def == 0) snprintf(def, sizeof def, "as a");
+            else fmt_num(def, sizeof def, k->def);
+            char name[32];
+            snprintf(name, sizeof name, "%s%s%s", k->name, k->alias ? "|" : "", k->alias ? k->alias : "");
+            PUT("    %-13s %-16s default %-7s %s\n", name, range, def, k->help);
+        }
+    }
+#undef PUT
+    return n;
+}
+
+/* ---- the papers' setting names: W4A16, W4A4KV, W16A8, ... ---- */
+
+int qs_spec_setting(const char *v, qs_step *s) {
+    int w, a, n = 0;
+    if (sscanf(v, "%*[Ww]%d%*[Aa]%d%n", &w, &a, &n) != 2) return 0;
+    const char *rest = v + n;
+    int kv_only = 0;
+    if (!strcmp(rest, "KV") || !strcmp(rest, "kv")) kv_only = 1;
+    else if (*rest) return 0;
+    if (!((w >= 2 && w <= 8) || w == 16) || !((a >= 2 && a <= 8) || a == 16)) return 0;
+    s->w_bits = w;
+    if (kv_only) {
+        s->a_bits = 16;
+        s->kv_bits = a;
+    } else {
+        s->a_bits = a;
+    }
+    return 1;
 }

@@ -1,5 +1,6 @@
-/* Variants: the shared machinery, and the methods that need no file of their
- * own (fp32, rtn, int8). RPTQ is in rptq.c, SliceGPT in slicegpt.c. */
+/* Variants: the machinery every method shares (owned buffers, quantizer
+ * slots, statistics, accounting) and the driver that applies a spec's steps
+ * through the method table. The methods themselves are one file each. */
 #include "methods/methods_impl.h"
 
 #include <stdarg.h>
@@ -104,19 +105,27 @@ qs_status qs_variant_stats(qs_variant *v, const qs_stats_opts *o, qs_stats **out
     return qs_stats_collect(v->m, &v->exec, v->calib, o, v->progress, v->progress_ud, out);
 }
 
+int qs_variant_layer_has_kernel(qs_variant *v, int layer) {
+    qs_linear *ls[QS_LAYER_LINEARS];
+    int n = qs_layer_linears(&v->w.layers[layer], ls);
+    for (int j = 0; j < n; j++)
+        if (ls[j]->kern) return 1;
+    return 0;
+}
+
 /* ---- accounting ---- */
 
 static long long lin_bytes(const qs_linear *l) {
-    if (!l->w && !l->i8) return 0;
+    if (!l->w && !l->kern) return 0;
     long long bias = l->b ? 4LL * l->n_out : 0;
-    if (l->i8) /* int8 codes + fp32 row scales + fp32 bias (kept inside the int8 layer) */
+    if (l->kern) /* int8 codes + fp32 row scales + fp32 bias (kept inside the int8 layer) */
         return (long long)l->n_out * l->n_in + 4LL * l->n_out + bias;
     if (l->bits) return qs_quant_weight_bytes(l->n_out, l->n_in, l->bits, l->group, l->asym) + bias;
     return 4LL * l->n_out * l->n_in + bias;
 }
 
 static long long lin_params(const qs_linear *l) {
-    return (l->w || l->i8) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+    return (l->w || l->kern) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
 static long long norm_n(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }
@@ -140,7 +149,7 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
     }
     p += norm_n(&w->final_norm);
     b += 4 * norm_n(&w->final_norm);
-    if (w->head.w == w->tok_embed && !w->head.i8) {
+    if (w->head.w == w->tok_embed && !w->head.kern) {
         if (w->head.b) {
             p += w->head.n_out;
             b += 4LL * w->head.n_out;
@@ -191,123 +200,12 @@ int qs_variant_needs_calib(const char *spec) {
     qs_spec s;
     if (qs_spec_parse(spec, &s)) return -1;
     for (int i = 0; i < s.n; i++) {
-        const qs_step *st = &s.steps[i];
-        if (st->method == QS_M_RPTQ || st->method == QS_M_SLICE) return 1;
-        if (st->method == QS_M_RTN && (st->w_gptq || (st->a_mode == QS_AQ_STATIC && (st->a_bits < 16 || st->kv_bits < 16))))
-            return 1;
+        const qs_method_def *d = qs_method_of(s.steps[i].method);
+        if (d && d->needs_calib && d->needs_calib(&s.steps[i])) return 1;
     }
     return 0;
 }
 
-/* ---- round to nearest ---- */
-
-static const qs_site act_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
-                                    QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
-
-static int bits_of_site(const qs_step *s, qs_site site) {
-    return site == QS_SITE_K || site == QS_SITE_V ? s->kv_bits : s->a_bits;
-}
-
-/* Replace a linear's weights by their round-to-nearest values. */
-static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
-    if (l->i8) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
-    if (!l->w) return QS_OK;
-    float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
-    if (!q) return QS_ENOMEM;
-    qs_status st = qs_quant_weight_rtn(l->w, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q);
-    if (st) return st;
-    l->w = q;
-    l->bits = s->w_bits;
-    l->group = s->w_group >= l->n_in ? 0 : s->w_group;
-    l->asym = !s->w_sym;
-    return QS_OK;
-}
-
-/* Per-tensor static quantizer from calibrated min/max over every channel. */
-static qs_status static_tensor_q(qs_variant *v, qs_actq *q, const qs_site_stats *ss, int bits, int sym) {
-    float lo = ss->min[0], hi = ss->max[0], s, z;
-    for (int i = 1; i < ss->dim; i++) {
-        lo = ss->min[i] < lo ? ss->min[i] : lo;
-        hi = ss->max[i] > hi ? ss->max[i] : hi;
-    }
-    qs_quant_params(lo, hi, bits, sym, QS_GRID_STD, &s, &z);
-    float *sc = qs_variant_floats(v, 2 * (size_t)ss->dim);
-    if (!sc) return QS_ENOMEM;
-    for (int i = 0; i < ss->dim; i++) {
-        sc[i] = s;
-        sc[ss->dim + i] = z;
-    }
-    *q = (qs_actq){.bits = bits, .mode = QS_AQ_STATIC, .sym = sym, .scale = sc, .zero = sc + ss->dim};
-    return QS_OK;
-}
-
-static qs_status apply_rtn(qs_variant *v, const qs_step *s) {
-    const qs_config *c = &v->m->cfg;
-    qs_status st;
-    int any_act = s->a_bits < 16 || s->kv_bits < 16;
-    if (any_act) {
-        qs_stats *stats = NULL;
-        int borrowed = 0;
-        if (s->a_mode == QS_AQ_STATIC) {
-            qs_stats_opts o = qs_stats_defaults();
-            o.per_token = 0;
-            if ((st = qs_variant_stats(v, &o, &stats, &borrowed))) return st;
-        }
-        for (int l = 0; l < c->n_layers && !st; l++)
-            for (size_t k = 0; k < sizeof act_sites / sizeof act_sites[0]; k++) {
-                int bits = bits_of_site(s, act_sites[k]);
-                if (bits >= 16) continue;
-                qs_actq *q = qs_variant_site_q(v, l, act_sites[k]);
-                if (!q) {
-                    st = QS_ENOMEM;
-                    break;
-                }
-                if (s->a_mode == QS_AQ_STATIC) {
-                    const qs_site_stats *ss = qs_stats_site(stats, l, act_sites[k]);
-                    if (!ss) {
-                        st = qs_fail(QS_EARG, "%s: no statistics for layer %d %s", v->spec.text, l, qs_site_name(act_sites[k]));
-                        break;
-                    }
-                    if ((st = static_tensor_q(v, q, ss, bits, 0))) break;
-                } else {
-                    *q = (qs_actq){.bits = bits, .mode = QS_AQ_TOKEN};
-                }
-            }
-        if (!borrowed) qs_stats_free(stats);
-        if (st) return st;
-        if (s->kv_bits < 16) {
-            v->kv_bits = s->kv_bits;
-            v->kv_dynamic = s->a_mode == QS_AQ_TOKEN;
-        }
-    }
-    if (s->w_bits < 16 && s->w_gptq) {
-        if ((st = qs_gptq_variant(v, s))) return st;
-    } else if (s->w_bits < 16) {
-        for (int l = 0; l < c->n_layers; l++) {
-            qs_layer *L = &v->w.layers[l];
-            qs_linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
-            for (int j = 0; j < 7; j++)
-                if ((st = rtn_linear(v, ls[j], s))) return st;
-        }
-    }
-    char wdesc[64] = "", adesc[96] = "";
-    if (s->w_bits < 16)
-        snprintf(wdesc, sizeof wdesc, "weights W%d %s%s", s->w_bits, s->w_sym ? "sym" : "asym",
-                 s->w_group ? "" : " per output row");
-    if (s->w_group && s->w_bits < 16) snprintf(wdesc + strlen(wdesc), sizeof wdesc - strlen(wdesc), " groups of %d", s->w_group);
-    if (any_act)
-        snprintf(adesc, sizeof adesc, "activations A%d KV%d %s", s->a_bits, s->kv_bits,
-                 s->a_mode == QS_AQ_STATIC ? "per tensor (static, calibrated)" : "per token (dynamic)");
-    const char *how = s->w_gptq && s->w_bits < 16 ? (any_act ? "GPTQ weights, round-to-nearest activations" : "GPTQ")
-                                                  : "round-to-nearest";
-    qs_variant_note(v, "%s: %s%s%s", how, wdesc, *wdesc && *adesc ? ", " : "", adesc);
-    v->modified = 1;
-    return QS_OK;
-}
-
-/* ---- LLM.int8() ---- */
-
-static qs_status apply_int8(qs_variant *v, const qs_step *s);
 
 /* ---- driver ---- */
 
@@ -343,62 +241,13 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
     v->exec.w = &v->w;
     for (int i = 0; i < v->spec.n && !st; i++) {
         const qs_step *s = &v->spec.steps[i];
-        switch (s->method) {
-        case QS_M_FP32: break;
-        case QS_M_RTN: st = apply_rtn(v, s); break;
-        case QS_M_INT8: st = apply_int8(v, s); break;
-        case QS_M_RPTQ: st = qs_rptq_apply(v, s); break;
-        case QS_M_SLICE: st = qs_slice_apply(v, s); break;
-        }
+        const qs_method_def *d = qs_method_of(s->method);
+        if (d && d->apply) st = d->apply(v, s);
     }
     if (st) {
         qs_variant_free(v);
         return st;
     }
     *out = v;
-    return QS_OK;
-}
-
-static qs_status apply_int8(qs_variant *v, const qs_step *s) {
-    const qs_config *c = &v->m->cfg;
-    int n_lin = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        qs_layer *L = &v->w.layers[l];
-        qs_linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
-        for (int j = 0; j < 7; j++) {
-            qs_linear *lin = ls[j];
-            if (!lin->w) continue;
-            if (lin->bits)
-                return qs_fail(QS_EARG, "%s: layer %d's weights are already %d-bit; int8 replaces fp32 weights",
-                               v->spec.text, l, lin->bits);
-            qs_int8_linear *q;
-            qs_status st = qs_int8_linear_new(lin->w, lin->b, lin->n_out, lin->n_in, &q);
-            if (st) return qs_fail_prefix(st, "%s: layer %d", v->spec.text, l);
-            if (v->n_i8 == v->cap_i8) {
-                int nc = v->cap_i8 ? 2 * v->cap_i8 : 64;
-                void **ni = realloc(v->i8s, (size_t)nc * sizeof *ni);
-                if (!ni) {
-                    qs_int8_linear_free(q);
-                    return qs_fail(QS_ENOMEM, "out of memory");
-                }
-                v->i8s = ni;
-                v->cap_i8 = nc;
-            }
-            v->i8s[v->n_i8++] = q;
-            lin->i8 = q;
-            lin->w = NULL; /* the int8 codes are the only copy, as in bitsandbytes; b stays to
-                              say there is a bias (the kernel adds its own copy) */
-            n_lin++;
-        }
-    }
-    v->exec.int8_threshold = s->threshold;
-    v->exec.int8_act = s->int8_act;
-    if (s->threshold > 0)
-        qs_variant_note(v, "LLM.int8(): int8 weights per row, int8 activations per %s, feature columns with |x| >= %g in fp32 "
-                           "(%d linears)", s->int8_act ? "tensor" : "token", s->threshold, n_lin);
-    else
-        qs_variant_note(v, "int8 weights per row, int8 activations per %s, no outlier decomposition (%d linears)",
-                        s->int8_act ? "tensor" : "token", n_lin);
-    v->modified = 1;
     return QS_OK;
 }

@@ -118,6 +118,12 @@ void qs_model_free(qs_model *m) {
     free(m);
 }
 
+int qs_layer_linears(qs_layer *L, qs_linear **out) {
+    qs_linear *ls[QS_LAYER_LINEARS] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+    memcpy(out, ls, sizeof ls);
+    return QS_LAYER_LINEARS;
+}
+
 static int has_suffix(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;

@@ -49,16 +49,28 @@ typedef struct {
     int bos_id, eos_id, pad_id; /* -1 when absent */
 } qs_config;
 
-struct qs_int8_linear;
+/* A kernel a variant puts in a linear's place (LLM.int8()'s int8 GEMM with
+ * fp32 outlier columns, in core/methods/int8.c): the forward pass runs it
+ * without knowing what it is. */
+typedef struct qs_lin_kernel {
+    const char *name;
+    /* y (n, n_out) = x (n, n_in) through the kernel, bias included. *count:
+     * what the kernel counts per call (LLM.int8(): feature columns that went
+     * through fp32). scratch: the context's, from scratch_new (NULL if none). */
+    qs_status (*run)(const void *data, const float *x, int n, float *y, void *scratch, int *count);
+    void *(*scratch_new)(void);
+    void (*scratch_free)(void *scratch);
+} qs_lin_kernel;
 
 /* y = x W^T + b */
 typedef struct {
     int n_out, n_in;
     const float *w; /* (n_out, n_in) */
     const float *b; /* (n_out) or NULL */
-    /* A variant may run the layer through the LLM.int8() kernel instead
-     * (w is then NULL: the int8 codes are the only copy). */
-    const struct qs_int8_linear *i8;
+    /* A variant may run the layer through a kernel of its own instead (w is
+     * then NULL: the kernel's data is the only copy of the weights). */
+    const qs_lin_kernel *kern;
+    const void *kdata;
     /* How the weights are stored, for size accounting: bits 0 = fp32, else
      * the quantized width (w then holds the dequantized values); group 0 =
      * one scale per output row, else per `group` input channels; asym: a
@@ -89,6 +101,12 @@ typedef struct {
     qs_linear attn_skip;    /* (d_mid, d_in) */
     qs_linear mlp_skip;     /* (d_out, d_mid) */
 } qs_layer;
+
+/* A layer's linears, q, k, v, o, up, gate, down (the slots; a missing one,
+ * such as gate without SwiGLU, has neither w nor kern): the one list every
+ * loop over them uses. out: QS_LAYER_LINEARS pointers; returns the count. */
+enum { QS_LAYER_LINEARS = 7 };
+int qs_layer_linears(qs_layer *L, qs_linear **out);
 
 typedef struct {
     const float *tok_embed; /* (vocab, d) */

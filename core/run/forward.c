@@ -35,9 +35,10 @@ struct qs_ctx {
     float *scores; /* (QBLOCK, capacity) */
     int last_n;    /* rows of the last call (xn holds their final hidden) */
     int last_d;    /* width of the final hidden */
-    int *i8_outliers; /* (n_layers, 4) most outlier columns seen, or NULL */
-    qs_status failed; /* a kernel's failure inside the pass (int8 scratch) */
-    qs_int8_scratch *i8s; /* scratch shared by the int8 layers, or NULL */
+    int *kcounts;     /* (n_layers, 4) the most a kernel counted in one call, or NULL */
+    qs_status failed; /* a kernel's failure inside the pass (its scratch) */
+    const qs_lin_kernel *kscratch_of[4]; /* the kernels with a scratch here */
+    void *kscratch[4];                   /* one scratch per kernel, shared by its layers */
     qs_observe_fn obs;
     void *obs_ud;
 };
@@ -86,16 +87,16 @@ qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx *
     /* a sliced model's widths vary per layer; size the scratch for the widest */
     c->d = maxi(cfg->d_model, w->d_embed);
     c->dff = cfg->d_ff;
-    int any_i8 = w->head.i8 != NULL;
+    int any_kern = w->head.kern != NULL;
     for (int l = 0; l < cfg->n_layers; l++) {
         const qs_layer *L = &w->layers[l];
         c->d = maxi(c->d, maxi(L->attn_norm.dim, maxi(L->o.n_out, L->down.n_out)));
         c->dff = maxi(c->dff, L->up.n_out);
-        any_i8 |= L->q.i8 || L->o.i8 || L->up.i8 || L->down.i8;
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int nl = qs_layer_linears((qs_layer *)L, ls);
+        for (int j = 0; j < nl; j++) any_kern |= ls[j]->kern != NULL;
     }
-    if (any_i8 && (!(c->i8_outliers = calloc((size_t)cfg->n_layers * 4, sizeof(int))) ||
-                   !(c->i8s = qs_int8_scratch_new())))
-        goto oom;
+    if (any_kern && !(c->kcounts = calloc((size_t)cfg->n_layers * 4, sizeof(int)))) goto oom;
     size_t kv = (size_t)cfg->n_layers * capacity * c->kvd;
     c->kc = xalloc(kv * sizeof(float));
     c->vc = xalloc(kv * sizeof(float));
@@ -144,8 +145,9 @@ void qs_ctx_free(qs_ctx *c) {
     free(c->scores);
     free(c->rope_cos);
     free(c->rope_sin);
-    free(c->i8_outliers);
-    qs_int8_scratch_free(c->i8s);
+    free(c->kcounts);
+    for (int i = 0; i < 4 && c->kscratch_of[i]; i++)
+        if (c->kscratch_of[i]->scratch_free) c->kscratch_of[i]->scratch_free(c->kscratch[i]);
     free(c);
 }
 
@@ -167,7 +169,7 @@ static qs_status grow(qs_ctx *c, int n) {
     free_scratch(c);
     size_t r = (size_t)n;
     int gated = 0;
-    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL || c->x.w->layers[l].gate.i8 != NULL;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL || c->x.w->layers[l].gate.kern != NULL;
     c->res = xalloc(r * c->d * sizeof(float));
     c->res2 = xalloc(r * c->d * sizeof(float));
     c->xn = xalloc(r * c->d * sizeof(float));
@@ -200,23 +202,36 @@ static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, floa
         qs_ops_rmsnorm(x, n, nm->dim, nm->div ? nm->div : nm->dim, nm->w, cfg->norm_eps, nm->perm, y);
 }
 
+/* The context's scratch for kernel k (made on first use; NULL when k needs
+ * none or there is no memory, which the kernel then reports). */
+static void *kernel_scratch(qs_ctx *c, const qs_lin_kernel *k) {
+    if (!k->scratch_new) return NULL;
+    int i = 0;
+    while (i < 4 && c->kscratch_of[i] && c->kscratch_of[i] != k) i++;
+    if (i == 4) return NULL;
+    if (!c->kscratch_of[i]) {
+        c->kscratch[i] = k->scratch_new();
+        if (!c->kscratch[i]) return NULL;
+        c->kscratch_of[i] = k;
+    }
+    return c->kscratch[i];
+}
+
 /* y (n, l->n_out) = x l^T through the layer's kernel; which = 0..3 names the
- * input site for the int8 outlier count (attn_in, attn_out, mlp_in, mlp_mid). */
+ * input site for the kernels' counts (attn_in, attn_out, mlp_in, mlp_mid). */
 static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
-    if (l->i8) {
-        /* the context's scratch serves every int8 layer of the pass; the
-         * layers themselves are only read, so contexts run them at once */
-        qs_int8_stats st = {0};
-        qs_status s = qs_int8_linear_forward_with((qs_int8_linear *)l->i8, x, n, c->x.int8_threshold,
-                                                  c->x.int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN, y, &st,
-                                                  c->i8s);
+    if (l->kern) {
+        /* the context's scratch serves every layer of that kernel in the pass;
+         * the layers themselves are only read, so contexts run them at once */
+        int count = 0;
+        qs_status s = l->kern->run(l->kdata, x, n, y, kernel_scratch(c, l->kern), &count);
         if (s) { /* only out of memory: leave zeros rather than garbage */
             memset(y, 0, (size_t)n * l->n_out * sizeof(float));
             c->failed = s;
         }
-        if (c->i8_outliers && layer >= 0) {
-            int *slot = &c->i8_outliers[layer * 4 + which];
-            *slot = st.n_outliers > *slot ? st.n_outliers : *slot;
+        if (c->kcounts && layer >= 0) {
+            int *slot = &c->kcounts[layer * 4 + which];
+            *slot = count > *slot ? count : *slot;
         }
         return;
     }
@@ -228,7 +243,7 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
 static void attention(qs_ctx *c, int layer, int n, int pos0) {
     const qs_config *cfg = &c->m->cfg;
     int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = cfg->sliding_window;
-    float scale = c->x.q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
+    float scale = c->x.q_scaled ? 1.0f : 1.0f / sqrtf((float)hd);
     float levels = (float)c->x.prob_levels;
     const float *kc = c->kc + (size_t)layer * c->capacity * c->kvd;
     const float *vc = c->vc + (size_t)layer * c->capacity * c->kvd;
@@ -245,11 +260,11 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
                 int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
                 int start = win > 0 && end > win ? end - win : 0;
                 qs_ops_softmax_row(row + start, end - start);
-                if (levels > 0 && c->x.prob_fp16) { /* RPTQ's reference: float16 P, rounded to 1/255 in float16 */
+                if (levels > 0 && c->x.prob_fp16) { /* float16 P, rounded to the grid in float16 arithmetic */
                     float tiny = 0.499f / levels; /* below it the float16 steps cannot reach half a level */
                     for (int j = start; j < end; j++)
                         row[j] = row[j] < tiny ? 0.0f : qs_quant_f16(rintf(qs_quant_f16(qs_quant_f16(row[j]) * levels)) / levels);
-                } else if (levels > 0) /* RPTQ's reference rounds probabilities to 1/255 */
+                } else if (levels > 0) /* P on a grid of 1/levels */
                     for (int j = start; j < end; j++) row[j] = rintf(row[j] * levels) / levels;
                 if (start) memset(row, 0, (size_t)start * sizeof(float));
                 if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
@@ -291,7 +306,7 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
         }
     }
     if (c->obs) c->obs(c->obs_ud, l, QS_SITE_Q, c->q, n, c->qd, pos0);
-    if (c->x.q_prescale) {
+    if (c->x.q_scaled) {
         float sc = 1.0f / sqrtf((float)c->hd);
         for (size_t i = 0; i < (size_t)n * c->qd; i++) c->q[i] *= sc;
     }
@@ -315,7 +330,7 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
     SITE(l, QS_SITE_MLP_IN, c->xn, d_mid);
     linear(c, l, 2, &L->up, c->xn, n, c->ff);
     size_t nf = (size_t)n * dff;
-    if (L->gate.w || L->gate.i8) {
+    if (L->gate.w || L->gate.kern) {
         linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
         qs_ops_swiglu(c->ff, c->ff2, nf);
     } else {
@@ -419,10 +434,10 @@ qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits) {
     return c->failed;
 }
 
-void qs_ctx_int8_clear(qs_ctx *c) {
-    if (c->i8_outliers) memset(c->i8_outliers, 0, (size_t)c->m->cfg.n_layers * 4 * sizeof(int));
+void qs_ctx_kernel_clear(qs_ctx *c) {
+    if (c->kcounts) memset(c->kcounts, 0, (size_t)c->m->cfg.n_layers * 4 * sizeof(int));
 }
 
-const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer) {
-    return c->i8_outliers ? c->i8_outliers + (size_t)layer * 4 : NULL;
+const int *qs_ctx_kernel_counts(const qs_ctx *c, int layer) {
+    return c->kcounts ? c->kcounts + (size_t)layer * 4 : NULL;
 }

@@ -56,11 +56,10 @@ typedef struct {
     const qs_weights *w;     /* NULL: the model's */
     const qs_actq *aq;       /* (n_layers + 1) x QS_SITE_COUNT quantizers, row l for layer l
                                 (row n_layers: head_in); NULL: none */
-    int prob_levels;         /* softmax probabilities rounded to multiples of 1/levels; 0: off */
-    int prob_fp16;           /* ... in float16 arithmetic, as the RPTQ reference code does it */
-    int q_prescale;          /* apply 1/sqrt(head_dim) to q before its quantizer (RPTQ reference) */
-    float int8_threshold;    /* LLM.int8() outlier threshold for linears with an int8 kernel */
-    int int8_act;            /* 0: int8 activation scales per token, 1: per tensor */
+    int prob_levels;         /* the attention probabilities' quantizer: softmax P rounded to
+                                multiples of 1/levels; 0: off */
+    int prob_fp16;           /* ... in float16 arithmetic */
+    int q_scaled;            /* q's quantizer sees q after its 1/sqrt(head_dim) scaling */
     int stop_layer;          /* run blocks [0, stop_layer) only and stop (no head): a calibration
                                 pass that needs one layer's inputs; 0: the whole model */
 } qs_exec;
@@ -96,12 +95,12 @@ qs_status qs_forward_blocks(qs_ctx *c, int first, int last, const float *x, int 
 /* logits (count, vocab) for rows [row0, row0+count) of the last call. */
 qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits);
 
-/* LLM.int8() outlier columns of layer l's linear inputs: the most seen in
- * one call since the context was made or last cleared, for attn_in (q/k/v
- * share it), attn_out, mlp_in, mlp_mid. NULL when the pass runs no int8
- * kernel. */
-const int *qs_ctx_int8_outliers(const qs_ctx *c, int layer);
-void qs_ctx_int8_clear(qs_ctx *c);
+/* What the linears' kernels counted (qs_lin_kernel: LLM.int8()'s fp32
+ * feature columns) at layer l's linear inputs: the most seen in one call
+ * since the context was made or last cleared, for attn_in (q/k/v share it),
+ * attn_out, mlp_in, mlp_mid. NULL when the pass runs no such kernel. */
+const int *qs_ctx_kernel_counts(const qs_ctx *c, int layer);
+void qs_ctx_kernel_clear(qs_ctx *c);
 
 /* Bytes of KV cache per token (all layers, k and v, fp32). */
 long long qs_ctx_kv_bytes_per_token(const qs_model *m);

@@ -232,7 +232,7 @@ TEST(rptq_ref_bits_per_site) {
         }
         CHECK(x->prob_levels == p_levels, "%s: probabilities on 1/%d, the table says %s", spec, x->prob_levels,
               cJSON_IsString(pe) ? pe->valuestring : "?");
-        CHECK(x->q_prescale, "%s: q is quantized before its 1/sqrt(d) scaling", spec);
+        CHECK(x->q_scaled, "%s: q is quantized before its 1/sqrt(d) scaling", spec);
         qs_variant_free(v);
     }
     printf("  %d settings of rptq.json's table checked site by site\n", n_settings);

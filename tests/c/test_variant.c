@@ -187,13 +187,13 @@ static void check_int8(const char *name) {
         ppl[i] = r.ppl;
         if (i == 1)
             for (int l = 0; l < m->cfg.n_layers; l++) {
-                const int *ol = qs_ctx_int8_outliers(c, l);
+                const int *ol = qs_ctx_kernel_counts(c, l);
                 REQUIRE(ol, "no outlier counts for an int8 variant");
                 int t = ol[0] + ol[1] + ol[2] + ol[3];
                 outl_total += t;
                 outl_layers += t > 0;
             }
-        if (i == 0) CHECK(qs_ctx_int8_outliers(c, 0) == NULL, "fp32 reports int8 outliers");
+        if (i == 0) CHECK(qs_ctx_kernel_counts(c, 0) == NULL, "fp32 reports int8 outliers");
         if (i > 0) {
             CHECK(qs_variant_weight_bytes(v) < qs_model_weight_bytes(m) / 2 + 4LL * m->cfg.vocab * m->cfg.d_model,
                   "int8 bytes %lld", qs_variant_weight_bytes(v));

@@ -1,0 +1,168 @@
+/* rtn.c — round-to-nearest baselines: weights per output row or per group of
+ * input channels (or by GPTQ, gptq.c), activations per token (dynamic) or per
+ * tensor (static, calibrated), and the K/V cache. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kern/kern.h"
+#include "methods/methods.h"
+#include "methods/methods_impl.h"
+
+/* ---- round to nearest ---- */
+
+static const qs_site act_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
+                                    QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
+
+static int bits_of_site(const qs_step *s, qs_site site) {
+    return site == QS_SITE_K || site == QS_SITE_V ? s->kv_bits : s->a_bits;
+}
+
+/* Replace a linear's weights by their round-to-nearest values. */
+static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
+    if (l->kern) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
+    if (!l->w) return QS_OK;
+    float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!q) return QS_ENOMEM;
+    qs_status st = qs_quant_weight_rtn(l->w, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q);
+    if (st) return st;
+    l->w = q;
+    l->bits = s->w_bits;
+    l->group = s->w_group >= l->n_in ? 0 : s->w_group;
+    l->asym = !s->w_sym;
+    return QS_OK;
+}
+
+/* Per-tensor static quantizer from calibrated min/max over every channel. */
+static qs_status static_tensor_q(qs_variant *v, qs_actq *q, const qs_site_stats *ss, int bits, int sym) {
+    float lo = ss->min[0], hi = ss->max[0], s, z;
+    for (int i = 1; i < ss->dim; i++) {
+        lo = ss->min[i] < lo ? ss->min[i] : lo;
+        hi = ss->max[i] > hi ? ss->max[i] : hi;
+    }
+    qs_quant_params(lo, hi, bits, sym, QS_GRID_STD, &s, &z);
+    float *sc = qs_variant_floats(v, 2 * (size_t)ss->dim);
+    if (!sc) return QS_ENOMEM;
+    for (int i = 0; i < ss->dim; i++) {
+        sc[i] = s;
+        sc[ss->dim + i] = z;
+    }
+    *q = (qs_actq){.bits = bits, .mode = QS_AQ_STATIC, .sym = sym, .scale = sc, .zero = sc + ss->dim};
+    return QS_OK;
+}
+
+static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
+    const qs_config *c = &v->m->cfg;
+    qs_status st;
+    int any_act = s->a_bits < 16 || s->kv_bits < 16;
+    if (any_act) {
+        qs_stats *stats = NULL;
+        int borrowed = 0;
+        if (s->a_mode == QS_AQ_STATIC) {
+            qs_stats_opts o = qs_stats_defaults();
+            o.per_token = 0;
+            if ((st = qs_variant_stats(v, &o, &stats, &borrowed))) return st;
+        }
+        for (int l = 0; l < c->n_layers && !st; l++)
+            for (size_t k = 0; k < sizeof act_sites / sizeof act_sites[0]; k++) {
+                int bits = bits_of_site(s, act_sites[k]);
+                if (bits >= 16) continue;
+                qs_actq *q = qs_variant_site_q(v, l, act_sites[k]);
+                if (!q) {
+                    st = QS_ENOMEM;
+                    break;
+                }
+                if (s->a_mode == QS_AQ_STATIC) {
+                    const qs_site_stats *ss = qs_stats_site(stats, l, act_sites[k]);
+                    if (!ss) {
+                        st = qs_fail(QS_EARG, "%s: no statistics for layer %d %s", v->spec.text, l, qs_site_name(act_sites[k]));
+                        break;
+                    }
+                    if ((st = static_tensor_q(v, q, ss, bits, 0))) break;
+                } else {
+                    *q = (qs_actq){.bits = bits, .mode = QS_AQ_TOKEN};
+                }
+            }
+        if (!borrowed) qs_stats_free(stats);
+        if (st) return st;
+        if (s->kv_bits < 16) {
+            v->kv_bits = s->kv_bits;
+            v->kv_dynamic = s->a_mode == QS_AQ_TOKEN;
+        }
+    }
+    if (s->w_bits < 16 && s->w_gptq) {
+        if ((st = qs_gptq_variant(v, s))) return st;
+    } else if (s->w_bits < 16) {
+        for (int l = 0; l < c->n_layers; l++) {
+            qs_layer *L = &v->w.layers[l];
+            qs_linear *ls[QS_LAYER_LINEARS];
+            int nl = qs_layer_linears(L, ls);
+            for (int j = 0; j < nl; j++)
+                if ((st = rtn_linear(v, ls[j], s))) return st;
+        }
+    }
+    char wdesc[64] = "", adesc[96] = "";
+    if (s->w_bits < 16)
+        snprintf(wdesc, sizeof wdesc, "weights W%d %s%s", s->w_bits, s->w_sym ? "sym" : "asym",
+                 s->w_group ? "" : " per output row");
+    if (s->w_group && s->w_bits < 16) snprintf(wdesc + strlen(wdesc), sizeof wdesc - strlen(wdesc), " groups of %d", s->w_group);
+    if (any_act)
+        snprintf(adesc, sizeof adesc, "activations A%d KV%d %s", s->a_bits, s->kv_bits,
+                 s->a_mode == QS_AQ_STATIC ? "per tensor (static, calibrated)" : "per token (dynamic)");
+    const char *how = s->w_gptq && s->w_bits < 16 ? (any_act ? "GPTQ weights, round-to-nearest activations" : "GPTQ")
+                                                  : "round-to-nearest";
+    qs_variant_note(v, "%s: %s%s%s", how, wdesc, *wdesc && *adesc ? ", " : "", adesc);
+    v->modified = 1;
+    return QS_OK;
+}
+
+/* ---- the record ---- */
+
+const int qs_wq_values[2] = {0, 1};
+static const int act_values[2] = {QS_AQ_STATIC, QS_AQ_TOKEN};
+
+static const qs_method_key rtn_keys[] = {
+    QS_WEIGHT_KEYS,
+    {"act", NULL, QS_KEY_WORD, offsetof(qs_step, a_mode), 0, 0, 1, "tensor|token", act_values, "tensor or token",
+     "activation scales: per tensor (static, calibrated) or per token (dynamic)", 0},
+};
+
+static int rtn_extra(const char *spec, qs_step *s, const char *key, const char *val, qs_status *st) {
+    *st = QS_OK;
+    return !val && qs_spec_setting(key, s);
+}
+
+static qs_status rtn_check(const char *spec, qs_step *s) {
+    if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)
+        return qs_fail(QS_EARG, "%s: rtn quantizes nothing (give w, a or kv bits)", spec);
+    return QS_OK;
+}
+
+static void rtn_format(const qs_step *s, char *b, size_t cap) {
+    if (s->w_bits != 16) qs_spec_addf(b, cap, "w=%d", s->w_bits);
+    if (s->w_group) qs_spec_addf(b, cap, "group=%d", s->w_group);
+    if (s->w_sym) qs_spec_addf(b, cap, "sym=%d", 1);
+    if (s->w_gptq) qs_spec_addf(b, cap, "wq=%s", "gptq");
+    if (s->a_bits != 16) qs_spec_addf(b, cap, "a=%d", s->a_bits);
+    if (s->a_bits != 16) qs_spec_addf(b, cap, "act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
+    if (s->kv_bits && s->kv_bits != s->a_bits) qs_spec_addf(b, cap, "kv=%d", s->kv_bits);
+}
+
+/* GPTQ weights and static activation scales calibrate. */
+static int rtn_needs_calib(const qs_step *s) {
+    return s->w_gptq || (s->a_mode == QS_AQ_STATIC && (s->a_bits < 16 || s->kv_bits < 16));
+}
+
+const qs_method_def qs_method_rtn = {
+    .id = QS_M_RTN,
+    .name = "rtn",
+    .summary = "round-to-nearest baselines: weights (per row or group, or GPTQ), activations, K/V cache",
+    .keys = rtn_keys,
+    .n_keys = (int)(sizeof rtn_keys / sizeof rtn_keys[0]),
+    .bare_hint = " nor a setting name like W4A4KV",
+    .extra = rtn_extra,
+    .check = rtn_check,
+    .format = rtn_format,
+    .needs_calib = rtn_needs_calib,
+    .apply = rtn_apply,
+};

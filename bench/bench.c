@@ -110,8 +110,9 @@ static double prefill_flops(const qs_model *m, int n) {
     double lin = 0;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &m->w.layers[i];
-        const qs_linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
-        for (int j = 0; j < 7; j++)
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int nl = qs_layer_linears((qs_layer *)L, 0, ls);
+        for (int j = 0; j < nl; j++)
             if (ls[j]->w) lin += (double)ls[j]->n_out * ls[j]->n_in;
     }
     double attn = 2.0 * c->n_layers * c->n_heads * c->head_dim * (double)n * (n + 1) / 2;
@@ -123,8 +124,9 @@ static double variant_flops(const qs_weights *w, const qs_config *c, int n) {
     double lin = 0;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &w->layers[i];
-        const qs_linear *ls[9] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down, &L->attn_skip, &L->mlp_skip};
-        for (int j = 0; j < 9; j++)
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int nl = qs_layer_linears((qs_layer *)L, 1, ls);
+        for (int j = 0; j < nl; j++)
             if (ls[j]->w || ls[j]->kern) lin += (double)ls[j]->n_out * ls[j]->n_in;
     }
     double attn = 2.0 * c->n_layers * c->n_heads * c->head_dim * (double)n * (n + 1) / 2;

@@ -197,4 +197,14 @@ int qsl_compare_rows(lua_State *L);
 /* Prelude: the parts of the module written in Lua (qsl_prelude.c). */
 extern const char qsl_prelude[];
 
+/* t[name] = v on the table at the top of the stack: the fields of result rows. */
+static inline void qsl_setnum(lua_State *L, const char *name, double v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, name);
+}
+static inline void qsl_setint(lua_State *L, const char *name, long long v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, name);
+}
+
 #endif

@@ -279,22 +279,14 @@ int qsl_do_eval(lua_State *L, int midx, qsl_shared *sh, const qs_exec *x, int op
         return 1;
     }
     lua_createtable(L, 0, 8);
-    lua_pushnumber(L, r.ppl);
-    lua_setfield(L, -2, "ppl");
-    lua_pushnumber(L, r.nll);
-    lua_setfield(L, -2, "nll");
-    lua_pushinteger(L, r.tokens);
-    lua_setfield(L, -2, "tokens");
-    lua_pushinteger(L, r.windows);
-    lua_setfield(L, -2, "windows");
-    lua_pushinteger(L, r.ctx);
-    lua_setfield(L, -2, "ctx");
-    lua_pushnumber(L, r.seconds);
-    lua_setfield(L, -2, "seconds");
-    lua_pushnumber(L, r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
-    lua_setfield(L, -2, "tokens_per_s");
-    lua_pushinteger(L, n);
-    lua_setfield(L, -2, "text_tokens");
+    qsl_setnum(L, "ppl", r.ppl);
+    qsl_setnum(L, "nll", r.nll);
+    qsl_setint(L, "tokens", r.tokens);
+    qsl_setint(L, "windows", r.windows);
+    qsl_setint(L, "ctx", r.ctx);
+    qsl_setnum(L, "seconds", r.seconds);
+    qsl_setnum(L, "tokens_per_s", r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
+    qsl_setint(L, "text_tokens", n);
     return 1;
 }
 
@@ -479,12 +471,9 @@ static int m_variant(lua_State *L) {
 static int m_memory(lua_State *L) {
     const qs_model *m = qsl_check_model(L, 1)->sh->m;
     lua_createtable(L, 0, 3);
-    lua_pushinteger(L, qs_model_weight_bytes(m));
-    lua_setfield(L, -2, "weights");
-    lua_pushinteger(L, qs_ctx_kv_bytes_per_token(m));
-    lua_setfield(L, -2, "kv_per_token");
-    lua_pushinteger(L, qs_model_params(m));
-    lua_setfield(L, -2, "params");
+    qsl_setint(L, "weights", qs_model_weight_bytes(m));
+    qsl_setint(L, "kv_per_token", qs_ctx_kv_bytes_per_token(m));
+    qsl_setint(L, "params", qs_model_params(m));
     return 1;
 }
 
@@ -536,11 +525,9 @@ static void push_info(lua_State *L, const qs_model *m) {
     SETI("max_pos", c->max_pos);
     SETS("act", qs_act_str(c->act));
     SETS("norm", c->norm == QS_NORM_LAYER ? "layernorm" : "rmsnorm");
-    lua_pushnumber(L, c->norm_eps);
-    lua_setfield(L, -2, "norm_eps");
+    qsl_setnum(L, "norm_eps", c->norm_eps);
     if (c->rope_theta > 0) {
-        lua_pushnumber(L, c->rope_theta);
-        lua_setfield(L, -2, "rope_theta");
+        qsl_setnum(L, "rope_theta", c->rope_theta);
     }
     lua_pushboolean(L, c->tied_head);
     lua_setfield(L, -2, "tied_head");

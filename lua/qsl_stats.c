@@ -54,16 +54,12 @@ static int s_site(lua_State *L) {
     if (!s) return 2;
     int d = s->dim;
     lua_createtable(L, 0, 12);
-    lua_pushinteger(L, layer);
-    lua_setfield(L, -2, "layer");
+    qsl_setint(L, "layer", layer);
     lua_pushstring(L, qs_site_name((qs_site)site));
     lua_setfield(L, -2, "site");
-    lua_pushinteger(L, d);
-    lua_setfield(L, -2, "dim");
-    lua_pushinteger(L, s->tokens);
-    lua_setfield(L, -2, "tokens");
-    lua_pushnumber(L, u->st->tau);
-    lua_setfield(L, -2, "tau");
+    qsl_setint(L, "dim", d);
+    qsl_setint(L, "tokens", s->tokens);
+    qsl_setnum(L, "tau", u->st->tau);
     push_f32(L, s->min, d, "min");
     push_f32(L, s->max, d, "max");
     push_f32(L, s->absmax, d, "absmax");
@@ -136,18 +132,12 @@ static int s_outliers(lua_State *L) {
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         lua_createtable(L, 0, 9);
-        lua_pushinteger(L, o[i].dim);
-        lua_setfield(L, -2, "dim");
-        lua_pushinteger(L, o[i].dim + 1);
-        lua_setfield(L, -2, "index");
-        lua_pushinteger(L, o[i].n_inputs);
-        lua_setfield(L, -2, "inputs");
-        lua_pushnumber(L, o[i].layer_frac);
-        lua_setfield(L, -2, "layer_frac");
-        lua_pushnumber(L, o[i].pos_frac);
-        lua_setfield(L, -2, "frac");
-        lua_pushnumber(L, o[i].absmax);
-        lua_setfield(L, -2, "absmax");
+        qsl_setint(L, "dim", o[i].dim);
+        qsl_setint(L, "index", o[i].dim + 1);
+        qsl_setint(L, "inputs", o[i].n_inputs);
+        qsl_setnum(L, "layer_frac", o[i].layer_frac);
+        qsl_setnum(L, "frac", o[i].pos_frac);
+        qsl_setnum(L, "absmax", o[i].absmax);
         lua_newtable(L);
         int k = 0;
         for (int l = 0; l < u->st->n_layers && l < 64; l++)

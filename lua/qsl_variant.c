@@ -246,12 +246,9 @@ static int v_calibrate(lua_State *L) {
 static int v_memory(lua_State *L) {
     qsl_variant *u = qsl_check_variant(L, 1);
     lua_createtable(L, 0, 3);
-    lua_pushinteger(L, qs_variant_weight_bytes(u->v));
-    lua_setfield(L, -2, "weights");
-    lua_pushinteger(L, qs_variant_kv_bytes_per_token(u->v));
-    lua_setfield(L, -2, "kv_per_token");
-    lua_pushinteger(L, qs_variant_params(u->v));
-    lua_setfield(L, -2, "params");
+    qsl_setint(L, "weights", qs_variant_weight_bytes(u->v));
+    qsl_setint(L, "kv_per_token", qs_variant_kv_bytes_per_token(u->v));
+    qsl_setint(L, "params", qs_variant_params(u->v));
     return 1;
 }
 
@@ -440,8 +437,7 @@ int qsl_compare_rows(lua_State *L) {
     qsl_cb_finish(&cb);
     if (!rows[0].ok) return qsl_failf(L, "%s", rows[0].err);
     lua_createtable(L, n_specs, 1);
-    lua_pushnumber(L, rows[0].ppl);
-    lua_setfield(L, -2, "reference");
+    qsl_setnum(L, "reference", rows[0].ppl);
     for (int i = 1; i <= n_specs; i++) {
         const qs_compare_row *r = &rows[i];
         lua_createtable(L, 0, 12);
@@ -453,24 +449,15 @@ int qsl_compare_rows(lua_State *L) {
         } else {
             lua_pushstring(L, r->desc);
             lua_setfield(L, -2, "description");
-            lua_pushnumber(L, r->ppl);
-            lua_setfield(L, -2, "ppl");
-            lua_pushnumber(L, r->ppl - rows[0].ppl);
-            lua_setfield(L, -2, "delta_ppl");
-            lua_pushnumber(L, r->nll);
-            lua_setfield(L, -2, "nll");
-            lua_pushinteger(L, r->tokens);
-            lua_setfield(L, -2, "tokens");
-            lua_pushnumber(L, r->seconds);
-            lua_setfield(L, -2, "seconds");
-            lua_pushnumber(L, r->tokens_per_s);
-            lua_setfield(L, -2, "tokens_per_s");
-            lua_pushinteger(L, r->weight_bytes);
-            lua_setfield(L, -2, "weights");
-            lua_pushinteger(L, r->kv_bytes_per_token);
-            lua_setfield(L, -2, "kv_per_token");
-            lua_pushinteger(L, r->params);
-            lua_setfield(L, -2, "params");
+            qsl_setnum(L, "ppl", r->ppl);
+            qsl_setnum(L, "delta_ppl", r->ppl - rows[0].ppl);
+            qsl_setnum(L, "nll", r->nll);
+            qsl_setint(L, "tokens", r->tokens);
+            qsl_setnum(L, "seconds", r->seconds);
+            qsl_setnum(L, "tokens_per_s", r->tokens_per_s);
+            qsl_setint(L, "weights", r->weight_bytes);
+            qsl_setint(L, "kv_per_token", r->kv_bytes_per_token);
+            qsl_setint(L, "params", r->params);
         }
         lua_rawseti(L, -2, i);
     }

@@ -14,7 +14,7 @@
  * exits: diagnostics go through the callback a front end installs.
  *
  *     qs_model *m;
- *     if (qs_model_load(path, &m) != QS_OK)
+ *     if (qs_model_load(path, NULL, &m) != QS_OK)
  *         fprintf(stderr, "qscope: %s\n", qs_last_error());
  */
 typedef enum {

@@ -30,22 +30,27 @@ void qs_blas_linear(const float *x, int n, const float *w, const float *b, int n
                 w, n_in, beta, y, n_out);
 }
 
-void qs_blas_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-                     int ldb, float beta, float *c, int ldc) {
+/* C (m, n) = alpha A (m, k) op(B) + beta C with op(B) = B^T (B stored (n, k))
+ * or B (stored (k, n)); one row goes through sgemv (see qs_blas_linear). */
+static void gemm(int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                 float beta, float *c, int ldc) {
     if (m == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, b, ldb, a, 1, beta, c, 1);
+        if (trans_b) cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, b, ldb, a, 1, beta, c, 1);
+        else cblas_sgemv(CblasRowMajor, CblasTrans, k, n, alpha, b, ldb, a, 1, beta, c, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
+                beta, c, ldc);
+}
+
+void qs_blas_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc) {
+    gemm(1, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void qs_blas_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                      int ldb, float beta, float *c, int ldc) {
-    if (m == 1) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, k, n, alpha, b, ldb, a, 1, beta, c, 1);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm(0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,

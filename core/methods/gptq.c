@@ -167,7 +167,7 @@ typedef struct {
     int layer;
     double *H[N_H]; /* (dim, dim) sum of x^T x, upper triangle */
     int dim[N_H];
-    double *buf;    /* (256, widest) */
+    double *buf;    /* (QS_XTX_ROWS, widest) */
     qs_status err;
 } hess_obs;
 
@@ -182,11 +182,7 @@ static void observe_hess(void *ud, int layer, qs_site site, const float *x, int 
                              qs_site_name(site), dim, o->dim[k]);
             return;
         }
-        for (int r0 = 0; r0 < n; r0 += 256) {
-            int nr = n - r0 < 256 ? n - r0 : 256;
-            for (size_t i = 0; i < (size_t)nr * dim; i++) o->buf[i] = x[(size_t)r0 * dim + i];
-            qs_blas_dsyrk_acc(nr, dim, o->buf, o->H[k]);
-        }
+        qs_xtx_add(o->H[k], x, n, dim, o->buf);
     }
 }
 
@@ -270,7 +266,7 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s) {
     float *X = malloc(ntok * dmax * sizeof(float)), *Y = malloc(ntok * dmax * sizeof(float));
     double *Hs = calloc(hoff[N_H], sizeof(double));
     double *Hw = malloc((size_t)hmax * hmax * sizeof(double));
-    double *buf = malloc((size_t)256 * hmax * sizeof(double));
+    double *buf = malloc((size_t)QS_XTX_ROWS * hmax * sizeof(double));
     qs_ctx *ctx = NULL;
     qs_status st = QS_OK;
     if (!X || !Y || !Hs || !Hw || !buf) {

@@ -35,7 +35,7 @@ static qs_status int8_apply(qs_variant *v, const qs_step *s) {
     for (int l = 0; l < c->n_layers; l++) {
         qs_layer *L = &v->w.layers[l];
         qs_linear *ls[QS_LAYER_LINEARS];
-        int nl = qs_layer_linears(L, ls);
+        int nl = qs_layer_linears(L, 0, ls);
         for (int j = 0; j < nl; j++) {
             qs_linear *lin = ls[j];
             if (!lin->w) continue;
@@ -95,12 +95,7 @@ static void int8_format(const qs_step *s, char *b, size_t cap) {
 }
 
 const qs_method_def qs_method_int8 = {
-    .id = QS_M_INT8,
-    .name = "int8",
+    .id = QS_M_INT8, .name = "int8",
     .summary = "LLM.int8(): int8 weights and activations, outlier feature columns in fp32",
-    .keys = int8_keys,
-    .n_keys = (int)(sizeof int8_keys / sizeof int8_keys[0]),
-    .init = int8_init,
-    .format = int8_format,
-    .apply = int8_apply,
+    QS_METHOD_KEYS(int8_keys), .init = int8_init, .format = int8_format, .apply = int8_apply,
 };

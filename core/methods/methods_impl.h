@@ -1,5 +1,6 @@
-/* variant_impl.h — the inside of a variant, for the method implementations
- * (variant.c: fp32, rtn, int8; rptq.c; slicegpt.c). Not part of the API. */
+/* methods_impl.h — the inside of a variant, for the methods (one file each:
+ * rtn.c, int8.c, rptq.c and rptq_ref.c, gptq.c, slicegpt.c) and the driver
+ * (variant.c). Private to core/methods. */
 #ifndef QS_VARIANT_IMPL_H
 #define QS_VARIANT_IMPL_H
 
@@ -79,6 +80,9 @@ extern const int qs_wq_values[2];
      "input channels per weight scale (0: one per output row)", 0},                                       \
     {"wq", NULL, QS_KEY_WORD, offsetof(qs_step, w_gptq), 0, 0, 0, "rtn|gptq", qs_wq_values, "rtn or gptq", \
      "weight quantizer: round to nearest or GPTQ", 0}
+
+/* A record's keys and their count. */
+#define QS_METHOD_KEYS(k_) .keys = (k_), .n_keys = (int)(sizeof(k_) / sizeof((k_)[0]))
 
 /* The method records (one file each); table.c lists them. */
 extern const qs_method_def qs_method_fp32, qs_method_rtn, qs_method_int8, qs_method_rptq, qs_method_slice;

@@ -646,14 +646,8 @@ static void rptq_format(const qs_step *s, char *b, size_t cap) {
 static int rptq_needs_calib(const qs_step *s) { return 1; }
 
 const qs_method_def qs_method_rptq = {
-    .id = QS_M_RPTQ,
-    .name = "rptq",
+    .id = QS_M_RPTQ, .name = "rptq",
     .summary = "RPTQ: channels reordered by k-means on their ranges, a scale per cluster",
-    .keys = rptq_keys,
-    .n_keys = (int)(sizeof rptq_keys / sizeof rptq_keys[0]),
-    .bare_hint = " nor a setting name like W4A4KV",
-    .extra = rptq_extra,
-    .format = rptq_format,
-    .needs_calib = rptq_needs_calib,
-    .apply = qs_rptq_apply,
+    QS_METHOD_KEYS(rptq_keys), .bare_hint = " nor a setting name like W4A4KV", .extra = rptq_extra,
+    .format = rptq_format, .needs_calib = rptq_needs_calib, .apply = qs_rptq_apply,
 };

@@ -90,7 +90,7 @@ typedef struct {
     float *cmin, *cmax;                         /* (most clusters) */
     double *H[N_RH];                            /* (dim, dim) sum of x^T x (upper), or NULL */
     int hdim[N_RH];
-    double *hbuf;                               /* (256, widest) */
+    double *hbuf;                               /* (QS_XTX_ROWS, widest) */
     qs_status err;
 } ema_obs;
 
@@ -105,11 +105,7 @@ static void observe_ema(void *ud, int layer, qs_site site, const float *x, int n
                              dim, o->hdim[k]);
             return;
         }
-        for (int r0 = 0; r0 < n; r0 += 256) {
-            int nr = n - r0 < 256 ? n - r0 : 256;
-            for (size_t i = 0; i < (size_t)nr * dim; i++) o->hbuf[i] = x[(size_t)r0 * dim + i];
-            qs_blas_dsyrk_acc(nr, dim, o->hbuf, o->H[k]);
-        }
+        qs_xtx_add(o->H[k], x, n, dim, o->hbuf);
     }
     int i = 0;
     while (i < N_RPTQ_SITES && rptq_sites[i] != site) i++;
@@ -230,7 +226,7 @@ qs_status rptq_ref_run(qs_variant *v, const rptq_plan *p, int *changed) {
     int *labpos = malloc(((size_t)N_RPTQ_SITES + 1) * dmax * sizeof(int));
     double *Hs = p->gptq ? calloc(hoff[N_RH], sizeof(double)) : NULL;
     double *Hw = p->gptq ? malloc((size_t)dmax * dmax * sizeof(double)) : NULL;
-    double *hbuf = p->gptq ? malloc((size_t)256 * dmax * sizeof(double)) : NULL;
+    double *hbuf = p->gptq ? malloc((size_t)QS_XTX_ROWS * dmax * sizeof(double)) : NULL;
     qs_ctx *ca = NULL, *cb = NULL, *cc = NULL;
     qs_stats *sa = NULL;
     rptq_work wk = {0};

@@ -96,7 +96,7 @@ static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
         for (int l = 0; l < c->n_layers; l++) {
             qs_layer *L = &v->w.layers[l];
             qs_linear *ls[QS_LAYER_LINEARS];
-            int nl = qs_layer_linears(L, ls);
+            int nl = qs_layer_linears(L, 0, ls);
             for (int j = 0; j < nl; j++)
                 if ((st = rtn_linear(v, ls[j], s))) return st;
         }
@@ -154,15 +154,8 @@ static int rtn_needs_calib(const qs_step *s) {
 }
 
 const qs_method_def qs_method_rtn = {
-    .id = QS_M_RTN,
-    .name = "rtn",
+    .id = QS_M_RTN, .name = "rtn",
     .summary = "round-to-nearest baselines: weights (per row or group, or GPTQ), activations, K/V cache",
-    .keys = rtn_keys,
-    .n_keys = (int)(sizeof rtn_keys / sizeof rtn_keys[0]),
-    .bare_hint = " nor a setting name like W4A4KV",
-    .extra = rtn_extra,
-    .check = rtn_check,
-    .format = rtn_format,
-    .needs_calib = rtn_needs_calib,
-    .apply = rtn_apply,
+    QS_METHOD_KEYS(rtn_keys), .bare_hint = " nor a setting name like W4A4KV", .extra = rtn_extra,
+    .check = rtn_check, .format = rtn_format, .needs_calib = rtn_needs_calib, .apply = rtn_apply,
 };

@@ -267,19 +267,6 @@ static qs_status unrotate(qs_variant *v, qs_linear *l, const double *A32, int da
     return QS_OK;
 }
 
-/* H += X^T X for rows x (n, D), float64. */
-static qs_status acc_cov(double *H, const float *x, long n, int D) {
-    enum { RB = 256 };
-    double *b = malloc((size_t)RB * D * sizeof *b);
-    if (!b) return qs_fail(QS_ENOMEM, "out of memory for a covariance block");
-    for (long r0 = 0; r0 < n; r0 += RB) {
-        int nr = n - r0 < RB ? (int)(n - r0) : RB;
-        for (size_t i = 0; i < (size_t)nr * D; i++) b[i] = x[(size_t)r0 * D + i];
-        qs_blas_dsyrk_acc(nr, D, b, H);
-    }
-    free(b);
-    return QS_OK;
-}
 
 /* H (upper triangle accumulated) -> Q in place (columns: principal axes,
  * eigenvalues descending in ev); Q32 gets Q rounded to fp32. */
@@ -311,7 +298,7 @@ static void observe_mid(void *ud, int layer, qs_site site, const float *x, int n
         o->err = qs_fail(QS_ESHAPE, "slice: layer %d's residual has width %d, expected %d", layer, dim, o->D);
         return;
     }
-    o->err = acc_cov(o->H, x, n, dim);
+    o->err = qs_xtx_add(o->H, x, n, dim, NULL);
 }
 
 typedef struct {
@@ -367,7 +354,7 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
             for (int t = 0; t < D; t++) x[t] = pe ? te[t] + pe[t] : te[t];
         }
     memset(j->H, 0, (size_t)D * D * sizeof(double));
-    if ((st = acc_cov(j->H, j->out, j->ntok, D)) || (st = pca(j->H, D, j->ev, j->Qp32))) return st;
+    if ((st = qs_xtx_add(j->H, j->out, j->ntok, D, NULL)) || (st = pca(j->H, D, j->ev, j->Qp32))) return st;
     memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
     double *ev_in = malloc((size_t)D * sizeof(double));
     if (!ev_in) return qs_fail(QS_ENOMEM, "out of memory");
@@ -411,7 +398,7 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
         Lk->mlp_norm = rms_norm(dmid, D);
 
         memset(j->H, 0, (size_t)D * D * sizeof(double));
-        if ((st = run_block(j, k, din, j->out)) || (st = acc_cov(j->H, j->out, j->ntok, D)) ||
+        if ((st = run_block(j, k, din, j->out)) || (st = qs_xtx_add(j->H, j->out, j->ntok, D, NULL)) ||
             (st = pca(j->H, D, j->ev, j->Qp32)))
             goto done;
         memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
@@ -511,12 +498,7 @@ static void slice_format(const qs_step *s, char *b, size_t cap) {
 static int slice_needs_calib(const qs_step *s) { return 1; }
 
 const qs_method_def qs_method_slice = {
-    .id = QS_M_SLICE,
-    .name = "slice",
-    .summary = "SliceGPT: rotate by per-layer PCA, delete rows and columns",
-    .keys = slice_keys,
-    .n_keys = (int)(sizeof slice_keys / sizeof slice_keys[0]),
-    .format = slice_format,
-    .needs_calib = slice_needs_calib,
-    .apply = qs_slice_apply,
+    .id = QS_M_SLICE, .name = "slice",
+    .summary = "SliceGPT: rotate by per-layer PCA, delete rows and columns", QS_METHOD_KEYS(slice_keys),
+    .format = slice_format, .needs_calib = slice_needs_calib, .apply = qs_slice_apply,
 };

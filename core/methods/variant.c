@@ -107,7 +107,7 @@ qs_status qs_variant_stats(qs_variant *v, const qs_stats_opts *o, qs_stats **out
 
 int qs_variant_layer_has_kernel(qs_variant *v, int layer) {
     qs_linear *ls[QS_LAYER_LINEARS];
-    int n = qs_layer_linears(&v->w.layers[layer], ls);
+    int n = qs_layer_linears(&v->w.layers[layer], 0, ls);
     for (int j = 0; j < n; j++)
         if (ls[j]->kern) return 1;
     return 0;
@@ -139,8 +139,9 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
     b = 4 * p;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &w->layers[i];
-        const qs_linear *ls[9] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down, &L->attn_skip, &L->mlp_skip};
-        for (int j = 0; j < 9; j++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int nl = qs_layer_linears((qs_layer *)L, 1, ls);
+        for (int j = 0; j < nl; j++) {
             p += lin_params(ls[j]);
             b += lin_bytes(ls[j]);
         }

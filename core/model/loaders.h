@@ -18,19 +18,19 @@
 /* Hugging Face directory: config.json, model.safetensors or
  * model.safetensors.index.json + shards, tokenizer files. Architectures:
  * OPTForCausalLM (pre-LN), GPT2LMHeadModel, LlamaForCausalLM,
- * MistralForCausalLM, Qwen2ForCausalLM. (core/hf.c) */
+ * MistralForCausalLM, Qwen2ForCausalLM. (model/hf.c) */
 qs_status qs_hf_load(const char *dir, qs_model **out);
 
 /* GGUF v3 file, llama architecture, F32/F16 (and BF16) tensors, vocabulary
  * inside. q/k rows are permuted from GGUF's interleaved RoPE order. An
  * output.weight byte-identical to token_embd.weight is treated as a tied
- * head (converters write a copy for shared classifiers). (core/gguf.c) */
+ * head (converters write a copy for shared classifiers). (model/gguf_load.c, reading through read/gguf.c) */
 qs_status qs_gguf_load(const char *path, qs_model **out);
 
 /* llama2.c checkpoint (.bin, legacy version-0 header) and its tokenizer.bin
  * (tokenizer NULL: tokenizer.bin or tok<vocab>.bin beside the checkpoint).
  * The file size must match the header exactly; q/k rows are permuted from
- * Meta's interleaved RoPE order. (core/llama2c.c) */
+ * Meta's interleaved RoPE order. (model/llama2c.c) */
 qs_status qs_l2c_load(const char *path, const char *tokenizer, qs_model **out);
 
 #endif

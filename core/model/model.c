@@ -118,10 +118,10 @@ void qs_model_free(qs_model *m) {
     free(m);
 }
 
-int qs_layer_linears(qs_layer *L, qs_linear **out) {
-    qs_linear *ls[QS_LAYER_LINEARS] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
+int qs_layer_linears(qs_layer *L, int with_skips, qs_linear **out) {
+    qs_linear *ls[QS_LAYER_LINEARS] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down, &L->attn_skip, &L->mlp_skip};
     memcpy(out, ls, sizeof ls);
-    return QS_LAYER_LINEARS;
+    return with_skips ? QS_LAYER_LINEARS : QS_LAYER_LINEARS - 2;
 }
 
 static int has_suffix(const char *s, const char *suf) {

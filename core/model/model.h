@@ -102,11 +102,12 @@ typedef struct {
     qs_linear mlp_skip;     /* (d_out, d_mid) */
 } qs_layer;
 
-/* A layer's linears, q, k, v, o, up, gate, down (the slots; a missing one,
- * such as gate without SwiGLU, has neither w nor kern): the one list every
- * loop over them uses. out: QS_LAYER_LINEARS pointers; returns the count. */
-enum { QS_LAYER_LINEARS = 7 };
-int qs_layer_linears(qs_layer *L, qs_linear **out);
+/* A layer's linears, q, k, v, o, up, gate, down, and with with_skips also
+ * SliceGPT's attn_skip and mlp_skip (the slots; a missing one, such as gate
+ * without SwiGLU, has neither w nor kern): the one list every loop over them
+ * uses. out: QS_LAYER_LINEARS (with skips) pointers; returns the count. */
+enum { QS_LAYER_LINEARS = 9 };
+int qs_layer_linears(qs_layer *L, int with_skips, qs_linear **out);
 
 typedef struct {
     const float *tok_embed; /* (vocab, d) */

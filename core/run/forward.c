@@ -93,7 +93,7 @@ qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx *
         c->d = maxi(c->d, maxi(L->attn_norm.dim, maxi(L->o.n_out, L->down.n_out)));
         c->dff = maxi(c->dff, L->up.n_out);
         qs_linear *ls[QS_LAYER_LINEARS];
-        int nl = qs_layer_linears((qs_layer *)L, ls);
+        int nl = qs_layer_linears((qs_layer *)L, 0, ls);
         for (int j = 0; j < nl; j++) any_kern |= ls[j]->kern != NULL;
     }
     if (any_kern && !(c->kcounts = calloc((size_t)cfg->n_layers * 4, sizeof(int)))) goto oom;
@@ -275,8 +275,20 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
     }
 }
 
-/* x (n, l->n_in) -> y (n, l->n_out); x and y distinct */
-static void skip(const qs_linear *l, const float *x, int n, float *y) { qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y); }
+/* The residual after a sublayer: *x += sub (n rows of d), through SliceGPT's
+ * shortcut first when the block has one (the residual changes basis and
+ * width: *x2 receives it and the two buffers swap); observers see the sum. */
+static void residual(qs_ctx *c, const qs_linear *skip, float **x, float **x2, const float *sub, int n, int d,
+                     int layer, qs_site site, int pos0) {
+    if (skip->w) {
+        qs_blas_linear(*x, n, skip->w, skip->b, skip->n_out, skip->n_in, *x2);
+        float *t = *x;
+        *x = *x2;
+        *x2 = t;
+    }
+    qs_ops_add(*x, sub, (size_t)n * d);
+    if (c->obs) c->obs(c->obs_ud, layer, site, *x, n, d, pos0);
+}
 
 /* Block l on the residual rows *x (n, the block's input width) at positions
  * pos0..: its keys and values go to the cache, *x ends as the block's output.
@@ -316,14 +328,7 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
     attention(c, l, n, pos0);
     SITE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
     linear(c, l, 1, &L->o, c->att, n, c->tmp);
-    if (L->attn_skip.w) { /* SliceGPT: the residual changes basis and width */
-        skip(&L->attn_skip, x, n, x2);
-        float *t = x;
-        x = x2;
-        x2 = t;
-    }
-    qs_ops_add(x, c->tmp, (size_t)n * d_mid);
-    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID_MID, x, n, d_mid, pos0);
+    residual(c, &L->attn_skip, &x, &x2, c->tmp, n, d_mid, l, QS_SITE_RESID_MID, pos0);
 
     /* MLP */
     norm(c, &L->mlp_norm, x, n, c->xn);
@@ -343,14 +348,7 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
     }
     SITE(l, QS_SITE_MLP_MID, c->ff, dff);
     linear(c, l, 3, &L->down, c->ff, n, c->tmp);
-    if (L->mlp_skip.w) {
-        skip(&L->mlp_skip, x, n, x2);
-        float *t = x;
-        x = x2;
-        x2 = t;
-    }
-    qs_ops_add(x, c->tmp, (size_t)n * d_out);
-    if (c->obs) c->obs(c->obs_ud, l, QS_SITE_RESID, x, n, d_out, pos0);
+    residual(c, &L->mlp_skip, &x, &x2, c->tmp, n, d_out, l, QS_SITE_RESID, pos0);
     *xp = x;
     *x2p = x2;
 }

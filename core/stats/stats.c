@@ -132,21 +132,19 @@ void qs_stats_observe(void *ud, int layer, qs_site site, const float *x, int n, 
         }
         s->tokens++;
     }
-    if (s->cov) {
-        /* X^T X in float64, a block of rows at a time */
-        enum { BLK = 256 };
-        double *buf = malloc((size_t)BLK * dim * sizeof *buf);
-        if (!buf) {
-            set_err(st, QS_ENOMEM, "out of memory for a covariance block");
-            return;
-        }
-        for (int r0 = 0; r0 < n; r0 += BLK) {
-            int nr = n - r0 < BLK ? n - r0 : BLK;
-            for (size_t i = 0; i < (size_t)nr * dim; i++) buf[i] = x[(size_t)r0 * dim + i];
-            qs_blas_dsyrk_acc(nr, dim, buf, s->cov);
-        }
-        free(buf);
+    if (s->cov && qs_xtx_add(s->cov, x, n, dim, NULL)) set_err(st, QS_ENOMEM, "out of memory for a covariance block");
+}
+
+qs_status qs_xtx_add(double *H, const float *x, long n, int dim, double *buf) {
+    double *b = buf ? buf : malloc((size_t)QS_XTX_ROWS * dim * sizeof *b);
+    if (!b) return qs_fail(QS_ENOMEM, "out of memory for a covariance block");
+    for (long r0 = 0; r0 < n; r0 += QS_XTX_ROWS) {
+        int nr = n - r0 < QS_XTX_ROWS ? (int)(n - r0) : QS_XTX_ROWS;
+        for (size_t i = 0; i < (size_t)nr * dim; i++) b[i] = x[(size_t)r0 * dim + i];
+        qs_blas_dsyrk_acc(nr, dim, b, H);
     }
+    if (!buf) free(b);
+    return QS_OK;
 }
 
 qs_status qs_stats_collect(const qs_model *m, const qs_exec *x, const qs_calib *cal, const qs_stats_opts *o,

@@ -86,6 +86,13 @@ int qs_calib_opts_ctx(const qs_model *m, const qs_calib_opts *o);
  * longer than the model's positions, or what reading or tokenizing reported. */
 qs_status qs_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *out);
 
+/* H (dim, dim; the upper triangle accumulates) += X^T X for rows x (n, dim),
+ * in float64, QS_XTX_ROWS rows at a time through buf (QS_XTX_ROWS x dim
+ * doubles; NULL: allocated for the call). The one X^T X of the statistics'
+ * covariance, GPTQ's and RPTQ's Hessians and SliceGPT's PCA. */
+enum { QS_XTX_ROWS = 256 };
+qs_status qs_xtx_add(double *H, const float *x, long n, int dim, double *buf);
+
 /* ---- stats.h — activation statistics per layer, site and channel, gathered by
  * running calibration windows through a model (or a variant) with an
  * observer attached.

@@ -146,7 +146,7 @@ T.test('qs.compare', function()
   T.eq(table.concat(seen, ' '), 'fp32:1 fp32:2 rtn:w=8:1 rtn:w=8:2')
 end)
 
--- ---- the methods (finished by other people; tested last) ----
+-- ---- the methods (the slow tests, last) ----
 
 local cal_st = nil
 local function stats8()

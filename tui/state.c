@@ -143,6 +143,7 @@ void tui_state_free(tui_state *s) {
     }
     free(s->labels);
     tui_var_unref(s->cur);
+    tui_spectrum_free(&s->spectrum);
     for (int i = 0; i < 2; i++) free(s->gen[i].text);
     tui_plot_clear(&s->plot);
     free(s->log);
@@ -215,9 +216,17 @@ void tui_state_want_clusters(tui_state *s) {
     tui_work_clusters(s->jobs, s->data, layer, site, g);
 }
 
+void tui_state_want_spectrum(tui_state *s) {
+    if (!s->data_ready || !s->data->have_cov || !s->jobs) return;
+    if (s->knobs.ratio == s->spectrum_req) return;
+    s->spectrum_req = s->knobs.ratio;
+    tui_work_spectrum(s->jobs, s->m, s->data, s->knobs.ratio);
+}
+
 void tui_state_retune(tui_state *s, int which) {
     if (!s->jobs) return;
     if (which < 0 || which == TUI_K_G) tui_state_want_clusters(s);
+    if (which < 0 || which == TUI_K_RATIO) tui_state_want_spectrum(s);
     if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats) {
         if (s->knobs.tau == s->data->stats->tau) {
             /* back to the base statistics: nothing to compute */

@@ -442,8 +442,6 @@ void tui_prompt_open(tui_state *s, int mode);
 int tui_prompt_key(tui_state *s, int key, int alt);
 /* Run a Lua file (--script); errors go to the Log. */
 void tui_prompt_run_file(tui_state *s, const char *path);
-/* Whether Lua is built in. */
-int tui_prompt_has_lua(void);
 
 /* ---- the program (app.c, bench.c) ---- */
 

@@ -1,9 +1,6 @@
 /* The views: each draws one kind of picture from the state into a rectangle
  * and explains itself for the ? overlay. They read statistics, labels and
- * eigenvalues the jobs produced; they never run the model or a method.
- *
- * tui_view_run() (cli.h) is the entry point `qscope [MODEL]` had before the
- * workbench: it opens the workbench with no options. */
+ * eigenvalues the jobs produced; they never run the model or a method. */
 #include <curses.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,13 +9,7 @@
 
 #include "run/run.h"
 #include "methods/methods.h"
-#include "cli.h"
 #include "tui.h"
-
-int tui_view_run(qs_model *m) {
-    tui_opts o = {0};
-    return tui_app_run(m, &o);
-}
 
 static tui_canvas canvas; /* one frame at a time: the UI thread's scratch */
 
@@ -679,7 +670,7 @@ static void draw_plot(tui_state *s, int y, int x, int h, int w) {
         tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, "Plot");
         centered(s, y + h / 2 - 1, x, w, TUI_C_DIM, "nothing plotted yet");
         centered(s, y + h / 2, x, w, TUI_C_DIM,
-                 tui_prompt_has_lua() ? "try  :qs.plot.line({1, 4, 9, 16, 25})" : "Lua is not built in");
+                 "try  :qs.plot.line({1, 4, 9, 16, 25})");
         return;
     }
     tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, p->title[0] ? p->title : "Plot");

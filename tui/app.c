@@ -243,14 +243,7 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     tui_state_free(s);
     free(s);
     /* the data last: the state pointed into it */
-    qs_calib_free(&d->cal);
-    qs_stats_free(d->stats);
-    free(d->outl);
-    free(d->eval_ids);
-    for (int i = 0; i < 2; i++) {
-        free(d->eig[i]);
-        free(d->eig_cum[i]);
-    }
+    tui_data_clear(d);
     free(d);
     close(pfd[0]);
     close(pfd[1]);

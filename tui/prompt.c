@@ -22,19 +22,11 @@
 
 #include "tui.h"
 
-#if defined(__has_include)
-#if __has_include("../lua/qsl.h")
-#define TUI_HAVE_LUA 1
-#endif
-#endif
-
-#ifdef TUI_HAVE_LUA
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "../lua/qsl.h"
-#endif
 
 /* readline's callbacks take no user pointer: one command line per process */
 static tui_state *S;
@@ -42,14 +34,6 @@ static unsigned char feed[16];
 static int feed_n, feed_i;
 static char history_path[1100];
 static FILE *devnull;
-
-int tui_prompt_has_lua(void) {
-#ifdef TUI_HAVE_LUA
-    return 1;
-#else
-    return 0;
-#endif
-}
 
 /* ---- readline hooks ---- */
 
@@ -84,7 +68,6 @@ static void matches_hook(char **matches, int n, int max_len) {
 
 /* ---- Lua ---- */
 
-#ifdef TUI_HAVE_LUA
 static lua_State *L;
 static pthread_mutex_t lua_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -366,17 +349,13 @@ static char *generator(const char *text, int state) {
     }
     return NULL;
 }
-#endif
 
 static char **complete(const char *text, int start, int end) {
     (void)start;
     (void)end;
     rl_attempted_completion_over = 1;
     rl_completion_append_character = '\0'; /* readline resets it to a space before every attempt */
-#ifdef TUI_HAVE_LUA
     if (S && S->prompting == 1 && L) return rl_completion_matches(text, generator);
-#endif
-    (void)text;
     return NULL;
 }
 
@@ -401,11 +380,7 @@ static void on_line(char *line) {
             add_history(line);
             if (history_path[0]) append_history(1, history_path);
             tui_state_log(S, 4, "> %s", line);
-#ifdef TUI_HAVE_LUA
             if (L) submit_lua(S, line, 0);
-#else
-            tui_state_log(S, 3, "Lua is not built into this qscope");
-#endif
         }
     } else if (mode == 2) {
         tui_copy(S->prompt_text, sizeof S->prompt_text, line);
@@ -456,7 +431,6 @@ void tui_prompt_init(tui_state *s) {
         else history_path[0] = 0;
         if (history_path[0]) read_history(history_path);
     }
-#ifdef TUI_HAVE_LUA
     L = luaL_newstate();
     if (!L) {
         tui_state_log(s, 3, "cannot create a Lua state (out of memory)");
@@ -478,14 +452,12 @@ void tui_prompt_init(tui_state *s) {
     lua_setglobal(L, "model");
     lua_pushstring(L, s->spec);
     lua_setglobal(L, "spec");
-#endif
 }
 
 void tui_prompt_shutdown(tui_state *s) {
     (void)s;
     if (S && S->prompting) close_line();
     if (history_path[0]) history_truncate_file(history_path, 1000);
-#ifdef TUI_HAVE_LUA
     qsl_set_plot_sink(NULL, NULL);
     if (L) {
         pthread_mutex_lock(&lua_mu);
@@ -497,7 +469,6 @@ void tui_prompt_shutdown(tui_state *s) {
     free(cands);
     cands = NULL;
     n_cands = cap_cands = 0;
-#endif
     clear_history();
     if (devnull) fclose(devnull);
     devnull = NULL;
@@ -565,12 +536,10 @@ int tui_prompt_key(tui_state *s, int key, int alt) {
 }
 
 void tui_prompt_run_file(tui_state *s, const char *path) {
-#ifdef TUI_HAVE_LUA
     if (L) {
         tui_state_log(s, QS_LOG_INFO, "running %s", path);
         submit_lua(s, path, 1);
         return;
     }
-#endif
-    tui_state_log(s, 3, "%s: Lua is not built into this qscope", path);
+    tui_state_log(s, 3, "%s: no Lua state (see the Log for why)", path);
 }

@@ -18,7 +18,24 @@ const int tui_n_channel_sites = sizeof tui_channel_sites / sizeof tui_channel_si
 
 static const int bit_steps[] = {2, 3, 4, 5, 6, 8, 16};
 enum { N_BIT_STEPS = sizeof bit_steps / sizeof bit_steps[0] };
+/* The methods the parameter panel steps through and the knobs each uses:
+ * the one place the workbench lists them. */
 static const int methods[] = {QS_M_RTN, QS_M_INT8, QS_M_RPTQ, QS_M_SLICE};
+enum { N_METHODS = sizeof methods / sizeof methods[0] };
+#define M(x) (1u << (x))
+static const struct {
+    const char *name;
+    unsigned used_by; /* methods (bit per QS_M_*) the knob applies to; 0: all */
+} knob_table[TUI_K_COUNT] = {
+    [TUI_K_METHOD] = {"method", 0},
+    [TUI_K_G] = {"g", 0},     /* colours the Channels view whatever the method */
+    [TUI_K_TAU] = {"tau", 0}, /* marks outliers in every view */
+    [TUI_K_RATIO] = {"slice", M(QS_M_SLICE)},
+    [TUI_K_WBITS] = {"W bits", M(QS_M_RTN) | M(QS_M_RPTQ)},
+    [TUI_K_ABITS] = {"A bits", M(QS_M_RTN) | M(QS_M_RPTQ)},
+    [TUI_K_KVBITS] = {"KV bits", M(QS_M_RTN) | M(QS_M_RPTQ)},
+};
+#undef M
 
 static int step_bits(int b, int dir) {
     int i = 0;
@@ -54,8 +71,8 @@ int tui_knobs_step(tui_knobs *k, int which, int dir) {
     switch (which) {
     case TUI_K_METHOD: {
         int i = 0;
-        while (i < 4 && methods[i] != k->method) i++;
-        k->method = methods[((i + dir) % 4 + 4) % 4];
+        while (i < N_METHODS && methods[i] != k->method) i++;
+        k->method = methods[((i + dir) % N_METHODS + N_METHODS) % N_METHODS];
         break;
     }
     case TUI_K_G: k->g = k->g + dir < 1 ? 1 : k->g + dir > 64 ? 64 : k->g + dir; break;
@@ -93,20 +110,14 @@ void tui_knobs_value(const tui_knobs *k, int which, char *buf, size_t cap) {
 }
 
 const char *tui_knobs_name(int which, int utf8) {
-    static const char *const names[] = {"method", "g", "tau", "slice", "W bits", "A bits", "KV bits"};
     if (which == TUI_K_TAU && utf8) return "\xcf\x84 (tau)";
-    return (unsigned)which < TUI_K_COUNT ? names[which] : "?";
+    return (unsigned)which < TUI_K_COUNT ? knob_table[which].name : "?";
 }
 
 int tui_knobs_used(const tui_knobs *k, int which) {
-    switch (which) {
-    case TUI_K_METHOD:
-    case TUI_K_G:   /* colours the Channels view whatever the method */
-    case TUI_K_TAU: /* marks outliers in every view */
-        return 1;
-    case TUI_K_RATIO: return k->method == QS_M_SLICE;
-    default: return k->method == QS_M_RTN || k->method == QS_M_RPTQ;
-    }
+    if ((unsigned)which >= TUI_K_COUNT) return 0;
+    unsigned by = knob_table[which].used_by;
+    return !by || (k->method >= 0 && k->method < 32 && (by >> k->method & 1u));
 }
 
 /* ---- state ---- */
@@ -143,6 +154,7 @@ void tui_state_free(tui_state *s) {
     }
     free(s->labels);
     tui_var_unref(s->cur);
+    tui_spectrum_free(&s->spectrum);
     for (int i = 0; i < 2; i++) free(s->gen[i].text);
     tui_plot_clear(&s->plot);
     free(s->log);
@@ -215,9 +227,17 @@ void tui_state_want_clusters(tui_state *s) {
     tui_work_clusters(s->jobs, s->data, layer, site, g);
 }
 
+void tui_state_want_spectrum(tui_state *s) {
+    if (!s->data_ready || !s->data->have_cov || !s->jobs) return;
+    if (s->knobs.ratio == s->spectrum_req) return;
+    s->spectrum_req = s->knobs.ratio;
+    tui_work_spectrum(s->jobs, s->m, s->data, s->knobs.ratio);
+}
+
 void tui_state_retune(tui_state *s, int which) {
     if (!s->jobs) return;
     if (which < 0 || which == TUI_K_G) tui_state_want_clusters(s);
+    if (which < 0 || which == TUI_K_RATIO) tui_state_want_spectrum(s);
     if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats) {
         if (s->knobs.tau == s->data->stats->tau) {
             /* back to the base statistics: nothing to compute */

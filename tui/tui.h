@@ -92,6 +92,7 @@ typedef enum {
     TUI_JOB_FULLPPL,   /* ppl over all of eval.txt */
     TUI_JOB_GEN,       /* two variants generating side by side */
     TUI_JOB_LUA,       /* a Lua command or script (ordered) */
+    TUI_JOB_SPECTRUM,  /* SliceGPT's PCA at the knobs' ratio (the Spectrum view) */
 } tui_job_kind;
 
 struct tui_job {
@@ -158,13 +159,14 @@ typedef struct {
     int n_outl;
     int32_t *eval_ids;    /* eval.txt beside the model, tokenized once */
     long n_eval;
-    int eig_dim;          /* d_model when the spectra were computed, else 0 */
-    double *eig[2];       /* (n_layers, eig_dim): PCA eigenvalues, descending; [0] block input, [1] MLP input */
-    double *eig_cum[2];   /* (n_layers, eig_dim + 1): prefix sums of eig */
+    int have_cov;         /* the residual stream's X^T X was gathered (SliceGPT's PCA can run) */
     char calib_path[1100], eval_path[1100];
     char note[256];       /* why the statistics are missing */
     char eval_note[256];  /* why perplexity cannot be measured */
 } tui_data;
+
+/* Free what d holds and zero it (d itself stays). */
+void tui_data_clear(tui_data *d);
 
 /* A built variant shared by the UI and jobs (generation borrows it). */
 typedef struct {
@@ -180,9 +182,26 @@ void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g);
 void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau);
 /* full: every window of eval.txt instead of the quick check */
 void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *spec, int full);
+/* SliceGPT's PCA for the Spectrum view: builds slice:ratio=<ratio> and, when
+ * done, replaces s->spectrum. */
+void tui_work_spectrum(tui_jobs *q, const qs_model *m, tui_data *d, float ratio);
 void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens);
 
 /* ---- state ---- */
+
+/* The Spectrum view's numbers: the eigenvalues SliceGPT computes, read from
+ * the slice variant built at `ratio` (qs_variant_eigenvalues), with the
+ * fraction of each layer's variance the kept width holds. */
+typedef struct {
+    tui_var *var;       /* slice:ratio=<ratio>, or NULL before the first one */
+    char spec[48];
+    float ratio;
+    int dim, kept;      /* eigenvalues a layer; width kept */
+    double *frac[2];    /* (n_layers): variance kept; [0] block input, [1] MLP input */
+    char err[256];      /* why the last build failed */
+} tui_spectrum;
+/* Release what a spectrum holds and zero it. */
+void tui_spectrum_free(tui_spectrum *sp);
 
 enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 400 };
 
@@ -258,6 +277,8 @@ struct tui_state {
     tui_knobs knobs;
     char spec[160];     /* the knobs' spec */
     tui_var *cur;       /* the last variant built from the knobs, or NULL */
+    tui_spectrum spectrum; /* SliceGPT's PCA at spectrum_req (Spectrum view) */
+    float spectrum_req; /* the ratio last asked for; 0: none */
     tui_row rows[TUI_MAX_ROWS];
     int n_rows;
 
@@ -315,6 +336,8 @@ const tui_row *tui_state_base_row(const tui_state *s);
 void tui_state_retune(tui_state *s, int which);
 /* Submit the clustering of the Channels view's layer x site when stale. */
 void tui_state_want_clusters(tui_state *s);
+/* Submit SliceGPT's PCA at the knobs' ratio when it is stale. */
+void tui_state_want_spectrum(tui_state *s);
 /* Start generating prompt_text with fp32 and the current variant. */
 void tui_state_generate(tui_state *s);
 /* The sites the Channels view steps through. */
@@ -419,8 +442,6 @@ void tui_prompt_open(tui_state *s, int mode);
 int tui_prompt_key(tui_state *s, int key, int alt);
 /* Run a Lua file (--script); errors go to the Log. */
 void tui_prompt_run_file(tui_state *s, const char *path);
-/* Whether Lua is built in. */
-int tui_prompt_has_lua(void);
 
 /* ---- the program (app.c, bench.c) ---- */
 

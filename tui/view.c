@@ -1,9 +1,6 @@
 /* The views: each draws one kind of picture from the state into a rectangle
  * and explains itself for the ? overlay. They read statistics, labels and
- * eigenvalues the jobs produced; they never run the model or a method.
- *
- * tui_view_run() (cli.h) is the entry point `qscope [MODEL]` had before the
- * workbench: it opens the workbench with no options. */
+ * eigenvalues the jobs produced; they never run the model or a method. */
 #include <curses.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,13 +9,7 @@
 
 #include "run/run.h"
 #include "methods/methods.h"
-#include "../cli/cli.h"
 #include "tui.h"
-
-int tui_view_run(qs_model *m) {
-    tui_opts o = {0};
-    return tui_app_run(m, &o);
-}
 
 static tui_canvas canvas; /* one frame at a time: the UI thread's scratch */
 
@@ -358,48 +349,21 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
 
 /* ---- 3 Spectrum ---- */
 
-static int slice_width(int D, float ratio) {
-    int d = (int)floor((1.0 - ratio) * D / 8.0) * 8;
-    return d < 8 ? (D < 8 ? D : 8) : d > D ? D : d;
-}
-
 static void draw_spectrum(tui_state *s, int y, int x, int h, int w) {
     int L = s->m->cfg.n_layers;
     const char *which = s->sp_which ? "MLP input" : "block input";
-    if (s->sp_layer >= L) s->sp_layer = L - 1;
-    tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "SliceGPT PCA spectrum, layer %d (%s)", s->sp_layer, which);
-    /* the slice variant's own eigenvalues when it is the current one */
-    int D = 0, kept_v = 0;
-    const double *ev = NULL, *cum = NULL;
-    const char *src = "calibration covariance";
-    if (s->cur && s->knobs.method == QS_M_SLICE) {
-        int n = 0;
-        const double *e = qs_variant_eigenvalues(s->cur->v, s->sp_layer, s->sp_which, &n, &kept_v);
-        if (e && n > 0) {
-            ev = e;
-            D = n;
-            src = "the slice variant";
-        }
-    }
-    if (!ev) {
-        if (!s->data_ready || !s->data || !s->data->eig_dim) {
-            waiting(s, y, x, h, w, s->data_ready ? "no covariance was gathered (d_model > 1024)" : "calibrating...");
-            return;
-        }
-        D = s->data->eig_dim;
-        ev = s->data->eig[s->sp_which] + (size_t)s->sp_layer * D;
-        cum = s->data->eig_cum[s->sp_which] + (size_t)s->sp_layer * (D + 1);
-    }
-    int kept = slice_width(D, s->knobs.ratio);
-    double total = 0, keep = 0;
-    if (cum) {
-        total = cum[D];
-        keep = cum[kept];
-    } else {
-        for (int i = 0; i < D; i++) {
-            total += ev[i];
-            if (i < kept) keep += ev[i];
-        }
+    const tui_spectrum *sp = &s->spectrum;
+    int layer = s->sp_layer < L ? s->sp_layer : L - 1;
+    tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "SliceGPT PCA spectrum, layer %d (%s)", layer, which);
+    int D = 0, kept = 0;
+    const double *ev = sp->var ? qs_variant_eigenvalues(sp->var->v, layer, s->sp_which, &D, &kept) : NULL;
+    if (!ev || D <= 0) {
+        const char *why = !s->data_ready                      ? "calibrating..."
+                          : !s->data || !s->data->have_cov    ? "no covariance was gathered (d_model > 1024)"
+                          : sp->err[0]                        ? sp->err
+                                                              : "SliceGPT's PCA is being computed...";
+        waiting(s, y, x, h, w, why);
+        return;
     }
     int table_w = w >= 70 ? 24 : 19, lw = 7;
     int cw = w - lw - 2 - table_w - 1, ch = h - 1 - 1 - 2 - 3;
@@ -440,10 +404,10 @@ static void draw_spectrum(tui_state *s, int y, int x, int h, int w) {
     tui_text(s, py0, cut_col + 1 + cl_len < px0 + cw ? cut_col + 1 : cut_col - cl_len, cl_len, TUI_C_WARN, cl);
 
     int iy = py0 + ch + 2, iw = w - table_w - 2;
-    tui_textf(s, iy, x + 1, iw, TUI_C_NORMAL, "ratio %.2f: keep d = %d of %d", s->knobs.ratio, kept, D);
-    tui_textf(s, iy + 1, x + 1, iw, TUI_C_ACCENT, "variance kept %.2f%% (layer %d)", total > 0 ? 100 * keep / total : 0,
-              s->sp_layer);
-    tui_textf(s, iy + 2, x + 1, iw, TUI_C_DIM, "eigenvalues: %s", src);
+    tui_textf(s, iy, x + 1, iw, TUI_C_NORMAL, "ratio %.2f: keep d = %d of %d", sp->ratio, kept, D);
+    tui_textf(s, iy + 1, x + 1, iw, TUI_C_ACCENT, "variance kept %.2f%% (layer %d)", 100 * sp->frac[s->sp_which][layer],
+              layer);
+    tui_textf(s, iy + 2, x + 1, iw, TUI_C_DIM, "eigenvalues: SliceGPT's (%s)", sp->spec);
 
     /* variance kept per layer */
     int tx = x + w - table_w;
@@ -453,23 +417,8 @@ static void draw_spectrum(tui_state *s, int y, int x, int h, int w) {
     tui_text(s, y + 2, tx + 1, table_w - 1, TUI_C_TITLE, "variance kept");
     int ty = y + 3;
     for (int l = 0; l < L && ty < y + h; l++, ty++) {
-        double f = 0;
-        if (cum && s->data && s->data->eig_dim) {
-            const double *c = s->data->eig_cum[s->sp_which] + (size_t)l * (D + 1);
-            f = c[D] > 0 ? c[kept] / c[D] : 0;
-        } else {
-            /* the slice variant's own eigenvalues: D numbers a layer, summed here */
-            int n = 0, kv = 0;
-            const double *e = qs_variant_eigenvalues(s->cur->v, l, s->sp_which, &n, &kv);
-            double t = 0, k = 0;
-            int kl = slice_width(n, s->knobs.ratio);
-            for (int i = 0; e && i < n; i++) {
-                t += e[i];
-                if (i < kl) k += e[i];
-            }
-            f = t > 0 ? k / t : 0;
-        }
-        int sel = l == s->sp_layer;
+        double f = sp->frac[s->sp_which][l];
+        int sel = l == layer;
         tui_textf(s, ty, tx + 1, 4, sel ? TUI_C_ACCENT : TUI_C_DIM, "L%-2d", l);
         tui_bar(s, ty, tx + 5, table_w - 13, f, sel ? TUI_C_ACCENT : TUI_C_BAR);
         tui_textf(s, ty, tx + table_w - 7, 7, sel ? TUI_C_ACCENT : TUI_C_NORMAL, "%5.1f%%", 100 * f);
@@ -721,7 +670,7 @@ static void draw_plot(tui_state *s, int y, int x, int h, int w) {
         tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, "Plot");
         centered(s, y + h / 2 - 1, x, w, TUI_C_DIM, "nothing plotted yet");
         centered(s, y + h / 2, x, w, TUI_C_DIM,
-                 tui_prompt_has_lua() ? "try  :qs.plot.line({1, 4, 9, 16, 25})" : "Lua is not built in");
+                 "try  :qs.plot.line({1, 4, 9, 16, 25})");
         return;
     }
     tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, p->title[0] ? p->title : "Plot");

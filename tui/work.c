@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kern/kern.h"
 #include "run/run.h"
 #include "base/base.h"
 #include "stats/stats.h"
@@ -85,56 +84,23 @@ typedef struct {
     tui_data *d;
 } calib_in;
 
-static void data_clear(tui_data *d) {
+void tui_data_clear(tui_data *d) {
     qs_calib_free(&d->cal);
     qs_stats_free(d->stats);
     free(d->outl);
     free(d->eval_ids);
-    for (int i = 0; i < 2; i++) {
-        free(d->eig[i]);
-        free(d->eig_cum[i]);
-    }
     memset(d, 0, sizeof *d);
-}
-
-/* Eigenvalues of the covariance of one residual-stream site (SliceGPT's PCA
- * signal, section 4). LayerNorm models are first made RMSNorm-connected by
- * subtracting each token's mean over the features (SliceGPT section 3.3), so
- * their covariance is projected with P = I - 11^T/D on both sides. */
-static qs_status spectrum(const qs_model *m, const qs_site_stats *ss, double *w, double *scratch) {
-    int D = ss->dim;
-    double inv = ss->tokens ? 1.0 / (double)ss->tokens : 0;
-    for (size_t i = 0; i < (size_t)D * D; i++) scratch[i] = ss->cov[i] * inv;
-    if (m->cfg.norm == QS_NORM_LAYER) {
-        double *r = malloc((size_t)D * sizeof *r), g = 0;
-        if (!r) return qs_fail(QS_ENOMEM, "out of memory");
-        for (int i = 0; i < D; i++) {
-            double t = 0;
-            for (int k = 0; k < D; k++) t += scratch[(size_t)i * D + k];
-            r[i] = t / D;
-            g += r[i];
-        }
-        g /= D;
-        for (int i = 0; i < D; i++)
-            for (int k = 0; k < D; k++) scratch[(size_t)i * D + k] += g - r[i] - r[k];
-        free(r);
-    }
-    qs_status st = qs_lapack_eigh_desc(D, scratch, w);
-    /* round-off around zero (the direction LayerNorm removes) is zero */
-    for (int i = 0; i < D; i++)
-        if (!(w[i] > w[0] * 1e-9)) w[i] = 0;
-    return st;
 }
 
 static qs_status calib_run(tui_job *j) {
     calib_in *in = j->in;
     const qs_model *m = in->m;
     tui_data *d = in->d;
-    data_clear(d);
+    tui_data_clear(d);
     char *text = NULL;
     size_t len;
     qs_status st;
-    int L = m->cfg.n_layers, D = m->cfg.d_model;
+    int D = m->cfg.d_model;
 
     /* the evaluation text first: it is cheap and the ppl jobs need it */
     if (!m->tok) {
@@ -178,31 +144,7 @@ static qs_status calib_run(tui_job *j) {
     if ((st = qs_stats_outliers(d->stats, d->stats->tau, 0.25, 0.06, &d->outl, &d->n_outl)))
         return fail(j, st, qs_last_error());
 
-    if (!o.cov_sites) return QS_OK;
-    tui_jobs_set_label(j, "PCA spectra (%d layers)", L);
-    double *scratch = malloc((size_t)D * D * sizeof *scratch);
-    for (int w = 0; w < 2; w++) {
-        d->eig[w] = calloc((size_t)L * D, sizeof(double));
-        d->eig_cum[w] = calloc((size_t)L * (D + 1), sizeof(double));
-    }
-    if (!scratch || !d->eig[0] || !d->eig[1] || !d->eig_cum[0] || !d->eig_cum[1]) {
-        free(scratch);
-        return fail(j, QS_ENOMEM, "out of memory for the PCA spectra");
-    }
-    for (int w = 0; w < 2 && !st; w++)
-        for (int l = 0; l < L && !st; l++) {
-            const qs_site_stats *ss = w == 0 ? (l == 0 ? qs_stats_site(d->stats, 0, QS_SITE_EMBED)
-                                                       : qs_stats_site(d->stats, l - 1, QS_SITE_RESID))
-                                             : qs_stats_site(d->stats, l, QS_SITE_RESID_MID);
-            if (!ss || !ss->cov || ss->dim != D) continue;
-            double *ev = d->eig[w] + (size_t)l * D, *cum = d->eig_cum[w] + (size_t)l * (D + 1);
-            st = spectrum(m, ss, ev, scratch);
-            for (int i = 0; i < D; i++) cum[i + 1] = cum[i] + ev[i];
-            if (tui_jobs_progress(j, w * L + l + 1, 2 * L)) st = QS_ECANCEL;
-        }
-    free(scratch);
-    if (st) return fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error());
-    d->eig_dim = D;
+    d->have_cov = o.cov_sites != 0;
     return QS_OK;
 }
 
@@ -249,6 +191,7 @@ static void calib_done(tui_state *s, tui_job *j) {
         s->ol_col = s->ch_cursor;
     }
     tui_state_want_clusters(s);
+    tui_state_want_spectrum(s);
     if (s->tstats && s->tstats_tau != s->knobs.tau) tui_state_retune(s, TUI_K_TAU);
 }
 
@@ -394,6 +337,91 @@ void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau) {
     *in = (restat_in){m, d, tau};
     submit(q, TUI_JOB_RESTAT, label, 0, in, restat_run, restat_done, restat_free);
 }
+
+/* ---- the Spectrum view's numbers: SliceGPT's own PCA (section 4), read from
+ * the slice variant built at the knobs' ratio, so the view shows the
+ * eigenvalues (damped, LayerNorm models made RMSNorm-connected) that
+ * SliceGPT slices by ---- */
+
+typedef struct {
+    const qs_model *m;
+    tui_data *d;
+    float ratio;
+} spectrum_in;
+
+static void spectrum_clear(tui_spectrum *sp) {
+    tui_var_unref(sp->var);
+    for (int w = 0; w < 2; w++) free(sp->frac[w]);
+    memset(sp, 0, sizeof *sp);
+}
+
+static qs_status spectrum_run(tui_job *j) {
+    spectrum_in *in = j->in;
+    int L = in->m->cfg.n_layers;
+    tui_spectrum *o = calloc(1, sizeof *o);
+    j->out = o;
+    if (!o) return fail(j, QS_ENOMEM, "out of memory");
+    o->ratio = in->ratio;
+    snprintf(o->spec, sizeof o->spec, "slice:ratio=%g", in->ratio);
+    qs_variant_opts vo = {.calib = &in->d->cal, .base_stats = in->d->stats, .progress = tui_jobs_progress,
+                          .progress_ud = j};
+    qs_variant *v = NULL;
+    qs_status st = qs_variant_new(in->m, o->spec, &vo, &v);
+    if (st) return fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error());
+    o->var = calloc(1, sizeof *o->var);
+    for (int w = 0; w < 2; w++) o->frac[w] = calloc((size_t)L, sizeof(double));
+    if (!o->var || !o->frac[0] || !o->frac[1]) {
+        if (!o->var) qs_variant_free(v);
+        return fail(j, QS_ENOMEM, "out of memory");
+    }
+    o->var->v = v;
+    atomic_init(&o->var->refs, 1);
+    for (int w = 0; w < 2; w++)
+        for (int l = 0; l < L; l++) {
+            int n = 0, kept = 0;
+            const double *e = qs_variant_eigenvalues(v, l, w, &n, &kept);
+            if (!e || n <= 0) return fail(j, QS_EARG, "the slice variant has no eigenvalues");
+            double t = 0, k = 0;
+            for (int i = 0; i < n; i++) {
+                t += e[i];
+                if (i < kept) k += e[i];
+            }
+            o->frac[w][l] = t > 0 ? k / t : 0;
+            o->dim = n;
+            o->kept = kept;
+        }
+    return QS_OK;
+}
+
+static void spectrum_free(tui_job *j) {
+    tui_spectrum *o = j->out;
+    if (o) spectrum_clear(o);
+    free_in_out(j);
+}
+
+static void spectrum_done(tui_state *s, tui_job *j) {
+    spectrum_in *in = j->in;
+    if (j->st == QS_ECANCEL) return;
+    if (j->st) {
+        snprintf(s->spectrum.err, sizeof s->spectrum.err, "slice:ratio=%g: %.200s", in->ratio, j->err);
+        tui_state_log(s, 3, "%s", s->spectrum.err);
+        return;
+    }
+    spectrum_clear(&s->spectrum);
+    s->spectrum = *(tui_spectrum *)j->out;
+    memset(j->out, 0, sizeof s->spectrum);
+}
+
+void tui_work_spectrum(tui_jobs *q, const qs_model *m, tui_data *d, float ratio) {
+    char label[96];
+    snprintf(label, sizeof label, "SliceGPT PCA, ratio %.2f", ratio);
+    spectrum_in *in = calloc(1, sizeof *in);
+    if (!in) return;
+    *in = (spectrum_in){m, d, ratio};
+    submit(q, TUI_JOB_SPECTRUM, label, 0, in, spectrum_run, spectrum_done, spectrum_free);
+}
+
+void tui_spectrum_free(tui_spectrum *sp) { spectrum_clear(sp); }
 
 /* ---- a variant and its perplexity ---- */
 

@@ -29,6 +29,7 @@ typedef struct {
 static int act_view(tui_state *s, int key) {
     s->view = key - '1';
     if (s->view == TUI_V_CHANNELS) tui_state_want_clusters(s);
+    if (s->view == TUI_V_SPECTRUM) tui_state_want_spectrum(s);
     return TUI_R_DRAW;
 }
 

@@ -228,7 +228,8 @@ void tui_state_want_clusters(tui_state *s) {
 }
 
 void tui_state_want_spectrum(tui_state *s) {
-    if (!s->data_ready || !s->data->have_cov || !s->jobs) return;
+    /* built when the Spectrum view is on screen: a slice variant costs a PCA per layer */
+    if (!s->data_ready || !s->data->have_cov || !s->jobs || s->view != TUI_V_SPECTRUM) return;
     if (s->knobs.ratio == s->spectrum_req) return;
     s->spectrum_req = s->knobs.ratio;
     tui_work_spectrum(s->jobs, s->m, s->data, s->knobs.ratio);

@@ -336,7 +336,7 @@ const tui_row *tui_state_base_row(const tui_state *s);
 void tui_state_retune(tui_state *s, int which);
 /* Submit the clustering of the Channels view's layer x site when stale. */
 void tui_state_want_clusters(tui_state *s);
-/* Submit SliceGPT's PCA at the knobs' ratio when it is stale. */
+/* Submit SliceGPT's PCA at the knobs' ratio when it is stale and the Spectrum view shows. */
 void tui_state_want_spectrum(tui_state *s);
 /* Start generating prompt_text with fp32 and the current variant. */
 void tui_state_generate(tui_state *s);

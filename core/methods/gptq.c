@@ -160,30 +160,71 @@ done:
 
 /* ---- layer by layer through a variant ---- */
 
-enum { H_IN, H_OUT, H_MLP, H_MID, N_H }; /* the inputs of q/k/v, o, up/gate, down */
-static const qs_site h_site[N_H] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
+static const qs_site hess_site[QS_N_HESS] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
+const int qs_hess_of_linear[7] = {QS_HESS_IN, QS_HESS_IN, QS_HESS_IN, QS_HESS_OUT, QS_HESS_MLP, QS_HESS_MLP, QS_HESS_MID};
 
-typedef struct {
-    int layer;
-    double *H[N_H]; /* (dim, dim) sum of x^T x, upper triangle */
-    int dim[N_H];
-    double *buf;    /* (QS_XTX_ROWS, widest) */
-    qs_status err;
-} hess_obs;
+static void layer_inputs(const qs_layer *L, int in[QS_N_HESS]) {
+    in[QS_HESS_IN] = L->q.n_in;
+    in[QS_HESS_OUT] = L->o.n_in;
+    in[QS_HESS_MLP] = L->up.n_in;
+    in[QS_HESS_MID] = L->down.n_in;
+}
+
+qs_status qs_hess_new(const qs_variant *v, const char *who, qs_hess *h) {
+    memset(h, 0, sizeof *h);
+    h->who = who;
+    int hw[QS_N_HESS] = {0};
+    for (int l = 0; l < v->m->cfg.n_layers; l++) {
+        int in[QS_N_HESS];
+        layer_inputs(&v->w.layers[l], in);
+        for (int k = 0; k < QS_N_HESS; k++) hw[k] = in[k] > hw[k] ? in[k] : hw[k];
+    }
+    for (int k = 0; k < QS_N_HESS; k++) {
+        h->off[k + 1] = h->off[k] + (size_t)hw[k] * hw[k];
+        h->widest = hw[k] > h->widest ? hw[k] : h->widest;
+    }
+    h->store = calloc(h->off[QS_N_HESS], sizeof(double));
+    h->work = malloc((size_t)h->widest * h->widest * sizeof(double));
+    h->buf = malloc((size_t)QS_XTX_ROWS * h->widest * sizeof(double));
+    if (!h->store || !h->work || !h->buf) {
+        qs_hess_free(h);
+        return qs_fail(QS_ENOMEM, "%s: out of memory for the Hessians", who);
+    }
+    return QS_OK;
+}
+
+void qs_hess_layer(qs_hess *h, const qs_layer *L, int layer) {
+    h->layer = layer;
+    layer_inputs(L, h->dim);
+    for (int k = 0; k < QS_N_HESS; k++) {
+        h->H[k] = h->store + h->off[k];
+        memset(h->H[k], 0, (size_t)h->dim[k] * h->dim[k] * sizeof(double));
+    }
+}
+
+void qs_hess_observe(qs_hess *h, int layer, qs_site site, const float *x, int n, int dim) {
+    if (layer != h->layer || h->err || !h->store) return;
+    for (int k = 0; k < QS_N_HESS; k++) {
+        if (site != hess_site[k]) continue;
+        if (dim != h->dim[k]) {
+            h->err = qs_fail(QS_ESHAPE, "%s: layer %d %s has width %d, its linear reads %d", h->who, layer,
+                             qs_site_name(site), dim, h->dim[k]);
+            return;
+        }
+        qs_xtx_add(h->H[k], x, n, dim, h->buf);
+    }
+}
+
+void qs_hess_free(qs_hess *h) {
+    free(h->store);
+    free(h->work);
+    free(h->buf);
+    h->store = h->work = h->buf = NULL;
+}
 
 static void observe_hess(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
     (void)pos0;
-    hess_obs *o = ud;
-    if (layer != o->layer || o->err) return;
-    for (int k = 0; k < N_H; k++) {
-        if (site != h_site[k] || !o->H[k]) continue;
-        if (dim != o->dim[k]) {
-            o->err = qs_fail(QS_ESHAPE, "GPTQ: layer %d %s has width %d, its linear reads %d", layer,
-                             qs_site_name(site), dim, o->dim[k]);
-            return;
-        }
-        qs_xtx_add(o->H[k], x, n, dim, o->buf);
-    }
+    qs_hess_observe(ud, layer, site, x, n, dim);
 }
 
 /* The embedding output of every calibration window, rows of X. */
@@ -248,28 +289,20 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s) {
             return qs_fail(QS_EARG, "%s: layer %d's weights are already int8; put GPTQ before int8 in the chain",
                            v->spec.text, l);
     }
-    /* residual widths (the layer inputs kept for every window) and the
-     * widest input of each kind of linear (its Hessian) */
-    int dmax = v->w.d_embed ? v->w.d_embed : c->d_model, hmax = 0, hw[N_H] = {0};
+    /* residual widths: the layer inputs kept for every window */
+    int dmax = v->w.d_embed ? v->w.d_embed : c->d_model;
     for (int l = 0; l < c->n_layers; l++) {
         const qs_layer *L = &v->w.layers[l];
-        int res[3] = {L->attn_norm.dim, L->o.n_out, L->down.n_out}, in[N_H] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
+        int res[3] = {L->attn_norm.dim, L->o.n_out, L->down.n_out};
         for (int k = 0; k < 3; k++) dmax = res[k] > dmax ? res[k] : dmax;
-        for (int k = 0; k < N_H; k++) hw[k] = in[k] > hw[k] ? in[k] : hw[k];
-    }
-    size_t hoff[N_H + 1] = {0};
-    for (int k = 0; k < N_H; k++) {
-        hoff[k + 1] = hoff[k] + (size_t)hw[k] * hw[k];
-        hmax = hw[k] > hmax ? hw[k] : hmax;
     }
     size_t ntok = (size_t)cal->n_rows * cal->ctx;
     float *X = malloc(ntok * dmax * sizeof(float)), *Y = malloc(ntok * dmax * sizeof(float));
-    double *Hs = calloc(hoff[N_H], sizeof(double));
-    double *Hw = malloc((size_t)hmax * hmax * sizeof(double));
-    double *buf = malloc((size_t)QS_XTX_ROWS * hmax * sizeof(double));
+    qs_hess hs;
     qs_ctx *ctx = NULL;
-    qs_status st = QS_OK;
-    if (!X || !Y || !Hs || !Hw || !buf) {
+    qs_status st = qs_hess_new(v, "GPTQ", &hs);
+    if (st) goto done;
+    if (!X || !Y) {
         st = qs_fail(QS_ENOMEM, "%s: out of memory for GPTQ over %zu calibration tokens", v->spec.text, ntok);
         goto done;
     }
@@ -286,29 +319,22 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s) {
     for (int l = 0; l < c->n_layers && !st; l++) {
         qs_layer *L = &v->w.layers[l];
         int din = L->attn_norm.dim, dout = L->down.n_out;
-        hess_obs ho = {.layer = l, .buf = buf};
-        int dims[N_H] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
-        for (int k = 0; k < N_H; k++) {
-            ho.dim[k] = dims[k];
-            ho.H[k] = Hs + hoff[k];
-            memset(ho.H[k], 0, (size_t)dims[k] * dims[k] * sizeof(double));
-        }
+        qs_hess_layer(&hs, L, l);
         /* pass 1: the layer as it is, inputs from the quantized layers before */
-        qs_ctx_observe(ctx, observe_hess, &ho);
-        for (int r = 0; r < cal->n_rows && !st && !ho.err; r++) {
+        qs_ctx_observe(ctx, observe_hess, &hs);
+        for (int r = 0; r < cal->n_rows && !st && !hs.err; r++) {
             qs_ctx_reset(ctx);
             st = qs_forward_blocks(ctx, l, l + 1, X + (size_t)r * cal->ctx * din, cal->ctx, Y + (size_t)r * cal->ctx * dout);
         }
         qs_ctx_observe(ctx, NULL, NULL);
-        if (!st) st = ho.err;
+        if (!st) st = hs.err;
         if (!st && v->progress && v->progress(v->progress_ud, ++done_n, total))
             st = qs_fail(QS_ECANCEL, "%s: cancelled in GPTQ of layer %d", v->spec.text, l);
         if (st) break;
         qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
         static const char *const names[7] = {"q", "k", "v", "o", "up", "gate", "down"};
-        static const int src[7] = {H_IN, H_IN, H_IN, H_OUT, H_MLP, H_MLP, H_MID};
         for (int k = 0; k < 7 && !st; k++)
-            st = gptq_linear(v, lin[k], ho.H[src[k]], Hw, cal->n_rows, &o, l, names[k]);
+            st = gptq_linear(v, lin[k], hs.H[qs_hess_of_linear[k]], hs.work, cal->n_rows, &o, l, names[k]);
         if (st || l == c->n_layers - 1) break;
         /* pass 2: the quantized layer gives the next layer's inputs */
         for (int r = 0; r < cal->n_rows && !st; r++) {
@@ -325,8 +351,6 @@ done:
     qs_ctx_free(ctx);
     free(X);
     free(Y);
-    free(Hs);
-    free(Hw);
-    free(buf);
+    qs_hess_free(&hs);
     return st;
 }

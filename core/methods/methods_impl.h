@@ -55,12 +55,40 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s);
  * variant computes what it did before. The first half of qs_slice_apply. */
 qs_status qs_slice_fuse(qs_variant *v);
 
+/* ---- GPTQ's Hessians (gptq.c): X^T X of the inputs of one layer's linears
+ * over the calibration windows, gathered by an observer; GPTQ and RPTQ's
+ * reference mode (rptq_ref.c) use them. */
+enum { QS_HESS_IN, QS_HESS_OUT, QS_HESS_MLP, QS_HESS_MID, QS_N_HESS }; /* inputs of q/k/v, o, up/gate, down */
+extern const int qs_hess_of_linear[7]; /* the Hessian each of q, k, v, o, up, gate, down reads */
+
+typedef struct {
+    const char *who;               /* names the method in messages */
+    int layer;                     /* the layer being gathered */
+    double *H[QS_N_HESS];          /* (dim[k], dim[k]) sums of x^T x, upper triangle */
+    int dim[QS_N_HESS];
+    double *work;                  /* (widest, widest) the solver's scratch */
+    int widest;
+    double *store, *buf;           /* behind H; xtx rows */
+    size_t off[QS_N_HESS + 1];
+    qs_status err;                 /* a width that did not fit */
+} qs_hess;
+
+/* Storage for the widest layer of v (h->store NULL on failure). */
+qs_status qs_hess_new(const qs_variant *v, const char *who, qs_hess *h);
+/* Start gathering layer `layer` (L): the sums set to zero. */
+void qs_hess_layer(qs_hess *h, const qs_layer *L, int layer);
+/* The observer's body: add x (n, dim) when site is one of the layer's linear inputs. */
+void qs_hess_observe(qs_hess *h, int layer, qs_site site, const float *x, int n, int dim);
+void qs_hess_free(qs_hess *h);
+
 /* ---- the method table's helpers (spec.c) ---- */
 
 /* An integer value of key k in [lo, hi], with the spec's error messages. */
 qs_status qs_spec_get_int(const char *spec, const char *k, const char *v, int lo, int hi, int *out);
 /* Append ",<printf>" to a format hook's buffer. */
 void qs_spec_addf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The canonical text of QS_WEIGHT_KEYS (w, group, sym, wq) and a. */
+void qs_spec_weight_keys_format(const qs_step *s, char *buf, size_t cap);
 /* The papers' setting names (W4A16, W4A4KV, W16A8): 1 and the bits set, or 0. */
 int qs_spec_setting(const char *word, qs_step *s);
 

@@ -76,8 +76,6 @@ static void ref_params16(float lo, float hi, int bits, float *scale, float *zero
     *zero = rintf(h16(z));
 }
 
-enum { RH_IN, RH_OUT, RH_MLP, RH_MID, N_RH }; /* inputs of q/k/v, o, up/gate, down */
-static const qs_site rh_site[N_RH] = {QS_SITE_ATTN_IN, QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
 
 /* Pass B's observer: EMA ranges per site, X^T X per linear input. */
 typedef struct {
@@ -88,9 +86,7 @@ typedef struct {
     float q_scale;                              /* the q quantizer sees q times this */
     float *wmin, *wmax;                         /* (widest) one window's range per channel */
     float *cmin, *cmax;                         /* (most clusters) */
-    double *H[N_RH];                            /* (dim, dim) sum of x^T x (upper), or NULL */
-    int hdim[N_RH];
-    double *hbuf;                               /* (QS_XTX_ROWS, widest) */
+    qs_hess *hess;                              /* GPTQ's Hessians, or NULL */
     qs_status err;
 } ema_obs;
 
@@ -98,14 +94,9 @@ static void observe_ema(void *ud, int layer, qs_site site, const float *x, int n
     (void)pos0;
     ema_obs *o = ud;
     if (layer != o->layer || o->err) return;
-    for (int k = 0; k < N_RH; k++) {
-        if (site != rh_site[k] || !o->H[k]) continue;
-        if (dim != o->hdim[k]) {
-            o->err = qs_fail(QS_ESHAPE, "rptq: layer %d %s has width %d, its linear reads %d", layer, qs_site_name(site),
-                             dim, o->hdim[k]);
-            return;
-        }
-        qs_xtx_add(o->H[k], x, n, dim, o->hbuf);
+    if (o->hess) {
+        qs_hess_observe(o->hess, layer, site, x, n, dim);
+        if ((o->err = o->hess->err)) return;
     }
     int i = 0;
     while (i < N_RPTQ_SITES && rptq_sites[i] != site) i++;
@@ -208,30 +199,26 @@ qs_status rptq_ref_run(qs_variant *v, const rptq_plan *p, int *changed) {
     if (!cal || cal->n_rows < 1)
         return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
     /* rmax: residual widths (layer inputs kept for every window); dmax: the
-     * widest site; hw: the widest input of each kind of linear (its Hessian) */
-    int rmax = v->w.d_embed ? v->w.d_embed : c->d_model, dmax = rmax, hw[N_RH] = {0};
+     * widest site */
+    int rmax = v->w.d_embed ? v->w.d_embed : c->d_model, dmax = rmax;
     for (int l = 0; l < c->n_layers; l++) {
         const qs_layer *L = &v->w.layers[l];
-        int res[] = {L->attn_norm.dim, L->o.n_out, L->down.n_out}, in[N_RH] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
+        int res[] = {L->attn_norm.dim, L->o.n_out, L->down.n_out};
         for (int k = 0; k < 3; k++) rmax = res[k] > rmax ? res[k] : rmax;
-        for (int k = 0; k < N_RH; k++) hw[k] = in[k] > hw[k] ? in[k] : hw[k];
         int dims[] = {rmax, L->q.n_out, L->k.n_out, L->o.n_in, L->up.n_in, L->up.n_out};
         for (int k = 0; k < (int)(sizeof dims / sizeof dims[0]); k++) dmax = dims[k] > dmax ? dims[k] : dmax;
     }
-    size_t hoff[N_RH + 1] = {0};
-    for (int k = 0; k < N_RH; k++) hoff[k + 1] = hoff[k] + (size_t)hw[k] * hw[k];
     size_t ntok = (size_t)cal->n_rows * cal->ctx;
     float *X = malloc(ntok * rmax * sizeof(float)), *Y = malloc(ntok * rmax * sizeof(float));
     float *rng = malloc((2 * (size_t)N_RPTQ_SITES * dmax + 4 * (size_t)dmax) * sizeof(float));
     int *labpos = malloc(((size_t)N_RPTQ_SITES + 1) * dmax * sizeof(int));
-    double *Hs = p->gptq ? calloc(hoff[N_RH], sizeof(double)) : NULL;
-    double *Hw = p->gptq ? malloc((size_t)dmax * dmax * sizeof(double)) : NULL;
-    double *hbuf = p->gptq ? malloc((size_t)QS_XTX_ROWS * dmax * sizeof(double)) : NULL;
+    qs_hess hs = {0};
     qs_ctx *ca = NULL, *cb = NULL, *cc = NULL;
     qs_stats *sa = NULL;
     rptq_work wk = {0};
-    qs_status st = QS_OK;
-    if (!X || !Y || !rng || !labpos || (p->gptq && (!Hs || !Hw || !hbuf))) {
+    qs_status st = p->gptq ? qs_hess_new(v, "rptq", &hs) : QS_OK;
+    if (st) goto done;
+    if (!X || !Y || !rng || !labpos) {
         st = qs_fail(QS_ENOMEM, "%s: out of memory for %zu calibration tokens", v->spec.text, ntok);
         goto done;
     }
@@ -286,7 +273,7 @@ qs_status rptq_ref_run(qs_variant *v, const rptq_plan *p, int *changed) {
         /* B: the calibration pass of the reordered layer */
         rptq_site_work site[N_RPTQ_SITES];
         rptq_work_sites(&wk, site);
-        ema_obs eo = {.layer = l, .q_scale = 1.0f / sqrtf((float)c->head_dim), .hbuf = hbuf};
+        ema_obs eo = {.layer = l, .q_scale = 1.0f / sqrtf((float)c->head_dim), .hess = p->gptq ? &hs : NULL};
         float *rp = rng + 4 * (size_t)dmax;
         eo.wmin = rng, eo.wmax = rng + dmax, eo.cmin = rng + 2 * (size_t)dmax, eo.cmax = rng + 3 * (size_t)dmax;
         for (int i = 0; i < N_RPTQ_SITES; i++) {
@@ -300,14 +287,7 @@ qs_status rptq_ref_run(qs_variant *v, const rptq_plan *p, int *changed) {
                 eo.hi[i] = eo.lo[i] + dmax;
             }
         }
-        if (p->gptq) {
-            const int hd[N_RH] = {L->q.n_in, L->o.n_in, L->up.n_in, L->down.n_in};
-            for (int k = 0; k < N_RH; k++) {
-                eo.hdim[k] = hd[k];
-                eo.H[k] = Hs + hoff[k];
-                memset(eo.H[k], 0, (size_t)hd[k] * hd[k] * sizeof(double));
-            }
-        }
+        if (p->gptq) qs_hess_layer(&hs, L, l);
         qs_ctx_observe(cb, observe_ema, &eo);
         st = run_layer(v, cb, l, X, din, Y, dout, &tick, total);
         qs_ctx_observe(cb, NULL, NULL);
@@ -335,10 +315,9 @@ qs_status rptq_ref_run(qs_variant *v, const rptq_plan *p, int *changed) {
             qs_linear *lin[7] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->gate, &L->down};
             static const char *const names[7] = {"q", "k", "v", "o", "up", "gate", "down"};
             static const int src[7] = {0, 0, 0, 4, 5, 5, 6}; /* input site, rptq_sites order */
-            static const int hsrc[7] = {RH_IN, RH_IN, RH_IN, RH_OUT, RH_MLP, RH_MLP, RH_MID};
             for (int i = 0; i < 7 && !st; i++)
                 st = ref_weights(v, p, lin[i], wk.own[i], eo.lab[src[i]], eo.n_clu[src[i]],
-                                 p->gptq ? eo.H[hsrc[i]] : NULL, Hw, cal->n_rows, l, names[i]);
+                                 p->gptq ? hs.H[qs_hess_of_linear[i]] : NULL, hs.work, cal->n_rows, l, names[i]);
             if (st) break;
             *changed = 1;
         }
@@ -362,9 +341,7 @@ done:
     free(Y);
     free(rng);
     free(labpos);
-    free(Hs);
-    free(Hw);
-    free(hbuf);
+    qs_hess_free(&hs);
     return st;
 }
 

@@ -139,11 +139,7 @@ static qs_status rtn_check(const char *spec, qs_step *s) {
 }
 
 static void rtn_format(const qs_step *s, char *b, size_t cap) {
-    if (s->w_bits != 16) qs_spec_addf(b, cap, "w=%d", s->w_bits);
-    if (s->w_group) qs_spec_addf(b, cap, "group=%d", s->w_group);
-    if (s->w_sym) qs_spec_addf(b, cap, "sym=%d", 1);
-    if (s->w_gptq) qs_spec_addf(b, cap, "wq=%s", "gptq");
-    if (s->a_bits != 16) qs_spec_addf(b, cap, "a=%d", s->a_bits);
+    qs_spec_weight_keys_format(s, b, cap);
     if (s->a_bits != 16) qs_spec_addf(b, cap, "act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
     if (s->kv_bits && s->kv_bits != s->a_bits) qs_spec_addf(b, cap, "kv=%d", s->kv_bits);
 }

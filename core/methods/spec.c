@@ -263,6 +263,14 @@ size_t qs_methods_help(char *buf, size_t cap) {
     return n;
 }
 
+void qs_spec_weight_keys_format(const qs_step *s, char *b, size_t cap) {
+    if (s->w_bits != 16) qs_spec_addf(b, cap, "w=%d", s->w_bits);
+    if (s->w_group) qs_spec_addf(b, cap, "group=%d", s->w_group);
+    if (s->w_sym) qs_spec_addf(b, cap, "sym=%d", 1);
+    if (s->w_gptq) qs_spec_addf(b, cap, "wq=%s", "gptq");
+    if (s->a_bits != 16) qs_spec_addf(b, cap, "a=%d", s->a_bits);
+}
+
 /* ---- the papers' setting names: W4A16, W4A4KV, W16A8, ... ---- */
 
 int qs_spec_setting(const char *v, qs_step *s) {

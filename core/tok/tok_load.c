@@ -355,6 +355,22 @@ static void find_specials(qs_tok *t, const cJSON *tcfg, const cJSON *cfg) {
         t->eos = (int)v;
 }
 
+/* transformers' Llama and Gemma tokenizers rebuild the post-processor from
+ * tokenizer_config.json when they load (update_post_processor): BOS when
+ * add_bos_token (default true), EOS when add_eos_token (default false). The
+ * other classes keep what tokenizer.json's post_processor says. */
+static void honour_add_bos_eos(qs_tok *t, const cJSON *tcfg) {
+    static const char *const classes[] = {"LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
+                                          "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
+    const char *cls = json_str(tcfg, "tokenizer_class");
+    int hit = 0;
+    for (size_t i = 0; cls && i < sizeof classes / sizeof *classes; i++) hit |= !strcmp(cls, classes[i]);
+    if (!hit) return;
+    t->n_prefix = t->n_suffix = 0;
+    if (json_bool(tcfg, "add_bos_token", 1) && t->bos >= 0) t->prefix[t->n_prefix++] = t->bos;
+    if (json_bool(tcfg, "add_eos_token", 0) && t->eos >= 0) t->suffix[t->n_suffix++] = t->eos;
+}
+
 /* ---------------------------------------------------------- tokenizer.json */
 
 static int json_type_is(const cJSON *obj, const char *type) {
@@ -619,6 +635,7 @@ static qs_status load_tokenizer_json(const char *dir, const char *path, qs_tok *
     const char *unk = json_str(model, "unk_token");
     t->unk = unk ? tok_lookup_n(t, unk, strlen(unk)) : -1;
     find_specials(t, tcfg, cfg);
+    honour_add_bos_eos(t, tcfg);
     st = tok_finish(t, path);
 done:
     cJSON_Delete(root);

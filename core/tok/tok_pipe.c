@@ -494,7 +494,9 @@ static void encode_normalized(const qs_tok *t, enc_ctx *c, const char *s, size_t
     pl_add(&pl[0], s, n, first);
     int cur = 0;
     for (int i = 0; i < p->n_pre; i++) {
-        pre_step_run(&p->pre[i], &pl[cur], &pl[!cur], a);
+        const pre_step *st = &p->pre[i];
+        if (st->type == P_BYTELEVEL && !st->re && !st->add_prefix_space) continue; /* splits nothing */
+        pre_step_run(st, &pl[cur], &pl[!cur], a);
         cur = !cur;
     }
     if (pl[cur].oom) {
@@ -567,12 +569,24 @@ static void split_added(const qs_tok *t, enc_ctx *c, const char *s, size_t n, in
     if (seg < n) next(t, c, s + seg, n - seg, first && seg == 0, pl, a);
 }
 
+static int has_added(const qs_tok *t, int normalized) {
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].normalized == normalized) return 1;
+    return 0;
+}
+
 static void encode_raw_piece(const qs_tok *t, enc_ctx *c, const char *s, size_t n, int first, plist pl[2],
                              spans *a) {
+    if (!t->pipe->n_norm) { /* nothing to normalize: no copy */
+        if (has_added(t, 1)) split_added(t, c, s, n, first, 1, encode_normalized, pl, a);
+        else encode_normalized(t, c, s, n, first, pl, a);
+        return;
+    }
     sb norm;
     normalize(t->pipe, s, n, &norm);
     if (norm.oom) c->oom = 1;
-    else split_added(t, c, norm.s, norm.n, first, 1, encode_normalized, pl, a);
+    else if (has_added(t, 1)) split_added(t, c, norm.s, norm.n, first, 1, encode_normalized, pl, a);
+    else encode_normalized(t, c, norm.s, norm.n, first, pl, a);
     free(norm.s);
 }
 
@@ -580,7 +594,8 @@ void tok_pipe_encode(const qs_tok *t, enc_ctx *c, const char *text, size_t len) 
     plist pl[2];
     memset(pl, 0, sizeof pl);
     spans a = {0};
-    split_added(t, c, text, len, 1, 0, encode_raw_piece, pl, &a);
+    if (has_added(t, 0)) split_added(t, c, text, len, 1, 0, encode_raw_piece, pl, &a);
+    else encode_raw_piece(t, c, text, len, 1, pl, &a);
     pl_free(&pl[0]);
     pl_free(&pl[1]);
     free(a.v);

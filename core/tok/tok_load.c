@@ -133,14 +133,14 @@ static qs_status tok_finish(qs_tok *t, const char *what) {
     }
     t->added_start[256] = n;
 
+    uint32_t map[256];
+    tok_byte_to_cp(map);
+    for (int b = 0; b < 256; b++) t->cp2byte[map[b]] = (int16_t)b; /* any pipeline may decode ByteLevel */
     if (t->kind == QS_TOK_BYTE_BPE) {
-        uint32_t map[256];
-        tok_byte_to_cp(map);
         for (int b = 0; b < 256; b++) {
             char u[4];
             size_t l = qs_unicode_put(map[b], u);
             t->byte_sym[b] = tok_lookup_n(t, u, l);
-            t->cp2byte[map[b]] = (int16_t)b;
         }
     } else {
         for (int b = 0; b < 256; b++) {

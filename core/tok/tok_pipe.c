@@ -905,7 +905,8 @@ static qs_status add_pre(qs_tok *t, tok_pipe *p, const cJSON *o, const char *pat
         if (st->behavior < 0) return qs_fail(QS_EUNSUPPORTED, "%s: Punctuation behavior '%s'", path, jstr(o, "behavior"));
     } else if (!strcmp(ty, "Whitespace")) {
         st->type = P_WHITESPACE;
-        r = compile("\\w+|[^\\w\\s]+", 13, 0, &st->re, path);
+        static const char ws[] = "\\w+|[^\\w\\s]+";
+        r = compile(ws, strlen(ws), 0, &st->re, path);
     } else if (!strcmp(ty, "WhitespaceSplit")) {
         st->type = P_WSSPLIT;
     } else {

@@ -343,13 +343,28 @@ static void normalize(const tok_pipe *p, const char *s, size_t n, sb *res) {
             if (st->type == N_NFC || st->type == N_NFKC) opt |= UTF8PROC_COMPOSE;
             else opt |= UTF8PROC_DECOMPOSE;
             if (st->type == N_NFKC || st->type == N_NFKD) opt |= UTF8PROC_COMPAT;
-            utf8proc_uint8_t *d = NULL;
-            utf8proc_ssize_t r = cur.n ? utf8proc_map((const utf8proc_uint8_t *)cur.s, (utf8proc_ssize_t)cur.n, &d,
-                                                      (utf8proc_option_t)opt)
-                                       : 0;
-            if (r >= 0 && d) sb_put(&nx, d, (size_t)r);
-            else sb_put(&nx, cur.s, cur.n); /* not UTF-8: left as it is */
-            free(d);
+            /* ASCII is left as it is by all four forms, has combining class 0
+             * and is never the second character of a composition, so the text
+             * can be cut in front of every ASCII character: only the pieces
+             * "ASCII character + the non-ASCII run after it" go to utf8proc. */
+            for (size_t q = 0; q < cur.n;) {
+                size_t j = q;
+                while (j < cur.n && (unsigned char)cur.s[j] < 0x80) j++;
+                if (j == cur.n) {
+                    sb_put(&nx, cur.s + q, j - q);
+                    break;
+                }
+                size_t b = j > q ? j - 1 : j, e = j;
+                sb_put(&nx, cur.s + q, b - q);
+                while (e < cur.n && (unsigned char)cur.s[e] >= 0x80) e++;
+                utf8proc_uint8_t *d = NULL;
+                utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)cur.s + b, (utf8proc_ssize_t)(e - b), &d,
+                                                  (utf8proc_option_t)opt);
+                if (r >= 0 && d) sb_put(&nx, d, (size_t)r);
+                else sb_put(&nx, cur.s + b, e - b); /* not UTF-8: left as it is */
+                free(d);
+                q = e;
+            }
             break;
         }
         case N_LOWER: /* char::to_lowercase: the simple mapping, and U+0130 -> "i\u0307" */

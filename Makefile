@@ -1,7 +1,7 @@
 # qscope — see README.md. `make` builds ./qscope; `make test` installs what is
 # missing, builds and runs every test; `make run` opens the workbench.
 
-PKGS      := ncursesw lua5.4 openblas lapacke readline libcjson
+PKGS      := ncursesw lua5.4 openblas lapacke readline libcjson libutf8proc oniguruma
 CC        ?= cc
 OPT       ?= -O3
 CFLAGS    ?= $(OPT) -g
@@ -46,7 +46,7 @@ qscope: $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB)
 
 # The Lua module for stock lua5.4 (`require "qscope"`): the bindings and the
 # core library, all compiled -fPIC, linked against lua5.4 and the core's libraries.
-SO_PKGS   := lua5.4 openblas lapacke libcjson
+SO_PKGS   := lua5.4 openblas lapacke libcjson libutf8proc oniguruma
 SO_LIBS    = $(shell pkg-config --libs $(SO_PKGS) 2>/dev/null) -lm -lpthread
 LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
 

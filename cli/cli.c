@@ -299,12 +299,22 @@ int cli_tokenize(int argc, char **argv) {
         cli_error("tokenize: usage: qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]");
         return EXIT_USAGE;
     }
-    qs_model *m = cli_load_model(model, tokp);
-    if (!m) return EXIT_RUNTIME;
+    /* a directory with only a tokenizer in it: no model to load */
+    qs_tok *tok = NULL;
+    if (qs_tok_dir_only(model) && qs_tok_load_hf(model, &tok)) {
+        cli_error("%s", qs_last_error());
+        return EXIT_RUNTIME;
+    }
+    qs_model *m = tok ? NULL : cli_load_model(model, tokp);
+    if (!m && !tok) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
     int32_t *ids = NULL;
     size_t n;
-    if (cli_text_ids(m, file, special, &ids, &n)) goto done;
+    if (tok && qs_tok_encode_file(tok, file, special, &ids, &n)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (!tok && cli_text_ids(m, file, special, &ids, &n)) goto done;
     if (out) {
         /* int32 little-endian, as the reference id files */
         uint8_t *buf = malloc(n * 4 + 1);
@@ -335,6 +345,7 @@ int cli_tokenize(int argc, char **argv) {
 done:
     free(ids);
     qs_model_free(m);
+    qs_tok_free(tok);
     return rc;
 }
 

@@ -130,39 +130,7 @@ void tok_byte_to_cp(uint32_t map[256]) {
 
 /* ------------------------------------------------------------- the heap */
 
-/* A candidate pair: key orders the heap (primary << 32 | left position, so
- * ties go to the leftmost pair), a and b say what the pair was when pushed. */
-typedef struct {
-    uint64_t key;
-    int32_t a, b;
-} hent;
-
-/* Per-call scratch, so that a tokenizer stays immutable and encode may run on
- * several threads at once. */
-typedef struct {
-    int32_t *out; /* (n_out) ids produced so far */
-    size_t n_out, cap_out;
-    char *buf; /* (cap_buf) normalized text of one segment */
-    size_t cap_buf;
-    int32_t *ids, *prev, *next; /* (cap_sym) symbols of one word */
-    uint32_t *start, *len;      /* (cap_sym) byte span of each symbol (score loop) */
-    size_t cap_sym;
-    hent *heap; /* (n_heap) */
-    size_t n_heap, cap_heap;
-    /* word cache: repeated words (most of them in running text) cost a lookup */
-    struct cent {
-        uint64_t h;
-        uint32_t koff, klen, voff, vn;
-    } *cache;
-    uint32_t cmask, cused;
-    char *ckeys;
-    size_t nkeys, capkeys;
-    int32_t *cvals;
-    size_t nvals, capvals;
-    int oom;
-} enc_ctx;
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+int tok_grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 1;
     size_t nc = *cap ? *cap : 64;
     while (nc < need) nc *= 2;
@@ -174,7 +142,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 }
 
 static void heap_push(enc_ctx *c, uint64_t key, int32_t a, int32_t b) {
-    if (c->n_heap == c->cap_heap && !grow((void **)&c->heap, &c->cap_heap, c->n_heap + 1, sizeof(hent))) {
+    if (c->n_heap == c->cap_heap && !tok_grow((void **)&c->heap, &c->cap_heap, c->n_heap + 1, sizeof(hent))) {
         c->oom = 1;
         return;
     }
@@ -203,7 +171,7 @@ static void sift_down(hent *h, size_t n, size_t i) {
 
 /* Append without ordering, then heap_build(): O(n) for the initial pairs. */
 static void heap_add(enc_ctx *c, uint64_t key, int32_t a, int32_t b) {
-    if (c->n_heap == c->cap_heap && !grow((void **)&c->heap, &c->cap_heap, c->n_heap + 1, sizeof(hent))) {
+    if (c->n_heap == c->cap_heap && !tok_grow((void **)&c->heap, &c->cap_heap, c->n_heap + 1, sizeof(hent))) {
         c->oom = 1;
         return;
     }
@@ -223,8 +191,8 @@ static hent heap_pop(enc_ctx *c) {
     return top;
 }
 
-static void emit(enc_ctx *c, int32_t id) {
-    if (c->n_out == c->cap_out && !grow((void **)&c->out, &c->cap_out, c->n_out + 1, sizeof(int32_t))) {
+void tok_emit(enc_ctx *c, int32_t id) {
+    if (c->n_out == c->cap_out && !tok_grow((void **)&c->out, &c->cap_out, c->n_out + 1, sizeof(int32_t))) {
         c->oom = 1;
         return;
     }
@@ -235,15 +203,15 @@ static int syms_reserve(enc_ctx *c, size_t n) {
     if (n <= c->cap_sym) return 1;
     size_t cap = c->cap_sym;
     size_t nc = cap;
-    int ok = grow((void **)&c->ids, &nc, n, sizeof(int32_t));
+    int ok = tok_grow((void **)&c->ids, &nc, n, sizeof(int32_t));
     nc = cap;
-    ok = ok && grow((void **)&c->prev, &nc, n, sizeof(int32_t));
+    ok = ok && tok_grow((void **)&c->prev, &nc, n, sizeof(int32_t));
     nc = cap;
-    ok = ok && grow((void **)&c->next, &nc, n, sizeof(int32_t));
+    ok = ok && tok_grow((void **)&c->next, &nc, n, sizeof(int32_t));
     nc = cap;
-    ok = ok && grow((void **)&c->start, &nc, n, sizeof(uint32_t));
+    ok = ok && tok_grow((void **)&c->start, &nc, n, sizeof(uint32_t));
     nc = cap;
-    ok = ok && grow((void **)&c->len, &nc, n, sizeof(uint32_t));
+    ok = ok && tok_grow((void **)&c->len, &nc, n, sizeof(uint32_t));
     if (!ok) {
         c->oom = 1;
         return 0;
@@ -285,8 +253,8 @@ static void cache_put(enc_ctx *c, const char *w, size_t n, uint64_t h, const int
         c->cache = nt;
         c->cmask = ncap - 1;
     }
-    if (!grow((void **)&c->ckeys, &c->capkeys, c->nkeys + n, 1)) return;
-    if (!grow((void **)&c->cvals, &c->capvals, c->nvals + vn, sizeof(int32_t))) return;
+    if (!tok_grow((void **)&c->ckeys, &c->capkeys, c->nkeys + n, 1)) return;
+    if (!tok_grow((void **)&c->cvals, &c->capvals, c->nvals + vn, sizeof(int32_t))) return;
     uint32_t i = (uint32_t)h & c->cmask;
     while (c->cache[i].klen) i = (i + 1) & c->cmask;
     memcpy(c->ckeys + c->nkeys, w, n);
@@ -338,7 +306,33 @@ static void bpe_rank(const qs_tok *t, enc_ctx *c, size_t n) {
         }
     }
     for (size_t i = 0; i < n; i++)
-        if (ids[i] >= 0) emit(c, ids[i]);
+        if (ids[i] >= 0) tok_emit(c, ids[i]);
+}
+
+/* w[0..n) in GPT-2's byte-to-unicode characters, in c->wbuf; NULL when out
+ * of memory. */
+static const char *map_bytes(enc_ctx *c, const char *w, size_t n, size_t *out_len) {
+    static const char *volatile table_ready;
+    static char table[256][3];
+    static uint8_t table_len[256];
+    if (!table_ready) { /* idempotent: racing threads write the same bytes */
+        uint32_t map[256];
+        tok_byte_to_cp(map);
+        for (int b = 0; b < 256; b++) table_len[b] = (uint8_t)qs_unicode_put(map[b], table[b]);
+        table_ready = table[0];
+    }
+    if (!tok_grow((void **)&c->wbuf, &c->cap_wbuf, 2 * n + 1, 1)) {
+        c->oom = 1;
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)w[i];
+        memcpy(c->wbuf + o, table[b], table_len[b]);
+        o += table_len[b];
+    }
+    *out_len = o;
+    return c->wbuf;
 }
 
 /* Byte-level word: each byte is a symbol (the id of its mapped character). */
@@ -349,7 +343,18 @@ static void encode_byte_word(const qs_tok *t, enc_ctx *c, const char *w, size_t 
         size_t vn;
         const int32_t *hit = cache_get(c, w, n, h, &vn);
         if (hit) {
-            for (size_t i = 0; i < vn; i++) emit(c, hit[i]);
+            for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
+            return;
+        }
+    }
+    if (t->ignore_merges) {
+        /* a pre-token that is itself in the vocabulary is that token, merges unrun */
+        size_t ml;
+        const char *ms = map_bytes(c, w, n, &ml);
+        int id = ms ? tok_lookup_n(t, ms, ml) : -1;
+        if (id >= 0) {
+            tok_emit(c, id);
+            if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, &id, 1);
             return;
         }
     }
@@ -371,15 +376,33 @@ static void encode_byte_word(const qs_tok *t, enc_ctx *c, const char *w, size_t 
  * character is a symbol; characters outside the vocabulary become their
  * <0xNN> byte pieces, or the unknown token. */
 static void encode_spm_rank_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
-    /* each byte gives at most one symbol */
+    /* each byte gives at most one symbol (more only with an affix and byte fallback) */
     if (!syms_reserve(c, n + 1)) return;
+    int affix = (t->cont_prefix && *t->cont_prefix) || (t->eow_suffix && *t->eow_suffix);
     size_t m = 0;
     int pending_unk = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         unsigned char b0 = (unsigned char)w[i];
         size_t k = b0 < 0x80 ? 1 : qs_unicode_next(w + i, n - i, &cp);
-        int id = b0 < 0x80 ? t->ascii_id[b0] : tok_lookup_n(t, w + i, k);
+        const char *sym = w + i; /* the symbol as looked up: with the prefix / suffix the model adds */
+        size_t kl = k;
+        char key[96];
+        int id;
+        if ((affix && i > 0 && t->cont_prefix) || (affix && i + k == n && t->eow_suffix)) {
+            const char *pre = i > 0 && t->cont_prefix ? t->cont_prefix : "";
+            const char *suf = i + k == n && t->eow_suffix ? t->eow_suffix : "";
+            size_t lp = strlen(pre), ls = strlen(suf);
+            kl = lp + k + ls;
+            if (kl > sizeof key) kl = sizeof key; /* an absurd affix: the lookup fails, as it would */
+            memcpy(key, pre, lp < kl ? lp : kl);
+            if (lp + k <= kl) memcpy(key + lp, w + i, k);
+            if (lp + k + ls <= sizeof key) memcpy(key + lp + k, suf, ls);
+            sym = key;
+            id = tok_lookup_n(t, key, kl);
+        } else {
+            id = b0 < 0x80 ? t->ascii_id[b0] : tok_lookup_n(t, w + i, k);
+        }
         if (id >= 0) {
             if (pending_unk) c->ids[m++] = t->unk, pending_unk = 0;
             c->ids[m++] = id;
@@ -387,11 +410,12 @@ static void encode_spm_rank_word(const qs_tok *t, enc_ctx *c, const char *w, siz
             int done = 0;
             if (t->byte_fallback) {
                 size_t j;
-                for (j = 0; j < k && t->byte_tok[(unsigned char)w[i + j]] >= 0; j++) {}
-                if (j == k) {
+                for (j = 0; j < kl && t->byte_tok[(unsigned char)sym[j]] >= 0; j++) {}
+                if (j == kl) {
                     /* Like the reference, byte pieces do not flush a pending
                      * unknown token: it follows them. */
-                    for (j = 0; j < k; j++) c->ids[m++] = t->byte_tok[(unsigned char)w[i + j]];
+                    if (kl > k && !syms_reserve(c, n + 1 + (kl - k) * (n / k + 1))) return;
+                    for (j = 0; j < kl; j++) c->ids[m++] = t->byte_tok[(unsigned char)sym[j]];
                     done = 1;
                 }
             }
@@ -468,7 +492,7 @@ static void encode_spm_score(const qs_tok *t, enc_ctx *c, const char *w, size_t 
     for (int32_t i = m ? 0 : -1; i >= 0; i = next[i]) {
         int id = spm_piece(t, w + st[i], ln[i]);
         if (id >= 0) {
-            emit(c, id);
+            tok_emit(c, id);
             continue;
         }
         /* not a piece: its bytes as <0xNN> pieces, or one unknown token when
@@ -476,9 +500,9 @@ static void encode_spm_score(const qs_tok *t, enc_ctx *c, const char *w, size_t 
         uint32_t j;
         for (j = 0; j < ln[i] && t->byte_tok[(unsigned char)w[st[i] + j]] >= 0; j++) {}
         if (j == ln[i]) {
-            for (j = 0; j < ln[i]; j++) emit(c, t->byte_tok[(unsigned char)w[st[i] + j]]);
+            for (j = 0; j < ln[i]; j++) tok_emit(c, t->byte_tok[(unsigned char)w[st[i] + j]]);
         } else if (t->unk >= 0) {
-            emit(c, t->unk);
+            tok_emit(c, t->unk);
         }
     }
 }
@@ -550,7 +574,7 @@ run:
 static void encode_byte_segment(const qs_tok *t, enc_ctx *c, const char *s, size_t n) {
     if (t->add_prefix_space && n && s[0] != ' ') {
         /* the pre-tokenizer adds a space in front of a segment that lacks one */
-        if (!grow((void **)&c->buf, &c->cap_buf, n + 1, 1)) {
+        if (!tok_grow((void **)&c->buf, &c->cap_buf, n + 1, 1)) {
             c->oom = 1;
             return;
         }
@@ -575,7 +599,7 @@ static void encode_byte_segment(const qs_tok *t, enc_ctx *c, const char *s, size
 static size_t spm_normalize(const qs_tok *t, enc_ctx *c, const char *s, size_t n, size_t off) {
     size_t sl = t->space_len;
     size_t need = (n + 1) * (sl > 1 ? sl : 1) + 1;
-    if (!grow((void **)&c->buf, &c->cap_buf, need, 1)) {
+    if (!tok_grow((void **)&c->buf, &c->cap_buf, need, 1)) {
         c->oom = 1;
         return 0;
     }
@@ -622,13 +646,39 @@ static void encode_spm_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n
         size_t vn;
         const int32_t *hit = cache_get(c, w, n, h, &vn);
         if (hit) {
-            for (size_t i = 0; i < vn; i++) emit(c, hit[i]);
+            for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
             return;
         }
     }
     size_t before = c->n_out;
     if (t->kind == QS_TOK_SPM_SCORE) encode_spm_score(t, c, w, n);
     else encode_spm_rank_word(t, c, w, n);
+    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, c->out + before, c->n_out - before);
+}
+
+void tok_model_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
+    if (!n) return;
+    int affix = (t->cont_prefix && *t->cont_prefix) || (t->eow_suffix && *t->eow_suffix);
+    if (t->kind == QS_TOK_BYTE_BPE && !affix) {
+        encode_byte_word(t, c, w, n);
+        return;
+    }
+    uint64_t h = 0;
+    if (n <= CACHE_MAX_WORD) {
+        h = tok_hash(w, n);
+        size_t vn;
+        const int32_t *hit = cache_get(c, w, n, h, &vn);
+        if (hit) {
+            for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
+            return;
+        }
+    }
+    size_t before = c->n_out, m = n;
+    const char *s = w;
+    if (t->kind == QS_TOK_BYTE_BPE && !(s = map_bytes(c, w, n, &m))) return;
+    int id = t->ignore_merges ? tok_lookup_n(t, s, m) : -1;
+    if (id >= 0) tok_emit(c, id);
+    else encode_spm_rank_word(t, c, s, m);
     if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, c->out + before, c->n_out - before);
 }
 
@@ -665,12 +715,15 @@ static int is_ws_at(const char *s, size_t n, size_t i, size_t *k) {
 }
 
 /* Find the leftmost added token in s[from..n), the longest among those that
- * start at the same byte. Returns its index in t->added or -1. */
-static int find_added(const qs_tok *t, const char *s, size_t n, size_t from, size_t *at) {
+ * start at the same byte. normalized: -1 any token, 0 only those matched in
+ * the raw text, 1 only those matched after normalization. Returns its index
+ * in t->added or -1. */
+int tok_find_added(const qs_tok *t, const char *s, size_t n, size_t from, int normalized, size_t *at) {
     for (size_t i = from; i < n; i++) {
         unsigned char b = (unsigned char)s[i];
         int lo = t->added_start[b], hi = t->added_start[b + 1];
         for (int a = lo; a < hi; a++) { /* sorted longest first */
+            if (normalized >= 0 && t->added[a].normalized != normalized) continue;
             int id = t->added[a].id;
             size_t l = t->plen[id];
             if (l <= n - i && memcmp(s + i, t->pieces[id], l) == 0) {
@@ -687,6 +740,20 @@ static void encode_segment(const qs_tok *t, enc_ctx *c, const char *s, size_t n,
     else encode_spm_segment(t, c, s, n, off);
 }
 
+void tok_encode_free(enc_ctx *c) {
+    free(c->buf);
+    free(c->ids);
+    free(c->prev);
+    free(c->next);
+    free(c->start);
+    free(c->len);
+    free(c->heap);
+    free(c->cache);
+    free(c->ckeys);
+    free(c->cvals);
+    free(c->wbuf);
+}
+
 qs_status qs_tok_encode(const qs_tok *t, const char *text, size_t len, int add_special, int32_t **ids,
                         size_t *n) {
     *ids = NULL;
@@ -695,13 +762,17 @@ qs_status qs_tok_encode(const qs_tok *t, const char *text, size_t len, int add_s
     enc_ctx c;
     memset(&c, 0, sizeof c);
     if (add_special)
-        for (int i = 0; i < t->n_prefix; i++) emit(&c, t->prefix[i]);
+        for (int i = 0; i < t->n_prefix; i++) tok_emit(&c, t->prefix[i]);
     /* Added tokens are matched in the raw text first; the text between them
      * goes through pre-tokenization and BPE separately. */
     size_t seg = 0;
+    if (t->pipe) {
+        tok_pipe_encode(t, &c, text, len);
+        seg = len + 1;
+    }
     while (seg <= len && !c.oom) {
         size_t at = len, end = len;
-        int a = t->n_added ? find_added(t, text, len, seg, &at) : -1;
+        int a = t->n_added ? tok_find_added(t, text, len, seg, -1, &at) : -1;
         if (a >= 0) {
             end = at + t->plen[t->added[a].id];
             size_t k;
@@ -717,22 +788,13 @@ qs_status qs_tok_encode(const qs_tok *t, const char *text, size_t len, int add_s
         }
         if (at > seg) encode_segment(t, &c, text + seg, at - seg, seg);
         if (a < 0) break;
-        emit(&c, t->added[a].id);
+        tok_emit(&c, t->added[a].id);
         seg = end;
     }
     if (add_special)
-        for (int i = 0; i < t->n_suffix; i++) emit(&c, t->suffix[i]);
+        for (int i = 0; i < t->n_suffix; i++) tok_emit(&c, t->suffix[i]);
 
-    free(c.buf);
-    free(c.ids);
-    free(c.prev);
-    free(c.next);
-    free(c.start);
-    free(c.len);
-    free(c.heap);
-    free(c.cache);
-    free(c.ckeys);
-    free(c.cvals);
+    tok_encode_free(&c);
     if (c.oom) {
         free(c.out);
         return qs_fail(QS_ENOMEM, "qs_tok_encode: out of memory tokenizing %zu bytes", len);
@@ -746,6 +808,28 @@ qs_status qs_tok_encode(const qs_tok *t, const char *text, size_t len, int add_s
     return QS_OK;
 }
 
+int qs_tok_dir_only(const char *dir) {
+    char a[1024], b[1024], c[1024];
+    if (!dir) return 0;
+    return (qs_io_exists(qs_io_join(a, sizeof a, dir, "tokenizer.json")) ||
+            qs_io_exists(qs_io_join(b, sizeof b, dir, "vocab.json"))) &&
+           !qs_io_exists(qs_io_join(c, sizeof c, dir, "config.json"));
+}
+
+qs_status qs_tok_encode_file(const qs_tok *t, const char *path, int add_special, int32_t **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    if (!t || !path) return qs_fail(QS_EARG, "qs_tok_encode_file: NULL tokenizer or path");
+    char *text;
+    size_t len;
+    qs_status st = qs_io_read_all(strcmp(path, "-") ? path : "/dev/stdin", &text, &len);
+    if (st != QS_OK) return st;
+    if (!len) st = qs_fail(QS_EARG, "%s: the text is empty", path);
+    else st = qs_tok_encode(t, text, len, add_special, ids, n);
+    free(text);
+    return st;
+}
+
 /* ----------------------------------------------------------------- decode */
 
 typedef struct {
@@ -755,7 +839,7 @@ typedef struct {
 } sbuf;
 
 static void put(sbuf *b, const void *p, size_t n) {
-    if (b->n + n + 1 > b->cap && !grow((void **)&b->s, &b->cap, b->n + n + 1, 1)) {
+    if (b->n + n + 1 > b->cap && !tok_grow((void **)&b->s, &b->cap, b->n + n + 1, 1)) {
         b->oom = 1;
         return;
     }
@@ -813,6 +897,7 @@ qs_status qs_tok_decode(const qs_tok *t, const int32_t *ids, size_t n, int skip_
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
             return qs_fail(QS_EARG, "qs_tok_decode: id %d at position %zu is outside the vocabulary [0, %d)",
                            (int)ids[i], i, t->n_vocab);
+    if (t->pipe) return tok_pipe_decode(t, ids, n, skip_special, text, len);
     sbuf b = {0};
     for (size_t i = 0; i < n; i++) {
         int id = ids[i];
@@ -884,5 +969,8 @@ void qs_tok_free(qs_tok *t) {
     free(t->mkeys);
     free(t->mval);
     free(t->added);
+    tok_pipe_free(t->pipe);
+    free(t->cont_prefix);
+    free(t->eow_suffix);
     free(t);
 }

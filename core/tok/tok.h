@@ -60,6 +60,14 @@ qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges,
 
 void qs_tok_free(qs_tok *t);
 
+/* 1 when dir is a tokenizer-only directory: tokenizer.json (or vocab.json)
+ * and no config.json, so there is no model to load around it. */
+int qs_tok_dir_only(const char *dir);
+
+/* Read the UTF-8 file at path ("-" for standard input) and encode it whole,
+ * as qs_tok_encode. An empty file is an error. *ids is malloc'd. */
+qs_status qs_tok_encode_file(const qs_tok *t, const char *path, int add_special, int32_t **ids, size_t *n);
+
 /* Encode len bytes of UTF-8 text. add_special: add the default special
  * tokens as the reference tokenizer does (OPT: leading </s>; Llama: <s>;
  * GPT-2: none). Special-token strings that appear in the text are matched as

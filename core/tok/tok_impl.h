@@ -38,7 +38,14 @@ typedef struct {
 typedef struct {
     int32_t id;
     uint8_t lstrip, rstrip;
+    uint8_t normalized;  /* matched in the normalized text (tokenizer.json pipeline only) */
+    uint8_t single_word; /* only between non-word characters */
 } tok_added;
+
+/* The general tokenizer.json pipeline (tok_pipe.c): normalizer steps,
+ * pre-tokenizer steps and decoder steps, Sequences flattened. NULL in the
+ * tokenizers the fixed kinds describe. */
+typedef struct tok_pipe tok_pipe;
 
 struct qs_tok {
     qs_tok_kind kind;
@@ -81,8 +88,55 @@ struct qs_tok {
     int space_bounds;      /* no mergeable piece has a space after another character */
     int32_t ascii_id[128]; /* id of each one-byte piece, -1 if none */
 
+    /* general pipeline (tok_pipe.c) and BPE model flags */
+    tok_pipe *pipe;
+    int ignore_merges;
+    char *cont_prefix, *eow_suffix; /* continuing_subword_prefix, end_of_word_suffix; NULL or "" = none */
+
     char desc[160];
 };
+
+/* A candidate pair: key orders the heap (primary << 32 | left position, so
+ * ties go to the leftmost pair), a and b say what the pair was when pushed. */
+typedef struct {
+    uint64_t key;
+    int32_t a, b;
+} hent;
+
+/* Per-call scratch, so that a tokenizer stays immutable and encode may run on
+ * several threads at once. */
+typedef struct {
+    int32_t *out; /* (n_out) ids produced so far */
+    size_t n_out, cap_out;
+    char *buf; /* (cap_buf) normalized text of one segment */
+    size_t cap_buf;
+    int32_t *ids, *prev, *next; /* (cap_sym) symbols of one word */
+    uint32_t *start, *len;      /* (cap_sym) byte span of each symbol (score loop) */
+    size_t cap_sym;
+    hent *heap; /* (n_heap) */
+    size_t n_heap, cap_heap;
+    /* word cache: repeated words (most of them in running text) cost a lookup */
+    struct cent {
+        uint64_t h;
+        uint32_t koff, klen, voff, vn;
+    } *cache;
+    uint32_t cmask, cused;
+    char *ckeys;
+    size_t nkeys, capkeys;
+    int32_t *cvals;
+    size_t nvals, capvals;
+    char *wbuf; /* (cap_wbuf) one word mapped to byte-level characters */
+    size_t cap_wbuf;
+    int oom;
+} enc_ctx;
+
+int tok_grow(void **p, size_t *cap, size_t need, size_t elem);
+void tok_emit(enc_ctx *c, int32_t id);
+/* The model on one pre-token through the per-call word cache: raw bytes when
+ * the pipeline is byte-level, else text. */
+void tok_model_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n);
+int tok_find_added(const qs_tok *t, const char *s, size_t n, size_t from, int normalized, size_t *at);
+void tok_encode_free(enc_ctx *c);
 
 uint64_t tok_hash(const void *p, size_t n);
 int tok_lookup_n(const qs_tok *t, const char *s, size_t n);
@@ -91,5 +145,20 @@ qs_status tok_merges_init(qs_tok *t, size_t n);
 void tok_merges_put(qs_tok *t, int32_t a, int32_t b, int32_t rank, int32_t new_id);
 void tok_byte_to_cp(uint32_t map[256]);
 size_t tok_gpt2_next(const char *s, size_t n, size_t i);
+
+/* tok_load.c: when set, every tokenizer.json loads into the general pipeline
+ * (tests compare it with the fixed kinds). */
+extern int tok_force_general;
+
+/* tok_pipe.c */
+void tok_pipe_free(tok_pipe *p);
+void tok_pipe_encode(const qs_tok *t, enc_ctx *c, const char *text, size_t len);
+/* Build t->pipe from tokenizer.json's normalizer, pre_tokenizer and decoder
+ * (root is the parsed file). */
+qs_status tok_pipe_build(qs_tok *t, const void *root, const char *path);
+/* Decode through the decoder chain; NULL-terminated malloc'd text. */
+qs_status tok_pipe_decode(const qs_tok *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                          size_t *len);
+const char *tok_pipe_describe(const tok_pipe *p);
 
 #endif

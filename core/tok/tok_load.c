@@ -14,6 +14,8 @@
 #include "tok/tok_impl.h"
 #include "tok/unicode.h"
 
+int tok_force_general; /* tests: run every tokenizer.json through the general pipeline */
+
 #define TOK_MAX_VOCAB (1 << 24)
 #define SPACE_MARK "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
 
@@ -104,7 +106,9 @@ static qs_status tok_finish(qs_tok *t, const char *what) {
         return qs_fail(QS_ENOMEM, "%s: out of memory", what);
     }
     for (int j = 0; j < t->n_added; j++)
-        if (t->added[j].id < t->n_vocab) strip[t->added[j].id] = (uint8_t)(t->added[j].lstrip | t->added[j].rstrip << 1);
+        if (t->added[j].id < t->n_vocab)
+            strip[t->added[j].id] = (uint8_t)(t->added[j].lstrip | t->added[j].rstrip << 1 |
+                                              t->added[j].normalized << 2 | t->added[j].single_word << 3);
     int k = 0;
     for (int i = 0; i < t->n_vocab; i++) {
         if (!(t->attr[i] & TOK_ADDED) || !t->plen[i]) continue;
@@ -114,7 +118,8 @@ static qs_status tok_finish(qs_tok *t, const char *what) {
     qsort(keys, (size_t)n, sizeof *keys, cmp_u64);
     for (int j = 0; j < n; j++) {
         int id = (int)(keys[j] & 0xFFFFFF);
-        list[j] = (tok_added){id, (uint8_t)(strip[id] & 1), (uint8_t)(strip[id] >> 1)};
+        list[j] = (tok_added){id, (uint8_t)(strip[id] & 1), (uint8_t)(strip[id] >> 1 & 1), (uint8_t)(strip[id] >> 2 & 1),
+                              (uint8_t)(strip[id] >> 3 & 1)};
     }
     free(keys);
     free(strip);
@@ -128,14 +133,14 @@ static qs_status tok_finish(qs_tok *t, const char *what) {
     }
     t->added_start[256] = n;
 
+    uint32_t map[256];
+    tok_byte_to_cp(map);
+    for (int b = 0; b < 256; b++) t->cp2byte[map[b]] = (int16_t)b; /* any pipeline may decode ByteLevel */
     if (t->kind == QS_TOK_BYTE_BPE) {
-        uint32_t map[256];
-        tok_byte_to_cp(map);
         for (int b = 0; b < 256; b++) {
             char u[4];
             size_t l = qs_unicode_put(map[b], u);
             t->byte_sym[b] = tok_lookup_n(t, u, l);
-            t->cp2byte[map[b]] = (int16_t)b;
         }
     } else {
         for (int b = 0; b < 256; b++) {
@@ -279,7 +284,7 @@ static qs_status add_token(tok_pref **pref, int *n, tok_added **added, int *n_ad
     tok_added *na = realloc(*added, (size_t)(*n_added + 1) * sizeof *na);
     if (!na) return qs_fail(QS_ENOMEM, "%s: out of memory", path);
     *added = na;
-    na[(*n_added)++] = (tok_added){(int32_t)id, (uint8_t)lstrip, (uint8_t)rstrip};
+    na[(*n_added)++] = (tok_added){(int32_t)id, (uint8_t)lstrip, (uint8_t)rstrip, 0, 0};
     (*pref)[id].s = content; /* the added content is the token's text */
     (*pref)[id].len = (uint32_t)strlen(content);
     (*pref)[id].attr |= TOK_ADDED | (special ? TOK_SPECIAL | TOK_NOMERGE : 0);
@@ -294,6 +299,12 @@ static qs_status add_merge(qs_tok *t, const char *a, size_t la, const char *b, s
         int lbad = (int)(ia < 0 ? la : lb);
         return qs_fail(QS_EFORMAT, "%s: %s: merge '%.*s %.*s' uses '%.*s', which is not in %s", path, where,
                        (int)la, a, (int)lb, b, lbad, bad, vocab_name);
+    }
+    /* with a continuing_subword_prefix, "a ##b" makes "a" + "b" */
+    size_t lp = t->cont_prefix ? strlen(t->cont_prefix) : 0;
+    if (lp && lb >= lp && memcmp(b, t->cont_prefix, lp) == 0) {
+        b += lp;
+        lb -= lp;
     }
     char stackbuf[256], *cat = la + lb <= sizeof stackbuf ? stackbuf : malloc(la + lb);
     if (!cat) return qs_fail(QS_ENOMEM, "%s: out of memory", path);
@@ -342,6 +353,22 @@ static void find_specials(qs_tok *t, const cJSON *tcfg, const cJSON *cfg) {
         t->bos = (int)v;
     if (t->eos < 0 && json_int(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token_id"), 0, t->n_vocab - 1, &v))
         t->eos = (int)v;
+}
+
+/* transformers' Llama and Gemma tokenizers rebuild the post-processor from
+ * tokenizer_config.json when they load (update_post_processor): BOS when
+ * add_bos_token (default true), EOS when add_eos_token (default false). The
+ * other classes keep what tokenizer.json's post_processor says. */
+static void honour_add_bos_eos(qs_tok *t, const cJSON *tcfg) {
+    static const char *const classes[] = {"LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
+                                          "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
+    const char *cls = json_str(tcfg, "tokenizer_class");
+    int hit = 0;
+    for (size_t i = 0; cls && i < sizeof classes / sizeof *classes; i++) hit |= !strcmp(cls, classes[i]);
+    if (!hit) return;
+    t->n_prefix = t->n_suffix = 0;
+    if (json_bool(tcfg, "add_bos_token", 1) && t->bos >= 0) t->prefix[t->n_prefix++] = t->bos;
+    if (json_bool(tcfg, "add_eos_token", 0) && t->eos >= 0) t->suffix[t->n_suffix++] = t->eos;
 }
 
 /* ---------------------------------------------------------- tokenizer.json */
@@ -567,9 +594,9 @@ static qs_status load_tokenizer_json(const char *dir, const char *path, qs_tok *
         goto done;
     }
     const char *cont = json_str(model, "continuing_subword_prefix"), *eow = json_str(model, "end_of_word_suffix");
-    if ((cont && *cont) || (eow && *eow) || json_bool(model, "ignore_merges", 0)) {
-        st = qs_fail(QS_EUNSUPPORTED, "%s: BPE with continuing_subword_prefix, end_of_word_suffix or ignore_merges "
-                     "is not supported", path);
+    t->ignore_merges = json_bool(model, "ignore_merges", 0);
+    if ((cont && *cont && !(t->cont_prefix = strdup(cont))) || (eow && *eow && !(t->eow_suffix = strdup(eow)))) {
+        st = qs_fail(QS_ENOMEM, "%s: out of memory", path);
         goto done;
     }
     if ((st = vocab_from_json(vocab, &pref, &n, path)) != QS_OK) goto done;
@@ -577,11 +604,25 @@ static qs_status load_tokenizer_json(const char *dir, const char *path, qs_tok *
     cJSON_ArrayForEach(at, cJSON_GetObjectItemCaseSensitive(root, "added_tokens")) {
         long id = -1;
         json_int(cJSON_GetObjectItemCaseSensitive(at, "id"), 0, TOK_MAX_VOCAB - 1, &id);
-        st = add_token(&pref, &n, &added, &n_added, id, json_str(at, "content"), json_bool(at, "special", 0),
+        int special = json_bool(at, "special", 0);
+        st = add_token(&pref, &n, &added, &n_added, id, json_str(at, "content"), special,
                        json_bool(at, "lstrip", 0), json_bool(at, "rstrip", 0), path);
         if (st != QS_OK) goto done;
+        added[n_added - 1].normalized = (uint8_t)json_bool(at, "normalized", !special);
+        added[n_added - 1].single_word = (uint8_t)json_bool(at, "single_word", 0);
     }
-    if ((st = hf_pipeline(t, root, model, path)) != QS_OK) goto done;
+    /* The fixed kinds (GPT-2's byte-level, Llama's SentencePiece forms) when
+     * they describe the file; anything else runs the general pipeline. */
+    int general = t->ignore_merges || t->cont_prefix || t->eow_suffix || tok_force_general;
+    if (!general && (st = hf_pipeline(t, root, model, path)) != QS_OK) {
+        if (st != QS_EUNSUPPORTED) goto done;
+        general = 1;
+    }
+    if (general) {
+        t->byte_fallback = json_bool(model, "byte_fallback", 0);
+        t->fuse_unk = json_bool(model, "fuse_unk", 0);
+        if ((st = tok_pipe_build(t, root, path)) != QS_OK) goto done;
+    }
     if ((st = tok_set_vocab(t, n, pref, path)) != QS_OK) goto done;
     t->added = added;
     t->n_added = n_added;
@@ -594,6 +635,7 @@ static qs_status load_tokenizer_json(const char *dir, const char *path, qs_tok *
     const char *unk = json_str(model, "unk_token");
     t->unk = unk ? tok_lookup_n(t, unk, strlen(unk)) : -1;
     find_specials(t, tcfg, cfg);
+    honour_add_bos_eos(t, tcfg);
     st = tok_finish(t, path);
 done:
     cJSON_Delete(root);

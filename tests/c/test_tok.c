@@ -22,6 +22,8 @@
 #include "tok/unicode.h"
 #include "harness.h"
 
+#include <utf8proc.h>
+
 /* ---------------------------------------------------------------- helpers */
 
 static double now_ms(void) {
@@ -954,4 +956,511 @@ TEST(tok_bad_files) {
     st = qs_tok_load_hf(p, &t);
     CHECK(st != QS_OK && t == NULL, "empty directory loads nothing");
     remove_dir(dir, files);
+}
+
+/* ------------------------------------------ tokenizer.json read in general
+ *
+ * Small hand-made tokenizer.json files, one component at a time. The
+ * vocabulary holds every printable ASCII character and a few words, with
+ * ignore_merges and no merges: a pre-token that is a word of the vocabulary
+ * becomes that one token, anything else falls to characters. So the pieces
+ * encode() gives are exactly the pre-tokenizer's splits, and the expected
+ * splits below are those the Hugging Face library documents or implements
+ * (tokenizers/src: tokenizer/normalizer.rs split() and its doc comment on
+ * SplitDelimiterBehavior, tokenizer/pattern.rs Invert, pre_tokenizers/
+ * metaspace.rs, digits.rs, punctuation.rs, whitespace.rs, byte_level.rs,
+ * tokenizer/added_vocabulary.rs find_matches, models/bpe/model.rs
+ * merge_word and tokenize_with_cache, the decoders folder). */
+
+/* A tokenizer.json assembled from JSON fragments (NULL = null) and loaded
+ * from a temporary directory; config: tokenizer_config.json text or NULL. */
+static qs_tok *hand_tok(const char *normalizer, const char *pre, const char *const *words, const char *model_extra,
+                        const char *added, const char *decoder, const char *post, const char *config) {
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_Parse(model_extra ? model_extra : "{}");
+    cJSON *vocab = cJSON_CreateObject();
+    int id = 0;
+    for (int c = 0x20; c < 0x7F; c++) {
+        char s[2] = {(char)c, 0};
+        cJSON_AddNumberToObject(vocab, s, id++);
+    }
+    for (int i = 0; words && words[i]; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(vocab, words[i])) cJSON_AddNumberToObject(vocab, words[i], id++);
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    if (!cJSON_GetObjectItemCaseSensitive(model, "merges")) cJSON_AddItemToObject(model, "merges", cJSON_CreateArray());
+    if (!cJSON_GetObjectItemCaseSensitive(model, "ignore_merges")) cJSON_AddTrueToObject(model, "ignore_merges");
+    cJSON_AddItemToObject(root, "added_tokens", cJSON_Parse(added ? added : "[]"));
+    cJSON_AddItemToObject(root, "normalizer", cJSON_Parse(normalizer ? normalizer : "null"));
+    cJSON_AddItemToObject(root, "pre_tokenizer", cJSON_Parse(pre ? pre : "null"));
+    cJSON_AddItemToObject(root, "post_processor", cJSON_Parse(post ? post : "null"));
+    cJSON_AddItemToObject(root, "decoder", cJSON_Parse(decoder ? decoder : "null"));
+    cJSON_AddItemToObject(root, "model", model);
+    char *js = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    char tmpl[] = "/tmp/qs_tokhf_XXXXXX", p[1024];
+    char *dir = mkdtemp(tmpl);
+    qs_tok *t = NULL;
+    if (dir && js) {
+        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+        CHECK(write_file(p, js, strlen(js)), "write %s", p);
+        if (config) {
+            snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+            CHECK(write_file(p, config, strlen(config)), "write %s", p);
+        }
+        qs_status st = qs_tok_load_hf(dir, &t);
+        CHECK(st == QS_OK, "hand-made tokenizer.json: %s", qs_last_error());
+        static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", NULL};
+        remove_dir(dir, files);
+    } else {
+        CHECK(0, "mkdtemp / print");
+    }
+    free(js);
+    return t;
+}
+
+/* encode(text, add_special) must give exactly the pieces want[] (NULL-terminated). */
+static void expect_pieces_sp(const char *what, const qs_tok *t, const char *text, int special,
+                             const char *const *want) {
+    if (!t) return;
+    int32_t *ids;
+    size_t n, k = 0;
+    REQUIRE(qs_tok_encode(t, text, strlen(text), special, &ids, &n) == QS_OK, "%s: %s", what, qs_last_error());
+    while (want[k]) k++;
+    char got[512] = "", exp[512] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s[%s]", i ? " " : "", qs_tok_piece(t, ids[i]));
+    for (size_t i = 0; i < k; i++) snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s[%s]", i ? " " : "", want[i]);
+    int same = n == k;
+    for (size_t i = 0; same && i < n; i++) same = !strcmp(qs_tok_piece(t, ids[i]), want[i]);
+    CHECK(same, "%s: \"%s\" gives %s, expected %s", what, text, got, exp);
+    free(ids);
+}
+
+static void expect_pieces(const char *what, const qs_tok *t, const char *text, const char *const *want) {
+    expect_pieces_sp(what, t, text, 0, want);
+}
+
+#define PIECES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+TEST(tok_hf_split_behaviors) {
+    /* normalizer.rs, SplitDelimiterBehavior's doc comment, splitting
+     * "the-final--countdown" on '-' */
+    static const char *const words[] = {"the", "final", "countdown", "the-", "final-", "-final", "-countdown", "--",
+                                        NULL};
+    const struct {
+        const char *behavior;
+        int invert;
+        const char *const *want;
+    } cases[] = {
+        {"Removed", 0, PIECES("the", "final", "countdown")},
+        {"Isolated", 0, PIECES("the", "-", "final", "-", "-", "countdown")},
+        {"MergedWithPrevious", 0, PIECES("the-", "final-", "-", "countdown")},
+        {"MergedWithNext", 0, PIECES("the", "-final", "-", "-countdown")},
+        {"Contiguous", 0, PIECES("the", "-", "final", "--", "countdown")},
+        /* invert (pattern.rs Invert): the words are the matches */
+        {"Removed", 1, PIECES("-", "-", "-")},
+        {"Isolated", 1, PIECES("the", "-", "final", "-", "-", "countdown")},
+        {"MergedWithPrevious", 1, PIECES("the", "-final", "-", "-countdown")},
+        {"MergedWithNext", 1, PIECES("the-", "final-", "-", "countdown")},
+        {"Contiguous", 1, PIECES("the", "-", "final", "--", "countdown")},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int rx = 0; rx < 2; rx++) { /* the pattern as a String and as a Regex */
+            char pre[256], what[96];
+            snprintf(pre, sizeof pre, "{\"type\": \"Split\", \"pattern\": {\"%s\": \"-\"}, \"behavior\": \"%s\", "
+                     "\"invert\": %s}", rx ? "Regex" : "String", cases[i].behavior, cases[i].invert ? "true" : "false");
+            snprintf(what, sizeof what, "Split %s %s%s", rx ? "Regex" : "String", cases[i].behavior,
+                     cases[i].invert ? " inverted" : "");
+            qs_tok *t = hand_tok(NULL, pre, words, NULL, NULL, NULL, NULL, NULL);
+            expect_pieces(what, t, "the-final--countdown", cases[i].want);
+            qs_tok_free(t);
+        }
+    }
+}
+
+TEST(tok_hf_split_regex) {
+    /* Oniguruma features the published patterns use */
+    static const char *const words[] = {"h\xc3\xa9llo", "w\xc3\xb6rld", "JOHN", "'S", "  ", "\xd0\x9c\xd0\xb8\xd1\x80",
+                                        "12\xd9\xa3\xd9\xa4", NULL};
+    qs_tok *t = hand_tok(NULL, "{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                               "\"(?i:'s|'t)|\\\\p{L}+|\\\\p{N}+|\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\", "
+                               "\"invert\": false}",
+                         words, NULL, NULL, NULL, NULL, NULL);
+    /* \p{L} takes accented letters and Cyrillic */
+    expect_pieces("\\p{L}", t, "h\xc3\xa9llo w\xc3\xb6rld \xd0\x9c\xd0\xb8\xd1\x80",
+                  PIECES("h\xc3\xa9llo", " ", "w\xc3\xb6rld", " ", "\xd0\x9c\xd0\xb8\xd1\x80"));
+    /* (?i:...) matches 'S as well as 's */
+    expect_pieces("(?i:'s)", t, "JOHN'S", PIECES("JOHN", "'S"));
+    /* \s+(?!\S) leaves the last space of a run for the next match */
+    expect_pieces("\\s+(?!\\S)", t, "a   b", PIECES("a", "  ", " ", "b"));
+    /* \p{N} takes Arabic-Indic digits */
+    expect_pieces("\\p{N}", t, "x12\xd9\xa3\xd9\xa4", PIECES("x", "12\xd9\xa3\xd9\xa4"));
+    qs_tok_free(t);
+}
+
+#define SP "\xe2\x96\x81" /* U+2581 */
+
+TEST(tok_hf_pretokenizers) {
+    /* Metaspace (metaspace.rs): spaces become U+2581; prepend_scheme always
+     * puts one in front of every piece not starting with one, first only in
+     * front of the piece at offset 0 of the text, never nowhere; split cuts
+     * before each U+2581 (MergedWithNext). */
+    static const char *const mw[] = {SP "hello", SP "world", "hello", "world", SP "hello" SP "world", "<x>", NULL};
+    static const char *const added_x = "[{\"id\": 200, \"content\": \"<x>\", \"single_word\": false, \"lstrip\": false, "
+                                       "\"rstrip\": false, \"normalized\": false, \"special\": true}]";
+    qs_tok *t = hand_tok(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"always\", "
+                               "\"split\": true}", mw, NULL, added_x, NULL, NULL, NULL);
+    expect_pieces("Metaspace always", t, "hello world", PIECES(SP "hello", SP "world"));
+    expect_pieces("Metaspace always, after an added token", t, "hello<x>world", PIECES(SP "hello", "<x>", SP "world"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"first\", "
+                       "\"split\": true}", mw, NULL, added_x, NULL, NULL, NULL);
+    expect_pieces("Metaspace first", t, "hello world", PIECES(SP "hello", SP "world"));
+    expect_pieces("Metaspace first, after an added token", t, "hello<x>world", PIECES(SP "hello", "<x>", "world"));
+    expect_pieces("Metaspace first, leading space", t, " hello", PIECES(SP "hello"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"never\", "
+                       "\"split\": true}", mw, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Metaspace never", t, "hello world", PIECES("hello", SP "world"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"always\", "
+                       "\"split\": false}", mw, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Metaspace without split", t, "hello world", PIECES(SP "hello" SP "world"));
+    qs_tok_free(t);
+
+    /* Digits (digits.rs): char::is_numeric runs, Contiguous; or each digit alone */
+    static const char *const dw[] = {"ab", "123", "cd", "45", "\xd9\xa3\xd9\xa4", NULL};
+    t = hand_tok(NULL, "{\"type\": \"Digits\", \"individual_digits\": false}", dw, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Digits", t, "ab123cd45", PIECES("ab", "123", "cd", "45"));
+    expect_pieces("Digits, Arabic-Indic", t, "ab\xd9\xa3\xd9\xa4", PIECES("ab", "\xd9\xa3\xd9\xa4"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"Digits\", \"individual_digits\": true}", dw, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Digits individual", t, "ab123cd45", PIECES("ab", "1", "2", "3", "cd", "4", "5"));
+    qs_tok_free(t);
+
+    /* Punctuation (punctuation.rs): ASCII punctuation and the P* categories,
+     * default behaviour Isolated */
+    static const char *const pw[] = {"hi", "there", "hi,", "there!", "\xc2\xbf", NULL};
+    t = hand_tok(NULL, "{\"type\": \"Punctuation\"}", pw, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Punctuation", t, "hi,there!", PIECES("hi", ",", "there", "!"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"Punctuation\", \"behavior\": \"MergedWithPrevious\"}", pw, NULL, NULL, NULL, NULL,
+                 NULL);
+    expect_pieces("Punctuation MergedWithPrevious", t, "hi,there!", PIECES("hi,", "there!"));
+    /* U+00BF (Po) is punctuation: isolated, then merged with nothing before it */
+    expect_pieces("Punctuation MergedWithPrevious, U+00BF", t, "\xc2\xbfhi", PIECES("\xc2\xbf", "hi"));
+    qs_tok_free(t);
+
+    /* Whitespace (whitespace.rs): \w+|[^\w\s]+; WhitespaceSplit: split on
+     * char::is_whitespace, removed */
+    static const char *const ww[] = {"Hey", "man", "!!", "ok", "man!!", "ok?", NULL};
+    t = hand_tok(NULL, "{\"type\": \"Whitespace\"}", ww, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Whitespace", t, "Hey man!!  ok?", PIECES("Hey", "man", "!!", "ok", "?"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", ww, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("WhitespaceSplit", t, "Hey man!!  ok?", PIECES("Hey", "man!!", "ok?"));
+    expect_pieces("WhitespaceSplit, U+3000", t, "Hey\xe3\x80\x80ok?", PIECES("Hey", "ok?"));
+    qs_tok_free(t);
+
+    /* ByteLevel (byte_level.rs): a space in front when add_prefix_space and
+     * the piece lacks one, GPT-2's pattern when use_regex, bytes as
+     * characters (space = U+0120) */
+    static const char *const bw[] = {"\xc4\xa0", "\xc4\xa0hello", "\xc4\xa0world", "hello", NULL};
+    t = hand_tok(NULL, "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": true}", bw, NULL, NULL,
+                 NULL, NULL, NULL);
+    expect_pieces("ByteLevel add_prefix_space", t, "hello world", PIECES("\xc4\xa0hello", "\xc4\xa0world"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}", bw, NULL, NULL,
+                 NULL, NULL, NULL);
+    expect_pieces("ByteLevel", t, "hello world", PIECES("hello", "\xc4\xa0world"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}", bw, NULL, NULL,
+                 NULL, NULL, NULL);
+    expect_pieces("ByteLevel without regex: one piece", t, "hello world",
+                  PIECES("h", "e", "l", "l", "o", "\xc4\xa0", "w", "o", "r", "l", "d"));
+    qs_tok_free(t);
+
+    /* Sequence: each step splits the pieces of the one before */
+    t = hand_tok(NULL, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"WhitespaceSplit\"}, "
+                       "{\"type\": \"Digits\", \"individual_digits\": true}]}", dw, NULL, NULL, NULL, NULL, NULL);
+    expect_pieces("Sequence[WhitespaceSplit, Digits]", t, "ab12 cd", PIECES("ab", "1", "2", "cd"));
+    qs_tok_free(t);
+}
+
+TEST(tok_hf_normalizers) {
+    /* no pre-tokenizer: the normalized text is one pre-token */
+    static const char *const w[] = {"fix", "e\xcc\x81", "\xc3\xa9", "fie\xcc\x81", "hello", "a" SP "b", "a b", SP "hi",
+                                    "hi", "hi ", "\xc3\x85\xc3\x85", NULL};
+    static const struct {
+        const char *norm, *text, *want;
+    } cases[] = {
+        {"{\"type\": \"NFKC\"}", "\xef\xac\x81x", "fix"},                 /* U+FB01 ligature fi */
+        {"{\"type\": \"NFD\"}", "\xc3\xa9", "e\xcc\x81"},                 /* é -> e + U+0301 */
+        {"{\"type\": \"NFC\"}", "e\xcc\x81", "\xc3\xa9"},                 /* and back */
+        {"{\"type\": \"NFKD\"}", "\xef\xac\x81\xc3\xa9", "fie\xcc\x81"},
+        {"{\"type\": \"NFC\"}", "\xe2\x84\xab\xe2\x84\xab", "\xc3\x85\xc3\x85"}, /* Angstrom sign, a singleton */
+        {"{\"type\": \"Lowercase\"}", "HeLLo", "hello"},
+        {"{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}", "a b", "a" SP "b"},
+        {"{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"\\\\s+\"}, \"content\": \" \"}", "a \t\n b", "a b"},
+        {"{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"}", "hi", SP "hi"},
+        {"{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}", "  hi \n", "hi"},
+        {"{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": false}", "  hi ", "hi "},
+        {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKC\"}, {\"type\": \"Lowercase\"}, "
+         "{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}]}",
+         " \xef\xbc\xa8\xef\xbc\xa5\xef\xbc\xac\xef\xbc\xac\xef\xbc\xaf  ", "hello"}, /* fullwidth HELLO */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        qs_tok *t = hand_tok(cases[i].norm, NULL, w, NULL, NULL, NULL, NULL, NULL);
+        const char *want[] = {cases[i].want, NULL};
+        expect_pieces(cases[i].norm, t, cases[i].text, want);
+        qs_tok_free(t);
+    }
+}
+
+TEST(tok_hf_added_tokens) {
+    static const char *const w[] = {"ab", "cd", "okay", NULL};
+    /* normalized=false tokens are matched in the raw text, normalized=true
+     * ones in the normalized text (added_vocabulary.rs extract_and_normalize) */
+    qs_tok *t = hand_tok("{\"type\": \"Lowercase\"}", NULL, w, NULL,
+                         "[{\"id\": 300, \"content\": \"<X>\", \"single_word\": false, \"lstrip\": false, "
+                         "\"rstrip\": false, \"normalized\": false, \"special\": true},"
+                         "{\"id\": 301, \"content\": \"<y>\", \"single_word\": false, \"lstrip\": false, "
+                         "\"rstrip\": false, \"normalized\": true, \"special\": false}]",
+                         NULL, NULL, NULL);
+    expect_pieces("normalized=false", t, "AB<X>CD", PIECES("ab", "<X>", "cd"));
+    expect_pieces("normalized=true", t, "AB<Y>CD", PIECES("ab", "<y>", "cd"));
+    expect_pieces("normalized=false, not in the normalized text", t, "AB<x>CD",
+                  PIECES("a", "b", "<", "x", ">", "c", "d"));
+    qs_tok_free(t);
+    /* single_word: only where no word character touches the match */
+    t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL,
+                 "[{\"id\": 300, \"content\": \"ok\", \"single_word\": true, \"lstrip\": false, "
+                 "\"rstrip\": false, \"normalized\": false, \"special\": false}]",
+                 NULL, NULL, NULL);
+    expect_pieces("single_word", t, "ok okay ok", PIECES("ok", "okay", "ok"));
+    int32_t *ids;
+    size_t n;
+    REQUIRE(t && qs_tok_encode(t, "ok okay ok", 10, 0, &ids, &n) == QS_OK && n == 3, "encode");
+    CHECK(ids[0] == 300 && ids[2] == 300 && ids[1] != 300, "single_word: ids %d %d %d", ids[0], ids[1], ids[2]);
+    free(ids);
+    qs_tok_free(t);
+    /* lstrip / rstrip take the whitespace next to the token */
+    t = hand_tok(NULL, NULL, w, NULL,
+                 "[{\"id\": 300, \"content\": \"<m>\", \"single_word\": false, \"lstrip\": true, "
+                 "\"rstrip\": true, \"normalized\": false, \"special\": true},"
+                 "{\"id\": 301, \"content\": \"<l>\", \"single_word\": false, \"lstrip\": true, "
+                 "\"rstrip\": false, \"normalized\": false, \"special\": true}]",
+                 NULL, NULL, NULL);
+    expect_pieces("lstrip+rstrip", t, "ab  <m>  cd", PIECES("ab", "<m>", "cd"));
+    expect_pieces("lstrip", t, "ab  <l>  cd", PIECES("ab", "<l>", " ", " ", "c", "d"));
+    qs_tok_free(t);
+}
+
+TEST(tok_hf_bpe_flags) {
+    /* ignore_merges (model.rs tokenize_with_cache): a pre-token in the
+     * vocabulary is that token; without it the merges decide */
+    static const char *const w1[] = {"ab", NULL};
+    qs_tok *t = hand_tok(NULL, NULL, w1, "{\"ignore_merges\": true}", NULL, NULL, NULL, NULL);
+    expect_pieces("ignore_merges", t, "ab", PIECES("ab"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, NULL, w1, "{\"ignore_merges\": false}", NULL, NULL, NULL, NULL);
+    expect_pieces("no merges", t, "ab", PIECES("a", "b"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, NULL, w1, "{\"ignore_merges\": false, \"merges\": [[\"a\", \"b\"]]}", NULL, NULL, NULL, NULL);
+    expect_pieces("merges as pairs", t, "abc", PIECES("ab", "c"));
+    qs_tok_free(t);
+    /* continuing_subword_prefix: every symbol but the first is looked up
+     * with the prefix; the merge "a ##b" makes "ab" */
+    static const char *const w2[] = {"##a", "##b", "##c", "ab", "abc", NULL};
+    t = hand_tok(NULL, NULL, w2, "{\"ignore_merges\": false, \"continuing_subword_prefix\": \"##\", "
+                                 "\"merges\": [\"a ##b\", \"ab ##c\"]}", NULL, NULL, NULL, NULL);
+    expect_pieces("continuing_subword_prefix", t, "abc", PIECES("abc"));
+    expect_pieces("continuing_subword_prefix, no merge", t, "cab", PIECES("c", "##a", "##b"));
+    qs_tok_free(t);
+    /* end_of_word_suffix: the last symbol is looked up with the suffix */
+    static const char *const w3[] = {"a</w>", "b</w>", "ab</w>", NULL};
+    t = hand_tok(NULL, NULL, w3, "{\"ignore_merges\": false, \"end_of_word_suffix\": \"</w>\", "
+                                 "\"merges\": [\"a b</w>\"]}", NULL, NULL, NULL, NULL);
+    expect_pieces("end_of_word_suffix", t, "ab", PIECES("ab</w>"));
+    expect_pieces("end_of_word_suffix, no merge", t, "ba", PIECES("b", "a</w>"));
+    qs_tok_free(t);
+    /* byte_fallback: a character outside the vocabulary becomes its <0xNN> bytes */
+    static const char *const w4[] = {"<0xC3>", "<0xA9>", "<unk>", NULL};
+    t = hand_tok(NULL, NULL, w4, "{\"byte_fallback\": true, \"unk_token\": \"<unk>\"}", NULL, NULL, NULL, NULL);
+    expect_pieces("byte_fallback", t, "a\xc3\xa9", PIECES("a", "<0xC3>", "<0xA9>"));
+    /* ... unless one of its bytes has no piece: then the unknown token */
+    expect_pieces("byte_fallback without the bytes", t, "a\xc3\xa8", PIECES("a", "<unk>"));
+    qs_tok_free(t);
+    /* fuse_unk: consecutive unknown characters give one <unk> */
+    t = hand_tok(NULL, NULL, w4, "{\"unk_token\": \"<unk>\", \"fuse_unk\": false}", NULL, NULL, NULL, NULL);
+    expect_pieces("unk", t, "a\xc3\xa9\xc3\xa9", PIECES("a", "<unk>", "<unk>"));
+    qs_tok_free(t);
+    t = hand_tok(NULL, NULL, w4, "{\"unk_token\": \"<unk>\", \"fuse_unk\": true}", NULL, NULL, NULL, NULL);
+    expect_pieces("fuse_unk", t, "a\xc3\xa9\xc3\xa9", PIECES("a", "<unk>"));
+    qs_tok_free(t);
+}
+
+static void expect_decode(const char *what, const qs_tok *t, const char *const *pieces, const char *want) {
+    if (!t) return;
+    int32_t ids[16];
+    size_t n = 0;
+    for (; pieces[n]; n++) {
+        ids[n] = qs_tok_lookup(t, pieces[n]);
+        REQUIRE(ids[n] >= 0, "%s: no piece '%s'", what, pieces[n]);
+    }
+    char *s;
+    size_t len;
+    REQUIRE(qs_tok_decode(t, ids, n, 0, &s, &len) == QS_OK, "%s: %s", what, qs_last_error());
+    CHECK(len == strlen(want) && !strcmp(s, want), "%s: decoded \"%s\", expected \"%s\"", what, s, want);
+    free(s);
+}
+
+TEST(tok_hf_decoders) {
+    static const char *const w[] = {SP "hello", SP "world", "<0xC3>", "<0xA9>", "\xc4\xa0hello", NULL};
+    /* Llama-2's chain: Replace(U+2581, " "), ByteFallback, Fuse, Strip(" ", 1, 0) */
+    qs_tok *t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL, NULL,
+                         "{\"type\": \"Sequence\", \"decoders\": ["
+                         "{\"type\": \"Replace\", \"pattern\": {\"String\": \"\\u2581\"}, \"content\": \" \"},"
+                         "{\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"},"
+                         "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]}",
+                         NULL, NULL);
+    expect_decode("Replace+ByteFallback+Fuse+Strip", t, PIECES(SP "hello", "<0xC3>", "<0xA9>", SP "world"),
+                  "hello\xc3\xa9 world");
+    /* bytes that are not UTF-8: one U+FFFD each (byte_fallback.rs) */
+    expect_decode("ByteFallback, invalid", t, PIECES("<0xC3>", SP "world"), "\xef\xbf\xbd world");
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL, NULL,
+                 "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"always\", "
+                 "\"split\": true}", NULL, NULL);
+    expect_decode("Metaspace", t, PIECES(SP "hello", SP "world"), "hello world");
+    qs_tok_free(t);
+    t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL, NULL,
+                 "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}",
+                 NULL, NULL);
+    expect_decode("ByteLevel", t, PIECES("\xc4\xa0hello", "<0xC3>"), " hello<0xC3>");
+    qs_tok_free(t);
+}
+
+TEST(tok_hf_post_processor_and_config) {
+    static const char *const w[] = {"<s>", "</s>", "[CLS]", "[SEP]", "hi", NULL};
+    const char *tp = "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[CLS]\", "
+                     "\"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": "
+                     "{\"id\": \"[SEP]\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {}}";
+    qs_tok *t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL, NULL, NULL, tp, NULL);
+    expect_pieces_sp("TemplateProcessing", t, "hi", 1, PIECES("[CLS]", "hi", "[SEP]"));
+    expect_pieces_sp("TemplateProcessing, no specials", t, "hi", 0, PIECES("hi"));
+    qs_tok_free(t);
+    /* a Llama tokenizer class rebuilds the template from add_bos_token /
+     * add_eos_token (transformers' LlamaTokenizerFast.update_post_processor) */
+    t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL, NULL, NULL, tp,
+                 "{\"tokenizer_class\": \"LlamaTokenizerFast\", \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", "
+                 "\"add_bos_token\": false, \"add_eos_token\": true}");
+    expect_pieces_sp("LlamaTokenizerFast add_eos_token", t, "hi", 1, PIECES("hi", "</s>"));
+    qs_tok_free(t);
+    /* other classes keep tokenizer.json's post-processor */
+    t = hand_tok(NULL, "{\"type\": \"WhitespaceSplit\"}", w, NULL, NULL, NULL, tp,
+                 "{\"tokenizer_class\": \"PreTrainedTokenizerFast\", \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", "
+                 "\"add_bos_token\": false, \"add_eos_token\": true}");
+    expect_pieces_sp("PreTrainedTokenizerFast", t, "hi", 1, PIECES("[CLS]", "hi", "[SEP]"));
+    qs_tok_free(t);
+}
+
+/* shared/tokenizers: Llama-3 and Qwen3, three texts, with and without the
+ * special tokens: 12 arrays of ids from the Hugging Face library. */
+TEST(tok_hf_fixtures) {
+    NEED_SHARED();
+    static const char *const names[] = {"llama3", "qwen3"};
+    static const char *const texts[][2] = {{"wiki_test", "data/wiki.test.raw"},
+                                           {"heldout", "data/heldout.txt"},
+                                           {"torture_dev", NULL}};
+    int exact = 0;
+    for (int k = 0; k < 2; k++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "tokenizers/%s", names[k]);
+        qs_tok *t = NULL;
+        double t0 = now_ms();
+        qs_status st = qs_tok_load_hf(th_path(rel), &t);
+        CHECK(st == QS_OK, "load %s: %s", names[k], qs_last_error());
+        if (!t) continue;
+        printf("  %s: loaded in %.0f ms: %s\n", names[k], now_ms() - t0, qs_tok_describe(t));
+        for (int x = 0; x < 3; x++) {
+            char tp[256];
+            if (texts[x][1]) snprintf(tp, sizeof tp, "%s", texts[x][1]);
+            else snprintf(tp, sizeof tp, "tokenizers/%s/reference/torture_dev.txt", names[k]);
+            size_t len;
+            char *text = slurp(th_path(tp), &len);
+            CHECK(text, "read %s", tp);
+            if (!text) continue;
+            for (int sp = 1; sp >= 0; sp--) {
+                char what[256];
+                snprintf(rel, sizeof rel, "tokenizers/%s/reference/%s%s_ids.i32", names[k], texts[x][0],
+                         sp ? "" : "_nospecial");
+                size_t n_ref, n;
+                int32_t *ref = read_i32(th_path(rel), &n_ref), *ids;
+                CHECK(ref, "read %s", rel);
+                double t1 = now_ms();
+                st = qs_tok_encode(t, text, len, sp, &ids, &n);
+                double ms = now_ms() - t1;
+                CHECK(st == QS_OK, "encode: %s", qs_last_error());
+                snprintf(what, sizeof what, "%s %s%s", names[k], texts[x][0], sp ? "" : " (no specials)");
+                if (st == QS_OK && ref && same_ids(what, t, ids, n, ref, n_ref)) {
+                    exact++;
+                    printf("  %s: %zu ids equal to the reference (%.0f ms, %.2f M tokens/s)\n", what, n, ms,
+                           n / ms / 1e3);
+                }
+                /* decoding gives the text back: exactly for Llama-3, as its
+                 * NFC form for Qwen3 (the same bytes for the texts already in NFC) */
+                if (st == QS_OK && !sp) {
+                    char *back;
+                    size_t bl;
+                    if (qs_tok_decode(t, ids, n, 0, &back, &bl) == QS_OK) {
+                        utf8proc_uint8_t *nfc = NULL;
+                        utf8proc_ssize_t nl = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &nfc,
+                                                           UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+                        const char *want = k == 0 ? text : (const char *)nfc;
+                        size_t wl = k == 0 ? len : (size_t)(nl > 0 ? nl : 0);
+                        CHECK(bl == wl && memcmp(back, want, wl) == 0, "%s: decode(encode(text)) is not the %stext",
+                              what, k ? "NFC of the " : "");
+                        free(nfc);
+                        free(back);
+                    }
+                }
+                free(ids);
+                free(ref);
+            }
+            free(text);
+        }
+        qs_tok_free(t);
+    }
+    CHECK(exact == 12, "%d of the 12 reference arrays exact", exact);
+    printf("  %d of 12 reference arrays exact\n", exact);
+}
+
+/* GPT-2, OPT and Llama-2 through the general pipeline give the same ids as
+ * the fixed kinds (GPT-2's pattern by hand, SentencePiece forms); the fixed
+ * byte-level path stays because it is several times faster. */
+TEST(tok_hf_general_vs_fixed) {
+    NEED_SHARED();
+    static const char *const models[] = {"gpt2-mini", "opt-mini", "llama-mini"};
+    size_t len;
+    char *text = slurp(th_path("data/wiki.test.raw"), &len);
+    REQUIRE(text, "wiki");
+    for (int k = 0; k < 3; k++) {
+        double ms[2] = {0, 0};
+        for (int g = 0; g < 2; g++) {
+            tok_force_general = g;
+            qs_tok *t = load_model_tok(models[k]);
+            tok_force_general = 0;
+            if (!t) continue;
+            CHECK(g == 0 ? t->pipe == NULL : t->pipe != NULL, "%s: %s path", models[k], g ? "general" : "fixed");
+            char label[96];
+            snprintf(label, sizeof label, "%s (%s)", models[k], g ? "general pipeline" : "fixed kind");
+            double t0 = now_ms();
+            check_wiki_as(models[k], label, t);
+            ms[g] = now_ms() - t0;
+            qs_tok_free(t);
+        }
+        printf("  %s: fixed %.0f ms, general %.0f ms (with the check)\n", models[k], ms[0], ms[1]);
+    }
+    free(text);
 }

@@ -111,7 +111,7 @@ T.test('the C API for hosts: print and plot sinks, traceback pcall', function()
   local objs = T.sh('ls build/lua/*.o 2>/dev/null'):gsub('[^\n]*qsl_run%.o\n', '')
   if objs == '' then T.skip('build/lua not built') end
   local exe = T.tmp('-embed')
-  local cmd = ('%s -std=c11 -Icore -o %s tests/lua/embed.c %s build/libqscope-core.a %s $(pkg-config --cflags --libs lua5.4 openblas lapacke libcjson) -lm -lpthread')
+  local cmd = ('%s -std=c11 -Icore -o %s tests/lua/embed.c %s build/libqscope-core.a %s $(pkg-config --cflags --libs lua5.4 openblas lapacke libcjson libutf8proc oniguruma) -lm -lpthread')
     :format(cc, exe, (objs:gsub('\n', ' ')), os.getenv('LDFLAGS') or '')
   local co, crc = T.sh(cmd, true)
   T.eq(crc, 0, co)

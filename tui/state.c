@@ -18,24 +18,47 @@ const int tui_n_channel_sites = sizeof tui_channel_sites / sizeof tui_channel_si
 
 static const int bit_steps[] = {2, 3, 4, 5, 6, 8, 16};
 enum { N_BIT_STEPS = sizeof bit_steps / sizeof bit_steps[0] };
-/* The methods the parameter panel steps through and the knobs each uses:
- * the one place the workbench lists them. */
-static const int methods[] = {QS_M_RTN, QS_M_INT8, QS_M_RPTQ, QS_M_SLICE};
-enum { N_METHODS = sizeof methods / sizeof methods[0] };
-#define M(x) (1u << (x))
+/* The knobs and the method keys they set. The methods the panel steps
+ * through are those of the core's method table with knob keys (qs_method_key
+ * .knob > 0), in its order; a knob applies to a method that has its key. */
 static const struct {
     const char *name;
-    unsigned used_by; /* methods (bit per QS_M_*) the knob applies to; 0: all */
+    const char *key; /* the method key it sets */
+    int always;      /* shown whatever the method: g colours the Channels view, tau marks outliers */
 } knob_table[TUI_K_COUNT] = {
-    [TUI_K_METHOD] = {"method", 0},
-    [TUI_K_G] = {"g", 0},     /* colours the Channels view whatever the method */
-    [TUI_K_TAU] = {"tau", 0}, /* marks outliers in every view */
-    [TUI_K_RATIO] = {"slice", M(QS_M_SLICE)},
-    [TUI_K_WBITS] = {"W bits", M(QS_M_RTN) | M(QS_M_RPTQ)},
-    [TUI_K_ABITS] = {"A bits", M(QS_M_RTN) | M(QS_M_RPTQ)},
-    [TUI_K_KVBITS] = {"KV bits", M(QS_M_RTN) | M(QS_M_RPTQ)},
+    [TUI_K_METHOD] = {"method", NULL, 1},
+    [TUI_K_G] = {"g", "g", 1},
+    [TUI_K_TAU] = {"tau", "threshold", 1},
+    [TUI_K_RATIO] = {"slice", "ratio", 0},
+    [TUI_K_WBITS] = {"W bits", "w", 0},
+    [TUI_K_ABITS] = {"A bits", "a", 0},
+    [TUI_K_KVBITS] = {"KV bits", "kv", 0},
 };
-#undef M
+
+/* The knob key of method d named `key`, or NULL. */
+static const qs_method_key *knob_key(const qs_method_def *d, const char *key) {
+    for (int i = 0; d && key && i < d->n_keys; i++)
+        if (d->keys[i].knob > 0 && !strcmp(d->keys[i].name, key)) return &d->keys[i];
+    return NULL;
+}
+
+static int has_knobs(const qs_method_def *d) {
+    for (int i = 0; i < d->n_keys; i++)
+        if (d->keys[i].knob > 0) return 1;
+    return 0;
+}
+
+static double knob_number(const tui_knobs *k, int which) {
+    switch (which) {
+    case TUI_K_G: return k->g;
+    case TUI_K_TAU: return k->tau;
+    case TUI_K_RATIO: return k->ratio;
+    case TUI_K_WBITS: return k->w_bits;
+    case TUI_K_ABITS: return k->a_bits;
+    case TUI_K_KVBITS: return k->kv_bits;
+    }
+    return 0;
+}
 
 static int step_bits(int b, int dir) {
     int i = 0;
@@ -46,33 +69,38 @@ static int step_bits(int b, int dir) {
     return bit_steps[i];
 }
 
+/* method:key=value for the method's knob keys, in the table's key order: the
+ * first always, the others when they differ from their default (a bits key
+ * whose default is 0 means "as a": written when it differs from a). */
 void tui_knobs_spec(const tui_knobs *k, char *buf, size_t cap) {
-    switch (k->method) {
-    case QS_M_INT8: snprintf(buf, cap, "int8:threshold=%g", k->tau); break;
-    case QS_M_RPTQ: {
-        /* bits of 16 (not quantized) are the spec's defaults: left out */
-        int n = snprintf(buf, cap, "rptq:w=%d", k->w_bits);
-        if (k->a_bits < 16 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - n, ",a=%d", k->a_bits);
-        if (k->kv_bits != k->a_bits && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - n, ",kv=%d", k->kv_bits);
-        if (n > 0 && (size_t)n < cap) snprintf(buf + n, cap - n, ",g=%d", k->g);
-        break;
-    }
-    case QS_M_SLICE: snprintf(buf, cap, "slice:ratio=%g", k->ratio); break;
-    default: {
-        int n = snprintf(buf, cap, "rtn:w=%d", k->w_bits);
-        if (k->a_bits < 16 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - n, ",a=%d", k->a_bits);
-        if (k->kv_bits != k->a_bits && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - n, ",kv=%d", k->kv_bits);
-    }
+    const qs_method_def *d = qs_method_of(k->method);
+    size_t n = (size_t)snprintf(buf, cap, "%s", d ? d->name : "fp32");
+    char sep = ':';
+    for (int i = 0; d && i < d->n_keys && n < cap; i++) {
+        const qs_method_key *key = &d->keys[i];
+        int which = -1;
+        for (int j = 1; j < TUI_K_COUNT && which < 0; j++)
+            if (knob_table[j].key && !strcmp(knob_table[j].key, key->name) && key->knob > 0) which = j;
+        if (which < 0) continue;
+        double v = knob_number(k, which);
+        double def = key->kind == QS_KEY_BITS && key->def == 0 ? k->a_bits : key->def;
+        if (sep == ',' && v == def) continue;
+        n += (size_t)snprintf(buf + n, cap - n, "%c%s=%g", sep, key->name, v);
+        sep = ',';
     }
 }
 
 int tui_knobs_step(tui_knobs *k, int which, int dir) {
     tui_knobs old = *k;
     switch (which) {
-    case TUI_K_METHOD: {
-        int i = 0;
-        while (i < N_METHODS && methods[i] != k->method) i++;
-        k->method = methods[((i + dir) % N_METHODS + N_METHODS) % N_METHODS];
+    case TUI_K_METHOD: { /* the next method of the table with knob keys */
+        int n = qs_method_count(), i = 0;
+        while (i < n && qs_method_at(i)->id != (qs_method)k->method) i++;
+        for (int step = 0; step < n; step++) {
+            i = ((i + dir) % n + n) % n;
+            if (has_knobs(qs_method_at(i))) break;
+        }
+        k->method = qs_method_at(i)->id;
         break;
     }
     case TUI_K_G: k->g = k->g + dir < 1 ? 1 : k->g + dir > 64 ? 64 : k->g + dir; break;
@@ -116,8 +144,7 @@ const char *tui_knobs_name(int which, int utf8) {
 
 int tui_knobs_used(const tui_knobs *k, int which) {
     if ((unsigned)which >= TUI_K_COUNT) return 0;
-    unsigned by = knob_table[which].used_by;
-    return !by || (k->method >= 0 && k->method < 32 && (by >> k->method & 1u));
+    return knob_table[which].always || knob_key(qs_method_of(k->method), knob_table[which].key) != NULL;
 }
 
 /* ---- state ---- */

@@ -82,7 +82,7 @@ static const int int8_act_values[2] = {0, 1};
 
 static const qs_method_key int8_keys[] = {
     {"threshold", "tau", QS_KEY_FLOAT, offsetof(qs_step, threshold), 0, 1e6, 6, NULL, NULL, NULL,
-     "outlier magnitude: feature columns with |x| >= it run in fp32 (0: no decomposition)", 1},
+     "outlier magnitude: feature columns with |x| >= it run in fp32 (0: no decomposition)", 0.5},
     {"act", NULL, QS_KEY_WORD, offsetof(qs_step, int8_act), 0, 0, 0, "token|tensor", int8_act_values,
      "token or tensor", "int8 activation scales per token (vector-wise) or per tensor", 0},
 };

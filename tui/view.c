@@ -114,7 +114,6 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
         return;
     }
     int D = ss->dim;
-    if (s->ch_cursor >= D) s->ch_cursor = D - 1;
     float tau = s->knobs.tau;
     int have = s->labels && s->cl_layer == s->ch_layer && s->cl_site == s->ch_site && s->n_labels == D;
     char head[200];
@@ -256,8 +255,6 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     int per = (D + hw - 1) / hw; /* channels per column */
     int cols = (D + per - 1) / per;
     int vis_rows = h - 7;
-    if (s->ol_row >= rows) s->ol_row = rows - 1;
-    if (s->ol_col >= D) s->ol_col = D - 1;
     int top = s->ol_row >= vis_rows ? s->ol_row - vis_rows + 1 : 0;
     int freq_ok = !s->ol_freq || s->tstats_tau == tau;
     /* the scale: absmax against the largest, frequency against the largest share */
@@ -443,7 +440,6 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
     tui_text(s, y + 2, x + 1, w - 1, TUI_C_DIM, hdr);
     int per = 2, vis = (h - 7) / per;
     if (vis < 1) vis = 1;
-    if (s->cmp_sel >= s->n_rows) s->cmp_sel = s->n_rows ? s->n_rows - 1 : 0;
     int top = s->cmp_sel >= vis ? s->cmp_sel - vis + 1 : 0;
     int ry = y + 3;
     for (int i = top; i < s->n_rows && i < top + vis; i++, ry += per) {

@@ -99,6 +99,16 @@ static int key(tui_state *s, int ch) {
     return tui_keys_handle(s, ch);
 }
 
+/* Undo a start that failed after the state, the data and the pipe were made. */
+static int start_failed(tui_state *s, tui_data *d, int pfd[2]) {
+    tui_state_free(s);
+    free(s);
+    free(d);
+    close(pfd[0]);
+    close(pfd[1]);
+    return EXIT_RUNTIME;
+}
+
 int tui_app_run(const qs_model *m, const tui_opts *o) {
     setlocale(LC_ALL, "");
     tui_state *s = calloc(1, sizeof *s);
@@ -123,12 +133,7 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     SCREEN *scr = newterm(o->term, out, in);
     if (!scr) {
         cli_error("cannot use the terminal (TERM=%s)", o->term ? o->term : getenv("TERM") ? getenv("TERM") : "");
-        tui_state_free(s);
-        free(s);
-        free(d);
-        close(pfd[0]);
-        close(pfd[1]);
-        return EXIT_RUNTIME;
+        return start_failed(s, d, pfd);
     }
     set_term(scr);
     term_active = 1;
@@ -167,12 +172,7 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
         term_active = 0;
         delscreen(scr);
         cli_error("cannot start the job thread");
-        tui_state_free(s);
-        free(s);
-        free(d);
-        close(pfd[0]);
-        close(pfd[1]);
-        return EXIT_RUNTIME;
+        return start_failed(s, d, pfd);
     }
     log_jobs = s->jobs;
     qs_log_set(log_sink, NULL);

@@ -335,18 +335,23 @@ static const char *map_bytes(enc_ctx *c, const char *w, size_t n, size_t *out_le
     return c->wbuf;
 }
 
+/* A word the per-call cache holds: its ids emitted again, 1. Otherwise 0,
+ * with *h the word's hash for cache_put (words too long for the cache: 0). */
+static int cache_replay(enc_ctx *c, const char *w, size_t n, uint64_t *h) {
+    *h = 0;
+    if (n > CACHE_MAX_WORD) return 0;
+    *h = tok_hash(w, n);
+    size_t vn;
+    const int32_t *hit = cache_get(c, w, n, *h, &vn);
+    if (!hit) return 0;
+    for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
+    return 1;
+}
+
 /* Byte-level word: each byte is a symbol (the id of its mapped character). */
 static void encode_byte_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
     uint64_t h = 0;
-    if (n <= CACHE_MAX_WORD) {
-        h = tok_hash(w, n);
-        size_t vn;
-        const int32_t *hit = cache_get(c, w, n, h, &vn);
-        if (hit) {
-            for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
-            return;
-        }
-    }
+    if (cache_replay(c, w, n, &h)) return;
     if (t->ignore_merges) {
         /* a pre-token that is itself in the vocabulary is that token, merges unrun */
         size_t ml;
@@ -641,15 +646,7 @@ static size_t spm_normalize(const qs_tok *t, enc_ctx *c, const char *s, size_t n
 /* Encode one SentencePiece word through the per-call cache. */
 static void encode_spm_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
     uint64_t h = 0;
-    if (n <= CACHE_MAX_WORD) {
-        h = tok_hash(w, n);
-        size_t vn;
-        const int32_t *hit = cache_get(c, w, n, h, &vn);
-        if (hit) {
-            for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
-            return;
-        }
-    }
+    if (cache_replay(c, w, n, &h)) return;
     size_t before = c->n_out;
     if (t->kind == QS_TOK_SPM_SCORE) encode_spm_score(t, c, w, n);
     else encode_spm_rank_word(t, c, w, n);
@@ -664,15 +661,7 @@ void tok_model_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
         return;
     }
     uint64_t h = 0;
-    if (n <= CACHE_MAX_WORD) {
-        h = tok_hash(w, n);
-        size_t vn;
-        const int32_t *hit = cache_get(c, w, n, h, &vn);
-        if (hit) {
-            for (size_t i = 0; i < vn; i++) tok_emit(c, hit[i]);
-            return;
-        }
-    }
+    if (cache_replay(c, w, n, &h)) return;
     size_t before = c->n_out, m = n;
     const char *s = w;
     if (t->kind == QS_TOK_BYTE_BPE && !(s = map_bytes(c, w, n, &m))) return;

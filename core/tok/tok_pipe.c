@@ -821,18 +821,30 @@ static qs_status pattern(const cJSON *o, regex_t **re, char **lit, const char *p
     return qs_fail(QS_EFORMAT, "%s: %s has no String or Regex pattern", path, what);
 }
 
-static qs_status add_norm(tok_pipe *p, const cJSON *o, const char *path) {
-    if (!o || cJSON_IsNull(o)) return QS_OK;
+/* A pipeline step's "type"; NULL when o was a Sequence, whose items (o[list])
+ * went through add, or had no type: *st says how that went. */
+typedef qs_status (*step_fn)(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path);
+static const char *step_type(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path, const char *what,
+                             const char *list, step_fn add, qs_status *st) {
+    *st = QS_OK;
     const char *ty = jstr(o, "type");
-    if (!ty) return qs_fail(QS_EFORMAT, "%s: normalizer without a type", path);
-    if (!strcmp(ty, "Sequence")) {
-        const cJSON *x;
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, "normalizers")) {
-            qs_status st = add_norm(p, x, path);
-            if (st) return st;
-        }
-        return QS_OK;
+    if (!ty) {
+        *st = qs_fail(QS_EFORMAT, "%s: %s without a type", path, what);
+        return NULL;
     }
+    if (strcmp(ty, "Sequence")) return ty;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, list)) {
+        if ((*st = add(t, p, x, path))) break;
+    }
+    return NULL;
+}
+
+static qs_status add_norm(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path) {
+    if (!o || cJSON_IsNull(o)) return QS_OK;
+    qs_status sq;
+    const char *ty = step_type(t, p, o, path, "normalizer", "normalizers", add_norm, &sq);
+    if (!ty) return sq;
     GROW(p->norm, p->n_norm);
     norm_step *st = &p->norm[p->n_norm];
     qs_status r = QS_OK;
@@ -873,16 +885,9 @@ static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+|
 
 static qs_status add_pre(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path) {
     if (!o || cJSON_IsNull(o)) return QS_OK;
-    const char *ty = jstr(o, "type");
-    if (!ty) return qs_fail(QS_EFORMAT, "%s: pre_tokenizer without a type", path);
-    if (!strcmp(ty, "Sequence")) {
-        const cJSON *x;
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, "pretokenizers")) {
-            qs_status st = add_pre(t, p, x, path);
-            if (st) return st;
-        }
-        return QS_OK;
-    }
+    qs_status sq;
+    const char *ty = step_type(t, p, o, path, "pre_tokenizer", "pretokenizers", add_pre, &sq);
+    if (!ty) return sq;
     if (p->n_pre && p->pre[p->n_pre - 1].type == P_BYTELEVEL)
         return qs_fail(QS_EUNSUPPORTED, "%s: a pre-tokenizer ('%s') after ByteLevel is not supported", path, ty);
     GROW(p->pre, p->n_pre);
@@ -931,18 +936,11 @@ static qs_status add_pre(qs_tok *t, tok_pipe *p, const cJSON *o, const char *pat
     return r;
 }
 
-static qs_status add_dec(tok_pipe *p, const cJSON *o, const char *path) {
+static qs_status add_dec(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path) {
     if (!o || cJSON_IsNull(o)) return QS_OK;
-    const char *ty = jstr(o, "type");
-    if (!ty) return qs_fail(QS_EFORMAT, "%s: decoder without a type", path);
-    if (!strcmp(ty, "Sequence")) {
-        const cJSON *x;
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, "decoders")) {
-            qs_status st = add_dec(p, x, path);
-            if (st) return st;
-        }
-        return QS_OK;
-    }
+    qs_status sq;
+    const char *ty = step_type(t, p, o, path, "decoder", "decoders", add_dec, &sq);
+    if (!ty) return sq;
     GROW(p->dec, p->n_dec);
     dec_step *st = &p->dec[p->n_dec];
     if (!strcmp(ty, "ByteLevel")) st->type = D_BYTELEVEL;
@@ -978,9 +976,9 @@ qs_status tok_pipe_build(qs_tok *t, const void *root_, const char *path) {
     t->pipe = p;
     t->kind = QS_TOK_SPM_RANK; /* BYTE_BPE once a ByteLevel pre-tokenizer is seen */
     qs_status st;
-    if ((st = add_norm(p, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path))) return st;
+    if ((st = add_norm(t, p, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path))) return st;
     if ((st = add_pre(t, p, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path))) return st;
-    if ((st = add_dec(p, cJSON_GetObjectItemCaseSensitive(root, "decoder"), path))) return st;
+    if ((st = add_dec(t, p, cJSON_GetObjectItemCaseSensitive(root, "decoder"), path))) return st;
     snprintf(p->desc, sizeof p->desc, "tokenizer.json: %d normalizer, %d pre-tokenizer, %d decoder steps", p->n_norm,
              p->n_pre, p->n_dec);
     return QS_OK;

@@ -89,7 +89,7 @@ SLOW_C_TESTS ?= gptq_beats_rtn_gpt2 gptq_beats_rtn_llama gptq_beats_rtn_opt \
   ppl_gpt2_reference ppl_llama_reference ppl_opt_reference \
   rptq_a4_llama rptq_a4_opt rptq_g_sweep_opt rptq_g_sweep_per_head_opt rptq_quantizers_follow_reorder \
   rptq_ref_bits_per_site rptq_ref_ema_ranges rptq_ref_w16a4_opt rptq_ref_w16a8_opt rptq_ref_w4a4kv_gptq_opt \
-  slice_opt_matches_reference slice_other_models
+  slice_opt_matches_reference slice_other_models variant_int8_gpt2 variant_int8_llama
 test-c-quick: $(BUILD)/qs_tests qscope
 	QS_SKIP_TESTS="$(SLOW_C_TESTS)" $(BUILD)/qs_tests
 

@@ -7,8 +7,14 @@ OPT       ?= -O3
 CFLAGS    ?= $(OPT) -g
 # always added, even when CFLAGS is given on the command line (make asan does)
 QS_CFLAGS := -Icore -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -fPIC
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# make WERROR=1: warnings are errors (.ci/run builds so)
+ifneq ($(WERROR),)
+QS_CFLAGS += -Werror
+endif
+# pkg-config errors are not hidden: the build rules first check every package
+# (pkgcheck) and stop naming the missing one; `make deps` installs them
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 LDLIBS    += $(PKG_LIBS) -lm -lpthread
 
 BUILD     ?= build
@@ -26,14 +32,20 @@ CORE_LIB  := $(BUILD)/libqscope-core.a
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX    ?= /usr/local
 
-.PHONY: all deps run test test-c test-cli test-lua test-tui asan bench lint clean install
+.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui asan bench lint clean install
 
 all: qscope qscope.so
 
 deps:
 	@scripts/install-deps
 
-$(BUILD)/%.o: %.c
+# stop with a message naming each missing package (order-only: never rebuilds)
+pkgcheck:
+	@command -v pkg-config >/dev/null 2>&1 || { echo "qscope: pkg-config is not installed; run 'make deps'" >&2; exit 1; }
+	@for p in $(PKGS); do pkg-config --exists $$p || { pkg-config --print-errors --exists $$p; \
+	  echo "qscope: pkg-config cannot find package '$$p'; run 'make deps' to install it" >&2; exit 1; }; done
+
+$(BUILD)/%.o: %.c | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(QS_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -DQS_VERSION='"$(VERSION)"' -MMD -MP -c $< -o $@
 
@@ -47,7 +59,7 @@ qscope: $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB)
 # The Lua module for stock lua5.4 (`require "qscope"`): the bindings and the
 # core library, all compiled -fPIC, linked against lua5.4 and the core's libraries.
 SO_PKGS   := lua5.4 openblas lapacke libcjson libutf8proc oniguruma
-SO_LIBS    = $(shell pkg-config --libs $(SO_PKGS) 2>/dev/null) -lm -lpthread
+SO_LIBS    = $(shell pkg-config --libs $(SO_PKGS)) -lm -lpthread
 LUA_CMOD  ?= $(PREFIX)/lib/lua/5.4
 
 qscope.so: $(LUA_OBJ) $(CORE_LIB)
@@ -63,11 +75,29 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory test-c test-cli test-lua test-tui
 
+# The quick tier (under 2 minutes): the C unit tests but the slowest, then a
+# smoke run of a few commands on the bundled model. `make test` runs everything.
+check: deps
+	@$(MAKE) --no-print-directory test-c-quick test-cli-smoke
+
 test-c: $(BUILD)/qs_tests qscope
 	$(BUILD)/qs_tests
 
+# the slowest C tests (whole-model runs over many windows, GPTQ, SliceGPT
+# against its reference, the RPTQ sweeps), left to `make test`
+SLOW_C_TESTS ?= gptq_beats_rtn_gpt2 gptq_beats_rtn_llama gptq_beats_rtn_opt \
+  ppl_gpt2_reference ppl_llama_reference ppl_opt_reference \
+  rptq_a4_llama rptq_a4_opt rptq_g_sweep_opt rptq_g_sweep_per_head_opt rptq_quantizers_follow_reorder \
+  rptq_ref_bits_per_site rptq_ref_ema_ranges rptq_ref_w16a4_opt rptq_ref_w16a8_opt rptq_ref_w4a4kv_gptq_opt \
+  slice_opt_matches_reference slice_other_models variant_int8_gpt2 variant_int8_llama
+test-c-quick: $(BUILD)/qs_tests qscope
+	QS_SKIP_TESTS="$(SLOW_C_TESTS)" $(BUILD)/qs_tests
+
 test-cli: qscope
 	tests/cli/run
+
+test-cli-smoke: qscope
+	tests/cli/run --smoke
 
 test-lua: qscope qscope.so
 	@if ls tests/lua/*.lua >/dev/null 2>&1; then ./qscope run tests/lua/run.lua; fi

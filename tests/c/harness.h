@@ -18,6 +18,8 @@ void th_register(const char *name, th_fn fn);
 void th_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void th_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int th_failed_now(void); /* failures so far in the current test */
+/* Counts one check; a test that runs none (and does not skip) fails. */
+void th_checked(void);
 
 /* The shared fixtures directory ($QS_SHARED, else ../shared), or NULL. */
 const char *th_shared(void);
@@ -31,12 +33,14 @@ const char *th_path(const char *rel);
 
 #define CHECK(cond, ...)                                                              \
     do {                                                                              \
+        th_checked();                                                                 \
         if (!(cond)) th_fail_at(__FILE__, __LINE__, __VA_ARGS__);                      \
     } while (0)
 
 /* Check and return from the test on failure (for preconditions). */
 #define REQUIRE(cond, ...)                                                            \
     do {                                                                              \
+        th_checked();                                                                 \
         if (!(cond)) {                                                                \
             th_fail_at(__FILE__, __LINE__, __VA_ARGS__);                               \
             return;                                                                   \

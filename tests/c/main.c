@@ -1,5 +1,6 @@
 /* The C test runner: runs every registered TEST (or those whose name contains
- * argv[1]) and ends with one line "N passed, N failed". */
+ * argv[1]) and ends with one line "N passed, N failed" (", N skipped" when
+ * some skipped). A test that runs no CHECK/REQUIRE and does not skip fails. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,21 +9,32 @@
 
 #include "harness.h"
 
-#define MAX_TESTS 1024
-static struct {
+/* grows as tests register: none is dropped */
+static struct test {
     const char *name;
     th_fn fn;
-} tests[MAX_TESTS];
-static int n_tests, cur_failures, cur_skipped;
+} *tests;
+static int n_tests, cap_tests, cur_failures, cur_skipped;
+static long cur_checks;
 static const char *cur_name;
 
 void th_register(const char *name, th_fn fn) {
-    if (n_tests < MAX_TESTS) {
-        tests[n_tests].name = name;
-        tests[n_tests].fn = fn;
-        n_tests++;
+    if (n_tests == cap_tests) {
+        int cap = cap_tests ? 2 * cap_tests : 256;
+        struct test *t = realloc(tests, (size_t)cap * sizeof *t);
+        if (!t) {
+            fprintf(stderr, "qs_tests: out of memory registering %s\n", name);
+            exit(2);
+        }
+        tests = t;
+        cap_tests = cap;
     }
+    tests[n_tests].name = name;
+    tests[n_tests].fn = fn;
+    n_tests++;
 }
+
+void th_checked(void) { cur_checks++; }
 
 void th_fail_at(const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -71,6 +83,19 @@ const char *th_path(const char *rel) {
     return b;
 }
 
+/* QS_SKIP_TESTS: names (separated by spaces) not run here but by `make test` */
+static int left_out(const char *name) {
+    const char *list = getenv("QS_SKIP_TESTS");
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ') p++;
+        size_t k = strcspn(p, " ");
+        if (k == n && strncmp(p, name, n) == 0) return 1;
+        p += k;
+    }
+    return 0;
+}
+
 static int cmp_tests(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -82,14 +107,24 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 0; i < n_tests; i++) {
         if (filter && !strstr(tests[i].name, filter)) continue;
+        if (left_out(tests[i].name)) {
+            printf("  skip %s: slow, run by make test\n", tests[i].name);
+            skipped++;
+            continue;
+        }
         cur_name = tests[i].name;
         cur_failures = 0;
         cur_skipped = 0;
+        cur_checks = 0;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         tests[i].fn();
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (!cur_failures && !cur_skipped && cur_checks == 0) {
+            fprintf(stderr, "  FAIL %s: ran no CHECK (a test that checks nothing cannot fail)\n", cur_name);
+            cur_failures = 1;
+        }
         if (cur_failures) {
             failed++;
             printf("FAIL %s\n", cur_name);
@@ -100,7 +135,10 @@ int main(int argc, char **argv) {
             printf("ok   %s (%.0f ms)\n", cur_name, ms);
         }
     }
-    if (skipped) printf("%d skipped\n", skipped);
-    printf("%d passed, %d failed\n", passed, failed);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
+    free(tests);
     return failed ? 1 : 0;
 }

@@ -237,17 +237,17 @@ TEST(i8_pool_runs_each_task_once) {
 /* Many short jobs back to back: a worker that wakes late must not take a
  * task of the next job (or count one twice); each job is checked at once. */
 TEST(i8_pool_back_to_back) {
-    int T = qs_pool_threads(), bad = 0;
+    int T = qs_pool_threads(), bad = 0, r = 0, n = 0;
     count_ud u = {.count = calloc(8, sizeof(atomic_int)), .threads = T};
-    for (int r = 0; r < 50000 && !bad; r++) {
-        int n = 2 + r % 6;
+    for (; r < 50000 && !bad; r++) {
+        n = 2 + r % 6;
         qs_pool_run(n, count_task, &u);
         for (int t = 0; t < 8; t++) {
             bad += atomic_load(&u.count[t]) != (t < n);
             atomic_store(&u.count[t], 0);
         }
-        if (bad) CHECK(0, "job %d (%d tasks): wrong counts", r, n);
     }
+    CHECK(!bad, "job %d (%d tasks): wrong counts", r - 1, n);
     free(u.count);
 }
 

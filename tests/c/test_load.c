@@ -443,21 +443,33 @@ TEST(load_opt_mini) {
     qs_model_free(m);
 }
 
+/* the architecture and the attention shape of a loaded config */
+static void check_arch_shape(const qs_config *c, qs_arch arch, const char *arch_name, int d_model, int n_layers,
+                             int n_heads, int n_kv_heads, int head_dim) {
+    CHECK(c->arch == arch && !strcmp(c->arch_name, arch_name), "arch %s, want %s", c->arch_name, arch_name);
+    CHECK(c->d_model == d_model && c->n_layers == n_layers && c->n_heads == n_heads && c->n_kv_heads == n_kv_heads &&
+              c->head_dim == head_dim,
+          "%s shape %d %d %d/%d %d", arch_name, c->d_model, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
+}
+
+/* the special token ids of a loaded config */
+static void check_ids(const qs_config *c, int bos, int eos, int pad) {
+    CHECK(c->bos_id == bos && c->eos_id == eos && c->pad_id == pad, "ids %d %d %d, want %d %d %d", c->bos_id,
+          c->eos_id, c->pad_id, bos, eos, pad);
+}
+
 TEST(load_gpt2_mini) {
     NEED_SHARED();
     const char *dir = th_path("models/gpt2-mini");
     qs_model *m = NULL;
     REQUIRE(qs_model_load(dir, NULL, &m) == QS_OK, "%s", qs_last_error());
     const qs_config *c = &m->cfg;
-    CHECK(c->arch == QS_ARCH_GPT2 && !strcmp(c->arch_name, "GPT2LMHeadModel"), "arch %s", c->arch_name);
-    CHECK(c->d_model == 192 && c->n_layers == 4 && c->n_heads == 3 && c->n_kv_heads == 3 && c->head_dim == 64,
-          "shape %d %d %d %d", c->d_model, c->n_layers, c->n_heads, c->head_dim);
+    check_arch_shape(c, QS_ARCH_GPT2, "GPT2LMHeadModel", 192, 4, 3, 3, 64);
     CHECK(c->d_ff == 4 * 192, "n_inner null -> 4*n_embd, got %d", c->d_ff);
     CHECK(c->vocab == 50257 && c->max_pos == 512 && c->pos_offset == 0, "vocab %d pos %d", c->vocab, c->max_pos);
     CHECK(c->act == QS_ACT_GELU_TANH && c->norm == QS_NORM_LAYER && c->norm_eps == 1e-5f, "act/norm");
     CHECK(c->tied_head && m->w.head.w == m->w.tok_embed, "tied");
-    CHECK(c->bos_id == 50256 && c->eos_id == 50256 && c->pad_id == -1, "ids %d %d %d", c->bos_id, c->eos_id,
-          c->pad_id);
+    check_ids(c, 50256, 50256, -1);
     CHECK(!strcmp(m->dtype, "F32"), "dtype %s", m->dtype);
     check_common(m, dir, NULL);
 
@@ -505,14 +517,12 @@ TEST(load_llama_mini) {
     qs_model *m = NULL;
     REQUIRE(qs_model_load(dir, NULL, &m) == QS_OK, "%s", qs_last_error());
     const qs_config *c = &m->cfg;
-    CHECK(c->arch == QS_ARCH_LLAMA && !strcmp(c->arch_name, "LlamaForCausalLM"), "arch %s", c->arch_name);
-    CHECK(c->d_model == 192 && c->n_layers == 4 && c->n_heads == 4 && c->n_kv_heads == 2 && c->head_dim == 48,
-          "shape %d %d %d/%d %d", c->d_model, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
+    check_arch_shape(c, QS_ARCH_LLAMA, "LlamaForCausalLM", 192, 4, 4, 2, 48);
     CHECK(c->d_ff == 512 && c->vocab == 32000 && c->max_pos == 512, "ffn %d vocab %d", c->d_ff, c->vocab);
     CHECK(c->act == QS_ACT_SILU && c->norm == QS_NORM_RMS && c->norm_eps == 1e-5f, "act/norm/eps");
     CHECK(c->rope_theta == 10000.0f && c->pos_offset == 0 && !m->w.pos_embed, "rope");
     CHECK(c->tied_head && m->w.head.w == m->w.tok_embed, "tied (tie_word_embeddings true)");
-    CHECK(c->bos_id == 1 && c->eos_id == 2 && c->pad_id == -1, "ids");
+    check_ids(c, 1, 2, -1);
     CHECK(!strcmp(m->dtype, "BF16"), "dtype %s", m->dtype);
     check_common(m, dir, NULL);
     /* HF q/k are already rotate-half: rows must be as stored */

@@ -51,6 +51,16 @@ static int fx_open(fixture *f, const char *model, int windows) {
     return st == QS_OK;
 }
 
+/* Open fixture f or fail the test and return. */
+#define FX_OPEN(f, model, windows)                                                   \
+    do {                                                                             \
+        if (!fx_open(&(f), (model), (windows))) {                                     \
+            th_fail_at(__FILE__, __LINE__, "%s fixture: %s", (model), qs_last_error()); \
+            fx_close(&(f));                                                          \
+            return;                                                                  \
+        }                                                                            \
+    } while (0)
+
 static qs_status fx_variant(fixture *f, const char *spec, qs_variant **v) {
     qs_variant_opts o = {.calib = &f->cal, .base_stats = f->base};
     return qs_variant_new(f->m, spec, &o, v);
@@ -101,11 +111,7 @@ static int is_identity(const int32_t *p, int n) {
 
 static void check_reorder_exact(const char *model) {
     fixture f;
-    if (!fx_open(&f, model, 4)) {
-        th_fail_at(__FILE__, __LINE__, "%s fixture: %s", model, qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, model, 4);
     const qs_config *cfg = &f.m->cfg;
     qs_variant *v = NULL;
     /* all bits 16: clusters and permutations only */
@@ -230,11 +236,7 @@ TEST(rptq_reorder_exact_llama) {
 
 static void check_a4(const char *model, int assert_token) {
     fixture f;
-    if (!fx_open(&f, model, 16)) {
-        th_fail_at(__FILE__, __LINE__, "%s fixture: %s", model, qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, model, 16);
     double t0 = now();
     double fp = fx_ppl_of(&f, NULL);
     double t1 = now();
@@ -306,11 +308,7 @@ static int row_source(const float *a, const float *b, int cols, const int32_t *c
  * variant's at channel perm[j]: the same quantizers, moved. */
 static void check_quantizers_follow(const char *model) {
     fixture f;
-    if (!fx_open(&f, model, 4)) {
-        th_fail_at(__FILE__, __LINE__, "%s fixture: %s", model, qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, model, 4);
     const qs_config *cfg = &f.m->cfg;
     qs_variant *on = NULL, *off = NULL;
     REQUIRE(fx_variant(&f, "rptq:a=4,g=8", &on) == QS_OK, "%s", qs_last_error());
@@ -389,11 +387,7 @@ TEST(rptq_quantizers_follow_reorder) {
 TEST(rptq_g_sweep_opt) {
     NEED_SHARED();
     fixture f;
-    if (!fx_open(&f, "opt-mini", 16)) {
-        th_fail_at(__FILE__, __LINE__, "fixture: %s", qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, "opt-mini", 16);
     static const int gs[] = {1, 2, 4, 8, 16, 32};
     enum { NG = sizeof gs / sizeof gs[0] };
     double ppl[NG];
@@ -460,11 +454,7 @@ TEST(rptq_g_sweep_opt) {
 TEST(rptq_g_sweep_per_head_opt) {
     NEED_SHARED();
     fixture f;
-    if (!fx_open(&f, "opt-mini", 16)) {
-        th_fail_at(__FILE__, __LINE__, "fixture: %s", qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, "opt-mini", 16);
     static const int gs[] = {1, 2, 4, 8, 16, 32};
     enum { NG = sizeof gs / sizeof gs[0] };
     double ppl[NG];
@@ -484,11 +474,7 @@ TEST(rptq_g_sweep_per_head_opt) {
 TEST(rptq_weight_bytes_opt) {
     NEED_SHARED();
     fixture f;
-    if (!fx_open(&f, "opt-mini", 2)) {
-        th_fail_at(__FILE__, __LINE__, "fixture: %s", qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, "opt-mini", 2);
     const qs_config *c = &f.m->cfg;
     long long d = c->d_model, ff = c->d_ff;
     /* q, k, v, o (d x d), fc1 (ff x d), fc2 (d x ff): 4-bit codes and an
@@ -526,11 +512,7 @@ TEST(rptq_weight_bytes_opt) {
 TEST(rptq_spec_errors) {
     NEED_SHARED();
     fixture f;
-    if (!fx_open(&f, "opt-mini", 1)) {
-        th_fail_at(__FILE__, __LINE__, "fixture: %s", qs_last_error());
-        fx_close(&f);
-        return;
-    }
+    FX_OPEN(f, "opt-mini", 1);
     static const struct {
         const char *spec;
         qs_status st;

@@ -109,6 +109,11 @@ static qs_status ppl_all(const qs_model *m, const qs_exec *x, const int32_t *ids
     return QS_OK;
 }
 
+/* opt-mini and the reference's calibration windows (max_rows: 0 for all) */
+static int open_ref(const cJSON *j, int max_rows, qs_model **m, qs_calib *cal) {
+    return qs_model_load(th_path("models/opt-mini"), NULL, m) == QS_OK && ref_calib(*m, j, max_rows, cal);
+}
+
 static void check_given(const char *spec, const char *key, double tol) {
     cJSON *j = rptq_json();
     qs_model *m = NULL;
@@ -116,7 +121,7 @@ static void check_given(const char *spec, const char *key, double tol) {
     int32_t *held = NULL;
     size_t n_held = 0;
     qs_variant *v = NULL;
-    if (!j || qs_model_load(th_path("models/opt-mini"), NULL, &m) || !ref_calib(m, j, 0, &cal) ||
+    if (!j || !open_ref(j, 0, &m, &cal) ||
         !(held = heldout_ids(m, &n_held))) {
         th_fail_at(__FILE__, __LINE__, "fixtures: %s", j ? qs_last_error() : "rptq.json unreadable");
         goto done;
@@ -175,7 +180,7 @@ TEST(rptq_ref_bits_per_site) {
     qs_model *m = NULL;
     qs_calib cal = {0};
     REQUIRE(j, "rptq.json unreadable");
-    if (qs_model_load(th_path("models/opt-mini"), NULL, &m) || !ref_calib(m, j, 2, &cal)) {
+    if (!open_ref(j, 2, &m, &cal)) {
         th_fail_at(__FILE__, __LINE__, "fixtures: %s", qs_last_error());
         goto done;
     }
@@ -276,7 +281,7 @@ TEST(rptq_ref_ema_ranges) {
     qs_ctx *c = NULL;
     win_ranges w = {0};
     REQUIRE(j, "rptq.json unreadable");
-    if (qs_model_load(th_path("models/opt-mini"), NULL, &m) || !ref_calib(m, j, 12, &cal)) {
+    if (!open_ref(j, 12, &m, &cal)) {
         th_fail_at(__FILE__, __LINE__, "fixtures: %s", qs_last_error());
         goto done;
     }
@@ -362,7 +367,7 @@ TEST(rptq_ref_weights_per_row_and_cluster) {
     qs_calib cal = {0};
     qs_variant *v = NULL;
     REQUIRE(j, "rptq.json unreadable");
-    if (qs_model_load(th_path("models/opt-mini"), NULL, &m) || !ref_calib(m, j, 4, &cal)) {
+    if (!open_ref(j, 4, &m, &cal)) {
         th_fail_at(__FILE__, __LINE__, "fixtures: %s", qs_last_error());
         goto done;
     }

@@ -62,6 +62,21 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return dmax / scale;
 }
 
+/* variant v's logits over the first 128 ids equal the model's to 1e-4 of
+ * their scale; `what` names them in the report, `change` in a failure */
+static void check_logits_kept(const qs_model *m, const qs_variant *v, const int32_t *ids, const char *model,
+                              const char *what, const char *change) {
+    float *a = logits_of(m, NULL, ids, 128), *b = logits_of(m, qs_variant_exec(v), ids, 128);
+    CHECK(a && b, "%s: forward: %s", model, qs_last_error());
+    if (a && b) {
+        double r = rel_diff(a, b, (size_t)128 * m->cfg.vocab);
+        printf("  %s: %s logits differ by %.2e of their scale\n", model, what, r);
+        CHECK(r < 1e-4, "%s: %s changed the logits by %.3g relative", model, change, r);
+    }
+    free(a);
+    free(b);
+}
+
 /* Every norm weightless RMS over `width` (final: `head_w`), dividing by D. */
 static int norms_fused(const qs_variant *v, int D) {
     const qs_weights *w = &v->w;
@@ -96,15 +111,7 @@ TEST(slice_fusion_keeps_logits) {
                 for (int j = 0; j < D; j++) emb += v->w.tok_embed[(size_t)ids[1] * D + j];
                 CHECK(fabs(col) < 1e-4 && fabs(emb) < 1e-4, "%s: column sum %g, embedding sum %g", models[mi], col, emb);
             }
-            float *a = logits_of(m, NULL, ids, 128), *b = logits_of(m, qs_variant_exec(v), ids, 128);
-            CHECK(a && b, "%s: forward: %s", models[mi], qs_last_error());
-            if (a && b) {
-                double r = rel_diff(a, b, (size_t)128 * m->cfg.vocab);
-                printf("  %s: fused logits differ by %.2e of their scale\n", models[mi], r);
-                CHECK(r < 1e-4, "%s: fusion changed the logits by %.3g relative", models[mi], r);
-            }
-            free(a);
-            free(b);
+            check_logits_kept(m, v, ids, models[mi], "fused", "fusion");
         }
         qs_variant_free(v);
         free(ids);
@@ -142,15 +149,7 @@ TEST(slice_zero_ratio_keeps_logits) {
                     worst = fmax(worst, fabs(s - (i == j)));
                 }
             CHECK(worst < 1e-5, "%s: shortcut S S^T - I up to %g", models[mi], worst);
-            float *a = logits_of(m, NULL, ids, 128), *b = logits_of(m, qs_variant_exec(v), ids, 128);
-            CHECK(a && b, "%s: forward: %s", models[mi], qs_last_error());
-            if (a && b) {
-                double r = rel_diff(a, b, (size_t)128 * m->cfg.vocab);
-                printf("  %s: rotated (ratio 0) logits differ by %.2e of their scale\n", models[mi], r);
-                CHECK(r < 1e-4, "%s: rotation at ratio 0 changed the logits by %.3g relative", models[mi], r);
-            }
-            free(a);
-            free(b);
+            check_logits_kept(m, v, ids, models[mi], "rotated (ratio 0)", "rotation at ratio 0");
         }
         qs_variant_free(v);
         qs_calib_free(&cal);

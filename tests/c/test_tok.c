@@ -302,28 +302,28 @@ TEST(tok_gpt2_pretokenize) {
     qs_tok_free(t);
 }
 
-TEST(tok_opt_wiki) {
-    NEED_SHARED();
-    qs_tok *t = load_model_tok("opt-mini");
-    REQUIRE(t, "no tokenizer");
-    check_wiki("opt-mini", t);
+/* a model's tokenizer on WikiText-2: the reference ids, then the round trip */
+static void check_model_wiki(const char *model) {
+    qs_tok *t = load_model_tok(model);
+    REQUIRE(t, "%s: no tokenizer", model);
+    check_wiki(model, t);
     size_t len;
     char *text = slurp(th_path("data/wiki.test.raw"), &len);
-    check_roundtrip("opt-mini wiki", t, text, len, text, len);
+    char what[64];
+    snprintf(what, sizeof what, "%s wiki", model);
+    check_roundtrip(what, t, text, len, text, len);
     free(text);
     qs_tok_free(t);
 }
 
+TEST(tok_opt_wiki) {
+    NEED_SHARED();
+    check_model_wiki("opt-mini");
+}
+
 TEST(tok_gpt2_wiki) {
     NEED_SHARED();
-    qs_tok *t = load_model_tok("gpt2-mini");
-    REQUIRE(t, "no tokenizer");
-    check_wiki("gpt2-mini", t);
-    size_t len;
-    char *text = slurp(th_path("data/wiki.test.raw"), &len);
-    check_roundtrip("gpt2-mini wiki", t, text, len, text, len);
-    free(text);
-    qs_tok_free(t);
+    check_model_wiki("gpt2-mini");
 }
 
 TEST(tok_llama_wiki) {

@@ -127,6 +127,22 @@ TEST(variant_static_activations_need_calibration) {
     qs_model_free(m);
 }
 
+/* heldout perplexity of ids through variant `spec` over max_windows windows
+ * of 512; the variant and its context stay open for the caller (*v, *c,
+ * freed by the caller; NULL on failure) */
+static int spec_ppl(const qs_model *m, const char *spec, const int32_t *ids, size_t n, int max_windows,
+                    qs_variant **v, qs_ctx **c, double *ppl) {
+    *v = NULL;
+    *c = NULL;
+    if (qs_variant_new(m, spec, NULL, v) != QS_OK) return 0;
+    if (qs_ctx_new(m, qs_variant_exec(*v), 512, c) != QS_OK) return 0;
+    qs_ppl_opts o = {.ctx = 512, .max_windows = max_windows};
+    qs_ppl_result r;
+    if (qs_eval_ppl(*c, ids, (long)n, &o, &r) != QS_OK) return 0;
+    *ppl = r.ppl;
+    return 1;
+}
+
 TEST(variant_baselines_order_on_eval_text) {
     /* more bits, less damage: W8 ~ fp32 < W4 per-group < W4 per-row < W3 */
     qs_model *m = bundled();
@@ -143,13 +159,8 @@ TEST(variant_baselines_order_on_eval_text) {
     for (int i = 0; i < 5; i++) {
         qs_variant *v;
         qs_ctx *c;
-        REQUIRE(qs_variant_new(m, specs[i], NULL, &v) == QS_OK, "%s", qs_last_error());
-        REQUIRE(qs_ctx_new(m, qs_variant_exec(v), 512, &c) == QS_OK, "%s", qs_last_error());
-        qs_ppl_opts o = {.ctx = 512, .max_windows = 4};
-        qs_ppl_result r;
-        REQUIRE(qs_eval_ppl(c, ids, (long)n, &o, &r) == QS_OK, "%s", qs_last_error());
-        ppl[i] = r.ppl;
-        printf("  %-18s ppl %.4f\n", specs[i], r.ppl);
+        REQUIRE(spec_ppl(m, specs[i], ids, n, 4, &v, &c, &ppl[i]), "%s: %s", specs[i], qs_last_error());
+        printf("  %-18s ppl %.4f\n", specs[i], ppl[i]);
         qs_ctx_free(c);
         qs_variant_free(v);
     }
@@ -179,12 +190,7 @@ static void check_int8(const char *name) {
     for (int i = 0; i < 4; i++) {
         qs_variant *v;
         qs_ctx *c;
-        REQUIRE(qs_variant_new(m, specs[i], NULL, &v) == QS_OK, "%s", qs_last_error());
-        REQUIRE(qs_ctx_new(m, qs_variant_exec(v), 512, &c) == QS_OK, "%s", qs_last_error());
-        qs_ppl_opts o = {.ctx = 512, .max_windows = 8};
-        qs_ppl_result r;
-        REQUIRE(qs_eval_ppl(c, ids, (long)n, &o, &r) == QS_OK, "%s", qs_last_error());
-        ppl[i] = r.ppl;
+        REQUIRE(spec_ppl(m, specs[i], ids, n, 8, &v, &c, &ppl[i]), "%s: %s", specs[i], qs_last_error());
         if (i == 1)
             for (int l = 0; l < m->cfg.n_layers; l++) {
                 const int *ol = qs_ctx_kernel_counts(c, l);

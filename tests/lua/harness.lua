@@ -174,40 +174,37 @@ local function decode(s)
       assert(i <= #s + 1, 'unterminated string')
     end
   end
+  -- the items of an object or array after its opening bracket: item()
+  -- reads one; they are separated by ',' up to `close`; returns t
+  local function items(close, t, item)
+    pos = pos + 1
+    ws()
+    if s:sub(pos, pos) == close then pos = pos + 1 return t end
+    while true do
+      item()
+      ws()
+      local d = s:sub(pos, pos)
+      pos = pos + 1
+      if d == close then return t end
+      assert(d == ',', 'expected , or ' .. close)
+    end
+  end
   function value()
     ws()
     local c = s:sub(pos, pos)
     if c == '{' then
       local t = {}
-      pos = pos + 1
-      ws()
-      if s:sub(pos, pos) == '}' then pos = pos + 1 return t end
-      while true do
+      return items('}', t, function()
         ws()
         local k = str()
         ws()
         assert(s:sub(pos, pos) == ':', 'expected :')
         pos = pos + 1
         t[k] = value()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == '}' then return t end
-        assert(d == ',', 'expected , or }')
-      end
+      end)
     elseif c == '[' then
       local t = {}
-      pos = pos + 1
-      ws()
-      if s:sub(pos, pos) == ']' then pos = pos + 1 return t end
-      while true do
-        t[#t + 1] = value()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == ']' then return t end
-        assert(d == ',', 'expected , or ]')
-      end
+      return items(']', t, function() t[#t + 1] = value() end)
     elseif c == '"' then
       return str()
     elseif s:sub(pos, pos + 3) == 'true' then pos = pos + 4 return true
@@ -232,9 +229,9 @@ function T.cli_json(args)
 end
 
 function T.finish()
-  if T.skipped > 0 then print(('%d skipped'):format(T.skipped)) end
   if #T.failures > 0 then print('failed: ' .. table.concat(T.failures, ', ')) end
-  print(('%d passed, %d failed'):format(T.passed, T.failed))
+  local skipped = T.skipped > 0 and (', %d skipped'):format(T.skipped) or ''
+  print(('%d passed, %d failed%s'):format(T.passed, T.failed, skipped))
   io.stdout:flush()
   os.exit(T.failed == 0 and 0 or 1)
 end

@@ -135,6 +135,6 @@ install: qscope qscope.so
 	install -m 644 man/qscope-lua.7 $(DESTDIR)$(PREFIX)/share/man/man7/qscope-lua.7
 
 clean:
-	rm -rf build build-asan qscope qscope.so bench.json
+	rm -rf build build-asan build-werror qscope qscope.so bench.json
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

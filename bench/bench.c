@@ -42,23 +42,49 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static double bench_sgemm(int M, int N, int K) {
-    float *x = malloc((size_t)M * K * 4), *w = malloc((size_t)N * K * 4), *y = malloc((size_t)M * N * 4);
-    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 7 % 13) - 6) * 0.01f;
-    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (float)((i * 5 % 11) - 5) * 0.01f;
-    qs_linear l = {.n_out = N, .n_in = K, .w = w};
-    qs_blas_linear(x, M, l.w, l.b, l.n_out, l.n_in, y); /* warm up */
+/* Seconds per call of fn(ud): the best of 5 runs of at least 0.2 s, after
+ * one warm-up call. */
+static double best_seconds(void (*fn)(void *), void *ud) {
+    fn(ud);
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
         double t0 = now();
         int it = 0;
         do {
-            qs_blas_linear(x, M, l.w, l.b, l.n_out, l.n_in, y);
+            fn(ud);
             it++;
         } while (now() - t0 < 0.2);
         double t = (now() - t0) / it;
         if (t < best) best = t;
     }
+    return best;
+}
+
+typedef struct {
+    const float *x, *w;
+    float *y;
+    const int8_t *a;
+    const qs_i8mat *pb;
+    int32_t *c;
+    int M, N, K;
+} gemm_args;
+
+static void run_sgemm(void *ud) {
+    gemm_args *g = ud;
+    qs_blas_linear(g->x, g->M, g->w, NULL, g->N, g->K, g->y);
+}
+
+static void run_i8gemm(void *ud) {
+    gemm_args *g = ud;
+    qs_i8_gemm(g->a, g->M, g->K, g->pb, g->c, g->N);
+}
+
+static double bench_sgemm(int M, int N, int K) {
+    float *x = malloc((size_t)M * K * 4), *w = malloc((size_t)N * K * 4), *y = malloc((size_t)M * N * 4);
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 7 % 13) - 6) * 0.01f;
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (float)((i * 5 % 11) - 5) * 0.01f;
+    gemm_args g = {.x = x, .w = w, .y = y, .M = M, .N = N, .K = K};
+    double best = best_seconds(run_sgemm, &g);
     free(x);
     free(w);
     free(y);
@@ -77,18 +103,8 @@ static double bench_i8gemm(int M, int N, int K) {
         free(c);
         return 0;
     }
-    qs_i8_gemm(a, M, K, pb, c, N);
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
-        int it = 0;
-        do {
-            qs_i8_gemm(a, M, K, pb, c, N);
-            it++;
-        } while (now() - t0 < 0.2);
-        double t = (now() - t0) / it;
-        if (t < best) best = t;
-    }
+    gemm_args g = {.a = a, .pb = pb, .c = c, .M = M, .N = N, .K = K};
+    double best = best_seconds(run_i8gemm, &g);
     qs_i8mat_free(pb);
     free(a);
     free(b);

@@ -119,21 +119,16 @@ static long extreme(const qsl_tensor *t, int want_max) {
     return best;
 }
 
-static int t_min(lua_State *L) {
+/* t:min() / t:max(): the extreme value, nil when empty */
+static int push_extreme(lua_State *L, int want_max) {
     qsl_tensor *t = qsl_check_tensor(L, 1);
-    long i = extreme(t, 0);
+    long i = extreme(t, want_max);
     if (i < 0) lua_pushnil(L);
     else lua_pushnumber(L, qsl_tensor_get(t, (size_t)i));
     return 1;
 }
-
-static int t_max(lua_State *L) {
-    qsl_tensor *t = qsl_check_tensor(L, 1);
-    long i = extreme(t, 1);
-    if (i < 0) lua_pushnil(L);
-    else lua_pushnumber(L, qsl_tensor_get(t, (size_t)i));
-    return 1;
-}
+static int t_min(lua_State *L) { return push_extreme(L, 0); }
+static int t_max(lua_State *L) { return push_extreme(L, 1); }
 
 /* t:argmax() -> i (1-D) or i, j (2-D), 1-based; the first of equal maxima */
 static int t_argmax(lua_State *L) {

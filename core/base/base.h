@@ -110,6 +110,14 @@ qs_status qs_store_add_map(qs_store *s, qs_map m);
 /* Bytes allocated through this store (maps not counted). */
 size_t qs_store_bytes(const qs_store *s);
 
+/* A tensor's fp32 values (numel at data, inside map): borrowed from the map
+ * when they are fp32 already (is_f32) and aligned, the map then moving into
+ * store (*owner records which store holds it; a map is borrowed by one store
+ * only): *out set, *dst NULL. Otherwise *dst is store memory for numel floats
+ * that the caller converts into and sets *out to. */
+qs_status qs_store_f32(qs_store *store, qs_map map, qs_store **owner, const void *data, size_t numel, int is_f32,
+                       const float **out, float **dst);
+
 /* ---- pool.h — a small persistent thread pool for the compute kernels.
  *
  * The int8 GEMM (and anything else that wants to split a loop over the

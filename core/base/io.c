@@ -276,3 +276,20 @@ qs_status qs_store_add_map(qs_store *s, qs_map m) {
 }
 
 size_t qs_store_bytes(const qs_store *s) { return s->bytes; }
+
+qs_status qs_store_f32(qs_store *store, qs_map map, qs_store **owner, const void *data, size_t numel, int is_f32,
+                       const float **out, float **dst) {
+    *dst = NULL;
+    if (is_f32 && (uintptr_t)data % sizeof(float) == 0 && (!*owner || *owner == store)) {
+        if (!*owner) {
+            qs_status st = qs_store_add_map(store, map);
+            if (st) return st;
+            *owner = store;
+        }
+        *out = (const float *)data;
+        return QS_OK;
+    }
+    if (!(*dst = qs_store_alloc(store, numel * sizeof(float))))
+        return qs_fail(QS_ENOMEM, "out of memory converting it to fp32");
+    return QS_OK;
+}

@@ -400,17 +400,10 @@ qs_status qs_gguf_to_f32(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, c
     *out = NULL;
     qs_status st = check_float(g, t);
     if (st) return st;
-    if (t->type == QS_GGML_F32 && (uintptr_t)t->data % sizeof(float) == 0 &&
-        (!g->map_owner || g->map_owner == store)) {
-        if (!g->map_owner) {
-            if ((st = qs_store_add_map(store, g->map))) return st;
-            g->map_owner = store;
-        }
-        *out = (const float *)(const void *)t->data;
-        return QS_OK;
-    }
-    float *dst = qs_store_alloc(store, (size_t)t->numel * sizeof *dst);
-    if (!dst) return qs_fail(QS_ENOMEM, "%s: out of memory converting tensor '%s'", g->path, t->name);
+    float *dst;
+    st = qs_store_f32(store, g->map, &g->map_owner, t->data, (size_t)t->numel, t->type == QS_GGML_F32, out, &dst);
+    if (st) return qs_fail_prefix(st, "%s: tensor '%s'", g->path, t->name);
+    if (!dst) return QS_OK;
     qs_gguf_read_f32(g, t, dst);
     *out = dst;
     return QS_OK;

@@ -225,17 +225,10 @@ qs_status qs_st_to_f32(qs_st_file *f, const qs_st_tensor *t, qs_store *store, co
     *out = NULL;
     qs_status st = check_float(f, t);
     if (st) return st;
-    if (t->dtype == QS_ST_F32 && (uintptr_t)t->data % sizeof(float) == 0 &&
-        (!f->map_owner || f->map_owner == store)) {
-        if (!f->map_owner) {
-            if ((st = qs_store_add_map(store, f->map))) return st;
-            f->map_owner = store;
-        }
-        *out = (const float *)(const void *)t->data;
-        return QS_OK;
-    }
-    float *dst = qs_store_alloc(store, (size_t)t->numel * sizeof(float));
-    if (!dst) return qs_fail(QS_ENOMEM, "%s: out of memory converting tensor '%s'", f->path, t->name);
+    float *dst;
+    st = qs_store_f32(store, f->map, &f->map_owner, t->data, (size_t)t->numel, t->dtype == QS_ST_F32, out, &dst);
+    if (st) return qs_fail_prefix(st, "%s: tensor '%s'", f->path, t->name);
+    if (!dst) return QS_OK;
     qs_st_read_f32(f, t, dst);
     *out = dst;
     return QS_OK;

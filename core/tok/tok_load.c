@@ -868,6 +868,32 @@ done:
 
 /* ----------------------------------------------------- GGUF vocabularies */
 
+/* The start of a vocabulary built from pieces (GGUF, llama2.c): the
+ * tokenizer of `kind` and a pref per piece (string and length; the caller
+ * sets attributes). */
+static qs_status vocab_begin(int kind, int n, const char *const *pieces, const char *who, qs_tok **t,
+                             tok_pref **pref) {
+    *t = tok_alloc(kind);
+    *pref = calloc((size_t)n, sizeof **pref);
+    if (!*t || !*pref) return qs_fail(QS_ENOMEM, "%s: out of memory", who);
+    for (int i = 0; i < n; i++) {
+        (*pref)[i].s = pieces[i] ? pieces[i] : "";
+        (*pref)[i].len = (uint32_t)strlen((*pref)[i].s);
+    }
+    return QS_OK;
+}
+
+/* The end: the prefs freed, and t handed out on success or freed. */
+static qs_status vocab_end(qs_status st, qs_tok *t, tok_pref *pref, qs_tok **out) {
+    free(pref);
+    if (st != QS_OK) {
+        qs_tok_free(t);
+        return st;
+    }
+    *out = t;
+    return QS_OK;
+}
+
 qs_status qs_tok_new_spm(int n, const char *const *pieces, const float *scores, const int32_t *types, int bos,
                          int eos, int unk, qs_tok **out) {
     *out = NULL;
@@ -875,16 +901,11 @@ qs_status qs_tok_new_spm(int n, const char *const *pieces, const float *scores, 
         return qs_fail(QS_EARG, "qs_tok_new_spm: need 1..%d pieces with scores, got %d", TOK_MAX_VOCAB, n);
     if (bos >= n || eos >= n || unk >= n)
         return qs_fail(QS_EARG, "qs_tok_new_spm: bos %d / eos %d / unk %d outside the %d pieces", bos, eos, unk, n);
-    qs_status st;
-    qs_tok *t = tok_alloc(QS_TOK_SPM_SCORE);
-    tok_pref *pref = calloc((size_t)n, sizeof *pref);
-    if (!t || !pref) {
-        st = qs_fail(QS_ENOMEM, "qs_tok_new_spm: out of memory");
-        goto done;
-    }
+    qs_tok *t;
+    tok_pref *pref;
+    qs_status st = vocab_begin(QS_TOK_SPM_SCORE, n, pieces, "qs_tok_new_spm", &t, &pref);
+    if (st) goto done;
     for (int i = 0; i < n; i++) {
-        pref[i].s = pieces[i] ? pieces[i] : "";
-        pref[i].len = (uint32_t)strlen(pref[i].s);
         int ty = types ? types[i] : 1;
         switch (ty) {
         case 2: /* unknown */
@@ -916,13 +937,7 @@ qs_status qs_tok_new_spm(int n, const char *const *pieces, const float *scores, 
     t->prepend = TOK_PREPEND_FIRST_ANY;
     st = tok_finish(t, "qs_tok_new_spm");
 done:
-    free(pref);
-    if (st != QS_OK) {
-        qs_tok_free(t);
-        return st;
-    }
-    *out = t;
-    return QS_OK;
+    return vocab_end(st, t, pref, out);
 }
 
 qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges, const char *const *merges, int bos,
@@ -933,16 +948,11 @@ qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges, co
                        TOK_MAX_VOCAB, n);
     if (bos >= n || eos >= n)
         return qs_fail(QS_EARG, "qs_tok_new_byte_bpe: bos %d / eos %d outside the %d pieces", bos, eos, n);
-    qs_status st;
-    qs_tok *t = tok_alloc(QS_TOK_BYTE_BPE);
-    tok_pref *pref = calloc((size_t)n, sizeof *pref);
-    if (!t || !pref) {
-        st = qs_fail(QS_ENOMEM, "qs_tok_new_byte_bpe: out of memory");
-        goto done;
-    }
+    qs_tok *t;
+    tok_pref *pref;
+    qs_status st = vocab_begin(QS_TOK_BYTE_BPE, n, pieces, "qs_tok_new_byte_bpe", &t, &pref);
+    if (st) goto done;
     for (int i = 0; i < n; i++) {
-        pref[i].s = pieces[i] ? pieces[i] : "";
-        pref[i].len = (uint32_t)strlen(pref[i].s);
         /* BOS/EOS are special tokens, matched in the text as GPT-2's
          * <|endoftext|> is */
         if (i == bos || i == eos) pref[i].attr = TOK_SPECIAL | TOK_ADDED | TOK_NOMERGE;
@@ -969,11 +979,5 @@ qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges, co
     if (add_bos && bos >= 0) t->prefix[t->n_prefix++] = bos;
     st = tok_finish(t, "qs_tok_new_byte_bpe");
 done:
-    free(pref);
-    if (st != QS_OK) {
-        qs_tok_free(t);
-        return st;
-    }
-    *out = t;
-    return QS_OK;
+    return vocab_end(st, t, pref, out);
 }

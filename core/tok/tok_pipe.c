@@ -618,6 +618,26 @@ void tok_pipe_encode(const qs_tok *t, enc_ctx *c, const char *text, size_t len) 
 
 /* -------------------------------------------------------------- decoding */
 
+
+/* Every pat in *x replaced by with; drop_first: a pat at the very start is
+ * removed instead (Metaspace's prepended space). x stays a string ("" when empty). */
+static void sb_replace(sb *x, const char *pat, const char *with, int drop_first) {
+    sb o = {0};
+    size_t pl = strlen(pat), wl = strlen(with);
+    for (size_t j = 0; j < x->n;) {
+        if (pl && j + pl <= x->n && !memcmp(x->s + j, pat, pl)) {
+            if (!(drop_first && j == 0)) sb_put(&o, with, wl);
+            j += pl;
+        } else {
+            sb_put(&o, x->s + j, 1);
+            j++;
+        }
+    }
+    free(x->s);
+    *x = o;
+    if (!x->s) sb_put(x, "", 0);
+}
+
 static int hexv(char ch) {
     if (ch >= '0' && ch <= '9') return ch - '0';
     if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
@@ -668,22 +688,7 @@ qs_status tok_pipe_decode(const qs_tok *t, const int32_t *ids, size_t n, int ski
             }
             break;
         case D_METASPACE:
-            for (size_t i = 0; i < m; i++) {
-                sb o = {0};
-                size_t rl = strlen(st->a);
-                for (size_t j = 0; j < tk[i].n;) {
-                    if (rl && j + rl <= tk[i].n && !memcmp(tk[i].s + j, st->a, rl)) {
-                        if (!(i == 0 && j == 0 && st->prepend)) sb_put(&o, " ", 1);
-                        j += rl;
-                    } else {
-                        sb_put(&o, tk[i].s + j, 1);
-                        j++;
-                    }
-                }
-                free(tk[i].s);
-                tk[i] = o;
-                if (!tk[i].s) sb_put(&tk[i], "", 0);
-            }
+            for (size_t i = 0; i < m; i++) sb_replace(&tk[i], st->a, " ", i == 0 && st->prepend);
             break;
         case D_BYTEFALLBACK: { /* runs of <0xNN> become their bytes; not UTF-8: one U+FFFD per byte */
             size_t w = 0;
@@ -739,22 +744,7 @@ qs_status tok_pipe_decode(const qs_tok *t, const int32_t *ids, size_t n, int ski
             break;
         }
         case D_REPLACE:
-            for (size_t i = 0; i < m; i++) {
-                sb o = {0};
-                size_t pl = strlen(st->a), cl = strlen(st->b);
-                for (size_t j = 0; j < tk[i].n;) {
-                    if (pl && j + pl <= tk[i].n && !memcmp(tk[i].s + j, st->a, pl)) {
-                        sb_put(&o, st->b, cl);
-                        j += pl;
-                    } else {
-                        sb_put(&o, tk[i].s + j, 1);
-                        j++;
-                    }
-                }
-                free(tk[i].s);
-                tk[i] = o;
-                if (!tk[i].s) sb_put(&tk[i], "", 0);
-            }
+            for (size_t i = 0; i < m; i++) sb_replace(&tk[i], st->a, st->b, 0);
             break;
         }
     }

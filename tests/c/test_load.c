@@ -346,6 +346,23 @@ static long long header_params(const char *path, cJSON **header_out) {
     return total;
 }
 
+/* dir/model.safetensors whole (the caller frees) and its header parsed with
+ * cJSON here (*h, the caller deletes); NULL when either fails. */
+static uint8_t *read_model_file(const char *dir, cJSON **h) {
+    char p[600];
+    size_t len;
+    *h = NULL;
+    header_params(join(p, sizeof p, dir, "model.safetensors"), h);
+    uint8_t *file = slurp(p, &len);
+    if (!file || !*h) {
+        free(file);
+        cJSON_Delete(*h);
+        *h = NULL;
+        return NULL;
+    }
+    return file;
+}
+
 /* A tensor's bytes in the file, located by hand from the header. */
 typedef struct {
     const uint8_t *p;
@@ -425,10 +442,8 @@ TEST(load_opt_mini) {
     check_common(m, dir, NULL);
     /* f16 values decoded by hand from the file bytes */
     cJSON *h;
-    header_params(join(p, sizeof p, dir, "model.safetensors"), &h);
-    size_t len;
-    uint8_t *file = slurp(p, &len);
-    REQUIRE(file && h, "read model.safetensors");
+    uint8_t *file = read_model_file(dir, &h);
+    REQUIRE(file, "read model.safetensors");
     size_t bad = 0;
     rawt fc1 = raw_tensor(file, h, "model.decoder.layers.3.fc1.weight");
     rawt pos = raw_tensor(file, h, "model.decoder.embed_positions.weight");
@@ -475,12 +490,9 @@ TEST(load_gpt2_mini) {
 
     /* q, k, v are the column slices of c_attn [d, 3d], transposed; the other
      * Conv1D weights are transposed whole. Every element, every layer. */
-    char p[600];
     cJSON *h;
-    header_params(join(p, sizeof p, dir, "model.safetensors"), &h);
-    size_t len;
-    uint8_t *file = slurp(p, &len);
-    REQUIRE(file && h, "read model.safetensors");
+    uint8_t *file = read_model_file(dir, &h);
+    REQUIRE(file, "read model.safetensors");
     int d = 192;
     size_t bad = 0;
     for (int l = 0; l < 4; l++) {
@@ -526,12 +538,9 @@ TEST(load_llama_mini) {
     CHECK(!strcmp(m->dtype, "BF16"), "dtype %s", m->dtype);
     check_common(m, dir, NULL);
     /* HF q/k are already rotate-half: rows must be as stored */
-    char p[600];
     cJSON *h;
-    header_params(join(p, sizeof p, dir, "model.safetensors"), &h);
-    size_t len;
-    uint8_t *file = slurp(p, &len);
-    REQUIRE(file && h, "read");
+    uint8_t *file = read_model_file(dir, &h);
+    REQUIRE(file, "read model.safetensors");
     size_t bad = 0;
     rawt k = raw_tensor(file, h, "model.layers.2.self_attn.k_proj.weight");
     rawt down = raw_tensor(file, h, "model.layers.1.mlp.down_proj.weight");

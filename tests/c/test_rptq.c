@@ -384,25 +384,30 @@ TEST(rptq_quantizers_follow_reorder) {
 
 /* ---- perplexity against the cluster count ---- */
 
+/* ppl (G_SWEEP_N) of the spec made from fmt with g (every %d) = 1, 2, ..., 32 */
+enum { G_SWEEP_N = 6 };
+static void g_sweep(fixture *f, const char *fmt, double *ppl) {
+    static const int gs[G_SWEEP_N] = {1, 2, 4, 8, 16, 32};
+    for (int i = 0; i < G_SWEEP_N; i++) {
+        char spec[96];
+        snprintf(spec, sizeof spec, fmt, gs[i], gs[i], gs[i]);
+        ppl[i] = fx_ppl(f, spec);
+        printf("    g = %2d: %.4f\n", gs[i], ppl[i]);
+    }
+}
+
 TEST(rptq_g_sweep_opt) {
     NEED_SHARED();
     fixture f;
     FX_OPEN(f, "opt-mini", 16);
-    static const int gs[] = {1, 2, 4, 8, 16, 32};
-    enum { NG = sizeof gs / sizeof gs[0] };
-    double ppl[NG];
+    double ppl[G_SWEEP_N];
     double tensor = fx_ppl(&f, "rtn:a=4,act=tensor");
     printf("  opt-mini A4 heldout ppl, g clusters at every site (per-tensor static baseline %.4f)\n", tensor);
-    for (int i = 0; i < NG; i++) {
-        char spec[96];
-        /* g_q / g_attn_out are those sites' totals: g = 1 is per tensor everywhere */
-        snprintf(spec, sizeof spec, "rptq:a=4,g=%d,g_q=%d,g_attn_out=%d", gs[i], gs[i], gs[i]);
-        ppl[i] = fx_ppl(&f, spec);
-        printf("    g = %2d: %.4f\n", gs[i], ppl[i]);
-    }
+    /* g_q / g_attn_out are those sites' totals: g = 1 is per tensor everywhere */
+    g_sweep(&f, "rptq:a=4,g=%d,g_q=%d,g_attn_out=%d", ppl);
     CHECK(fabs(ppl[0] - tensor) <= 1e-9 * tensor, "g=1 at every site %.9f is not the per-tensor baseline %.9f", ppl[0],
           tensor);
-    CHECK(ppl[NG - 1] <= ppl[0], "g=32 %.4f worse than g=1 %.4f", ppl[NG - 1], ppl[0]);
+    CHECK(ppl[G_SWEEP_N - 1] <= ppl[0], "g=32 %.4f worse than g=1 %.4f", ppl[G_SWEEP_N - 1], ppl[0]);
 
     /* the quantizer of a cluster is its channels' calibrated range, at the
      * channel's permuted position */
@@ -455,17 +460,10 @@ TEST(rptq_g_sweep_per_head_opt) {
     NEED_SHARED();
     fixture f;
     FX_OPEN(f, "opt-mini", 16);
-    static const int gs[] = {1, 2, 4, 8, 16, 32};
-    enum { NG = sizeof gs / sizeof gs[0] };
-    double ppl[NG];
+    double ppl[G_SWEEP_N];
     printf("  opt-mini A4 heldout ppl, g clusters at attn_in/mlp_in/mlp_mid, 4 per head at q/k/attn_out\n");
-    for (int i = 0; i < NG; i++) {
-        char spec[64];
-        snprintf(spec, sizeof spec, "rptq:a=4,g=%d", gs[i]);
-        ppl[i] = fx_ppl(&f, spec);
-        printf("    g = %2d: %.4f\n", gs[i], ppl[i]);
-    }
-    CHECK(ppl[NG - 1] <= ppl[0], "g=32 %.4f worse than g=1 %.4f", ppl[NG - 1], ppl[0]);
+    g_sweep(&f, "rptq:a=4,g=%d", ppl);
+    CHECK(ppl[G_SWEEP_N - 1] <= ppl[0], "g=32 %.4f worse than g=1 %.4f", ppl[G_SWEEP_N - 1], ppl[0]);
     fx_close(&f);
 }
 

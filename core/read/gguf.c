@@ -113,6 +113,15 @@ static qs_status rd_str(cursor *c, const char *what, char **out) {
     return QS_OK;
 }
 
+/* A name, then a u32 that follows it (a key's type, a tensor's dimension
+ * count); *count grows once the name is read, so freeing finds it. */
+static qs_status rd_name_u32(cursor *c, const char *what, char **name, size_t *count, uint32_t *u) {
+    qs_status st = rd_str(c, what, name);
+    if (st) return st;
+    (*count)++;
+    return rd_u32(c, *name, u);
+}
+
 static size_t scalar_size(uint32_t type) {
     static const size_t sz[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
     return type < sizeof sz / sizeof sz[0] ? sz[type] : 0;
@@ -253,9 +262,7 @@ static qs_status parse(qs_gguf *g) {
     for (uint64_t i = 0; i < n_kv; i++) {
         qs_gguf_kv *kv = &g->kv[g->n_kv];
         uint32_t type = 0;
-        if ((st = rd_str(&c, "key", &kv->key))) return st;
-        g->n_kv++;
-        if ((st = rd_u32(&c, kv->key, &type))) return st;
+        if ((st = rd_name_u32(&c, "key", &kv->key, &g->n_kv, &type))) return st;
         kv->type = (qs_gguf_type)type;
         if ((st = rd_value(&c, kv))) return st;
     }
@@ -270,9 +277,7 @@ static qs_status parse(qs_gguf *g) {
     for (uint64_t i = 0; i < n_t; i++) {
         qs_gguf_tensor *t = &g->t[g->n_t];
         uint32_t nd = 0;
-        if ((st = rd_str(&c, "tensor name", &t->name))) return st;
-        g->n_t++;
-        if ((st = rd_u32(&c, t->name, &nd))) return st;
+        if ((st = rd_name_u32(&c, "tensor name", &t->name, &g->n_t, &nd))) return st;
         if (nd < 1 || nd > 4)
             return qs_fail(QS_EFORMAT, "%s: tensor '%s' has %u dimensions (1 to 4)", path, t->name, nd);
         t->n_dims = (int)nd;

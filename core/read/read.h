@@ -114,20 +114,11 @@ char *qs_st_shape_str(const qs_st_tensor *t, char *buf, size_t cap);
  *
  * The model loader built on it, qs_gguf_load(), is declared in loaders.h.
  */
+/* The value types of GGUF metadata, numbered as the format numbers them. */
 typedef enum {
-    QS_GGUF_U8 = 0,
-    QS_GGUF_I8 = 1,
-    QS_GGUF_U16 = 2,
-    QS_GGUF_I16 = 3,
-    QS_GGUF_U32 = 4,
-    QS_GGUF_I32 = 5,
-    QS_GGUF_F32 = 6,
-    QS_GGUF_BOOL = 7,
-    QS_GGUF_STRING = 8,
-    QS_GGUF_ARRAY = 9,
-    QS_GGUF_U64 = 10,
-    QS_GGUF_I64 = 11,
-    QS_GGUF_F64 = 12,
+    QS_GGUF_U8, QS_GGUF_I8, QS_GGUF_U16, QS_GGUF_I16, QS_GGUF_U32, QS_GGUF_I32, QS_GGUF_F32, /* 0..6 */
+    QS_GGUF_BOOL, QS_GGUF_STRING, QS_GGUF_ARRAY,                                          /* 7..9 */
+    QS_GGUF_U64, QS_GGUF_I64, QS_GGUF_F64,                                                /* 10..12 */
 } qs_gguf_type;
 
 /* ggml tensor types qscope converts; others are named in errors only. */

@@ -811,12 +811,14 @@ static qs_status pattern(const cJSON *o, regex_t **re, char **lit, const char *p
     return qs_fail(QS_EFORMAT, "%s: %s has no String or Regex pattern", path, what);
 }
 
-/* A pipeline step's "type"; NULL when o was a Sequence, whose items (o[list])
- * went through add, or had no type: *st says how that went. */
+/* A pipeline step's "type"; NULL when o is absent or null, was a Sequence
+ * (whose items, o[list], went through add) or had no type: *st says how that
+ * went. */
 typedef qs_status (*step_fn)(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path);
 static const char *step_type(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path, const char *what,
                              const char *list, step_fn add, qs_status *st) {
     *st = QS_OK;
+    if (!o || cJSON_IsNull(o)) return NULL; /* absent: nothing to add */
     const char *ty = jstr(o, "type");
     if (!ty) {
         *st = qs_fail(QS_EFORMAT, "%s: %s without a type", path, what);
@@ -831,7 +833,6 @@ static const char *step_type(qs_tok *t, tok_pipe *p, const cJSON *o, const char 
 }
 
 static qs_status add_norm(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path) {
-    if (!o || cJSON_IsNull(o)) return QS_OK;
     qs_status sq;
     const char *ty = step_type(t, p, o, path, "normalizer", "normalizers", add_norm, &sq);
     if (!ty) return sq;
@@ -874,7 +875,6 @@ static int behavior_of(const char *b) {
 static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static qs_status add_pre(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path) {
-    if (!o || cJSON_IsNull(o)) return QS_OK;
     qs_status sq;
     const char *ty = step_type(t, p, o, path, "pre_tokenizer", "pretokenizers", add_pre, &sq);
     if (!ty) return sq;
@@ -927,7 +927,6 @@ static qs_status add_pre(qs_tok *t, tok_pipe *p, const cJSON *o, const char *pat
 }
 
 static qs_status add_dec(qs_tok *t, tok_pipe *p, const cJSON *o, const char *path) {
-    if (!o || cJSON_IsNull(o)) return QS_OK;
     qs_status sq;
     const char *ty = step_type(t, p, o, path, "decoder", "decoders", add_dec, &sq);
     if (!ty) return sq;

@@ -30,7 +30,7 @@ qs_status qs_gguf_load(const char *path, qs_model **out);
 /* llama2.c checkpoint (.bin, legacy version-0 header) and its tokenizer.bin
  * (tokenizer NULL: tokenizer.bin or tok<vocab>.bin beside the checkpoint).
  * The file size must match the header exactly; q/k rows are permuted from
- * Meta's interleaved RoPE order. (model/llama2c.c) */
+ * Meta's interleaved RoPE order. (model/llama2c.c, reading through read/llama2c.c) */
 qs_status qs_l2c_load(const char *path, const char *tokenizer, qs_model **out);
 
 #endif

@@ -1,4 +1,4 @@
-/* read/read.h — the public interface of core/read/. Sections: safetensors, gguf. */
+/* read/read.h — the public interface of core/read/. Sections: safetensors, gguf, llama2.c. */
 #ifndef QS_READ_H
 #define QS_READ_H
 
@@ -185,4 +185,28 @@ qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst
  * src, dst: (n_heads*head_dim, n_in), distinct. */
 void qs_gguf_rope_rows(float *dst, const float *src, int n_heads, int head_dim, int n_in);
 
+/* ---- llama2.c checkpoints (llama2c.c): the legacy version-0 .bin, its
+ * header checked against the file's size and its fp32 arrays found in the
+ * map, in the file's own layout (q/k rows in Meta's interleaved RoPE order;
+ * w1 the gate, w3 the up projection).
+ *
+ *     qs_l2c_file f;
+ *     if (qs_l2c_open("stories260K.bin", &f) == QS_OK) ... f.wq + layer * f.dim * f.dim ...
+ *     qs_io_unmap(&f.map);   // unless the map was handed to a store
+ */
+typedef struct {
+    int dim, hidden, layers, heads, kv_heads, vocab, seq;
+    int shared;    /* the classifier is the token embedding */
+    qs_map map;    /* owned by the caller once opened */
+    const float *tok_embed;            /* (vocab, dim) */
+    const float *rms_att, *rms_ffn;    /* (layers, dim) */
+    const float *wq, *wo;              /* (layers, dim, dim) */
+    const float *wk, *wv;              /* (layers, kv_heads * dim/heads, dim) */
+    const float *w1, *w3;              /* (layers, hidden, dim) */
+    const float *w2;                   /* (layers, dim, hidden) */
+    const float *rms_final;            /* (dim) */
+    const float *wcls;                 /* (vocab, dim); tok_embed when shared */
+} qs_l2c_file;
+
+qs_status qs_l2c_open(const char *path, qs_l2c_file *f);
 #endif

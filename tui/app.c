@@ -63,6 +63,7 @@ static void log_sink(void *ud, int level, const char *msg) {
 
 static void frame(tui_state *s, const tui_opts *o) {
     tui_jobs_status_get(s->jobs, &s->js);
+    tui_panel_fit(s);
     tui_panel_frame(s);
     refresh();
     s->frames++;

@@ -208,14 +208,14 @@ static void ov_key(void *ud, const char *keys, const char *what) {
     ov_add(b, TUI_C_NORMAL, line, (int)strlen(line));
 }
 
-static void help_overlay(tui_state *s, int H, int W) {
-    static char lines[400][160];
-    static int roles[400];
-    overlay_buf b = {lines, roles, 0, 400};
-    int w = W - 6 < 90 ? W - 6 : 90, h = H - 4;
-    int x = (W - w) / 2, y = 2;
-    char title[96];
-    snprintf(title, sizeof title, "%d %s: what it shows", s->view + 1, tui_view_title(s->view));
+static char help_text[400][160];
+static int help_roles[400];
+
+/* The help overlay's lines for the current view at width W (into
+ * help_text/help_roles); returns how many. */
+static int help_lines(const tui_state *s, int W) {
+    overlay_buf b = {help_text, help_roles, 0, 400};
+    int w = W - 6 < 90 ? W - 6 : 90;
     wrap_ud wu = {&b, TUI_C_NORMAL};
     tui_wrap(tui_view_explain(s->view), w - 4, ov_wrap_line, &wu);
     ov_add(&b, TUI_C_NORMAL, "", 0);
@@ -227,21 +227,40 @@ static void help_overlay(tui_state *s, int H, int W) {
              "the selected one, and every change re-runs what depends on it in the background: the clusters, "
              "the variant and a quick perplexity check. The screen keeps answering keys meanwhile; Esc cancels.",
              w - 4, ov_wrap_line, &wu);
+    return b.n;
+}
+
+static void help_overlay(const tui_state *s, int H, int W) {
+    int n = help_lines(s, W);
+    int w = W - 6 < 90 ? W - 6 : 90, h = H - 4;
+    int x = (W - w) / 2, y = 2;
+    char title[96];
+    snprintf(title, sizeof title, "%d %s: what it shows", s->view + 1, tui_view_title(s->view));
     tui_fill(s, y, x, h, w, TUI_C_NORMAL);
     tui_box(s, y, x, h, w, title, TUI_C_ACCENT);
     int body = h - 3;
-    if (s->help_top > b.n - body) s->help_top = b.n - body > 0 ? b.n - body : 0;
-    for (int i = 0; i < body && s->help_top + i < b.n; i++)
-        tui_text(s, y + 1 + i, x + 2, w - 4, roles[s->help_top + i], lines[s->help_top + i]);
-    const char *foot = b.n > body ? " Esc or ? closes  j/k scroll " : " Esc or ? closes ";
+    for (int i = 0; i < body && s->help_top + i < n; i++)
+        tui_text(s, y + 1 + i, x + 2, w - 4, help_roles[s->help_top + i], help_text[s->help_top + i]);
+    const char *foot = n > body ? " Esc or ? closes  j/k scroll " : " Esc or ? closes ";
     tui_text(s, y + h - 1, x + w - 2 - (int)strlen(foot), (int)strlen(foot), TUI_C_DIM, foot);
 }
 
-void tui_panel_frame(tui_state *s) {
+void tui_panel_fit(tui_state *s) {
     int H, W;
     getmaxyx(stdscr, H, W);
     s->rows_n = H;
     s->cols_n = W;
+    /* the Log pane shows H - 6 lines; the help overlay H - 7 */
+    long max_back = s->log_n < TUI_LOG_LINES ? s->log_n : TUI_LOG_LINES, rows = H - 6;
+    if (s->log_back > max_back - rows) s->log_back = max_back - rows > 0 ? max_back - rows : 0;
+    if (s->help) {
+        int n = help_lines(s, W), body = H - 7;
+        if (s->help_top > n - body) s->help_top = n - body > 0 ? n - body : 0;
+    }
+}
+
+void tui_panel_frame(tui_state *s) {
+    int H = s->rows_n, W = s->cols_n;
     erase();
     if (H < TUI_MIN_H || W < TUI_MIN_W) {
         too_small(s, H, W);

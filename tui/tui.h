@@ -415,6 +415,10 @@ void tui_canvas_axes(const tui_state *s, const tui_canvas *c, int y, int x, int 
 /* The frame (panel.c): status line, tabs, parameter panel, message/prompt
  * line, help line and the help overlay around the current view. */
 void tui_panel_frame(tui_state *s);
+/* The layout step before a frame: the screen's size into the state, and the
+ * scroll offsets (Log, help) brought within what the panes show, so that
+ * drawing only reads the state. */
+void tui_panel_fit(tui_state *s);
 /* The views (view.c): draw view v into the rectangle. */
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w);
 const char *tui_view_title(int v);

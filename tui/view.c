@@ -565,8 +565,6 @@ static void draw_generate(tui_state *s, int y, int x, int h, int w) {
 static void draw_log(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "Log (%ld message%s)", s->log_n, s->log_n == 1 ? "" : "s");
     int rows = h - 2;
-    long max_back = s->log_n < TUI_LOG_LINES ? s->log_n : TUI_LOG_LINES;
-    if (s->log_back > max_back - rows) s->log_back = max_back - rows > 0 ? max_back - rows : 0;
     for (int i = 0; i < rows; i++) {
         const tui_logline *l = tui_state_log_line(s, s->log_back + (rows - 1 - i));
         if (!l) continue;

@@ -135,12 +135,14 @@ static int rtn_extra(const char *spec, qs_step *s, const char *key, const char *
 static qs_status rtn_check(const char *spec, qs_step *s) {
     if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)
         return qs_fail(QS_EARG, "%s: rtn quantizes nothing (give w, a or kv bits)", spec);
+    if (s->a_bits == 16 && s->kv_bits == 16) s->a_mode = QS_AQ_TOKEN; /* act= has nothing to scale */
     return QS_OK;
 }
 
 static void rtn_format(const qs_step *s, char *b, size_t cap) {
     qs_spec_weight_keys_format(s, b, cap);
-    if (s->a_bits != 16) qs_spec_addf(b, cap, "act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
+    /* act= scales the activations and the K/V cache: written when either is quantized */
+    if (s->a_bits != 16 || s->kv_bits != 16) qs_spec_addf(b, cap, "act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
     if (s->kv_bits && s->kv_bits != s->a_bits) qs_spec_addf(b, cap, "kv=%d", s->kv_bits);
 }
 

@@ -19,15 +19,6 @@ const char *qs_method_name(qs_method m) {
 static int *ifield(qs_step *s, const qs_method_key *k) { return (int *)(void *)((char *)s + k->off); }
 static float *ffield(qs_step *s, const qs_method_key *k) { return (float *)(void *)((char *)s + k->off); }
 
-double qs_method_key_get(const qs_method_key *k, const qs_step *s) {
-    qs_step *w = (qs_step *)s;
-    if (k->kind == QS_KEY_FLOAT) return *ffield(w, k);
-    int v = *ifield(w, k);
-    if (k->kind != QS_KEY_WORD) return v;
-    for (int i = 0; k->words && i < 16; i++)
-        if (k->values[i] == v) return i;
-    return 0;
-}
 
 /* Word i of "a|b|c" into buf; 0 when there is no word i. */
 static int word_at(const char *words, int i, char *buf, size_t cap) {
@@ -42,6 +33,17 @@ static int word_at(const char *words, int i, char *buf, size_t cap) {
     memcpy(buf, p, n);
     buf[n] = 0;
     return 1;
+}
+
+double qs_method_key_get(const qs_method_key *k, const qs_step *s) {
+    qs_step *w = (qs_step *)s;
+    if (k->kind == QS_KEY_FLOAT) return *ffield(w, k);
+    int v = *ifield(w, k);
+    if (k->kind != QS_KEY_WORD) return v;
+    char word[64];
+    for (int i = 0; word_at(k->words, i, word, sizeof word); i++) /* values has one entry per word */
+        if (k->values[i] == v) return i;
+    return 0;
 }
 
 /* Defaults of a method: "not quantized" everywhere, then its keys', then its own. */

@@ -1,6 +1,7 @@
 /* Quantization grids, round-to-nearest weights, fake-quant of activations,
  * and the spec parser. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,9 @@ TEST(spec_parse_and_canonical) {
     REQUIRE(qs_spec_parse("int8:threshold=0", &s) == QS_OK && s.steps[0].threshold == 0, "threshold 0");
     REQUIRE(qs_spec_parse("rptq:g=8,g_mlp_mid=16,norm_a=8", &s) == QS_OK, "%s", qs_last_error());
     CHECK(s.steps[0].g == 8 && s.steps[0].g_site[QS_SITE_MLP_MID] == 16 && s.steps[0].norm_a == 8, "rptq knobs");
+    /* act= is part of a KV-only spec: per-tensor K/V scales are not the per-token default */
+    REQUIRE(qs_spec_parse("rtn:kv=8,act=tensor", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(!strcmp(s.text, "rtn:act=tensor,kv=8"), "canonical '%s' drops act=tensor", s.text);
     /* canonical text parses back to the same canonical text */
     const char *specs[] = {"rtn:w=3,group=32,sym=1,a=4,act=tensor,kv=8", "rptq:w=4,a=4,kv=4,g=32", "slice",
                            "int8:act=tensor", "rptq:W3A3KV"};
@@ -129,6 +133,53 @@ TEST(spec_parse_and_canonical) {
         REQUIRE(qs_spec_parse(a.text, &b) == QS_OK, "%s: %s", a.text, qs_last_error());
         CHECK(!strcmp(a.text, b.text), "'%s' -> '%s' -> '%s'", specs[i], a.text, b.text);
     }
+}
+
+/* The method table: every key's default is what a spec without it gets, and
+ * every key set to a value other than its default is written back in the
+ * canonical text and parses to the same step. */
+TEST(method_table_keys_round_trip) {
+    int n_keys = 0;
+    for (int i = 0; i < qs_method_count(); i++) {
+        const qs_method_def *d = qs_method_at(i);
+        REQUIRE(d && qs_method_find(d->name) == d && qs_method_of(d->id) == d, "method %d: lookups disagree", i);
+        /* the least a spec of the method needs (rtn must quantize something;
+         * its act= scales activations only when there are some) */
+        const char *base = d->id == QS_M_RTN ? "w=4,a=8" : "";
+        for (int j = 0; j < d->n_keys; j++) {
+            const qs_method_key *k = &d->keys[j];
+            char spec[128];
+            qs_spec a, b;
+            snprintf(spec, sizeof spec, "%s%s%s", d->name, *base ? ":" : "", base);
+            REQUIRE(qs_spec_parse(spec, &a) == QS_OK, "%s: %s", spec, qs_last_error());
+            double got = qs_method_key_get(k, &a.steps[0]);
+            char given[40], listed[64];
+            snprintf(given, sizeof given, ",%s=", k->name);
+            snprintf(listed, sizeof listed, ",%s", base);
+            if (!(k->kind == QS_KEY_BITS && k->def == 0) && !strstr(listed, given))
+                CHECK(got == k->def, "%s: key %s is %g without it, its default is %g", spec, k->name, got, k->def);
+            /* another value: the next word, a bit width of 3, or a number inside the range */
+            char val[32];
+            if (k->kind == QS_KEY_WORD) {
+                const char *bar = strchr(k->words, '|');
+                REQUIRE(bar, "%s.%s: one word", d->name, k->name);
+                snprintf(val, sizeof val, "%s", k->def == 0 ? bar + 1 : k->words);
+                if (k->def != 0) val[bar - k->words] = 0;
+            } else if (k->kind == QS_KEY_BITS) snprintf(val, sizeof val, "3");
+            else if (k->kind == QS_KEY_BOOL) snprintf(val, sizeof val, "%d", k->def == 0);
+            else snprintf(val, sizeof val, "%g", k->def == k->hi ? k->lo : k->kind == QS_KEY_INT ? k->def + 1 : (k->def + k->hi) / 2);
+            snprintf(spec, sizeof spec, "%s:%s%s%s=%s", d->name, base, *base ? "," : "", k->name, val);
+            if (qs_spec_parse(spec, &a) != QS_OK) continue; /* a rule between keys (wgroups=cluster needs w) */
+            CHECK(qs_method_key_get(k, &a.steps[0]) != k->def, "%s: the value did not take", spec);
+            REQUIRE(qs_spec_parse(a.text, &b) == QS_OK, "%s -> %s: %s", spec, a.text, qs_last_error());
+            CHECK(!memcmp(&a.steps[0], &b.steps[0], sizeof a.steps[0]), "%s -> %s parses to another step", spec, a.text);
+            n_keys++;
+        }
+    }
+    CHECK(n_keys >= 20, "only %d keys checked", n_keys);
+    char help[8192];
+    size_t len = qs_methods_help(help, sizeof help);
+    CHECK(len < sizeof help && strstr(help, "threshold|tau") && strstr(help, "ratio|s"), "help lists keys and aliases");
 }
 
 TEST(spec_errors_name_the_problem) {

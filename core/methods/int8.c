@@ -95,7 +95,7 @@ static void int8_format(const qs_step *s, char *b, size_t cap) {
 }
 
 const qs_method_def qs_method_int8 = {
-    .id = QS_M_INT8, .name = "int8",
+    .id = QS_M_INT8, .name = "int8", .aliases = "llm.int8",
     .summary = "LLM.int8(): int8 weights and activations, outlier feature columns in fp32",
     QS_METHOD_KEYS(int8_keys), .init = int8_init, .format = int8_format, .apply = int8_apply,
 };

@@ -209,6 +209,7 @@ typedef struct {
 typedef struct qs_method_def {
     qs_method id;
     const char *name;
+    const char *aliases;        /* other names a spec may use, ',' between them ("slicegpt"), or NULL */
     const char *summary;        /* one line for help texts */
     const qs_method_key *keys;  /* (n_keys) */
     int n_keys;

@@ -498,7 +498,7 @@ static void slice_format(const qs_step *s, char *b, size_t cap) {
 static int slice_needs_calib(const qs_step *s) { return 1; }
 
 const qs_method_def qs_method_slice = {
-    .id = QS_M_SLICE, .name = "slice",
+    .id = QS_M_SLICE, .name = "slice", .aliases = "slicegpt",
     .summary = "SliceGPT: rotate by per-layer PCA, delete rows and columns", QS_METHOD_KEYS(slice_keys),
     .format = slice_format, .needs_calib = slice_needs_calib, .apply = qs_slice_apply,
 };

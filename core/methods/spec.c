@@ -239,7 +239,8 @@ size_t qs_methods_help(char *buf, size_t cap) {
     } while (0)
     for (int i = 0; i < qs_method_count(); i++) {
         const qs_method_def *d = qs_method_at(i);
-        PUT("  %-6s %s\n", d->name, d->summary);
+        PUT("  %-6s %s%s%s%s\n", d->name, d->summary, d->aliases ? " (also: " : "", d->aliases ? d->aliases : "",
+            d->aliases ? ")" : "");
         for (int j = 0; j < d->n_keys; j++) {
             const qs_method_key *k = &d->keys[j];
             char range[96], def[48];

@@ -17,9 +17,17 @@ int qs_method_count(void) { return (int)(sizeof methods / sizeof methods[0]); }
 
 const qs_method_def *qs_method_at(int i) { return i >= 0 && i < qs_method_count() ? methods[i] : NULL; }
 
+/* name is one of the ','-separated words of list */
+static int listed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, name, n) && (p[n] == ',' || !p[n])) return 1;
+    return 0;
+}
+
 const qs_method_def *qs_method_find(const char *name) {
     for (int i = 0; i < qs_method_count(); i++)
-        if (!strcmp(methods[i]->name, name)) return methods[i];
+        if (!strcmp(methods[i]->name, name) || listed(methods[i]->aliases, name)) return methods[i];
     return NULL;
 }
 

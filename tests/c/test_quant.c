@@ -177,6 +177,11 @@ TEST(method_table_keys_round_trip) {
         }
     }
     CHECK(n_keys >= 20, "only %d keys checked", n_keys);
+    /* a method's alias names it; the canonical text uses its name */
+    qs_spec s;
+    REQUIRE(qs_spec_parse("slicegpt:ratio=0.2+llm.int8", &s) == QS_OK, "%s", qs_last_error());
+    CHECK(!strcmp(s.text, "slice:ratio=0.2+int8:threshold=6"), "aliases: '%s'", s.text);
+    CHECK(!qs_method_find("slice:") && !qs_method_find("slicegp") && !qs_method_find("llm"), "a prefix is no alias");
     char help[8192];
     size_t len = qs_methods_help(help, sizeof help);
     CHECK(len < sizeof help && strstr(help, "threshold|tau") && strstr(help, "ratio|s"), "help lists keys and aliases");

@@ -175,6 +175,17 @@ static cJSON *info_json(const qs_model *m) {
     cJSON_AddStringToObject(o, "dtype", m->dtype);
     cJSON_AddStringToObject(o, "arch", qs_arch_str(c->arch));
     cJSON_AddStringToObject(o, "architecture", c->arch_name);
+    cJSON_AddStringToObject(o, "family", c->family);
+    char feat[512];
+    qs_model_features(m, feat, sizeof feat);
+    cJSON_AddStringToObject(o, "features", feat);
+    cJSON_AddStringToObject(o, "block", qs_resid_str(c->resid));
+    if (c->rope_theta > 0) {
+        cJSON_AddStringToObject(o, "rope", qs_rope_kind_str(c->rope.kind));
+        cJSON_AddNumberToObject(o, "rope_dim", c->rope.dim);
+    }
+    if (c->attn_softcap > 0) cJSON_AddNumberToObject(o, "attn_softcap", c->attn_softcap);
+    if (c->logit_softcap > 0) cJSON_AddNumberToObject(o, "logit_softcap", c->logit_softcap);
     cJSON_AddNumberToObject(o, "d_model", c->d_model);
     cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
     cJSON_AddNumberToObject(o, "n_heads", c->n_heads);
@@ -212,13 +223,16 @@ static void print_info(const qs_model *m) {
     if (c->n_kv_heads != c->n_heads) printf(" / %d kv heads", c->n_kv_heads);
     printf(" of %d, ffn %d %s, %s\n", c->head_dim, c->d_ff, qs_act_str(c->act),
            c->norm == QS_NORM_LAYER ? "LayerNorm" : "RMSNorm");
+    char feat[512];
+    qs_model_features(m, feat, sizeof feat);
+    printf("family     %s: %s\n", c->family, feat);
     if (c->rope_theta > 0)
         printf("positions  %d, RoPE theta %g%s\n", c->max_pos, c->rope_theta,
                c->sliding_window ? " (sliding window)" : "");
     else
         printf("positions  %d, learned (offset %d)\n", c->max_pos, c->pos_offset);
     printf("vocab      %d, %s head\n", c->vocab, c->tied_head ? "tied" : "separate");
-    if (m->tok) printf("tokenizer  %s\n", qs_tok_describe(m->tok));
+    printf("tokenizer  %s\n", m->tok ? qs_tok_describe(m->tok) : "none (the model takes token ids)");
     printf("params     %lld (%.1f MB as fp32)\n", p, p * 4 / 1e6);
     printf("kv cache   %lld bytes/token (fp32)\n\n", qs_ctx_kv_bytes_per_token(m));
     printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",

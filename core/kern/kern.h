@@ -127,6 +127,8 @@ void qs_ops_gelu_erf(float *x, size_t len);
 void qs_ops_silu(float *x, size_t len);
 /* x[i] = silu(g[i]) * x[i]  (SwiGLU: x holds up, g holds gate) */
 void qs_ops_swiglu(float *x, const float *g, size_t len);
+/* x[i] *= g[i] */
+void qs_ops_mul(float *x, const float *g, size_t len);
 
 /* In place: x[0..len) = softmax(x[0..len)); returns the normaliser. */
 void qs_ops_softmax_row(float *x, int len);
@@ -135,8 +137,9 @@ void qs_ops_softmax_row(float *x, int len);
 void qs_ops_add(float *y, const float *x, size_t len);
 
 /* Rotate-half RoPE (Hugging Face order) on one vector of n_heads heads of
- * size hd, with cos/sin tables (hd/2) for its position. */
-void qs_ops_rope(float *x, int n_heads, int hd, const float *cos_t, const float *sin_t);
+ * size hd: the first rd channels of each head rotate (partial rotary: rd <
+ * hd), with cos/sin tables (rd/2) for its position. */
+void qs_ops_rope(float *x, int n_heads, int hd, int rd, const float *cos_t, const float *sin_t);
 
 /* log(sum(exp(x))) over len values, in double. */
 double qs_ops_logsumexp(const float *x, int len);

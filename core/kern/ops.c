@@ -176,6 +176,11 @@ void qs_ops_swiglu(float *x, const float *g, size_t len) {
 }
 
 QS_CLONES
+void qs_ops_mul(float *x, const float *g, size_t len) {
+    for (size_t i = 0; i < len; i++) x[i] *= g[i];
+}
+
+QS_CLONES
 void qs_ops_softmax_row(float *x, int len) {
     float m = max_f(x, len);
     float inv = 1.0f / exp_sub_sum(x, len, m);
@@ -187,8 +192,8 @@ void qs_ops_add(float *y, const float *x, size_t len) {
     for (size_t i = 0; i < len; i++) y[i] += x[i];
 }
 
-void qs_ops_rope(float *x, int n_heads, int hd, const float *cos_t, const float *sin_t) {
-    int half = hd / 2;
+void qs_ops_rope(float *x, int n_heads, int hd, int rd, const float *cos_t, const float *sin_t) {
+    int half = rd / 2;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * hd;
         for (int i = 0; i < half; i++) {

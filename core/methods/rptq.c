@@ -75,6 +75,9 @@ qs_status rptq_plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p)
     p->out_per_head = !s->g_site[QS_SITE_ATTN_OUT];
     if (p->k_in < 1 || p->k_mlp_in < 1 || p->k_mid < 1 || p->k_qk < 1 || p->k_out < 1)
         return qs_fail(QS_EARG, "%s: cluster counts must be >= 1", v->spec.text);
+    if (s->reorder && c->resid == QS_RESID_POST)
+        return qs_fail(QS_EUNSUPPORTED, "%s: reorder=1 folds the channel order into the norms before attention "
+                       "and the MLP; a post-norm model has none there (use reorder=0)", v->spec.text);
     p->reorder = s->reorder;
     p->reorder_qk = s->reorder && c->rope_theta <= 0;
     p->w_bits = s->w_bits;

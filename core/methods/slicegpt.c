@@ -439,6 +439,13 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
     /* a chain it cannot stack on is the first thing to say */
     qs_status st = check_fresh(v);
     if (st) return st;
+    const qs_layer *L0 = &m->w.layers[0];
+    if (c->resid != QS_RESID_SEQ || L0->post_attn_norm.dim || L0->post_mlp_norm.dim || m->w.proj_in.w)
+        return qs_fail(QS_EUNSUPPORTED,
+                       "%s: SliceGPT rotates a residual stream that only pre-norms read; a %s model (%s%s) is "
+                       "not of that form", v->spec.text, c->family,
+                       c->resid != QS_RESID_SEQ ? qs_resid_str(c->resid) : "norms on the sublayer outputs",
+                       c->resid != QS_RESID_SEQ ? " blocks" : "");
     if (!v->calib || v->calib->n_rows < 1)
         return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
     if ((st = qs_slice_fuse(v))) return st;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/family_impl.h"
+#include "model/hf_impl.h"
 #include "model/loaders.h"
 #include "read/read.h"
 
@@ -15,219 +17,33 @@ typedef struct {
     char cfg_path[HF_PATH];
     char weights_path[HF_PATH]; /* model.safetensors or the index: what "missing" messages name */
     cJSON *cfg;
-    qs_st_file **files; /* (n_files) */
+    qs_cfgr r;
+    const qs_family *fam;
+    qs_fam_flags flags;
+    qs_st_file **files;   /* (n_files) */
+    unsigned char **used; /* (n_files) per tensor: read by the family */
     int n_files;
     qs_model *m;
     unsigned dtypes; /* bit per qs_st_dtype seen among loaded tensors */
     char prefix[32]; /* "model.decoder.", "transformer.", ... */
 } hf_ctx;
 
-/* ---- config.json ---- */
-
-static const cJSON *cfg_item(const hf_ctx *c, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->cfg, key);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-/* An integer setting in [lo, 2^30]: absent or null gives def, or fails when
- * required. */
-static qs_status cfg_int(const hf_ctx *c, const char *key, int required, int def, int lo, int *out) {
-    const cJSON *v = cfg_item(c, key);
-    if (!v) {
-        if (required) return qs_fail(QS_EFORMAT, "%s: missing '%s'", c->cfg_path, key);
-        *out = def;
-        return QS_OK;
-    }
-    double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
-    if (!cJSON_IsNumber(v) || floor(d) != d || d < lo || d > (double)(1 << 24))
-        return qs_fail(QS_EFORMAT, "%s: '%s' must be an integer from %d to %d", c->cfg_path, key, lo, 1 << 24);
-    *out = (int)d;
-    return QS_OK;
-}
-
-static qs_status cfg_float(const hf_ctx *c, const char *key, double def, float *out) {
-    const cJSON *v = cfg_item(c, key);
-    if (!v) {
-        *out = (float)def;
-        return QS_OK;
-    }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return qs_fail(QS_EFORMAT, "%s: '%s' must be a number", c->cfg_path, key);
-    *out = (float)v->valuedouble;
-    return QS_OK;
-}
-
-static qs_status cfg_bool(const hf_ctx *c, const char *key, int def, int *out) {
-    const cJSON *v = cfg_item(c, key);
-    if (!v) {
-        *out = def;
-        return QS_OK;
-    }
-    if (!cJSON_IsBool(v)) return qs_fail(QS_EFORMAT, "%s: '%s' must be true or false", c->cfg_path, key);
-    *out = cJSON_IsTrue(v);
-    return QS_OK;
-}
-
-static const char *cfg_str(const hf_ctx *c, const char *key) {
-    const cJSON *v = cfg_item(c, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* bos/eos/pad: a number, null, or a list (the first entry counts). */
 static int cfg_token(const hf_ctx *c, const char *key) {
-    const cJSON *v = cfg_item(c, key);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->cfg, key);
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)(1 << 30)) return -1;
     return (int)v->valuedouble;
 }
 
-static qs_status cfg_act(const hf_ctx *c, const char *key, const char *def, qs_act *out) {
-    const char *a = cfg_str(c, key);
-    if (!a) a = def;
-    if (!strcmp(a, "relu")) *out = QS_ACT_RELU;
-    else if (!strcmp(a, "gelu")) *out = QS_ACT_GELU;
-    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast"))
-        *out = QS_ACT_GELU_TANH;
-    else if (!strcmp(a, "silu") || !strcmp(a, "swish")) *out = QS_ACT_SILU;
-    else return qs_fail(QS_EUNSUPPORTED, "%s: %s '%s' is not supported", c->cfg_path, key, a);
-    return QS_OK;
-}
+/* ---- config.json ---- */
 
-static qs_status heads_fit(const hf_ctx *c, const qs_config *g) {
-    if (g->d_model % g->n_heads)
-        return qs_fail(QS_EFORMAT, "%s: hidden size %d is not a multiple of %d heads", c->cfg_path,
-                       g->d_model, g->n_heads);
-    return QS_OK;
+static void list_archs(char *buf, size_t cap) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; qs_family_list[i] && len + 2 < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", qs_family_list[i]->hf_arch);
 }
-
-static qs_status config_opt(const hf_ctx *c, qs_config *g) {
-    qs_status st;
-    int pre_ln = 1, proj = 0, tie = 1, remove_final = 0, bias = 1, affine = 1;
-    if ((st = cfg_int(c, "hidden_size", 1, 0, 1, &g->d_model)) ||
-        (st = cfg_int(c, "num_hidden_layers", 1, 0, 1, &g->n_layers)) ||
-        (st = cfg_int(c, "num_attention_heads", 1, 0, 1, &g->n_heads)) ||
-        (st = cfg_int(c, "ffn_dim", 1, 0, 1, &g->d_ff)) ||
-        (st = cfg_int(c, "vocab_size", 1, 0, 1, &g->vocab)) ||
-        (st = cfg_int(c, "max_position_embeddings", 0, 2048, 1, &g->max_pos)) ||
-        (st = cfg_int(c, "word_embed_proj_dim", 0, g->d_model, 1, &proj)) ||
-        (st = cfg_bool(c, "do_layer_norm_before", 1, &pre_ln)) ||
-        (st = cfg_bool(c, "_remove_final_layer_norm", 0, &remove_final)) ||
-        (st = cfg_bool(c, "enable_bias", 1, &bias)) ||
-        (st = cfg_bool(c, "layer_norm_elementwise_affine", 1, &affine)) ||
-        (st = cfg_bool(c, "tie_word_embeddings", 1, &tie)) ||
-        (st = cfg_act(c, "activation_function", "relu", &g->act)) || (st = heads_fit(c, g)))
-        return st;
-    if (!pre_ln)
-        return qs_fail(QS_EUNSUPPORTED,
-                       "%s: do_layer_norm_before is false (post-LayerNorm OPT such as opt-350m); "
-                       "qscope runs pre-LayerNorm OPT only", c->cfg_path);
-    if (proj != g->d_model)
-        return qs_fail(QS_EUNSUPPORTED,
-                       "%s: word_embed_proj_dim %d differs from hidden_size %d (projected embeddings "
-                       "are not supported)", c->cfg_path, proj, g->d_model);
-    if (remove_final || !bias || !affine)
-        return qs_fail(QS_EUNSUPPORTED, "%s: OPT without %s is not supported", c->cfg_path,
-                       remove_final ? "a final layer norm" : !bias ? "biases" : "LayerNorm weights");
-    g->arch = QS_ARCH_OPT;
-    g->n_kv_heads = g->n_heads;
-    g->head_dim = g->d_model / g->n_heads;
-    g->pos_offset = 2;
-    g->norm = QS_NORM_LAYER;
-    g->norm_eps = 1e-5f;
-    g->tied_head = tie;
-    return QS_OK;
-}
-
-static qs_status config_gpt2(const hf_ctx *c, qs_config *g) {
-    qs_status st;
-    int tie = 1, scale = 1, by_layer = 0;
-    if ((st = cfg_int(c, "n_embd", 1, 0, 1, &g->d_model)) ||
-        (st = cfg_int(c, "n_layer", 1, 0, 1, &g->n_layers)) ||
-        (st = cfg_int(c, "n_head", 1, 0, 1, &g->n_heads)) ||
-        (st = cfg_int(c, "vocab_size", 1, 0, 1, &g->vocab)) ||
-        (st = cfg_int(c, "n_positions", 0, 1024, 1, &g->max_pos)) ||
-        (st = cfg_int(c, "n_inner", 0, 4 * g->d_model, 1, &g->d_ff)) ||
-        (st = cfg_float(c, "layer_norm_epsilon", 1e-5, &g->norm_eps)) ||
-        (st = cfg_bool(c, "tie_word_embeddings", 1, &tie)) ||
-        (st = cfg_bool(c, "scale_attn_weights", 1, &scale)) ||
-        (st = cfg_bool(c, "scale_attn_by_inverse_layer_idx", 0, &by_layer)) ||
-        (st = cfg_act(c, "activation_function", "gelu_new", &g->act)) || (st = heads_fit(c, g)))
-        return st;
-    if (!scale || by_layer)
-        return qs_fail(QS_EUNSUPPORTED, "%s: %s is not supported", c->cfg_path,
-                       !scale ? "scale_attn_weights = false" : "scale_attn_by_inverse_layer_idx = true");
-    g->arch = QS_ARCH_GPT2;
-    g->n_kv_heads = g->n_heads;
-    g->head_dim = g->d_model / g->n_heads;
-    g->norm = QS_NORM_LAYER;
-    g->tied_head = tie;
-    return QS_OK;
-}
-
-/* rope_scaling (older configs) or rope_parameters (newer): only plain RoPE. */
-static qs_status check_rope(const hf_ctx *c, const char *key, float *theta) {
-    const cJSON *r = cfg_item(c, key);
-    if (!r) return QS_OK;
-    if (!cJSON_IsObject(r)) return qs_fail(QS_EFORMAT, "%s: '%s' must be an object", c->cfg_path, key);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "rope_type");
-    if (!t) t = cJSON_GetObjectItemCaseSensitive(r, "type");
-    if (cJSON_IsString(t) && strcmp(t->valuestring, "default") != 0)
-        return qs_fail(QS_EUNSUPPORTED, "%s: %s type '%s' is not supported (qscope runs plain RoPE)",
-                       c->cfg_path, key, t->valuestring);
-    if (!t && strcmp(key, "rope_scaling") == 0)
-        return qs_fail(QS_EUNSUPPORTED, "%s: rope_scaling without a type is not supported", c->cfg_path);
-    const cJSON *th = cJSON_GetObjectItemCaseSensitive(r, "rope_theta");
-    if (th) {
-        if (!cJSON_IsNumber(th) || !(th->valuedouble > 0))
-            return qs_fail(QS_EFORMAT, "%s: %s.rope_theta must be a positive number", c->cfg_path, key);
-        *theta = (float)th->valuedouble;
-    }
-    return QS_OK;
-}
-
-static qs_status config_llama(const hf_ctx *c, const char *arch, qs_config *g) {
-    qs_status st;
-    int tie = 0;
-    if ((st = cfg_int(c, "hidden_size", 1, 0, 1, &g->d_model)) ||
-        (st = cfg_int(c, "num_hidden_layers", 1, 0, 1, &g->n_layers)) ||
-        (st = cfg_int(c, "num_attention_heads", 1, 0, 1, &g->n_heads)) ||
-        (st = cfg_int(c, "intermediate_size", 1, 0, 1, &g->d_ff)) ||
-        (st = cfg_int(c, "vocab_size", 1, 0, 1, &g->vocab)) ||
-        (st = cfg_int(c, "num_key_value_heads", 0, g->n_heads, 1, &g->n_kv_heads)) ||
-        (st = cfg_int(c, "head_dim", 0, g->d_model / g->n_heads, 1, &g->head_dim)) ||
-        (st = cfg_int(c, "max_position_embeddings", 0, 2048, 1, &g->max_pos)) ||
-        (st = cfg_float(c, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = cfg_float(c, "rope_theta", 10000.0, &g->rope_theta)) ||
-        (st = cfg_bool(c, "tie_word_embeddings", 0, &tie)) ||
-        (st = cfg_act(c, "hidden_act", "silu", &g->act)))
-        return st;
-    if ((st = check_rope(c, "rope_scaling", &g->rope_theta)) ||
-        (st = check_rope(c, "rope_parameters", &g->rope_theta)))
-        return st;
-    if (g->act != QS_ACT_SILU)
-        return qs_fail(QS_EUNSUPPORTED, "%s: hidden_act '%s' is not supported for %s (qscope runs SwiGLU)",
-                       c->cfg_path, cfg_str(c, "hidden_act"), arch);
-    if (!(g->rope_theta > 0))
-        return qs_fail(QS_EFORMAT, "%s: rope_theta must be positive", c->cfg_path);
-    if (cfg_item(c, "partial_rotary_factor"))
-        return qs_fail(QS_EUNSUPPORTED, "%s: partial_rotary_factor is not supported", c->cfg_path);
-    if (!strcmp(arch, "MistralForCausalLM")) {
-        if ((st = cfg_int(c, "sliding_window", 0, 0, 0, &g->sliding_window))) return st;
-    } else if (!strcmp(arch, "Qwen2ForCausalLM")) {
-        int sw = 0;
-        if ((st = cfg_bool(c, "use_sliding_window", 0, &sw))) return st;
-        if (sw)
-            return qs_fail(QS_EUNSUPPORTED, "%s: use_sliding_window (per-layer windows) is not supported",
-                           c->cfg_path);
-    }
-    g->arch = QS_ARCH_LLAMA;
-    g->norm = QS_NORM_RMS;
-    g->tied_head = tie;
-    return QS_OK;
-}
-
-static const char *const known_archs[] = {"OPTForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM",
-                                          "MistralForCausalLM", "Qwen2ForCausalLM"};
 
 static qs_status parse_config(hf_ctx *c, qs_config *g) {
     char *text = NULL;
@@ -240,32 +56,45 @@ static qs_status parse_config(hf_ctx *c, qs_config *g) {
     free(text);
     if (!c->cfg) return qs_fail(QS_EFORMAT, "%s: malformed JSON (error at byte %zu)", c->cfg_path, at);
     if (!cJSON_IsObject(c->cfg)) return qs_fail(QS_EFORMAT, "%s: malformed JSON (not an object)", c->cfg_path);
+    c->r.root = c->cfg;
+    c->r.path = c->cfg_path;
 
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(c->cfg, "quantization_config");
+    if (qc && !cJSON_IsNull(qc)) {
+        const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+        return qs_fail(QS_EUNSUPPORTED,
+                       "%s: a pre-quantized checkpoint (quantization_config%s%s); qscope does not read those: "
+                       "give it the original weights and quantize them here", c->cfg_path,
+                       cJSON_IsString(qm) ? ", quant_method " : "", cJSON_IsString(qm) ? qm->valuestring : "");
+    }
     const char *arch = NULL;
-    const cJSON *archs = cfg_item(c, "architectures");
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(c->cfg, "architectures");
     if (cJSON_IsArray(archs) && cJSON_IsString(cJSON_GetArrayItem(archs, 0)))
         arch = cJSON_GetArrayItem(archs, 0)->valuestring;
+    const qs_family *fam = arch ? qs_family_by_arch(arch) : NULL;
     if (!arch) { /* older configs name only the model type */
-        const char *mt = cfg_str(c, "model_type");
-        static const char *const types[] = {"opt", "gpt2", "llama", "mistral", "qwen2"};
-        for (int i = 0; mt && i < 5; i++)
-            if (!strcmp(mt, types[i])) arch = known_archs[i];
-        if (!arch)
-            return qs_fail(QS_EFORMAT, "%s: no 'architectures' list and no known 'model_type'", c->cfg_path);
+        const char *mt = qs_cfgr_str(&c->r, "model_type");
+        fam = mt ? qs_family_by_type(mt) : NULL;
+        if (!fam) return qs_fail(QS_EFORMAT, "%s: no 'architectures' list and no known 'model_type'", c->cfg_path);
+    }
+    if (!fam) {
+        char known[512];
+        list_archs(known, sizeof known);
+        return qs_fail(QS_EUNSUPPORTED, "%s: unknown architecture '%.64s' (qscope runs %s)", c->cfg_path, arch,
+                       known);
     }
     memset(g, 0, sizeof *g);
-    snprintf(g->arch_name, sizeof g->arch_name, "%s", arch);
-    if (!strcmp(arch, "OPTForCausalLM")) st = config_opt(c, g);
-    else if (!strcmp(arch, "GPT2LMHeadModel")) st = config_gpt2(c, g);
-    else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
-             !strcmp(arch, "Qwen2ForCausalLM"))
-        st = config_llama(c, arch, g);
-    else
-        return qs_fail(QS_EUNSUPPORTED,
-                       "%s: unknown architecture '%.64s' (qscope runs OPTForCausalLM, "
-                       "GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
-                       c->cfg_path, arch);
-    if (st) return st;
+    snprintf(g->arch_name, sizeof g->arch_name, "%s", fam->hf_arch);
+    snprintf(g->family, sizeof g->family, "%s", fam->name);
+    g->arch = fam->arch;
+    g->norm = QS_NORM_RMS;
+    c->fam = fam;
+    if ((st = fam->config(&c->r, g, &c->flags))) return st;
+    if (g->n_heads > 0 && g->n_kv_heads > 0 && g->n_heads % g->n_kv_heads)
+        return qs_fail(QS_EFORMAT, "%s: %d attention heads is not a multiple of %d key/value heads", c->cfg_path,
+                       g->n_heads, g->n_kv_heads);
+    if (c->flags.qk_norm && (!fam->q_norm || !fam->k_norm))
+        return qs_fail(QS_EUNSUPPORTED, "%s: q/k norms are not described for %s", c->cfg_path, fam->name);
     g->bos_id = cfg_token(c, "bos_token_id");
     g->eos_id = cfg_token(c, "eos_token_id");
     g->pad_id = cfg_token(c, "pad_token_id");
@@ -278,8 +107,16 @@ static qs_status add_file(hf_ctx *c, const char *path) {
     qs_st_file **nf = realloc(c->files, (size_t)(c->n_files + 1) * sizeof *nf);
     if (!nf) return qs_fail(QS_ENOMEM, "out of memory");
     c->files = nf;
+    unsigned char **nu = realloc(c->used, (size_t)(c->n_files + 1) * sizeof *nu);
+    if (!nu) return qs_fail(QS_ENOMEM, "out of memory");
+    c->used = nu;
     qs_status st = qs_st_open(path, &c->files[c->n_files]);
     if (st) return st;
+    c->used[c->n_files] = calloc(qs_st_count(c->files[c->n_files]) + 1, 1);
+    if (!c->used[c->n_files]) {
+        qs_st_close(c->files[c->n_files]);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
     c->n_files++;
     return QS_OK;
 }
@@ -341,11 +178,13 @@ static qs_status open_weights(hf_ctx *c) {
     return qs_fail(QS_EIO, "%s: no model.safetensors or model.safetensors.index.json", c->dir);
 }
 
-static const qs_st_tensor *find(const hf_ctx *c, const char *name, qs_st_file **file) {
+/* Find a tensor by full name in any file; mark: it counts as read. */
+static const qs_st_tensor *find(hf_ctx *c, const char *name, qs_st_file **file, int mark) {
     for (int i = 0; i < c->n_files; i++) {
         const qs_st_tensor *t = qs_st_find(c->files[i], name);
         if (t) {
             *file = c->files[i];
+            if (mark) c->used[i][t - qs_st_tensor_at(c->files[i], 0)] = 1;
             return t;
         }
     }
@@ -364,7 +203,7 @@ static qs_status lookup(hf_ctx *c, const char *name, int required, int n_dims, i
                         qs_st_file **file, const qs_st_tensor **t) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", c->prefix, name);
-    *t = find(c, full, file);
+    *t = find(c, full, file, 1);
     if (!*t) return required ? qs_fail(QS_EFORMAT, "%s: tensor '%s' is missing", c->weights_path, full) : QS_OK;
     int64_t want[2] = {d0, d1};
     int ok = (*t)->n_dims == n_dims && (*t)->shape[0] == d0 && (n_dims == 1 || (*t)->shape[1] == d1);
@@ -390,7 +229,7 @@ static qs_status get(hf_ctx *c, const char *name, int required, int n_dims, int6
 }
 
 static qs_status get_linear(hf_ctx *c, const char *base, int n_out, int n_in, int bias, qs_linear *l) {
-    char w[200], b[200];
+    char w[256], b[256];
     snprintf(w, sizeof w, "%s.weight", base);
     snprintf(b, sizeof b, "%s.bias", base);
     l->n_out = n_out;
@@ -401,7 +240,7 @@ static qs_status get_linear(hf_ctx *c, const char *base, int n_out, int n_in, in
 }
 
 static qs_status get_norm(hf_ctx *c, const char *base, int dim, int bias, qs_norm *n) {
-    char w[200], b[200];
+    char w[256], b[256];
     snprintf(w, sizeof w, "%s.weight", base);
     snprintf(b, sizeof b, "%s.bias", base);
     n->dim = dim;
@@ -447,7 +286,7 @@ static qs_status conv1d_slice(hf_ctx *c, const float *src, int n_in, int width, 
  * input c_attn (parts = 3) holds q, k, v side by side in the columns of a
  * [d, 3d] weight and a [3d] bias. */
 static qs_status get_conv1d(hf_ctx *c, const char *base, int n_in, int n_out, int parts, qs_linear **out) {
-    char w[200], b[200];
+    char w[256], b[256];
     snprintf(w, sizeof w, "%s.weight", base);
     snprintf(b, sizeof b, "%s.bias", base);
     qs_st_file *f;
@@ -464,138 +303,224 @@ static qs_status get_conv1d(hf_ctx *c, const char *base, int n_in, int n_out, in
 }
 
 /* Pick the first prefix under which probe exists. */
-static qs_status pick_prefix(hf_ctx *c, const char *probe, const char *const *prefixes, int n) {
+static qs_status pick_prefix(hf_ctx *c, const char *probe, const char *const *prefixes) {
+    int n = 0;
+    while (n < 3 && prefixes[n]) n++;
     for (int i = 0; i < n; i++) {
         char full[256];
         qs_st_file *f;
         snprintf(full, sizeof full, "%s%s", prefixes[i], probe);
-        if (find(c, full, &f)) {
+        if (find(c, full, &f, 0)) {
             snprintf(c->prefix, sizeof c->prefix, "%s", prefixes[i]);
             return QS_OK;
         }
     }
-    return qs_fail(QS_EFORMAT, "%s: tensor '%s%s' is missing", c->weights_path, prefixes[0], probe);
+    return qs_fail(QS_EFORMAT, "%s: tensor '%s%s' is missing", c->weights_path, n ? prefixes[0] : "", probe);
 }
 
-/* The LM head: tied to the embedding, or lm_head.weight (outside the prefix). */
-static qs_status get_head(hf_ctx *c) {
-    qs_model *m = c->m;
-    m->w.head.n_out = m->cfg.vocab;
-    m->w.head.n_in = m->cfg.d_model;
-    if (m->cfg.tied_head) {
-        m->w.head.w = m->w.tok_embed;
+/* A description's name with "%d" replaced by the layer. */
+static const char *tname(char *buf, size_t cap, const char *tmpl, int layer) {
+    const char *p = strstr(tmpl, "%d");
+    if (!p) snprintf(buf, cap, "%s", tmpl);
+    else snprintf(buf, cap, "%.*s%d%s", (int)(p - tmpl), tmpl, layer, p + 2);
+    return buf;
+}
+
+static qs_status lin(hf_ctx *c, const char *tmpl, int layer, int n_out, int n_in, int bias, qs_linear *l) {
+    char base[200];
+    tname(base, sizeof base, tmpl, layer);
+    if (c->fam->conv1d) return get_conv1d(c, base, n_in, n_out, 1, &l);
+    return get_linear(c, base, n_out, n_in, bias, l);
+}
+
+/* A norm (kind 0: the model's); Gemma's store w and compute x (1 + w). */
+static qs_status nrm(hf_ctx *c, const char *tmpl, int layer, int dim, qs_norm_kind kind, qs_norm *n) {
+    char base[200];
+    tname(base, sizeof base, tmpl, layer);
+    qs_norm_kind k = kind ? kind : c->m->cfg.norm;
+    qs_status st = get_norm(c, base, dim, k == QS_NORM_LAYER && c->flags.norm_bias, n);
+    if (st) return st;
+    n->kind = kind;
+    if (c->flags.norm_plus_one) {
+        float *w = qs_store_alloc(c->m->store, (size_t)dim * sizeof *w);
+        if (!w) return qs_fail(QS_ENOMEM, "out of memory");
+        for (int i = 0; i < dim; i++) w[i] = 1.0f + n->w[i];
+        n->w = w;
+    }
+    return QS_OK;
+}
+
+/* One tensor of (rows, n_in) rows (and its bias) read whole: the caller
+ * points linears at row ranges of it. */
+static qs_status fused(hf_ctx *c, const char *tmpl, int layer, int rows, int n_in, int bias, const float **w,
+                       const float **b) {
+    char base[200], name[256];
+    tname(base, sizeof base, tmpl, layer);
+    snprintf(name, sizeof name, "%s.weight", base);
+    qs_status st = get(c, name, 1, 2, rows, n_in, w);
+    *b = NULL;
+    if (!st && bias) {
+        snprintf(name, sizeof name, "%s.bias", base);
+        st = get(c, name, 1, 1, rows, 0, b);
+    }
+    return st;
+}
+
+static void rows_of(qs_linear *l, const float *w, const float *b, int row0, int n_out, int n_in) {
+    l->w = w + (size_t)row0 * n_in;
+    l->b = b ? b + row0 : NULL;
+    l->n_out = n_out;
+    l->n_in = n_in;
+}
+
+/* q, k and v as the family stores them. */
+static qs_status get_qkv(hf_ctx *c, int i, qs_layer *L) {
+    const qs_family *F = c->fam;
+    const qs_config *g = &c->m->cfg;
+    int d = g->d_model, hd = g->head_dim, qd = g->n_heads * hd, kvd = g->n_kv_heads * hd, bias = c->flags.qkv_bias;
+    char base[200];
+    if (!F->qkv) {
+        qs_status st = lin(c, F->q, i, qd, d, bias, &L->q);
+        if (!st) st = lin(c, F->k, i, kvd, d, bias, &L->k);
+        if (!st) st = lin(c, F->v, i, kvd, d, bias, &L->v);
+        return st;
+    }
+    if (F->conv1d) {
+        qs_linear *qkv[3] = {&L->q, &L->k, &L->v};
+        return get_conv1d(c, tname(base, sizeof base, F->qkv, i), d, d, 3, qkv);
+    }
+    const float *w, *b;
+    qs_status st = fused(c, F->qkv, i, qd + 2 * kvd, d, bias, &w, &b);
+    if (st) return st;
+    if (F->qkv_layout == QS_QKV_FUSED) { /* [q; k; v]: views of the one tensor */
+        rows_of(&L->q, w, b, 0, qd, d);
+        rows_of(&L->k, w, b, qd, kvd, d);
+        rows_of(&L->v, w, b, qd + kvd, kvd, d);
         return QS_OK;
     }
+    /* per head [q k v] (GPT-NeoX): gathered into q, k, v */
+    if (g->n_kv_heads != g->n_heads)
+        return qs_fail(QS_EFORMAT, "%s: a per-head fused query_key_value needs as many key/value heads as heads",
+                       c->cfg_path);
+    qs_linear *dst[3] = {&L->q, &L->k, &L->v};
+    for (int part = 0; part < 3; part++) {
+        float *pw = qs_store_alloc(c->m->store, (size_t)qd * d * sizeof *pw);
+        float *pb = b ? qs_store_alloc(c->m->store, (size_t)qd * sizeof *pb) : NULL;
+        if (!pw || (b && !pb)) return qs_fail(QS_ENOMEM, "out of memory");
+        for (int h = 0; h < g->n_heads; h++) {
+            size_t src = (size_t)(h * 3 + part) * hd;
+            memcpy(pw + (size_t)h * hd * d, w + src * d, (size_t)hd * d * sizeof *pw);
+            if (pb) memcpy(pb + (size_t)h * hd, b + src, (size_t)hd * sizeof *pb);
+        }
+        rows_of(dst[part], pw, pb, 0, qd, d);
+    }
+    return QS_OK;
+}
+
+static qs_status get_mlp(hf_ctx *c, int i, qs_layer *L) {
+    const qs_family *F = c->fam;
+    const qs_config *g = &c->m->cfg;
+    int d = g->d_model, ff = g->d_ff, bias = c->flags.mlp_bias;
+    qs_status st;
+    if (F->gate_up) { /* [gate; up] */
+        const float *w, *b;
+        if ((st = fused(c, F->gate_up, i, 2 * ff, d, bias, &w, &b))) return st;
+        rows_of(&L->gate, w, b, 0, ff, d);
+        rows_of(&L->up, w, b, ff, ff, d);
+    } else {
+        if (c->flags.gated && (st = lin(c, F->gate, i, ff, d, bias, &L->gate))) return st;
+        if ((st = lin(c, F->up, i, ff, d, bias, &L->up))) return st;
+    }
+    return lin(c, F->down, i, d, ff, bias, &L->down);
+}
+
+/* The LM head: tied to the embedding (a stored copy must equal it), or its
+ * own tensor (outside the prefix). */
+static qs_status get_head(hf_ctx *c, int de) {
+    qs_model *m = c->m;
+    const qs_config *g = &m->cfg;
+    char w[256], b[256];
+    snprintf(w, sizeof w, "%s.weight", c->fam->head);
+    snprintf(b, sizeof b, "%s.bias", c->fam->head);
     char saved[sizeof c->prefix];
     memcpy(saved, c->prefix, sizeof saved);
     c->prefix[0] = 0;
-    qs_status st = get(c, "lm_head.weight", 1, 2, m->cfg.vocab, m->cfg.d_model, &m->w.head.w);
+    m->w.head.n_out = g->vocab;
+    m->w.head.n_in = de;
+    qs_status st = QS_OK;
+    if (g->tied_head) {
+        m->w.head.w = m->w.tok_embed;
+        const float *copy = NULL;
+        if ((st = get(c, w, 0, 2, g->vocab, de, &copy)) == QS_OK && copy &&
+            memcmp(copy, m->w.tok_embed, (size_t)g->vocab * de * sizeof(float)) != 0)
+            st = qs_fail(QS_EFORMAT, "%s: '%s' differs from the token embedding, but tie_word_embeddings is true",
+                         c->weights_path, w);
+    } else {
+        st = get(c, w, 1, 2, g->vocab, de, &m->w.head.w);
+    }
+    if (!st && c->flags.head_bias) st = get(c, b, 1, 1, g->vocab, 0, &m->w.head.b);
     memcpy(c->prefix, saved, sizeof saved);
     return st;
 }
 
-static qs_status load_opt(hf_ctx *c) {
-    static const char *const pre[] = {"model.decoder.", "decoder."};
+/* The model as its family describes it. */
+static qs_status build(hf_ctx *c) {
+    const qs_family *F = c->fam;
+    const qs_fam_flags *f = &c->flags;
     qs_model *m = c->m;
     const qs_config *g = &m->cfg;
-    int d = g->d_model;
-    qs_status st = pick_prefix(c, "embed_tokens.weight", pre, 2);
-    if (st || (st = get(c, "embed_tokens.weight", 1, 2, g->vocab, d, &m->w.tok_embed)) ||
-        (st = get(c, "embed_positions.weight", 1, 2, (int64_t)g->max_pos + g->pos_offset, d,
-                  &m->w.pos_embed)) ||
-        (st = get_norm(c, "final_layer_norm", d, 1, &m->w.final_norm)))
+    int d = g->d_model, hd = g->head_dim, qd = g->n_heads * hd, de = f->embed_dim ? f->embed_dim : d;
+    char name[200];
+    snprintf(name, sizeof name, "%s.weight", F->embed);
+    qs_status st = pick_prefix(c, name, F->prefixes);
+    if (st || (st = get(c, name, 1, 2, g->vocab, de, &m->w.tok_embed))) return st;
+    if (F->pos_embed && g->rope_theta <= 0) {
+        snprintf(name, sizeof name, "%s.weight", F->pos_embed);
+        if ((st = get(c, name, 1, 2, (int64_t)g->max_pos + g->pos_offset, d, &m->w.pos_embed))) return st;
+    }
+    if (f->embed_dim && ((st = lin(c, F->proj_in, -1, d, de, 0, &m->w.proj_in)) ||
+                         (st = lin(c, F->proj_out, -1, de, d, 0, &m->w.proj_out))))
         return st;
+    if (!f->no_final_norm && (st = nrm(c, F->final_norm, -1, d, 0, &m->w.final_norm))) return st;
     for (int i = 0; i < g->n_layers; i++) {
         qs_layer *L = &m->w.layers[i];
-        char b[7][96];
-        snprintf(b[0], sizeof b[0], "layers.%d.self_attn_layer_norm", i);
-        snprintf(b[1], sizeof b[1], "layers.%d.self_attn.q_proj", i);
-        snprintf(b[2], sizeof b[2], "layers.%d.self_attn.k_proj", i);
-        snprintf(b[3], sizeof b[3], "layers.%d.self_attn.v_proj", i);
-        snprintf(b[4], sizeof b[4], "layers.%d.self_attn.out_proj", i);
-        snprintf(b[5], sizeof b[5], "layers.%d.final_layer_norm", i);
-        snprintf(b[6], sizeof b[6], "layers.%d.fc", i);
-        char fc1[100], fc2[100];
-        snprintf(fc1, sizeof fc1, "%s1", b[6]);
-        snprintf(fc2, sizeof fc2, "%s2", b[6]);
-        if ((st = get_norm(c, b[0], d, 1, &L->attn_norm)) || (st = get_linear(c, b[1], d, d, 1, &L->q)) ||
-            (st = get_linear(c, b[2], d, d, 1, &L->k)) || (st = get_linear(c, b[3], d, d, 1, &L->v)) ||
-            (st = get_linear(c, b[4], d, d, 1, &L->o)) || (st = get_norm(c, b[5], d, 1, &L->mlp_norm)) ||
-            (st = get_linear(c, fc1, g->d_ff, d, 1, &L->up)) ||
-            (st = get_linear(c, fc2, d, g->d_ff, 1, &L->down)))
+        if ((st = nrm(c, F->attn_norm, i, d, 0, &L->attn_norm)) || (st = get_qkv(c, i, L)) ||
+            (st = lin(c, F->o, i, d, qd, f->o_bias, &L->o)))
             return st;
+        if (f->qk_norm && ((st = nrm(c, F->q_norm, i, hd, f->qk_norm_kind, &L->q_norm)) ||
+                           (st = nrm(c, F->k_norm, i, hd, f->qk_norm_kind, &L->k_norm))))
+            return st;
+        if (F->post_attn_norm && (st = nrm(c, F->post_attn_norm, i, d, 0, &L->post_attn_norm))) return st;
+        if (f->shared_norm) L->mlp_norm = L->attn_norm;
+        else if ((st = nrm(c, F->mlp_norm, i, d, 0, &L->mlp_norm))) return st;
+        if (F->post_mlp_norm && (st = nrm(c, F->post_mlp_norm, i, d, 0, &L->post_mlp_norm))) return st;
+        if ((st = get_mlp(c, i, L))) return st;
     }
-    return get_head(c);
+    return get_head(c, de);
 }
 
-static qs_status load_gpt2(hf_ctx *c) {
-    static const char *const pre[] = {"transformer.", ""};
-    qs_model *m = c->m;
-    const qs_config *g = &m->cfg;
-    int d = g->d_model;
-    qs_status st = pick_prefix(c, "wte.weight", pre, 2);
-    if (st || (st = get(c, "wte.weight", 1, 2, g->vocab, d, &m->w.tok_embed)) ||
-        (st = get(c, "wpe.weight", 1, 2, g->max_pos, d, &m->w.pos_embed)) ||
-        (st = get_norm(c, "ln_f", d, 1, &m->w.final_norm)))
-        return st;
-    /* h.N.attn.bias / h.N.attn.masked_bias are causal-mask buffers: never read */
-    for (int i = 0; i < g->n_layers; i++) {
-        qs_layer *L = &m->w.layers[i];
-        char b[6][96];
-        snprintf(b[0], sizeof b[0], "h.%d.ln_1", i);
-        snprintf(b[1], sizeof b[1], "h.%d.attn.c_attn", i);
-        snprintf(b[2], sizeof b[2], "h.%d.attn.c_proj", i);
-        snprintf(b[3], sizeof b[3], "h.%d.ln_2", i);
-        snprintf(b[4], sizeof b[4], "h.%d.mlp.c_fc", i);
-        snprintf(b[5], sizeof b[5], "h.%d.mlp.c_proj", i);
-        qs_linear *qkv[3] = {&L->q, &L->k, &L->v}, *o = &L->o, *up = &L->up, *down = &L->down;
-        if ((st = get_norm(c, b[0], d, 1, &L->attn_norm)) || (st = get_conv1d(c, b[1], d, d, 3, qkv)) ||
-            (st = get_conv1d(c, b[2], d, d, 1, &o)) || (st = get_norm(c, b[3], d, 1, &L->mlp_norm)) ||
-            (st = get_conv1d(c, b[4], d, g->d_ff, 1, &up)) ||
-            (st = get_conv1d(c, b[5], g->d_ff, d, 1, &down)))
-            return st;
-    }
-    return get_head(c);
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-static qs_status load_llama(hf_ctx *c) {
-    static const char *const pre[] = {"model.", ""};
-    qs_model *m = c->m;
-    const qs_config *g = &m->cfg;
-    int d = g->d_model, qd = g->n_heads * g->head_dim, kvd = g->n_kv_heads * g->head_dim;
-    int attn_bias = 0, mlp_bias = 0, qkv_bias = !strcmp(g->arch_name, "Qwen2ForCausalLM");
-    qs_status st;
-    if ((st = cfg_bool(c, "attention_bias", 0, &attn_bias)) || (st = cfg_bool(c, "mlp_bias", 0, &mlp_bias)))
-        return st;
-    qkv_bias |= attn_bias;
-    if ((st = pick_prefix(c, "embed_tokens.weight", pre, 2)) ||
-        (st = get(c, "embed_tokens.weight", 1, 2, g->vocab, d, &m->w.tok_embed)) ||
-        (st = get_norm(c, "norm", d, 0, &m->w.final_norm)))
-        return st;
-    for (int i = 0; i < g->n_layers; i++) {
-        qs_layer *L = &m->w.layers[i];
-        char b[9][96];
-        snprintf(b[0], sizeof b[0], "layers.%d.input_layernorm", i);
-        snprintf(b[1], sizeof b[1], "layers.%d.self_attn.q_proj", i);
-        snprintf(b[2], sizeof b[2], "layers.%d.self_attn.k_proj", i);
-        snprintf(b[3], sizeof b[3], "layers.%d.self_attn.v_proj", i);
-        snprintf(b[4], sizeof b[4], "layers.%d.self_attn.o_proj", i);
-        snprintf(b[5], sizeof b[5], "layers.%d.post_attention_layernorm", i);
-        snprintf(b[6], sizeof b[6], "layers.%d.mlp.gate_proj", i);
-        snprintf(b[7], sizeof b[7], "layers.%d.mlp.up_proj", i);
-        snprintf(b[8], sizeof b[8], "layers.%d.mlp.down_proj", i);
-        if ((st = get_norm(c, b[0], d, 0, &L->attn_norm)) ||
-            (st = get_linear(c, b[1], qd, d, qkv_bias, &L->q)) ||
-            (st = get_linear(c, b[2], kvd, d, qkv_bias, &L->k)) ||
-            (st = get_linear(c, b[3], kvd, d, qkv_bias, &L->v)) ||
-            (st = get_linear(c, b[4], d, qd, attn_bias, &L->o)) ||
-            (st = get_norm(c, b[5], d, 0, &L->mlp_norm)) ||
-            (st = get_linear(c, b[6], g->d_ff, d, mlp_bias, &L->gate)) ||
-            (st = get_linear(c, b[7], g->d_ff, d, mlp_bias, &L->up)) ||
-            (st = get_linear(c, b[8], d, g->d_ff, mlp_bias, &L->down)))
-            return st;
-    }
-    return get_head(c);
+/* Every tensor in the files is one the family read, or a buffer it never
+ * reads: anything else means a checkpoint of another kind (a relabelled
+ * Qwen3's q/k norms, say), which must not run without it. */
+static qs_status check_unused(hf_ctx *c) {
+    for (int i = 0; i < c->n_files; i++)
+        for (size_t j = 0; j < qs_st_count(c->files[i]); j++) {
+            if (c->used[i][j]) continue;
+            const char *name = qs_st_tensor_at(c->files[i], j)->name;
+            int skip = ends_with(name, "rotary_emb.inv_freq");
+            for (int k = 0; k < 4 && c->fam->ignore[k] && !skip; k++) skip = ends_with(name, c->fam->ignore[k]);
+            if (!skip)
+                return qs_fail(QS_EFORMAT,
+                               "%s: tensor '%s' is not part of a %s model as its config describes it (another "
+                               "architecture's checkpoint, or a feature qscope does not read)",
+                               qs_st_path(c->files[i]), name, c->fam->hf_arch);
+        }
+    return QS_OK;
 }
 
 /* ---- tokenizer ---- */
@@ -633,10 +558,7 @@ qs_status qs_hf_load(const char *dir, qs_model **out) {
         goto done;
     snprintf(c.m->format, sizeof c.m->format, "safetensors");
     snprintf(c.m->path, sizeof c.m->path, "%s", dir);
-    if (g.arch == QS_ARCH_OPT) st = load_opt(&c);
-    else if (g.arch == QS_ARCH_GPT2) st = load_gpt2(&c);
-    else st = load_llama(&c);
-    if (st) goto done;
+    if ((st = build(&c)) || (st = check_unused(&c))) goto done;
     int kinds = 0, last = 0;
     for (int i = 0; i < QS_ST_N_DTYPES; i++)
         if (c.dtypes >> i & 1) kinds++, last = i;
@@ -646,8 +568,12 @@ qs_status qs_hf_load(const char *dir, qs_model **out) {
     c.m = NULL;
 done:
     qs_model_free(c.m); /* before closing: borrowed maps belong to its store */
-    for (int i = 0; i < c.n_files; i++) qs_st_close(c.files[i]);
+    for (int i = 0; i < c.n_files; i++) {
+        qs_st_close(c.files[i]);
+        free(c.used[i]);
+    }
     free(c.files);
+    free(c.used);
     cJSON_Delete(c.cfg);
     return st;
 }

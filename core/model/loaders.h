@@ -16,9 +16,9 @@
 #include "model/model.h"
 
 /* Hugging Face directory: config.json, model.safetensors or
- * model.safetensors.index.json + shards, tokenizer files. Architectures:
- * OPTForCausalLM (pre-LN), GPT2LMHeadModel, LlamaForCausalLM,
- * MistralForCausalLM, Qwen2ForCausalLM. (model/hf.c) */
+ * model.safetensors.index.json + shards, tokenizer files. The architecture
+ * picks a family description (model/family.c); every tensor in the files
+ * must be one the family reads. (model/hf.c) */
 qs_status qs_hf_load(const char *dir, qs_model **out);
 
 /* GGUF v3 file, llama architecture, F32/F16 (and BF16) tensors, vocabulary

@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,11 @@ qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out) 
     qs_model *m = calloc(1, sizeof *m);
     if (!m) return qs_fail(QS_ENOMEM, "out of memory");
     m->cfg = *cfg;
+    if (m->cfg.rope_theta > 0 && m->cfg.rope.dim == 0) { /* plain RoPE over the whole head */
+        m->cfg.rope.kind = QS_ROPE_DEFAULT;
+        m->cfg.rope.dim = m->cfg.head_dim;
+    }
+    if (!m->cfg.family[0]) snprintf(m->cfg.family, sizeof m->cfg.family, "%s", qs_arch_str(m->cfg.arch));
     m->store = qs_store_new();
     if (!m->store) {
         free(m);
@@ -116,6 +122,72 @@ void qs_model_free(qs_model *m) {
     qs_tok_free(m->tok);
     qs_store_free(m->store);
     free(m);
+}
+
+const char *qs_resid_str(qs_resid r) {
+    switch (r) {
+    case QS_RESID_SEQ: return "pre-norm";
+    case QS_RESID_PARALLEL: return "parallel";
+    case QS_RESID_POST: return "post-norm";
+    }
+    return "?";
+}
+
+int qs_layer_window(const qs_config *c, int layer) {
+    if (c->sliding_window <= 0) return 0;
+    if (c->window_every > 0 && (layer + 1) % c->window_every == 0) return 0;
+    return c->sliding_window;
+}
+
+/* appends to buf (cap) "sep text" */
+static void feature(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void feature(char *buf, size_t cap, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    if (len + 3 >= cap) return;
+    if (len) {
+        memcpy(buf + len, ", ", 3);
+        len += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+void qs_model_features(const qs_model *m, char *buf, size_t cap) {
+    const qs_config *c = &m->cfg;
+    const qs_layer *L0 = &m->w.layers[0];
+    if (!cap) return;
+    buf[0] = 0;
+    if (c->rope_theta > 0) {
+        char what[64] = "";
+        if (c->rope.kind == QS_ROPE_LINEAR || c->rope.kind == QS_ROPE_DYNAMIC || c->rope.kind == QS_ROPE_YARN ||
+            c->rope.kind == QS_ROPE_LLAMA3)
+            snprintf(what, sizeof what, " %s x%g", qs_rope_kind_str(c->rope.kind), c->rope.factor);
+        else if (c->rope.kind == QS_ROPE_LONGROPE)
+            snprintf(what, sizeof what, " longrope from %d", c->rope.orig_max);
+        feature(buf, cap, "RoPE%s theta %g", what, c->rope_theta);
+        if (c->rope.dim < c->head_dim) feature(buf, cap, "rotary %d of %d channels", c->rope.dim, c->head_dim);
+    } else {
+        feature(buf, cap, "learned positions");
+    }
+    feature(buf, cap, "%s %s", qs_resid_str(c->resid), c->norm == QS_NORM_LAYER ? "LayerNorm" : "RMSNorm");
+    if (L0->gate.w || L0->gate.kern) feature(buf, cap, "gated %s MLP", qs_act_str(c->act));
+    else feature(buf, cap, "%s MLP", qs_act_str(c->act));
+    if (c->n_kv_heads < c->n_heads) feature(buf, cap, "%s %d/%d", c->n_kv_heads == 1 ? "MQA" : "GQA", c->n_heads, c->n_kv_heads);
+    if (c->head_dim * c->n_heads != c->d_model) feature(buf, cap, "head_dim %d", c->head_dim);
+    if (L0->q_norm.dim) feature(buf, cap, "q/k norm");
+    if (L0->post_attn_norm.dim || L0->post_mlp_norm.dim) feature(buf, cap, "post-norms");
+    if (c->sliding_window > 0)
+        feature(buf, cap, "sliding window %d%s", c->sliding_window,
+                c->window_every == 2 ? " on alternate layers" : c->window_every ? " on most layers" : "");
+    if (c->attn_softcap > 0) feature(buf, cap, "attention soft-cap %g", c->attn_softcap);
+    if (c->logit_softcap > 0) feature(buf, cap, "logit soft-cap %g", c->logit_softcap);
+    if (c->attn_scale > 0) feature(buf, cap, "attention scale %g", c->attn_scale);
+    if (c->embed_scale > 0) feature(buf, cap, "embeddings x%g", c->embed_scale);
+    if (m->w.proj_in.w) feature(buf, cap, "embeddings %d wide, projected", m->w.proj_in.n_in);
+    if (m->w.head.b) feature(buf, cap, "head bias");
+    if (c->tied_head) feature(buf, cap, "tied head");
 }
 
 int qs_layer_linears(qs_layer *L, int with_skips, qs_linear **out) {
@@ -172,6 +244,7 @@ static qs_status check_linear(const qs_linear *l, int n_out, int n_in, int need_
 
 static qs_status check_norm(const qs_norm *n, int dim, int layer_norm, const char *what, int layer) {
     if (!n->w) return qs_fail(QS_EFORMAT, "layer %d: %s weight missing", layer, what);
+    if (n->kind) layer_norm = n->kind == QS_NORM_LAYER;
     if (n->dim != dim)
         return qs_fail(QS_ESHAPE, "layer %d: %s has %d channels, config says %d", layer, what, n->dim, dim);
     if (layer_norm && !n->b) return qs_fail(QS_EFORMAT, "layer %d: %s bias missing", layer, what);
@@ -190,6 +263,11 @@ qs_status qs_model_validate(const qs_model *m) {
                        c->n_heads, c->n_kv_heads);
     if (c->rope_theta > 0 && c->head_dim % 2)
         return qs_fail(QS_EFORMAT, "config: RoPE needs an even head_dim, got %d", c->head_dim);
+    if (c->rope_theta > 0) {
+        if (c->rope.dim < 2 || c->rope.dim > c->head_dim || c->rope.dim % 2)
+            return qs_fail(QS_EFORMAT, "config: %d rotary channels for a head of %d (an even number up to it expected)",
+                           c->rope.dim, c->head_dim);
+    }
     int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     int ln = c->norm == QS_NORM_LAYER;
     if (!m->w.tok_embed) return qs_fail(QS_EFORMAT, "token embedding missing");
@@ -197,7 +275,12 @@ qs_status qs_model_validate(const qs_model *m) {
     qs_status st;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &m->w.layers[i];
-        int bias = c->arch != QS_ARCH_LLAMA;
+        int bias = c->arch == QS_ARCH_OPT || c->arch == QS_ARCH_GPT2;
+        if ((L->q_norm.dim && (st = check_norm(&L->q_norm, c->head_dim, 0, "q norm", i))) ||
+            (L->k_norm.dim && (st = check_norm(&L->k_norm, c->head_dim, 0, "k norm", i))) ||
+            (L->post_attn_norm.dim && (st = check_norm(&L->post_attn_norm, d, 0, "post-attention norm", i))) ||
+            (L->post_mlp_norm.dim && (st = check_norm(&L->post_mlp_norm, d, 0, "post-MLP norm", i))))
+            return st;
         if ((st = check_norm(&L->attn_norm, d, ln, "attention norm", i)) ||
             (st = check_norm(&L->mlp_norm, d, ln, "MLP norm", i)) ||
             (st = check_linear(&L->q, qd, d, bias, "q projection", i)) ||
@@ -207,11 +290,17 @@ qs_status qs_model_validate(const qs_model *m) {
             (st = check_linear(&L->up, c->d_ff, d, bias, "MLP up projection", i)) ||
             (st = check_linear(&L->down, d, c->d_ff, bias, "MLP down projection", i)))
             return st;
-        if (c->arch == QS_ARCH_LLAMA && (st = check_linear(&L->gate, c->d_ff, d, 0, "MLP gate projection", i)))
+        if (L->gate.w && (st = check_linear(&L->gate, c->d_ff, d, 0, "MLP gate projection", i)))
             return st;
     }
-    if ((st = check_norm(&m->w.final_norm, d, ln, "final norm", -1))) return st;
-    if ((st = check_linear(&m->w.head, c->vocab, d, 0, "LM head", -1))) return st;
+    if (c->resid != QS_RESID_POST && (st = check_norm(&m->w.final_norm, d, ln, "final norm", -1))) return st;
+    int dh = d;
+    if (m->w.proj_in.w && (st = check_linear(&m->w.proj_in, d, m->w.proj_in.n_in, 0, "project_in", -1))) return st;
+    if (m->w.proj_out.w) {
+        if ((st = check_linear(&m->w.proj_out, m->w.proj_out.n_out, d, 0, "project_out", -1))) return st;
+        dh = m->w.proj_out.n_out;
+    }
+    if ((st = check_linear(&m->w.head, c->vocab, dh, 0, "LM head", -1))) return st;
     return QS_OK;
 }
 
@@ -222,11 +311,14 @@ static long long lin_params(const qs_linear *l) {
 
 long long qs_model_params(const qs_model *m) {
     const qs_config *c = &m->cfg;
-    long long p = (long long)c->vocab * c->d_model;
+    long long p = (long long)c->vocab * (m->w.proj_in.w ? m->w.proj_in.n_in : c->d_model);
     if (m->w.pos_embed) p += (long long)(c->max_pos + c->pos_offset) * c->d_model;
+    p += lin_params(&m->w.proj_in) + lin_params(&m->w.proj_out);
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &m->w.layers[i];
         p += norm_params(&L->attn_norm) + norm_params(&L->mlp_norm);
+        p += norm_params(&L->q_norm) + norm_params(&L->k_norm);
+        p += norm_params(&L->post_attn_norm) + norm_params(&L->post_mlp_norm);
         p += lin_params(&L->q) + lin_params(&L->k) + lin_params(&L->v) + lin_params(&L->o);
         p += lin_params(&L->up) + lin_params(&L->gate) + lin_params(&L->down);
     }

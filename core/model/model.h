@@ -28,9 +28,42 @@ typedef enum { QS_ARCH_OPT = 1, QS_ARCH_GPT2 = 2, QS_ARCH_LLAMA = 3 } qs_arch;
 typedef enum { QS_ACT_RELU = 1, QS_ACT_GELU_TANH = 2, QS_ACT_GELU = 3, QS_ACT_SILU = 4 } qs_act;
 typedef enum { QS_NORM_LAYER = 1, QS_NORM_RMS = 2 } qs_norm_kind;
 
+/* Rotary position embeddings as transformers' modeling_rope_utils computes
+ * them: the kind picks the inverse frequencies (model/rope.c). */
+typedef enum {
+    QS_ROPE_NONE = 0,  /* learned positions */
+    QS_ROPE_DEFAULT,   /* theta^(-2i/dim) */
+    QS_ROPE_LINEAR,    /* default / factor */
+    QS_ROPE_DYNAMIC,   /* NTK: theta grows once the sequence passes max_pos */
+    QS_ROPE_YARN,      /* ramp between interpolation and extrapolation, cos/sin scaled */
+    QS_ROPE_LLAMA3,    /* Llama-3.1: long wavelengths / factor, a smooth band between */
+    QS_ROPE_LONGROPE,  /* Phi-3.5/4: per-frequency short or long factors, cos/sin scaled */
+} qs_rope_kind;
+
+enum { QS_ROPE_FACTORS = 256 }; /* longrope: at most this many frequencies (rotary dims up to 512) */
+
 typedef struct {
-    qs_arch arch;
+    qs_rope_kind kind;
+    int dim;              /* rotated channels of each head (the first dim; partial rotary: < head_dim) */
+    float factor;         /* linear, dynamic, yarn, llama3 */
+    int orig_max;         /* original_max_position_embeddings (yarn, llama3, longrope) */
+    float low_freq, high_freq;  /* llama3's low_freq_factor, high_freq_factor */
+    float beta_fast, beta_slow; /* yarn */
+    float attn_factor;    /* yarn, longrope: cos and sin are multiplied by it */
+    float short_factor[QS_ROPE_FACTORS], long_factor[QS_ROPE_FACTORS]; /* longrope: dim/2 each */
+} qs_rope;
+
+/* How a block joins its two sublayers to the residual stream. */
+typedef enum {
+    QS_RESID_SEQ = 0,      /* x += attn(norm1 x); x += mlp(norm2 x)              (pre-norm) */
+    QS_RESID_PARALLEL = 1, /* x += attn(norm1 x) + mlp(norm2 x)     (GPT-NeoX, Phi-2: norm2 = norm1) */
+    QS_RESID_POST = 2,     /* x = norm1(x + attn(x)); x = norm2(x + mlp(x))   (post-norm OPT-350m) */
+} qs_resid;
+
+typedef struct {
+    qs_arch arch;        /* the broad layout (synthetic models are built from it) */
     char arch_name[64];  /* "OPTForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", ... */
+    char family[24];     /* the family description it was read by: "llama", "gemma2", "phi3", ... */
     int d_model;         /* residual width */
     int n_layers;
     int n_heads;         /* query heads */
@@ -43,8 +76,15 @@ typedef struct {
     qs_act act;
     qs_norm_kind norm;
     float norm_eps;
-    float rope_theta;    /* Llama; 0 for learned positions */
-    int sliding_window;  /* Mistral-style local attention; 0 = none */
+    float rope_theta;    /* RoPE base; 0 for learned positions */
+    qs_rope rope;        /* the rest of RoPE (rope_theta > 0) */
+    qs_resid resid;
+    int sliding_window;  /* local attention: a query sees the last sliding_window keys; 0 = none */
+    int window_every;    /* 0: every layer slides; k: layer l slides unless (l + 1) % k == 0 (Gemma-2: 2) */
+    float embed_scale;   /* token embeddings are multiplied by it (Gemma: sqrt(d_model)); 0: 1 */
+    float attn_scale;    /* attention scores' scale; 0: 1/sqrt(head_dim) */
+    float attn_softcap;  /* scores become c tanh(s / c) before the mask; 0: none */
+    float logit_softcap; /* logits likewise */
     int tied_head;       /* head weight is the token embedding */
     int bos_id, eos_id, pad_id; /* -1 when absent */
 } qs_config;
@@ -91,9 +131,12 @@ typedef struct {
 typedef struct {
     qs_norm attn_norm;      /* OPT self_attn_layer_norm, GPT-2 ln_1, Llama input_layernorm */
     qs_linear q, k, v, o;   /* q (n_heads*head_dim, d), k/v (n_kv_heads*head_dim, d), o (d, n_heads*head_dim) */
+    qs_norm q_norm, k_norm; /* per-head norms of q and k before RoPE (Qwen3; dim = head_dim); dim 0: none */
+    qs_norm post_attn_norm; /* on the attention output before the residual add (Gemma-2); dim 0: none */
     qs_norm mlp_norm;       /* OPT final_layer_norm, GPT-2 ln_2, Llama post_attention_layernorm */
+    qs_norm post_mlp_norm;  /* on the MLP output before the residual add (Gemma-2); dim 0: none */
     qs_linear up;           /* (d_ff, d): OPT fc1, GPT-2 c_fc, Llama up_proj */
-    qs_linear gate;         /* (d_ff, d): Llama gate_proj; w NULL otherwise */
+    qs_linear gate;         /* (d_ff, d): Llama gate_proj; w NULL otherwise. Gated MLP: act(gate) * up */
     qs_linear down;         /* (d, d_ff): OPT fc2, GPT-2 mlp.c_proj, Llama down_proj */
     /* SliceGPT: the residual path through a block whose input, middle and
      * output widths differ. x_mid = x_in attn_skip^T + o(...), x_out =
@@ -113,9 +156,11 @@ typedef struct {
     const float *tok_embed; /* (vocab, d) */
     const float *pos_embed; /* (max_pos + pos_offset, d), NULL for RoPE models */
     qs_layer *layers;       /* (n_layers) */
-    qs_norm final_norm;     /* (d) */
-    qs_linear head;         /* (vocab, d); head.w == tok_embed when tied */
-    int d_embed;            /* width of the embeddings; 0: cfg.d_model (SliceGPT slices it) */
+    qs_norm final_norm;     /* (d); dim 0: none (post-norm OPT) */
+    qs_linear proj_in;      /* (d, d_embed) after the token embedding (OPT-350m project_in); w NULL: none */
+    qs_linear proj_out;     /* (d_embed, d) before the head (OPT-350m project_out); w NULL: none */
+    qs_linear head;         /* (vocab, d or d_embed); head.w == tok_embed when tied */
+    int d_embed;            /* width of the token embeddings; 0: cfg.d_model (SliceGPT slices it; OPT-350m's are narrower) */
 } qs_weights;
 
 typedef struct qs_model {
@@ -167,6 +212,21 @@ qs_status qs_model_synth(const qs_config *cfg, uint64_t seed, float std, qs_mode
 qs_status qs_model_alloc(const qs_config *cfg, const char *src, qs_model **out);
 
 const char *qs_arch_str(qs_arch a);
+const char *qs_rope_kind_str(qs_rope_kind k);
+const char *qs_resid_str(qs_resid r);
+
+/* The sliding window of layer l (0: none). */
+int qs_layer_window(const qs_config *c, int layer);
+
+/* RoPE's inverse frequencies (rope.dim / 2 of them) for a pass whose last
+ * position is seq_len - 1, as transformers computes them in float32 (the
+ * dynamic kind and longrope depend on seq_len); returns the factor cos and
+ * sin are multiplied by. (model/rope.c) */
+float qs_rope_inv_freq(const qs_config *c, int seq_len, float *inv);
+
+/* One line naming what the model exercises beyond a plain pre-norm block:
+ * "RoPE llama3 (factor 8), sliding window 32 on alternate layers, ...". */
+void qs_model_features(const qs_model *m, char *buf, size_t cap);
 const char *qs_act_str(qs_act a);
 
 #endif

@@ -1,9 +1,12 @@
 /* The forward pass, top to bottom: embed, then per block
- *   attention:  x += o( attn( rope(q(norm1 x)), rope(k(norm1 x)), v(norm1 x) ) )
- *   MLP:        x += down( act(up(norm2 x)) [* silu(gate(norm2 x))] )
- * then the final norm and the head. Linear layers are GEMMs over all rows of
- * the batch (GEMV for a single row); attention works per head on blocks of
- * queries so the causal upper triangle is mostly skipped. */
+ *   attention:  a = o( attn( rope(qnorm(q(norm1 x))), rope(knorm(k(norm1 x))), v(norm1 x) ) )
+ *   MLP:        f = down( act(up(norm2 x)) | act(gate(norm2 x)) * up(norm2 x) )
+ * joined to the residual as the config says (qs_resid: sequential pre-norm,
+ * parallel, or post-norm; optional norms on a and f), then the final norm,
+ * the head and an optional logit soft-cap. Every family is a description
+ * (model/fam_*.c) this one pass follows. Linear layers are GEMMs over all
+ * rows of the batch (GEMV for a single row); attention works per head on
+ * blocks of queries so the causal upper triangle is mostly skipped. */
 #include "run/run.h"
 
 #include <math.h>
@@ -20,8 +23,10 @@ struct qs_ctx {
     qs_exec x;                  /* x.w is never NULL here */
     int capacity, pos;
     int d, qd, kvd, hd, dff;    /* widest residual, q, kv, head, MLP */
+    int rd;                     /* rotated channels per head */
     float *kc, *vc;             /* (n_layers, capacity, kvd) */
-    float *rope_cos, *rope_sin; /* (capacity, hd/2) */
+    float *rope_cos, *rope_sin; /* (capacity, rd/2) */
+    float *long_cos, *long_sin; /* longrope past orig_max: the long factors' table, or NULL */
     /* scratch, grown to the largest batch seen */
     int rows;
     float *res;    /* (rows, d) residual stream */
@@ -30,6 +35,7 @@ struct qs_ctx {
     float *q;      /* (rows, qd) */
     float *att;    /* (rows, qd) */
     float *tmp;    /* (rows, d) */
+    float *tmp2;   /* (rows, d) the MLP's output in a parallel block */
     float *ff;     /* (rows, dff) */
     float *ff2;    /* (rows, dff) */
     float *scores; /* (QBLOCK, capacity) */
@@ -67,6 +73,21 @@ static void *xalloc(size_t bytes) {
 
 static int maxi(int a, int b) { return a > b ? a : b; }
 
+/* cos and sin (capacity, rd/2) for a pass of seq_len positions, as
+ * transformers computes them: the angle p * inv_freq in float32, then
+ * cos/sin times the kind's attention factor. */
+static void rope_table(const qs_config *cfg, int rd, int capacity, int seq_len, float *cs, float *sn) {
+    int half = rd / 2;
+    float inv[half > 0 ? half : 1];
+    float k = qs_rope_inv_freq(cfg, seq_len, inv);
+    for (int p = 0; p < capacity; p++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)p * inv[i];
+            cs[(size_t)p * half + i] = cosf(a) * k;
+            sn[(size_t)p * half + i] = sinf(a) * k;
+        }
+}
+
 qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx **out) {
     *out = NULL;
     const qs_config *cfg = &m->cfg;
@@ -103,18 +124,20 @@ qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx *
     c->scores = xalloc((size_t)QBLOCK * capacity * sizeof(float));
     if (!c->kc || !c->vc || !c->scores) goto oom;
     if (cfg->rope_theta > 0) {
-        int half = c->hd / 2;
-        c->rope_cos = xalloc((size_t)capacity * half * sizeof(float));
-        c->rope_sin = xalloc((size_t)capacity * half * sizeof(float));
+        c->rd = cfg->rope.dim > 0 ? cfg->rope.dim : c->hd;
+        size_t tab = (size_t)capacity * (c->rd / 2) * sizeof(float);
+        c->rope_cos = xalloc(tab);
+        c->rope_sin = xalloc(tab);
         if (!c->rope_cos || !c->rope_sin) goto oom;
-        /* as transformers computes it: inv_freq and the angle in float32 */
-        for (int i = 0; i < half; i++) {
-            float inv = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)c->hd);
-            for (int p = 0; p < capacity; p++) {
-                float a = (float)p * inv;
-                c->rope_cos[(size_t)p * half + i] = cosf(a);
-                c->rope_sin[(size_t)p * half + i] = sinf(a);
-            }
+        if (cfg->rope.kind == QS_ROPE_LONGROPE && capacity > cfg->rope.orig_max) {
+            /* a pass reaching past orig_max switches to the long factors */
+            c->long_cos = xalloc(tab);
+            c->long_sin = xalloc(tab);
+            if (!c->long_cos || !c->long_sin) goto oom;
+            rope_table(cfg, c->rd, capacity, cfg->rope.orig_max + 1, c->long_cos, c->long_sin);
+            rope_table(cfg, c->rd, capacity, cfg->rope.orig_max, c->rope_cos, c->rope_sin);
+        } else {
+            rope_table(cfg, c->rd, capacity, capacity, c->rope_cos, c->rope_sin);
         }
     }
     *out = c;
@@ -131,9 +154,10 @@ static void free_scratch(qs_ctx *c) {
     free(c->q);
     free(c->att);
     free(c->tmp);
+    free(c->tmp2);
     free(c->ff);
     free(c->ff2);
-    c->res = c->res2 = c->xn = c->q = c->att = c->tmp = c->ff = c->ff2 = NULL;
+    c->res = c->res2 = c->xn = c->q = c->att = c->tmp = c->tmp2 = c->ff = c->ff2 = NULL;
     c->rows = 0;
 }
 
@@ -145,6 +169,8 @@ void qs_ctx_free(qs_ctx *c) {
     free(c->scores);
     free(c->rope_cos);
     free(c->rope_sin);
+    free(c->long_cos);
+    free(c->long_sin);
     free(c->kcounts);
     for (int i = 0; i < 4 && c->kscratch_of[i]; i++)
         if (c->kscratch_of[i]->scratch_free) c->kscratch_of[i]->scratch_free(c->kscratch[i]);
@@ -176,9 +202,12 @@ static qs_status grow(qs_ctx *c, int n) {
     c->q = xalloc(r * c->qd * sizeof(float));
     c->att = xalloc(r * c->qd * sizeof(float));
     c->tmp = xalloc(r * c->d * sizeof(float));
+    int par = c->m->cfg.resid == QS_RESID_PARALLEL;
+    c->tmp2 = par ? xalloc(r * c->d * sizeof(float)) : NULL;
     c->ff = xalloc(r * c->dff * sizeof(float));
     c->ff2 = gated ? xalloc(r * c->dff * sizeof(float)) : NULL;
-    if (!c->res || !c->res2 || !c->xn || !c->q || !c->att || !c->tmp || !c->ff || (gated && !c->ff2)) {
+    if (!c->res || !c->res2 || !c->xn || !c->q || !c->att || !c->tmp || !c->ff || (gated && !c->ff2) ||
+        (par && !c->tmp2)) {
         free_scratch(c);
         return qs_fail(QS_ENOMEM, "out of memory for a batch of %d tokens", n);
     }
@@ -193,6 +222,7 @@ static qs_status grow(qs_ctx *c, int n) {
         if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)(layer) * QS_SITE_COUNT + (site)], (ptr), n, (dim)); \
     } while (0)
 
+/* y (n, nm->dim) = the norm of x (y may be x when nm has no perm). */
 static void norm(const qs_ctx *c, const qs_norm *nm, const float *x, int n, float *y) {
     const qs_config *cfg = &c->m->cfg;
     int kind = nm->kind ? nm->kind : (int)cfg->norm;
@@ -238,12 +268,17 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
     qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y);
 }
 
+/* The attention scores' scale: the config's, or 1/sqrt(head_dim). */
+static float attn_scale(const qs_ctx *c) {
+    return c->m->cfg.attn_scale > 0 ? c->m->cfg.attn_scale : 1.0f / sqrtf((float)c->hd);
+}
+
 /* Causal attention of n query rows (positions pos0..pos0+n-1) over the cache
  * rows 0..pos0+n-1 of one layer; result (n, qd) into c->att. */
 static void attention(qs_ctx *c, int layer, int n, int pos0) {
     const qs_config *cfg = &c->m->cfg;
-    int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = cfg->sliding_window;
-    float scale = c->x.q_scaled ? 1.0f : 1.0f / sqrtf((float)hd);
+    int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = qs_layer_window(cfg, layer);
+    float scale = c->x.q_scaled ? 1.0f : attn_scale(c), cap = cfg->attn_softcap;
     float levels = (float)c->x.prob_levels;
     const float *kc = c->kc + (size_t)layer * c->capacity * c->kvd;
     const float *vc = c->vc + (size_t)layer * c->capacity * c->kvd;
@@ -259,6 +294,8 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
                 float *row = S + (size_t)i * T;
                 int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
                 int start = win > 0 && end > win ? end - win : 0;
+                if (cap > 0) /* soft-cap: c tanh(s / c), before the mask */
+                    for (int j = start; j < end; j++) row[j] = tanhf(row[j] / cap) * cap;
                 qs_ops_softmax_row(row + start, end - start);
                 if (levels > 0 && c->x.prob_fp16) { /* float16 P, rounded to the grid in float16 arithmetic */
                     float tiny = 0.499f / levels; /* below it the float16 steps cannot reach half a level */
@@ -277,9 +314,10 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
 
 /* The residual after a sublayer: *x += sub (n rows of d), through SliceGPT's
  * shortcut first when the block has one (the residual changes basis and
- * width: *x2 receives it and the two buffers swap); observers see the sum. */
+ * width: *x2 receives it and the two buffers swap), then through `after`
+ * (a post-norm block's norm) when given; observers see the result. */
 static void residual(qs_ctx *c, const qs_linear *skip, float **x, float **x2, const float *sub, int n, int d,
-                     int layer, qs_site site, int pos0) {
+                     int layer, qs_site site, int pos0, const qs_norm *after) {
     if (skip->w) {
         qs_blas_linear(*x, n, skip->w, skip->b, skip->n_out, skip->n_in, *x2);
         float *t = *x;
@@ -287,7 +325,43 @@ static void residual(qs_ctx *c, const qs_linear *skip, float **x, float **x2, co
         *x2 = t;
     }
     qs_ops_add(*x, sub, (size_t)n * d);
+    if (after) norm(c, after, *x, n, *x);
     if (c->obs) c->obs(c->obs_ud, layer, site, *x, n, d, pos0);
+}
+
+static void activation(qs_act act, float *x, size_t len) {
+    switch (act) {
+    case QS_ACT_RELU: qs_ops_relu(x, len); break;
+    case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(x, len); break;
+    case QS_ACT_GELU: qs_ops_gelu_erf(x, len); break;
+    case QS_ACT_SILU: qs_ops_silu(x, len); break;
+    }
+}
+
+/* out (n, down.n_out) = the MLP of c->xn (n, its input width). */
+static void mlp(qs_ctx *c, int l, const qs_layer *L, int n, float *out, int pos0) {
+    const qs_config *cfg = &c->m->cfg;
+    int dff = L->up.n_out;
+    size_t nf = (size_t)n * dff;
+    linear(c, l, 2, &L->up, c->xn, n, c->ff);
+    if (L->gate.w || L->gate.kern) { /* gated: act(gate) * up */
+        linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
+        if (cfg->act == QS_ACT_SILU) {
+            qs_ops_swiglu(c->ff, c->ff2, nf);
+        } else {
+            activation(cfg->act, c->ff2, nf);
+            qs_ops_mul(c->ff, c->ff2, nf);
+        }
+    } else {
+        activation(cfg->act, c->ff, nf);
+    }
+    SITE(l, QS_SITE_MLP_MID, c->ff, dff);
+    linear(c, l, 3, &L->down, c->ff, n, out);
+}
+
+/* Norm each head's slice of rows (n, heads * hd) in place. */
+static void head_norm(const qs_ctx *c, const qs_norm *nm, float *x, int n, int heads) {
+    if (nm->dim) norm(c, nm, x, n * heads, x);
 }
 
 /* Block l on the residual rows *x (n, the block's input width) at positions
@@ -300,26 +374,31 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
     const qs_layer *L = &w->layers[l];
     float *kdst = c->kc + ((size_t)l * c->capacity + pos0) * c->kvd;
     float *vdst = c->vc + ((size_t)l * c->capacity + pos0) * c->kvd;
-    int d_in = L->attn_norm.dim, d_mid = L->o.n_out, d_out = L->down.n_out, dff = L->up.n_out;
+    int d_in = L->attn_norm.dim, d_mid = L->o.n_out, d_out = L->down.n_out;
+    int post = cfg->resid == QS_RESID_POST;
 
     /* attention */
-    norm(c, &L->attn_norm, x, n, c->xn);
+    if (post) memcpy(c->xn, x, (size_t)n * d_in * sizeof(float));
+    else norm(c, &L->attn_norm, x, n, c->xn);
     SITE(l, QS_SITE_ATTN_IN, c->xn, d_in);
     linear(c, l, 0, &L->q, c->xn, n, c->q);
     linear(c, -1, 0, &L->k, c->xn, n, kdst);
     linear(c, -1, 0, &L->v, c->xn, n, vdst);
+    head_norm(c, &L->q_norm, c->q, n, cfg->n_heads);
+    head_norm(c, &L->k_norm, kdst, n, cfg->n_kv_heads);
     if (c->rope_cos) {
-        int half = c->hd / 2;
+        int half = c->rd / 2, far = c->long_cos && pos0 + n > cfg->rope.orig_max;
+        const float *ct = far ? c->long_cos : c->rope_cos, *st = far ? c->long_sin : c->rope_sin;
         for (int i = 0; i < n; i++) {
-            const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
-            const float *sn = c->rope_sin + (size_t)(pos0 + i) * half;
-            qs_ops_rope(c->q + (size_t)i * c->qd, cfg->n_heads, c->hd, cs, sn);
-            qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, cs, sn);
+            const float *cs = ct + (size_t)(pos0 + i) * half;
+            const float *sn = st + (size_t)(pos0 + i) * half;
+            qs_ops_rope(c->q + (size_t)i * c->qd, cfg->n_heads, c->hd, c->rd, cs, sn);
+            qs_ops_rope(kdst + (size_t)i * c->kvd, cfg->n_kv_heads, c->hd, c->rd, cs, sn);
         }
     }
     if (c->obs) c->obs(c->obs_ud, l, QS_SITE_Q, c->q, n, c->qd, pos0);
     if (c->x.q_scaled) {
-        float sc = 1.0f / sqrtf((float)c->hd);
+        float sc = attn_scale(c);
         for (size_t i = 0; i < (size_t)n * c->qd; i++) c->q[i] *= sc;
     }
     if (c->x.aq) qs_quant_act(&c->x.aq[(size_t)l * QS_SITE_COUNT + QS_SITE_Q], c->q, n, c->qd);
@@ -328,27 +407,27 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
     attention(c, l, n, pos0);
     SITE(l, QS_SITE_ATTN_OUT, c->att, c->qd);
     linear(c, l, 1, &L->o, c->att, n, c->tmp);
-    residual(c, &L->attn_skip, &x, &x2, c->tmp, n, d_mid, l, QS_SITE_RESID_MID, pos0);
+    if (L->post_attn_norm.dim) norm(c, &L->post_attn_norm, c->tmp, n, c->tmp);
+
+    if (cfg->resid == QS_RESID_PARALLEL) { /* x += attn(norm1 x) + mlp(norm2 x) */
+        norm(c, &L->mlp_norm, x, n, c->xn);
+        SITE(l, QS_SITE_MLP_IN, c->xn, d_in);
+        mlp(c, l, L, n, c->tmp2, pos0);
+        qs_ops_add(c->tmp, c->tmp2, (size_t)n * d_out);
+        residual(c, &L->mlp_skip, &x, &x2, c->tmp, n, d_out, l, QS_SITE_RESID, pos0, NULL);
+        *xp = x;
+        *x2p = x2;
+        return;
+    }
+    residual(c, &L->attn_skip, &x, &x2, c->tmp, n, d_mid, l, QS_SITE_RESID_MID, pos0, post ? &L->attn_norm : NULL);
 
     /* MLP */
-    norm(c, &L->mlp_norm, x, n, c->xn);
+    if (post) memcpy(c->xn, x, (size_t)n * d_mid * sizeof(float));
+    else norm(c, &L->mlp_norm, x, n, c->xn);
     SITE(l, QS_SITE_MLP_IN, c->xn, d_mid);
-    linear(c, l, 2, &L->up, c->xn, n, c->ff);
-    size_t nf = (size_t)n * dff;
-    if (L->gate.w || L->gate.kern) {
-        linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
-        qs_ops_swiglu(c->ff, c->ff2, nf);
-    } else {
-        switch (cfg->act) {
-        case QS_ACT_RELU: qs_ops_relu(c->ff, nf); break;
-        case QS_ACT_GELU_TANH: qs_ops_gelu_tanh(c->ff, nf); break;
-        case QS_ACT_GELU: qs_ops_gelu_erf(c->ff, nf); break;
-        case QS_ACT_SILU: qs_ops_silu(c->ff, nf); break;
-        }
-    }
-    SITE(l, QS_SITE_MLP_MID, c->ff, dff);
-    linear(c, l, 3, &L->down, c->ff, n, c->tmp);
-    residual(c, &L->mlp_skip, &x, &x2, c->tmp, n, d_out, l, QS_SITE_RESID, pos0);
+    mlp(c, l, L, n, c->tmp, pos0);
+    if (L->post_mlp_norm.dim) norm(c, &L->post_mlp_norm, c->tmp, n, c->tmp);
+    residual(c, &L->mlp_skip, &x, &x2, c->tmp, n, d_out, l, QS_SITE_RESID, pos0, post ? &L->mlp_norm : NULL);
     *xp = x;
     *x2p = x2;
 }
@@ -369,14 +448,18 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
     if (st) return st;
     c->failed = QS_OK;
 
-    /* embeddings */
+    /* embeddings: token rows (through project_in when narrower), scaled, plus positions */
     int d = w->d_embed ? w->d_embed : cfg->d_model;
-    float *x = c->res, *x2 = c->res2;
-    for (int i = 0; i < n; i++) {
-        float *xr = x + (size_t)i * d;
-        memcpy(xr, w->tok_embed + (size_t)ids[i] * d, (size_t)d * sizeof(float));
-        if (w->pos_embed) qs_ops_add(xr, w->pos_embed + (size_t)(pos0 + i + cfg->pos_offset) * d, (size_t)d);
-    }
+    int de = w->proj_in.w ? w->proj_in.n_in : d;
+    float *x = c->res, *x2 = c->res2, *e = w->proj_in.w ? c->tmp : x;
+    for (int i = 0; i < n; i++)
+        memcpy(e + (size_t)i * de, w->tok_embed + (size_t)ids[i] * de, (size_t)de * sizeof(float));
+    if (w->proj_in.w) linear(c, -1, 0, &w->proj_in, e, n, x);
+    if (cfg->embed_scale > 0)
+        for (size_t i = 0; i < (size_t)n * d; i++) x[i] *= cfg->embed_scale;
+    if (w->pos_embed)
+        for (int i = 0; i < n; i++)
+            qs_ops_add(x + (size_t)i * d, w->pos_embed + (size_t)(pos0 + i + cfg->pos_offset) * d, (size_t)d);
     if (c->obs) c->obs(c->obs_ud, 0, QS_SITE_EMBED, x, n, d, pos0);
 
     int n_run = c->x.stop_layer > 0 && c->x.stop_layer < cfg->n_layers ? c->x.stop_layer : cfg->n_layers;
@@ -389,8 +472,14 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
         return mode == QS_LOGITS_NONE ? QS_OK : qs_fail(QS_EARG, "forward: no logits from a pass stopped at layer %d", n_run);
     }
 
-    int dh = w->final_norm.dim;
-    norm(c, &w->final_norm, x, n, c->xn);
+    int dh = w->layers[cfg->n_layers - 1].down.n_out;
+    if (w->final_norm.dim) norm(c, &w->final_norm, x, n, c->xn);
+    else memcpy(c->xn, x, (size_t)n * dh * sizeof(float));
+    if (w->proj_out.w) { /* OPT-350m: back to the embedding width */
+        linear(c, -1, 0, &w->proj_out, c->xn, n, c->tmp);
+        dh = w->proj_out.n_out;
+        memcpy(c->xn, c->tmp, (size_t)n * dh * sizeof(float));
+    }
     SITE(cfg->n_layers, QS_SITE_HEAD_IN, c->xn, dh);
     c->pos = pos0 + n;
     c->last_n = n;
@@ -428,7 +517,11 @@ qs_status qs_ctx_head_rows(qs_ctx *c, int row0, int count, float *logits) {
         return qs_fail(QS_EARG, "head rows [%d, %d) outside the last batch of %d", row0, row0 + count,
                        c->last_n);
     c->failed = QS_OK;
-    linear(c, -1, 0, &c->x.w->head, c->xn + (size_t)row0 * c->last_d, count, logits);
+    const qs_linear *h = &c->x.w->head;
+    linear(c, -1, 0, h, c->xn + (size_t)row0 * c->last_d, count, logits);
+    float cap = c->m->cfg.logit_softcap;
+    if (cap > 0)
+        for (size_t i = 0; i < (size_t)count * h->n_out; i++) logits[i] = tanhf(logits[i] / cap) * cap;
     return c->failed;
 }
 

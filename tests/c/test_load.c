@@ -1247,13 +1247,16 @@ TEST(load_bad_hf_config) {
     qs_status st = broken_opt(mut_bert, dir, sizeof dir, msg, sizeof msg);
     CHECK(st == QS_EUNSUPPORTED &&
               has(msg, "config.json: unknown architecture 'BertModel' (qscope runs OPTForCausalLM, GPT2LMHeadModel, "
-                       "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"), "%d: %s", st, msg);
+                       "LlamaForCausalLM, MistralForCausalLM") && has(msg, "GPTNeoXForCausalLM)"), "%d: %s", st, msg);
     rm_dir(dir);
+    /* post-norm OPT has no final norm: the pre-norm checkpoint's is a tensor it does not read */
     st = broken_opt(mut_post_ln, dir, sizeof dir, msg, sizeof msg);
-    CHECK(st == QS_EUNSUPPORTED && has(msg, "do_layer_norm_before") && has(msg, "config.json"), "%d: %s", st, msg);
+    CHECK(st == QS_EFORMAT && has(msg, "'model.decoder.final_layer_norm.") && has(msg, "not part of"), "%d: %s", st,
+          msg);
     rm_dir(dir);
+    /* projected embeddings: the checkpoint's embedding is as wide as the model */
     st = broken_opt(mut_proj, dir, sizeof dir, msg, sizeof msg);
-    CHECK(st == QS_EUNSUPPORTED && has(msg, "word_embed_proj_dim"), "%d: %s", st, msg);
+    CHECK(st == QS_ESHAPE && has(msg, "'model.decoder.embed_tokens.weight'"), "%d: %s", st, msg);
     rm_dir(dir);
     st = broken_opt(mut_no_layers, dir, sizeof dir, msg, sizeof msg);
     CHECK(st == QS_EFORMAT && has(msg, "num_hidden_layers") && has(msg, "config.json"), "%d: %s", st, msg);
@@ -1271,12 +1274,12 @@ TEST(load_bad_hf_config) {
     int n = llama_specs(t, 0, 1);
     cJSON *c = llama_config("LlamaForCausalLM");
     cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
-    cJSON_AddStringToObject(rs, "rope_type", "yarn");
+    cJSON_AddStringToObject(rs, "rope_type", "su");
     cJSON_AddNumberToObject(rs, "factor", 4.0);
     write_hf(dir, c, t, n, "F32");
     cJSON_Delete(c);
     st = try_load(dir, msg, sizeof msg);
-    CHECK(st == QS_EUNSUPPORTED && has(msg, "rope_scaling") && has(msg, "yarn"), "%d: %s", st, msg);
+    CHECK(st == QS_EUNSUPPORTED && has(msg, "rope_scaling") && has(msg, "'su'"), "%d: %s", st, msg);
     rm_dir(dir);
 }
 
@@ -1544,4 +1547,86 @@ TEST(load_config_sizes_bounded) {
     c.n_layers = 0;
     st = qs_model_alloc(&c, "x/config.json", &m);
     CHECK(st == QS_EFORMAT && has(qs_last_error(), "0 layers"), "%s", qs_last_error());
+}
+
+/* ---- nothing silent: what a family does not read is an error ---- */
+
+static qs_status load_llama_variant(const char *arch, int qk_norms, void (*edit)(cJSON *c), char *msg, size_t cap,
+                                    qs_model **keep) {
+    char dir[256];
+    if (!new_dir(dir, sizeof dir)) return QS_EIO;
+    tspec t[80];
+    int n = llama_specs(t, 0, 1);
+    char b[96];
+    for (int i = 0; qk_norms && i < 2; i++) {
+        snprintf(b, sizeof b, "model.layers.%d.self_attn.q_norm.weight", i);
+        add(t, &n, b, 1, QHD, 0);
+        snprintf(b, sizeof b, "model.layers.%d.self_attn.k_norm.weight", i);
+        add(t, &n, b, 1, QHD, 0);
+    }
+    cJSON *c = llama_config(arch);
+    if (edit) edit(c);
+    write_hf(dir, c, t, n, "F32");
+    cJSON_Delete(c);
+    qs_model *m = NULL;
+    qs_status st = qs_model_load(dir, NULL, &m);
+    snprintf(msg, cap, "%s", st ? qs_last_error() : "");
+    if (keep) *keep = m;
+    else qs_model_free(m);
+    rm_dir(dir);
+    return st;
+}
+
+static void add_gptq(cJSON *c) {
+    cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
+    cJSON_AddStringToObject(q, "quant_method", "gptq");
+    cJSON_AddNumberToObject(q, "bits", 4);
+}
+static void add_windows(cJSON *c) { cJSON_AddBoolToObject(c, "use_sliding_window", 1); }
+
+TEST(load_refuses_what_it_would_drop) {
+    char msg[1024];
+    qs_model *m = NULL;
+    /* a Qwen3 checkpoint relabelled as Llama must not run without its q/k norms */
+    qs_status st = load_llama_variant("LlamaForCausalLM", 1, NULL, msg, sizeof msg, NULL);
+    CHECK(st == QS_EFORMAT && has(msg, "'model.layers.0.self_attn.k_norm.weight'") && has(msg, "LlamaForCausalLM"),
+          "relabelled qwen3: %d %s", st, msg);
+    /* the same files as Qwen3 load, norms and all */
+    st = load_llama_variant("Qwen3ForCausalLM", 1, NULL, msg, sizeof msg, &m);
+    CHECK(st == QS_OK && m && m->w.layers[1].q_norm.dim == QHD && m->w.layers[1].k_norm.w, "qwen3: %d %s", st, msg);
+    CHECK(m && !strcmp(m->cfg.family, "qwen3"), "family %s", m ? m->cfg.family : "?");
+    qs_model_free(m);
+    /* a Qwen3 config without the norms in the file names the missing tensor */
+    st = load_llama_variant("Qwen3ForCausalLM", 0, NULL, msg, sizeof msg, NULL);
+    CHECK(st == QS_EFORMAT && has(msg, "q_norm.weight") && has(msg, "missing"), "qwen3 without norms: %d %s", st, msg);
+    /* pre-quantized checkpoints */
+    st = load_llama_variant("LlamaForCausalLM", 0, add_gptq, msg, sizeof msg, NULL);
+    CHECK(st == QS_EUNSUPPORTED && has(msg, "quantization_config") && has(msg, "gptq") && has(msg, "original weights"),
+          "gptq: %d %s", st, msg);
+    /* a key that changes the computation and is not implemented */
+    st = load_llama_variant("Qwen2ForCausalLM", 0, add_windows, msg, sizeof msg, NULL);
+    CHECK(st == QS_EUNSUPPORTED && has(msg, "'use_sliding_window'"), "qwen2 windows: %d %s", st, msg);
+}
+
+static void add_yarn(cJSON *c) {
+    cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+    cJSON_AddStringToObject(rs, "rope_type", "yarn");
+    cJSON_AddNumberToObject(rs, "factor", 2.0); /* replaced by max_pos / original (64 / 16) */
+    cJSON_AddNumberToObject(rs, "original_max_position_embeddings", 16);
+}
+
+TEST(load_rope_scaling_from_config) {
+    char msg[1024];
+    qs_model *m = NULL;
+    qs_status st = load_llama_variant("LlamaForCausalLM", 0, add_yarn, msg, sizeof msg, &m);
+    REQUIRE(st == QS_OK && m, "yarn: %d %s", st, msg);
+    const qs_rope *r = &m->cfg.rope;
+    CHECK(r->kind == QS_ROPE_YARN && r->factor == 4.0f && r->orig_max == 16 && r->dim == QHD, "yarn %s x%g from %d",
+          qs_rope_kind_str(r->kind), r->factor, r->orig_max);
+    CHECK(fabsf(r->attn_factor - (float)(0.1 * log(4.0) + 1)) < 1e-7f && r->beta_fast == 32 && r->beta_slow == 1,
+          "yarn attention factor %.7f, betas %g %g", r->attn_factor, r->beta_fast, r->beta_slow);
+    char feat[256];
+    qs_model_features(m, feat, sizeof feat);
+    CHECK(has(feat, "RoPE yarn x4"), "features: %s", feat);
+    qs_model_free(m);
 }

@@ -1,0 +1,30 @@
+/* fam_gemma.c — Gemma (GemmaForCausalLM): RMSNorm computing x (1 + w),
+ * embeddings scaled by sqrt(hidden), GeGLU (tanh GELU on the gate), a tied
+ * head, head_dim 256 unless the config says. */
+#include <math.h>
+
+#include "model/family_impl.h"
+
+static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
+    qs_status st;
+    int ab = 0;
+    if ((st = qs_cfgr_shape(r, g, 256, 8192, 1)) ||
+        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
+        (st = qs_cfgr_act(r, "hidden_act", "gelu_pytorch_tanh", &g->act)) ||
+        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+        (st = qs_cfgr_bool(r, "attention_bias", 0, &ab)))
+        return st;
+    if (g->rope.dim != g->head_dim)
+        return qs_cfgr_refuse(r, "partial_rotary_factor", "Gemma rotates whole heads");
+    g->embed_scale = (float)sqrt((double)g->d_model);
+    f->qkv_bias = f->o_bias = ab;
+    f->norm_plus_one = 1;
+    f->gated = 1;
+    return QS_OK;
+}
+
+const qs_family qs_fam_gemma = {
+    .name = "gemma", .hf_arch = "GemmaForCausalLM", .model_type = "gemma", .arch = QS_ARCH_LLAMA,
+    .what = "RMSNorm x(1+w), embeddings x sqrt(d), GeGLU, tied head",
+    .config = config, QS_LLAMA_NAMES, QS_LLAMA_QKV, QS_LLAMA_MLP_NORM, QS_LLAMA_GATE_UP,
+};

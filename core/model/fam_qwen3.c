@@ -1,0 +1,30 @@
+/* fam_qwen3.c — Qwen3 (Qwen3ForCausalLM): Llama's block with an RMSNorm on
+ * each head of q and k before RoPE, and a head_dim of its own (128 unless
+ * the config says). */
+#include "model/family_impl.h"
+
+static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
+    qs_status st;
+    int ab = 0;
+    if ((st = qs_cfgr_shape(r, g, 128, 32768, 0)) ||
+        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
+        (st = qs_cfgr_act(r, "hidden_act", "silu", &g->act)) ||
+        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+        (st = qs_cfgr_bool(r, "attention_bias", 0, &ab)) ||
+        (st = qs_cfgr_refuse(r, "use_sliding_window", "windows on the layers past max_window_layers")))
+        return st;
+    if (g->rope.dim != g->head_dim)
+        return qs_cfgr_refuse(r, "partial_rotary_factor", "Qwen3 rotates whole heads");
+    f->qkv_bias = f->o_bias = ab;
+    f->qk_norm = 1;
+    f->qk_norm_kind = QS_NORM_RMS;
+    f->gated = 1;
+    return QS_OK;
+}
+
+const qs_family qs_fam_qwen3 = {
+    .name = "qwen3", .hf_arch = "Qwen3ForCausalLM", .model_type = "qwen3", .arch = QS_ARCH_LLAMA,
+    .what = "Llama's block, per-head RMSNorm on q and k, own head_dim",
+    .config = config, QS_LLAMA_NAMES, QS_LLAMA_QKV, QS_LLAMA_MLP_NORM, QS_LLAMA_GATE_UP,
+    .q_norm = "layers.%d.self_attn.q_norm", .k_norm = "layers.%d.self_attn.k_norm",
+};

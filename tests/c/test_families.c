@@ -1,0 +1,125 @@
+/* Every model family in ../shared/models/arch against transformers: logits
+ * of both 128-token sequences to 1e-4, the mean NLL, and the 24-token greedy
+ * continuation of the 8-token prefix (with the KV cache, token by token). */
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "model/model.h"
+#include "run/run.h"
+#include "harness.h"
+
+static cJSON *load_json(const char *path) {
+    char *s;
+    if (!path || qs_io_read_all(path, &s, NULL)) return NULL;
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    return j;
+}
+
+/* little-endian 4-byte words of a file (int32 or float32) */
+static void *read_words(const char *path, size_t *n) {
+    char *s;
+    size_t len;
+    if (!path || qs_io_read_all(path, &s, &len)) return NULL;
+    *n = len / 4;
+    uint32_t *w = malloc(len + 4);
+    for (size_t i = 0; i < *n; i++)
+        w[i] = (uint32_t)(uint8_t)s[4 * i] | (uint32_t)(uint8_t)s[4 * i + 1] << 8 |
+               (uint32_t)(uint8_t)s[4 * i + 2] << 16 | (uint32_t)(uint8_t)s[4 * i + 3] << 24;
+    free(s);
+    return w;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static void check_family(const char *dir, const char *family) {
+    NEED_SHARED();
+    char rel[256];
+    qs_model *m = NULL;
+    snprintf(rel, sizeof rel, "models/arch/%s", dir);
+    REQUIRE(qs_model_load(th_path(rel), NULL, &m) == QS_OK, "load %s: %s", dir, qs_last_error());
+    CHECK(!strcmp(m->cfg.family, family), "%s: family %s, want %s", dir, m->cfg.family, family);
+    snprintf(rel, sizeof rel, "models/arch/%s/reference/reference.json", dir);
+    cJSON *ref = load_json(th_path(rel));
+    snprintf(rel, sizeof rel, "models/arch/%s/reference/greedy.json", dir);
+    cJSON *greedy = load_json(th_path(rel));
+    size_t n_ids = 0, n_logits = 0;
+    snprintf(rel, sizeof rel, "models/arch/%s/reference/ids.i32", dir);
+    int32_t *ids = read_words(th_path(rel), &n_ids);
+    snprintf(rel, sizeof rel, "models/arch/%s/reference/logits.f32", dir);
+    float *want = read_words(th_path(rel), &n_logits);
+    int V = m->cfg.vocab, T = (int)(n_ids / 2);
+    qs_ctx *c = NULL;
+    if (!ref || !greedy || !ids || !want || n_logits != n_ids * (size_t)V ||
+        qs_ctx_new(m, NULL, 0, &c) != QS_OK) {
+        CHECK(0, "%s: references or context (%s)", dir, qs_last_error());
+        goto out;
+    }
+    float *got = malloc((size_t)T * V * sizeof *got);
+    const cJSON *nll = cJSON_GetObjectItem(cJSON_GetObjectItem(ref, "mean_nll"), "per_sequence");
+    for (int s = 0; s < 2; s++) {
+        qs_ctx_reset(c);
+        CHECK(qs_forward(c, ids + (size_t)s * T, T, got, QS_LOGITS_ALL) == QS_OK, "forward: %s", qs_last_error());
+        double worst = 0, sum = 0;
+        size_t at = 0;
+        for (size_t i = 0; i < (size_t)T * V; i++) {
+            double e = fabs((double)got[i] - want[(size_t)s * T * V + i]);
+            if (e > worst) worst = e, at = i;
+        }
+        CHECK(worst <= 1e-4, "%s seq %d: max |logit diff| %.3g at position %zu token %zu", dir, s, worst, at / V,
+              at % V);
+        for (int t = 0; t + 1 < T; t++)
+            sum += qs_ops_logsumexp(got + (size_t)t * V, V) - got[(size_t)t * V + ids[s * T + t + 1]];
+        double want_nll = cJSON_GetArrayItem(nll, s)->valuedouble;
+        CHECK(fabs(sum / (T - 1) - want_nll) < 1e-5, "%s seq %d: mean NLL %.7f, want %.7f", dir, s, sum / (T - 1),
+              want_nll);
+    }
+    free(got);
+    /* greedy with the cache: the prompt, then one token at a time */
+    const cJSON *g = cJSON_GetObjectItem(greedy, "prefix_8_use_cache");
+    const cJSON *prompt = cJSON_GetObjectItem(g, "prompt_ids"), *gen = cJSON_GetObjectItem(g, "generated_ids");
+    int32_t p[8];
+    for (int i = 0; i < 8; i++) p[i] = cJSON_GetArrayItem(prompt, i)->valueint;
+    float *last = malloc((size_t)V * sizeof *last);
+    qs_ctx_reset(c);
+    int ok = qs_forward(c, p, 8, last, QS_LOGITS_LAST) == QS_OK, same = 1, n_gen = cJSON_GetArraySize(gen);
+    for (int i = 0; ok && i < n_gen; i++) {
+        int32_t tok = argmax(last, V);
+        if (tok != cJSON_GetArrayItem(gen, i)->valueint) {
+            same = 0;
+            CHECK(0, "%s: greedy token %d is %d, want %d", dir, i, tok, cJSON_GetArrayItem(gen, i)->valueint);
+            break;
+        }
+        if (i + 1 < n_gen) ok = qs_forward(c, &tok, 1, last, QS_LOGITS_LAST) == QS_OK;
+    }
+    CHECK(ok && same && n_gen == 24, "%s: greedy continuation (%s)", dir, ok ? "tokens differ" : qs_last_error());
+    free(last);
+out:
+    qs_ctx_free(c);
+    cJSON_Delete(ref);
+    cJSON_Delete(greedy);
+    free(ids);
+    free(want);
+    qs_model_free(m);
+}
+
+TEST(family_llama3_rope_scaling) { check_family("llama3", "llama"); }
+TEST(family_llama_f16) { check_family("llama-f16", "llama"); }
+TEST(family_llama_bf16) { check_family("llama-bf16", "llama"); }
+TEST(family_mistral) { check_family("mistral", "mistral"); }
+TEST(family_qwen2) { check_family("qwen2", "qwen2"); }
+TEST(family_qwen3) { check_family("qwen3", "qwen3"); }
+TEST(family_phi3) { check_family("phi3", "phi3"); }
+TEST(family_phi2) { check_family("phi2", "phi"); }
+TEST(family_gemma) { check_family("gemma", "gemma"); }
+TEST(family_gemma2) { check_family("gemma2", "gemma2"); }
+TEST(family_opt350_post_norm) { check_family("opt350", "opt"); }
+TEST(family_neox) { check_family("neox", "neox"); }

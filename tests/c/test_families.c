@@ -123,3 +123,75 @@ TEST(family_gemma) { check_family("gemma", "gemma"); }
 TEST(family_gemma2) { check_family("gemma2", "gemma2"); }
 TEST(family_opt350_post_norm) { check_family("opt350", "opt"); }
 TEST(family_neox) { check_family("neox", "neox"); }
+
+#include "methods/methods.h"
+#include "stats/stats.h"
+
+/* mean NLL of the rows of cal under exec x */
+static double mean_nll(const qs_model *m, const qs_exec *x, const qs_calib *cal) {
+    qs_ctx *c = NULL;
+    if (qs_ctx_new(m, x, cal->ctx, &c)) return NAN;
+    int V = m->cfg.vocab, T = cal->ctx;
+    float *lg = malloc((size_t)T * V * sizeof *lg);
+    double sum = 0;
+    for (int r = 0; r < cal->n_rows; r++) {
+        qs_ctx_reset(c);
+        const int32_t *ids = cal->ids + (size_t)r * T;
+        if (qs_forward(c, ids, T, lg, QS_LOGITS_ALL)) sum = NAN;
+        for (int t = 0; t + 1 < T; t++) sum += qs_ops_logsumexp(lg + (size_t)t * V, V) - lg[(size_t)t * V + ids[t + 1]];
+    }
+    free(lg);
+    qs_ctx_free(c);
+    return sum / ((double)cal->n_rows * (T - 1));
+}
+
+/* Every method on every family: 8-bit methods stay within 2% of the model's
+ * NLL, 4-bit GPTQ within 30%, and SliceGPT at ratio 0 (a pure rotation)
+ * keeps it where the family's blocks allow slicing; where they do not it
+ * refuses, as RPTQ's reorder does on a post-norm model. */
+TEST(family_methods_run_on_every_family) {
+    NEED_SHARED();
+    static const char *const dirs[] = {"llama3", "mistral", "qwen2", "qwen3", "phi3", "phi2",
+                                       "gemma", "gemma2", "opt350", "neox"};
+    static const struct {
+        const char *spec;
+        double tol; /* relative NLL change allowed */
+    } specs[] = {{"rtn:w=8", 0.02}, {"int8", 0.02}, {"rptq:w=8,a=8,g=4", 0.02}, {"rptq:w=8,a=8,g=4,reorder=0", 0.02}, {"rtn:w=4,group=32,wq=gptq", 0.3},
+                 {"slice:ratio=0", 1e-4}};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        char rel[256];
+        qs_model *m = NULL;
+        snprintf(rel, sizeof rel, "models/arch/%s", dirs[i]);
+        REQUIRE(qs_model_load(th_path(rel), NULL, &m) == QS_OK, "load %s: %s", dirs[i], qs_last_error());
+        snprintf(rel, sizeof rel, "models/arch/%s/reference/ids.i32", dirs[i]);
+        qs_calib cal;
+        REQUIRE(qs_calib_from_ids_file(th_path(rel), 128, m->cfg.vocab, &cal) == QS_OK, "calib: %s", qs_last_error());
+        double base = mean_nll(m, NULL, &cal);
+        for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+            qs_variant_opts o = {.calib = &cal};
+            qs_variant *v = NULL;
+            qs_status st = qs_variant_new(m, specs[k].spec, &o, &v);
+            int sliceable = m->cfg.resid == QS_RESID_SEQ && !m->w.layers[0].post_attn_norm.dim;
+            if (!strncmp(specs[k].spec, "slice", 5) && !sliceable) {
+                CHECK(st == QS_EUNSUPPORTED && strstr(qs_last_error(), "SliceGPT"), "%s %s: %d %s", dirs[i],
+                      specs[k].spec, st, qs_last_error());
+                continue;
+            }
+            if (!strcmp(specs[k].spec, "rptq:w=8,a=8,g=4") && m->cfg.resid == QS_RESID_POST) {
+                CHECK(st == QS_EUNSUPPORTED && strstr(qs_last_error(), "reorder=0"), "%s %s: %d %s", dirs[i],
+                      specs[k].spec, st, qs_last_error());
+                continue;
+            }
+            if (st) {
+                CHECK(0, "%s %s: %s", dirs[i], specs[k].spec, qs_last_error());
+                continue;
+            }
+            double nll = mean_nll(m, qs_variant_exec(v), &cal);
+            CHECK(isfinite(nll) && fabs(nll - base) <= specs[k].tol * base, "%s %s: NLL %.5f vs %.5f", dirs[i],
+                  specs[k].spec, nll, base);
+            qs_variant_free(v);
+        }
+        qs_calib_free(&cal);
+        qs_model_free(m);
+    }
+}

@@ -15,7 +15,9 @@
  * random weights: OPT-125m's shapes, and the two Llama shapes of PERF.md;
  * each as fp32 and as variants (LLM.int8(), SliceGPT at 10-30%, calibrated
  * on random ids). Also the int8 GEMM's GOP/s per kernel against sgemm at
- * M = 512 and (K, N) in {(768, 768), (768, 3072), (3072, 768)}.
+ * M = 512 and (K, N) in {(768, 768), (768, 3072), (3072, 768)}, and each
+ * tokenizer's speed on WikiText-2's test text (tokens/s: the first pass,
+ * with an empty word cache, and the best of three).
  *
  * usage: qs_bench [--json FILE] [--quick] [--only NAME]
  */
@@ -285,6 +287,32 @@ static qs_config llama_cfg(int d, int layers, int heads, int kv, int ffn, int vo
     return c;
 }
 
+/* Tokenizer speed on a text: tokens/s of the first pass (cold word cache)
+ * and the best of three; 0 when the tokenizer or text is missing. */
+static int bench_tokenizer(const char *dir, const char *text, size_t len, double *cold, double *best, size_t *n_ids) {
+    qs_tok *t = NULL;
+    if (qs_tok_load_hf(dir, &t) != QS_OK) return 0;
+    *cold = *best = 0;
+    for (int r = 0; r < 3; r++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        double t0 = now();
+        qs_status st = qs_tok_encode(t, text, len, 0, &ids, &n);
+        double dt = now() - t0;
+        free(ids);
+        if (st) {
+            qs_tok_free(t);
+            return 0;
+        }
+        double rate = n / dt;
+        if (r == 0) *cold = rate;
+        if (rate > *best) *best = rate;
+        *n_ids = n;
+    }
+    qs_tok_free(t);
+    return 1;
+}
+
 int main(int argc, char **argv) {
     const char *json_path = NULL, *only = NULL;
     int quick = 0;
@@ -377,6 +405,36 @@ int main(int argc, char **argv) {
     qs_i8_set_kernel("auto");
     printf("(the forward pass uses %s)\n\n", qs_i8_kernel_name());
     cJSON_AddStringToObject(root, "int8_kernel", qs_i8_kernel_name());
+
+    /* tokenizers on WikiText-2's test text */
+    char wiki[1024];
+    snprintf(wiki, sizeof wiki, "%s/data/wiki.test.raw", shared);
+    char *text = NULL;
+    size_t tlen = 0;
+    if (qs_io_read_all(wiki, &text, &tlen) == QS_OK) {
+        cJSON *tk = cJSON_AddArrayToObject(root, "tokenizers");
+        const char *names[5] = {"opt-mini", "gpt2-mini", "llama-mini", "llama3", "qwen3"};
+        const char *rels[5] = {"models/opt-mini", "models/gpt2-mini", "models/llama-mini", "tokenizers/llama3",
+                               "tokenizers/qwen3"};
+        printf("tokenizers on %s (%.1f MB; tokens/s, first pass with an empty word cache, best of 3)\n", wiki,
+               tlen / 1e6);
+        for (int i = 0; i < 5; i++) {
+            char dir[1024];
+            double cold, best;
+            size_t n = 0;
+            snprintf(dir, sizeof dir, "%s/%s", shared, rels[i]);
+            if (!bench_tokenizer(dir, text, tlen, &cold, &best, &n)) continue;
+            printf("  %-12s %9zu ids %8.2f M/s first %8.2f M/s best\n", names[i], n, cold / 1e6, best / 1e6);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tokenizer", names[i]);
+            cJSON_AddNumberToObject(o, "ids", (double)n);
+            cJSON_AddNumberToObject(o, "first_tokens_per_s", cold);
+            cJSON_AddNumberToObject(o, "best_tokens_per_s", best);
+            cJSON_AddItemToArray(tk, o);
+        }
+        putchar('\n');
+        free(text);
+    }
 
     cJSON *arr = cJSON_AddArrayToObject(root, "models");
     printf("%-18s %-17s %5s %10s %10s %9s %7s %8s %8s %8s %6s\n", "model", "variant", "ctx", "prefill/s", "decode/s",

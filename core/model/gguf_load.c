@@ -10,11 +10,40 @@
 
 /* ---- the model loader ---- */
 
+/* What llama.cpp's converter writes for each architecture qscope reads. */
+typedef struct {
+    const char *arch;    /* general.architecture, the prefix of its keys */
+    const char *family;  /* the qscope family it is */
+    const char *hf_arch;
+    int permute_qk;      /* llama.cpp's interleaved RoPE: q/k rows were permuted by the converter */
+    int qkv_bias;        /* attn_q/k/v.bias */
+    int qk_norm;         /* attn_q_norm, attn_k_norm (per head) */
+    int fused;           /* attn_qkv = [q; k; v] and ffn_up = [gate; up] (Phi-3) */
+    int gemma2;          /* post-norms, soft-caps, alternating windows, embeddings x sqrt(d);
+                          * the converter stored its norms as 1 + w */
+} gg_arch;
+
+static const gg_arch gg_archs[] = {
+    {"llama", "llama", "LlamaForCausalLM", 1, 0, 0, 0, 0},
+    {"qwen2", "qwen2", "Qwen2ForCausalLM", 0, 1, 0, 0, 0},
+    {"qwen3", "qwen3", "Qwen3ForCausalLM", 0, 0, 1, 0, 0},
+    {"gemma2", "gemma2", "Gemma2ForCausalLM", 0, 0, 0, 0, 1},
+    {"phi3", "phi3", "Phi3ForCausalLM", 0, 0, 0, 1, 0},
+};
+
 typedef struct {
     qs_gguf *g;
     qs_model *m;
+    const gg_arch *a;
+    unsigned char *used;   /* per tensor: read */
     uint64_t per_type[32]; /* values loaded per ggml type, for the model's dtype */
 } gg_ctx;
+
+/* "<arch>.<suffix>" */
+static const char *akey(const gg_arch *a, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", a->arch, suffix);
+    return buf;
+}
 
 static qs_status cfg_int(const qs_gguf *g, const char *key, int required, int def, int lo, int *out) {
     const qs_gguf_kv *kv = qs_gguf_get(g, key);
@@ -53,53 +82,127 @@ static int token_id(const qs_gguf *g, const char *key, int vocab) {
     return (int)v;
 }
 
-static qs_status parse_config(const qs_gguf *g, qs_config *c) {
+/* A per-frequency factor tensor (rope_freqs, rope_factors_*) of n floats. */
+static qs_status rope_factors(gg_ctx *x, const char *name, int n, float *out, int *found) {
+    const qs_gguf_tensor *t = qs_gguf_find(x->g, name);
+    *found = t != NULL;
+    if (!t) return QS_OK;
+    if (t->n_dims != 1 || t->ne[0] != (uint64_t)n || n > QS_ROPE_FACTORS)
+        return qs_fail(QS_ESHAPE, "%s: tensor '%s' must hold %d factors (rotary dims / 2)", qs_gguf_path(x->g), name, n);
+    x->used[t - qs_gguf_tensor_at(x->g, 0)] = 1;
+    return qs_gguf_read_f32(x->g, t, out);
+}
+
+static qs_status parse_config(gg_ctx *x, qs_config *c) {
+    const qs_gguf *g = x->g;
     qs_status st;
     const char *arch = kv_str(g, "general.architecture");
     if (!arch) return qs_fail(QS_EFORMAT, "%s: no general.architecture string", qs_gguf_path(g));
-    if (strcmp(arch, "llama") != 0)
-        return qs_fail(QS_EUNSUPPORTED, "%s: general.architecture is '%.64s'; qscope reads GGUF 'llama' models",
-                       qs_gguf_path(g), arch);
+    const gg_arch *a = NULL;
+    for (size_t i = 0; i < sizeof gg_archs / sizeof *gg_archs && !a; i++)
+        if (!strcmp(arch, gg_archs[i].arch)) a = &gg_archs[i];
+    if (!a)
+        return qs_fail(QS_EUNSUPPORTED, "%s: general.architecture is '%.64s'; qscope reads GGUF llama, qwen2, qwen3, "
+                       "gemma2 and phi3 models", qs_gguf_path(g), arch);
+    x->a = a;
     memset(c, 0, sizeof *c);
     c->arch = QS_ARCH_LLAMA;
-    snprintf(c->arch_name, sizeof c->arch_name, "LlamaForCausalLM");
-    int rope_dims = 0, key_len = 0, val_len = 0;
-    if ((st = cfg_int(g, "llama.embedding_length", 1, 0, 1, &c->d_model)) ||
-        (st = cfg_int(g, "llama.block_count", 1, 0, 1, &c->n_layers)) ||
-        (st = cfg_int(g, "llama.feed_forward_length", 1, 0, 1, &c->d_ff)) ||
-        (st = cfg_int(g, "llama.attention.head_count", 1, 0, 1, &c->n_heads)) ||
-        (st = cfg_int(g, "llama.attention.head_count_kv", 0, c->n_heads, 1, &c->n_kv_heads)) ||
-        (st = cfg_int(g, "llama.context_length", 1, 0, 1, &c->max_pos)) ||
-        (st = cfg_int(g, "llama.attention.key_length", 0, c->d_model / c->n_heads, 1, &key_len)) ||
-        (st = cfg_int(g, "llama.attention.value_length", 0, key_len, 1, &val_len)) ||
-        (st = cfg_int(g, "llama.rope.dimension_count", 0, key_len, 1, &rope_dims)) ||
-        (st = cfg_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5, &c->norm_eps)) ||
-        (st = cfg_float(g, "llama.rope.freq_base", 10000.0, &c->rope_theta)))
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", a->hf_arch);
+    snprintf(c->family, sizeof c->family, "%s", a->family);
+    char k[13][96];
+    int rope_dims = 0, key_len = 0, val_len = 0, window = 0;
+    if ((st = cfg_int(g, akey(a, "embedding_length", k[0], 96), 1, 0, 1, &c->d_model)) ||
+        (st = cfg_int(g, akey(a, "block_count", k[1], 96), 1, 0, 1, &c->n_layers)) ||
+        (st = cfg_int(g, akey(a, "feed_forward_length", k[2], 96), 1, 0, 1, &c->d_ff)) ||
+        (st = cfg_int(g, akey(a, "attention.head_count", k[3], 96), 1, 0, 1, &c->n_heads)) ||
+        (st = cfg_int(g, akey(a, "attention.head_count_kv", k[4], 96), 0, c->n_heads, 1, &c->n_kv_heads)) ||
+        (st = cfg_int(g, akey(a, "context_length", k[5], 96), 1, 0, 1, &c->max_pos)) ||
+        (st = cfg_int(g, akey(a, "attention.key_length", k[6], 96), 0, c->d_model / c->n_heads, 1, &key_len)) ||
+        (st = cfg_int(g, akey(a, "attention.value_length", k[7], 96), 0, key_len, 1, &val_len)) ||
+        (st = cfg_int(g, akey(a, "rope.dimension_count", k[8], 96), 0, key_len, 2, &rope_dims)) ||
+        (st = cfg_float(g, akey(a, "attention.layer_norm_rms_epsilon", k[9], 96), 1e-5, &c->norm_eps)) ||
+        (st = cfg_float(g, akey(a, "rope.freq_base", k[10], 96), 10000.0, &c->rope_theta)) ||
+        (st = cfg_int(g, akey(a, "attention.sliding_window", k[11], 96), 0, 0, 0, &window)))
         return st;
     if (val_len != key_len)
         return qs_fail(QS_EUNSUPPORTED, "%s: key length %d differs from value length %d", qs_gguf_path(g), key_len,
                        val_len);
-    if (rope_dims != key_len)
-        return qs_fail(QS_EUNSUPPORTED, "%s: llama.rope.dimension_count %d is not the head size %d (partial "
-                       "rotary embeddings are not supported)", qs_gguf_path(g), rope_dims, key_len);
-    const char *scaling = kv_str(g, "llama.rope.scaling.type");
-    if (scaling && strcmp(scaling, "none") != 0)
-        return qs_fail(QS_EUNSUPPORTED, "%s: llama.rope.scaling.type '%s' is not supported (plain RoPE only)",
-                       qs_gguf_path(g), scaling);
-    if (!(c->rope_theta > 0)) return qs_fail(QS_EFORMAT, "%s: llama.rope.freq_base must be positive", qs_gguf_path(g));
+    if (rope_dims > key_len || rope_dims % 2)
+        return qs_fail(QS_EFORMAT, "%s: %s is %d for heads of %d", qs_gguf_path(g), k[8], rope_dims, key_len);
+    if (!(c->rope_theta > 0)) return qs_fail(QS_EFORMAT, "%s: %s must be positive", qs_gguf_path(g), k[10]);
+    if (!(c->norm_eps > 0)) return qs_fail(QS_EFORMAT, "%s: %s must be positive", qs_gguf_path(g), k[9]);
     c->head_dim = key_len;
-    c->act = QS_ACT_SILU;
+    c->act = a->gemma2 ? QS_ACT_GELU_TANH : QS_ACT_SILU;
     c->norm = QS_NORM_RMS;
+    c->rope.kind = QS_ROPE_DEFAULT;
+    c->rope.dim = rope_dims;
+    c->sliding_window = window;
+    const char *scaling = kv_str(g, akey(a, "rope.scaling.type", k[12], 96));
+    double factor = 1;
+    if (scaling && strcmp(scaling, "none") != 0) {
+        const qs_gguf_kv *f = qs_gguf_get(g, akey(a, "rope.scaling.factor", k[12], 96));
+        if (!f || !qs_gguf_kv_float(f, &factor) || !(factor >= 1))
+            return qs_fail(QS_EFORMAT, "%s: rope scaling '%s' needs %s of at least 1", qs_gguf_path(g), scaling, k[12]);
+        c->rope.factor = (float)factor;
+        if (!strcmp(scaling, "linear")) {
+            c->rope.kind = QS_ROPE_LINEAR;
+        } else if (!strcmp(scaling, "yarn")) {
+            c->rope.kind = QS_ROPE_YARN;
+            if ((st = cfg_int(g, akey(a, "rope.scaling.original_context_length", k[12], 96), 1, 0, 1,
+                              &c->rope.orig_max)))
+                return st;
+            c->rope.beta_fast = 32;
+            c->rope.beta_slow = 1;
+            c->rope.attn_factor = (float)(0.1 * log(factor) + 1.0);
+        } else {
+            return qs_fail(QS_EUNSUPPORTED, "%s: rope scaling '%.32s' is not supported (none, linear, yarn)",
+                           qs_gguf_path(g), scaling);
+        }
+    }
+    /* per-frequency factors: llama3's divisors, Phi-3's longrope */
+    int found = 0, found_long = 0;
+    if ((st = rope_factors(x, "rope_freqs.weight", rope_dims / 2, c->rope.short_factor, &found))) return st;
+    if (found) {
+        if (c->rope.kind != QS_ROPE_DEFAULT)
+            return qs_fail(QS_EUNSUPPORTED, "%s: rope_freqs with rope scaling '%s'", qs_gguf_path(g), scaling);
+        c->rope.kind = QS_ROPE_DIVISORS;
+    }
+    if ((st = rope_factors(x, "rope_factors_short.weight", rope_dims / 2, c->rope.short_factor, &found)) ||
+        (st = rope_factors(x, "rope_factors_long.weight", rope_dims / 2, c->rope.long_factor, &found_long)))
+        return st;
+    if (found != found_long)
+        return qs_fail(QS_EFORMAT, "%s: rope_factors_short and rope_factors_long come together", qs_gguf_path(g));
+    if (found) {
+        float af = 1;
+        c->rope.kind = QS_ROPE_LONGROPE;
+        if ((st = cfg_int(g, akey(a, "rope.scaling.original_context_length", k[12], 96), 1, 0, 1, &c->rope.orig_max)) ||
+            (st = cfg_float(g, akey(a, "rope.scaling.attn_factor", k[12], 96), 1.0, &af)))
+            return st;
+        c->rope.attn_factor = af;
+    }
+    if (a->gemma2) {
+        float acap = 0, lcap = 0;
+        if ((st = cfg_float(g, akey(a, "attn_logit_softcapping", k[12], 96), 0, &acap)) ||
+            (st = cfg_float(g, akey(a, "final_logit_softcapping", k[12], 96), 0, &lcap)))
+            return st;
+        c->attn_softcap = acap > 0 ? acap : 0;
+        c->logit_softcap = lcap > 0 ? lcap : 0;
+        c->window_every = 2;
+        c->embed_scale = (float)sqrt((double)c->d_model);
+        /* llama.cpp keeps no query_pre_attn_scalar: 1/sqrt(head_dim), but
+         * 1/sqrt(d/heads) for the 27B model (46 layers of 4608) */
+        if (c->n_layers == 46 && c->d_model == 4608) c->attn_scale = 1.0f / sqrtf((float)(c->d_model / c->n_heads));
+    }
     const qs_gguf_tensor *emb = qs_gguf_find(g, "token_embd.weight");
     if (!emb) return qs_fail(QS_EFORMAT, "%s: tensor 'token_embd.weight' is missing", qs_gguf_path(g));
     if (emb->n_dims != 2 || emb->ne[1] > (1u << 30))
         return qs_fail(QS_ESHAPE, "%s: tensor 'token_embd.weight' must be a matrix", qs_gguf_path(g));
     c->vocab = (int)emb->ne[1];
     int vocab_key = 0;
-    if ((st = cfg_int(g, "llama.vocab_size", 0, c->vocab, 1, &vocab_key))) return st;
+    if ((st = cfg_int(g, akey(a, "vocab_size", k[12], 96), 0, c->vocab, 1, &vocab_key))) return st;
     if (vocab_key != c->vocab)
-        return qs_fail(QS_ESHAPE, "%s: llama.vocab_size is %d but token_embd.weight has %d rows", qs_gguf_path(g),
-                       vocab_key, c->vocab);
+        return qs_fail(QS_ESHAPE, "%s: %s is %d but token_embd.weight has %d rows", qs_gguf_path(g), k[12], vocab_key,
+                       c->vocab);
     c->bos_id = token_id(g, "tokenizer.ggml.bos_token_id", c->vocab);
     c->eos_id = token_id(g, "tokenizer.ggml.eos_token_id", c->vocab);
     c->pad_id = token_id(g, "tokenizer.ggml.padding_token_id", c->vocab);
@@ -130,6 +233,7 @@ static qs_status lookup(gg_ctx *x, const char *name, int rows, int cols, const q
                        expect);
     }
     x->per_type[t->type < 32 ? t->type : 31] += t->numel;
+    x->used[t - qs_gguf_tensor_at(x->g, 0)] = 1;
     *out = t;
     return QS_OK;
 }
@@ -193,36 +297,84 @@ static qs_status get_rope_linear(gg_ctx *x, const char *name, int heads, qs_line
     return QS_OK;
 }
 
+static qs_status get_norm(gg_ctx *x, const char *name, int dim, qs_norm *n) {
+    n->dim = dim;
+    return get(x, name, dim, 0, &n->w);
+}
+
+/* rows [row0, row0 + n_out) of a fused (rows, n_in) tensor */
+static void rows_of(qs_linear *l, const float *w, int row0, int n_out, int n_in) {
+    l->w = w + (size_t)row0 * n_in;
+    l->n_out = n_out;
+    l->n_in = n_in;
+}
+
+static qs_status get_bias(gg_ctx *x, const char *name, qs_linear *l) {
+    return get(x, name, l->n_out, 0, &l->b);
+}
+
+static qs_status load_layer(gg_ctx *x, int i) {
+    const gg_arch *a = x->a;
+    qs_model *m = x->m;
+    const qs_config *c = &m->cfg;
+    qs_layer *L = &m->w.layers[i];
+    int d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, ff = c->d_ff;
+    char n[12][64];
+    const char *names[12] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm",
+                             "ffn_gate", "ffn_up", "ffn_down", "attn_qkv", "attn_q_norm", "attn_k_norm"};
+    for (int j = 0; j < 12; j++) snprintf(n[j], sizeof n[j], "blk.%d.%s.weight", i, names[j]);
+    qs_status st;
+    if ((st = get_norm(x, n[0], d, &L->attn_norm)) || (st = get_linear(x, n[4], d, qd, &L->o)) ||
+        (st = get_linear(x, n[8], d, ff, &L->down)))
+        return st;
+    if (a->fused) { /* [q; k; v] and [gate; up] */
+        const float *w;
+        if ((st = get(x, n[9], qd + 2 * kvd, d, &w))) return st;
+        rows_of(&L->q, w, 0, qd, d);
+        rows_of(&L->k, w, qd, kvd, d);
+        rows_of(&L->v, w, qd + kvd, kvd, d);
+        if ((st = get(x, n[7], 2 * ff, d, &w))) return st;
+        rows_of(&L->gate, w, 0, ff, d);
+        rows_of(&L->up, w, ff, ff, d);
+    } else {
+        if (a->permute_qk) {
+            if ((st = get_rope_linear(x, n[1], c->n_heads, &L->q)) || (st = get_rope_linear(x, n[2], c->n_kv_heads, &L->k)))
+                return st;
+        } else if ((st = get_linear(x, n[1], qd, d, &L->q)) || (st = get_linear(x, n[2], kvd, d, &L->k))) {
+            return st;
+        }
+        if ((st = get_linear(x, n[3], kvd, d, &L->v)) || (st = get_linear(x, n[6], ff, d, &L->gate)) ||
+            (st = get_linear(x, n[7], ff, d, &L->up)))
+            return st;
+    }
+    if (a->qkv_bias) {
+        char b[3][64];
+        for (int j = 0; j < 3; j++) snprintf(b[j], sizeof b[j], "blk.%d.%s.bias", i, names[1 + j]);
+        if ((st = get_bias(x, b[0], &L->q)) || (st = get_bias(x, b[1], &L->k)) || (st = get_bias(x, b[2], &L->v)))
+            return st;
+    }
+    if (a->qk_norm && ((st = get_norm(x, n[10], hd, &L->q_norm)) || (st = get_norm(x, n[11], hd, &L->k_norm))))
+        return st;
+    if ((st = get_norm(x, n[5], d, &L->mlp_norm))) return st;
+    if (a->gemma2) {
+        char p1[64], p2[64];
+        snprintf(p1, sizeof p1, "blk.%d.post_attention_norm.weight", i);
+        snprintf(p2, sizeof p2, "blk.%d.post_ffw_norm.weight", i);
+        if ((st = get_norm(x, p1, d, &L->post_attn_norm)) || (st = get_norm(x, p2, d, &L->post_mlp_norm))) return st;
+    }
+    return QS_OK;
+}
+
 static qs_status load_weights(gg_ctx *x) {
     qs_model *m = x->m;
     const qs_config *c = &m->cfg;
-    int d = c->d_model, qd = c->n_heads * c->head_dim;
+    int d = c->d_model;
     qs_status st;
     if ((st = get(x, "token_embd.weight", c->vocab, d, &m->w.tok_embed)) ||
-        (st = get(x, "output_norm.weight", d, 0, &m->w.final_norm.w)))
+        (st = get_norm(x, "output_norm.weight", d, &m->w.final_norm)))
         return st;
-    m->w.final_norm.dim = d;
-    for (int i = 0; i < c->n_layers; i++) {
-        qs_layer *L = &m->w.layers[i];
-        char n[9][64];
-        snprintf(n[0], sizeof n[0], "blk.%d.attn_norm.weight", i);
-        snprintf(n[1], sizeof n[1], "blk.%d.attn_q.weight", i);
-        snprintf(n[2], sizeof n[2], "blk.%d.attn_k.weight", i);
-        snprintf(n[3], sizeof n[3], "blk.%d.attn_v.weight", i);
-        snprintf(n[4], sizeof n[4], "blk.%d.attn_output.weight", i);
-        snprintf(n[5], sizeof n[5], "blk.%d.ffn_norm.weight", i);
-        snprintf(n[6], sizeof n[6], "blk.%d.ffn_gate.weight", i);
-        snprintf(n[7], sizeof n[7], "blk.%d.ffn_up.weight", i);
-        snprintf(n[8], sizeof n[8], "blk.%d.ffn_down.weight", i);
-        L->attn_norm.dim = L->mlp_norm.dim = d;
-        if ((st = get(x, n[0], d, 0, &L->attn_norm.w)) || (st = get_rope_linear(x, n[1], c->n_heads, &L->q)) ||
-            (st = get_rope_linear(x, n[2], c->n_kv_heads, &L->k)) ||
-            (st = get_linear(x, n[3], c->n_kv_heads * c->head_dim, d, &L->v)) ||
-            (st = get_linear(x, n[4], d, qd, &L->o)) || (st = get(x, n[5], d, 0, &L->mlp_norm.w)) ||
-            (st = get_linear(x, n[6], c->d_ff, d, &L->gate)) || (st = get_linear(x, n[7], c->d_ff, d, &L->up)) ||
-            (st = get_linear(x, n[8], d, c->d_ff, &L->down)))
-            return st;
-    }
+    for (int i = 0; i < c->n_layers; i++)
+        if ((st = load_layer(x, i))) return st;
     m->w.head.n_out = c->vocab;
     m->w.head.n_in = d;
     const qs_gguf_tensor *out = qs_gguf_find(x->g, "output.weight");
@@ -231,11 +383,21 @@ static qs_status load_weights(gg_ctx *x) {
      * stories models); a byte-identical copy is the tied head it came from. */
     if (!out || (out->type == emb->type && out->n_dims == emb->n_dims && out->nbytes == emb->nbytes &&
                  out->ne[0] == emb->ne[0] && memcmp(out->data, emb->data, emb->nbytes) == 0)) {
+        if (out) x->used[out - qs_gguf_tensor_at(x->g, 0)] = 1;
         m->cfg.tied_head = 1;
         m->w.head.w = m->w.tok_embed;
         return QS_OK;
     }
     return get(x, "output.weight", c->vocab, d, &m->w.head.w);
+}
+
+/* Every tensor in the file is one the architecture reads. */
+static qs_status check_unused(gg_ctx *x) {
+    for (size_t i = 0; i < qs_gguf_n_tensors(x->g); i++)
+        if (!x->used[i])
+            return qs_fail(QS_EFORMAT, "%s: tensor '%s' is not part of a GGUF %s model as qscope reads it",
+                           qs_gguf_path(x->g), qs_gguf_tensor_at(x->g, i)->name, x->a->arch);
+    return QS_OK;
 }
 
 /* A numeric array kv of n elements as a fresh float or int32 array. */
@@ -301,11 +463,15 @@ qs_status qs_gguf_load(const char *path, qs_model **out) {
     gg_ctx x = {0};
     qs_config cfg;
     qs_status st;
-    if ((st = qs_gguf_open(path, &x.g)) || (st = parse_config(x.g, &cfg)) || (st = qs_model_alloc(&cfg, path, &x.m)))
+    if ((st = qs_gguf_open(path, &x.g))) goto done;
+    if (!(x.used = calloc(qs_gguf_n_tensors(x.g) + 1, 1))) {
+        st = qs_fail(QS_ENOMEM, "out of memory");
         goto done;
+    }
+    if ((st = parse_config(&x, &cfg)) || (st = qs_model_alloc(&cfg, path, &x.m))) goto done;
     snprintf(x.m->format, sizeof x.m->format, "gguf");
     snprintf(x.m->path, sizeof x.m->path, "%s", path);
-    if ((st = load_weights(&x))) goto done;
+    if ((st = load_weights(&x)) || (st = check_unused(&x))) goto done;
     dtype_str(&x, x.m->dtype, sizeof x.m->dtype);
     if ((st = load_tokenizer(&x)) || (st = qs_model_validate(x.m))) goto done;
     *out = x.m;
@@ -313,5 +479,6 @@ qs_status qs_gguf_load(const char *path, qs_model **out) {
 done:
     qs_model_free(x.m); /* before closing: a borrowed map belongs to its store */
     qs_gguf_close(x.g);
+    free(x.used);
     return st;
 }

@@ -166,6 +166,8 @@ void qs_model_features(const qs_model *m, char *buf, size_t cap) {
             snprintf(what, sizeof what, " %s x%g", qs_rope_kind_str(c->rope.kind), c->rope.factor);
         else if (c->rope.kind == QS_ROPE_LONGROPE)
             snprintf(what, sizeof what, " longrope from %d", c->rope.orig_max);
+        else if (c->rope.kind == QS_ROPE_DIVISORS)
+            snprintf(what, sizeof what, " with per-frequency divisors");
         feature(buf, cap, "RoPE%s theta %g", what, c->rope_theta);
         if (c->rope.dim < c->head_dim) feature(buf, cap, "rotary %d of %d channels", c->rope.dim, c->head_dim);
     } else {

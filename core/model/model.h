@@ -38,6 +38,7 @@ typedef enum {
     QS_ROPE_YARN,      /* ramp between interpolation and extrapolation, cos/sin scaled */
     QS_ROPE_LLAMA3,    /* Llama-3.1: long wavelengths / factor, a smooth band between */
     QS_ROPE_LONGROPE,  /* Phi-3.5/4: per-frequency short or long factors, cos/sin scaled */
+    QS_ROPE_DIVISORS,  /* each frequency divided by a factor of its own (GGUF rope_freqs: llama3) */
 } qs_rope_kind;
 
 enum { QS_ROPE_FACTORS = 256 }; /* longrope: at most this many frequencies (rotary dims up to 512) */
@@ -50,7 +51,7 @@ typedef struct {
     float low_freq, high_freq;  /* llama3's low_freq_factor, high_freq_factor */
     float beta_fast, beta_slow; /* yarn */
     float attn_factor;    /* yarn, longrope: cos and sin are multiplied by it */
-    float short_factor[QS_ROPE_FACTORS], long_factor[QS_ROPE_FACTORS]; /* longrope: dim/2 each */
+    float short_factor[QS_ROPE_FACTORS], long_factor[QS_ROPE_FACTORS]; /* longrope: dim/2 each; divisors: short */
 } qs_rope;
 
 /* How a block joins its two sublayers to the residual stream. */

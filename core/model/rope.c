@@ -14,6 +14,7 @@ const char *qs_rope_kind_str(qs_rope_kind k) {
     case QS_ROPE_YARN: return "yarn";
     case QS_ROPE_LLAMA3: return "llama3";
     case QS_ROPE_LONGROPE: return "longrope";
+    case QS_ROPE_DIVISORS: return "divisors";
     }
     return "?";
 }
@@ -79,6 +80,9 @@ float qs_rope_inv_freq(const qs_config *c, int seq_len, float *inv) {
         }
         break;
     }
+    case QS_ROPE_DIVISORS:
+        for (int i = 0; i < half; i++) inv[i] = 1.0f / pos_freq(theta, i, dim) / r->short_factor[i];
+        break;
     case QS_ROPE_LONGROPE: {
         const float *ext = seq_len > r->orig_max ? r->long_factor : r->short_factor;
         for (int i = 0; i < half; i++) inv[i] = 1.0f / (ext[i] * pos_freq(theta, i, dim));

@@ -185,6 +185,32 @@ qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst
  * src, dst: (n_heads*head_dim, n_in), distinct. */
 void qs_gguf_rope_rows(float *dst, const float *src, int n_heads, int head_dim, int n_in);
 
+/* A GGUF v3 writer (gguf_write.c): key/values and tensors gathered in
+ * memory, written by one atomic replace. Shapes are given row-major
+ * (slowest first), as the rest of qscope holds them.
+ *
+ *     qs_gguf_w *w = qs_gguf_w_new();
+ *     qs_gguf_w_str(w, "general.architecture", "llama");
+ *     qs_gguf_w_tensor(w, "token_embd.weight", 2, (int64_t[]){vocab, d}, QS_GGML_F32, emb, bytes);
+ *     qs_gguf_w_write(w, "out.gguf");
+ *     qs_gguf_w_free(w);
+ */
+typedef struct qs_gguf_w qs_gguf_w;
+qs_gguf_w *qs_gguf_w_new(void);
+void qs_gguf_w_free(qs_gguf_w *w);
+void qs_gguf_w_str(qs_gguf_w *w, const char *key, const char *v);
+void qs_gguf_w_u32(qs_gguf_w *w, const char *key, uint32_t v);
+void qs_gguf_w_i32(qs_gguf_w *w, const char *key, int32_t v);
+void qs_gguf_w_f32(qs_gguf_w *w, const char *key, float v);
+void qs_gguf_w_bool(qs_gguf_w *w, const char *key, int v);
+void qs_gguf_w_strs(qs_gguf_w *w, const char *key, size_t n, const char *const *v);
+void qs_gguf_w_f32s(qs_gguf_w *w, const char *key, size_t n, const float *v);
+void qs_gguf_w_i32s(qs_gguf_w *w, const char *key, size_t n, const int32_t *v);
+/* The data is copied. */
+qs_status qs_gguf_w_tensor(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t ggml_type,
+                           const void *data, size_t nbytes);
+qs_status qs_gguf_w_write(qs_gguf_w *w, const char *path);
+
 /* ---- llama2.c checkpoints (llama2c.c): the legacy version-0 .bin, its
  * header checked against the file's size and its fp32 arrays found in the
  * map, in the file's own layout (q/k rows in Meta's interleaved RoPE order;

@@ -451,8 +451,12 @@ static qs_status load_tokenizer(gg_ctx *x) {
             return qs_fail(QS_EFORMAT, "%s: a 'gpt2' vocabulary needs tokenizer.ggml.merges strings", qs_gguf_path(g));
         const qs_gguf_kv *ab = qs_gguf_get(g, "tokenizer.ggml.add_bos_token");
         int add_bos = ab && ab->type == QS_GGUF_BOOL && ab->num.u;
-        return qs_tok_new_byte_bpe(n, pieces, (int)mg->arr_n, (const char *const *)mg->arr_str, c->bos_id,
-                                   c->eos_id, add_bos, &x->m->tok);
+        void *types = NULL;
+        if ((st = array_copy(g, "tokenizer.ggml.token_type", n, 0, &types))) return st;
+        st = qs_tok_new_byte_bpe(n, pieces, (int)mg->arr_n, (const char *const *)mg->arr_str, types, c->bos_id,
+                                 c->eos_id, add_bos, kv_str(g, "tokenizer.ggml.pre"), &x->m->tok);
+        free(types);
+        return st;
     }
     return qs_fail(QS_EUNSUPPORTED, "%s: tokenizer.ggml.model '%.32s' is not supported (qscope reads 'llama' "
                    "and 'gpt2' vocabularies)", qs_gguf_path(g), model);

@@ -21,8 +21,9 @@
  * must be one the family reads. (model/hf.c) */
 qs_status qs_hf_load(const char *dir, qs_model **out);
 
-/* GGUF v3 file, llama architecture, F32/F16 (and BF16) tensors, vocabulary
- * inside. q/k rows are permuted from GGUF's interleaved RoPE order. An
+/* GGUF v3 file (llama, qwen2, qwen3, gemma2, phi3 as llama.cpp's converter
+ * writes them), vocabulary inside. llama's q/k rows are permuted from GGUF's
+ * interleaved RoPE order. Every tensor must be read. An
  * output.weight byte-identical to token_embd.weight is treated as a tied
  * head (converters write a copy for shared classifiers). (model/gguf_load.c, reading through read/gguf.c) */
 qs_status qs_gguf_load(const char *path, qs_model **out);

@@ -53,10 +53,14 @@ qs_status qs_tok_new_spm(int n, const char *const *pieces, const float *scores,
 
 /* Build a byte-level BPE tokenizer from memory (GGUF tokenizer.ggml.model ==
  * "gpt2"): pieces in byte-to-unicode form, merges as "a b" strings in rank
- * order. add_bos: prepend bos by default. */
+ * order, types as GGUF's token_type (3 control and 4 user-defined are added
+ * tokens matched in the text; NULL: all normal). add_bos: prepend bos by
+ * default. pre: llama.cpp's pre-tokenizer name (tokenizer.ggml.pre:
+ * "llama-bpe", "qwen2", "gpt-2", ...), mapped to the regexes it splits by;
+ * NULL: GPT-2's. An unknown name is refused. */
 qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges,
-                              const char *const *merges, int bos, int eos, int add_bos,
-                              qs_tok **out);
+                              const char *const *merges, const int32_t *types, int bos, int eos,
+                              int add_bos, const char *pre, qs_tok **out);
 
 void qs_tok_free(qs_tok *t);
 

@@ -940,8 +940,74 @@ done:
     return vocab_end(st, t, pref, out);
 }
 
-qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges, const char *const *merges, int bos,
-                              int eos, int add_bos, qs_tok **out) {
+/* llama.cpp's pre-tokenizer names (GGUF tokenizer.ggml.pre) and the regexes
+ * their tokenizers split by, in order (each splits the pieces of the last,
+ * matches kept apart), written as the published tokenizer.json files have
+ * them: Oniguruma runs them as Hugging Face's library does. */
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+#define RE_LLAMA3 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_QWEN2 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+static const struct {
+    const char *names; /* space-separated */
+    const char *re[4];
+    int ignore_merges;
+} gguf_pres[] = {
+    {"llama3 llama-v3 llama-bpe falcon3", {RE_LLAMA3}, 1},
+    {"dbrx smaug-bpe chatglm-bpe", {RE_LLAMA3}, 0},
+    {"qwen2 deepseek-r1-qwen stablelm2 megrez", {RE_QWEN2}, 0},
+    {"starcoder refact command-r smollm codeshell exaone minerva-7b", {"\\p{N}", RE_GPT2}, 0},
+    {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, 0},
+    {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, 0},
+};
+
+static int name_in(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *sp = strchr(p, ' ');
+        size_t len = sp ? (size_t)(sp - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        if (!sp) break;
+        p = sp + 1;
+    }
+    return 0;
+}
+
+/* The pipeline of a llama.cpp pre-tokenizer name: Split(regex, Isolated)...
+ * then ByteLevel without its own regex. GPT-2's names keep the fixed
+ * byte-level kind. */
+static qs_status gguf_pre_pipe(qs_tok *t, const char *pre, const char *who) {
+    if (!pre || name_in("gpt-2 phi-2 roberta-bpe mpt olmo jais gigachat", pre)) return QS_OK;
+    int k = -1;
+    for (size_t i = 0; i < sizeof gguf_pres / sizeof *gguf_pres && k < 0; i++)
+        if (name_in(gguf_pres[i].names, pre)) k = (int)i;
+    if (k < 0)
+        return qs_fail(QS_EUNSUPPORTED, "%s: pre-tokenizer '%.40s' is not one qscope knows (llama-bpe, qwen2, gpt-2, "
+                       "starcoder, falcon, default, ...)", who, pre);
+    cJSON *root = cJSON_CreateObject(), *seq = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    cJSON_AddStringToObject(seq, "type", "Sequence");
+    cJSON *list = cJSON_AddArrayToObject(seq, "pretokenizers");
+    for (int i = 0; i < 4 && gguf_pres[k].re[i]; i++) {
+        cJSON *sp = cJSON_CreateObject();
+        cJSON_AddStringToObject(sp, "type", "Split");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(sp, "pattern"), "Regex", gguf_pres[k].re[i]);
+        cJSON_AddStringToObject(sp, "behavior", "Isolated");
+        cJSON_AddBoolToObject(sp, "invert", 0);
+        cJSON_AddItemToArray(list, sp);
+    }
+    cJSON *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(bl, "use_regex", 0);
+    cJSON_AddItemToArray(list, bl);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "decoder"), "type", "ByteLevel");
+    qs_status st = tok_pipe_build(t, root, who);
+    cJSON_Delete(root);
+    t->ignore_merges = gguf_pres[k].ignore_merges;
+    return st;
+}
+
+qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges, const char *const *merges,
+                              const int32_t *types, int bos, int eos, int add_bos, const char *pre, qs_tok **out) {
     *out = NULL;
     if (n <= 0 || n > TOK_MAX_VOCAB || !pieces || n_merges < 0 || (n_merges && !merges))
         return qs_fail(QS_EARG, "qs_tok_new_byte_bpe: need 1..%d pieces and a merge list, got %d pieces",
@@ -953,10 +1019,13 @@ qs_status qs_tok_new_byte_bpe(int n, const char *const *pieces, int n_merges, co
     qs_status st = vocab_begin(QS_TOK_BYTE_BPE, n, pieces, "qs_tok_new_byte_bpe", &t, &pref);
     if (st) goto done;
     for (int i = 0; i < n; i++) {
-        /* BOS/EOS are special tokens, matched in the text as GPT-2's
-         * <|endoftext|> is */
-        if (i == bos || i == eos) pref[i].attr = TOK_SPECIAL | TOK_ADDED | TOK_NOMERGE;
+        /* BOS/EOS, and tokens typed control (3) or user-defined (4), are
+         * added tokens matched in the text, as GPT-2's <|endoftext|> is */
+        int ty = types ? types[i] : 1;
+        if (i == bos || i == eos || ty == 3) pref[i].attr = TOK_SPECIAL | TOK_ADDED | TOK_NOMERGE;
+        else if (ty == 4) pref[i].attr = TOK_ADDED | TOK_NOMERGE;
     }
+    if ((st = gguf_pre_pipe(t, pre, "tokenizer.ggml.pre")) != QS_OK) goto done;
     if ((st = tok_set_vocab(t, n, pref, "qs_tok_new_byte_bpe")) != QS_OK) goto done;
     if ((st = tok_build_vmap(t)) != QS_OK) goto done;
     if ((st = tok_merges_init(t, (size_t)n_merges)) != QS_OK) goto done;

@@ -438,7 +438,7 @@ TEST(tok_byte_bpe_from_memory) {
     for (char *line = strtok(mtext, "\n"); line; line = strtok(NULL, "\n"))
         if (line[0] != '#') merges[nm++] = line;
     qs_tok *t = NULL;
-    qs_status st = qs_tok_new_byte_bpe(n, pieces, nm, merges, 50256, 50256, 0, &t);
+    qs_status st = qs_tok_new_byte_bpe(n, pieces, nm, merges, NULL, 50256, 50256, 0, NULL, &t);
     CHECK(st == QS_OK, "qs_tok_new_byte_bpe: %s", qs_last_error());
     if (t) {
         CHECK(qs_tok_kind_of(t) == QS_TOK_BYTE_BPE, "kind");
@@ -454,7 +454,7 @@ TEST(tok_byte_bpe_from_memory) {
     /* a merge naming a token that is not a piece */
     const char *bad[] = {"\xc4\xa0 t", "qqqqqq zzzzzz"};
     qs_tok *t2 = NULL;
-    st = qs_tok_new_byte_bpe(n, pieces, 2, bad, 50256, 50256, 0, &t2);
+    st = qs_tok_new_byte_bpe(n, pieces, 2, bad, NULL, 50256, 50256, 0, NULL, &t2);
     CHECK(st == QS_EFORMAT && t2 == NULL && strstr(qs_last_error(), "qqqqqq"), "bad merge: %d %s", st,
           qs_last_error());
     qs_tok_free(t);
@@ -1463,4 +1463,85 @@ TEST(tok_hf_general_vs_fixed) {
         printf("  %s: fixed %.0f ms, general %.0f ms (with the check)\n", models[k], ms[0], ms[1]);
     }
     free(text);
+}
+
+/* A GGUF "gpt2" vocabulary as llama.cpp's converter writes it from a
+ * tokenizer.json (pieces by id, merges as "a b", added tokens typed control
+ * or user-defined, the pre-tokenizer by name) gives Hugging Face's ids. */
+static void check_gguf_pre(const char *dir, const char *pre, int bos, int add_bos) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tokenizers/%s/tokenizer.json", dir);
+    cJSON *root = read_json_file(th_path(rel));
+    REQUIRE(root, "%s", rel);
+    const cJSON *model = cJSON_GetObjectItem(root, "model"), *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(model, "vocab")) if (e->valueint + 1 > n) n = e->valueint + 1;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "added_tokens")) {
+        int id = cJSON_GetObjectItem(e, "id")->valueint;
+        if (id + 1 > n) n = id + 1;
+    }
+    const char **pieces = calloc((size_t)n, sizeof *pieces);
+    int32_t *types = calloc((size_t)n, sizeof *types);
+    for (int i = 0; i < n; i++) pieces[i] = "", types[i] = 1;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(model, "vocab")) pieces[e->valueint] = e->string;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "added_tokens")) {
+        int id = cJSON_GetObjectItem(e, "id")->valueint;
+        pieces[id] = cJSON_GetObjectItem(e, "content")->valuestring;
+        types[id] = cJSON_IsTrue(cJSON_GetObjectItem(e, "special")) ? 3 : 4;
+    }
+    const cJSON *ml = cJSON_GetObjectItem(model, "merges");
+    int nm = cJSON_GetArraySize(ml), k = 0;
+    char **merges = calloc((size_t)nm + 1, sizeof *merges);
+    cJSON_ArrayForEach(e, ml) {
+        if (cJSON_IsString(e)) {
+            merges[k++] = strdup(e->valuestring);
+        } else {
+            const char *a = e->child->valuestring, *b = e->child->next->valuestring;
+            merges[k] = malloc(strlen(a) + strlen(b) + 2);
+            sprintf(merges[k++], "%s %s", a, b);
+        }
+    }
+    qs_tok *t = NULL;
+    qs_status st = qs_tok_new_byte_bpe(n, pieces, nm, (const char *const *)merges, types, bos, -1, add_bos, pre, &t);
+    CHECK(st == QS_OK, "%s as GGUF (pre %s): %s", dir, pre, qs_last_error());
+    const char *texts[2][2] = {{"data/wiki.test.raw", "wiki_test"}, {"data/heldout.txt", "heldout"}};
+    for (int i = 0; t && i < 2; i++)
+        for (int special = 0; special < 2; special++) {
+            char ref[256];
+            snprintf(ref, sizeof ref, "tokenizers/%s/reference/%s_%sids.i32", dir, texts[i][1], special ? "" : "nospecial_");
+            size_t n_want = 0, n_got = 0;
+            int32_t *want = read_i32(th_path(ref), &n_want), *got = NULL;
+            CHECK(qs_tok_encode_file(t, th_path(texts[i][0]), special, &got, &n_got) == QS_OK, "encode: %s",
+                  qs_last_error());
+            size_t at = 0;
+            while (at < n_got && at < n_want && got[at] == want[at]) at++;
+            CHECK(want && n_got == n_want && at == n_want, "%s (GGUF, pre %s) %s: %zu ids, want %zu; first difference at %zu",
+                  dir, pre, ref, n_got, n_want, at);
+            free(want);
+            free(got);
+        }
+    qs_tok_free(t);
+    for (int i = 0; i < nm; i++) free(merges[i]);
+    free(merges);
+    free(pieces);
+    free(types);
+    cJSON_Delete(root);
+}
+
+TEST(tok_gguf_pre_llama3) {
+    NEED_SHARED();
+    check_gguf_pre("llama3", "llama-bpe", 128000, 1);
+}
+
+TEST(tok_gguf_pre_qwen2) {
+    NEED_SHARED();
+    check_gguf_pre("qwen3", "qwen2", -1, 0);
+}
+
+TEST(tok_gguf_pre_unknown_refused) {
+    const char *pieces[] = {"a", "b", "ab"}, *merges[] = {"a b"};
+    qs_tok *t = NULL;
+    qs_status st = qs_tok_new_byte_bpe(3, pieces, 1, merges, NULL, -1, -1, 0, "no-such-pre", &t);
+    CHECK(st == QS_EUNSUPPORTED && strstr(qs_last_error(), "'no-such-pre'"), "%d: %s", st, qs_last_error());
+    qs_tok_free(t);
 }

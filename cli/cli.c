@@ -211,7 +211,7 @@ static cJSON *info_json(const qs_model *m) {
 }
 
 static long long lin_n(const qs_linear *l) {
-    return l->w ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+    return qs_linear_has(l) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
 static void print_info(const qs_model *m) {
@@ -249,7 +249,7 @@ static void print_info(const qs_model *m) {
         lp += lin_n(&L->gate) + L->attn_norm.dim * (L->attn_norm.b ? 2 : 1) +
               L->mlp_norm.dim * (L->mlp_norm.b ? 2 : 1);
         printf("%5d  %-11s %-11s %-11s %-11s %-11s %-11s %lld%s\n", i, s[0], s[1], s[2], s[3], s[4],
-               s[5], lp, L->gate.w ? " (+gate)" : "");
+               s[5], lp, qs_linear_has(&L->gate) ? " (+gate)" : "");
     }
 }
 

@@ -117,6 +117,11 @@ size_t qs_store_bytes(const qs_store *s);
  * that the caller converts into and sets *out to. */
 qs_status qs_store_f32(qs_store *store, qs_map map, qs_store **owner, const void *data, size_t numel, int is_f32,
                        const float **out, float **dst);
+/* bytes at data (inside map) kept readable as long as store lives: the map
+ * moves into store when no store holds it yet, else (another store holds
+ * it) the bytes are copied into store. */
+qs_status qs_store_bytes_of(qs_store *store, qs_map map, qs_store **owner, const void *data, size_t bytes,
+                            const void **out);
 
 /* ---- pool.h — a small persistent thread pool for the compute kernels.
  *

@@ -277,6 +277,25 @@ qs_status qs_store_add_map(qs_store *s, qs_map m) {
 
 size_t qs_store_bytes(const qs_store *s) { return s->bytes; }
 
+qs_status qs_store_bytes_of(qs_store *store, qs_map map, qs_store **owner, const void *data, size_t bytes,
+                            const void **out) {
+    *out = NULL;
+    if (!*owner) {
+        qs_status st = qs_store_add_map(store, map);
+        if (st) return st;
+        *owner = store;
+    }
+    if (*owner == store) {
+        *out = data;
+        return QS_OK;
+    }
+    void *copy = qs_store_alloc(store, bytes ? bytes : 1);
+    if (!copy) return qs_fail(QS_ENOMEM, "out of memory copying %zu bytes", bytes);
+    memcpy(copy, data, bytes);
+    *out = copy;
+    return QS_OK;
+}
+
 qs_status qs_store_f32(qs_store *store, qs_map map, qs_store **owner, const void *data, size_t numel, int is_f32,
                        const float **out, float **dst) {
     *dst = NULL;

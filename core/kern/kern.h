@@ -340,6 +340,38 @@ int qs_int8_outlier_columns(const float *x, int M, int K, float threshold, uint8
 void qs_int8_quantize_act(const float *x, int M, int K, const uint8_t *mask, qs_int8_act act,
                           int8_t *a, float *scale);
 
+/* ---- wmat.h — linear layers on weights as stored (kern/wmat.c): F16, BF16
+ * and ggml's block formats, read by the kernels, never expanded to a whole
+ * fp32 matrix. A type is a ggml type code. Row r of a weight matrix starts
+ * qs_wtype_row_bytes(type, n_in) * r bytes in.
+ *
+ *     qs_wlinear(x, n, QS_WT_Q8_0, w, b, n_out, n_in, y);   // y (n, n_out) = x W^T + b
+ */
+enum {
+    QS_WT_F32 = 0, QS_WT_F16 = 1, QS_WT_Q4_0 = 2, QS_WT_Q4_1 = 3, QS_WT_Q5_0 = 6, QS_WT_Q5_1 = 7,
+    QS_WT_Q8_0 = 8, QS_WT_BF16 = 30,
+};
+/* Values and bytes per block of a type (F16/BF16: 1 and 2); 0 if unknown. */
+int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes);
+/* Bytes of one row of n_in values; 0 when n_in is not a whole number of blocks. */
+size_t qs_wtype_row_bytes(uint32_t type, int n_in);
+/* rows [row0, row0 + rows) decoded to fp32 (rows x n_in) */
+void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, float *dst);
+/* One row dotted with x: the fast kernel when there is one, and the plain C
+ * reference (decode, then dot) that it must equal. */
+float qs_wdot(uint32_t type, const void *row, const float *x, int n_in);
+float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
+/* y (n, n_out) = x (n, n_in) W^T + b. Few rows: the pool's threads take
+ * chunks of weight rows, each read once; many rows: cache-sized panels
+ * decoded to fp32 and multiplied by sgemm. Fails only for a type or width
+ * it cannot read, or out of memory. */
+qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
+                     float *y);
+/* The fused kernels in use: "avx2" or "ref"; set "ref", "avx2" or "auto"
+ * (returns 0 when that one cannot run here). */
+const char *qs_wmat_kernel(void);
+int qs_wmat_set_kernel(const char *name);
+
 /* ---- ggml block formats ---- */
 /* ggml's block formats that qscope dequantizes at load (kern/ggml_quant.c):
  * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL.

@@ -260,7 +260,7 @@ qs_status qs_gptq_calib_inputs(qs_variant *v, float *X) {
 
 static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, double *Hw, long windows,
                              const qs_gptq_opts *o, int layer, const char *name) {
-    if (!l->w) return QS_OK;
+    if (!qs_linear_readable(l)) return QS_OK;
     int n = l->n_in;
     /* H = 2/N sum over windows of X^T X, the GPTQ code's scale (it does not change the result) */
     double f = 2.0 / (double)windows;
@@ -268,10 +268,14 @@ static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, do
         for (int j = i; j < n; j++) Hw[(size_t)i * n + j] = Hw[(size_t)j * n + i] = f * Hsum[(size_t)i * n + j];
     float *q = qs_variant_floats(v, (size_t)l->n_out * n);
     if (!q) return qs_fail(QS_ENOMEM, "out of memory");
-    memcpy(q, l->w, (size_t)l->n_out * n * sizeof(float));
+    float *tmp;
+    const float *src = qs_linear_f32(l, &tmp);
+    if (!src) return qs_fail_prefix(QS_ENOMEM, "%s: layer %d %s", v->spec.text, layer, name);
+    memcpy(q, src, (size_t)l->n_out * n * sizeof(float));
+    free(tmp);
     qs_status st = qs_gptq_quantize(q, l->n_out, n, Hw, o, NULL);
     if (st) return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
-    l->w = q;
+    qs_linear_set_f32(l, q);
     l->bits = o->bits;
     l->group = o->group >= n ? 0 : o->group;
     l->asym = !o->sym;

@@ -38,12 +38,16 @@ static qs_status int8_apply(qs_variant *v, const qs_step *s) {
         int nl = qs_layer_linears(L, 0, ls);
         for (int j = 0; j < nl; j++) {
             qs_linear *lin = ls[j];
-            if (!lin->w) continue;
+            if (!qs_linear_readable(lin)) continue;
             if (lin->bits)
                 return qs_fail(QS_EARG, "%s: layer %d's weights are already %d-bit; int8 replaces fp32 weights",
                                v->spec.text, l, lin->bits);
             qs_int8_linear *q;
-            qs_status st = qs_int8_linear_new(lin->w, lin->b, lin->n_out, lin->n_in, &q);
+            float *tmp;
+            const float *src = qs_linear_f32(lin, &tmp);
+            if (!src) return qs_fail_prefix(QS_ENOMEM, "%s: layer %d", v->spec.text, l);
+            qs_status st = qs_int8_linear_new(src, lin->b, lin->n_out, lin->n_in, &q);
+            free(tmp);
             if (st) return qs_fail_prefix(st, "%s: layer %d", v->spec.text, l);
             if (v->n_i8 == v->cap_i8) {
                 int nc = v->cap_i8 ? 2 * v->cap_i8 : 64;
@@ -61,7 +65,7 @@ static qs_status int8_apply(qs_variant *v, const qs_step *s) {
             *kd = (int8_kdata){q, s->threshold, s->int8_act ? QS_INT8_ACT_TENSOR : QS_INT8_ACT_TOKEN};
             lin->kern = &int8_kernel;
             lin->kdata = kd;
-            lin->w = NULL; /* the int8 codes are the only copy, as in bitsandbytes; b stays to
+            qs_linear_set_f32(lin, NULL); /* the int8 codes are the only copy, as in bitsandbytes; b stays to
                               say there is a bias (the kernel adds its own copy) */
             n_lin++;
         }

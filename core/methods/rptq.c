@@ -137,18 +137,21 @@ static int block_perm(const int *lab, int dim, int block, int32_t *perm) {
 /* W'[i][j] = W[rows[i]][cols[j]], b'[i] = b[rows[i]] (NULL: identity) into
  * buffers the variant owns. */
 static qs_status permute_linear(qs_variant *v, qs_linear *l, const int32_t *rows, const int32_t *cols) {
-    if (!l->w || (!rows && !cols)) return QS_OK;
-    float *w = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!qs_linear_readable(l) || (!rows && !cols)) return QS_OK;
+    float *w = qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
     if (!w) return QS_ENOMEM;
+    const float *all = qs_linear_f32(l, &tmp);
+    if (!all) return QS_ENOMEM;
     for (int i = 0; i < l->n_out; i++) {
-        const float *src = l->w + (size_t)(rows ? rows[i] : i) * l->n_in;
+        const float *src = all + (size_t)(rows ? rows[i] : i) * l->n_in;
         float *dst = w + (size_t)i * l->n_in;
         if (cols)
             for (int j = 0; j < l->n_in; j++) dst[j] = src[cols[j]];
         else
             memcpy(dst, src, (size_t)l->n_in * sizeof(float));
     }
-    l->w = w;
+    free(tmp);
+    qs_linear_set_f32(l, w);
     if (l->b && rows) {
         float *b = qs_variant_floats(v, (size_t)l->n_out);
         if (!b) return QS_ENOMEM;
@@ -251,21 +254,24 @@ static qs_status site_quantizer(qs_variant *v, int layer, qs_site site, const qs
  * of each column in the current column order). */
 static qs_status quant_linear(qs_variant *v, qs_linear *l, const rptq_plan *p, int owned, const int *col_group,
                               int n_groups) {
-    if (!l->w) return QS_OK;
-    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!qs_linear_readable(l)) return QS_OK;
+    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
     if (!out) return QS_ENOMEM;
+    const float *src = qs_linear_f32(l, &tmp);
+    if (!src) return QS_ENOMEM;
     qs_status st;
     if (p->w_cluster) {
-        st = qs_quant_weight_groups(l->w, l->n_out, l->n_in, p->w_bits, p->w_sym, QS_GRID_STD, col_group, n_groups, out);
+        st = qs_quant_weight_groups(src, l->n_out, l->n_in, p->w_bits, p->w_sym, QS_GRID_STD, col_group, n_groups, out);
         /* accounting knows groups of equal width only: n_groups groups per row
          * when the clusters' count divides the width (the default counts do) */
         l->group = n_groups <= 1 ? 0 : (l->n_in + n_groups - 1) / n_groups;
     } else {
-        st = qs_quant_weight_rtn(l->w, l->n_out, l->n_in, p->w_bits, p->w_group, p->w_sym, out);
+        st = qs_quant_weight_rtn(src, l->n_out, l->n_in, p->w_bits, p->w_group, p->w_sym, out);
         l->group = p->w_group >= l->n_in ? 0 : p->w_group;
     }
+    free(tmp);
     if (st) return st;
-    l->w = out;
+    qs_linear_set_f32(l, out);
     l->bits = p->w_bits;
     l->asym = !p->w_sym;
     return QS_OK;
@@ -443,7 +449,7 @@ qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_s
     if (wk->p_mi && (st = permute_norm(v, &L->mlp_norm, wk->p_mi))) return st;
     for (int i = 0; i < 7; i++) {
         if ((st = permute_linear(v, lin[i], rows[i], cols[i]))) return st;
-        wk->own[i] = lin[i]->w && (rows[i] || cols[i]);
+        wk->own[i] = qs_linear_readable(lin[i]) && (rows[i] || cols[i]);
     }
     const struct {
         qs_site site;
@@ -476,7 +482,7 @@ static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *s
     if (p->reorder && p->w_bits < 16) { /* weights quantized after the moves */
         const int32_t *cols[7] = {wk.p_in, wk.p_in, wk.p_in, wk.p_o, wk.p_mi, wk.p_mi, wk.p_mm};
         for (int i = 0; i < 7; i++) {
-            if (!lin[i]->w) continue;
+            if (!qs_linear_readable(lin[i])) continue;
             for (int j = 0; j < lin[i]->n_in; j++) wk.colg[j] = glab[i][cols[i] ? cols[i][j] : j];
             if ((st = quant_linear(v, lin[i], p, wk.own[i], wk.colg, ng[i]))) goto done;
         }

@@ -164,16 +164,18 @@ static qs_status run_layer(qs_variant *v, qs_ctx *c, int l, const float *X, int 
  * Hessian sum Hs (or round to nearest), stored as float16 values. */
 static qs_status ref_weights(qs_variant *v, const rptq_plan *p, qs_linear *l, int owned, const int *colg, int n_groups,
                              const double *Hs, double *Hw, long windows, int layer, const char *name) {
-    if (!l->w) return QS_OK;
-    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!qs_linear_readable(l)) return QS_OK;
+    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
     if (!out) return qs_fail(QS_ENOMEM, "out of memory");
+    const float *src = qs_linear_f32(l, &tmp);
+    if (!src) return QS_ENOMEM;
     int n = l->n_in;
     qs_status st;
     if (p->gptq) {
         double f = 2.0 / (double)windows; /* H = mean over windows of 2 X^T X, as the reference */
         for (int i = 0; i < n; i++)
             for (int j = i; j < n; j++) Hw[(size_t)i * n + j] = Hw[(size_t)j * n + i] = f * Hs[(size_t)i * n + j];
-        if (out != l->w) memcpy(out, l->w, (size_t)l->n_out * n * sizeof(float));
+        if (out != src) memcpy(out, src, (size_t)l->n_out * n * sizeof(float));
         qs_gptq_opts o = qs_gptq_defaults();
         o.bits = p->w_bits;
         o.grid = QS_GRID_RPTQ;
@@ -181,11 +183,12 @@ static qs_status ref_weights(qs_variant *v, const rptq_plan *p, qs_linear *l, in
         o.n_col_groups = n_groups;
         st = qs_gptq_quantize(out, l->n_out, n, Hw, &o, NULL);
     } else {
-        st = qs_quant_weight_groups(l->w, l->n_out, n, p->w_bits, 0, QS_GRID_RPTQ, colg, n_groups, out);
+        st = qs_quant_weight_groups(src, l->n_out, n, p->w_bits, 0, QS_GRID_RPTQ, colg, n_groups, out);
     }
+    free(tmp);
     if (st) return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
     for (size_t i = 0; i < (size_t)l->n_out * n; i++) out[i] = h16(out[i]);
-    l->w = out;
+    qs_linear_set_f32(l, out);
     l->bits = p->w_bits;
     l->group = n_groups <= 1 ? 0 : (n + n_groups - 1) / n_groups;
     l->asym = 1;

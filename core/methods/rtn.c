@@ -3,6 +3,7 @@
  * tensor (static, calibrated), and the K/V cache. */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kern/kern.h"
@@ -21,12 +22,15 @@ static int bits_of_site(const qs_step *s, qs_site site) {
 /* Replace a linear's weights by their round-to-nearest values. */
 static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     if (l->kern) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
-    if (!l->w) return QS_OK;
-    float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!qs_linear_readable(l)) return QS_OK;
+    float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
     if (!q) return QS_ENOMEM;
-    qs_status st = qs_quant_weight_rtn(l->w, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q);
+    const float *src = qs_linear_f32(l, &tmp);
+    if (!src) return QS_ENOMEM;
+    qs_status st = qs_quant_weight_rtn(src, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q);
+    free(tmp);
     if (st) return st;
-    l->w = q;
+    qs_linear_set_f32(l, q);
     l->bits = s->w_bits;
     l->group = s->w_group >= l->n_in ? 0 : s->w_group;
     l->asym = !s->w_sym;

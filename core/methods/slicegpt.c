@@ -59,14 +59,16 @@ static qs_norm rms_norm(int dim, int D) { return (qs_norm){.dim = dim, .kind = Q
  * buffer (the rotation rewrites it in place). A norm without bias leaves the
  * linear's bias as it is: the reference adds one only where the norm has one. */
 static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l) {
-    if (!l->w) return QS_OK;
+    if (!qs_linear_readable(l)) return QS_OK;
     int no = l->n_out, ni = l->n_in;
-    float *w = floats(v, (size_t)no * ni);
+    float *w = floats(v, (size_t)no * ni), *tmp;
     if (!w) return QS_ENOMEM;
     float *b = NULL;
     if (nm->b && !(b = floats(v, (size_t)no))) return QS_ENOMEM;
+    const float *all = qs_linear_f32(l, &tmp);
+    if (!all) return QS_ENOMEM;
     for (int i = 0; i < no; i++) {
-        const float *src = l->w + (size_t)i * ni;
+        const float *src = all + (size_t)i * ni;
         float *dst = w + (size_t)i * ni;
         double acc = l->b ? l->b[i] : 0.0;
         for (int j = 0; j < ni; j++) {
@@ -75,7 +77,8 @@ static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l) {
         }
         if (b) b[i] = (float)acc;
     }
-    l->w = w;
+    free(tmp);
+    qs_linear_set_f32(l, w);
     if (b) l->b = b;
     return QS_OK;
 }
@@ -85,19 +88,25 @@ static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l) {
  * have subtracted. bake_mean 0: just an owned copy (RMSNorm models), for
  * the rotation to rewrite in place. */
 static qs_status make_owned(qs_variant *v, qs_linear *l, int bake_mean) {
-    if (!l->w) return QS_OK;
+    if (!qs_linear_readable(l)) return QS_OK;
     int no = l->n_out, ni = l->n_in;
-    float *w = floats(v, (size_t)no * ni);
+    float *w = floats(v, (size_t)no * ni), *tmp;
     float *b = l->b ? floats(v, (size_t)no) : NULL;
     if (!w || (l->b && !b)) return QS_ENOMEM;
     double *mean = calloc((size_t)ni, sizeof *mean);
     if (!mean) return qs_fail(QS_ENOMEM, "out of memory");
+    const float *src = qs_linear_f32(l, &tmp);
+    if (!src) {
+        free(mean);
+        return QS_ENOMEM;
+    }
     if (bake_mean)
         for (int i = 0; i < no; i++)
-            for (int j = 0; j < ni; j++) mean[j] += l->w[(size_t)i * ni + j];
+            for (int j = 0; j < ni; j++) mean[j] += src[(size_t)i * ni + j];
     for (int j = 0; j < ni; j++) mean[j] /= no;
     for (int i = 0; i < no; i++)
-        for (int j = 0; j < ni; j++) w[(size_t)i * ni + j] = (float)(l->w[(size_t)i * ni + j] - mean[j]);
+        for (int j = 0; j < ni; j++) w[(size_t)i * ni + j] = (float)(src[(size_t)i * ni + j] - mean[j]);
+    free(tmp);
     if (b) {
         double bm = 0;
         if (bake_mean) {
@@ -107,7 +116,7 @@ static qs_status make_owned(qs_variant *v, qs_linear *l, int bake_mean) {
         for (int i = 0; i < no; i++) b[i] = (float)(l->b[i] - bm);
     }
     free(mean);
-    l->w = w;
+    qs_linear_set_f32(l, w);
     l->b = b;
     return QS_OK;
 }

@@ -116,16 +116,16 @@ int qs_variant_layer_has_kernel(qs_variant *v, int layer) {
 /* ---- accounting ---- */
 
 static long long lin_bytes(const qs_linear *l) {
-    if (!l->w && !l->kern) return 0;
+    if (!qs_linear_has(l)) return 0;
     long long bias = l->b ? 4LL * l->n_out : 0;
     if (l->kern) /* int8 codes + fp32 row scales + fp32 bias (kept inside the int8 layer) */
         return (long long)l->n_out * l->n_in + 4LL * l->n_out + bias;
     if (l->bits) return qs_quant_weight_bytes(l->n_out, l->n_in, l->bits, l->group, l->asym) + bias;
-    return 4LL * l->n_out * l->n_in + bias;
+    return qs_linear_stored_bytes(l) + bias;
 }
 
 static long long lin_params(const qs_linear *l) {
-    return (l->w || l->kern) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+    return qs_linear_has(l) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
 static long long norm_n(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }

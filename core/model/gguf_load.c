@@ -265,18 +265,42 @@ static qs_status get(gg_ctx *x, const char *name, int rows, int cols, const floa
     return st ? st : qs_gguf_to_f32(x->g, t, x->m->store, out);
 }
 
+/* A weight matrix kept as the file stores it (F16, BF16, ggml blocks: the
+ * kernels read it in place); F32 is borrowed from the map. */
 static qs_status get_linear(gg_ctx *x, const char *name, int n_out, int n_in, qs_linear *l) {
+    const qs_gguf_tensor *t;
+    qs_status st = lookup(x, name, n_out, n_in, &t);
+    if (st) return st;
     l->n_out = n_out;
     l->n_in = n_in;
-    return get(x, name, n_out, n_in, &l->w);
+    if (t->type != QS_GGML_F32 && qs_wtype_row_bytes(t->type, n_in)) {
+        l->wtype = t->type;
+        return qs_gguf_bytes(x->g, t, x->m->store, &l->wq);
+    }
+    return qs_gguf_to_f32(x->g, t, x->m->store, &l->w);
 }
 
-/* q/k: interleaved rotary rows in the file, rotate-half rows in the model. */
+/* q/k: interleaved rotary rows in the file, rotate-half rows in the model
+ * (rows of a stored type are moved as they are). */
 static qs_status get_rope_linear(gg_ctx *x, const char *name, int heads, qs_linear *l) {
     int hd = x->m->cfg.head_dim, n_in = x->m->cfg.d_model;
     const qs_gguf_tensor *t;
     qs_status st = lookup(x, name, heads * hd, n_in, &t);
     if (st) return st;
+    size_t rb = qs_wtype_row_bytes(t->type, n_in);
+    if (t->type != QS_GGML_F32 && rb) {
+        uint8_t *dst = qs_store_alloc(x->m->store, rb * (size_t)heads * hd);
+        if (!dst) return QS_ENOMEM;
+        for (int h = 0; h < heads; h++)
+            for (int j = 0; j < hd / 2; j++)
+                for (int k = 0; k < 2; k++)
+                    memcpy(dst + ((size_t)h * hd + (size_t)k * (hd / 2) + j) * rb, t->data + ((size_t)h * hd + 2 * j + k) * rb, rb);
+        l->wq = dst;
+        l->wtype = t->type;
+        l->n_out = heads * hd;
+        l->n_in = n_in;
+        return QS_OK;
+    }
     float *tmp = NULL, *dst = qs_store_alloc(x->m->store, (size_t)t->numel * sizeof *dst);
     if (!dst) return QS_ENOMEM;
     const float *src = (const float *)(const void *)t->data;

@@ -228,13 +228,28 @@ static qs_status get(hf_ctx *c, const char *name, int required, int n_dims, int6
     return qs_st_to_f32(f, t, c->m->store, out);
 }
 
+/* A weight matrix (rows, cols) into l: F16 and BF16 stay as the file stores
+ * them (the kernels read them in place), other dtypes become fp32 (F32
+ * borrowed from the map). */
+static qs_status get_matrix(hf_ctx *c, const char *name, int rows, int cols, qs_linear *l) {
+    qs_st_file *f;
+    const qs_st_tensor *t;
+    qs_status st = lookup(c, name, 1, 2, rows, cols, &f, &t);
+    if (st) return st;
+    l->n_out = rows;
+    l->n_in = cols;
+    if (t->dtype == QS_ST_F16 || t->dtype == QS_ST_BF16) {
+        l->wtype = t->dtype == QS_ST_F16 ? QS_WT_F16 : QS_WT_BF16;
+        return qs_st_bytes(f, t, c->m->store, &l->wq);
+    }
+    return qs_st_to_f32(f, t, c->m->store, &l->w);
+}
+
 static qs_status get_linear(hf_ctx *c, const char *base, int n_out, int n_in, int bias, qs_linear *l) {
     char w[256], b[256];
     snprintf(w, sizeof w, "%s.weight", base);
     snprintf(b, sizeof b, "%s.bias", base);
-    l->n_out = n_out;
-    l->n_in = n_in;
-    qs_status st = get(c, w, 1, 2, n_out, n_in, &l->w);
+    qs_status st = get_matrix(c, w, n_out, n_in, l);
     if (!st && bias) st = get(c, b, 1, 1, n_out, 0, &l->b);
     return st;
 }
@@ -352,12 +367,12 @@ static qs_status nrm(hf_ctx *c, const char *tmpl, int layer, int dim, qs_norm_ki
 
 /* One tensor of (rows, n_in) rows (and its bias) read whole: the caller
  * points linears at row ranges of it. */
-static qs_status fused(hf_ctx *c, const char *tmpl, int layer, int rows, int n_in, int bias, const float **w,
+static qs_status fused(hf_ctx *c, const char *tmpl, int layer, int rows, int n_in, int bias, qs_linear *w,
                        const float **b) {
     char base[200], name[256];
     tname(base, sizeof base, tmpl, layer);
     snprintf(name, sizeof name, "%s.weight", base);
-    qs_status st = get(c, name, 1, 2, rows, n_in, w);
+    qs_status st = get_matrix(c, name, rows, n_in, w);
     *b = NULL;
     if (!st && bias) {
         snprintf(name, sizeof name, "%s.bias", base);
@@ -366,8 +381,10 @@ static qs_status fused(hf_ctx *c, const char *tmpl, int layer, int rows, int n_i
     return st;
 }
 
-static void rows_of(qs_linear *l, const float *w, const float *b, int row0, int n_out, int n_in) {
-    l->w = w + (size_t)row0 * n_in;
+static void rows_of(qs_linear *l, const qs_linear *w, const float *b, int row0, int n_out, int n_in) {
+    l->w = w->w ? w->w + (size_t)row0 * n_in : NULL;
+    l->wq = w->wq ? (const uint8_t *)w->wq + qs_wtype_row_bytes(w->wtype, n_in) * row0 : NULL;
+    l->wtype = w->wtype;
     l->b = b ? b + row0 : NULL;
     l->n_out = n_out;
     l->n_in = n_in;
@@ -389,13 +406,14 @@ static qs_status get_qkv(hf_ctx *c, int i, qs_layer *L) {
         qs_linear *qkv[3] = {&L->q, &L->k, &L->v};
         return get_conv1d(c, tname(base, sizeof base, F->qkv, i), d, d, 3, qkv);
     }
-    const float *w, *b;
+    qs_linear w = {0};
+    const float *b;
     qs_status st = fused(c, F->qkv, i, qd + 2 * kvd, d, bias, &w, &b);
     if (st) return st;
     if (F->qkv_layout == QS_QKV_FUSED) { /* [q; k; v]: views of the one tensor */
-        rows_of(&L->q, w, b, 0, qd, d);
-        rows_of(&L->k, w, b, qd, kvd, d);
-        rows_of(&L->v, w, b, qd + kvd, kvd, d);
+        rows_of(&L->q, &w, b, 0, qd, d);
+        rows_of(&L->k, &w, b, qd, kvd, d);
+        rows_of(&L->v, &w, b, qd + kvd, kvd, d);
         return QS_OK;
     }
     /* per head [q k v] (GPT-NeoX): gathered into q, k, v */
@@ -403,16 +421,19 @@ static qs_status get_qkv(hf_ctx *c, int i, qs_layer *L) {
         return qs_fail(QS_EFORMAT, "%s: a per-head fused query_key_value needs as many key/value heads as heads",
                        c->cfg_path);
     qs_linear *dst[3] = {&L->q, &L->k, &L->v};
-    for (int part = 0; part < 3; part++) {
-        float *pw = qs_store_alloc(c->m->store, (size_t)qd * d * sizeof *pw);
+    size_t rb = w.w ? (size_t)d * sizeof(float) : qs_wtype_row_bytes(w.wtype, d);
+    const uint8_t *src_rows = w.w ? (const uint8_t *)w.w : w.wq;
+    for (int part = 0; part < 3; part++) { /* rows copied as stored */
+        uint8_t *pw = qs_store_alloc(c->m->store, (size_t)qd * rb);
         float *pb = b ? qs_store_alloc(c->m->store, (size_t)qd * sizeof *pb) : NULL;
         if (!pw || (b && !pb)) return qs_fail(QS_ENOMEM, "out of memory");
         for (int h = 0; h < g->n_heads; h++) {
             size_t src = (size_t)(h * 3 + part) * hd;
-            memcpy(pw + (size_t)h * hd * d, w + src * d, (size_t)hd * d * sizeof *pw);
+            memcpy(pw + (size_t)h * hd * rb, src_rows + src * rb, (size_t)hd * rb);
             if (pb) memcpy(pb + (size_t)h * hd, b + src, (size_t)hd * sizeof *pb);
         }
-        rows_of(dst[part], pw, pb, 0, qd, d);
+        qs_linear part_w = {.w = w.w ? (const float *)(const void *)pw : NULL, .wq = w.w ? NULL : pw, .wtype = w.wtype};
+        rows_of(dst[part], &part_w, pb, 0, qd, d);
     }
     return QS_OK;
 }
@@ -423,10 +444,11 @@ static qs_status get_mlp(hf_ctx *c, int i, qs_layer *L) {
     int d = g->d_model, ff = g->d_ff, bias = c->flags.mlp_bias;
     qs_status st;
     if (F->gate_up) { /* [gate; up] */
-        const float *w, *b;
+        qs_linear w = {0};
+        const float *b;
         if ((st = fused(c, F->gate_up, i, 2 * ff, d, bias, &w, &b))) return st;
-        rows_of(&L->gate, w, b, 0, ff, d);
-        rows_of(&L->up, w, b, ff, ff, d);
+        rows_of(&L->gate, &w, b, 0, ff, d);
+        rows_of(&L->up, &w, b, ff, ff, d);
     } else {
         if (c->flags.gated && (st = lin(c, F->gate, i, ff, d, bias, &L->gate))) return st;
         if ((st = lin(c, F->up, i, ff, d, bias, &L->up))) return st;
@@ -456,7 +478,7 @@ static qs_status get_head(hf_ctx *c, int de) {
             st = qs_fail(QS_EFORMAT, "%s: '%s' differs from the token embedding, but tie_word_embeddings is true",
                          c->weights_path, w);
     } else {
-        st = get(c, w, 1, 2, g->vocab, de, &m->w.head.w);
+        st = get_matrix(c, w, g->vocab, de, &m->w.head);
     }
     if (!st && c->flags.head_bias) st = get(c, b, 1, 1, g->vocab, 0, &m->w.head.b);
     memcpy(c->prefix, saved, sizeof saved);

@@ -174,7 +174,7 @@ void qs_model_features(const qs_model *m, char *buf, size_t cap) {
         feature(buf, cap, "learned positions");
     }
     feature(buf, cap, "%s %s", qs_resid_str(c->resid), c->norm == QS_NORM_LAYER ? "LayerNorm" : "RMSNorm");
-    if (L0->gate.w || L0->gate.kern) feature(buf, cap, "gated %s MLP", qs_act_str(c->act));
+    if (qs_linear_has(&L0->gate)) feature(buf, cap, "gated %s MLP", qs_act_str(c->act));
     else feature(buf, cap, "%s MLP", qs_act_str(c->act));
     if (c->n_kv_heads < c->n_heads) feature(buf, cap, "%s %d/%d", c->n_kv_heads == 1 ? "MQA" : "GQA", c->n_heads, c->n_kv_heads);
     if (c->head_dim * c->n_heads != c->d_model) feature(buf, cap, "head_dim %d", c->head_dim);
@@ -190,6 +190,51 @@ void qs_model_features(const qs_model *m, char *buf, size_t cap) {
     if (m->w.proj_in.w) feature(buf, cap, "embeddings %d wide, projected", m->w.proj_in.n_in);
     if (m->w.head.b) feature(buf, cap, "head bias");
     if (c->tied_head) feature(buf, cap, "tied head");
+}
+
+const float *qs_linear_f32(const qs_linear *l, float **tmp) {
+    *tmp = NULL;
+    if (l->w) return l->w;
+    if (!l->wq) {
+        qs_fail(QS_EARG, "this linear's weights are held by a kernel and cannot be read as fp32");
+        return NULL;
+    }
+    float *d = malloc((size_t)l->n_out * l->n_in * sizeof *d + 1);
+    if (!d) {
+        qs_fail(QS_ENOMEM, "out of memory decoding a %d x %d weight matrix", l->n_out, l->n_in);
+        return NULL;
+    }
+    qs_wrows_f32(l->wtype, l->wq, l->n_in, 0, l->n_out, d);
+    *tmp = d;
+    return d;
+}
+
+static qs_status expand(qs_model *m, qs_linear *l) {
+    if (l->w || !l->wq) return QS_OK;
+    float *d = qs_store_alloc(m->store, (size_t)l->n_out * l->n_in * sizeof *d);
+    if (!d) return qs_fail(QS_ENOMEM, "out of memory expanding a %d x %d matrix to fp32", l->n_out, l->n_in);
+    qs_wrows_f32(l->wtype, l->wq, l->n_in, 0, l->n_out, d);
+    qs_linear_set_f32(l, d);
+    return QS_OK;
+}
+
+qs_status qs_model_weights_f32(qs_model *m) {
+    qs_status st = QS_OK;
+    for (int i = 0; i < m->cfg.n_layers && !st; i++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(&m->w.layers[i], 1, ls);
+        for (int j = 0; j < n && !st; j++) st = expand(m, ls[j]);
+    }
+    if (!st) st = expand(m, &m->w.head);
+    if (!st) st = expand(m, &m->w.proj_in);
+    if (!st) st = expand(m, &m->w.proj_out);
+    return st;
+}
+
+long long qs_linear_stored_bytes(const qs_linear *l) {
+    if (l->w) return 4LL * l->n_out * l->n_in;
+    if (l->wq) return (long long)qs_wtype_row_bytes(l->wtype, l->n_in) * l->n_out;
+    return 0;
 }
 
 int qs_layer_linears(qs_layer *L, int with_skips, qs_linear **out) {
@@ -236,7 +281,10 @@ qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **o
 
 static qs_status check_linear(const qs_linear *l, int n_out, int n_in, int need_bias,
                               const char *what, int layer) {
-    if (!l->w) return qs_fail(QS_EFORMAT, "layer %d: %s weight missing", layer, what);
+    if (!qs_linear_readable(l)) return qs_fail(QS_EFORMAT, "layer %d: %s weight missing", layer, what);
+    if (l->wq && !qs_wtype_row_bytes(l->wtype, l->n_in))
+        return qs_fail(QS_EFORMAT, "layer %d: %s is stored as type %u, which cannot hold rows of %d", layer, what,
+                       l->wtype, l->n_in);
     if (l->n_out != n_out || l->n_in != n_in)
         return qs_fail(QS_ESHAPE, "layer %d: %s has shape [%d,%d], config says [%d,%d]", layer,
                        what, l->n_out, l->n_in, n_out, n_in);
@@ -292,7 +340,7 @@ qs_status qs_model_validate(const qs_model *m) {
             (st = check_linear(&L->up, c->d_ff, d, bias, "MLP up projection", i)) ||
             (st = check_linear(&L->down, d, c->d_ff, bias, "MLP down projection", i)))
             return st;
-        if (L->gate.w && (st = check_linear(&L->gate, c->d_ff, d, 0, "MLP gate projection", i)))
+        if (qs_linear_has(&L->gate) && (st = check_linear(&L->gate, c->d_ff, d, 0, "MLP gate projection", i)))
             return st;
     }
     if (c->resid != QS_RESID_POST && (st = check_norm(&m->w.final_norm, d, ln, "final norm", -1))) return st;
@@ -308,7 +356,7 @@ qs_status qs_model_validate(const qs_model *m) {
 
 static long long norm_params(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }
 static long long lin_params(const qs_linear *l) {
-    return l->w ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+    return qs_linear_has(l) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
 long long qs_model_params(const qs_model *m) {
@@ -330,7 +378,18 @@ long long qs_model_params(const qs_model *m) {
     return p;
 }
 
-long long qs_model_weight_bytes(const qs_model *m) { return 4 * qs_model_params(m); }
+long long qs_model_weight_bytes(const qs_model *m) {
+    /* linears as held (fp32, or as the file stores them), everything else fp32 */
+    long long b = 4 * qs_model_params(m);
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(&m->w.layers[i], 0, ls);
+        for (int j = 0; j < n; j++) b += qs_linear_stored_bytes(ls[j]) - 4LL * ls[j]->n_out * ls[j]->n_in * (qs_linear_readable(ls[j]) != 0);
+    }
+    const qs_linear *h = &m->w.head;
+    if (h->w != m->w.tok_embed) b += qs_linear_stored_bytes(h) - 4LL * h->n_out * h->n_in * (qs_linear_readable(h) != 0);
+    return b;
+}
 
 /* ---- synthetic models for the bench ---- */
 

@@ -106,8 +106,11 @@ typedef struct qs_lin_kernel {
 /* y = x W^T + b */
 typedef struct {
     int n_out, n_in;
-    const float *w; /* (n_out, n_in) */
-    const float *b; /* (n_out) or NULL */
+    const float *w;   /* (n_out, n_in) fp32, or NULL when the weights are kept as stored (wq) */
+    const void *wq;   /* the rows as the file stores them (F16, BF16, ggml blocks), read in place by
+                       * the kernels (kern/wmat.c); NULL when w holds them */
+    uint32_t wtype;   /* wq's type (a ggml type code, QS_WT_*) */
+    const float *b;   /* (n_out) or NULL */
     /* A variant may run the layer through a kernel of its own instead (w is
      * then NULL: the kernel's data is the only copy of the weights). */
     const qs_lin_kernel *kern;
@@ -152,6 +155,24 @@ typedef struct {
  * uses. out: QS_LAYER_LINEARS (with skips) pointers; returns the count. */
 enum { QS_LAYER_LINEARS = 9 };
 int qs_layer_linears(qs_layer *L, int with_skips, qs_linear **out);
+
+/* Whether the slot holds a linear (fp32, as stored, or a kernel's). */
+static inline int qs_linear_has(const qs_linear *l) { return l->w || l->wq || l->kern; }
+/* Whether its weights can be read (fp32 or as stored; not a kernel's own). */
+static inline int qs_linear_readable(const qs_linear *l) { return l->w || l->wq; }
+/* The weights as fp32 (n_out, n_in): l->w itself, or wq decoded into a new
+ * buffer *tmp (malloc'd; the caller frees it, NULL when none was needed).
+ * NULL when l has no readable weights or there is no memory (message set).
+ * Methods work one matrix at a time through it. */
+const float *qs_linear_f32(const qs_linear *l, float **tmp);
+/* Point l at fp32 weights (a method's result): w set, wq cleared. */
+static inline void qs_linear_set_f32(qs_linear *l, const float *w) {
+    l->w = w;
+    l->wq = NULL;
+    l->wtype = 0;
+}
+/* Bytes its weights take as held (fp32 4 per value; as stored: the type's). */
+long long qs_linear_stored_bytes(const qs_linear *l);
 
 typedef struct {
     const float *tok_embed; /* (vocab, d) */
@@ -198,9 +219,16 @@ int qs_model_file_beside(const qs_model *m, const char *name, char *buf, size_t 
 /* Check every tensor's shape against the config (loaders call it last). */
 qs_status qs_model_validate(const qs_model *m);
 
+/* Decode every linear held as stored (F16, BF16, ggml blocks) into fp32 in
+ * the model's store, as qscope held all weights before keeping them as
+ * stored: the numbers do not change, the memory grows to 4 bytes a weight.
+ * For comparisons and tests that read weights directly. */
+qs_status qs_model_weights_f32(qs_model *m);
+
 /* Number of distinct parameters (a tied head counted once). */
 long long qs_model_params(const qs_model *m);
-/* Bytes of fp32 weights (distinct parameters x 4). */
+/* Bytes of the weights as held: linears as stored (F16, BF16, ggml blocks or
+ * fp32), everything else fp32. */
 long long qs_model_weight_bytes(const qs_model *m);
 
 /* A model with the given shapes and random weights (norm gains 1, biases 0,

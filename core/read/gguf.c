@@ -401,6 +401,11 @@ qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst
     return QS_OK;
 }
 
+qs_status qs_gguf_bytes(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, const void **out) {
+    qs_status st = qs_store_bytes_of(store, g->map, &g->map_owner, t->data, (size_t)t->nbytes, out);
+    return st ? qs_fail_prefix(st, "%s: tensor '%s'", g->path, t->name) : QS_OK;
+}
+
 qs_status qs_gguf_to_f32(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, const float **out) {
     *out = NULL;
     qs_status st = check_float(g, t);

@@ -85,6 +85,9 @@ size_t qs_st_dtype_size(qs_st_dtype d);     /* bytes per element */
  * QS_EUNSUPPORTED ("<file>: tensor 'x' has dtype I64; qscope reads F32,
  * F16 and BF16"). Use the same store for every call on one file. */
 qs_status qs_st_to_f32(qs_st_file *f, const qs_st_tensor *t, qs_store *store, const float **out);
+/* A tensor's bytes as stored, kept readable while store lives (the map
+ * moves into it, as qs_st_to_f32 borrows). */
+qs_status qs_st_bytes(qs_st_file *f, const qs_st_tensor *t, qs_store *store, const void **out);
 /* Convert into caller memory dst (numel floats); same dtype rules. */
 qs_status qs_st_read_f32(const qs_st_file *f, const qs_st_tensor *t, float *dst);
 
@@ -175,6 +178,8 @@ const char *qs_gguf_type_name(uint32_t ggml_type); /* "F32", "Q4_K", ... or "unk
  * moves into store), else converted into a store buffer. Other types:
  * QS_EUNSUPPORTED naming the tensor and its type. */
 qs_status qs_gguf_to_f32(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, const float **out);
+/* A tensor's bytes as stored, kept readable while store lives. */
+qs_status qs_gguf_bytes(qs_gguf *g, const qs_gguf_tensor *t, qs_store *store, const void **out);
 /* Convert into caller memory dst (numel floats); same type rules. */
 qs_status qs_gguf_read_f32(const qs_gguf *g, const qs_gguf_tensor *t, float *dst);
 

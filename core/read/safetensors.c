@@ -221,6 +221,11 @@ qs_status qs_st_read_f32(const qs_st_file *f, const qs_st_tensor *t, float *dst)
     return QS_OK;
 }
 
+qs_status qs_st_bytes(qs_st_file *f, const qs_st_tensor *t, qs_store *store, const void **out) {
+    qs_status st = qs_store_bytes_of(store, f->map, &f->map_owner, t->data, (size_t)t->nbytes, out);
+    return st ? qs_fail_prefix(st, "%s: tensor '%s'", f->path, t->name) : QS_OK;
+}
+
 qs_status qs_st_to_f32(qs_st_file *f, const qs_st_tensor *t, qs_store *store, const float **out) {
     *out = NULL;
     qs_status st = check_float(f, t);

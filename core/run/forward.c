@@ -195,7 +195,7 @@ static qs_status grow(qs_ctx *c, int n) {
     free_scratch(c);
     size_t r = (size_t)n;
     int gated = 0;
-    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= c->x.w->layers[l].gate.w != NULL || c->x.w->layers[l].gate.kern != NULL;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) gated |= qs_linear_has(&c->x.w->layers[l].gate);
     c->res = xalloc(r * c->d * sizeof(float));
     c->res2 = xalloc(r * c->d * sizeof(float));
     c->xn = xalloc(r * c->d * sizeof(float));
@@ -265,7 +265,15 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
         }
         return;
     }
-    qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y);
+    if (l->w) {
+        qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y);
+        return;
+    }
+    qs_status s = qs_wlinear(x, n, l->wtype, l->wq, l->b, l->n_out, l->n_in, y); /* weights as stored */
+    if (s) {
+        memset(y, 0, (size_t)n * l->n_out * sizeof(float));
+        c->failed = s;
+    }
 }
 
 /* The attention scores' scale: the config's, or 1/sqrt(head_dim). */
@@ -344,7 +352,7 @@ static void mlp(qs_ctx *c, int l, const qs_layer *L, int n, float *out, int pos0
     int dff = L->up.n_out;
     size_t nf = (size_t)n * dff;
     linear(c, l, 2, &L->up, c->xn, n, c->ff);
-    if (L->gate.w || L->gate.kern) { /* gated: act(gate) * up */
+    if (qs_linear_has(&L->gate)) { /* gated: act(gate) * up */
         linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
         if (cfg->act == QS_ACT_SILU) {
             qs_ops_swiglu(c->ff, c->ff2, nf);
@@ -450,11 +458,11 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
 
     /* embeddings: token rows (through project_in when narrower), scaled, plus positions */
     int d = w->d_embed ? w->d_embed : cfg->d_model;
-    int de = w->proj_in.w ? w->proj_in.n_in : d;
-    float *x = c->res, *x2 = c->res2, *e = w->proj_in.w ? c->tmp : x;
+    int proj = qs_linear_has(&w->proj_in), de = proj ? w->proj_in.n_in : d;
+    float *x = c->res, *x2 = c->res2, *e = proj ? c->tmp : x;
     for (int i = 0; i < n; i++)
         memcpy(e + (size_t)i * de, w->tok_embed + (size_t)ids[i] * de, (size_t)de * sizeof(float));
-    if (w->proj_in.w) linear(c, -1, 0, &w->proj_in, e, n, x);
+    if (proj) linear(c, -1, 0, &w->proj_in, e, n, x);
     if (cfg->embed_scale > 0)
         for (size_t i = 0; i < (size_t)n * d; i++) x[i] *= cfg->embed_scale;
     if (w->pos_embed)
@@ -475,7 +483,7 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
     int dh = w->layers[cfg->n_layers - 1].down.n_out;
     if (w->final_norm.dim) norm(c, &w->final_norm, x, n, c->xn);
     else memcpy(c->xn, x, (size_t)n * dh * sizeof(float));
-    if (w->proj_out.w) { /* OPT-350m: back to the embedding width */
+    if (qs_linear_has(&w->proj_out)) { /* OPT-350m: back to the embedding width */
         linear(c, -1, 0, &w->proj_out, c->xn, n, c->tmp);
         dh = w->proj_out.n_out;
         memcpy(c->xn, c->tmp, (size_t)n * dh * sizeof(float));

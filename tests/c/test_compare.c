@@ -69,8 +69,17 @@ TEST(compare_rows_match_direct_evaluation) {
     CHECK(rows[0].ok && !strcmp(rows[0].spec, "fp32") && rows[0].ppl == r.ppl && rows[0].tokens == r.tokens,
           "fp32 row %.6f vs %.6f", rows[0].ppl, r.ppl);
     CHECK(rows[0].weight_bytes == qs_model_weight_bytes(m) && rows[0].params == qs_model_params(m), "fp32 sizes");
-    CHECK(rows[1].ok && rows[1].ppl > rows[0].ppl && rows[1].weight_bytes < rows[0].weight_bytes / 2,
-          "rtn:w=4: ppl %.4f, %lld bytes", rows[1].ppl, rows[1].weight_bytes);
+    /* rtn:w=4 replaces each layer's linears (as stored: F16 here) by 4-bit codes with scales */
+    long long want4 = rows[0].weight_bytes;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int nl = qs_layer_linears(&m->w.layers[l], 0, ls);
+        for (int j = 0; j < nl; j++)
+            if (qs_linear_readable(ls[j]))
+                want4 += qs_quant_weight_bytes(ls[j]->n_out, ls[j]->n_in, 4, 0, 1) - qs_linear_stored_bytes(ls[j]);
+    }
+    CHECK(rows[1].ok && rows[1].ppl > rows[0].ppl && rows[1].weight_bytes == want4,
+          "rtn:w=4: ppl %.4f, %lld bytes, want %lld", rows[1].ppl, rows[1].weight_bytes, want4);
     CHECK(rows[2].ok && rows[2].ppl == rows[0].ppl, "fp32 again is the reference");
     CHECK(!rows[3].ok && !strcmp(rows[3].spec, "bogus") && strstr(rows[3].err, "unknown method"), "bad spec: %s",
           rows[3].err);

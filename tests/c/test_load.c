@@ -419,6 +419,7 @@ TEST(load_opt_mini) {
     const char *dir = th_path("models/opt-mini");
     qs_model *m = NULL;
     REQUIRE(qs_model_load(dir, NULL, &m) == QS_OK, "%s", qs_last_error());
+    REQUIRE(qs_model_weights_f32(m) == QS_OK, "%s", qs_last_error()); /* the tests read weights as fp32 */
     char p[600];
     cJSON *cfg = read_json(join(p, sizeof p, dir, "config.json"));
     REQUIRE(cfg, "config.json");
@@ -528,6 +529,7 @@ TEST(load_llama_mini) {
     const char *dir = th_path("models/llama-mini");
     qs_model *m = NULL;
     REQUIRE(qs_model_load(dir, NULL, &m) == QS_OK, "%s", qs_last_error());
+    REQUIRE(qs_model_weights_f32(m) == QS_OK, "%s", qs_last_error()); /* the tests read weights as fp32 */
     const qs_config *c = &m->cfg;
     check_arch_shape(c, QS_ARCH_LLAMA, "LlamaForCausalLM", 192, 4, 4, 2, 48);
     CHECK(c->d_ff == 512 && c->vocab == 32000 && c->max_pos == 512, "ffn %d vocab %d", c->d_ff, c->vocab);
@@ -922,6 +924,7 @@ TEST(load_synth_opt) {
         cJSON_Delete(cfg);
         qs_model *m = NULL;
         qs_status st = qs_model_load(dir, NULL, &m);
+        if (st == QS_OK) st = qs_model_weights_f32(m); /* the tests read weights as fp32 */
         CHECK(st == QS_OK, "%s: %s", dts[k], qs_last_error());
         if (m) {
             CHECK(!strcmp(m->dtype, dts[k]), "dtype %s, wrote %s", m->dtype, dts[k]);
@@ -1007,6 +1010,7 @@ TEST(load_synth_gpt2) {
     cJSON_Delete(c);
     qs_model *m = NULL;
     REQUIRE(qs_model_load(dir, NULL, &m) == QS_OK, "%s", qs_last_error());
+    REQUIRE(qs_model_weights_f32(m) == QS_OK, "%s", qs_last_error()); /* the tests read weights as fp32 */
     CHECK(m->cfg.d_ff == FF && m->cfg.act == QS_ACT_GELU_TANH && m->cfg.bos_id == -1 && m->cfg.eos_id == 7,
           "config: ff %d bos %d eos %d", m->cfg.d_ff, m->cfg.bos_id, m->cfg.eos_id);
     size_t bad = 0;
@@ -1093,6 +1097,7 @@ TEST(load_synth_llama_family) {
         cJSON_Delete(c);
         qs_model *m = NULL;
         qs_status st = qs_model_load(dir, NULL, &m);
+        if (st == QS_OK) st = qs_model_weights_f32(m); /* the tests read weights as fp32 */
         CHECK(st == QS_OK, "%s: %s", archs[k], qs_last_error());
         if (m) {
             const qs_config *g = &m->cfg;
@@ -1134,6 +1139,7 @@ TEST(load_synth_sharded) {
     REQUIRE(ok, "write");
     qs_model *m = NULL;
     qs_status st = qs_model_load(dir, NULL, &m);
+    if (st == QS_OK) st = qs_model_weights_f32(m); /* the tests read weights as fp32 */
     CHECK(st == QS_OK, "%s", qs_last_error());
     if (m) {
         CHECK(!strcmp(m->dtype, "mixed"), "dtype %s (F32 and F16 shards)", m->dtype);

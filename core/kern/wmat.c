@@ -1,0 +1,263 @@
+/* wmat.c — linear layers on weights kept as the file stores them: F16, BF16
+ * and ggml's block formats (Q8_0, Q4_0, the k-quants, ...), never expanded
+ * to a whole fp32 matrix.
+ *
+ * Few rows of x (decode): the pool's threads take chunks of weight rows;
+ * each row is read once from memory and dotted with every x row while it is
+ * in cache. F16, BF16, Q8_0 and Q4_0 have fused AVX2 kernels that decode as
+ * they multiply; every type has the plain C reference (decode the row, then
+ * dot), which the fast kernels are tested against.
+ * Many rows (prefill): panels of weight rows are decoded into a cache-sized
+ * fp32 buffer and multiplied by sgemm, panel after panel. */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "kern/kern.h"
+
+enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 1 << 20, CHUNK_ROWS = 32 };
+
+int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes) {
+    switch (type) {
+    case QS_WT_F32: *elems = 1, *bytes = 4; return 1;
+    case QS_WT_F16:
+    case QS_WT_BF16: *elems = 1, *bytes = 2; return 1;
+    }
+    return qs_ggml_block(type, elems, bytes);
+}
+
+size_t qs_wtype_row_bytes(uint32_t type, int n_in) {
+    size_t e, b;
+    if (!qs_wtype_block(type, &e, &b) || n_in <= 0 || (size_t)n_in % e) return 0;
+    return (size_t)n_in / e * b;
+}
+
+void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, float *dst) {
+    size_t rb = qs_wtype_row_bytes(type, n_in);
+    const uint8_t *src = (const uint8_t *)w + (size_t)row0 * rb;
+    size_t n = (size_t)rows * n_in;
+    if (type == QS_WT_F32) memcpy(dst, src, n * sizeof(float));
+    else if (type == QS_WT_F16) qs_f16_to_f32_n(dst, src, n);
+    else if (type == QS_WT_BF16) qs_bf16_to_f32_n(dst, src, n);
+    else qs_ggml_dequant(type, src, dst, n);
+}
+
+/* ---- one weight row dotted with x: plain C ---- */
+
+static float dot_f32(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* the reference: decode the row into tmp (n_in floats), then dot */
+static float dot_ref(uint32_t type, const uint8_t *row, const float *x, int n_in, float *tmp) {
+    if (type == QS_WT_F16) qs_f16_to_f32_n(tmp, row, (size_t)n_in);
+    else if (type == QS_WT_BF16) qs_bf16_to_f32_n(tmp, row, (size_t)n_in);
+    else if (type == QS_WT_F32) memcpy(tmp, row, (size_t)n_in * sizeof(float));
+    else qs_ggml_dequant(type, row, tmp, (size_t)n_in);
+    return dot_f32(tmp, x, n_in);
+}
+
+/* ---- fused AVX2 kernels ---- */
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+AVX2_TARGET static float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_TARGET static float dot_f16_avx2(const uint8_t *row, const float *x, int n) {
+    const uint16_t *w = (const uint16_t *)(const void *)row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16))), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24))), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += qs_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+AVX2_TARGET static __m256 bf16x8(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+AVX2_TARGET static float dot_bf16_avx2(const uint8_t *row, const float *x, int n) {
+    const uint16_t *w = (const uint16_t *)(const void *)row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(bf16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(bf16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += qs_bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+AVX2_TARGET static __m256 i8x8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+}
+
+/* Q8_0 blocks: f16 d, 32 int8; row value q d */
+AVX2_TARGET static float dot_q8_0_avx2(const uint8_t *row, const float *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / 32; b++, row += 34, x += 32) {
+        const int8_t *q = (const int8_t *)(row + 2);
+        __m256 s = _mm256_mul_ps(i8x8(q), _mm256_loadu_ps(x));
+        s = _mm256_fmadd_ps(i8x8(q + 8), _mm256_loadu_ps(x + 8), s);
+        s = _mm256_fmadd_ps(i8x8(q + 16), _mm256_loadu_ps(x + 16), s);
+        s = _mm256_fmadd_ps(i8x8(q + 24), _mm256_loadu_ps(x + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((unsigned short)(row[0] | row[1] << 8))), s, acc);
+    }
+    return hsum8(acc);
+}
+
+/* Q4_0 blocks: f16 d, 16 bytes of nibbles (low: values 0-15, high: 16-31); value (q - 8) d */
+AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m128i lo_mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    for (int b = 0; b < n / 32; b++, row += 18, x += 32) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(row + 2));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, lo_mask), eight);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask), eight);
+        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x));
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((unsigned short)(row[0] | row[1] << 8))), s, acc);
+    }
+    return hsum8(acc);
+}
+
+typedef float (*dot_fn)(const uint8_t *row, const float *x, int n);
+
+static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
+
+static int fast_available(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+int qs_wmat_set_kernel(const char *name) {
+    if (!strcmp(name, "ref")) use_fast = 0;
+    else if (!strcmp(name, "avx2")) {
+        if (!fast_available()) return 0;
+        use_fast = 1;
+    } else if (!strcmp(name, "auto")) use_fast = fast_available();
+    else return 0;
+    return 1;
+}
+
+const char *qs_wmat_kernel(void) {
+    if (use_fast < 0) use_fast = fast_available();
+    return use_fast ? "avx2" : "ref";
+}
+
+static dot_fn fused(uint32_t type, int n_in) {
+    if (use_fast < 0) use_fast = fast_available();
+    if (!use_fast) return NULL;
+    switch (type) {
+    case QS_WT_F16: return dot_f16_avx2;
+    case QS_WT_BF16: return dot_bf16_avx2;
+    case QS_WT_Q8_0: return n_in % 32 ? NULL : dot_q8_0_avx2;
+    case QS_WT_Q4_0: return n_in % 32 ? NULL : dot_q4_0_avx2;
+    }
+    return NULL;
+}
+
+/* ---- few rows: chunks of weight rows on the pool ---- */
+
+typedef struct {
+    const float *x;
+    int n, n_out, n_in;
+    uint32_t type;
+    const uint8_t *w;
+    size_t rb;
+    const float *b;
+    float *y;
+    dot_fn dot;
+    float **tmp; /* per thread, n_in floats (reference path) */
+} gemv_job;
+
+static void gemv_task(void *ud, int task, int thread) {
+    const gemv_job *j = ud;
+    int r0 = task * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS < j->n_out ? r0 + CHUNK_ROWS : j->n_out;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = j->w + (size_t)r * j->rb;
+        float bias = j->b ? j->b[r] : 0.0f;
+        if (j->dot) {
+            for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->n_out + r] = j->dot(row, j->x + (size_t)i * j->n_in, j->n_in) + bias;
+        } else {
+            float *t = j->tmp[thread];
+            qs_wrows_f32(j->type, row, j->n_in, 0, 1, t);
+            for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->n_out + r] = dot_f32(t, j->x + (size_t)i * j->n_in, j->n_in) + bias;
+        }
+    }
+}
+
+float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in) {
+    float *tmp = malloc((size_t)n_in * sizeof *tmp + 1);
+    if (!tmp) return 0;
+    float s = dot_ref(type, row, x, n_in, tmp);
+    free(tmp);
+    return s;
+}
+
+float qs_wdot(uint32_t type, const void *row, const float *x, int n_in) {
+    dot_fn f = fused(type, n_in);
+    return f ? f(row, x, n_in) : qs_wdot_ref(type, row, x, n_in);
+}
+
+qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
+                     float *y) {
+    size_t rb = qs_wtype_row_bytes(type, n_in);
+    if (!rb) return qs_fail(QS_EARG, "weights of type %u cannot hold rows of %d", type, n_in);
+    if (n >= GEMM_MIN_ROWS) { /* panels of decoded rows through sgemm */
+        int rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
+        if (rows < 16) rows = 16;
+        if (rows > n_out) rows = n_out;
+        float *panel = malloc((size_t)rows * n_in * sizeof *panel);
+        if (!panel) return qs_fail(QS_ENOMEM, "out of memory for a %d x %d weight panel", rows, n_in);
+        for (int r0 = 0; r0 < n_out; r0 += rows) {
+            int nr = n_out - r0 < rows ? n_out - r0 : rows;
+            qs_wrows_f32(type, w, n_in, r0, nr, panel);
+            qs_blas_gemm_nt(n, nr, n_in, 1.0f, x, n_in, panel, n_in, 0.0f, y + r0, n_out);
+        }
+        free(panel);
+        if (b)
+            for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
+        return QS_OK;
+    }
+    gemv_job j = {x, n, n_out, n_in, type, w, rb, b, y, fused(type, n_in), NULL};
+    int threads = qs_pool_threads();
+    float *block = NULL;
+    if (!j.dot) { /* one decoded row per thread */
+        block = malloc((size_t)threads * n_in * sizeof(float) + 1);
+        j.tmp = malloc((size_t)threads * sizeof *j.tmp);
+        if (!block || !j.tmp) {
+            free(block);
+            free(j.tmp);
+            return qs_fail(QS_ENOMEM, "out of memory");
+        }
+        for (int t = 0; t < threads; t++) j.tmp[t] = block + (size_t)t * n_in;
+    }
+    qs_pool_run((n_out + CHUNK_ROWS - 1) / CHUNK_ROWS, gemv_task, &j);
+    free(block);
+    free(j.tmp);
+    return QS_OK;
+}

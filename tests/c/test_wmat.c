@@ -1,0 +1,113 @@
+/* Linear layers on weights as stored (kern/wmat.c): every fast kernel equals
+ * the plain C reference, and qs_wlinear (the pool's GEMV for few rows, the
+ * sgemm panels for many) equals a double-precision product of the decoded
+ * weights, for F16, BF16, Q8_0, Q4_0 and (through the generic decoder) Q4_1. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "kern/kern.h"
+#include "harness.h"
+
+static uint64_t rs = 88172645463325252ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return (float)((rs >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+
+/* rows x n_in random weights stored as type */
+static uint8_t *make(uint32_t type, int rows, int n_in) {
+    size_t rb = qs_wtype_row_bytes(type, n_in);
+    uint8_t *w = malloc(rb * rows), *p = w;
+    for (int r = 0; r < rows; r++) {
+        if (type == QS_WT_F16 || type == QS_WT_BF16) {
+            for (int i = 0; i < n_in; i++, p += 2)
+                put16(p, type == QS_WT_F16 ? qs_f32_to_f16(frand()) : qs_f32_to_bf16(frand()));
+            continue;
+        }
+        for (int b = 0; b < n_in / 32; b++) {
+            put16(p, qs_f32_to_f16(0.01f + 0.02f * fabsf(frand())));
+            if (type == QS_WT_Q8_0) {
+                for (int j = 0; j < 32; j++) p[2 + j] = (uint8_t)(int8_t)(frand() * 127);
+                p += 34;
+            } else if (type == QS_WT_Q4_0) {
+                for (int j = 0; j < 16; j++) p[2 + j] = (uint8_t)(rs >> (j % 8 * 8));
+                frand();
+                p += 18;
+            } else { /* Q4_1: d, m, nibbles */
+                put16(p + 2, qs_f32_to_f16(frand() * 0.1f));
+                for (int j = 0; j < 16; j++) p[4 + j] = (uint8_t)(rs >> (j % 8 * 8));
+                frand();
+                p += 20;
+            }
+        }
+    }
+    return w;
+}
+
+static const uint32_t types[] = {QS_WT_F16, QS_WT_BF16, QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1};
+static const char *const names[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1"};
+
+TEST(wmat_fast_equals_ref) {
+    const int n_in = 4096 + 96; /* a tail past the unrolled loop */
+    float *x = malloc(n_in * sizeof *x), *dec = malloc(n_in * sizeof *dec);
+    for (int i = 0; i < n_in; i++) x[i] = frand();
+    int have_fast = qs_wmat_set_kernel("avx2");
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        uint8_t *w = make(types[t], 4, n_in);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *row = w + qs_wtype_row_bytes(types[t], n_in) * r;
+            qs_wrows_f32(types[t], row, n_in, 0, 1, dec);
+            double exact = 0, mag = 0;
+            for (int i = 0; i < n_in; i++) exact += (double)dec[i] * x[i], mag += fabs((double)dec[i] * x[i]);
+            float ref = qs_wdot_ref(types[t], row, x, n_in), fast = qs_wdot(types[t], row, x, n_in);
+            CHECK(fabs(ref - exact) <= 1e-6 * mag && fabs(fast - exact) <= 1e-6 * mag,
+                  "%s row %d: ref %.7g fast %.7g exact %.7g (|w x| %.3g)", names[t], r, ref, fast, exact, mag);
+        }
+        free(w);
+    }
+    CHECK(have_fast || !__builtin_cpu_supports("avx2"), "the avx2 kernels run on an AVX2 machine");
+    qs_wmat_set_kernel("auto");
+    free(x);
+    free(dec);
+}
+
+TEST(wmat_linear_few_and_many_rows) {
+    const int n_out = 200, n_in = 256, ns[3] = {1, 3, 20};
+    const char *kernels[2] = {"ref", "avx2"};
+    float *x = malloc((size_t)20 * n_in * sizeof *x), *y = malloc((size_t)20 * n_out * sizeof *y);
+    float *W = malloc((size_t)n_out * n_in * sizeof *W), b[200];
+    for (int i = 0; i < 20 * n_in; i++) x[i] = frand();
+    for (int i = 0; i < n_out; i++) b[i] = frand();
+    for (int k = 0; k < 2; k++) {
+        if (!qs_wmat_set_kernel(kernels[k])) continue;
+        for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+            uint8_t *w = make(types[t], n_out, n_in);
+            qs_wrows_f32(types[t], w, n_in, 0, n_out, W);
+            for (int c = 0; c < 3; c++) {
+                int n = ns[c];
+                CHECK(qs_wlinear(x, n, types[t], w, b, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
+                double worst = 0;
+                for (int i = 0; i < n; i++)
+                    for (int r = 0; r < n_out; r++) {
+                        double e = b[r], mag = fabs(b[r]);
+                        for (int j = 0; j < n_in; j++)
+                            e += (double)W[(size_t)r * n_in + j] * x[(size_t)i * n_in + j],
+                                mag += fabs((double)W[(size_t)r * n_in + j] * x[(size_t)i * n_in + j]);
+                        double d = fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30);
+                        if (d > worst) worst = d;
+                    }
+                CHECK(worst < 1e-6, "%s, %s kernels, %d rows: relative error %.3g", names[t], kernels[k], n, worst);
+            }
+            free(w);
+        }
+    }
+    qs_wmat_set_kernel("auto");
+    CHECK(qs_wlinear(x, 1, QS_WT_Q8_0, x, NULL, 1, 33, y) == QS_EARG, "a row of 33 is not whole Q8_0 blocks");
+    free(x);
+    free(y);
+    free(W);
+}

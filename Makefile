@@ -119,6 +119,9 @@ bench: deps
 $(BUILD)/qs_bench: $(BUILD)/bench/bench.o $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
+$(BUILD)/qs_make_model: $(BUILD)/bench/make_model.o $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
 $(BUILD)/qs_bench_i8: $(BUILD)/bench/bench_i8.o $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 

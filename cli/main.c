@@ -26,6 +26,8 @@ static const char usage[] =
     "       qscope outliers [MODEL] [--tau T] [--layer-frac F] [--pos-frac F] [--json] [CALIBRATION]\n"
     "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                                           [--no-stop] [--json]\n"
+    "       qscope bench [MODEL] [--variant SPEC] [-p N] [-n N] [-r N] [--threads N] [--json]\n"
+    "                                           prefill and decode tokens/s, peak memory (llama-bench's way)\n"
     "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"
     "       qscope --help | --version | COMMAND --help\n"
     "\n"
@@ -44,7 +46,7 @@ static const struct {
     int (*fn)(int argc, char **argv);
 } commands[] = {
     {"info", cli_info},   {"tokenize", cli_tokenize}, {"ppl", cli_ppl},         {"gen", cli_gen},
-    {"stats", cli_stats}, {"outliers", cli_outliers}, {"compare", cli_compare},
+    {"stats", cli_stats}, {"outliers", cli_outliers}, {"compare", cli_compare}, {"bench", cli_bench},
 };
 
 static void log_to_stderr(void *ud, int level, const char *msg) {

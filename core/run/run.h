@@ -197,4 +197,19 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
 qs_status qs_eval_window_nll(qs_ctx *c, const int32_t *ids, int n, int from, float *scratch,
                              double *nll, long *count);
 
+/* ---- perf.h — speed as llama-bench measures it (run/perf.c) ---- */
+enum { QS_PERF_MAX_REPS = 16 };
+typedef struct {
+    int p;    /* prefill: one forward of p tokens (0: none) */
+    int n;    /* decode: n single-token steps from an empty cache (0: none) */
+    int reps; /* repetitions of each (1..16) */
+} qs_perf_opts;
+typedef struct {
+    double pp_tok_s, pp_sd, tg_tok_s, tg_sd; /* mean and standard deviation over the repetitions */
+    double pp_runs[QS_PERF_MAX_REPS], tg_runs[QS_PERF_MAX_REPS];
+    int reps;
+} qs_perf_result;
+/* Measure m run through x (NULL: as loaded) on random token ids. */
+qs_status qs_perf_run(const qs_model *m, const qs_exec *x, const qs_perf_opts *o, qs_perf_result *r);
+
 #endif

@@ -1,0 +1,120 @@
+/* qscope bench — prefill (pp) and decode (tg) tokens/s and peak memory of
+ * any model file, the way llama-bench reports them, so the two can be held
+ * side by side on the same file. */
+#include <cJSON.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "base/base.h"
+#include "kern/kern.h"
+#include "methods/methods.h"
+#include "run/run.h"
+#include "cli.h"
+
+/* kB of a /proc/self/status field, or -1 */
+static long status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') v = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return v;
+}
+
+int cli_bench(int argc, char **argv) {
+    const char *model = NULL, *spec = "fp32", *tokp = NULL;
+    long p = 512, n = 128, reps = 3, threads = 0;
+    int json = 0;
+    qs_calib_opts co = cli_calib_init();
+    const cli_opt opts[] = {CLI_STR("--variant", &spec),       CLI_INT("-p", &p, 0, 1 << 20),
+                            CLI_INT("-n", &n, 0, 1 << 20),       CLI_INT("-r", &reps, 1, QS_PERF_MAX_REPS),
+                            CLI_INT("--threads", &threads, 1, 256), CLI_STR("--tokenizer", &tokp),
+                            CLI_FLAG("--json", &json, 1),        {0}};
+    if (cli_parse("bench", argc, argv, opts, &co, &model, 1, 0, NULL)) return EXIT_USAGE;
+    int need_cal = qs_variant_needs_calib(spec);
+    if (need_cal < 0) {
+        cli_error("%s", qs_last_error());
+        return EXIT_USAGE;
+    }
+    if (threads) { /* before the pool starts: one count for every kernel */
+        char buf[16];
+        snprintf(buf, sizeof buf, "%ld", threads);
+        setenv("QSCOPE_THREADS", buf, 1);
+        qs_blas_set_threads((int)threads);
+    }
+    qs_model *m = cli_load_model(model, tokp);
+    if (!m) return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    qs_calib cal = {0};
+    qs_variant *var = NULL;
+    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
+    qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
+    if (qs_variant_new(m, spec, &vo, &var)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    qs_perf_opts po = {(int)p, (int)n, (int)reps};
+    qs_perf_result r = {0};
+    if (qs_perf_run(m, qs_variant_exec(var), &po, &r)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double peak_mb = ru.ru_maxrss / 1024.0, anon_mb = status_kb("RssAnon") / 1024.0;
+    double size_gib = qs_variant_weight_bytes(var) / (1024.0 * 1024 * 1024), params_b = qs_variant_params(var) / 1e9;
+    int nthreads = qs_pool_threads();
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", m->path);
+        cJSON_AddStringToObject(o, "family", m->cfg.family);
+        cJSON_AddStringToObject(o, "dtype", m->dtype);
+        cJSON_AddStringToObject(o, "variant", qs_variant_spec(var));
+        cJSON_AddNumberToObject(o, "weight_bytes", (double)qs_variant_weight_bytes(var));
+        cJSON_AddNumberToObject(o, "params", (double)qs_variant_params(var));
+        cJSON_AddNumberToObject(o, "threads", nthreads);
+        cJSON_AddStringToObject(o, "blas", qs_blas_describe());
+        if (core) cJSON_AddStringToObject(o, "openblas_coretype", core);
+        cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
+        cJSON_AddNumberToObject(o, "n_prompt", (double)p);
+        cJSON_AddNumberToObject(o, "n_gen", (double)n);
+        cJSON_AddNumberToObject(o, "repetitions", (double)reps);
+        if (p) cJSON_AddNumberToObject(o, "pp_tokens_per_s", r.pp_tok_s), cJSON_AddNumberToObject(o, "pp_sd", r.pp_sd);
+        if (n) cJSON_AddNumberToObject(o, "tg_tokens_per_s", r.tg_tok_s), cJSON_AddNumberToObject(o, "tg_sd", r.tg_sd);
+        cJSON_AddNumberToObject(o, "peak_rss_mb", peak_mb);
+        cJSON_AddNumberToObject(o, "rss_anon_mb", anon_mb);
+        cli_json_print(o, 1);
+    } else {
+        char label[96];
+        snprintf(label, sizeof label, "%s %.2fB %s%s%s", m->cfg.family, params_b, m->dtype,
+                 strcmp(qs_variant_spec(var), "fp32") ? " " : "", strcmp(qs_variant_spec(var), "fp32") ? qs_variant_spec(var) : "");
+        printf("| %-32s | %9s | %7s | %7s | %6s | %16s |\n", "model", "size", "params", "threads", "test", "t/s");
+        printf("| %.32s | %.9s | %.7s | %.7s | %.6s | %.16s |\n", "--------------------------------", "---------",
+               "-------", "-------", "------", "----------------");
+        char sz[32], pr[32], t[16];
+        snprintf(sz, sizeof sz, "%.2f GiB", size_gib);
+        snprintf(pr, sizeof pr, "%.2f B", params_b);
+        if (p) {
+            snprintf(t, sizeof t, "pp%ld", p);
+            printf("| %-32s | %9s | %7s | %7d | %6s | %8.2f ± %5.2f |\n", label, sz, pr, nthreads, t, r.pp_tok_s, r.pp_sd);
+        }
+        if (n) {
+            snprintf(t, sizeof t, "tg%ld", n);
+            printf("| %-32s | %9s | %7s | %7d | %6s | %8.2f ± %5.2f |\n", label, sz, pr, nthreads, t, r.tg_tok_s, r.tg_sd);
+        }
+        printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s%s%s\n", peak_mb, anon_mb,
+               qs_blas_describe(), qs_wmat_kernel(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+    }
+    rc = EXIT_OK;
+done:
+    qs_variant_free(var);
+    qs_calib_free(&cal);
+    qs_model_free(m);
+    return rc;
+}

@@ -129,6 +129,10 @@ void qs_ops_silu(float *x, size_t len);
 void qs_ops_swiglu(float *x, const float *g, size_t len);
 /* x[i] *= g[i] */
 void qs_ops_mul(float *x, const float *g, size_t len);
+/* sum a[i] b[i] over len (eight partial sums) */
+float qs_ops_dot(const float *a, const float *b, int len);
+/* y[i] += a x[i] */
+void qs_ops_axpy(float *y, float a, const float *x, int len);
 
 /* In place: x[0..len) = softmax(x[0..len)); returns the normaliser. */
 void qs_ops_softmax_row(float *x, int len);

@@ -176,6 +176,22 @@ void qs_ops_swiglu(float *x, const float *g, size_t len) {
 }
 
 QS_CLONES
+float qs_ops_dot(const float *a, const float *b, int len) {
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+    float t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; i < len; i++) t += a[i] * b[i];
+    return t;
+}
+
+QS_CLONES
+void qs_ops_axpy(float *y, float a, const float *x, int len) {
+    for (int i = 0; i < len; i++) y[i] += a * x[i];
+}
+
+QS_CLONES
 void qs_ops_mul(float *x, const float *g, size_t len) {
     for (size_t i = 0; i < len; i++) x[i] *= g[i];
 }

@@ -296,8 +296,13 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
             int nb = n - b0 < QBLOCK ? n - b0 : QBLOCK;
             int T = pos0 + b0 + nb; /* keys visible to the block's last row */
             float *S = c->scores;
-            qs_blas_gemm_nt(nb, T, hd, scale, c->q + (size_t)b0 * c->qd + h * hd, c->qd,
-                            kc + g * hd, c->kvd, 0.0f, S, T);
+            const float *qh = c->q + (size_t)b0 * c->qd + h * hd;
+            if (nb == 1) { /* one query (decode): its window only, no BLAS call */
+                int end = T, start = win > 0 && end > win ? end - win : 0;
+                for (int j = start; j < end; j++) S[j] = scale * qs_ops_dot(qh, kc + (size_t)j * c->kvd + g * hd, hd);
+            } else {
+                qs_blas_gemm_nt(nb, T, hd, scale, qh, c->qd, kc + g * hd, c->kvd, 0.0f, S, T);
+            }
             for (int i = 0; i < nb; i++) {
                 float *row = S + (size_t)i * T;
                 int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
@@ -314,8 +319,14 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
                 if (start) memset(row, 0, (size_t)start * sizeof(float));
                 if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
             }
-            qs_blas_gemm_nn(nb, hd, T, 1.0f, S, T, vc + g * hd, c->kvd, 0.0f,
-                            c->att + (size_t)b0 * c->qd + h * hd, c->qd);
+            float *out = c->att + (size_t)b0 * c->qd + h * hd;
+            if (nb == 1) {
+                int start = win > 0 && T > win ? T - win : 0;
+                memset(out, 0, (size_t)hd * sizeof(float));
+                for (int j = start; j < T; j++) qs_ops_axpy(out, S[j], vc + (size_t)j * c->kvd + g * hd, hd);
+            } else {
+                qs_blas_gemm_nn(nb, hd, T, 1.0f, S, T, vc + g * hd, c->kvd, 0.0f, out, c->qd);
+            }
         }
     }
 }

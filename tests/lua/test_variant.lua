@@ -11,10 +11,17 @@ local function cli_ppl(spec, extra)
 end
 
 T.test('spec errors keep the parser\'s message', function()
-  T.raises("bad argument #1 to 'variant' (rpqt: unknown method 'rpqt' (fp32, rtn, int8, rptq, slice))",
+  T.raises("bad argument #1 to 'variant' (rpqt: unknown method 'rpqt' (fp32, rtn, int8, rptq, slice)\n  rpqt\n  ^)",
            function() return m:variant('rpqt') end)
-  T.raises("bad argument #1 to 'variant' (rtn:w=99: 'w' = 99 is out of range [2, 16])", function() return m:variant('rtn:w=99') end)
+  T.raises("bad argument #1 to 'variant' (rtn:w=99: 'w' = 99 is out of range [2, 16]\n  rtn:w=99\n        ^)",
+           function() return m:variant('rtn:w=99') end)
   T.raises("unknown key 'x' for rptq", function() return m:variant('rptq:x=1') end)
+  -- malformed specs: the spec again, a caret under the fault
+  T.raises("rtn:w=4,,a=8: an empty option before ','\n  rtn:w=4,,a=8\n          ^", function() return m:variant('rtn:w=4,,a=8') end)
+  T.raises("slice:ratio=0.25+: nothing after '+'\n  slice:ratio=0.25+\n                  ^",
+           function() return m:variant('slice:ratio=0.25+') end)
+  T.raises("int8:threshold=6,tau=3: 'threshold' is given twice\n  int8:threshold=6,tau=3\n                   ^",
+           function() return m:variant('int8:threshold=6,tau=3') end)
   T.raises("bad argument #1 to 'variant' (spec string or table expected, got number)", function() return m:variant(42) end)
   T.raises("bad argument #1 to 'variant' (a table spec needs method = \"name\"", function() return m:variant({w = 4}) end)
   T.raises("table spec's values are numbers, strings or booleans", function() return m:variant({method = 'rtn', w = {}}) end)

@@ -447,7 +447,16 @@ void qsl_set_print(lua_State *L, qsl_write_fn fn, void *ud) {
 
 /* ---- pcall with a traceback ---- */
 
+/* A usage error of qs.args: a table {usage = message} (the prelude's). */
+static int is_usage_error(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    int t = lua_getfield(L, idx, "usage");
+    lua_pop(L, 1);
+    return t == LUA_TSTRING;
+}
+
 static int msgh(lua_State *L) {
+    if (is_usage_error(L, 1)) return 1; /* no traceback: qsl_pcall turns it into its message */
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -463,6 +472,11 @@ int qsl_pcall(lua_State *L, int nargs, int nres) {
     lua_insert(L, base);
     int st = lua_pcall(L, nargs, nres, base);
     lua_remove(L, base);
+    if (st != LUA_OK && is_usage_error(L, -1)) {
+        lua_getfield(L, -1, "usage");
+        lua_remove(L, -2);
+        st = QSL_ERRUSAGE;
+    }
     return st;
 }
 

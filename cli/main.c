@@ -15,6 +15,7 @@
 
 static const char usage[] =
     "usage: qscope [MODEL] [--script FILE.lua]  open the workbench (default: the bundled opt-mini)\n"
+    "              [--data FILE] [--ctx N] [CALIBRATION]   (default: eval.txt, calib.txt beside MODEL)\n"
     "       qscope [MODEL] --ui-bench           time key presses to redraws (a pseudo-terminal)\n"
     "       qscope info [MODEL] [--json]        configuration, sizes and layers\n"
     "       qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]\n"

@@ -77,7 +77,7 @@ static int act_redraw(tui_state *s, int key) {
 static int act_rerun(tui_state *s, int key) {
     (void)key;
     if (!s->data_ready) {
-        tui_work_calibrate(s->jobs, s->m, s->data);
+        tui_work_calibrate(s->jobs, s->m, s->data, &s->src);
         tui_work_base_ppl(s->jobs, s->m, s->data);
     }
     tui_state_retune(s, -1);
@@ -306,7 +306,7 @@ static const tui_binding table[] = {
     {KEY_DOWN, V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'k', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'j', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
-    {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of eval.txt", "p full ppl"},
+    {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of the evaluation text", "p full ppl"},
 
     /* 5 Generate */
     {'e', V(TUI_V_GENERATE), 0, act_gen_edit, "e Enter", "edit the prompt (Enter starts generating)", "e prompt"},

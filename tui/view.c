@@ -52,11 +52,11 @@ static const char *const explain[TUI_V_COUNT] = {
     "removing each token's mean, as SliceGPT does, so one eigenvalue is ~0.",
     /* Compare */
     "Every variant built in this session, measured the same way: perplexity on a few windows of "
-    "eval.txt (exp of the mean negative log-likelihood; lower is better), the change against fp32, "
+    "the evaluation text (--data FILE, or eval.txt beside the model; exp of the mean negative log-likelihood; lower is better), the change against fp32, "
     "the weight size as stored (int8: 1 byte, 4-bit: half a byte, plus scales), the KV-cache bytes "
     "per token, and the evaluation speed in tokens per second.\n\n"
     "The bars compare perplexity and size at a glance: good compression moves the size bar a lot "
-    "and the perplexity bar hardly at all. p runs the selected variant over the whole of eval.txt.",
+    "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text.",
     /* Generate */
     "Two versions of the model continue the same prompt side by side, token by token as they are "
     "produced: the model in fp32, and the current variant. Greedy decoding shows where the "
@@ -489,12 +489,15 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
     if (s->n_rows && s->rows[s->cmp_sel].status == 1) {
         const tui_row *r = &s->rows[s->cmp_sel];
         tui_textf(s, dy, x + 1, w - 1, TUI_C_DIM, "%s", r->desc);
-        if (r->windows)
-            tui_textf(s, dy + 1, x + 1, w - 1, TUI_C_DIM, "ppl over %d window%s of eval.txt; %lld parameters", r->windows,
-                      r->windows == 1 ? "" : "s", r->params);
+        if (r->windows && s->data) {
+            const char *p = strrchr(s->data->eval_path, '/');
+            tui_textf(s, dy + 1, x + 1, w - 1, TUI_C_DIM, "ppl over %d window%s (%d tokens) of %s; %lld parameters", r->windows,
+                      r->windows == 1 ? "" : "s", s->data->ctx, p ? p + 1 : s->data->eval_path, r->params);
+        }
     }
     if (s->data_ready && s->data && !s->data->eval_ids)
-        tui_text(s, dy + 2, x + 1, w - 1, TUI_C_WARN, "no eval.txt beside the model: sizes only");
+        tui_textf(s, dy + 2, x + 1, w - 1, TUI_C_WARN, "%s: sizes only",
+                  s->data->eval_note[0] ? s->data->eval_note : "no evaluation text");
 }
 
 /* ---- 5 Generate ---- */

@@ -144,7 +144,9 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     int ch = h - 1 - 1 - 2 - info, cw = w - lw - 2;
     if (ch < 4) ch = 4;
     tui_canvas *cv = &canvas;
-    tui_canvas_init(cv, cw, ch, s->utf8, xlo - px, xhi + px, ylo - py, yhi + py, 0);
+    /* without colours the clusters are told apart by their glyphs: one
+     * character per point, as braille dots carry no glyph */
+    tui_canvas_init(cv, cw, ch, s->utf8 && (s->colors || !have), xlo - px, xhi + px, ylo - py, yhi + py, 0);
     /* the tau lines, dashed */
     for (int d = 0; d < cv->dh; d += 3) tui_canvas_dot(cv, tui_canvas_map_x(cv, tau), d, TUI_C_DIM, 0, ':');
     for (int d = 0; d < cv->dw; d += 3) tui_canvas_dot(cv, d, tui_canvas_map_y(cv, -tau), TUI_C_DIM, 0, '-');
@@ -184,9 +186,10 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     iy++;
     /* which channels reach tau, strongest first */
     int list[12], nl = 0;
-    for (int k = 0; k < D && nl < 12; k++) {
+    for (int k = 0; k < D; k++) {
         if (ss->absmax[k] < tau) continue;
-        int at = nl++;
+        if (nl == 12 && ss->absmax[list[11]] >= ss->absmax[k]) continue; /* the 12 strongest so far stay */
+        int at = nl < 12 ? nl++ : 11;
         while (at > 0 && ss->absmax[list[at - 1]] < ss->absmax[k]) {
             list[at] = list[at - 1];
             at--;
@@ -207,9 +210,10 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
         if (s->labels[k] < 64) counts[s->labels[k]]++;
     for (int k = 0; k < s->n_clusters && k < 64; k++) {
         char sw[24];
+        /* a coloured swatch, or without colours the glyph and a colon: "3:27" */
         if (s->colors) tui_copy(sw, sizeof sw, tui_glyph(s, "square"));
-        else snprintf(sw, sizeof sw, "%c", cluster_glyph(k));
-        if (lx + 6 > x + w) {
+        else snprintf(sw, sizeof sw, "%c:", cluster_glyph(k));
+        if (lx + 7 > x + w) {
             tui_text(s, ly, lx, 3, TUI_C_DIM, tui_glyph(s, "ellipsis"));
             break;
         }
@@ -708,7 +712,8 @@ static void draw_plot(tui_state *s, int y, int x, int h, int w) {
     }
     int lw = 8, cw = w - lw - 2, ch = h - 2 - 2 - legend;
     tui_canvas *cv = &canvas;
-    tui_canvas_init(cv, cw, ch, s->utf8, xlo, xhi, ylo, yhi, p->logy);
+    /* several groups and no colours: glyphs tell them apart, so no braille */
+    tui_canvas_init(cv, cw, ch, s->utf8 && (s->colors || !legend), xlo, xhi, ylo, yhi, p->logy);
     /* marker lines first, so the data draws over them */
     if (!isnan(p->vline))
         for (int d = 0; d < cv->dh; d += 2) tui_canvas_dot(cv, tui_canvas_map_x(cv, p->vline), d, TUI_C_WARN, 0, ':');

@@ -89,7 +89,8 @@ typedef enum {
     TUI_JOB_CLUSTERS,  /* k-means of one layer x site */
     TUI_JOB_RESTAT,    /* statistics for another tau */
     TUI_JOB_VARIANT,   /* build the knobs' variant + a quick ppl check */
-    TUI_JOB_FULLPPL,   /* ppl over all of eval.txt */
+    TUI_JOB_FULLPPL,   /* ppl over the whole evaluation text */
+    TUI_JOB_FULLBASE,  /* fp32 over the whole evaluation text: the full rows' reference */
     TUI_JOB_GEN,       /* two variants generating side by side */
     TUI_JOB_LUA,       /* a Lua command or script (ordered) */
     TUI_JOB_SPECTRUM,  /* SliceGPT's PCA at the knobs' ratio (the Spectrum view) */
@@ -347,6 +348,9 @@ const tui_logline *tui_state_log_line(const tui_state *s, long back);
 tui_row *tui_state_row(tui_state *s, const char *spec, int full);
 /* The row of fp32, or NULL. */
 const tui_row *tui_state_base_row(const tui_state *s);
+/* The fp32 row measured the same way as a row with this `full` flag: a
+ * full-text row's change is taken against fp32 over the full text too. */
+const tui_row *tui_state_base_row_full(const tui_state *s, int full);
 /* Submit the jobs a knob change needs (which: the knob, -1: everything). */
 void tui_state_retune(tui_state *s, int which);
 /* Submit the clustering of the Channels view's layer x site when stale. */

@@ -471,7 +471,8 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
         char nums[160], ppl[16] = "-", dppl[16] = "-", tps[16] = "-";
         if (!isnan(r->ppl)) {
             snprintf(ppl, sizeof ppl, "%.3f", r->ppl);
-            if (base && base->status == 1 && !isnan(base->ppl)) snprintf(dppl, sizeof dppl, "%+.3f", r->ppl - base->ppl);
+            const tui_row *b = r->full ? tui_state_base_row_full(s, 1) : base;
+            if (b && b->status == 1 && !isnan(b->ppl)) snprintf(dppl, sizeof dppl, "%+.3f", r->ppl - b->ppl);
             snprintf(tps, sizeof tps, "%.0f", r->tok_s);
         }
         snprintf(nums, sizeof nums, "%8s %8s %7.2f %6lld %6s", ppl, dppl, r->wbytes / 1e6, r->kvbytes, tps);

@@ -551,13 +551,13 @@ static void variant_done(tui_state *s, tui_job *j) {
         r->windows = o->have_ppl ? o->r.windows : 0;
         r->tok_s = o->have_ppl && o->r.seconds > 0 ? o->r.windows * (double)o->r.ctx / o->r.seconds : 0;
     }
-    const tui_row *base = tui_state_base_row(s);
+    const tui_row *base = tui_state_base_row_full(s, in->full);
     if (o->have_ppl && base && base->status == 1 && strcmp(in->spec, "fp32"))
-        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f (%+.3f vs fp32) over %d windows, %.2f MB", in->spec, o->r.ppl,
-                      o->r.ppl - base->ppl, o->r.windows, o->wbytes / 1e6);
+        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f (%+.3f vs fp32) over %d window%s, %.2f MB", in->spec, o->r.ppl,
+                      o->r.ppl - base->ppl, o->r.windows, o->r.windows == 1 ? "" : "s", o->wbytes / 1e6);
     else if (o->have_ppl)
-        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f over %d windows, %.2f MB", in->spec, o->r.ppl, o->r.windows,
-                      o->wbytes / 1e6);
+        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f over %d window%s, %.2f MB", in->spec, o->r.ppl, o->r.windows,
+                      o->r.windows == 1 ? "" : "s", o->wbytes / 1e6);
     if (!strcmp(in->spec, s->spec) || (!s->cur && !strcmp(in->spec, "fp32"))) {
         tui_var_unref(s->cur);
         s->cur = o->var;
@@ -575,8 +575,8 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
     in->d = d;
     tui_copy(in->spec, sizeof in->spec, spec);
     in->full = full;
-    submit(q, full ? TUI_JOB_FULLPPL : base ? TUI_JOB_BASE : TUI_JOB_VARIANT, label, 0, in, variant_run, variant_done,
-           variant_free);
+    int kind = full ? (base ? TUI_JOB_FULLBASE : TUI_JOB_FULLPPL) : base ? TUI_JOB_BASE : TUI_JOB_VARIANT;
+    submit(q, kind, label, 0, in, variant_run, variant_done, variant_free);
 }
 
 void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_variant(q, m, d, "fp32", 0); }

@@ -69,7 +69,7 @@ $(BUILD)/qs_tests: $(TEST_OBJ) $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
 
 run: deps
-	@$(MAKE) --no-print-directory qscope
+	@$(MAKE) --no-print-directory all
 	./qscope
 
 test: deps

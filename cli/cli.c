@@ -324,11 +324,15 @@ int cli_tokenize(int argc, char **argv) {
     int rc = EXIT_RUNTIME;
     int32_t *ids = NULL;
     size_t n;
-    if (tok && qs_tok_encode_file(tok, file, special, &ids, &n)) {
+    if (m && !m->tok) {
+        cli_error("%s: the model has no tokenizer", m->path);
+        goto done;
+    }
+    /* an empty file is tokenized too: what the tokenizer gives for "" */
+    if (qs_tok_encode_file(tok ? tok : m->tok, file, special, &ids, &n)) {
         cli_error("%s", qs_last_error());
         goto done;
     }
-    if (!tok && cli_text_ids(m, file, special, &ids, &n)) goto done;
     if (out) {
         /* int32 little-endian, as the reference id files */
         uint8_t *buf = malloc(n * 4 + 1);

@@ -15,6 +15,7 @@
 
 static const char usage[] =
     "usage: qscope [MODEL] [--script FILE.lua]  open the workbench (default: the bundled opt-mini)\n"
+    "              [--data FILE] [--ctx N] [CALIBRATION]   (default: eval.txt, calib.txt beside MODEL)\n"
     "       qscope [MODEL] --ui-bench           time key presses to redraws (a pseudo-terminal)\n"
     "       qscope info [MODEL] [--json]        configuration, sizes and layers\n"
     "       qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]\n"
@@ -40,7 +41,8 @@ static const char usage[] =
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
 
-/* The shell commands; `run` is Lua's (qsl_run) and has no --help of its own. */
+/* The shell commands; `run` is Lua's (qsl_run): `qscope run --help` is
+ * answered here, `qscope run FILE --help` is the script's. */
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -55,25 +57,49 @@ static void log_to_stderr(void *ud, int level, const char *msg) {
     else if (getenv("QSCOPE_DEBUG")) fprintf(stderr, "qscope: %s\n", msg);
 }
 
-/* `qscope CMD --help`: the usage lines of CMD, then the notes. */
+/* The keyword a note paragraph of the usage text is about ("MODEL is ...",
+ * "SPEC names ...", "CALIBRATION: ..."): its first word, when in capitals. */
+static int note_word(const char *l, char *w, size_t cap) {
+    size_t n = 0;
+    while (l[n] >= 'A' && l[n] <= 'Z' && n + 1 < cap) n++;
+    if (n < 2 || (l[n] != ' ' && l[n] != ':')) return 0;
+    memcpy(w, l, n);
+    w[n] = 0;
+    return 1;
+}
+
+/* `qscope CMD --help`: the usage lines of CMD, then the notes about the words
+ * those lines use (MODEL, SPEC, CALIBRATION) and the exit status. */
 static void command_help(const char *cmd) {
-    char head[64];
+    char head[64], lines[2048] = "";
     snprintf(head, sizeof head, "qscope %s ", cmd);
+    size_t used = 0;
     int in_cmd = 0;
-    for (const char *l = usage; *l;) {
+    const char *l = usage;
+    for (; *l;) {
         const char *e = strchr(l, '\n');
         int n = (int)(e - l);
-        if (n == 0) {
-            fputs(e + 1, stdout); /* the notes */
-            return;
-        }
+        if (n == 0) break;
         const char *q = strstr(l, "qscope ");
         if (q && q < e && q - l <= 7) {
             in_cmd = !strncmp(q, head, strlen(head));
-            if (in_cmd) printf("usage: %.*s\n", (int)(e - q), q);
+            if (in_cmd) used += (size_t)snprintf(lines + used, sizeof lines - used, "usage: %.*s\n", (int)(e - q), q);
         } else if (in_cmd) {
-            printf("%.*s\n", n, l);
+            used += (size_t)snprintf(lines + used, sizeof lines - used, "%.*s\n", n, l);
         }
+        if (used >= sizeof lines) used = sizeof lines - 1;
+        l = e + 1;
+    }
+    fputs(lines, stdout);
+    putchar('\n');
+    /* the notes: a paragraph starts at a word in capitals, or "Exit status" */
+    int show = 0;
+    for (l = *l ? l + 1 : l; *l;) {
+        const char *e = strchr(l, '\n');
+        char w[32];
+        if (!strncmp(l, "Exit status", 11)) show = 1;
+        else if (note_word(l, w, sizeof w)) show = strstr(lines, w) != NULL;
+        if (show) printf("%.*s\n", (int)(e - l), l);
         l = e + 1;
     }
 }
@@ -107,7 +133,13 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
         }
         return commands[i].fn(argc - 2, argv + 2);
     }
-    if (!strcmp(cmd, "run")) return qsl_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "run")) {
+        if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+            command_help(cmd);
+            return EXIT_OK;
+        }
+        return qsl_run(argc - 2, argv + 2);
+    }
     if (workbench_accepts && workbench_accepts(argc - 1, argv + 1)) return CLI_WORKBENCH;
     if (cmd[0] == '-') {
         fprintf(stderr, "qscope: unknown option '%s'\n%s", cmd, usage);

@@ -46,7 +46,9 @@ void qsl_push_model(lua_State *L, const struct qs_model *m);
 /* lua_pcall with a message handler that appends a traceback to string
  * errors (non-strings with __tostring are converted first). Same contract
  * as lua_pcall: the function and nargs arguments are on the stack; on error
- * the message is left on top. */
+ * the message is left on top. A usage error (a bad option given to qs.args)
+ * returns QSL_ERRUSAGE with its one-line message and no traceback. */
+#define QSL_ERRUSAGE 100
 int qsl_pcall(lua_State *L, int nargs, int nres);
 
 /* Ask the operation running in L to stop. Safe from a signal handler or

@@ -129,6 +129,21 @@ int qsl_opt_fn(lua_State *L, int idx, const char *key);
 /* An optional options table at idx: nil/none -> pushes an empty table and
  * returns its index; a table -> idx; anything else raises. */
 int qsl_opt_table(lua_State *L, int idx);
+/* Check that every key of the option table at idx is one of known, a
+ * comma-separated list ("ctx, windows, stride"); else raise an argument error
+ * naming the key and the known ones ("unknown option 'windowz' (options:
+ * ctx, windows, stride)"). A misspelled option is never silently ignored. */
+void qsl_opt_known(lua_State *L, int idx, const char *known);
+/* The same for a table inside the options (calib = {...}): the error names
+ * argument arg and the key with prefix ("unknown option 'calib.windowz'"). */
+void qsl_opt_known_in(lua_State *L, int idx, int arg, const char *prefix, const char *known);
+/* As qsl_opt_known without raising: the message (pushed) for the first key
+ * that is not known, or NULL and nothing pushed. */
+const char *qsl_opt_unknown(lua_State *L, int idx, const char *prefix, const char *known);
+/* The options that name the data a function reads (qsl_data_ids) and the
+ * calibration rows (qsl_calib_build). */
+#define QSL_DATA_OPTS "file, text, ids, ctx"
+#define QSL_CALIB_OPTS "file, text, ids_file, offsets, ctx, windows"
 
 /* ---- sites and layers ---- */
 int qsl_check_site(lua_State *L, int idx);
@@ -193,6 +208,7 @@ int qsl_variant_new(lua_State *L, int midx, int spec, int opts);
 /* compare(model, specs, opts, stats|nil): qs.compare's measuring half
  * (qs_compare_run), handed to the prelude. */
 int qsl_compare_rows(lua_State *L);
+int qsl_compare_unknown(lua_State *L);
 
 /* Prelude: the parts of the module written in Lua (qsl_prelude.c). */
 extern const char qsl_prelude[];

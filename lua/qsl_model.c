@@ -52,6 +52,7 @@ static int l_load(lua_State *L) {
     lua_settop(L, 2);
     const char *path = luaL_optstring(L, 1, NULL);
     int opts = qsl_opt_table(L, 2);
+    qsl_opt_known(L, opts, "tokenizer");
     qs_load_opts o = {.tokenizer = qsl_opt_str(L, opts, "tokenizer", NULL)};
     if (!path) path = qs_model_default_path(buf, sizeof buf);
     qsl_model *u = new_model(L);
@@ -254,8 +255,9 @@ static void free_ctx(void *p) { qs_ctx_free(p); }
 int qsl_do_eval(lua_State *L, int midx, qsl_shared *sh, const qs_exec *x, int opts, int full) {
     const qs_model *m = sh->m;
     opts = qsl_opt_table(L, opts);
+    qsl_opt_known(L, opts, QSL_DATA_OPTS ", windows, stride, progress");
     int ctx = (int)qsl_opt_int(L, opts, "ctx", m->cfg.max_pos, 2, m->cfg.max_pos);
-    int windows = (int)qsl_opt_int(L, opts, "windows", 0, 0, INT_MAX);
+    int windows = (int)qsl_opt_int(L, opts, "windows", 0, 1, INT_MAX); /* absent: all */
     int stride = (int)qsl_opt_int(L, opts, "stride", 0, 0, ctx);
     int fn = qsl_opt_fn(L, opts, "progress");
     long n;
@@ -300,6 +302,7 @@ int qsl_do_generate(lua_State *L, qsl_shared *sh, const qs_exec *x, int prompt_i
     size_t plen;
     const char *prompt = luaL_optlstring(L, prompt_idx, "", &plen);
     opts = qsl_opt_table(L, opts);
+    qsl_opt_known(L, opts, "n, temp, top_k, top_p, seed, stop, on_token");
     qs_gen_opts o = qs_gen_defaults();
     o.n_max = (int)qsl_opt_int(L, opts, "n", o.n_max, 1, 1 << 20);
     o.temp = (float)qsl_opt_num(L, opts, "temp", 0, 0, 100);
@@ -392,6 +395,7 @@ int qsl_do_calibrate(lua_State *L, int midx, qsl_shared *sh, const qs_exec *x, i
     const qs_model *m = sh->m;
     midx = lua_absindex(L, midx);
     opts = qsl_opt_table(L, opts);
+    qsl_opt_known(L, opts, QSL_CALIB_OPTS ", tau, per_token, sites, cov, progress");
     qs_stats_opts so = qs_stats_defaults();
     so.tau = (float)qsl_opt_num(L, opts, "tau", so.tau, 0, 1e30);
     so.per_token = qsl_opt_bool(L, opts, "per_token", so.per_token);

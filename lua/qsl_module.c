@@ -98,6 +98,48 @@ int qsl_opt_table(lua_State *L, int idx) {
     return idx;
 }
 
+/* 1 when word is one of the comma-separated names in list ("ctx, windows"). */
+static int in_list(const char *list, const char *word, size_t n) {
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t k = strcspn(p, ", ");
+        if (k == n && !memcmp(p, word, n)) return 1;
+        p += k;
+    }
+    return 0;
+}
+
+const char *qsl_opt_unknown(lua_State *L, int idx, const char *prefix, const char *known) {
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1); /* the value; the key stays for lua_next */
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            const char *k = luaL_tolstring(L, -1, NULL);
+            lua_pushfstring(L, "options are named, got the key %s[%s] (options: %s)", prefix, k, known);
+            lua_replace(L, -3); /* the message where the key was */
+            lua_pop(L, 1);
+            return lua_tostring(L, -1);
+        }
+        size_t n;
+        const char *k = lua_tolstring(L, -1, &n);
+        if (!in_list(known, k, n)) {
+            lua_pushfstring(L, "unknown option '%s%s' (options: %s)", prefix, k, known);
+            lua_replace(L, -2);
+            return lua_tostring(L, -1);
+        }
+    }
+    return NULL;
+}
+
+void qsl_opt_known(lua_State *L, int idx, const char *known) { qsl_opt_known_in(L, idx, idx, "", known); }
+
+void qsl_opt_known_in(lua_State *L, int idx, int arg, const char *prefix, const char *known) {
+    arg = lua_absindex(L, arg);
+    const char *msg = qsl_opt_unknown(L, idx, prefix, known);
+    if (msg) luaL_argerror(L, arg, msg);
+}
+
 /* Push field key; 0 (nothing left pushed) when absent. */
 static int field(lua_State *L, int idx, const char *key) {
     if (lua_getfield(L, idx, key) == LUA_TNIL) {
@@ -405,7 +447,16 @@ void qsl_set_print(lua_State *L, qsl_write_fn fn, void *ud) {
 
 /* ---- pcall with a traceback ---- */
 
+/* A usage error of qs.args: a table {usage = message} (the prelude's). */
+static int is_usage_error(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    int t = lua_getfield(L, idx, "usage");
+    lua_pop(L, 1);
+    return t == LUA_TSTRING;
+}
+
 static int msgh(lua_State *L) {
+    if (is_usage_error(L, 1)) return 1; /* no traceback: qsl_pcall turns it into its message */
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -421,6 +472,11 @@ int qsl_pcall(lua_State *L, int nargs, int nres) {
     lua_insert(L, base);
     int st = lua_pcall(L, nargs, nres, base);
     lua_remove(L, base);
+    if (st != LUA_OK && is_usage_error(L, -1)) {
+        lua_getfield(L, -1, "usage");
+        lua_remove(L, -2);
+        st = QSL_ERRUSAGE;
+    }
     return st;
 }
 
@@ -455,7 +511,8 @@ static int run_prelude(lua_State *L, int mod) {
     if (luaL_loadbuffer(L, qsl_prelude, strlen(qsl_prelude), "=qscope.prelude") != LUA_OK) return lua_error(L);
     lua_pushvalue(L, mod);
     lua_pushcfunction(L, qsl_compare_rows);
-    lua_call(L, 2, 0);
+    lua_pushcfunction(L, qsl_compare_unknown);
+    lua_call(L, 3, 0);
     return 0;
 }
 

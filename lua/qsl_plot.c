@@ -16,6 +16,10 @@ void qsl_set_plot_sink(qsl_plot_fn fn, void *ud) {
     plot_sink_ud = ud;
 }
 
+/* The options every plot takes. */
+#define PLOT_OPTS                                                                                                   \
+    "title, xlabel, ylabel, width, height, logy, xmin, xmax, ymin, ymax, vline, hline, x0, y0, charset, print"
+
 /* Common options into p; returns whether to print (headless). */
 static int common_opts(lua_State *L, int opts, qsl_plot *p) {
     static const char *const charsets[] = {"auto", "ascii", "braille", NULL};
@@ -98,6 +102,7 @@ static int l_scatter(lua_State *L) {
     qsl_plot p;
     memset(&p, 0, sizeof p);
     p.kind = QSL_PLOT_SCATTER;
+    qsl_opt_known(L, opts, PLOT_OPTS ", color, names, group");
     int print = common_opts(L, opts, &p);
     qsl_series s = {.name = NULL, .n = nx, .x = x, .y = y};
     /* colour groups: the distinct values of `color`, in ascending order */
@@ -178,6 +183,7 @@ static int l_line(lua_State *L) {
     qsl_plot p;
     memset(&p, 0, sizeof p);
     p.kind = QSL_PLOT_LINE;
+    qsl_opt_known(L, opts, PLOT_OPTS ", x, names");
     int print = common_opts(L, opts, &p);
     int ns = multi ? (int)luaL_len(L, 1) : 1;
     if (ns < 1) luaL_argerror(L, 1, "no series");
@@ -219,6 +225,7 @@ static int l_bars(lua_State *L) {
     qsl_plot p;
     memset(&p, 0, sizeof p);
     p.kind = QSL_PLOT_BARS;
+    qsl_opt_known(L, opts, PLOT_OPTS ", labels");
     int print = common_opts(L, opts, &p);
     double *x = qsl_scratch(L, (size_t)(n + 1) * sizeof *x);
     for (int i = 0; i < n; i++) x[i] = p.x0 + i;
@@ -263,6 +270,7 @@ static int l_heatmap(lua_State *L) {
     qsl_plot p;
     memset(&p, 0, sizeof p);
     p.kind = QSL_PLOT_HEATMAP;
+    qsl_opt_known(L, opts, PLOT_OPTS ", log, row_labels");
     int print = common_opts(L, opts, &p);
     p.logy = p.logy || qsl_opt_bool(L, opts, "log", 0);
     p.rows = rows;

@@ -71,7 +71,10 @@ int qsl_run(int argc, char **argv) {
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         if (!msg) msg = "(error object is not a string)";
-        if (sigints && strstr(msg, "interrupted")) {
+        if (st == QSL_ERRUSAGE) { /* the script's command line: as a command's usage error */
+            fprintf(stderr, "qscope: %s: %s\n", file ? file : "stdin", msg);
+            rc = 2;
+        } else if (sigints && strstr(msg, "interrupted")) {
             fputs("qscope: interrupted\n", stderr);
             rc = 130;
         } else {

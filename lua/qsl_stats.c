@@ -117,6 +117,7 @@ static int s_outliers(lua_State *L) {
     lua_settop(L, 2);
     qsl_stats *u = qsl_check_stats(L, 1);
     int opts = qsl_opt_table(L, 2);
+    qsl_opt_known(L, opts, "tau, threshold, layer_frac, pos_frac");
     double tau = qsl_opt_num(L, opts, "tau", u->st->tau, 0, 1e30);
     tau = qsl_opt_num(L, opts, "threshold", tau, 0, 1e30);
     double lf = qsl_opt_num(L, opts, "layer_frac", 0.25, 0, 1);

@@ -132,6 +132,7 @@ int qsl_variant_new(lua_State *L, int midx, int spec, int opts) {
     qs_spec sp;
     const char *text = qsl_check_spec(L, spec, &sp);
     opts = qsl_opt_table(L, opts);
+    qsl_opt_known(L, opts, "stats, calib, progress");
     qsl_stats *su = NULL;
     int sidx = 0;
     if (lua_getfield(L, opts, "stats") != LUA_TNIL) {
@@ -146,6 +147,7 @@ int qsl_variant_new(lua_State *L, int midx, int spec, int opts) {
     if (lua_getfield(L, opts, "calib") != LUA_TNIL) {
         calopts = lua_gettop(L);
         if (!lua_istable(L, calopts)) luaL_argerror(L, opts, "'calib' expects a table of calibration options");
+        qsl_opt_known_in(L, calopts, opts, "calib.", QSL_CALIB_OPTS);
     }
     qsl_variant *u = lua_newuserdatauv(L, sizeof *u, 2);
     u->v = NULL;
@@ -319,6 +321,7 @@ static int v_int8_columns(lua_State *L) {
     qsl_variant *u = self(L, &midx);
     const qs_model *m = u->sh->m;
     int opts = qsl_opt_table(L, 2);
+    qsl_opt_known(L, opts, QSL_DATA_OPTS);
     int ctx = (int)qsl_opt_int(L, opts, "ctx", m->cfg.max_pos, 2, m->cfg.max_pos);
     long n;
     const int32_t *ids = qsl_data_ids(L, midx, m, opts, &n);
@@ -397,12 +400,27 @@ static int compare_stop(void *ud) {
  * scored. rows[i] = {spec, description, ppl, delta_ppl, nll, tokens, seconds,
  * tokens_per_s, weights, kv_per_token, params} or {spec, error};
  * rows.reference: the fp32 ppl; nil, msg when fp32 cannot be measured. */
+/* The options qs.compare takes, and those of its calib table. */
+#define COMPARE_OPTS QSL_DATA_OPTS ", windows, stride, progress, stats, calib"
+#define COMPARE_CALIB_OPTS QSL_CALIB_OPTS ", tau, per_token, sites, cov"
+
+/* unknown(opts) -> nil, or the message for an option qs.compare does not
+ * take (checked before it calibrates, so a misspelling costs nothing). */
+int qsl_compare_unknown(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (qsl_opt_unknown(L, 1, "", COMPARE_OPTS)) return 1;
+    if (lua_getfield(L, 1, "calib") == LUA_TTABLE && qsl_opt_unknown(L, -1, "calib.", COMPARE_CALIB_OPTS)) return 1;
+    lua_pushnil(L);
+    return 1;
+}
+
 int qsl_compare_rows(lua_State *L) {
     lua_settop(L, 4);
     qsl_model *mu = qsl_check_model(L, 1);
     const qs_model *m = mu->sh->m;
     luaL_checktype(L, 2, LUA_TTABLE);
     int data = qsl_opt_table(L, 3);
+    qsl_opt_known(L, data, COMPARE_OPTS);
     qsl_stats *su = NULL;
     if (!lua_isnil(L, 4)) {
         su = qsl_check_stats(L, 4);
@@ -418,7 +436,7 @@ int qsl_compare_rows(lua_State *L) {
     }
     qs_compare_opts o = {0};
     o.ctx = (int)qsl_opt_int(L, data, "ctx", m->cfg.max_pos, 2, m->cfg.max_pos);
-    o.max_windows = (int)qsl_opt_int(L, data, "windows", 0, 0, INT_MAX);
+    o.max_windows = (int)qsl_opt_int(L, data, "windows", 0, 1, INT_MAX); /* absent: all */
     o.stride = (int)qsl_opt_int(L, data, "stride", 0, 0, o.ctx);
     long n;
     const int32_t *ids = qsl_data_ids(L, 1, m, data, &n);

@@ -180,7 +180,8 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     tui_prompt_init(s);
     tui_state_log(s, QS_LOG_INFO, "%s: %s, %lld parameters; press ? for help", m->path, m->cfg.arch_name,
                   qs_model_params(m));
-    tui_work_calibrate(s->jobs, m, d);
+    s->src = o->src ? *o->src : tui_sources_defaults();
+    tui_work_calibrate(s->jobs, m, d, &s->src);
     tui_state_row(s, "fp32", 0); /* the reference comes first in Compare */
     tui_work_base_ppl(s->jobs, m, d);
     tui_state_retune(s, -1);
@@ -251,53 +252,67 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     return got_quit ? 130 : EXIT_OK;
 }
 
-/* ---- `qscope [MODEL] [--script FILE.lua] [--ui-bench]` ---- */
+/* ---- `qscope [MODEL] [--script FILE.lua] [--ui-bench] [--data FILE] [--ctx N] [CALIBRATION]` ---- */
 
 typedef struct {
-    const char *model, *script;
+    const char *model, *script, *tokenizer;
     int bench;
+    long ctx;
+    tui_sources src;
 } tui_args;
 
-static int parse(int argc, char **argv, tui_args *a, int quiet) {
+static int parse(int argc, char **argv, tui_args *a) {
     memset(a, 0, sizeof *a);
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--ui-bench")) a->bench = 1;
-        else if (!strncmp(argv[i], "--script=", 9)) a->script = argv[i] + 9;
-        else if (!strcmp(argv[i], "--script")) {
-            if (i + 1 >= argc) {
-                /* accepted, so that tui_main explains what is missing */
-                if (quiet) return 1;
-                cli_error("--script needs a Lua file");
-                return 0;
-            }
-            a->script = argv[++i];
-        } else if (argv[i][0] != '-' && !a->model) a->model = argv[i];
-        else return 0;
-    }
-    return 1;
+    a->src = tui_sources_defaults();
+    const cli_opt opts[] = {CLI_STR("--script", &a->script),
+                            CLI_FLAG("--ui-bench", &a->bench, 1),
+                            CLI_STR("--data", &a->src.data),
+                            CLI_INT("--ctx", &a->ctx, 2, 1 << 20),
+                            CLI_STR("--tokenizer", &a->tokenizer),
+                            {0}};
+    return cli_parse("workbench", argc, argv, opts, &a->src.calib, &a->model, 1, 0, NULL) == EXIT_OK;
 }
 
+/* The workbench's command line, not a command: it starts with an option, or
+ * its first word names a file (a path), or it is one word. A bare word and
+ * more ("qscope frobnicate x") is an unknown command. */
 int tui_main_accepts(int argc, char **argv) {
-    tui_args a;
-    return parse(argc, argv, &a, 1);
+    if (argc < 1) return 1;
+    const char *w = argv[0];
+    return argc == 1 || w[0] == '-' || strchr(w, '/') || strchr(w, '.') || access(w, F_OK) == 0;
 }
 
 int tui_main(int argc, char **argv) {
     tui_args a;
-    if (!parse(argc, argv, &a, 0)) return EXIT_USAGE;
+    if (!parse(argc, argv, &a)) return EXIT_USAGE;
     if (a.script && access(a.script, R_OK) != 0) {
         cli_error("%s: cannot read the script: %s", a.script, strerror(errno));
         return EXIT_RUNTIME;
     }
-    qs_model *m = cli_load_model(a.model, NULL);
+    qs_model *m = cli_load_model(a.model, a.tokenizer);
     if (!m) return EXIT_RUNTIME;
-    int rc;
+    int rc = EXIT_RUNTIME;
+    a.src.ctx = (int)a.ctx;
+    if (a.ctx > m->cfg.max_pos) {
+        cli_error("--ctx %ld is longer than %s allows (%d positions)", a.ctx, m->path, m->cfg.max_pos);
+        goto done;
+    }
+    if (a.src.calib.ctx > m->cfg.max_pos) {
+        cli_error("--calib-ctx %d is longer than %s allows (%d positions)", a.src.calib.ctx, m->path, m->cfg.max_pos);
+        goto done;
+    }
+    if (a.src.calib.file && a.src.calib.ids_file) {
+        cli_error("give one of --calib and --calib-ids");
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (a.bench) {
         rc = tui_bench_run(m);
     } else {
-        tui_opts o = {.script = a.script};
+        tui_opts o = {.script = a.script, .src = &a.src};
         rc = tui_app_run(m, &o);
     }
+done:
     qs_model_free(m);
     return rc;
 }

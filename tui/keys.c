@@ -77,7 +77,7 @@ static int act_redraw(tui_state *s, int key) {
 static int act_rerun(tui_state *s, int key) {
     (void)key;
     if (!s->data_ready) {
-        tui_work_calibrate(s->jobs, s->m, s->data);
+        tui_work_calibrate(s->jobs, s->m, s->data, &s->src);
         tui_work_base_ppl(s->jobs, s->m, s->data);
     }
     tui_state_retune(s, -1);
@@ -206,6 +206,16 @@ static int act_cmp_full(tui_state *s, int key) {
     if (!s->n_rows) return TUI_R_NONE;
     char spec[160];
     tui_copy(spec, sizeof spec, s->rows[s->cmp_sel].spec);
+    /* the change is taken against fp32 over the same (full) text: measure it first */
+    const tui_row *b = tui_state_base_row_full(s, 1);
+    if (strcmp(spec, "fp32") && (!b || b->status < 0)) {
+        tui_row *fr = tui_state_row(s, "fp32", 1);
+        if (fr) {
+            fr->status = 0;
+            fr->err[0] = 0;
+        }
+        tui_work_variant(s->jobs, s->m, s->data, "fp32", 1);
+    }
     tui_row *r = tui_state_row(s, spec, 1);
     if (r) {
         r->status = 0;
@@ -306,7 +316,7 @@ static const tui_binding table[] = {
     {KEY_DOWN, V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'k', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'j', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
-    {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of eval.txt", "p full ppl"},
+    {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of the evaluation text", "p full ppl"},
 
     /* 5 Generate */
     {'e', V(TUI_V_GENERATE), 0, act_gen_edit, "e Enter", "edit the prompt (Enter starts generating)", "e prompt"},

@@ -238,9 +238,11 @@ tui_row *tui_state_row(tui_state *s, const char *spec, int full) {
     return r;
 }
 
-const tui_row *tui_state_base_row(const tui_state *s) {
+const tui_row *tui_state_base_row(const tui_state *s) { return tui_state_base_row_full(s, 0); }
+
+const tui_row *tui_state_base_row_full(const tui_state *s, int full) {
     for (int i = 0; i < s->n_rows; i++)
-        if (!strcmp(s->rows[i].spec, "fp32") && !s->rows[i].full) return &s->rows[i];
+        if (!strcmp(s->rows[i].spec, "fp32") && s->rows[i].full == full) return &s->rows[i];
     return NULL;
 }
 

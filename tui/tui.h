@@ -89,7 +89,8 @@ typedef enum {
     TUI_JOB_CLUSTERS,  /* k-means of one layer x site */
     TUI_JOB_RESTAT,    /* statistics for another tau */
     TUI_JOB_VARIANT,   /* build the knobs' variant + a quick ppl check */
-    TUI_JOB_FULLPPL,   /* ppl over all of eval.txt */
+    TUI_JOB_FULLPPL,   /* ppl over the whole evaluation text */
+    TUI_JOB_FULLBASE,  /* fp32 over the whole evaluation text: the full rows' reference */
     TUI_JOB_GEN,       /* two variants generating side by side */
     TUI_JOB_LUA,       /* a Lua command or script (ordered) */
     TUI_JOB_SPECTRUM,  /* SliceGPT's PCA at the knobs' ratio (the Spectrum view) */
@@ -149,6 +150,17 @@ void tui_jobs_status_get(tui_jobs *q, tui_jobs_status *out);
 
 /* ---- what the jobs compute (work.c) ---- */
 
+/* Where the workbench's data come from: what the command line gave, else
+ * calib.txt and eval.txt beside the model. */
+typedef struct {
+    qs_calib_opts calib;   /* --calib FILE | --calib-ids FILE, --calib-windows, --calib-ctx,
+                            * --calib-offsets (file and ids_file NULL: calib.txt beside the model) */
+    const char *data;      /* --data FILE: the evaluation text (NULL: eval.txt beside the model) */
+    int ctx;               /* --ctx N: the perplexity window (0: min(512, the model's positions)) */
+} tui_sources;
+/* The defaults: calib.txt and eval.txt beside the model, the usual windows. */
+tui_sources tui_sources_defaults(void);
+
 /* The measured data of the model, filled once by the calibration job on the
  * worker and read-only afterwards (the UI reads it after the job's event). */
 typedef struct {
@@ -157,8 +169,10 @@ typedef struct {
     qs_stats *stats;      /* base statistics (tau 6, every site, X^T X of the residual stream) */
     qs_outlier *outl;     /* LLM.int8() outlier dimensions at tau 6 */
     int n_outl;
-    int32_t *eval_ids;    /* eval.txt beside the model, tokenized once */
+    int32_t *eval_ids;    /* the evaluation text (--data, or eval.txt beside the model), tokenized once */
     long n_eval;
+    int ctx;              /* the perplexity window */
+    int missing;          /* calib.txt or eval.txt was looked for beside the model and is not there */
     int have_cov;         /* the residual stream's X^T X was gathered (SliceGPT's PCA can run) */
     char calib_path[1100], eval_path[1100];
     char note[256];       /* why the statistics are missing */
@@ -176,7 +190,8 @@ typedef struct {
 tui_var *tui_var_ref(tui_var *v);
 void tui_var_unref(tui_var *v);
 
-void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d);
+/* Fill d from the sources src (copied; the strings it points to must outlive the job). */
+void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d, const tui_sources *src);
 void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d);
 void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g);
 void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau);
@@ -263,6 +278,7 @@ struct tui_state {
     const qs_model *m;
     char model_name[160];
     tui_data *data;     /* published by the calibration job */
+    tui_sources src;    /* where the data come from (the command line) */
     int data_ready;     /* its event arrived */
     qs_stats *tstats;   /* statistics at tstats_tau (the base ones at 6); owned when != data->stats */
     float tstats_tau;
@@ -332,6 +348,9 @@ const tui_logline *tui_state_log_line(const tui_state *s, long back);
 tui_row *tui_state_row(tui_state *s, const char *spec, int full);
 /* The row of fp32, or NULL. */
 const tui_row *tui_state_base_row(const tui_state *s);
+/* The fp32 row measured the same way as a row with this `full` flag: a
+ * full-text row's change is taken against fp32 over the full text too. */
+const tui_row *tui_state_base_row_full(const tui_state *s, int full);
 /* Submit the jobs a knob change needs (which: the knob, -1: everything). */
 void tui_state_retune(tui_state *s, int which);
 /* Submit the clustering of the Channels view's layer x site when stale. */
@@ -451,6 +470,7 @@ void tui_prompt_run_file(tui_state *s, const char *path);
 
 typedef struct {
     const char *script;     /* --script FILE.lua, run once the screen is up */
+    const tui_sources *src; /* --calib, --data, ... (NULL: the files beside the model) */
     FILE *in, *out;         /* terminal streams (NULL: stdin/stdout) */
     const char *term;       /* terminal type for newterm (NULL: $TERM) */
     /* bench hooks: called on the UI thread after every finished frame */

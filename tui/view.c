@@ -52,11 +52,11 @@ static const char *const explain[TUI_V_COUNT] = {
     "removing each token's mean, as SliceGPT does, so one eigenvalue is ~0.",
     /* Compare */
     "Every variant built in this session, measured the same way: perplexity on a few windows of "
-    "eval.txt (exp of the mean negative log-likelihood; lower is better), the change against fp32, "
+    "the evaluation text (--data FILE, or eval.txt beside the model; exp of the mean negative log-likelihood; lower is better), the change against fp32, "
     "the weight size as stored (int8: 1 byte, 4-bit: half a byte, plus scales), the KV-cache bytes "
     "per token, and the evaluation speed in tokens per second.\n\n"
     "The bars compare perplexity and size at a glance: good compression moves the size bar a lot "
-    "and the perplexity bar hardly at all. p runs the selected variant over the whole of eval.txt.",
+    "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text.",
     /* Generate */
     "Two versions of the model continue the same prompt side by side, token by token as they are "
     "produced: the model in fp32, and the current variant. Greedy decoding shows where the "
@@ -144,7 +144,9 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     int ch = h - 1 - 1 - 2 - info, cw = w - lw - 2;
     if (ch < 4) ch = 4;
     tui_canvas *cv = &canvas;
-    tui_canvas_init(cv, cw, ch, s->utf8, xlo - px, xhi + px, ylo - py, yhi + py, 0);
+    /* without colours the clusters are told apart by their glyphs: one
+     * character per point, as braille dots carry no glyph */
+    tui_canvas_init(cv, cw, ch, s->utf8 && (s->colors || !have), xlo - px, xhi + px, ylo - py, yhi + py, 0);
     /* the tau lines, dashed */
     for (int d = 0; d < cv->dh; d += 3) tui_canvas_dot(cv, tui_canvas_map_x(cv, tau), d, TUI_C_DIM, 0, ':');
     for (int d = 0; d < cv->dw; d += 3) tui_canvas_dot(cv, d, tui_canvas_map_y(cv, -tau), TUI_C_DIM, 0, '-');
@@ -184,9 +186,10 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     iy++;
     /* which channels reach tau, strongest first */
     int list[12], nl = 0;
-    for (int k = 0; k < D && nl < 12; k++) {
+    for (int k = 0; k < D; k++) {
         if (ss->absmax[k] < tau) continue;
-        int at = nl++;
+        if (nl == 12 && ss->absmax[list[11]] >= ss->absmax[k]) continue; /* the 12 strongest so far stay */
+        int at = nl < 12 ? nl++ : 11;
         while (at > 0 && ss->absmax[list[at - 1]] < ss->absmax[k]) {
             list[at] = list[at - 1];
             at--;
@@ -207,9 +210,10 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
         if (s->labels[k] < 64) counts[s->labels[k]]++;
     for (int k = 0; k < s->n_clusters && k < 64; k++) {
         char sw[24];
+        /* a coloured swatch, or without colours the glyph and a colon: "3:27" */
         if (s->colors) tui_copy(sw, sizeof sw, tui_glyph(s, "square"));
-        else snprintf(sw, sizeof sw, "%c", cluster_glyph(k));
-        if (lx + 6 > x + w) {
+        else snprintf(sw, sizeof sw, "%c:", cluster_glyph(k));
+        if (lx + 7 > x + w) {
             tui_text(s, ly, lx, 3, TUI_C_DIM, tui_glyph(s, "ellipsis"));
             break;
         }
@@ -467,7 +471,8 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
         char nums[160], ppl[16] = "-", dppl[16] = "-", tps[16] = "-";
         if (!isnan(r->ppl)) {
             snprintf(ppl, sizeof ppl, "%.3f", r->ppl);
-            if (base && base->status == 1 && !isnan(base->ppl)) snprintf(dppl, sizeof dppl, "%+.3f", r->ppl - base->ppl);
+            const tui_row *b = r->full ? tui_state_base_row_full(s, 1) : base;
+            if (b && b->status == 1 && !isnan(b->ppl)) snprintf(dppl, sizeof dppl, "%+.3f", r->ppl - b->ppl);
             snprintf(tps, sizeof tps, "%.0f", r->tok_s);
         }
         snprintf(nums, sizeof nums, "%8s %8s %7.2f %6lld %6s", ppl, dppl, r->wbytes / 1e6, r->kvbytes, tps);
@@ -489,12 +494,15 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
     if (s->n_rows && s->rows[s->cmp_sel].status == 1) {
         const tui_row *r = &s->rows[s->cmp_sel];
         tui_textf(s, dy, x + 1, w - 1, TUI_C_DIM, "%s", r->desc);
-        if (r->windows)
-            tui_textf(s, dy + 1, x + 1, w - 1, TUI_C_DIM, "ppl over %d window%s of eval.txt; %lld parameters", r->windows,
-                      r->windows == 1 ? "" : "s", r->params);
+        if (r->windows && s->data) {
+            const char *p = strrchr(s->data->eval_path, '/');
+            tui_textf(s, dy + 1, x + 1, w - 1, TUI_C_DIM, "ppl over %d window%s (%d tokens) of %s; %lld parameters", r->windows,
+                      r->windows == 1 ? "" : "s", s->data->ctx, p ? p + 1 : s->data->eval_path, r->params);
+        }
     }
     if (s->data_ready && s->data && !s->data->eval_ids)
-        tui_text(s, dy + 2, x + 1, w - 1, TUI_C_WARN, "no eval.txt beside the model: sizes only");
+        tui_textf(s, dy + 2, x + 1, w - 1, TUI_C_WARN, "%s: sizes only",
+                  s->data->eval_note[0] ? s->data->eval_note : "no evaluation text");
 }
 
 /* ---- 5 Generate ---- */
@@ -705,7 +713,8 @@ static void draw_plot(tui_state *s, int y, int x, int h, int w) {
     }
     int lw = 8, cw = w - lw - 2, ch = h - 2 - 2 - legend;
     tui_canvas *cv = &canvas;
-    tui_canvas_init(cv, cw, ch, s->utf8, xlo, xhi, ylo, yhi, p->logy);
+    /* several groups and no colours: glyphs tell them apart, so no braille */
+    tui_canvas_init(cv, cw, ch, s->utf8 && (s->colors || !legend), xlo, xhi, ylo, yhi, p->logy);
     /* marker lines first, so the data draws over them */
     if (!isnan(p->vline))
         for (int d = 0; d < cv->dh; d += 2) tui_canvas_dot(cv, tui_canvas_map_x(cv, p->vline), d, TUI_C_WARN, 0, ':');

@@ -77,11 +77,19 @@ static int beside_model(const qs_model *m, const char *name, char *buf, size_t c
 
 static int ppl_ctx(const qs_model *m) { return m->cfg.max_pos < 512 ? m->cfg.max_pos : 512; }
 
+tui_sources tui_sources_defaults(void) {
+    tui_sources s = {.calib = qs_calib_opts_defaults()};
+    s.calib.how_text = "--calib FILE (or --calib-ids FILE)";
+    s.calib.how_ids = "--calib-ids";
+    return s;
+}
+
 /* ---- calibration: statistics, outliers, spectra, the evaluation ids ---- */
 
 typedef struct {
     const qs_model *m;
     tui_data *d;
+    tui_sources src;
 } calib_in;
 
 void tui_data_clear(tui_data *d) {
@@ -97,15 +105,23 @@ static qs_status calib_run(tui_job *j) {
     const qs_model *m = in->m;
     tui_data *d = in->d;
     tui_data_clear(d);
+    d->ctx = in->src.ctx ? in->src.ctx : ppl_ctx(m);
     char *text = NULL;
     size_t len;
     qs_status st;
     int D = m->cfg.d_model;
+    int have_eval = 0;
+    if (in->src.data) {
+        tui_copy(d->eval_path, sizeof d->eval_path, in->src.data);
+        have_eval = 1;
+    } else {
+        have_eval = beside_model(m, "eval.txt", d->eval_path, sizeof d->eval_path);
+    }
 
     /* the evaluation text first: it is cheap and the ppl jobs need it */
     if (!m->tok) {
         snprintf(d->note, sizeof d->note, "%.180s has no tokenizer: no calibration or perplexity", m->path);
-    } else if (beside_model(m, "eval.txt", d->eval_path, sizeof d->eval_path)) {
+    } else if (have_eval) {
         size_t n = 0;
         if ((st = qs_io_read_all(d->eval_path, &text, &len)) ||
             (st = qs_tok_encode(m->tok, text, len, 1, &d->eval_ids, &n))) {
@@ -117,20 +133,29 @@ static qs_status calib_run(tui_job *j) {
         free(text);
         text = NULL;
     } else {
-        snprintf(d->eval_note, sizeof d->eval_note, "no eval.txt beside the model (%.180s): no perplexity checks",
-                 d->eval_path);
+        snprintf(d->eval_note, sizeof d->eval_note, "no evaluation text: give --data FILE");
+        d->missing = 1;
         d->eval_path[0] = 0;
     }
 
-    if (!m->tok) return fail(j, QS_EARG, d->note);
-    if (!beside_model(m, "calib.txt", d->calib_path, sizeof d->calib_path)) {
-        /* the views say why they are empty */
-        snprintf(d->note, sizeof d->note, "no calib.txt beside the model (%.180s): no statistics", d->calib_path);
+    if (!m->tok && !in->src.calib.ids_file) return fail(j, QS_EARG, d->note);
+    qs_calib_opts co = in->src.calib;
+    if (co.ids_file) {
+        tui_copy(d->calib_path, sizeof d->calib_path, co.ids_file);
+    } else if (co.file) {
+        tui_copy(d->calib_path, sizeof d->calib_path, co.file);
+    } else if (!beside_model(m, "calib.txt", d->calib_path, sizeof d->calib_path)) {
+        /* the views say why they are empty, and how to fill them */
+        snprintf(d->note, sizeof d->note, "no calibration text: give --calib FILE or --calib-ids FILE");
+        d->missing = 1;
         return fail(j, QS_EIO, d->note);
+    } else {
+        co.file = d->calib_path;
     }
-    qs_calib_opts co = qs_calib_opts_defaults();
-    co.file = d->calib_path;
-    if ((st = qs_calib_load(m, &co, &d->cal))) return fail(j, st, qs_last_error());
+    if ((st = qs_calib_load(m, &co, &d->cal))) {
+        tui_copy(d->note, sizeof d->note, qs_last_error());
+        return fail(j, st, d->note);
+    }
     d->have_cal = 1;
 
     qs_stats_opts o = qs_stats_defaults();
@@ -160,6 +185,8 @@ static void calib_done(tui_state *s, tui_job *j) {
     if (j->st) tui_state_log(s, 3, "calibration: %s", j->err);
     if (d->note[0] && strcmp(d->note, j->err)) tui_state_log(s, QS_LOG_WARN, "%s", d->note);
     if (d->eval_note[0]) tui_state_log(s, QS_LOG_WARN, "%s", d->eval_note);
+    if (d->missing)
+        tui_state_log(s, QS_LOG_INFO, "without --calib and --data the workbench reads calib.txt and eval.txt beside the model");
     if (d->stats) {
         s->tstats = d->stats;
         s->tstats_tau = d->stats->tau;
@@ -195,11 +222,12 @@ static void calib_done(tui_state *s, tui_job *j) {
     if (s->tstats && s->tstats_tau != s->knobs.tau) tui_state_retune(s, TUI_K_TAU);
 }
 
-void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d) {
+void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d, const tui_sources *src) {
     calib_in *in = calloc(1, sizeof *in);
     if (!in) return;
     in->m = m;
     in->d = d;
+    in->src = src ? *src : tui_sources_defaults();
     submit(q, TUI_JOB_CALIB, "calibrating", 0, in, calib_run, calib_done, free_in_out);
 }
 
@@ -448,7 +476,8 @@ static qs_status variant_run(tui_job *j) {
     if (!o) return fail(j, QS_ENOMEM, "out of memory");
     int need = qs_variant_needs_calib(in->spec);
     if (need < 0) return fail(j, QS_EARG, qs_last_error());
-    if (need && !d->have_cal) return fail(j, QS_EARG, "this method needs calibration data (calib.txt beside the model)");
+    if (need && !d->have_cal)
+        return fail(j, QS_EARG, "this method needs calibration data: give --calib FILE or --calib-ids FILE");
     qs_variant_opts vo = {.calib = d->have_cal ? &d->cal : NULL,
                           .base_stats = d->stats,
                           .progress = tui_jobs_progress,
@@ -471,7 +500,7 @@ static qs_status variant_run(tui_job *j) {
     if (!d->eval_ids) return QS_OK;
     tui_jobs_set_label(j, "%s %s", in->full ? "full ppl" : "ppl", in->spec);
     qs_ctx *c = NULL;
-    qs_ppl_opts po = {.ctx = ppl_ctx(in->m), .max_windows = in->full ? 0 : QUICK_WINDOWS,
+    qs_ppl_opts po = {.ctx = d->ctx ? d->ctx : ppl_ctx(in->m), .max_windows = in->full ? 0 : QUICK_WINDOWS,
                       .progress = tui_jobs_progress, .progress_ud = j};
     if (!(st = qs_ctx_new(in->m, qs_variant_exec(v), po.ctx, &c))) st = qs_eval_ppl(c, d->eval_ids, d->n_eval, &po, &o->r);
     qs_ctx_free(c);
@@ -522,13 +551,13 @@ static void variant_done(tui_state *s, tui_job *j) {
         r->windows = o->have_ppl ? o->r.windows : 0;
         r->tok_s = o->have_ppl && o->r.seconds > 0 ? o->r.windows * (double)o->r.ctx / o->r.seconds : 0;
     }
-    const tui_row *base = tui_state_base_row(s);
+    const tui_row *base = tui_state_base_row_full(s, in->full);
     if (o->have_ppl && base && base->status == 1 && strcmp(in->spec, "fp32"))
-        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f (%+.3f vs fp32) over %d windows, %.2f MB", in->spec, o->r.ppl,
-                      o->r.ppl - base->ppl, o->r.windows, o->wbytes / 1e6);
+        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f (%+.3f vs fp32) over %d window%s, %.2f MB", in->spec, o->r.ppl,
+                      o->r.ppl - base->ppl, o->r.windows, o->r.windows == 1 ? "" : "s", o->wbytes / 1e6);
     else if (o->have_ppl)
-        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f over %d windows, %.2f MB", in->spec, o->r.ppl, o->r.windows,
-                      o->wbytes / 1e6);
+        tui_state_log(s, QS_LOG_INFO, "%s: ppl %.3f over %d window%s, %.2f MB", in->spec, o->r.ppl, o->r.windows,
+                      o->r.windows == 1 ? "" : "s", o->wbytes / 1e6);
     if (!strcmp(in->spec, s->spec) || (!s->cur && !strcmp(in->spec, "fp32"))) {
         tui_var_unref(s->cur);
         s->cur = o->var;
@@ -546,8 +575,8 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
     in->d = d;
     tui_copy(in->spec, sizeof in->spec, spec);
     in->full = full;
-    submit(q, full ? TUI_JOB_FULLPPL : base ? TUI_JOB_BASE : TUI_JOB_VARIANT, label, 0, in, variant_run, variant_done,
-           variant_free);
+    int kind = full ? (base ? TUI_JOB_FULLBASE : TUI_JOB_FULLPPL) : base ? TUI_JOB_BASE : TUI_JOB_VARIANT;
+    submit(q, kind, label, 0, in, variant_run, variant_done, variant_free);
 }
 
 void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_variant(q, m, d, "fp32", 0); }

@@ -126,18 +126,82 @@ static qs_status set_key(const char *spec, qs_step *s, const qs_method_key *k, c
     return qs_fail(QS_EARG, "%s: key '%s' has no type", spec, key);
 }
 
-static qs_status parse_kv(const char *spec, const qs_method_def *d, qs_step *s, char *key, char *val) {
+/* Set key=val (val NULL: a bare word) on step s. On failure *at is where in
+ * the item the fault is: 0 the key, 1 the value. */
+static qs_status parse_kv(const char *spec, const qs_method_def *d, qs_step *s, const char *key, const char *val,
+                          int *at) {
     qs_status st = QS_OK;
+    *at = 0;
     if (!val) { /* a bare word: only a method's extra words (setting names) */
         if (d->extra && d->extra(spec, s, key, NULL, &st)) return st;
         return qs_fail(QS_EARG, "%s: '%s' is not key=value%s", spec, key, d->bare_hint ? d->bare_hint : "");
     }
     for (int i = 0; i < d->n_keys; i++) {
         const qs_method_key *k = &d->keys[i];
-        if (!strcmp(key, k->name) || (k->alias && !strcmp(key, k->alias))) return set_key(spec, s, k, key, val);
+        if (!strcmp(key, k->name) || (k->alias && !strcmp(key, k->alias))) {
+            *at = 1;
+            return set_key(spec, s, k, key, val);
+        }
     }
-    if (d->extra && d->extra(spec, s, key, val, &st)) return st;
+    if (d->extra && d->extra(spec, s, key, val, &st)) {
+        *at = 1;
+        return st;
+    }
     return qs_fail(QS_EARG, "%s: unknown key '%s' for %s", spec, key, d->name);
+}
+
+/* The name a key is known by (its alias gives the key's own name), to find a
+ * key given twice. */
+static const char *key_name(const qs_method_def *d, const char *key) {
+    for (int i = 0; i < d->n_keys; i++)
+        if (d->keys[i].alias && !strcmp(key, d->keys[i].alias)) return d->keys[i].name;
+    return key;
+}
+
+/* Add to the message the spec and, under it, a caret at byte `at`: the two
+ * lines after the one that says what is wrong. */
+static qs_status caret(qs_status st, const char *spec, size_t at) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", qs_last_error());
+    return qs_fail(st, "%s\n  %s\n  %*s^", msg, spec, (int)at, "");
+}
+
+static char *trim(char *p) {
+    while (isspace((unsigned char)*p)) p++;
+    for (char *e = p + strlen(p); e > p && isspace((unsigned char)e[-1]);) *--e = 0;
+    return p;
+}
+
+/* The options of one step: "key=value,..." in args (a part of buf, a copy of
+ * spec, so that a pointer's offset in buf is its column in spec). */
+static qs_status parse_args(const char *spec, const char *buf, const qs_method_def *d, qs_step *s, char *args) {
+    const char *seen[64];
+    int n_seen = 0;
+    for (char *item = args;;) {
+        char *comma = strchr(item, ',');
+        if (comma) *comma = 0;
+        char *kv = trim(item);
+        if (!*kv) {
+            if (comma) return caret(qs_fail(QS_EARG, "%s: an empty option before ','", spec), spec, (size_t)(comma - buf));
+            return caret(qs_fail(QS_EARG, "%s: nothing after ','", spec), spec, (size_t)(item - 1 - buf));
+        }
+        char *eq = strchr(kv, '='), *val = NULL;
+        if (eq) {
+            *eq = 0;
+            val = eq + 1;
+            trim(kv);
+        }
+        const char *name = key_name(d, kv);
+        for (int i = 0; i < n_seen; i++)
+            if (!strcmp(seen[i], name))
+                return caret(qs_fail(QS_EARG, "%s: '%s' is given twice", spec, name), spec, (size_t)(kv - buf));
+        if (n_seen < 64) seen[n_seen++] = name;
+        int at;
+        qs_status st = parse_kv(spec, d, s, kv, val, &at);
+        if (st) return caret(st, spec, (size_t)((at && val ? val : kv) - buf));
+        if (!comma) return QS_OK;
+        item = comma + 1;
+    }
 }
 
 void qs_spec_step_format(const qs_step *s, char *buf, size_t cap) {
@@ -175,42 +239,48 @@ qs_status qs_spec_parse(const char *spec, qs_spec *out) {
     if (len >= 480) return qs_fail(QS_EARG, "variant spec is too long (%zu characters)", len);
     char buf[512];
     memcpy(buf, spec, len + 1);
-    char *save = NULL;
-    for (char *part = strtok_r(buf, "+", &save); part; part = strtok_r(NULL, "+", &save)) {
-        if (out->n == QS_SPEC_MAX_STEPS) return qs_fail(QS_EARG, "%s: more than %d methods chained", spec, QS_SPEC_MAX_STEPS);
-        while (isspace((unsigned char)*part)) part++;
+    for (char *item = buf;;) {
+        char *plus = strchr(item, '+');
+        if (plus) *plus = 0;
+        char *part = trim(item);
+        if (!*part) {
+            if (item > buf) return caret(qs_fail(QS_EARG, "%s: nothing after '+'", spec), spec, (size_t)(item - 1 - buf));
+            return caret(qs_fail(QS_EARG, "%s: nothing before '+'", spec), spec, (size_t)(plus ? plus - buf : 0));
+        }
+        if (out->n == QS_SPEC_MAX_STEPS)
+            return caret(qs_fail(QS_EARG, "%s: more than %d methods chained", spec, QS_SPEC_MAX_STEPS), spec,
+                         (size_t)(part - buf));
         char *colon = strchr(part, ':'), *args = NULL;
         if (colon) {
             *colon = 0;
             args = colon + 1;
         }
-        for (char *e = part + strlen(part); e > part && isspace((unsigned char)e[-1]);) *--e = 0;
+        trim(part);
         const qs_method_def *d = qs_method_find(part);
         if (!d) {
             char names[128];
-            return qs_fail(QS_EARG, "%s: unknown method '%s' (%s)", spec, part, method_list(names, sizeof names));
+            return caret(qs_fail(QS_EARG, "%s: unknown method '%s' (%s)", spec, part, method_list(names, sizeof names)),
+                         spec, (size_t)(part - buf));
         }
         qs_step *s = &out->steps[out->n++];
         step_defaults(s, d);
-        if (args && *args) {
-            if (!d->n_keys && !d->extra) return qs_fail(QS_EARG, "%s: %s takes no options", spec, d->name);
-            char *save2 = NULL;
-            for (char *kv = strtok_r(args, ",", &save2); kv; kv = strtok_r(NULL, ",", &save2)) {
-                while (isspace((unsigned char)*kv)) kv++;
-                char *eq = strchr(kv, '=');
-                if (eq) *eq = 0;
-                qs_status st = parse_kv(spec, d, s, kv, eq ? eq + 1 : NULL);
-                if (st) return st;
-            }
+        if (args && *trim(args)) {
+            if (!d->n_keys && !d->extra)
+                return caret(qs_fail(QS_EARG, "%s: %s takes no options", spec, d->name), spec, (size_t)(args - buf));
+            qs_status st = parse_args(spec, buf, d, s, args);
+            if (st) return st;
         } else if (colon && (d->n_keys || d->extra)) {
-            return qs_fail(QS_EARG, "%s: nothing after ':'", spec);
+            return caret(qs_fail(QS_EARG, "%s: nothing after ':'", spec), spec, (size_t)(colon - buf));
         }
         if (s->kv_bits == 0) s->kv_bits = s->a_bits;
         if (d->check) {
             qs_status st = d->check(spec, s);
-            if (st) return st;
+            if (st) return caret(st, spec, (size_t)(part - buf));
         }
-        if (s->w_group && s->w_bits == 16) return qs_fail(QS_EARG, "%s: group needs weight bits (w)", spec);
+        if (s->w_group && s->w_bits == 16)
+            return caret(qs_fail(QS_EARG, "%s: group needs weight bits (w)", spec), spec, (size_t)(part - buf));
+        if (!plus) break;
+        item = plus + 1;
     }
     if (!out->n) return qs_fail(QS_EARG, "empty variant spec");
     /* canonical text */

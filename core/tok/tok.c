@@ -813,8 +813,7 @@ qs_status qs_tok_encode_file(const qs_tok *t, const char *path, int add_special,
     size_t len;
     qs_status st = qs_io_read_all(strcmp(path, "-") ? path : "/dev/stdin", &text, &len);
     if (st != QS_OK) return st;
-    if (!len) st = qs_fail(QS_EARG, "%s: the text is empty", path);
-    else st = qs_tok_encode(t, text, len, add_special, ids, n);
+    st = qs_tok_encode(t, text ? text : "", len, add_special, ids, n);
     free(text);
     return st;
 }

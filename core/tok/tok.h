@@ -69,7 +69,8 @@ void qs_tok_free(qs_tok *t);
 int qs_tok_dir_only(const char *dir);
 
 /* Read the UTF-8 file at path ("-" for standard input) and encode it whole,
- * as qs_tok_encode. An empty file is an error. *ids is malloc'd. */
+ * as qs_tok_encode (an empty file gives what the tokenizer gives for "":
+ * nothing, or the default BOS). *ids is malloc'd, or NULL when *n is 0. */
 qs_status qs_tok_encode_file(const qs_tok *t, const char *path, int add_special, int32_t **ids, size_t *n);
 
 /* Encode len bytes of UTF-8 text. add_special: add the default special

@@ -204,6 +204,17 @@ TEST(spec_errors_name_the_problem) {
         {"", "empty"},
         {"rptq:", "nothing after"},
         {"rptq:g_head_in=4", "not 'head_in'"},
+        /* malformed: the spec again and a caret under the fault */
+        {"slice:ratio=0.25+", "nothing after '+'\n  slice:ratio=0.25+\n                  ^"},
+        {"+rtn:w=4", "nothing before '+'\n  +rtn:w=4\n  ^"},
+        {"rtn:w=4,,a=8", "an empty option before ','\n  rtn:w=4,,a=8\n          ^"},
+        {"int8:threshold=6,", "nothing after ','\n  int8:threshold=6,\n                  ^"},
+        {"rtn:w=4,a=8,w=8", "'w' is given twice\n  rtn:w=4,a=8,w=8\n              ^"},
+        {"int8:tau=3,threshold=6", "'threshold' is given twice"},
+        {"rptq:g_q=4,g_q=8", "'g_q' is given twice"},
+        {"rtn:w=4,zz=3", "unknown key 'zz' for rtn\n  rtn:w=4,zz=3\n          ^"},
+        {"rtn:w=4,a=99", "out of range [2, 16]\n  rtn:w=4,a=99\n            ^"},
+        {"slice:ratio=0.2+rpqt", "unknown method 'rpqt' (fp32, rtn, int8, rptq, slice)\n  slice:ratio=0.2+rpqt\n                  ^"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qs_spec s;

@@ -148,6 +148,14 @@ T.test('ppl misuse raises, bad data returns nil, msg', function()
   T.raises("'progress' expects a function, got number", function() return m:ppl{progress = 1} end)
   T.raises("give one of 'file', 'text' and 'ids'", function() return m:ppl{file = T.eval, text = 'x'} end)
   T.raises("bad argument #1 to 'ppl' (table expected, got string)", function() return m:ppl('x') end)
+  -- every key is checked: a misspelling is an error naming it and the known keys; 0 windows is not "all"
+  T.raises("bad argument #1 to 'ppl' (unknown option 'windowz' (options: file, text, ids, ctx, windows, stride, progress))",
+           function() return m:ppl{windowz = 2} end)
+  T.raises("bad argument #1 to 'ppl' ('windows' = 0 is out of range [1, 2147483647])", function() return m:ppl{windows = 0} end)
+  T.raises("bad argument #1 to 'eval' (options are named, got the key [1]", function() return m:eval{2} end)
+  T.raises("bad argument #1 to 'calibrate' (unknown option 'tua' (options: file, text, ids_file, offsets, ctx, windows, tau,",
+           function() return m:calibrate{windows = 1, tua = 3} end)
+  T.raises("bad argument #2 to 'load' (unknown option 'tokeniser' (options: tokenizer))", function() return qs.load(T.model, {tokeniser = 'x'}) end)
   T.fails('no-such-file.txt', m.ppl, m, {file = 'no-such-file.txt'})
   T.fails('fewer than one window', m.ppl, m, {text = 'too short'})
 end)
@@ -202,6 +210,8 @@ T.test('generate: on_token false stops, errors propagate, misuse', function()
   T.raises('oops', m.generate, m, 'x', {on_token = function() error('oops') end})
   T.raises("bad argument #2 to 'generate' ('temp' = -1 is out of range [0, 100])", function() return m:generate('x', {temp = -1}) end)
   T.raises("'n' = 0 is out of range", function() return m:generate('x', {n = 0}) end)
+  T.raises("bad argument #2 to 'generate' (unknown option 'top_n' (options: n, temp, top_k, top_p, seed, stop, on_token))",
+           function() return m:generate('x', {top_n = 3}) end)
   T.raises("bad argument #1 to 'generate' (string expected, got table)", function() return m:generate({}) end)
   T.eq(type(m:generate('', {n = 3})), 'string', 'empty prompt starts from BOS')
 end)

@@ -197,6 +197,8 @@ T.test('outliers equal qscope outliers', function()
   local loose = st:outliers{layer_frac = 0, pos_frac = 0}
   T.check(#loose >= #o, 'looser criteria find more')
   T.raises('recalibrate with that threshold', function() return st:outliers{threshold = 4} end)
+  T.raises("bad argument #1 to 'outliers' (unknown option 'layer_fraction' (options: tau, threshold, layer_frac, pos_frac))",
+           function() return st:outliers{layer_fraction = 0} end)
   T.raises("'layer_frac' = 2 is out of range [0, 1]", function() return st:outliers{layer_frac = 2} end)
 end)
 

@@ -11,15 +11,26 @@ local function cli_ppl(spec, extra)
 end
 
 T.test('spec errors keep the parser\'s message', function()
-  T.raises("bad argument #1 to 'variant' (rpqt: unknown method 'rpqt' (fp32, rtn, int8, rptq, slice))",
+  T.raises("bad argument #1 to 'variant' (rpqt: unknown method 'rpqt' (fp32, rtn, int8, rptq, slice)\n  rpqt\n  ^)",
            function() return m:variant('rpqt') end)
-  T.raises("bad argument #1 to 'variant' (rtn:w=99: 'w' = 99 is out of range [2, 16])", function() return m:variant('rtn:w=99') end)
+  T.raises("bad argument #1 to 'variant' (rtn:w=99: 'w' = 99 is out of range [2, 16]\n  rtn:w=99\n        ^)",
+           function() return m:variant('rtn:w=99') end)
   T.raises("unknown key 'x' for rptq", function() return m:variant('rptq:x=1') end)
+  -- malformed specs: the spec again, a caret under the fault
+  T.raises("rtn:w=4,,a=8: an empty option before ','\n  rtn:w=4,,a=8\n          ^", function() return m:variant('rtn:w=4,,a=8') end)
+  T.raises("slice:ratio=0.25+: nothing after '+'\n  slice:ratio=0.25+\n                  ^",
+           function() return m:variant('slice:ratio=0.25+') end)
+  T.raises("int8:threshold=6,tau=3: 'threshold' is given twice\n  int8:threshold=6,tau=3\n                   ^",
+           function() return m:variant('int8:threshold=6,tau=3') end)
   T.raises("bad argument #1 to 'variant' (spec string or table expected, got number)", function() return m:variant(42) end)
   T.raises("bad argument #1 to 'variant' (a table spec needs method = \"name\"", function() return m:variant({w = 4}) end)
   T.raises("table spec's values are numbers, strings or booleans", function() return m:variant({method = 'rtn', w = {}}) end)
   T.raises("bad argument #2 to 'variant' ('stats' expects a Stats, got number)", function() return m:variant('fp32', {stats = 1}) end)
   T.raises("'calib' expects a table", function() return m:variant('fp32', {calib = 'x'}) end)
+  T.raises("bad argument #2 to 'variant' (unknown option 'calib.windowz' (options: file, text, ids_file, offsets, ctx, windows))",
+           function() return m:variant('int8', {calib = {windowz = 3}}) end)
+  T.raises("bad argument #2 to 'variant' (unknown option 'stat' (options: stats, calib, progress))",
+           function() return m:variant('fp32', {stat = 1}) end)
   local other = assert(qs.load(T.model))
   local ost = assert(other:calibrate{windows = 1, ctx = 64})
   T.raises("'stats' were gathered on another model", function() return m:variant('fp32', {stats = ost}) end)
@@ -141,6 +152,11 @@ T.test('qs.compare', function()
   T.fails('no-such.txt', qs.compare, m, {'fp32'}, {file = 'no-such.txt'})
   T.raises("bad argument #2 to 'compare' (spec 2: rpqt: unknown method 'rpqt'", function() return qs.compare(m, {'fp32', 'rpqt'}) end)
   T.raises("bad argument #2 to 'compare' (array of specs expected, got string)", function() return qs.compare(m, 'fp32') end)
+  -- a misspelt option fails before any calibration or scoring
+  T.raises("bad argument #3 to 'compare' (unknown option 'windowz' (options: file, text, ids, ctx, windows, stride, progress, stats, calib))",
+           function() return qs.compare(m, {'rptq:W4A4'}, {windowz = 1}) end)
+  T.raises("bad argument #3 to 'compare' (unknown option 'calib.window'", function() return qs.compare(m, {'int8'}, {calib = {window = 1}}) end)
+  T.raises("bad argument #3 to 'compare' ('windows' = 0 is out of range [1,", function() return qs.compare(m, {'fp32'}, {windows = 0}) end)
   local seen = {}
   qs.compare(m, {'rtn:w=8'}, {windows = 2, ctx = 64, progress = function(spec, done, total) seen[#seen + 1] = spec .. ':' .. done end})
   T.eq(table.concat(seen, ' '), 'fp32:1 fp32:2 rtn:w=8:1 rtn:w=8:2')

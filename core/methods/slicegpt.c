@@ -121,13 +121,15 @@ static qs_status make_owned(qs_variant *v, qs_linear *l, int bake_mean) {
     return QS_OK;
 }
 
-/* An owned copy of a table of rows (rows, D), each row's mean removed when asked. */
-static qs_status own_rows(qs_variant *v, const float **t, long rows, int D, int center) {
-    if (!*t) return QS_OK;
-    float *dst = floats(v, (size_t)rows * D);
-    if (!dst) return QS_ENOMEM;
+/* the rows of src (fp32, or q of type when src is NULL) less their means
+ * when center, into dst; *t = dst */
+static qs_status center_rows(const float *src, const void *q, uint32_t type, long rows, int D, int center,
+                             float *dst, const float **t) {
+    float *row = src ? NULL : malloc((size_t)D * sizeof *row);
+    if (!src && !row) return qs_fail(QS_ENOMEM, "out of memory");
     for (long r = 0; r < rows; r++) {
-        const float *s = *t + (size_t)r * D;
+        const float *s = src ? src + (size_t)r * D : row;
+        if (!src) qs_wrows_f32(type, q, D, (int)r, 1, row);
         double mu = 0;
         if (center) {
             for (int j = 0; j < D; j++) mu += s[j];
@@ -135,8 +137,17 @@ static qs_status own_rows(qs_variant *v, const float **t, long rows, int D, int 
         }
         for (int j = 0; j < D; j++) dst[(size_t)r * D + j] = (float)(s[j] - mu);
     }
+    free(row);
     *t = dst;
     return QS_OK;
+}
+
+/* An owned copy of a table of rows (rows, D), each row's mean removed when asked. */
+static qs_status own_rows(qs_variant *v, const float **t, long rows, int D, int center) {
+    if (!*t) return QS_OK;
+    float *dst = floats(v, (size_t)rows * D);
+    if (!dst) return QS_ENOMEM;
+    return center_rows(*t, NULL, 0, rows, D, center, dst, t);
 }
 
 static qs_status check_fresh(const qs_variant *v) {
@@ -167,9 +178,15 @@ qs_status qs_slice_fuse(qs_variant *v) {
     w->head = head;
 
     long pos_rows = (long)c->max_pos + c->pos_offset;
-    if ((st = own_rows(v, &w->tok_embed, c->vocab, D, layernorm)) ||
-        (st = own_rows(v, &w->pos_embed, pos_rows, D, layernorm)))
+    if (w->embed_q) { /* an owned fp32 embedding, decoded from the stored rows */
+        float *dst = floats(v, (size_t)c->vocab * D);
+        if (!dst) return QS_ENOMEM;
+        if ((st = center_rows(NULL, w->embed_q, w->embed_type, c->vocab, D, layernorm, dst, &w->tok_embed))) return st;
+        w->embed_q = NULL;
+    } else if ((st = own_rows(v, &w->tok_embed, c->vocab, D, layernorm))) {
         return st;
+    }
+    if ((st = own_rows(v, &w->pos_embed, pos_rows, D, layernorm))) return st;
     for (int l = 0; l < c->n_layers; l++) {
         qs_layer *L = &w->layers[l];
         int ln1 = norm_kind(m, &L->attn_norm) == QS_NORM_LAYER, ln2 = norm_kind(m, &L->mlp_norm) == QS_NORM_LAYER;

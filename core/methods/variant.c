@@ -137,6 +137,8 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
     long long p = (long long)c->vocab * de, b;
     if (w->pos_embed) p += (long long)(c->max_pos + c->pos_offset) * de;
     b = 4 * p;
+    if (w->embed_q) /* the token embedding as stored */
+        b += (long long)qs_wtype_row_bytes(w->embed_type, de) * c->vocab - 4LL * c->vocab * de;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &w->layers[i];
         qs_linear *ls[QS_LAYER_LINEARS];
@@ -150,7 +152,7 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
     }
     p += norm_n(&w->final_norm);
     b += 4 * norm_n(&w->final_norm);
-    if (w->head.w == w->tok_embed && !w->head.kern) {
+    if (qs_head_tied(w) && !w->head.kern) {
         if (w->head.b) {
             p += w->head.n_out;
             b += 4LL * w->head.n_out;

@@ -394,9 +394,13 @@ static qs_status load_weights(gg_ctx *x) {
     const qs_config *c = &m->cfg;
     int d = c->d_model;
     qs_status st;
-    if ((st = get(x, "token_embd.weight", c->vocab, d, &m->w.tok_embed)) ||
+    qs_linear te = {0};
+    if ((st = get_linear(x, "token_embd.weight", c->vocab, d, &te)) ||
         (st = get_norm(x, "output_norm.weight", d, &m->w.final_norm)))
         return st;
+    m->w.tok_embed = te.w; /* kept as stored, like the matrices */
+    m->w.embed_q = te.wq;
+    m->w.embed_type = te.wtype;
     for (int i = 0; i < c->n_layers; i++)
         if ((st = load_layer(x, i))) return st;
     m->w.head.n_out = c->vocab;
@@ -409,7 +413,7 @@ static qs_status load_weights(gg_ctx *x) {
                  out->ne[0] == emb->ne[0] && memcmp(out->data, emb->data, emb->nbytes) == 0)) {
         if (out) x->used[out - qs_gguf_tensor_at(x->g, 0)] = 1;
         m->cfg.tied_head = 1;
-        m->w.head.w = m->w.tok_embed;
+        qs_head_tie(&m->w, c->vocab, d);
         return QS_OK;
     }
     return get(x, "output.weight", c->vocab, d, &m->w.head.w);

@@ -471,12 +471,18 @@ static qs_status get_head(hf_ctx *c, int de) {
     m->w.head.n_in = de;
     qs_status st = QS_OK;
     if (g->tied_head) {
-        m->w.head.w = m->w.tok_embed;
-        const float *copy = NULL;
-        if ((st = get(c, w, 0, 2, g->vocab, de, &copy)) == QS_OK && copy &&
-            memcmp(copy, m->w.tok_embed, (size_t)g->vocab * de * sizeof(float)) != 0)
-            st = qs_fail(QS_EFORMAT, "%s: '%s' differs from the token embedding, but tie_word_embeddings is true",
-                         c->weights_path, w);
+        qs_head_tie(&m->w, g->vocab, de);
+        qs_st_file *f;
+        const qs_st_tensor *t;
+        if ((st = lookup(c, w, 0, 2, g->vocab, de, &f, &t)) == QS_OK && t) { /* a stored copy must equal it */
+            qs_st_file *ef;
+            char en[256];
+            snprintf(en, sizeof en, "%s%s.weight", saved, c->fam->embed);
+            const qs_st_tensor *et = find(c, en, &ef, 0);
+            if (!et || et->dtype != t->dtype || et->nbytes != t->nbytes || memcmp(et->data, t->data, t->nbytes) != 0)
+                st = qs_fail(QS_EFORMAT, "%s: '%s' differs from the token embedding, but tie_word_embeddings is true",
+                             c->weights_path, w);
+        }
     } else {
         st = get_matrix(c, w, g->vocab, de, &m->w.head);
     }
@@ -495,7 +501,11 @@ static qs_status build(hf_ctx *c) {
     char name[200];
     snprintf(name, sizeof name, "%s.weight", F->embed);
     qs_status st = pick_prefix(c, name, F->prefixes);
-    if (st || (st = get(c, name, 1, 2, g->vocab, de, &m->w.tok_embed))) return st;
+    qs_linear emb = {0};
+    if (st || (st = get_matrix(c, name, g->vocab, de, &emb))) return st;
+    m->w.tok_embed = emb.w;
+    m->w.embed_q = emb.wq;
+    m->w.embed_type = emb.wtype;
     if (F->pos_embed && g->rope_theta <= 0) {
         snprintf(name, sizeof name, "%s.weight", F->pos_embed);
         if ((st = get(c, name, 1, 2, (int64_t)g->max_pos + g->pos_offset, d, &m->w.pos_embed))) return st;

@@ -209,6 +209,19 @@ const float *qs_linear_f32(const qs_linear *l, float **tmp) {
     return d;
 }
 
+void qs_embed_row(const qs_weights *w, int id, int de, float *dst) {
+    if (w->tok_embed) memcpy(dst, w->tok_embed + (size_t)id * de, (size_t)de * sizeof(float));
+    else qs_wrows_f32(w->embed_type, w->embed_q, de, id, 1, dst);
+}
+
+void qs_head_tie(qs_weights *w, int vocab, int de) {
+    w->head.n_out = vocab;
+    w->head.n_in = de;
+    w->head.w = w->tok_embed;
+    w->head.wq = w->tok_embed ? NULL : w->embed_q;
+    w->head.wtype = w->tok_embed ? 0 : w->embed_type;
+}
+
 static qs_status expand(qs_model *m, qs_linear *l) {
     if (l->w || !l->wq) return QS_OK;
     float *d = qs_store_alloc(m->store, (size_t)l->n_out * l->n_in * sizeof *d);
@@ -224,6 +237,17 @@ qs_status qs_model_weights_f32(qs_model *m) {
         qs_linear *ls[QS_LAYER_LINEARS];
         int n = qs_layer_linears(&m->w.layers[i], 1, ls);
         for (int j = 0; j < n && !st; j++) st = expand(m, ls[j]);
+    }
+    if (!st && m->w.embed_q) { /* the embedding, and the head when tied to it */
+        int tied = qs_head_tied(&m->w), de = m->w.head.n_in;
+        if (qs_linear_has(&m->w.proj_in)) de = m->w.proj_in.n_in;
+        qs_linear e = {.n_out = m->cfg.vocab, .n_in = de, .wq = m->w.embed_q, .wtype = m->w.embed_type};
+        if (!(st = expand(m, &e))) {
+            m->w.tok_embed = e.w;
+            m->w.embed_q = NULL;
+            m->w.embed_type = 0;
+            if (tied) qs_head_tie(&m->w, m->cfg.vocab, de);
+        }
     }
     if (!st) st = expand(m, &m->w.head);
     if (!st) st = expand(m, &m->w.proj_in);
@@ -320,7 +344,7 @@ qs_status qs_model_validate(const qs_model *m) {
     }
     int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     int ln = c->norm == QS_NORM_LAYER;
-    if (!m->w.tok_embed) return qs_fail(QS_EFORMAT, "token embedding missing");
+    if (!m->w.tok_embed && !m->w.embed_q) return qs_fail(QS_EFORMAT, "token embedding missing");
     if (c->rope_theta <= 0 && !m->w.pos_embed) return qs_fail(QS_EFORMAT, "position embedding missing");
     qs_status st;
     for (int i = 0; i < c->n_layers; i++) {
@@ -373,7 +397,7 @@ long long qs_model_params(const qs_model *m) {
         p += lin_params(&L->up) + lin_params(&L->gate) + lin_params(&L->down);
     }
     p += norm_params(&m->w.final_norm);
-    if (m->w.head.w != m->w.tok_embed) p += lin_params(&m->w.head);
+    if (!qs_head_tied(&m->w)) p += lin_params(&m->w.head);
     else if (m->w.head.b) p += m->w.head.n_out;
     return p;
 }
@@ -387,7 +411,11 @@ long long qs_model_weight_bytes(const qs_model *m) {
         for (int j = 0; j < n; j++) b += qs_linear_stored_bytes(ls[j]) - 4LL * ls[j]->n_out * ls[j]->n_in * (qs_linear_readable(ls[j]) != 0);
     }
     const qs_linear *h = &m->w.head;
-    if (h->w != m->w.tok_embed) b += qs_linear_stored_bytes(h) - 4LL * h->n_out * h->n_in * (qs_linear_readable(h) != 0);
+    if (!qs_head_tied(&m->w)) b += qs_linear_stored_bytes(h) - 4LL * h->n_out * h->n_in * (qs_linear_readable(h) != 0);
+    if (m->w.embed_q) { /* the embedding as stored */
+        int de = m->w.proj_in.w || m->w.proj_in.wq ? m->w.proj_in.n_in : m->cfg.d_model;
+        b += (long long)qs_wtype_row_bytes(m->w.embed_type, de) * m->cfg.vocab - 4LL * m->cfg.vocab * de;
+    }
     return b;
 }
 

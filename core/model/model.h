@@ -175,7 +175,9 @@ static inline void qs_linear_set_f32(qs_linear *l, const float *w) {
 long long qs_linear_stored_bytes(const qs_linear *l);
 
 typedef struct {
-    const float *tok_embed; /* (vocab, d) */
+    const float *tok_embed; /* (vocab, d) fp32, or NULL when kept as stored (embed_q) */
+    const void *embed_q;    /* (vocab, d) rows as the file stores them (F16, BF16, ggml blocks) */
+    uint32_t embed_type;    /* embed_q's type (QS_WT_*) */
     const float *pos_embed; /* (max_pos + pos_offset, d), NULL for RoPE models */
     qs_layer *layers;       /* (n_layers) */
     qs_norm final_norm;     /* (d); dim 0: none (post-norm OPT) */
@@ -218,6 +220,15 @@ int qs_model_file_beside(const qs_model *m, const char *name, char *buf, size_t 
 
 /* Check every tensor's shape against the config (loaders call it last). */
 qs_status qs_model_validate(const qs_model *m);
+
+/* Row id of the token embedding as fp32 (de values). */
+void qs_embed_row(const qs_weights *w, int id, int de, float *dst);
+/* Whether the head is the token embedding (tied), as held. */
+static inline int qs_head_tied(const qs_weights *w) {
+    return (w->tok_embed && w->head.w == w->tok_embed) || (w->embed_q && w->head.wq == w->embed_q);
+}
+/* Point the head at the token embedding, however it is held. */
+void qs_head_tie(qs_weights *w, int vocab, int de);
 
 /* Decode every linear held as stored (F16, BF16, ggml blocks) into fp32 in
  * the model's store, as qscope held all weights before keeping them as

@@ -471,8 +471,7 @@ qs_status qs_forward(qs_ctx *c, const int32_t *ids, int n, float *logits, qs_log
     int d = w->d_embed ? w->d_embed : cfg->d_model;
     int proj = qs_linear_has(&w->proj_in), de = proj ? w->proj_in.n_in : d;
     float *x = c->res, *x2 = c->res2, *e = proj ? c->tmp : x;
-    for (int i = 0; i < n; i++)
-        memcpy(e + (size_t)i * de, w->tok_embed + (size_t)ids[i] * de, (size_t)de * sizeof(float));
+    for (int i = 0; i < n; i++) qs_embed_row(w, ids[i], de, e + (size_t)i * de);
     if (proj) linear(c, -1, 0, &w->proj_in, e, n, x);
     if (cfg->embed_scale > 0)
         for (size_t i = 0; i < (size_t)n * d; i++) x[i] *= cfg->embed_scale;

@@ -59,13 +59,15 @@ TEST(variant_rtn_weights_and_accounting) {
     qs_variant *v;
     REQUIRE(qs_variant_new(m, "rtn:w=4,group=64", NULL, &v) == QS_OK, "%s", qs_last_error());
     /* hand count: 4-bit codes + fp16 scale and zero per group of 64 for the
-     * six linears of each layer; fp32 biases, norms, embeddings */
+     * six linears of each layer; fp32 biases, norms, position embeddings;
+     * the token embedding as the file stores it (F16: 2 bytes a value) */
     long long lin = 0, per_layer[6][2] = {{192, 192}, {192, 192}, {192, 192}, {192, 192}, {768, 192}, {192, 768}};
     for (int k = 0; k < 6; k++) {
         long long no = per_layer[k][0], ni = per_layer[k][1];
         lin += no * ni / 2 + no * (ni / 64) * 4 + 4 * no;
     }
-    long long want = c->n_layers * (lin + 4 * 4 * c->d_model) + 4LL * c->vocab * c->d_model +
+    CHECK(m->w.embed_q && m->w.embed_type == QS_WT_F16, "the bundled model's embedding is kept as F16");
+    long long want = c->n_layers * (lin + 4 * 4 * c->d_model) + 2LL * c->vocab * c->d_model +
                      4LL * (c->max_pos + c->pos_offset) * c->d_model + 4 * 2 * c->d_model;
     CHECK(qs_variant_weight_bytes(v) == want, "rtn:w=4,group=64 bytes %lld, hand count %lld", qs_variant_weight_bytes(v), want);
     /* the quantized q weights take at most 16 values per group of 64 */

@@ -12,7 +12,9 @@
  * norms F32, every matrix in the named type). Matrices are N(0, 0.02^2),
  * norms 1. Tensors are generated and written one at a time (a 7B model
  * needs no more memory than its largest matrix), to a temporary name that is
- * renamed when complete. */
+ * renamed when complete. --tokenizer-from DIR copies DIR's tokenizer.json and
+ * tokenizer_config.json into a safetensors directory (a Llama-2 tokenizer
+ * of 32000 tokens fits these shapes), so text commands work on it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -225,6 +227,18 @@ static int write_gguf(const char *path, const shape *s, int type) {
     return ok;
 }
 
+static int copy_file(const char *from_dir, const char *to_dir, const char *name) {
+    char a[1200], b[1200];
+    snprintf(a, sizeof a, "%.1100s/%s", from_dir, name);
+    snprintf(b, sizeof b, "%.1100s/%s", to_dir, name);
+    char *data;
+    size_t len;
+    if (qs_io_read_all(a, &data, &len)) return 0;
+    int ok = qs_io_write_atomic(b, data, len) == QS_OK;
+    free(data);
+    return ok;
+}
+
 static int write_st(const char *dir, const shape *s, int type) {
     tensor *t = calloc(16 + 9 * (size_t)s->layers, sizeof *t);
     int n = tensors(s, type, 0, t);
@@ -272,11 +286,12 @@ static int write_st(const char *dir, const shape *s, int type) {
 }
 
 int main(int argc, char **argv) {
-    const char *shape_name = "tinyllama", *format = "gguf-q8_0", *out = NULL;
+    const char *shape_name = "tinyllama", *format = "gguf-q8_0", *out = NULL, *tok = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--shape")) shape_name = argv[i + 1];
         else if (!strcmp(argv[i], "--format")) format = argv[i + 1];
         else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+        else if (!strcmp(argv[i], "--tokenizer-from")) tok = argv[i + 1];
     }
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
@@ -291,12 +306,14 @@ int main(int argc, char **argv) {
         if (!strcmp(formats[i].name, format)) fi = (int)i;
     if (!s || fi < 0 || !out) {
         fprintf(stderr, "usage: qs_make_model --shape small|tinyllama|llama7b --format "
-                        "st-f32|st-f16|st-bf16|gguf-f32|gguf-f16|gguf-q8_0|gguf-q4_0 --out PATH\n");
+                        "st-f32|st-f16|st-bf16|gguf-f32|gguf-f16|gguf-q8_0|gguf-q4_0 --out PATH [--tokenizer-from DIR]\n");
         return 2;
     }
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.partial", out);
     int ok = formats[fi].gguf ? write_gguf(tmp, s, formats[fi].type) : write_st(tmp, s, formats[fi].type);
+    if (ok && tok && !formats[fi].gguf)
+        ok = copy_file(tok, tmp, "tokenizer.json") && copy_file(tok, tmp, "tokenizer_config.json");
     if (!ok || rename(tmp, out) != 0) {
         fprintf(stderr, "qs_make_model: cannot write %s\n", out);
         return 1;

@@ -17,7 +17,7 @@
 #include "base/base.h"
 #include "kern/kern.h"
 
-enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 1 << 20, CHUNK_ROWS = 32 };
+enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 4 << 20, PANEL_TASK = 32, CHUNK_ROWS = 32 };
 
 int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes) {
     switch (type) {
@@ -145,6 +145,45 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
     return hsum8(acc);
 }
 
+/* ---- fast row decoders (panels for sgemm) ---- */
+
+AVX2_TARGET static void dec_f16_avx2(const uint8_t *src, float *dst, size_t n) {
+    const uint16_t *w = (const uint16_t *)(const void *)src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))));
+    for (; i < n; i++) dst[i] = qs_f16_to_f32(w[i]);
+}
+
+AVX2_TARGET static void dec_bf16_avx2(const uint8_t *src, float *dst, size_t n) {
+    const uint16_t *w = (const uint16_t *)(const void *)src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, bf16x8(w + i));
+    for (; i < n; i++) dst[i] = qs_bf16_to_f32(w[i]);
+}
+
+AVX2_TARGET static void dec_q8_0_avx2(const uint8_t *src, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, src += 34, dst += 32) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss((unsigned short)(src[0] | src[1] << 8)));
+        const int8_t *q = (const int8_t *)(src + 2);
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(i8x8(q + 8 * k), d));
+    }
+}
+
+typedef void (*dec_fn)(const uint8_t *src, float *dst, size_t n);
+
+static dec_fn fast_decoder(uint32_t type, int n_in);
+
+/* rows [row0, row0 + rows) to fp32, through the fast decoder when there is one */
+static void decode_rows(uint32_t type, const void *w, int n_in, int row0, int rows, float *dst) {
+    dec_fn f = fast_decoder(type, n_in);
+    if (!f) {
+        qs_wrows_f32(type, w, n_in, row0, rows, dst);
+        return;
+    }
+    size_t rb = qs_wtype_row_bytes(type, n_in);
+    f((const uint8_t *)w + rb * (size_t)row0, dst, (size_t)rows * n_in);
+}
+
 typedef float (*dot_fn)(const uint8_t *row, const float *x, int n);
 
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
@@ -180,6 +219,17 @@ static dot_fn fused(uint32_t type, int n_in) {
     return NULL;
 }
 
+static dec_fn fast_decoder(uint32_t type, int n_in) {
+    if (use_fast < 0) use_fast = fast_available();
+    if (!use_fast) return NULL;
+    switch (type) {
+    case QS_WT_F16: return dec_f16_avx2;
+    case QS_WT_BF16: return dec_bf16_avx2;
+    case QS_WT_Q8_0: return n_in % 32 ? NULL : dec_q8_0_avx2;
+    }
+    return NULL;
+}
+
 /* ---- few rows: chunks of weight rows on the pool ---- */
 
 typedef struct {
@@ -210,6 +260,21 @@ static void gemv_task(void *ud, int task, int thread) {
     }
 }
 
+/* a panel decoded by the pool, PANEL_TASK rows a task */
+typedef struct {
+    uint32_t type;
+    const void *w;
+    int n_in, row0, rows;
+    float *panel;
+} panel_job;
+
+static void panel_task(void *ud, int task, int thread) {
+    (void)thread;
+    const panel_job *j = ud;
+    int r0 = task * PANEL_TASK, nr = j->rows - r0 < PANEL_TASK ? j->rows - r0 : PANEL_TASK;
+    decode_rows(j->type, j->w, j->n_in, j->row0 + r0, nr, j->panel + (size_t)r0 * j->n_in);
+}
+
 float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in) {
     float *tmp = malloc((size_t)n_in * sizeof *tmp + 1);
     if (!tmp) return 0;
@@ -235,7 +300,8 @@ qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const 
         if (!panel) return qs_fail(QS_ENOMEM, "out of memory for a %d x %d weight panel", rows, n_in);
         for (int r0 = 0; r0 < n_out; r0 += rows) {
             int nr = n_out - r0 < rows ? n_out - r0 : rows;
-            qs_wrows_f32(type, w, n_in, r0, nr, panel);
+            panel_job pj = {type, w, n_in, r0, nr, panel};
+            qs_pool_run((nr + PANEL_TASK - 1) / PANEL_TASK, panel_task, &pj);
             qs_blas_gemm_nt(n, nr, n_in, 1.0f, x, n_in, panel, n_in, 0.0f, y + r0, n_out);
         }
         free(panel);

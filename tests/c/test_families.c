@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "model/model.h"
@@ -194,4 +195,92 @@ TEST(family_methods_run_on_every_family) {
         qs_calib_free(&cal);
         qs_model_free(m);
     }
+}
+
+/* Phi-3.5's longrope on the phi3 model: with short factors of 1 and an
+ * attention factor of 1, a pass up to original_max_position_embeddings is
+ * plain RoPE (the reference logits); a longer pass switches every position
+ * to the long factors, as transformers does; without an explicit
+ * attention_factor it is sqrt(1 + ln(max/orig) / ln(orig)). */
+static int copy_fixture(const char *from, const char *to, const char *name) {
+    char a[512], b[512], *data;
+    size_t len;
+    snprintf(a, sizeof a, "%s/%s", from, name);
+    snprintf(b, sizeof b, "%s/%s", to, name);
+    if (qs_io_read_all(a, &data, &len)) return 0;
+    int ok = qs_io_write_atomic(b, data, len) == QS_OK;
+    free(data);
+    return ok;
+}
+
+static qs_model *phi3_longrope(const char *dir, int explicit_attn) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/config.json", th_path("models/arch/phi3"));
+    cJSON *cfg = load_json(p);
+    if (!cfg) return NULL;
+    cJSON_ReplaceItemInObject(cfg, "original_max_position_embeddings", cJSON_CreateNumber(128));
+    cJSON *rs = cJSON_CreateObject();
+    cJSON_AddStringToObject(rs, "type", "longrope");
+    float s[8], l[8];
+    for (int i = 0; i < 8; i++) s[i] = 1.0f, l[i] = 1.0f + 0.5f * i;
+    cJSON_AddItemToObject(rs, "short_factor", cJSON_CreateFloatArray(s, 8));
+    cJSON_AddItemToObject(rs, "long_factor", cJSON_CreateFloatArray(l, 8));
+    if (explicit_attn) cJSON_AddNumberToObject(rs, "attention_factor", 1.0);
+    cJSON_ReplaceItemInObject(cfg, "rope_scaling", rs);
+    char *text = cJSON_Print(cfg);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    int ok = qs_io_write_atomic(p, text, strlen(text)) == QS_OK &&
+             copy_fixture(th_path("models/arch/phi3"), dir, "model.safetensors");
+    free(text);
+    cJSON_Delete(cfg);
+    qs_model *m = NULL;
+    if (!ok || qs_model_load(dir, NULL, &m)) return NULL;
+    return m;
+}
+
+TEST(family_phi3_longrope) {
+    NEED_SHARED();
+    char dir[] = "/tmp/qs_longrope_XXXXXX";
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    qs_model *m = phi3_longrope(dir, 1);
+    REQUIRE(m, "load: %s", qs_last_error());
+    const qs_rope *r = &m->cfg.rope;
+    CHECK(r->kind == QS_ROPE_LONGROPE && r->orig_max == 128 && r->attn_factor == 1.0f && r->dim == 16 &&
+              r->long_factor[7] == 4.5f, "longrope %s from %d, attention %g", qs_rope_kind_str(r->kind), r->orig_max,
+          r->attn_factor);
+    size_t n_ids = 0, n_lg = 0;
+    int32_t *ids = read_words(th_path("models/arch/phi3/reference/ids.i32"), &n_ids);
+    float *want = read_words(th_path("models/arch/phi3/reference/logits.f32"), &n_lg);
+    int V = m->cfg.vocab;
+    qs_ctx *c = NULL;
+    float *got = malloc((size_t)130 * V * sizeof *got);
+    REQUIRE(ids && want && qs_ctx_new(m, NULL, 0, &c) == QS_OK, "references: %s", qs_last_error());
+    CHECK(qs_forward(c, ids, 128, got, QS_LOGITS_ALL) == QS_OK, "%s", qs_last_error());
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)128 * V; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+    CHECK(worst <= 1e-4, "128 positions (= orig): plain RoPE, max |diff| %.3g", worst);
+    int32_t longer[130];
+    memcpy(longer, ids, 128 * sizeof *ids);
+    longer[128] = ids[128], longer[129] = ids[129];
+    qs_ctx_reset(c);
+    CHECK(qs_forward(c, longer, 130, got, QS_LOGITS_ALL) == QS_OK, "%s", qs_last_error());
+    worst = 0;
+    for (size_t i = 0; i < (size_t)128 * V; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+    CHECK(worst > 1e-2, "130 positions: the long factors apply to every position (max |diff| %.3g)", worst);
+    qs_ctx_free(c);
+    free(got);
+    free(ids);
+    free(want);
+    qs_model_free(m);
+    m = phi3_longrope(dir, 0);
+    REQUIRE(m, "load: %s", qs_last_error());
+    CHECK(fabsf(m->cfg.rope.attn_factor - (float)sqrt(1 + log(2.0) / log(128.0))) < 1e-7f, "attention factor %.7f",
+          m->cfg.rope.attn_factor);
+    qs_model_free(m);
+    char p[600];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    unlink(p);
+    rmdir(dir);
 }

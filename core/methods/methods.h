@@ -98,6 +98,13 @@ typedef struct {
 qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_opts *o, qs_variant **out);
 void qs_variant_free(qs_variant *v);
 
+/* Bytes building spec on m will allocate at most (from the shapes; -1: a
+ * bad spec), and the bytes the machine has for it: MemAvailable, or
+ * $QSCOPE_MAX_MEMORY_MB. qs_variant_new refuses, naming both, a chain that
+ * would not fit, before it allocates anything. */
+long long qs_variant_estimate(const qs_model *m, const char *spec, const qs_calib *cal);
+long long qs_mem_available(void);
+
 /* Whether building this spec needs calibration data (-1: the spec is bad). */
 int qs_variant_needs_calib(const char *spec);
 

@@ -212,6 +212,56 @@ int qs_variant_needs_calib(const char *spec) {
 
 /* ---- driver ---- */
 
+/* ---- memory, estimated before it is spent ---- */
+
+long long qs_mem_available(void) {
+    const char *env = getenv("QSCOPE_MAX_MEMORY_MB");
+    if (env && *env) return atoll(env) * 1024LL * 1024;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "MemAvailable:", 13)) kb = atoll(line + 13);
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Bytes a chain allocates at most, from the model's shapes: a method that
+ * rewrites weights holds fp32 copies of the linears it rewrites (int8: its
+ * codes, plus one decoded matrix); SliceGPT also the calibration
+ * activations and its D x D matrices. */
+long long qs_variant_estimate(const qs_model *m, const char *spec, const qs_calib *cal) {
+    qs_spec sp;
+    if (qs_spec_parse(spec, &sp)) return -1;
+    const qs_config *c = &m->cfg;
+    long long lin = 0, biggest = 0, D = c->d_model;
+    for (int l = 0; l < c->n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(&m->w.layers[l], 0, ls);
+        for (int j = 0; j < n; j++) {
+            long long e = qs_linear_has(ls[j]) ? (long long)ls[j]->n_out * ls[j]->n_in : 0;
+            lin += e;
+            biggest = e > biggest ? e : biggest;
+        }
+    }
+    long long ntok = cal ? (long long)cal->n_rows * cal->ctx : 0, total = 0;
+    for (int i = 0; i < sp.n; i++) {
+        const qs_step *s = &sp.steps[i];
+        switch (s->method) {
+        case QS_M_FP32: break;
+        case QS_M_RTN:
+            if (s->w_bits < 16 || s->w_gptq) total += 4 * lin + (s->w_gptq ? 8 * D * (long long)c->d_ff * 2 : 0);
+            break;
+        case QS_M_INT8: total += lin + 4 * biggest; break;
+        case QS_M_RPTQ: total += 4 * lin + 4 * biggest; break;
+        case QS_M_SLICE:
+            total += 4 * lin + 4LL * c->vocab * D + 2 * 4 * ntok * D + 3 * 8 * D * D;
+            break;
+        }
+    }
+    return total;
+}
+
 qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_opts *o, qs_variant **out) {
     *out = NULL;
     qs_variant *v = calloc(1, sizeof *v);
@@ -223,6 +273,13 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
     }
     v->m = m;
     v->kv_bits = 32;
+    long long need = qs_variant_estimate(m, spec, o ? o->calib : NULL), have = qs_mem_available();
+    if (need > 0 && have > 0 && need > have) {
+        free(v);
+        return qs_fail(QS_ENOMEM, "%s: building it needs about %.0f MB and %.0f MB is available (MemAvailable, "
+                       "or QSCOPE_MAX_MEMORY_MB); fewer calibration windows (--calib-windows), a shorter "
+                       "--calib-ctx or a smaller model lower it", spec, need / 1e6, have / 1e6);
+    }
     if (o) {
         v->calib = o->calib;
         v->base_stats = o->base_stats;

@@ -249,3 +249,29 @@ TEST(variant_chains_that_cannot_stack) {
     }
     qs_model_free(m);
 }
+
+/* A chain that would not fit in the memory there is, is refused before it
+ * allocates, naming the estimate and what to lower. */
+TEST(variant_refuses_what_would_not_fit) {
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    long long lin = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(&m->w.layers[l], 0, ls);
+        for (int j = 0; j < n; j++) lin += qs_linear_has(ls[j]) ? (long long)ls[j]->n_out * ls[j]->n_in : 0;
+    }
+    CHECK(qs_variant_estimate(m, "rtn:w=4", NULL) == 4 * lin, "rtn:w=4 holds fp32 copies of the linears");
+    CHECK(qs_variant_estimate(m, "rtn:a=8", NULL) == 0 && qs_variant_estimate(m, "fp32", NULL) == 0, "nothing copied");
+    CHECK(qs_variant_estimate(m, "bogus", NULL) == -1, "a bad spec");
+    setenv("QSCOPE_MAX_MEMORY_MB", "1", 1);
+    qs_variant *v = NULL;
+    qs_status st = qs_variant_new(m, "rtn:w=4", NULL, &v);
+    CHECK(st == QS_ENOMEM && v == NULL && strstr(qs_last_error(), "needs about") &&
+              strstr(qs_last_error(), "--calib-windows"), "%d: %s", st, qs_last_error());
+    CHECK(qs_variant_new(m, "rtn:a=8", NULL, &v) == QS_OK, "an activation-only chain allocates nothing: %s",
+          qs_last_error());
+    qs_variant_free(v);
+    unsetenv("QSCOPE_MAX_MEMORY_MB");
+    qs_model_free(m);
+}

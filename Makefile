@@ -32,7 +32,7 @@ CORE_LIB  := $(BUILD)/libqscope-core.a
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX    ?= /usr/local
 
-.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui asan bench lint clean install
+.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui asan bench bench-files lint clean install
 
 all: qscope qscope.so
 
@@ -113,8 +113,14 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 build-asan/qs_tests
 
 bench: deps
-	@$(MAKE) --no-print-directory qscope $(BUILD)/qs_bench
+	@$(MAKE) --no-print-directory qscope $(BUILD)/qs_bench $(BUILD)/qs_make_model
 	$(BUILD)/qs_bench --json bench.json
+	scripts/bench-files --shape tinyllama --out bench-files.json
+
+# qscope bench on random-weight files against llama.cpp's figures (PERF.md)
+bench-files: deps
+	@$(MAKE) --no-print-directory qscope $(BUILD)/qs_make_model
+	scripts/bench-files --out bench-files.json
 
 $(BUILD)/qs_bench: $(BUILD)/bench/bench.o $(CORE_LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
@@ -138,6 +144,6 @@ install: qscope qscope.so
 	install -m 644 man/qscope-lua.7 $(DESTDIR)$(PREFIX)/share/man/man7/qscope-lua.7
 
 clean:
-	rm -rf build build-asan build-werror qscope qscope.so bench.json
+	rm -rf build build-asan build-werror qscope qscope.so bench.json bench-files.json
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

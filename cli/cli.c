@@ -1,4 +1,5 @@
 /* The shell subcommands: thin wrappers over core/. */
+#include "kern/kern.h"
 #include "cli.h"
 
 #include <cJSON.h>
@@ -207,6 +208,9 @@ static cJSON *info_json(const qs_model *m) {
     cJSON_AddNumberToObject(o, "weight_bytes_fp32", (double)qs_model_weight_bytes(m));
     cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)qs_ctx_kv_bytes_per_token(m));
     if (m->tok) cJSON_AddStringToObject(o, "tokenizer", qs_tok_describe(m->tok));
+    cJSON_AddStringToObject(o, "blas", qs_blas_describe());
+    cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
+    if (getenv("OPENBLAS_CORETYPE")) cJSON_AddStringToObject(o, "openblas_coretype", getenv("OPENBLAS_CORETYPE"));
     return o;
 }
 
@@ -234,7 +238,10 @@ static void print_info(const qs_model *m) {
     printf("vocab      %d, %s head\n", c->vocab, c->tied_head ? "tied" : "separate");
     printf("tokenizer  %s\n", m->tok ? qs_tok_describe(m->tok) : "none (the model takes token ids)");
     printf("params     %lld (%.1f MB as fp32)\n", p, p * 4 / 1e6);
-    printf("kv cache   %lld bytes/token (fp32)\n\n", qs_ctx_kv_bytes_per_token(m));
+    printf("kv cache   %lld bytes/token (fp32)\n", qs_ctx_kv_bytes_per_token(m));
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    printf("compute    %s; stored-weight kernels %s%s%s\n\n", qs_blas_describe(), qs_wmat_kernel(),
+           core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
     printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",
            "params");
     for (int i = 0; i < c->n_layers; i++) {

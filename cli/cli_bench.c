@@ -28,24 +28,18 @@ static long status_kb(const char *field) {
 
 int cli_bench(int argc, char **argv) {
     const char *model = NULL, *spec = "fp32", *tokp = NULL;
-    long p = 512, n = 128, reps = 3, threads = 0;
+    long p = 512, n = 128, reps = 3;
     int json = 0;
     qs_calib_opts co = cli_calib_init();
     const cli_opt opts[] = {CLI_STR("--variant", &spec),       CLI_INT("-p", &p, 0, 1 << 20),
                             CLI_INT("-n", &n, 0, 1 << 20),       CLI_INT("-r", &reps, 1, QS_PERF_MAX_REPS),
-                            CLI_INT("--threads", &threads, 1, 256), CLI_STR("--tokenizer", &tokp),
+                            CLI_STR("--tokenizer", &tokp),
                             CLI_FLAG("--json", &json, 1),        {0}};
     if (cli_parse("bench", argc, argv, opts, &co, &model, 1, 0, NULL)) return EXIT_USAGE;
     int need_cal = qs_variant_needs_calib(spec);
     if (need_cal < 0) {
         cli_error("%s", qs_last_error());
         return EXIT_USAGE;
-    }
-    if (threads) { /* before the pool starts: one count for every kernel */
-        char buf[16];
-        snprintf(buf, sizeof buf, "%ld", threads);
-        setenv("QSCOPE_THREADS", buf, 1);
-        qs_blas_set_threads((int)threads);
     }
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
@@ -92,14 +86,18 @@ int cli_bench(int argc, char **argv) {
         cli_json_print(o, 1);
     } else {
         char label[96];
-        snprintf(label, sizeof label, "%s %.2fB %s%s%s", m->cfg.family, params_b, m->dtype,
+        char pl[24];
+        if (params_b >= 1) snprintf(pl, sizeof pl, "%.2fB", params_b);
+        else snprintf(pl, sizeof pl, "%.0fM", params_b * 1e3);
+        snprintf(label, sizeof label, "%s %s %s%s%s", m->cfg.family, pl, m->dtype,
                  strcmp(qs_variant_spec(var), "fp32") ? " " : "", strcmp(qs_variant_spec(var), "fp32") ? qs_variant_spec(var) : "");
         printf("| %-32s | %9s | %7s | %7s | %6s | %16s |\n", "model", "size", "params", "threads", "test", "t/s");
         printf("| %.32s | %.9s | %.7s | %.7s | %.6s | %.16s |\n", "--------------------------------", "---------",
                "-------", "-------", "------", "----------------");
         char sz[32], pr[32], t[16];
         snprintf(sz, sizeof sz, "%.2f GiB", size_gib);
-        snprintf(pr, sizeof pr, "%.2f B", params_b);
+        if (params_b >= 1) snprintf(pr, sizeof pr, "%.2f B", params_b);
+        else snprintf(pr, sizeof pr, "%.1f M", params_b * 1e3);
         if (p) {
             snprintf(t, sizeof t, "pp%ld", p);
             printf("| %-32s | %9s | %7s | %7d | %6s | %8.2f ± %5.2f |\n", label, sz, pr, nthreads, t, r.pp_tok_s, r.pp_sd);

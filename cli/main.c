@@ -27,7 +27,7 @@ static const char usage[] =
     "       qscope outliers [MODEL] [--tau T] [--layer-frac F] [--pos-frac F] [--json] [CALIBRATION]\n"
     "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                                           [--no-stop] [--json]\n"
-    "       qscope bench [MODEL] [--variant SPEC] [-p N] [-n N] [-r N] [--threads N] [--json]\n"
+    "       qscope bench [MODEL] [--variant SPEC] [-p N] [-n N] [-r N] [--json]\n"
     "                                           prefill and decode tokens/s, peak memory (llama-bench's way)\n"
     "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"
     "       qscope --help | --version | COMMAND --help\n"
@@ -39,6 +39,7 @@ static const char usage[] =
     "conventions), slice:ratio=0.25; chain with '+'.\n"
     "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
+    "Every command takes --threads N: the threads of every kernel (default: all cores).\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
 
 /* The shell commands; `run` is Lua's (qsl_run): `qscope run --help` is
@@ -110,6 +111,35 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
+/* --threads N (or --threads=N), which every command takes: the threads of
+ * qscope's kernels and of the BLAS, set before either starts; removed from
+ * argv. Returns the arguments left, or -1 after a usage error. */
+static int take_threads(int argc, char **argv) {
+    int out = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--threads")) {
+            if (i + 1 >= argc) {
+                cli_error("--threads needs a value");
+                return -1;
+            }
+            v = argv[++i];
+        } else if (!strncmp(argv[i], "--threads=", 10)) {
+            v = argv[i] + 10;
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        long n;
+        if (!cli_int("--threads", v, 1, 256, &n)) return -1;
+        char buf[16];
+        snprintf(buf, sizeof buf, "%ld", n);
+        setenv("QSCOPE_THREADS", buf, 1);
+        qs_blas_set_threads((int)n);
+    }
+    return out;
+}
+
 int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **argv)) {
     qs_log_set(log_to_stderr, NULL);
     if (argc < 2) return CLI_WORKBENCH;
@@ -131,7 +161,9 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
             command_help(cmd);
             return EXIT_OK;
         }
-        return commands[i].fn(argc - 2, argv + 2);
+        int n = take_threads(argc - 2, argv + 2);
+        if (n < 0) return EXIT_USAGE;
+        return commands[i].fn(n, argv + 2);
     }
     if (!strcmp(cmd, "run")) {
         if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {

@@ -275,10 +275,13 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
     v->kv_bits = 32;
     long long need = qs_variant_estimate(m, spec, o ? o->calib : NULL), have = qs_mem_available();
     if (need > 0 && have > 0 && need > have) {
+        long long weights = qs_variant_estimate(m, spec, NULL);
         free(v);
         return qs_fail(QS_ENOMEM, "%s: building it needs about %.0f MB and %.0f MB is available (MemAvailable, "
-                       "or QSCOPE_MAX_MEMORY_MB); fewer calibration windows (--calib-windows), a shorter "
-                       "--calib-ctx or a smaller model lower it", spec, need / 1e6, have / 1e6);
+                       "or QSCOPE_MAX_MEMORY_MB); %s", spec, need / 1e6, have / 1e6,
+                       weights > have ? "its fp32 copies of the weights it rewrites (4 bytes a weight) do not fit: "
+                                        "a smaller model, or a method that keeps them compact (int8)"
+                                      : "fewer calibration windows (--calib-windows) or a shorter --calib-ctx lower it");
     }
     if (o) {
         v->calib = o->calib;

@@ -355,6 +355,16 @@ enum {
     QS_WT_F32 = 0, QS_WT_F16 = 1, QS_WT_Q4_0 = 2, QS_WT_Q4_1 = 3, QS_WT_Q5_0 = 6, QS_WT_Q5_1 = 7,
     QS_WT_Q8_0 = 8, QS_WT_BF16 = 30,
 };
+/* qscope's own packed round-to-nearest rows (what rtn stores): per group of
+ * 2^lg values (lg 0: the whole row), a float scale and a float offset z,
+ * then the codes u (2 per byte for bits <= 4, low nibble first; else 1 per
+ * byte); value = (u - z) * scale, equal to the fake-quantized value. */
+enum { QS_WT_QG = 0x10000 };
+static inline uint32_t qs_wt_qg(int bits, int lg) { return QS_WT_QG | (uint32_t)bits << 8 | (uint32_t)lg; }
+/* Pack n_out rows of w as qs_wt_qg(bits, lg) (the values qs_quant_weight_rtn
+ * gives); out holds qs_wtype_row_bytes(type, n_in) * n_out bytes. */
+void qs_quant_pack_rtn(const float *w, int n_out, int n_in, int bits, int lg, int sym, void *out);
+
 /* Values and bytes per block of a type (F16/BF16: 1 and 2); 0 if unknown. */
 int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes);
 /* Bytes of one row of n_in values; 0 when n_in is not a whole number of blocks. */

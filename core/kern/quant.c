@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
 
@@ -130,6 +131,31 @@ void qs_quant_act(const qs_actq *q, float *x, int n, int dim) {
         row_range(xr, dim, &lo, &hi);
         qs_quant_params(lo, hi, bits, sym, grid, &s, &z);
         for (int i = 0; i < dim; i++) xr[i] = qs_quant_fq(xr[i], s, z, bits, sym, grid);
+    }
+}
+
+void qs_quant_pack_rtn(const float *w, int n_out, int n_in, int bits, int lg, int sym, void *out) {
+    int gs = lg ? 1 << lg : n_in;
+    size_t cb = bits <= 4 ? (size_t)(gs + 1) / 2 : (size_t)gs;
+    uint8_t *o = out;
+    float qlo, qhi;
+    grid_levels(bits, sym, QS_GRID_STD, &qlo, &qhi);
+    for (int r = 0; r < n_out; r++) {
+        const float *wr = w + (size_t)r * n_in;
+        for (int g0 = 0; g0 < n_in; g0 += gs, o += 8 + cb) {
+            float lo, hi, s, z;
+            row_range(wr + g0, gs, &lo, &hi);
+            qs_quant_params(lo, hi, bits, sym, QS_GRID_STD, &s, &z);
+            float zoff = z - qlo; /* u = q - qlo, so (u - zoff) s = (q - z) s */
+            memcpy(o, &s, 4);
+            memcpy(o + 4, &zoff, 4);
+            memset(o + 8, 0, cb);
+            for (int i = 0; i < gs; i++) {
+                int u = (int)(clampf(rintf(wr[g0 + i] / s) + z, qlo, qhi) - qlo);
+                if (bits <= 4) o[8 + i / 2] |= (uint8_t)(i & 1 ? u << 4 : u);
+                else o[8 + i] = (uint8_t)u;
+            }
+        }
     }
 }
 

@@ -28,17 +28,46 @@ int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes) {
     return qs_ggml_block(type, elems, bytes);
 }
 
+static int qg_group(uint32_t type, int n_in) {
+    int lg = (int)(type & 0xFF);
+    return lg ? 1 << lg : n_in;
+}
+static int qg_bits(uint32_t type) { return (int)(type >> 8 & 0xFF); }
+static size_t qg_code_bytes(int bits, int gs) { return bits <= 4 ? (size_t)(gs + 1) / 2 : (size_t)gs; }
+
 size_t qs_wtype_row_bytes(uint32_t type, int n_in) {
+    if ((type & 0xFFFF0000u) == QS_WT_QG) {
+        int gs = qg_group(type, n_in), bits = qg_bits(type);
+        if (n_in <= 0 || gs <= 0 || n_in % gs || bits < 2 || bits > 8) return 0;
+        return (size_t)(n_in / gs) * (8 + qg_code_bytes(bits, gs));
+    }
     size_t e, b;
     if (!qs_wtype_block(type, &e, &b) || n_in <= 0 || (size_t)n_in % e) return 0;
     return (size_t)n_in / e * b;
+}
+
+static void qg_decode(uint32_t type, const uint8_t *src, int n_in, int rows, float *dst) {
+    int gs = qg_group(type, n_in), bits = qg_bits(type);
+    size_t cb = qg_code_bytes(bits, gs);
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < n_in / gs; g++, src += 8 + cb, dst += gs) {
+            float s, z;
+            memcpy(&s, src, 4);
+            memcpy(&z, src + 4, 4);
+            const uint8_t *u = src + 8;
+            if (bits <= 4)
+                for (int i = 0; i < gs; i++) dst[i] = ((float)(i & 1 ? u[i / 2] >> 4 : u[i / 2] & 0x0F) - z) * s;
+            else
+                for (int i = 0; i < gs; i++) dst[i] = ((float)u[i] - z) * s;
+        }
 }
 
 void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, float *dst) {
     size_t rb = qs_wtype_row_bytes(type, n_in);
     const uint8_t *src = (const uint8_t *)w + (size_t)row0 * rb;
     size_t n = (size_t)rows * n_in;
-    if (type == QS_WT_F32) memcpy(dst, src, n * sizeof(float));
+    if ((type & 0xFFFF0000u) == QS_WT_QG) qg_decode(type, src, n_in, rows, dst);
+    else if (type == QS_WT_F32) memcpy(dst, src, n * sizeof(float));
     else if (type == QS_WT_F16) qs_f16_to_f32_n(dst, src, n);
     else if (type == QS_WT_BF16) qs_bf16_to_f32_n(dst, src, n);
     else qs_ggml_dequant(type, src, dst, n);
@@ -54,10 +83,7 @@ static float dot_f32(const float *a, const float *b, int n) {
 
 /* the reference: decode the row into tmp (n_in floats), then dot */
 static float dot_ref(uint32_t type, const uint8_t *row, const float *x, int n_in, float *tmp) {
-    if (type == QS_WT_F16) qs_f16_to_f32_n(tmp, row, (size_t)n_in);
-    else if (type == QS_WT_BF16) qs_bf16_to_f32_n(tmp, row, (size_t)n_in);
-    else if (type == QS_WT_F32) memcpy(tmp, row, (size_t)n_in * sizeof(float));
-    else qs_ggml_dequant(type, row, tmp, (size_t)n_in);
+    qs_wrows_f32(type, row, n_in, 0, 1, tmp);
     return dot_f32(tmp, x, n_in);
 }
 

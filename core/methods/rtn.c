@@ -23,14 +23,35 @@ static int bits_of_site(const qs_step *s, qs_site site) {
 static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     if (l->kern) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
     if (!qs_linear_readable(l)) return QS_OK;
-    float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
-    if (!q) return QS_ENOMEM;
+    if (s->w_bits < 2 || s->w_bits > 8) return qs_fail(QS_EARG, "weight bits must be 2..8, got %d", s->w_bits);
+    float *tmp;
     const float *src = qs_linear_f32(l, &tmp);
     if (!src) return QS_ENOMEM;
-    qs_status st = qs_quant_weight_rtn(src, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q);
+    /* kept packed (codes and a scale per group, read by the kernels) when the
+     * groups are the row or a power of two dividing it, else as fp32 values */
+    int g = s->w_group >= l->n_in ? 0 : s->w_group, lg = 0;
+    while (g > 0 && (1 << lg) < g) lg++;
+    int packable = g == 0 || (g >= 8 && (1 << lg) == g && l->n_in % g == 0);
+    qs_status st = QS_OK;
+    if (packable) {
+        uint32_t type = qs_wt_qg(s->w_bits, g ? lg : 0);
+        size_t bytes = qs_wtype_row_bytes(type, l->n_in) * (size_t)l->n_out;
+        void *packed = qs_variant_floats(v, (bytes + 3) / 4);
+        if (!packed) st = QS_ENOMEM;
+        else {
+            qs_quant_pack_rtn(src, l->n_out, l->n_in, s->w_bits, g ? lg : 0, s->w_sym, packed);
+            l->w = NULL;
+            l->wq = packed;
+            l->wtype = type;
+        }
+    } else {
+        float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+        if (!q) st = QS_ENOMEM;
+        else if (!(st = qs_quant_weight_rtn(src, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q)))
+            qs_linear_set_f32(l, q);
+    }
     free(tmp);
     if (st) return st;
-    qs_linear_set_f32(l, q);
     l->bits = s->w_bits;
     l->group = s->w_group >= l->n_in ? 0 : s->w_group;
     l->asym = !s->w_sym;

@@ -72,18 +72,29 @@ TEST(variant_rtn_weights_and_accounting) {
     CHECK(qs_variant_weight_bytes(v) == want, "rtn:w=4,group=64 bytes %lld, hand count %lld", qs_variant_weight_bytes(v), want);
     /* the quantized q weights take at most 16 values per group of 64 */
     const qs_linear *q = &qs_variant_exec(v)->w->layers[2].q;
-    CHECK(q->w != m->w.layers[2].q.w && q->bits == 4 && q->group == 64, "q not replaced");
+    CHECK(!q->w && q->wq && q->wtype == qs_wt_qg(4, 6) && q->bits == 4 && q->group == 64,
+          "q kept packed: 4-bit codes and a scale per group of 64");
+    /* the packed codes decode to exactly the round-to-nearest values */
+    float *qtmp, *mtmp, *want_w = malloc((size_t)192 * 192 * sizeof *want_w);
+    const float *qw = qs_linear_f32(q, &qtmp), *mw = qs_linear_f32(&m->w.layers[2].q, &mtmp);
+    REQUIRE(qw && mw && want_w, "%s", qs_last_error());
+    CHECK(qs_quant_weight_rtn(mw, 192, 192, 4, 64, 0, want_w) == QS_OK &&
+              memcmp(want_w, qw, (size_t)192 * 192 * sizeof *qw) == 0,
+          "packed codes decode to qs_quant_weight_rtn's values");
+    free(want_w);
+    free(mtmp);
     for (int g = 0; g < 3; g++) {
         float vals[64];
         int nv = 0;
         for (int i = 0; i < 64; i++) {
-            float x = q->w[5 * 192 + g * 64 + i];
+            float x = qw[5 * 192 + g * 64 + i];
             int seen = 0;
             for (int k = 0; k < nv; k++) seen |= vals[k] == x;
             if (!seen) vals[nv++] = x;
         }
         CHECK(nv <= 16, "group %d has %d levels", g, nv);
     }
+    free(qtmp);
     /* the model's own tensors are untouched */
     CHECK(m->w.layers[2].q.bits == 0, "base model modified");
     qs_variant_free(v);
@@ -261,12 +272,13 @@ TEST(variant_refuses_what_would_not_fit) {
         int n = qs_layer_linears(&m->w.layers[l], 0, ls);
         for (int j = 0; j < n; j++) lin += qs_linear_has(ls[j]) ? (long long)ls[j]->n_out * ls[j]->n_in : 0;
     }
-    CHECK(qs_variant_estimate(m, "rtn:w=4", NULL) == 4 * lin, "rtn:w=4 holds fp32 copies of the linears");
+    CHECK(qs_variant_estimate(m, "rptq:w=4,a=16,reorder=0", NULL) >= 4 * lin, "rptq holds fp32 copies of the linears");
+    CHECK(qs_variant_estimate(m, "rtn:w=4", NULL) < lin, "rtn:w=4 holds packed 4-bit codes");
     CHECK(qs_variant_estimate(m, "rtn:a=8", NULL) == 0 && qs_variant_estimate(m, "fp32", NULL) == 0, "nothing copied");
     CHECK(qs_variant_estimate(m, "bogus", NULL) == -1, "a bad spec");
     setenv("QSCOPE_MAX_MEMORY_MB", "1", 1);
     qs_variant *v = NULL;
-    qs_status st = qs_variant_new(m, "rtn:w=4", NULL, &v);
+    qs_status st = qs_variant_new(m, "rtn:w=4,wq=gptq", NULL, &v);
     CHECK(st == QS_ENOMEM && v == NULL && strstr(qs_last_error(), "needs about") &&
               strstr(qs_last_error(), "fp32 copies of the weights"), "%d: %s", st, qs_last_error());
     CHECK(qs_variant_new(m, "rtn:a=8", NULL, &v) == QS_OK, "an activation-only chain allocates nothing: %s",

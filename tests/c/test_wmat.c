@@ -111,3 +111,40 @@ TEST(wmat_linear_few_and_many_rows) {
     free(y);
     free(W);
 }
+
+/* qscope's packed round-to-nearest rows: decoded values equal the fake-
+ * quantized ones, and qs_wlinear on them equals the product with those. */
+TEST(wmat_packed_rtn) {
+    const int n_out = 64, n_in = 256;
+    float *W = malloc((size_t)n_out * n_in * sizeof *W), *fq = malloc((size_t)n_out * n_in * sizeof *fq);
+    float *dec = malloc((size_t)n_out * n_in * sizeof *dec), x[3 * 256], y[3 * 64];
+    for (int i = 0; i < n_out * n_in; i++) W[i] = frand();
+    for (int i = 0; i < 3 * n_in; i++) x[i] = frand();
+    const int cases[4][3] = {{4, 5, 0}, {4, 0, 1}, {8, 6, 0}, {3, 7, 1}}; /* bits, lg, sym */
+    for (int k = 0; k < 4; k++) {
+        int bits = cases[k][0], lg = cases[k][1], sym = cases[k][2];
+        uint32_t type = qs_wt_qg(bits, lg);
+        size_t rb = qs_wtype_row_bytes(type, n_in);
+        uint8_t *p = malloc(rb * n_out);
+        qs_quant_pack_rtn(W, n_out, n_in, bits, lg, sym, p);
+        qs_wrows_f32(type, p, n_in, 0, n_out, dec);
+        CHECK(qs_quant_weight_rtn(W, n_out, n_in, bits, lg ? 1 << lg : 0, sym, fq) == QS_OK &&
+                  memcmp(dec, fq, (size_t)n_out * n_in * sizeof *fq) == 0,
+              "%d-bit, group %d, sym %d: decoded values equal the fake-quantized ones", bits, lg ? 1 << lg : n_in, sym);
+        CHECK(qs_wlinear(x, 3, type, p, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
+        double worst = 0;
+        for (int i = 0; i < 3; i++)
+            for (int r = 0; r < n_out; r++) {
+                double e = 0, mag = 0;
+                for (int j = 0; j < n_in; j++)
+                    e += (double)fq[(size_t)r * n_in + j] * x[i * n_in + j], mag += fabs((double)fq[(size_t)r * n_in + j] * x[i * n_in + j]);
+                worst = fmax(worst, fabs(y[i * n_out + r] - e) / (mag + 1e-30));
+            }
+        CHECK(worst < 1e-6, "%d-bit: relative error %.3g", bits, worst);
+        free(p);
+    }
+    CHECK(qs_wtype_row_bytes(qs_wt_qg(4, 5), 48) == 0, "a row of 48 is not whole groups of 32");
+    free(W);
+    free(fq);
+    free(dec);
+}

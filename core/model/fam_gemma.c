@@ -8,14 +8,9 @@
 static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
     qs_status st;
     int ab = 0;
-    if ((st = qs_cfgr_shape(r, g, 256, 8192, 1)) ||
-        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = qs_cfgr_act(r, "hidden_act", "gelu_pytorch_tanh", &g->act)) ||
-        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+    if ((st = qs_cfgr_llama_like(r, g, 256, 8192, 1, "hidden_act", "gelu_pytorch_tanh", "Gemma")) ||
         (st = qs_cfgr_bool(r, "attention_bias", 0, &ab)))
         return st;
-    if (g->rope.dim != g->head_dim)
-        return qs_cfgr_refuse(r, "partial_rotary_factor", "Gemma rotates whole heads");
     g->embed_scale = (float)sqrt((double)g->d_model);
     f->qkv_bias = f->o_bias = ab;
     f->norm_plus_one = 1;

@@ -10,18 +10,13 @@ static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
     qs_status st;
     int ab = 0;
     double win, acap, lcap, qpas;
-    if ((st = qs_cfgr_shape(r, g, 256, 8192, 1)) ||
-        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = qs_cfgr_act(r, "hidden_activation", "gelu_pytorch_tanh", &g->act)) ||
-        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+    if ((st = qs_cfgr_llama_like(r, g, 256, 8192, 1, "hidden_activation", "gelu_pytorch_tanh", "Gemma 2")) ||
         (st = qs_cfgr_bool(r, "attention_bias", 0, &ab)) ||
         (st = qs_cfgr_optional(r, "sliding_window", 4096, &win)) ||
         (st = qs_cfgr_optional(r, "attn_logit_softcapping", 50.0, &acap)) ||
         (st = qs_cfgr_optional(r, "final_logit_softcapping", 30.0, &lcap)) ||
         (st = qs_cfgr_float(r, "query_pre_attn_scalar", 256, &qpas)))
         return st;
-    if (g->rope.dim != g->head_dim)
-        return qs_cfgr_refuse(r, "partial_rotary_factor", "Gemma 2 rotates whole heads");
     if (win < 0 || win > (1 << 24) || acap < 0 || lcap < 0 || !(qpas > 0))
         return qs_fail(QS_EFORMAT, "%s: sliding_window, the soft-caps and query_pre_attn_scalar must be positive",
                        qs_cfgr_path(r));

@@ -6,13 +6,9 @@
 static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
     qs_status st;
     int ab = 0, mb = 0;
-    if ((st = qs_cfgr_shape(r, g, 0, 2048, 0)) || (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = qs_cfgr_act(r, "hidden_act", "silu", &g->act)) ||
-        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+    if ((st = qs_cfgr_llama_like(r, g, 0, 2048, 0, "hidden_act", "silu", "Llama")) ||
         (st = qs_cfgr_bool(r, "attention_bias", 0, &ab)) || (st = qs_cfgr_bool(r, "mlp_bias", 0, &mb)))
         return st;
-    if (g->rope.dim != g->head_dim)
-        return qs_cfgr_refuse(r, "partial_rotary_factor", "Llama rotates whole heads");
     f->qkv_bias = f->o_bias = ab;
     f->mlp_bias = mb;
     f->gated = 1;

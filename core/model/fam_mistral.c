@@ -5,14 +5,9 @@
 static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
     qs_status st;
     double win;
-    if ((st = qs_cfgr_shape(r, g, 0, 4096 * 32, 0)) ||
-        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = qs_cfgr_act(r, "hidden_act", "silu", &g->act)) ||
-        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+    if ((st = qs_cfgr_llama_like(r, g, 0, 4096 * 32, 0, "hidden_act", "silu", "Mistral")) ||
         (st = qs_cfgr_optional(r, "sliding_window", 4096, &win)))
         return st;
-    if (g->rope.dim != g->head_dim)
-        return qs_cfgr_refuse(r, "partial_rotary_factor", "Mistral rotates whole heads");
     if (win < 0 || win > (1 << 24)) return qs_fail(QS_EFORMAT, "%s: 'sliding_window' out of range", qs_cfgr_path(r));
     g->sliding_window = (int)win;
     f->gated = 1;

@@ -5,14 +5,9 @@
 
 static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
     qs_status st;
-    if ((st = qs_cfgr_shape(r, g, 0, 32768, 0)) ||
-        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = qs_cfgr_act(r, "hidden_act", "silu", &g->act)) ||
-        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+    if ((st = qs_cfgr_llama_like(r, g, 0, 32768, 0, "hidden_act", "silu", "Qwen2")) ||
         (st = qs_cfgr_refuse(r, "use_sliding_window", "windows on the layers past max_window_layers")))
         return st;
-    if (g->rope.dim != g->head_dim)
-        return qs_cfgr_refuse(r, "partial_rotary_factor", "Qwen2 rotates whole heads");
     f->qkv_bias = 1;
     f->gated = 1;
     return QS_OK;

@@ -6,15 +6,10 @@
 static qs_status config(const qs_cfgr *r, qs_config *g, qs_fam_flags *f) {
     qs_status st;
     int ab = 0;
-    if ((st = qs_cfgr_shape(r, g, 128, 32768, 0)) ||
-        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) ||
-        (st = qs_cfgr_act(r, "hidden_act", "silu", &g->act)) ||
-        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)) ||
+    if ((st = qs_cfgr_llama_like(r, g, 128, 32768, 0, "hidden_act", "silu", "Qwen3")) ||
         (st = qs_cfgr_bool(r, "attention_bias", 0, &ab)) ||
         (st = qs_cfgr_refuse(r, "use_sliding_window", "windows on the layers past max_window_layers")))
         return st;
-    if (g->rope.dim != g->head_dim)
-        return qs_cfgr_refuse(r, "partial_rotary_factor", "Qwen3 rotates whole heads");
     f->qkv_bias = f->o_bias = ab;
     f->qk_norm = 1;
     f->qk_norm_kind = QS_NORM_RMS;

@@ -50,6 +50,12 @@ qs_status qs_cfgr_shape(const qs_cfgr *r, qs_config *g, int def_head_dim, int de
 qs_status qs_cfgr_rope(const qs_cfgr *r, qs_config *g, const char *theta_key, double def_theta,
                        const char *fraction_key, double def_fraction);
 
+/* The keys of a Llama-like block: the shape (as qs_cfgr_shape),
+ * rms_norm_eps (1e-6), the activation under act_key (default act_def), RoPE
+ * over whole heads (partial_rotary_factor is refused naming family). */
+qs_status qs_cfgr_llama_like(const qs_cfgr *r, qs_config *g, int def_head_dim, int def_max_pos, int def_tie,
+                             const char *act_key, const char *act_def, const char *family);
+
 /* ---- the description ---- */
 
 typedef enum {

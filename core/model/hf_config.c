@@ -252,3 +252,18 @@ qs_status qs_cfgr_rope(const qs_cfgr *r, qs_config *g, const char *theta_key, do
     }
     return rope_scaling(r, g, rs);
 }
+
+qs_status qs_cfgr_llama_like(const qs_cfgr *r, qs_config *g, int def_head_dim, int def_max_pos, int def_tie,
+                             const char *act_key, const char *act_def, const char *family) {
+    qs_status st;
+    if ((st = qs_cfgr_shape(r, g, def_head_dim, def_max_pos, def_tie)) ||
+        (st = qs_cfgr_positive(r, "rms_norm_eps", 1e-6, &g->norm_eps)) || (st = qs_cfgr_act(r, act_key, act_def, &g->act)) ||
+        (st = qs_cfgr_rope(r, g, "rope_theta", 10000.0, "partial_rotary_factor", 1.0)))
+        return st;
+    if (g->rope.dim != g->head_dim) {
+        char why[64];
+        snprintf(why, sizeof why, "%s rotates whole heads", family);
+        return qs_cfgr_refuse(r, "partial_rotary_factor", why);
+    }
+    return QS_OK;
+}

@@ -37,6 +37,27 @@ static void range_of_d(const double *x, int n, float *lo, float *hi) {
     *hi = b;
 }
 
+/* The packed row header of group g of row r: scale and offset (qs_wt_qg). */
+static void pack_group(const qs_gptq_opts *o, int n_in, int r, int g, float s, float z, float qlo) {
+    size_t rb = qs_wtype_row_bytes(qs_wt_qg(o->bits, o->pack_lg), n_in);
+    int gs = o->pack_lg ? 1 << o->pack_lg : n_in;
+    size_t gb = rb / (size_t)(n_in / gs);
+    uint8_t *h = (uint8_t *)o->pack + (size_t)r * rb + (size_t)g * gb;
+    float zoff = z - qlo;
+    memcpy(h, &s, 4);
+    memcpy(h + 4, &zoff, 4);
+    memset(h + 8, 0, gb - 8);
+}
+
+static void pack_code(const qs_gptq_opts *o, int n_in, int r, int col, int u) {
+    size_t rb = qs_wtype_row_bytes(qs_wt_qg(o->bits, o->pack_lg), n_in);
+    int gs = o->pack_lg ? 1 << o->pack_lg : n_in, i = col % gs;
+    size_t gb = rb / (size_t)(n_in / gs);
+    uint8_t *c = (uint8_t *)o->pack + (size_t)r * rb + (size_t)(col / gs) * gb + 8;
+    if (o->bits <= 4) c[i / 2] |= (uint8_t)(i & 1 ? u << 4 : u);
+    else c[i] = (uint8_t)u;
+}
+
 qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gptq_opts *o, double *loss) {
     if (loss) *loss = 0;
     if (o->bits < 2 || o->bits > 8) return qs_fail(QS_EARG, "GPTQ: weight bits must be 2..8, got %d", o->bits);
@@ -46,6 +67,9 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
     int G = o->col_group ? 0 : (o->group > 0 && o->group < n_in ? o->group : 0);
     qs_grid grid = o->grid;
     int ng = o->col_group ? o->n_col_groups : 1;
+    int pack = o->pack && !o->col_group && grid == QS_GRID_STD && (G ? G == 1 << o->pack_lg : o->pack_lg == 0);
+    if (o->pack && !pack) return qs_fail(QS_EARG, "GPTQ: these groups cannot be packed");
+    float qlo = sym ? -(float)((1 << (bits - 1)) - 1) : 0, qhi = sym ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
 
     double *W = malloc((size_t)n_out * n_in * sizeof *W);
     double *W1 = malloc((size_t)B * sizeof *W1);
@@ -71,6 +95,7 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
                 float lo, hi;
                 range_of(wr, n_in, &lo, &hi);
                 qs_quant_params(lo, hi, bits, sym, grid, &sc[r], &zp[r]);
+                if (pack) pack_group(o, n_in, r, 0, sc[r], zp[r], qlo);
                 continue;
             }
             for (int g = 0; g < ng; g++) {
@@ -124,6 +149,7 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
                     float lo, hi;
                     range_of_d(wr + col, col + G < n_in ? G : n_in - col, &lo, &hi);
                     qs_quant_params(lo, hi, bits, sym, grid, &sc[r], &zp[r]);
+                    if (pack) pack_group(o, n_in, r, col / G, sc[r], zp[r], qlo);
                 }
                 if (!o->col_group) {
                     s = sc[r];
@@ -134,6 +160,11 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
                 }
                 double x = W1[i];
                 float q = qs_quant_fq((float)x, s, z, bits, sym, grid);
+                if (pack) { /* the code qs_quant_fq rounded to */
+                    float qi = rintf((float)x / s) + z;
+                    qi = qi < qlo ? qlo : qi > qhi ? qhi : qi;
+                    pack_code(o, n_in, r, col, (int)(qi - qlo));
+                }
                 double d = U[(size_t)col * n_in + col];
                 double e = (x - q) / d;
                 total += e * e;
@@ -266,16 +297,43 @@ static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, do
     double f = 2.0 / (double)windows;
     for (int i = 0; i < n; i++)
         for (int j = i; j < n; j++) Hw[(size_t)i * n + j] = Hw[(size_t)j * n + i] = f * Hsum[(size_t)i * n + j];
-    float *q = qs_variant_floats(v, (size_t)l->n_out * n);
-    if (!q) return qs_fail(QS_ENOMEM, "out of memory");
+    /* kept packed (codes, a scale and offset per group) when the groups are
+     * the row or a power of two dividing it, else as fp32 values */
+    int g = o->group >= n ? 0 : o->group, lg = 0;
+    while (g > 0 && (1 << lg) < g) lg++;
+    int packable = o->grid == QS_GRID_STD && (g == 0 || (g >= 8 && (1 << lg) == g && n % g == 0));
+    uint32_t type = qs_wt_qg(o->bits, g ? lg : 0);
+    size_t pbytes = packable ? qs_wtype_row_bytes(type, n) * (size_t)l->n_out : 0;
+    void *packed = packable ? qs_variant_floats(v, (pbytes + 3) / 4) : NULL;
+    float *q = packable ? malloc((size_t)l->n_out * n * sizeof *q + 1) : qs_variant_floats(v, (size_t)l->n_out * n);
+    if (!q || (packable && !packed)) {
+        if (packable) free(q);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
     float *tmp;
     const float *src = qs_linear_f32(l, &tmp);
-    if (!src) return qs_fail_prefix(QS_ENOMEM, "%s: layer %d %s", v->spec.text, layer, name);
+    if (!src) {
+        if (packable) free(q);
+        return qs_fail_prefix(QS_ENOMEM, "%s: layer %d %s", v->spec.text, layer, name);
+    }
     memcpy(q, src, (size_t)l->n_out * n * sizeof(float));
     free(tmp);
-    qs_status st = qs_gptq_quantize(q, l->n_out, n, Hw, o, NULL);
-    if (st) return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
-    qs_linear_set_f32(l, q);
+    qs_gptq_opts po = *o;
+    po.pack = packed;
+    po.pack_lg = g ? lg : 0;
+    qs_status st = qs_gptq_quantize(q, l->n_out, n, Hw, &po, NULL);
+    if (st) {
+        if (packable) free(q);
+        return qs_fail_prefix(st, "%s: layer %d %s", v->spec.text, layer, name);
+    }
+    if (packable) {
+        free(q);
+        l->w = NULL;
+        l->wq = packed;
+        l->wtype = type;
+    } else {
+        qs_linear_set_f32(l, q);
+    }
     l->bits = o->bits;
     l->group = o->group >= n ? 0 : o->group;
     l->asym = !o->sym;

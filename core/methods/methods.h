@@ -166,6 +166,9 @@ typedef struct {
     int n_col_groups;     /* labels in [0, n_col_groups) */
     double damp;          /* fraction of mean(diag H) added to the diagonal (GPTQ: 0.01) */
     int block;            /* columns per lazy update (GPTQ: 128) */
+    void *pack;           /* when not NULL (QS_GRID_STD, no col_group, group 0 or 2^pack_lg): the codes
+                           * also written packed as kern's qs_wt_qg(bits, pack_lg) rows */
+    int pack_lg;
 } qs_gptq_opts;
 
 qs_gptq_opts qs_gptq_defaults(void);

@@ -250,9 +250,9 @@ long long qs_variant_estimate(const qs_model *m, const char *spec, const qs_cali
         switch (s->method) {
         case QS_M_FP32: break;
         case QS_M_RTN:
-            if (s->w_gptq) total += 4 * lin + 8 * D * (long long)c->d_ff * 2;
-            else if (s->w_bits < 16) /* packed codes, a scale and offset per group, one decoded matrix */
+            if (s->w_bits < 16 || s->w_gptq) /* packed codes, a scale and offset per group, one decoded matrix */
                 total += lin * s->w_bits / 8 + lin / (s->w_group > 0 ? s->w_group : D) * 8 + 4 * biggest;
+            if (s->w_gptq) total += 8 * (long long)c->d_ff * c->d_ff * 2; /* Hessians, the widest input */
             break;
         case QS_M_INT8: total += lin + 4 * biggest; break;
         case QS_M_RPTQ: total += 4 * lin + 4 * biggest; break;

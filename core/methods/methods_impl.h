@@ -32,6 +32,10 @@ struct qs_variant {
 
 /* Owned fp32 / int buffers (NULL with the error set on failure). */
 float *qs_variant_floats(qs_variant *v, size_t n);
+/* A linear's weights replaced by their round-to-nearest values from src (bits,
+ * group 0: the row, sym), kept packed (kern's qs_wt_qg) when the groups are the
+ * row or a power of two dividing it, else as fp32 values (rtn.c). */
+qs_status qs_variant_store_rtn(qs_variant *v, qs_linear *l, const float *src, int bits, int group, int sym);
 int32_t *qs_variant_ints(qs_variant *v, size_t n);
 /* The quantizer slot of a site (the table is allocated on first use). */
 qs_actq *qs_variant_site_q(qs_variant *v, int layer, qs_site site);

@@ -255,19 +255,29 @@ static qs_status site_quantizer(qs_variant *v, int layer, qs_site site, const qs
 static qs_status quant_linear(qs_variant *v, qs_linear *l, const rptq_plan *p, int owned, const int *col_group,
                               int n_groups) {
     if (!qs_linear_readable(l)) return QS_OK;
-    float *out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
-    if (!out) return QS_ENOMEM;
+    float *tmp;
     const float *src = qs_linear_f32(l, &tmp);
     if (!src) return QS_ENOMEM;
+    float *out = NULL;
     qs_status st;
     if (p->w_cluster) {
+        out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+        if (!out) {
+            free(tmp);
+            return QS_ENOMEM;
+        }
         st = qs_quant_weight_groups(src, l->n_out, l->n_in, p->w_bits, p->w_sym, QS_GRID_STD, col_group, n_groups, out);
         /* accounting knows groups of equal width only: n_groups groups per row
          * when the clusters' count divides the width (the default counts do) */
         l->group = n_groups <= 1 ? 0 : (l->n_in + n_groups - 1) / n_groups;
-    } else {
-        st = qs_quant_weight_rtn(src, l->n_out, l->n_in, p->w_bits, p->w_group, p->w_sym, out);
+    } else { /* as rtn stores them: packed where the groups allow */
+        st = qs_variant_store_rtn(v, l, src, p->w_bits, p->w_group, p->w_sym);
         l->group = p->w_group >= l->n_in ? 0 : p->w_group;
+        free(tmp);
+        if (st) return st;
+        l->bits = p->w_bits;
+        l->asym = !p->w_sym;
+        return QS_OK;
     }
     free(tmp);
     if (st) return st;

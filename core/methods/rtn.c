@@ -19,6 +19,29 @@ static int bits_of_site(const qs_step *s, qs_site site) {
     return site == QS_SITE_K || site == QS_SITE_V ? s->kv_bits : s->a_bits;
 }
 
+qs_status qs_variant_store_rtn(qs_variant *v, qs_linear *l, const float *src, int bits, int group, int sym) {
+    /* kept packed (codes and a scale per group, read by the kernels) when the
+     * groups are the row or a power of two dividing it, else as fp32 values */
+    int g = group >= l->n_in ? 0 : group, lg = 0;
+    while (g > 0 && (1 << lg) < g) lg++;
+    if (g == 0 || (g >= 8 && (1 << lg) == g && l->n_in % g == 0)) {
+        uint32_t type = qs_wt_qg(bits, g ? lg : 0);
+        size_t bytes = qs_wtype_row_bytes(type, l->n_in) * (size_t)l->n_out;
+        void *packed = qs_variant_floats(v, (bytes + 3) / 4);
+        if (!packed) return QS_ENOMEM;
+        qs_quant_pack_rtn(src, l->n_out, l->n_in, bits, g ? lg : 0, sym, packed);
+        l->w = NULL;
+        l->wq = packed;
+        l->wtype = type;
+        return QS_OK;
+    }
+    float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+    if (!q) return QS_ENOMEM;
+    qs_status st = qs_quant_weight_rtn(src, l->n_out, l->n_in, bits, group, sym, q);
+    if (!st) qs_linear_set_f32(l, q);
+    return st;
+}
+
 /* Replace a linear's weights by their round-to-nearest values. */
 static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     if (l->kern) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
@@ -27,29 +50,7 @@ static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     float *tmp;
     const float *src = qs_linear_f32(l, &tmp);
     if (!src) return QS_ENOMEM;
-    /* kept packed (codes and a scale per group, read by the kernels) when the
-     * groups are the row or a power of two dividing it, else as fp32 values */
-    int g = s->w_group >= l->n_in ? 0 : s->w_group, lg = 0;
-    while (g > 0 && (1 << lg) < g) lg++;
-    int packable = g == 0 || (g >= 8 && (1 << lg) == g && l->n_in % g == 0);
-    qs_status st = QS_OK;
-    if (packable) {
-        uint32_t type = qs_wt_qg(s->w_bits, g ? lg : 0);
-        size_t bytes = qs_wtype_row_bytes(type, l->n_in) * (size_t)l->n_out;
-        void *packed = qs_variant_floats(v, (bytes + 3) / 4);
-        if (!packed) st = QS_ENOMEM;
-        else {
-            qs_quant_pack_rtn(src, l->n_out, l->n_in, s->w_bits, g ? lg : 0, s->w_sym, packed);
-            l->w = NULL;
-            l->wq = packed;
-            l->wtype = type;
-        }
-    } else {
-        float *q = qs_variant_floats(v, (size_t)l->n_out * l->n_in);
-        if (!q) st = QS_ENOMEM;
-        else if (!(st = qs_quant_weight_rtn(src, l->n_out, l->n_in, s->w_bits, s->w_group, s->w_sym, q)))
-            qs_linear_set_f32(l, q);
-    }
+    qs_status st = qs_variant_store_rtn(v, l, src, s->w_bits, s->w_group, s->w_sym);
     free(tmp);
     if (st) return st;
     l->bits = s->w_bits;

@@ -257,10 +257,8 @@ qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **o
         st = qs_hf_load(path, out);
     } else {
         uint8_t magic[4] = {0};
-        FILE *f = fopen(path, "rb");
-        if (!f) return qs_fail(QS_EIO, "%s: cannot open", path);
-        size_t got = fread(magic, 1, 4, f);
-        fclose(f);
+        size_t got;
+        if ((st = qs_io_read_head(path, magic, 4, &got))) return st;
         if (got == 4 && memcmp(magic, "GGUF", 4) == 0)
             st = qs_gguf_load(path, out);
         else if (has_suffix(path, ".bin"))

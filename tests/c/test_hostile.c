@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "base/base.h"
+#include "model/model.h"
 #include "stats/stats.h"
+#include "tok/tok.h"
 #include "harness.h"
 
 static int new_dir(char *dir, size_t cap) {
@@ -64,4 +67,132 @@ TEST(hostile_calib_offsets_quote) {
     free(offs);
     unlink(p);
     rmdir(dir);
+}
+
+/* ---- files that are not regular files ---- */
+
+static void rm_tree(const char *dir) {
+    static const char *const names[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                        "vocab.json", "merges.txt", "m.gguf", "m.bin", "z.gguf", NULL};
+    char p[600];
+    for (int i = 0; names[i]; i++) unlink(qs_io_join(p, sizeof p, dir, names[i]));
+    rmdir(dir);
+}
+
+/* Load path with a 10 s alarm (a hang kills the run rather than stalling
+ * it); the status, the message in msg and the seconds it took. */
+static qs_status timed_load(const char *path, char *msg, size_t cap, double *secs) {
+    qs_model *m = NULL;
+    double t0 = qs_io_clock();
+    alarm(10);
+    qs_status st = qs_model_load(path, NULL, &m);
+    alarm(0);
+    *secs = qs_io_clock() - t0;
+    snprintf(msg, cap, "%s", st ? qs_last_error() : "");
+    qs_model_free(m);
+    return st;
+}
+
+/* the model directory's files as links to the bundled model's, but `name`,
+ * which is a FIFO (fifo) or a link to /dev/zero */
+static int odd_dir(char *dir, size_t cap, const char *name, int fifo) {
+    static const char *const names[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                        "vocab.json", "merges.txt", NULL};
+    if (!new_dir(dir, cap)) return 0;
+    char p[600], src[1200], cwd[512];
+    if (!getcwd(cwd, sizeof cwd)) return 0;
+    for (int i = 0; names[i]; i++) {
+        qs_io_join(p, sizeof p, dir, names[i]);
+        if (!strcmp(names[i], name)) {
+            if (fifo ? mkfifo(p, 0600) : symlink("/dev/zero", p)) return 0;
+        } else {
+            snprintf(src, sizeof src, "%s/models/opt-mini/%s", cwd, names[i]);
+            if (symlink(src, p)) return 0;
+        }
+    }
+    return 1;
+}
+
+/* A FIFO or /dev/zero in place of any file of a model directory: one line
+ * naming the file, within a second (it blocked in open or read forever, or
+ * read /dev/zero without bound). */
+TEST(hostile_model_dir_fifo_and_dev_zero) {
+    if (!qs_io_is_dir("models/opt-mini")) {
+        th_skip("models/opt-mini is absent (run from the repository root)");
+        return;
+    }
+    static const char *const names[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                        "vocab.json", "merges.txt", NULL};
+    for (int fifo = 0; fifo < 2; fifo++)
+        for (int i = 0; names[i]; i++) {
+            char dir[256], msg[1024];
+            REQUIRE(odd_dir(dir, sizeof dir, names[i], fifo), "cannot build the directory for %s", names[i]);
+            double secs;
+            qs_status st = timed_load(dir, msg, sizeof msg, &secs);
+            const char *kind = fifo ? "is a FIFO, not a regular file" : "is a character device, not a regular file";
+            /* tokenizer.json replaces vocab.json + merges.txt: those two are
+             * not read when it is there, so the model loads */
+            if (!strcmp(names[i], "vocab.json") || !strcmp(names[i], "merges.txt"))
+                CHECK(st == QS_OK, "%s %s: %s", names[i], fifo ? "FIFO" : "/dev/zero", msg);
+            else
+                CHECK(st == QS_EIO && has(msg, names[i]) && has(msg, kind) && !strchr(msg, '\n'),
+                      "%s as %s: %d %s", names[i], fifo ? "a FIFO" : "/dev/zero", st, msg);
+            CHECK(secs < 1.0, "%s: %.2f s", names[i], secs);
+            rm_tree(dir);
+        }
+    /* without tokenizer.json, vocab.json and merges.txt are read */
+    for (int k = 0; k < 2; k++) {
+        char dir[256], msg[1024], p[600];
+        REQUIRE(odd_dir(dir, sizeof dir, k ? "merges.txt" : "vocab.json", 1), "directory");
+        unlink(qs_io_join(p, sizeof p, dir, "tokenizer.json"));
+        double secs;
+        qs_status st = timed_load(dir, msg, sizeof msg, &secs);
+        CHECK(st == QS_EIO && has(msg, k ? "merges.txt" : "vocab.json") && has(msg, "is a FIFO"), "%d %s", st, msg);
+        CHECK(secs < 1.0, "%.2f s", secs);
+        rm_tree(dir);
+    }
+}
+
+/* A FIFO or a device given as a .gguf or .bin file; a tokenizer-only
+ * directory whose tokenizer.json is a FIFO. */
+TEST(hostile_model_file_fifo) {
+    char dir[256], p[600], msg[1024];
+    REQUIRE(new_dir(dir, sizeof dir), "mkdtemp");
+    static const char *const names[] = {"m.gguf", "m.bin", "z.gguf"};
+    for (int i = 0; i < 3; i++) {
+        qs_io_join(p, sizeof p, dir, names[i]);
+        REQUIRE(i < 2 ? mkfifo(p, 0600) == 0 : symlink("/dev/zero", p) == 0, "mkfifo/symlink: %s", strerror(errno));
+        double secs;
+        qs_status st = timed_load(p, msg, sizeof msg, &secs);
+        CHECK(st == QS_EIO && has(msg, names[i]) && has(msg, i < 2 ? "is a FIFO" : "is a character device"),
+              "%s: %d %s", names[i], st, msg);
+        CHECK(secs < 1.0, "%s: %.2f s", names[i], secs);
+    }
+    REQUIRE(mkfifo(qs_io_join(p, sizeof p, dir, "tokenizer.json"), 0600) == 0, "mkfifo");
+    qs_tok *t = NULL;
+    alarm(10);
+    qs_status st = qs_tok_load_hf(dir, &t);
+    alarm(0);
+    CHECK(st == QS_EIO && has(qs_last_error(), "tokenizer.json: is a FIFO"), "%d %s", st, qs_last_error());
+    qs_tok_free(t);
+    /* the reader itself: regular files only, and a size limit */
+    char *data = (char *)1;
+    size_t len = 7;
+    st = qs_io_read_file(p, QS_IO_TEXT_MAX, &data, &len);
+    CHECK(st == QS_EIO && !data && len == 0, "FIFO: %d", st);
+    st = qs_io_read_file("/dev/zero", QS_IO_TEXT_MAX, &data, &len);
+    CHECK(st == QS_EIO && has(qs_last_error(), "/dev/zero: is a character device"), "%d %s", st, qs_last_error());
+    st = qs_io_read_file(dir, QS_IO_TEXT_MAX, &data, &len);
+    CHECK(st == QS_EIO && has(qs_last_error(), "is a directory"), "%d %s", st, qs_last_error());
+    qs_io_join(p, sizeof p, dir, "config.json");
+    REQUIRE(write_text(p, "{\"a\": 12345}"), "write");
+    st = qs_io_read_file(p, 11, &data, &len);
+    CHECK(st == QS_EFORMAT && has(qs_last_error(), "12 bytes, over the limit"), "%d %s", st, qs_last_error());
+    st = qs_io_read_file(p, 12, &data, &len);
+    CHECK(st == QS_OK && len == 12 && !strcmp(data, "{\"a\": 12345}"), "%d %zu", st, len);
+    free(data);
+    qs_map map;
+    st = qs_io_map("/dev/zero", &map);
+    CHECK(st == QS_EIO && !map.data, "map /dev/zero: %d", st);
+    rm_tree(dir);
 }

@@ -1312,6 +1312,12 @@ static void huge_header(const char *p) {
     free(b);
 }
 static void tiny_file(const char *p) { write_file(p, "\x10\0\0", 3); }
+/* a (sparse) 200 MB file whose header claims one byte over the limit */
+static void long_header(const char *p) {
+    uint64_t h = QS_ST_MAX_HEADER + 1;
+    write_file(p, &h, 8);
+    truncate_file(p, 200000000);
+}
 
 TEST(load_bad_safetensors) {
     char dir[256], msg[1024];
@@ -1329,6 +1335,10 @@ TEST(load_bad_safetensors) {
     rm_dir(dir);
     st = damaged_st(dir, sizeof dir, msg, sizeof msg, tiny_file);
     CHECK(st == QS_EFORMAT && has(msg, "too short"), "3-byte file: %d %s", st, msg);
+    rm_dir(dir);
+    st = damaged_st(dir, sizeof dir, msg, sizeof msg, long_header);
+    CHECK(st == QS_EFORMAT && has(msg, "header length 100000001 is over the limit of 100000000 bytes"),
+          "header over the limit: %d %s", st, msg);
     rm_dir(dir);
     char d2[256];
     st = broken_opt(mut_offsets, d2, sizeof d2, msg, sizeof msg);

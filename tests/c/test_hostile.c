@@ -196,3 +196,38 @@ TEST(hostile_model_file_fifo) {
     CHECK(st == QS_EIO && !map.data, "map /dev/zero: %d", st);
     rm_tree(dir);
 }
+
+/* ---- words that encode to no ids ---- */
+
+/* A byte-level BPE whose vocabulary lacks most bytes (and has no unknown
+ * token): a word of such bytes encodes to no ids. The word cache stored
+ * that with memcpy(NULL, NULL + 0, 0) and replayed it from NULL + 0 (UBSan);
+ * the ids must be those of the words that have any. */
+TEST(hostile_tok_word_without_ids) {
+    const char *pieces[] = {"a", "b", "ab"};
+    const char *merges[] = {"a b"};
+    qs_tok *t = NULL;
+    REQUIRE(qs_tok_new_byte_bpe(3, pieces, 1, merges, NULL, -1, -1, 0, NULL, &t) == QS_OK, "%s", qs_last_error());
+    static const struct {
+        const char *text;
+        int n;
+        int32_t ids[4];
+    } cases[] = {
+        {"x", 0, {0}},                /* the first word of the call has no ids */
+        {"x x x", 0, {0}},            /* and again from the cache (the space, Ġ, is not in it either) */
+        {"xy ab x ab", 2, {2, 2}},    /* " ab": the space dropped, a + b merged */
+        {"ab b zz ba", 4, {2, 1, 1, 0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t *ids = NULL;
+        size_t n = 99;
+        qs_status st = qs_tok_encode(t, cases[i].text, strlen(cases[i].text), 0, &ids, &n);
+        CHECK(st == QS_OK, "'%s': %s", cases[i].text, qs_last_error());
+        int same = n == (size_t)cases[i].n;
+        for (size_t k = 0; same && k < n; k++) same = ids[k] == cases[i].ids[k];
+        CHECK(same, "'%s': %zu ids (%d %d ...), want %d", cases[i].text, n, n ? ids[0] : -1, n > 1 ? ids[1] : -1,
+              cases[i].n);
+        free(ids);
+    }
+    qs_tok_free(t);
+}

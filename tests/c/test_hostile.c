@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "kern/kern.h"
 #include "model/model.h"
 #include "stats/stats.h"
 #include "tok/tok.h"
@@ -230,4 +231,31 @@ TEST(hostile_tok_word_without_ids) {
         free(ids);
     }
     qs_tok_free(t);
+}
+
+/* ---- NaN through the kernels ---- */
+
+/* The exponential converted its argument's integer part to int with NaN
+ * passing its clamps: undefined (UBSan float-cast-overflow). NaN stays NaN,
+ * and the clamps still hold for the infinities. */
+TEST(hostile_exp_nan) {
+    CHECK(isnan(qs_ops_expf(NAN)) && isnan(qs_ops_expf(-NAN)), "exp(nan) = %g", qs_ops_expf(NAN));
+    CHECK(qs_ops_expf(-INFINITY) == 0.0f && qs_ops_expf(-1000.0f) == 0.0f, "exp(-inf) = %g", qs_ops_expf(-INFINITY));
+    float big = qs_ops_expf(INFINITY);
+    CHECK(isfinite(big) && big > 1e38f, "exp(inf) clamps to %g", big);
+    CHECK(fabsf(qs_ops_expf(1.0f) - 2.7182817f) < 1e-6f, "exp(1) = %.8f", qs_ops_expf(1.0f));
+    /* 40 values: the vector lanes and the tail both see a NaN */
+    float x[40];
+    for (int i = 0; i < 40; i++) x[i] = (float)i / 8;
+    x[5] = NAN;
+    x[37] = NAN;
+    CHECK(isnan(qs_ops_logsumexp(x, 40)), "logsumexp with a NaN: %g", qs_ops_logsumexp(x, 40));
+    qs_ops_softmax_row(x, 40);
+    int nan = 0;
+    for (int i = 0; i < 40; i++) nan += isnan(x[i]) != 0;
+    CHECK(nan == 40, "softmax of a row with a NaN: %d of 40 NaN", nan);
+    float g[19];
+    for (int i = 0; i < 19; i++) g[i] = i == 11 ? NAN : (float)i - 9;
+    qs_ops_silu(g, 19);
+    CHECK(isnan(g[11]) && fabsf(g[10] - 1.0f / (1.0f + expf(-1.0f))) < 1e-6f, "silu: %g %g", g[11], g[10]);
 }

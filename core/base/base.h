@@ -69,8 +69,28 @@ typedef int (*qs_progress_fn)(void *ud, long done, long total);
 double qs_io_clock(void);
 
 /* Read a whole file into a malloc'd, NUL-terminated buffer (caller frees).
- * *len (may be NULL) gets the byte count without the NUL. */
+ * *len (may be NULL) gets the byte count without the NUL. Any file a user
+ * names, a pipe included (/dev/stdin); a model's own files are read with
+ * qs_io_read_file, which refuses what is not a regular file. */
 qs_status qs_io_read_all(const char *path, char **data, size_t *len);
+
+/* The most bytes read from one of a model's text files (config.json,
+ * tokenizer.json, tokenizer_config.json, vocab.json, merges.txt, the shard
+ * index): the largest real ones are tens of MiB. */
+#define QS_IO_TEXT_MAX ((size_t)128 << 20)
+
+/* As qs_io_read_all, for a file that must be a regular file of at most max
+ * bytes: a FIFO, a device (/dev/zero), a socket or a directory is refused at
+ * once (QS_EIO, "is a FIFO, not a regular file"), never waited on or read,
+ * and a longer file is refused (QS_EFORMAT) before it is read. */
+qs_status qs_io_read_file(const char *path, size_t max, char **data, size_t *len);
+
+/* QS_OK when path opens as a regular file; else as qs_io_read_file. */
+qs_status qs_io_check_regular(const char *path);
+
+/* Up to cap bytes from the start of the regular file path (*got: how many);
+ * other kinds of file are refused as by qs_io_read_file. */
+qs_status qs_io_read_head(const char *path, void *buf, size_t cap, size_t *got);
 
 /* Write len bytes to path atomically (temp file + fsync + rename). */
 qs_status qs_io_write_atomic(const char *path, const void *data, size_t len);
@@ -80,6 +100,7 @@ typedef struct {
     size_t size;
 } qs_map;
 
+/* Regular files only: anything else is refused as by qs_io_read_file. */
 qs_status qs_io_map(const char *path, qs_map *out);
 void qs_io_unmap(qs_map *m); /* no-op on a zeroed map */
 

@@ -51,6 +51,106 @@ qs_status qs_io_read_all(const char *path, char **data, size_t *len) {
     return QS_OK;
 }
 
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+/* An fd on path when it is a regular file, else -1 with the message set.
+ * O_NONBLOCK: opening a FIFO that no one writes would otherwise wait for a
+ * writer forever; the FIFO is then refused by its type, never read. */
+static int open_regular(const char *path, struct stat *st) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        qs_fail(QS_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        qs_fail(QS_EIO, "%s: cannot stat: %s", path, strerror(e));
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        if (S_ISDIR(st->st_mode)) qs_fail(QS_EIO, "%s: is a directory", path);
+        else qs_fail(QS_EIO, "%s: is %s, not a regular file (qscope reads models only from regular files)", path,
+                     file_kind(st->st_mode));
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+qs_status qs_io_check_regular(const char *path) {
+    struct stat st;
+    int fd = open_regular(path, &st);
+    if (fd < 0) return QS_EIO;
+    close(fd);
+    return QS_OK;
+}
+
+qs_status qs_io_read_file(const char *path, size_t max, char **data, size_t *len) {
+    *data = NULL;
+    if (len) *len = 0;
+    struct stat st;
+    int fd = open_regular(path, &st);
+    if (fd < 0) return QS_EIO;
+    if ((unsigned long long)st.st_size > max) {
+        close(fd);
+        return qs_fail(QS_EFORMAT, "%s: %lld bytes, over the limit of %zu MiB for this file", path,
+                       (long long)st.st_size, max >> 20);
+    }
+    /* one byte past the size: a file that grows while read still stops at max */
+    size_t cap = (size_t)st.st_size + 2, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return qs_fail(QS_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
+    }
+    while (n + 1 < cap) {
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return qs_fail(QS_EIO, "%s: read error: %s", path, strerror(e));
+        }
+        if (got == 0) break;
+        n += (size_t)got;
+    }
+    close(fd);
+    if (n > max) {
+        free(buf);
+        return qs_fail(QS_EFORMAT, "%s: over the limit of %zu MiB for this file", path, max >> 20);
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (len) *len = n;
+    return QS_OK;
+}
+
+qs_status qs_io_read_head(const char *path, void *buf, size_t cap, size_t *got) {
+    *got = 0;
+    struct stat st;
+    int fd = open_regular(path, &st);
+    if (fd < 0) return QS_EIO;
+    while (*got < cap) {
+        ssize_t r = read(fd, (char *)buf + *got, cap - *got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        *got += (size_t)r;
+    }
+    close(fd);
+    return QS_OK;
+}
+
 qs_status qs_io_write_atomic(const char *path, const void *data, size_t len) {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
@@ -87,18 +187,9 @@ qs_status qs_io_write_atomic(const char *path, const void *data, size_t len) {
 qs_status qs_io_map(const char *path, qs_map *out) {
     out->data = NULL;
     out->size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qs_fail(QS_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return qs_fail(QS_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return qs_fail(QS_EIO, "%s: is a directory", path);
-    }
+    int fd = open_regular(path, &st);
+    if (fd < 0) return QS_EIO;
     if (st.st_size == 0) {
         close(fd);
         return QS_OK;

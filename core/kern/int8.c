@@ -335,9 +335,9 @@ QS_CLONES static void finish_row(const int32_t *c, int N, float sxm, const float
 static void finish_task(void *ud, int t, int thread) {
     act_job *J = ud;
     int m0 = t * J->rows, m1 = m0 + J->rows < J->M ? m0 + J->rows : J->M;
-    for (int m = m0; m < m1; m++)
+    for (int m = m0; m < m1; m++) /* no outlier columns: xo is NULL, and NULL + 0 is undefined */
         finish_row(J->c + (size_t)m * J->N, J->N, J->sx[m], J->w_scale, J->bias,
-                   J->xo + (size_t)m * J->n_o, J->wo, J->n_o, J->y + (size_t)m * J->N);
+                   J->n_o ? J->xo + (size_t)m * J->n_o : NULL, J->wo, J->n_o, J->y + (size_t)m * J->N);
 }
 
 static int grow(void **p, size_t *cap, size_t bytes) {

@@ -14,8 +14,11 @@
  * Taylor/minimax polynomial for e^r and 2^k assembled in the exponent bits.
  * Written branch-free so loops over it vectorise. */
 static inline float expf_inline(float x) {
-    x = x < -87.33654f ? -87.33654f : x;
-    x = x > 88.7228f ? 88.7228f : x;
+    /* clamped so that NaN goes to the bound: k below is converted to int, and
+     * NaN to int is undefined; a NaN input still gives NaN (the last line) */
+    float nan_in = x;
+    x = x > -87.33654f ? x : -87.33654f;
+    x = x < 88.7228f ? x : 88.7228f;
     /* round to nearest by the 1.5 * 2^23 trick: vectorises, unlike roundf */
     float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693145751953125f;
@@ -33,7 +36,7 @@ static inline float expf_inline(float x) {
     float s1, s2;
     memcpy(&s1, &b1, 4);
     memcpy(&s2, &b2, 4);
-    return p * s1 * s2;
+    return nan_in == nan_in ? p * s1 * s2 : nan_in;
 }
 
 /* Reductions written over 16 independent lanes: the compiler may not

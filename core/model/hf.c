@@ -48,7 +48,7 @@ static void list_archs(char *buf, size_t cap) {
 static qs_status parse_config(hf_ctx *c, qs_config *g) {
     char *text = NULL;
     size_t len = 0;
-    qs_status st = qs_io_read_all(c->cfg_path, &text, &len);
+    qs_status st = qs_io_read_file(c->cfg_path, QS_IO_TEXT_MAX, &text, &len);
     if (st) return st;
     const char *end = NULL;
     c->cfg = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -124,7 +124,7 @@ static qs_status add_file(hf_ctx *c, const char *path) {
 static qs_status open_index(hf_ctx *c) {
     char *text = NULL;
     size_t len = 0;
-    qs_status st = qs_io_read_all(c->weights_path, &text, &len);
+    qs_status st = qs_io_read_file(c->weights_path, QS_IO_TEXT_MAX, &text, &len);
     if (st) return st;
     cJSON *idx = cJSON_ParseWithLength(text, len);
     free(text);

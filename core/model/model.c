@@ -281,10 +281,8 @@ qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **o
         st = qs_hf_load(path, out);
     } else {
         uint8_t magic[4] = {0};
-        FILE *f = fopen(path, "rb");
-        if (!f) return qs_fail(QS_EIO, "%s: cannot open", path);
-        size_t got = fread(magic, 1, 4, f);
-        fclose(f);
+        size_t got;
+        if ((st = qs_io_read_head(path, magic, 4, &got))) return st;
         if (got == 4 && memcmp(magic, "GGUF", 4) == 0)
             st = qs_gguf_load(path, out);
         else if (has_suffix(path, ".bin"))
@@ -325,8 +323,86 @@ static qs_status check_norm(const qs_norm *n, int dim, int layer_norm, const cha
     return QS_OK;
 }
 
+/* ---- non-finite values ---- */
+
+static long long nonfinite_at(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (long long)i;
+    return -1;
+}
+
+static qs_status finite_vec(const float *x, size_t n, int layer, const char *what, const char *part) {
+    long long i = x ? nonfinite_at(x, n) : -1;
+    if (i < 0) return QS_OK;
+    char where[32] = "";
+    if (layer >= 0) snprintf(where, sizeof where, "layer %d: ", layer);
+    return qs_fail(QS_EFORMAT, "%s%s%s%s holds a non-finite value (%g at index %lld)", where, what, *part ? " " : "",
+                   part, x[i], i);
+}
+
+static qs_status finite_norm(const qs_norm *n, int layer, const char *what) {
+    qs_status st;
+    if (!n->dim) return QS_OK;
+    if ((st = finite_vec(n->w, (size_t)n->dim, layer, what, "weight"))) return st;
+    return finite_vec(n->b, (size_t)n->dim, layer, what, "bias");
+}
+
+static qs_status finite_linear(const qs_linear *l, int layer, const char *what, int matrix) {
+    qs_status st = finite_vec(l->b, (size_t)l->n_out, layer, what, "bias");
+    if (st || !matrix || !qs_linear_readable(l)) return st;
+    if (l->w) return finite_vec(l->w, (size_t)l->n_out * l->n_in, layer, what, "weight");
+    float *row = malloc((size_t)l->n_in * sizeof *row + 1);
+    if (!row) return qs_fail(QS_ENOMEM, "out of memory checking a row of %d values", l->n_in);
+    for (int r = 0; r < l->n_out && !st; r++) {
+        qs_wrows_f32(l->wtype, l->wq, l->n_in, r, 1, row);
+        long long i = nonfinite_at(row, (size_t)l->n_in);
+        if (i < 0) continue;
+        char where[32] = "";
+        if (layer >= 0) snprintf(where, sizeof where, "layer %d: ", layer);
+        st = qs_fail(QS_EFORMAT, "%s%s weight holds a non-finite value (%g at row %d, column %lld)", where, what,
+                     row[i], r, i);
+    }
+    free(row);
+    return st;
+}
+
+qs_status qs_model_check_finite(const qs_model *m, int matrices) {
+    static const char *const lin_names[QS_LAYER_LINEARS] = {
+        "q projection", "k projection", "v projection", "output projection", "MLP up projection",
+        "MLP gate projection", "MLP down projection", "attention shortcut", "MLP shortcut"};
+    const qs_config *c = &m->cfg;
+    const qs_weights *w = &m->w;
+    qs_status st;
+    int de = qs_linear_has(&w->proj_in) ? w->proj_in.n_in : w->d_embed ? w->d_embed : c->d_model;
+    qs_linear emb = {.n_out = c->vocab, .n_in = de, .w = w->tok_embed, .wq = w->embed_q, .wtype = w->embed_type};
+    if (matrices && ((st = w->tok_embed ? finite_vec(w->tok_embed, (size_t)c->vocab * de, -1, "token embedding", "")
+                                        : finite_linear(&emb, -1, "token embedding", 1)) ||
+                     (st = finite_vec(w->pos_embed, (size_t)(c->max_pos + c->pos_offset) * c->d_model, -1,
+                                      "position embedding", ""))))
+        return st;
+    for (int i = 0; i < c->n_layers; i++) {
+        qs_layer *L = &w->layers[i];
+        if ((st = finite_norm(&L->attn_norm, i, "attention norm")) || (st = finite_norm(&L->mlp_norm, i, "MLP norm")) ||
+            (st = finite_norm(&L->q_norm, i, "q norm")) || (st = finite_norm(&L->k_norm, i, "k norm")) ||
+            (st = finite_norm(&L->post_attn_norm, i, "post-attention norm")) ||
+            (st = finite_norm(&L->post_mlp_norm, i, "post-MLP norm")))
+            return st;
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(L, 1, ls);
+        for (int j = 0; j < n; j++)
+            if ((st = finite_linear(ls[j], i, lin_names[j], matrices))) return st;
+    }
+    if ((st = finite_norm(&w->final_norm, -1, "final norm")) || (st = finite_linear(&w->proj_in, -1, "project_in", matrices)) ||
+        (st = finite_linear(&w->proj_out, -1, "project_out", matrices)))
+        return st;
+    return finite_linear(&w->head, -1, "LM head", matrices && !qs_head_tied(w));
+}
+
 qs_status qs_model_validate(const qs_model *m) {
     const qs_config *c = &m->cfg;
+    /* every family's reader refuses these already; this covers any loader */
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
+        return qs_fail(QS_EFORMAT, "config: the norm epsilon must be a number above 0, got %g", (double)c->norm_eps);
     if (c->d_model <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
         c->d_ff <= 0 || c->vocab <= 0 || c->max_pos <= 0)
         return qs_fail(QS_EFORMAT, "config has a non-positive size (d_model %d, heads %d/%d, head_dim %d, "
@@ -375,7 +451,7 @@ qs_status qs_model_validate(const qs_model *m) {
         dh = m->w.proj_out.n_out;
     }
     if ((st = check_linear(&m->w.head, c->vocab, dh, 0, "LM head", -1))) return st;
-    return QS_OK;
+    return qs_model_check_finite(m, 0);
 }
 
 static long long norm_params(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }

@@ -218,7 +218,8 @@ const char *qs_model_default_path(char *buf, size_t cap);
  * that file exists. */
 int qs_model_file_beside(const qs_model *m, const char *name, char *buf, size_t cap);
 
-/* Check every tensor's shape against the config (loaders call it last). */
+/* Check every tensor's shape against the config, the norm epsilon, and that
+ * norms and biases are finite (loaders call it last). */
 qs_status qs_model_validate(const qs_model *m);
 
 /* Row id of the token embedding as fp32 (de values). */
@@ -229,6 +230,13 @@ static inline int qs_head_tied(const qs_weights *w) {
 }
 /* Point the head at the token embedding, however it is held. */
 void qs_head_tie(qs_weights *w, int vocab, int de);
+/* QS_EFORMAT naming the first tensor that holds a NaN or an infinity
+ * ("layer 3: MLP norm weight holds a non-finite value (nan at index 17)"),
+ * else QS_OK. Norms and biases always (cheap: the loaders check them);
+ * with matrices also the embeddings and every readable linear, decoded a row
+ * at a time when kept as stored: a pass over all the weights, which ppl
+ * makes only when its result is not finite, to say why. */
+qs_status qs_model_check_finite(const qs_model *m, int matrices);
 
 /* Decode every linear held as stored (F16, BF16, ggml blocks) into fp32 in
  * the model's store, as qscope held all weights before keeping them as

@@ -32,6 +32,8 @@
  * tensor and its dtype.
  */
 #define QS_ST_MAX_DIMS 8
+/* The longest JSON header read, as the reference implementation's limit. */
+#define QS_ST_MAX_HEADER 100000000
 
 typedef enum {
     QS_ST_F32 = 0,

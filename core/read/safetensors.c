@@ -153,6 +153,11 @@ qs_status qs_st_open(const char *path, qs_st_file **out) {
                      path, (unsigned long long)hlen, size);
         goto fail;
     }
+    if (hlen > QS_ST_MAX_HEADER) {
+        st = qs_fail(QS_EFORMAT, "%s: header length %llu is over the limit of %d bytes (not a safetensors file?)",
+                     path, (unsigned long long)hlen, QS_ST_MAX_HEADER);
+        goto fail;
+    }
     root = cJSON_ParseWithLength((const char *)f->map.data + 8, (size_t)hlen);
     if (!root || !cJSON_IsObject(root)) {
         st = qs_fail(QS_EFORMAT, "%s: the %llu-byte header is not a JSON object", path,

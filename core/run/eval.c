@@ -70,6 +70,9 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
     }
     free(scratch);
     if (st) return st;
+    /* a NaN or an infinity in a weight makes the whole result NaN: name it
+     * (the loader checked the norms and biases; this is the matrices' pass) */
+    if (!isfinite(nll) && (st = qs_model_check_finite(m, 1))) return qs_fail_prefix(st, "ppl is not finite");
     r->nll = count ? nll / count : 0;
     r->ppl = exp(r->nll);
     r->tokens = count;

@@ -132,9 +132,11 @@ qs_status qs_calib_read_offsets(const char *path, long **offsets, int *n) {
             long x = strtol(s, &end, 10);
             while (*end == ' ' || *end == '\t' || *end == '\r') end++;
             if (errno || end == s || *end || x < 0) {
+                /* the message quotes the text: format it before the text is freed */
+                qs_status e = qs_fail(QS_EFORMAT, "%s: line %d: expected a token offset, got '%.40s'", path, line, s);
                 free(v);
                 free(text);
-                return qs_fail(QS_EFORMAT, "%s: line %d: expected a token offset, got '%.40s'", path, line, s);
+                return e;
             }
             if (cnt == cap) {
                 cap = cap ? 2 * cap : 64;

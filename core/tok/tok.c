@@ -231,14 +231,19 @@ static const int32_t *cache_get(const enc_ctx *c, const char *w, size_t n, uint6
         const struct cent *e = &c->cache[i];
         if (!e->klen) return NULL;
         if (e->h == h && e->klen == n && memcmp(c->ckeys + e->koff, w, n) == 0) {
+            static const int32_t none[1];
             *vn = e->vn;
-            return c->cvals + e->voff;
+            /* a word that encodes to no ids is a hit too; cvals may still be NULL */
+            return e->vn ? c->cvals + e->voff : none;
         }
         i = (i + 1) & c->cmask;
     }
 }
 
-static void cache_put(enc_ctx *c, const char *w, size_t n, uint64_t h, const int32_t *ids, size_t vn) {
+/* Remember that word w[0..n) encodes to the vn ids the output holds from
+ * index `from` on (vn may be 0: the output may then be NULL). */
+static void cache_put(enc_ctx *c, const char *w, size_t n, uint64_t h, size_t from) {
+    size_t vn = c->n_out - from;
     if ((size_t)(c->cused + 1) * 2 > (size_t)c->cmask + 1 || !c->cache) {
         uint32_t ncap = c->cache ? (c->cmask + 1) * 2 : 4096;
         struct cent *nt = calloc(ncap, sizeof *nt);
@@ -258,7 +263,7 @@ static void cache_put(enc_ctx *c, const char *w, size_t n, uint64_t h, const int
     uint32_t i = (uint32_t)h & c->cmask;
     while (c->cache[i].klen) i = (i + 1) & c->cmask;
     memcpy(c->ckeys + c->nkeys, w, n);
-    memcpy(c->cvals + c->nvals, ids, vn * sizeof(int32_t));
+    if (vn) memcpy(c->cvals + c->nvals, c->out + from, vn * sizeof(int32_t));
     c->cache[i] = (struct cent){h, (uint32_t)c->nkeys, (uint32_t)n, (uint32_t)c->nvals, (uint32_t)vn};
     c->nkeys += n;
     c->nvals += vn;
@@ -358,8 +363,9 @@ static void encode_byte_word(const qs_tok *t, enc_ctx *c, const char *w, size_t 
         const char *ms = map_bytes(c, w, n, &ml);
         int id = ms ? tok_lookup_n(t, ms, ml) : -1;
         if (id >= 0) {
+            size_t before = c->n_out;
             tok_emit(c, id);
-            if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, &id, 1);
+            if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, before);
             return;
         }
     }
@@ -374,7 +380,7 @@ static void encode_byte_word(const qs_tok *t, enc_ctx *c, const char *w, size_t 
     }
     size_t before = c->n_out;
     bpe_rank(t, c, m);
-    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, c->out + before, c->n_out - before);
+    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, before);
 }
 
 /* SentencePiece-style word (already normalized, U+2581 for spaces): each
@@ -650,7 +656,7 @@ static void encode_spm_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n
     size_t before = c->n_out;
     if (t->kind == QS_TOK_SPM_SCORE) encode_spm_score(t, c, w, n);
     else encode_spm_rank_word(t, c, w, n);
-    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, c->out + before, c->n_out - before);
+    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, before);
 }
 
 void tok_model_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
@@ -668,7 +674,7 @@ void tok_model_word(const qs_tok *t, enc_ctx *c, const char *w, size_t n) {
     int id = t->ignore_merges ? tok_lookup_n(t, s, m) : -1;
     if (id >= 0) tok_emit(c, id);
     else encode_spm_rank_word(t, c, s, m);
-    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, c->out + before, c->n_out - before);
+    if (n <= CACHE_MAX_WORD && !c->oom) cache_put(c, w, n, h, before);
 }
 
 static void encode_spm_segment(const qs_tok *t, enc_ctx *c, const char *s, size_t n, size_t off) {

@@ -221,7 +221,7 @@ static qs_status read_json(const char *path, int optional, cJSON **root) {
     if (optional && !qs_io_exists(path)) return QS_OK;
     char *data;
     size_t len;
-    qs_status st = qs_io_read_all(path, &data, &len);
+    qs_status st = qs_io_read_file(path, QS_IO_TEXT_MAX, &data, &len);
     if (st != QS_OK) return st;
     const char *end = NULL;
     *root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
@@ -668,7 +668,7 @@ static qs_status load_vocab_merges(const char *dir, qs_tok **out) {
     if (st == QS_OK) st = read_json(vpath, 0, &vroot);
     if (st == QS_OK) st = read_json(qs_io_join(tcpath, sizeof tcpath, dir, "tokenizer_config.json"), 1, &tcfg);
     if (st == QS_OK) st = read_json(qs_io_join(p2, sizeof p2, dir, "config.json"), 1, &cfg);
-    if (st == QS_OK) st = qs_io_read_all(mpath, &mtext, &mlen);
+    if (st == QS_OK) st = qs_io_read_file(mpath, QS_IO_TEXT_MAX, &mtext, &mlen);
     if (st != QS_OK) goto done;
     if (!cJSON_IsObject(vroot)) {
         st = qs_fail(QS_EFORMAT, "%s: expected a {\"token\": id} object", vpath);

@@ -182,8 +182,7 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
                   qs_model_params(m));
     s->src = o->src ? *o->src : tui_sources_defaults();
     tui_work_calibrate(s->jobs, m, d, &s->src);
-    tui_state_row(s, "fp32", 0); /* the reference comes first in Compare */
-    tui_work_base_ppl(s->jobs, m, d);
+    tui_state_measure(s, "fp32", 0); /* the reference comes first in Compare */
     tui_state_retune(s, -1);
     if (o->script) tui_prompt_run_file(s, o->script);
 

@@ -78,7 +78,7 @@ static int act_rerun(tui_state *s, int key) {
     (void)key;
     if (!s->data_ready) {
         tui_work_calibrate(s->jobs, s->m, s->data, &s->src);
-        tui_work_base_ppl(s->jobs, s->m, s->data);
+        tui_state_measure(s, "fp32", 0);
     }
     tui_state_retune(s, -1);
     return TUI_R_DRAW;
@@ -208,20 +208,8 @@ static int act_cmp_full(tui_state *s, int key) {
     tui_copy(spec, sizeof spec, s->rows[s->cmp_sel].spec);
     /* the change is taken against fp32 over the same (full) text: measure it first */
     const tui_row *b = tui_state_base_row_full(s, 1);
-    if (strcmp(spec, "fp32") && (!b || b->status < 0)) {
-        tui_row *fr = tui_state_row(s, "fp32", 1);
-        if (fr) {
-            fr->status = 0;
-            fr->err[0] = 0;
-        }
-        tui_work_variant(s->jobs, s->m, s->data, "fp32", 1);
-    }
-    tui_row *r = tui_state_row(s, spec, 1);
-    if (r) {
-        r->status = 0;
-        r->err[0] = 0;
-    }
-    tui_work_variant(s->jobs, s->m, s->data, spec, 1);
+    if (strcmp(spec, "fp32") && (!b || b->status < 0)) tui_state_measure(s, "fp32", 1);
+    tui_state_measure(s, spec, 1);
     return TUI_R_DRAW;
 }
 

@@ -238,6 +238,33 @@ tui_row *tui_state_row(tui_state *s, const char *spec, int full) {
     return r;
 }
 
+void tui_state_measure(tui_state *s, const char *spec, int full) {
+    tui_row *r = tui_state_row(s, spec, full);
+    if (r) {
+        if (r->status != 1) r->status = 0;
+        r->err[0] = 0;
+        r->pending++;
+    }
+    if (s->jobs) tui_work_variant(s->jobs, s->m, s->data, spec, full);
+}
+
+tui_row *tui_state_row_reported(tui_state *s, const char *spec, int full, int cancelled) {
+    tui_row *r = NULL;
+    for (int i = 0; i < s->n_rows && !r; i++)
+        if (!strcmp(s->rows[i].spec, spec) && s->rows[i].full == full) r = &s->rows[i];
+    if (r && r->pending > 0) r->pending--;
+    if (!cancelled) return r ? r : tui_state_row(s, spec, full);
+    if (r && r->status == 0 && r->pending == 0) {
+        /* nothing will fill it: it goes */
+        int i = (int)(r - s->rows);
+        memmove(&s->rows[i], &s->rows[i + 1], (size_t)(s->n_rows - i - 1) * sizeof *r);
+        s->n_rows--;
+        if (s->cmp_sel >= s->n_rows) s->cmp_sel = s->n_rows ? s->n_rows - 1 : 0;
+        return NULL;
+    }
+    return r;
+}
+
 const tui_row *tui_state_base_row(const tui_state *s) { return tui_state_base_row_full(s, 0); }
 
 const tui_row *tui_state_base_row_full(const tui_state *s, int full) {
@@ -285,12 +312,7 @@ void tui_state_retune(tui_state *s, int which) {
     tui_knobs_spec(&s->knobs, spec, sizeof spec);
     if (which >= 0 && !strcmp(spec, s->spec)) return;
     tui_copy(s->spec, sizeof s->spec, spec);
-    tui_row *r = tui_state_row(s, spec, 0);
-    if (r) {
-        r->status = 0;
-        r->err[0] = 0;
-    }
-    tui_work_variant(s->jobs, s->m, s->data, spec, 0);
+    tui_state_measure(s, spec, 0);
 }
 
 void tui_state_generate(tui_state *s) {

@@ -192,7 +192,6 @@ void tui_var_unref(tui_var *v);
 
 /* Fill d from the sources src (copied; the strings it points to must outlive the job). */
 void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d, const tui_sources *src);
-void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d);
 void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g);
 void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau);
 /* full: every window of eval.txt instead of the quick check */
@@ -225,6 +224,7 @@ typedef struct {
     char desc[256];
     char err[256];
     int status;       /* 0 running, 1 done, -1 failed */
+    int pending;      /* jobs submitted for this row and not yet reported */
     int full;         /* ppl over all of eval.txt */
     double ppl, tok_s;
     long long wbytes, kvbytes, params;
@@ -346,6 +346,14 @@ void tui_state_log(tui_state *s, int level, const char *fmt, ...) __attribute__(
 const tui_logline *tui_state_log_line(const tui_state *s, long back);
 /* The row for spec (created running when absent; NULL when the table is full). */
 tui_row *tui_state_row(tui_state *s, const char *spec, int full);
+/* Measure spec (a row, then the job that fills it). A row that has numbers
+ * keeps them while it is measured again, and a cancelled job removes only a
+ * row that never finished and that no other job is filling: a knob passing
+ * over a value does not lose that value's row. */
+void tui_state_measure(tui_state *s, const char *spec, int full);
+/* A job for spec reported (cancelled when cancelled): the row it filled, or
+ * NULL when the row went or was never made. */
+tui_row *tui_state_row_reported(tui_state *s, const char *spec, int full, int cancelled);
 /* The row of fp32, or NULL. */
 const tui_row *tui_state_base_row(const tui_state *s);
 /* The fp32 row measured the same way as a row with this `full` flag: a

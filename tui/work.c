@@ -518,20 +518,10 @@ static void variant_free(tui_job *j) {
 static void variant_done(tui_state *s, tui_job *j) {
     variant_in *in = j->in;
     variant_out *o = j->out;
-    tui_row *r = NULL;
-    for (int i = 0; i < s->n_rows; i++)
-        if (!strcmp(s->rows[i].spec, in->spec) && s->rows[i].full == in->full) r = &s->rows[i];
-    if (j->st == QS_ECANCEL) {
-        /* a row that never finished goes; a finished one keeps its numbers */
-        if (r && r->status == 0) {
-            int i = (int)(r - s->rows);
-            memmove(&s->rows[i], &s->rows[i + 1], (size_t)(s->n_rows - i - 1) * sizeof *r);
-            s->n_rows--;
-            if (s->cmp_sel >= s->n_rows) s->cmp_sel = s->n_rows ? s->n_rows - 1 : 0;
-        }
-        return;
-    }
-    if (!r) r = tui_state_row(s, in->spec, in->full);
+    /* cancelled: a row that never finished goes unless another job fills it;
+     * a finished one keeps its numbers */
+    tui_row *r = tui_state_row_reported(s, in->spec, in->full, j->st == QS_ECANCEL);
+    if (j->st == QS_ECANCEL) return;
     if (j->st) {
         if (r) {
             r->status = -1;
@@ -579,7 +569,6 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
     submit(q, kind, label, 0, in, variant_run, variant_done, variant_free);
 }
 
-void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_variant(q, m, d, "fp32", 0); }
 
 /* ---- generation: two variants, token by token, side by side ----
  *

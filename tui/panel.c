@@ -245,14 +245,26 @@ static void help_overlay(const tui_state *s, int H, int W) {
     tui_text(s, y + h - 1, x + w - 2 - (int)strlen(foot), (int)strlen(foot), TUI_C_DIM, foot);
 }
 
+/* The view's width: the parameter panel gives up columns first on a narrow terminal. */
+static int panel_width(int W) { return W >= 110 ? PANEL_W + 2 : W >= 90 ? PANEL_W - 2 : PANEL_W - 6; }
+
 void tui_panel_fit(tui_state *s) {
     int H, W;
     getmaxyx(stdscr, H, W);
     s->rows_n = H;
     s->cols_n = W;
-    /* the Log pane shows H - 6 lines; the help overlay H - 7 */
-    long max_back = s->log_n < TUI_LOG_LINES ? s->log_n : TUI_LOG_LINES, rows = H - 6;
-    if (s->log_back > max_back - rows) s->log_back = max_back - rows > 0 ? max_back - rows : 0;
+    /* the Log pane shows H - 6 rows of wrapped entries: scrolled back at most
+     * so far that the oldest entries still fill it; the help overlay H - 7 */
+    long max_back = s->log_n < TUI_LOG_LINES ? s->log_n : TUI_LOG_LINES, rows = H - 6, acc = 0, limit = 0;
+    int lw = W - panel_width(W) - 1;
+    for (long b = max_back - 1; s->log_back > 0 && b >= 0; b--) {
+        acc += tui_view_log_rows(tui_state_log_line(s, b)->text, lw);
+        if (acc >= rows) {
+            limit = b;
+            break;
+        }
+    }
+    if (s->log_back > limit) s->log_back = limit;
     if (s->help) {
         int n = help_lines(s, W), body = H - 7;
         if (s->help_top > n - body) s->help_top = n - body > 0 ? n - body : 0;
@@ -270,7 +282,7 @@ void tui_panel_frame(tui_state *s) {
     status_line(s, W);
     tabs(s, W);
     /* the panel gives up columns first on a narrow terminal */
-    int pw = W >= 110 ? PANEL_W + 2 : W >= 90 ? PANEL_W - 2 : PANEL_W - 6, bw = W - pw - 1, by = 2, bh = H - 4;
+    int pw = panel_width(W), bw = W - pw - 1, by = 2, bh = H - 4;
     tui_view_draw(s, s->view, by, 0, bh, bw);
     attrset(tui_attr(s, TUI_C_AXIS));
     for (int r = by; r < by + bh; r++) mvaddstr(r, bw, tui_glyph(s, "vline"));

@@ -189,7 +189,7 @@ void tui_state_free(tui_state *s) {
 }
 
 void tui_state_log(tui_state *s, int level, const char *fmt, ...) {
-    char buf[TUI_LOG_TEXT];
+    char buf[4 * TUI_LOG_TEXT];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);

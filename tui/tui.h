@@ -217,7 +217,7 @@ typedef struct {
 /* Release what a spectrum holds and zero it. */
 void tui_spectrum_free(tui_spectrum *sp);
 
-enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 400 };
+enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 1024 };
 
 typedef struct {
     char spec[160];
@@ -408,7 +408,8 @@ void tui_fill(const tui_state *s, int y, int x, int h, int w, int role);
 int tui_ticks(double lo, double hi, int max_ticks, double *ticks);
 /* Format a tick label ("0.5", "-12", "1e-3"). */
 void tui_fmt_num(double v, char *buf, size_t cap);
-/* Wrap str into lines of width w; calls line(ud, text, len) per line; returns the count. */
+/* Wrap str into lines of width w; calls line(ud, text, len) per line (line
+ * may be NULL: only count); returns the count. */
 int tui_wrap(const char *str, int w, void (*line)(void *ud, const char *t, int len), void *ud);
 
 /* A plotting surface of w x h cells: braille (2x4 dots per cell) in UTF-8,
@@ -449,6 +450,9 @@ void tui_panel_fit(tui_state *s);
 /* The views (view.c): draw view v into the rectangle. */
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w);
 const char *tui_view_title(int v);
+/* The Log view's lines: an entry wrapped at the pane's width w takes this
+ * many screen rows (the Log wraps rather than cuts long lines). */
+int tui_view_log_rows(const char *text, int w);
 /* The teaching text of a view for the ? overlay. */
 const char *tui_view_explain(int v);
 

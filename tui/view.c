@@ -570,15 +570,43 @@ static void draw_generate(tui_state *s, int y, int x, int h, int w) {
 
 /* ---- 6 Log ---- */
 
+typedef struct {
+    const char *t[TUI_LOG_TEXT];
+    int len[TUI_LOG_TEXT], n;
+} log_wrap;
+
+static void log_piece(void *ud, const char *t, int len) {
+    log_wrap *lw = ud;
+    if (lw->n < TUI_LOG_TEXT) {
+        lw->t[lw->n] = t;
+        lw->len[lw->n++] = len;
+    }
+}
+
+int tui_view_log_rows(const char *text, int w) {
+    if (!text[0]) return 1;
+    return tui_wrap(text, w - 2, NULL, NULL);
+}
+
 static void draw_log(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "Log (%ld message%s)", s->log_n, s->log_n == 1 ? "" : "s");
-    int rows = h - 2;
-    for (int i = 0; i < rows; i++) {
-        const tui_logline *l = tui_state_log_line(s, s->log_back + (rows - 1 - i));
-        if (!l) continue;
+    /* the entries from log_back up, newest at the bottom, each wrapped at the
+     * pane's width; the oldest one shown may show only its last rows */
+    static log_wrap lw;
+    int bottom = y + h - 1, top = y + 2;
+    for (long back = s->log_back; bottom >= top; back++) {
+        const tui_logline *l = tui_state_log_line(s, back);
+        if (!l) break;
         int role = l->level == 3 ? TUI_C_ERR : l->level == QS_LOG_WARN ? TUI_C_WARN : l->level == 4 ? TUI_C_LUA
                  : l->level == QS_LOG_DEBUG ? TUI_C_DIM : TUI_C_NORMAL;
-        tui_text(s, y + 2 + i, x + 1, w - 2, role, l->text);
+        lw.n = 0;
+        if (l->text[0]) tui_wrap(l->text, w - 2, log_piece, &lw);
+        else log_piece(&lw, l->text, 0);
+        for (int i = lw.n - 1; i >= 0 && bottom >= top; i--, bottom--) {
+            char buf[TUI_LOG_TEXT + 1];
+            snprintf(buf, sizeof buf, "%.*s", lw.len[i], lw.t[i]);
+            tui_text(s, bottom, x + 1, w - 2, role, buf);
+        }
     }
     if (s->log_back) tui_textf(s, y, x + w - 16, 16, TUI_C_DIM, "(%ld more below)", s->log_back);
 }

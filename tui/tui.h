@@ -325,7 +325,7 @@ struct tui_state {
     int prompting;      /* 0 off, 1 Lua, 2 generation prompt */
     char line[1024], line_prompt[32];
     int line_point;
-    char hint[512];     /* completions */
+    char hint[4096];    /* completions, two spaces apart */
 
     tui_jobs_status js; /* snapshot for the status line */
     tui_jobs *jobs;

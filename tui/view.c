@@ -116,16 +116,21 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     int D = ss->dim;
     float tau = s->knobs.tau;
     int have = s->labels && s->cl_layer == s->ch_layer && s->cl_site == s->ch_site && s->n_labels == D;
-    char head[200];
-    if (have)
-        snprintf(head, sizeof head, "Layer %d %s %s %s %d channels %s k-means g=%d %s %d clusters", s->ch_layer,
-                 tui_glyph(s, "mid"), site, tui_glyph(s, "mid"), D, tui_glyph(s, "mid"), s->cl_g,
-                 tui_glyph(s, "right"), s->n_clusters);
-    else
-        snprintf(head, sizeof head, "Layer %d %s %s %s %d channels %s clustering (g=%d)...", s->ch_layer,
-                 tui_glyph(s, "mid"), site, tui_glyph(s, "mid"), D, tui_glyph(s, "mid"), s->knobs.g);
-    tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, head);
-    if (have && s->cl_g != s->knobs.g) tui_textf(s, y, x + w - 12, 12, TUI_C_WARN, "(g=%d next)", s->knobs.g);
+    /* the title, shortened until it fits (80 columns take the short form) */
+    char head[200], next[32] = "";
+    const char *mid = tui_glyph(s, "mid");
+    if (have && s->cl_g != s->knobs.g) snprintf(next, sizeof next, " (g=%d next)", s->knobs.g);
+    for (int form = 0; form < 2; form++) {
+        if (have)
+            snprintf(head, sizeof head, form ? "L%d %s %s %s %d ch %s g=%d %s %d clusters" : "Layer %d %s %s %s %d channels %s k-means g=%d %s %d clusters",
+                     s->ch_layer, mid, site, mid, D, mid, s->cl_g, tui_glyph(s, "right"), s->n_clusters);
+        else
+            snprintf(head, sizeof head, form ? "L%d %s %s %s %d ch %s clustering (g=%d)..." : "Layer %d %s %s %s %d channels %s clustering (g=%d)...",
+                     s->ch_layer, mid, site, mid, D, mid, s->knobs.g);
+        if (tui_text_width(s, head) + (int)strlen(next) <= w - 1) break;
+    }
+    int hw = tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, head);
+    if (next[0]) tui_text(s, y, x + 1 + hw, w - 1 - hw, TUI_C_WARN, next);
 
     /* ranges: every channel, and the tau lines when they are near */
     double xlo = ss->max[0], xhi = ss->max[0], ylo = ss->min[0], yhi = ss->min[0];
@@ -297,7 +302,8 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     if (s->ol_freq) snprintf(vb, sizeof vb, " %.0f%%", 100 * vmax);
     else snprintf(vb, sizeof vb, " %.2f", vmax);
     tui_text(s, sy, sx + 2 + TUI_N_HEAT, 10, TUI_C_DIM, vb);
-    if (!freq_ok) tui_textf(s, sy, sx + 20, hw, TUI_C_WARN, "(gathering tau %.1f)", tau);
+    /* up to the list's rule, not over it */
+    if (!freq_ok) tui_textf(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(gathering tau %.1f)", tau);
 
     /* the cursor's channel */
     {
@@ -438,10 +444,18 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
             bmax = fmax(bmax, (double)s->rows[i].wbytes);
         }
     int sw = w - 1 - 44 > 14 ? w - 1 - 44 : 14;
-    char hdr[200];
-    snprintf(hdr, sizeof hdr, "%-*s %8s %8s %7s %6s %6s", sw, "variant", "ppl", "dppl", "MB", "KV B/t", "tok/s");
-    if (s->utf8) snprintf(hdr, sizeof hdr, "%-*s %8s %8s %7s %6s %6s", sw, "variant", "ppl", "\xce\x94ppl", "MB", "KV B/t", "tok/s");
-    tui_text(s, y + 2, x + 1, w - 1, TUI_C_DIM, hdr);
+    /* the header's columns end where the numbers' do: placed by display
+     * width, as "\xce\x94ppl" is 5 bytes and 4 columns */
+    static const char *const heads[5] = {"ppl", "dppl", "MB", "KV B/t", "tok/s"};
+    static const int widths[5] = {8, 8, 7, 6, 6};
+    tui_text(s, y + 2, x + 1, sw, TUI_C_DIM, "variant");
+    for (int k = 0, cx = x + 1 + sw; k < 5; k++) {
+        cx += 1 + widths[k];
+        char hd[16];
+        snprintf(hd, sizeof hd, "%s", k == 1 ? (s->utf8 ? "\xce\x94ppl" : "dppl") : heads[k]);
+        int hw = tui_text_width(s, hd);
+        tui_text(s, y + 2, cx - hw, hw, TUI_C_DIM, hd);
+    }
     int per = 2, vis = (h - 7) / per;
     if (vis < 1) vis = 1;
     int top = s->cmp_sel >= vis ? s->cmp_sel - vis + 1 : 0;
@@ -488,7 +502,12 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
             tui_bar(s, ry + 1, x + 6 + bw, bw - 4, r->wbytes / bmax, TUI_C_BAR);
         }
     }
-    if (s->n_rows > vis) tui_textf(s, y + 2, x + w - 8, 8, TUI_C_DIM, "%d/%d", s->cmp_sel + 1, s->n_rows);
+    if (s->n_rows > vis) {
+        /* which row of how many: on the title's row, clear of the column heads */
+        char cnt[32];
+        int n = snprintf(cnt, sizeof cnt, "row %d/%d", s->cmp_sel + 1, s->n_rows);
+        tui_text(s, y, x + w - n - 1, n, TUI_C_DIM, cnt);
+    }
     /* the selected row in words */
     int dy = y + h - 4;
     if (s->n_rows && s->rows[s->cmp_sel].status == 1) {

@@ -170,7 +170,7 @@ void tui_state_init(tui_state *s, const qs_model *m) {
     s->ch_layer = m->cfg.n_layers > 3 ? 3 : 0;
     s->cl_layer = s->cl_site = s->cl_g = -1;
     s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
-    s->gen_tokens = 48;
+    s->gen_opts = (tui_gen_opts){.n_tokens = 48, .temp = 0, .top_p = 1, .seed = 0};
     snprintf(s->prompt_text, sizeof s->prompt_text, "The kernel");
 }
 
@@ -315,18 +315,47 @@ void tui_state_retune(tui_state *s, int which) {
     tui_state_measure(s, spec, 0);
 }
 
+const char *tui_state_gen_spec(const tui_state *s, int side) {
+    if (s->gen_pick[side][0]) return s->gen_pick[side];
+    return side == 0 ? "fp32" : s->spec;
+}
+
+void tui_state_gen_pick(tui_state *s, int side, int dir) {
+    /* the choices: "" (the default) first, then fp32 and each measured spec once */
+    const char *list[TUI_MAX_ROWS + 2];
+    int n = 0;
+    list[n++] = "";
+    if (side == 1) list[n++] = "fp32";
+    for (int i = 0; i < s->n_rows; i++) {
+        const tui_row *r = &s->rows[i];
+        if (r->status != 1 || (side == 1 && !strcmp(r->spec, "fp32")) || (side == 0 && !strcmp(r->spec, "fp32"))) continue;
+        int dup = 0;
+        for (int k = 0; k < n; k++) dup |= !strcmp(list[k], r->spec);
+        if (!dup) list[n++] = r->spec;
+    }
+    int at = 0;
+    while (at < n && strcmp(list[at], s->gen_pick[side])) at++;
+    if (at == n) at = 0;
+    at = ((at + dir) % n + n) % n;
+    tui_copy(s->gen_pick[side], sizeof s->gen_pick[side], list[at]);
+}
+
 void tui_state_generate(tui_state *s) {
     if (!s->jobs) return;
-    tui_var *b = s->cur && strcmp(qs_variant_spec(s->cur->v), "fp32") ? s->cur : NULL;
+    const char *spec[2];
+    tui_var *v[2] = {NULL, NULL};
     for (int i = 0; i < 2; i++) {
         s->gen[i].len = 0;
         s->gen[i].tokens = 0;
         s->gen[i].err[0] = 0;
+        s->gen[i].ctx_full = 0;
         if (s->gen[i].text) s->gen[i].text[0] = 0;
         s->gen[i].spec[0] = 0;
+        spec[i] = tui_state_gen_spec(s, i);
+        /* the knobs' variant is built already: borrowed, not built again */
+        if (s->cur && !strcmp(qs_variant_spec(s->cur->v), spec[i])) v[i] = s->cur;
     }
-    if (!b) tui_state_log(s, QS_LOG_INFO, "no variant built yet: generating with fp32 only");
-    tui_work_generate(s->jobs, s->m, s->prompt_text, b, s->gen_tokens);
+    tui_work_generate(s->jobs, s->m, s->data, s->prompt_text, spec, v, &s->gen_opts);
 }
 
 void tui_plot_clear(tui_plot *p) {

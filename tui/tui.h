@@ -199,7 +199,18 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
 /* SliceGPT's PCA for the Spectrum view: builds slice:ratio=<ratio> and, when
  * done, replaces s->spectrum. */
 void tui_work_spectrum(tui_jobs *q, const qs_model *m, tui_data *d, float ratio);
-void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens);
+/* Generation settings of the Generate view. */
+typedef struct {
+    int n_tokens;   /* at most this many tokens a side */
+    float temp;     /* 0: greedy */
+    float top_p;    /* 1: off */
+    int seed;       /* the same on both sides, so samples compare */
+} tui_gen_opts;
+/* Two sides generate the prompt: spec[i] names side i's variant; v[i] is it
+ * when already built (borrowed with a reference), else the job builds it
+ * (calibrated from d when its method needs it). */
+void tui_work_generate(tui_jobs *q, const qs_model *m, tui_data *d, const char *prompt, const char *const spec[2],
+                       tui_var *const v[2], const tui_gen_opts *o);
 
 /* ---- state ---- */
 
@@ -243,6 +254,8 @@ typedef struct {
     int tokens;
     double seconds;
     int running;
+    int ctx_full;     /* stopped at the context length (ctx positions) before n tokens */
+    int ctx;
     char err[200];
 } tui_gen_side;
 
@@ -300,7 +313,8 @@ struct tui_state {
 
     char prompt_text[512];  /* Generate */
     tui_gen_side gen[2];
-    int gen_tokens;
+    tui_gen_opts gen_opts;
+    char gen_pick[2][160];  /* the sides' variants; "": fp32 (side A), the knobs' variant (side B) */
 
     tui_logline *log;   /* ring of TUI_LOG_LINES */
     long log_n;         /* lines ever appended */
@@ -365,8 +379,13 @@ void tui_state_retune(tui_state *s, int which);
 void tui_state_want_clusters(tui_state *s);
 /* Submit SliceGPT's PCA at the knobs' ratio when it is stale and the Spectrum view shows. */
 void tui_state_want_spectrum(tui_state *s);
-/* Start generating prompt_text with fp32 and the current variant. */
+/* Start generating prompt_text with the two sides' variants. */
 void tui_state_generate(tui_state *s);
+/* The spec side (0 A, 1 B) generates with: its pick, else fp32 / the knobs' spec. */
+const char *tui_state_gen_spec(const tui_state *s, int side);
+/* Step side's pick through fp32, the measured rows of Compare and (side B)
+ * the knobs' variant; dir +1 / -1. */
+void tui_state_gen_pick(tui_state *s, int side, int dir);
 /* The sites the Channels view steps through. */
 extern const int tui_channel_sites[];
 extern const int tui_n_channel_sites;

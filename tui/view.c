@@ -59,9 +59,11 @@ static const char *const explain[TUI_V_COUNT] = {
     "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text.",
     /* Generate */
     "Two versions of the model continue the same prompt side by side, token by token as they are "
-    "produced: the model in fp32, and the current variant. Greedy decoding shows where the "
+    "produced: by default the model in fp32 (side A) and the current variant (side B); a and b pick "
+    "either from fp32 and the variants measured in Compare. Greedy decoding shows where the "
     "compressed model's most likely token first differs from the original's, and how quickly the "
-    "texts then diverge.",
+    "texts then diverge; with a temperature, both sides sample with the same seed. A side stops at "
+    "the model's context length and says so.",
     /* Log */
     "Messages from the workbench and the engine, results of finished jobs, and everything Lua "
     "prints or raises at the : prompt. A Lua error is reported here with its traceback; it never "
@@ -551,15 +553,26 @@ static void draw_generate(tui_state *s, int y, int x, int h, int w) {
     tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, "Generate: the same prompt, two variants, token by token");
     int used = tui_text(s, y + 2, x + 1, 8, TUI_C_DIM, "prompt ");
     tui_text(s, y + 2, x + 1 + used, w - used - 2, TUI_C_ACCENT, s->prompt_text[0] ? s->prompt_text : "(empty: from BOS)");
+    const tui_gen_opts *go = &s->gen_opts;
+    char set[160];
+    if (go->temp > 0)
+        snprintf(set, sizeof set, "%d tokens %s temp %.1f %s top-p %.2f %s seed %d", go->n_tokens, tui_glyph(s, "mid"),
+                 go->temp, tui_glyph(s, "mid"), go->top_p, tui_glyph(s, "mid"), go->seed);
+    else
+        snprintf(set, sizeof set, "%d tokens %s greedy", go->n_tokens, tui_glyph(s, "mid"));
+    tui_text(s, y + 3, x + 1, w - 2, TUI_C_DIM, set);
     int cw = (w - 3) / 2;
     for (int side = 0; side < 2; side++) {
         const tui_gen_side *g = &s->gen[side];
         int cx = x + 1 + side * (cw + 2);
-        char head[200];
-        if (!g->spec[0]) tui_copy(head, sizeof head, side == 0 ? "fp32" : "current variant");
-        else if (g->running) snprintf(head, sizeof head, "%s  %d tok...", g->spec, g->tokens);
-        else if (g->seconds > 0) snprintf(head, sizeof head, "%s  %d tok, %.0f tok/s", g->spec, g->tokens, g->tokens / g->seconds);
-        else tui_copy(head, sizeof head, g->spec);
+        char head[240];
+        if (!g->spec[0]) snprintf(head, sizeof head, "%c %s", 'A' + side, tui_state_gen_spec(s, side));
+        else if (g->running) snprintf(head, sizeof head, "%c %s  %d tok...", 'A' + side, g->spec, g->tokens);
+        else if (g->ctx_full) /* the speed gives way: the Log has the rest */
+            snprintf(head, sizeof head, "%c %s  %d tok, context full", 'A' + side, g->spec, g->tokens);
+        else if (g->seconds > 0)
+            snprintf(head, sizeof head, "%c %s  %d tok, %.0f tok/s", 'A' + side, g->spec, g->tokens, g->tokens / g->seconds);
+        else snprintf(head, sizeof head, "%c %s", 'A' + side, g->spec);
         tui_text(s, y + 4, cx, cw, side == 0 ? TUI_C_BAR : TUI_C_BAR2, head);
         attrset(tui_attr(s, TUI_C_AXIS));
         for (int k = 0; k < cw; k++) mvaddstr(y + 5, cx + k, tui_glyph(s, "hline"));

@@ -230,6 +230,24 @@ T.test('rptq: W4A4 with shared stats equals the CLI; clusters', function()
   local mid, km = assert(g8:clusters(2, 'mlp_mid'))
   T.eq(#mid, m.info.d_ff)
   T.eq(km, 8)
+  -- seed=: every k-means takes it, so the clusters are st:clusters with that seed, the
+  -- same on every build; another seed moves clusters and perplexity
+  local s7 = assert(m:variant('rptq:w=4,a=4,g=8,seed=7', {stats = st}))
+  local s7b = assert(m:variant({method = 'rptq', w = 4, a = 4, g = 8, seed = 7}, {stats = st}))
+  T.eq(s7.spec, 'rptq:w=4,a=4,g=8,seed=7')
+  T.eq(assert(m:variant('rptq:w=4,a=4,g=8,seed=0', {stats = st})).spec, 'rptq:w=4,a=4,g=8')
+  local moved = 0
+  for l = 0, m.info.n_layers - 1 do
+    for _, site in ipairs{'attn_in', 'mlp_in', 'mlp_mid'} do
+      local c7 = table.concat(s7:clusters(l, site), ',')
+      T.eq(c7, table.concat(st:clusters(l, site, 8, 7), ','), ('seed 7, layer %d %s'):format(l, site))
+      T.eq(c7, table.concat(s7b:clusters(l, site), ','), 'the same seed, the same clusters')
+      if c7 ~= table.concat(g8:clusters(l, site), ',') then moved = moved + 1 end
+    end
+  end
+  T.check(moved > 0, 'seed 7 moves some clusters')
+  T.check(s7:ppl{file = T.eval, windows = 2} ~= g8:ppl{file = T.eval, windows = 2}, 'and the perplexity')
+  T.raises("out of range", function() return m:variant('rptq:w=4,seed=-1', {stats = st}) end)
 end)
 
 T.test('rptq: progress and interrupt while calibrating', function()

@@ -428,8 +428,8 @@ int main(int argc, char **argv) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "tokenizer", names[i]);
             cJSON_AddNumberToObject(o, "ids", (double)n);
-            cJSON_AddNumberToObject(o, "first_tokens_per_s", cold);
-            cJSON_AddNumberToObject(o, "best_tokens_per_s", best);
+            cJSON_AddNumberToObject(o, "first_tokens_per_second", cold);
+            cJSON_AddNumberToObject(o, "best_tokens_per_second", best);
             cJSON_AddItemToArray(tk, o);
         }
         putchar('\n');
@@ -457,8 +457,8 @@ int main(int argc, char **argv) {
         cJSON_AddStringToObject(o, "variant", r.variant);
         cJSON_AddNumberToObject(o, "ctx", r.ctx);
         cJSON_AddNumberToObject(o, "params", (double)r.params);
-        cJSON_AddNumberToObject(o, "prefill_tokens_per_s", r.prefill_tok_s);
-        if (r.decode_tok_s > 0) cJSON_AddNumberToObject(o, "decode_tokens_per_s", r.decode_tok_s);
+        cJSON_AddNumberToObject(o, "prefill_tokens_per_second", r.prefill_tok_s);
+        if (r.decode_tok_s > 0) cJSON_AddNumberToObject(o, "decode_tokens_per_second", r.decode_tok_s);
         cJSON_AddNumberToObject(o, "prefill_gflops", r.prefill_gflops);
         cJSON_AddNumberToObject(o, "prefill_vs_sgemm", r.prefill_gflops / sg);
         cJSON_AddNumberToObject(o, "peak_rss_mb", r.peak_rss_mb);

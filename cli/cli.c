@@ -502,11 +502,13 @@ static int print_piece(void *ud, int id, const char *text, size_t len) {
 }
 
 int cli_gen(int argc, char **argv) {
-    const char *pos[2] = {NULL, NULL}, *tokp = NULL;
+    const char *pos[2] = {NULL, NULL}, *tokp = NULL, *spec = "fp32";
     long n = 64, topk = 0, seed = 0;
     double temp = 0, topp = 1;
     int json = 0, stop = 1;
+    qs_calib_opts co = cli_calib_init();
     const cli_opt opts[] = {CLI_INT("-n", &n, 1, 1 << 20),
+                            CLI_STR("--variant", &spec),
                             CLI_FLOAT("--temp", &temp, 0, 100),
                             CLI_INT("--top-k", &topk, 0, INT_MAX),
                             CLI_FLOAT("--top-p", &topp, 0, 1),
@@ -515,10 +517,15 @@ int cli_gen(int argc, char **argv) {
                             CLI_FLAG("--json", &json, 1),
                             CLI_FLAG("--no-stop", &stop, 0),
                             {0}};
-    if (cli_parse("gen", argc, argv, opts, NULL, pos, 2, 1, " (quote the prompt)")) return EXIT_USAGE;
+    if (cli_parse("gen", argc, argv, opts, &co, pos, 2, 1, " (quote the prompt)")) return EXIT_USAGE;
     const char *model = pos[0], *prompt = pos[1];
     if (!model) {
         cli_error("gen: usage: qscope gen MODEL [PROMPT] [-n N] [--temp T] ...");
+        return EXIT_USAGE;
+    }
+    int need_cal = qs_variant_needs_calib(spec);
+    if (need_cal < 0) {
+        cli_error("%s", qs_last_error());
         return EXIT_USAGE;
     }
     qs_model *m = cli_load_model(model, tokp);
@@ -529,6 +536,8 @@ int cli_gen(int argc, char **argv) {
     size_t nids = 0;
     qs_ctx *c = NULL;
     qs_gen_result r = {0};
+    qs_calib cal = {0};
+    qs_variant *var = NULL;
     if (!m->tok) {
         cli_error("%s: the model has no tokenizer", m->path);
         goto done;
@@ -547,7 +556,13 @@ int cli_gen(int argc, char **argv) {
             goto done;
         }
     }
-    if (qs_ctx_new(m, NULL, 0, &c)) {
+    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
+    qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
+    if (qs_variant_new(m, spec, &vo, &var)) {
+        cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (qs_ctx_new(m, qs_variant_exec(var), 0, &c)) {
         cli_error("%s", qs_last_error());
         goto done;
     }
@@ -569,6 +584,8 @@ int cli_gen(int argc, char **argv) {
     double dec = r.n > 1 && r.decode_seconds > 0 ? (r.n - 1) / r.decode_seconds : 0;
     if (json) {
         cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "variant", qs_variant_spec(var));
+        if (need_cal) cJSON_AddStringToObject(j, "calibration", cal.source);
         cJSON_AddStringToObject(j, "prompt", prompt ? prompt : "");
         cJSON_AddStringToObject(j, "text", r.text);
         cJSON *a = cJSON_AddArrayToObject(j, "ids");
@@ -585,10 +602,16 @@ int cli_gen(int argc, char **argv) {
         if (isatty(2))
             fprintf(stderr, "[%d tokens, %.1f tok/s%s]\n", r.n, dec, r.stopped_by == 1 ? ", stopped at EOS" : "");
     }
+    /* fewer tokens than asked for because the context is full: said, whatever the output */
+    if (r.stopped_by == 3)
+        fprintf(stderr, "qscope: gen: stopped at the context length (%d positions) after %d of %ld tokens\n",
+                qs_ctx_capacity(c), r.n, n);
     rc = EXIT_OK;
 done:
     qs_gen_result_free(&r);
     qs_ctx_free(c);
+    qs_variant_free(var);
+    qs_calib_free(&cal);
     free(ids);
     free(ptext);
     qs_model_free(m);

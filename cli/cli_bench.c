@@ -79,8 +79,8 @@ int cli_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "n_prompt", (double)p);
         cJSON_AddNumberToObject(o, "n_gen", (double)n);
         cJSON_AddNumberToObject(o, "repetitions", (double)reps);
-        if (p) cJSON_AddNumberToObject(o, "pp_tokens_per_s", r.pp_tok_s), cJSON_AddNumberToObject(o, "pp_sd", r.pp_sd);
-        if (n) cJSON_AddNumberToObject(o, "tg_tokens_per_s", r.tg_tok_s), cJSON_AddNumberToObject(o, "tg_sd", r.tg_sd);
+        if (p) cJSON_AddNumberToObject(o, "pp_tokens_per_second", r.pp_tok_s), cJSON_AddNumberToObject(o, "pp_sd", r.pp_sd);
+        if (n) cJSON_AddNumberToObject(o, "tg_tokens_per_second", r.tg_tok_s), cJSON_AddNumberToObject(o, "tg_sd", r.tg_sd);
         cJSON_AddNumberToObject(o, "peak_rss_mb", peak_mb);
         cJSON_AddNumberToObject(o, "rss_anon_mb", anon_mb);
         cli_json_print(o, 1);

@@ -16,6 +16,10 @@
 #include "methods/methods.h"
 #include "cli.h"
 
+#ifndef QS_VERSION
+#define QS_VERSION "0.0.0"
+#endif
+
 /* ---- calibration options ---- */
 
 qs_calib_opts cli_calib_init(void) {
@@ -337,10 +341,19 @@ int cli_compare(int argc, char **argv) {
             if (!rows[i].ok && rows[i].err[0]) cli_error("%s", rows[i].err);
     double ref = rows[0].ok ? rows[0].ppl : NAN;
     if (json) {
+        /* the protocol first: what a reader needs to measure the same way again */
         cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "qscope_version", QS_VERSION);
         cJSON_AddStringToObject(root, "model", m->path);
         cJSON_AddStringToObject(root, "data", data);
+        cJSON_AddNumberToObject(root, "text_tokens", (double)n);
+        cJSON_AddNumberToObject(root, "ctx", rows[0].ok ? rows[0].ctx : (double)ctx);
+        cJSON_AddNumberToObject(root, "windows", rows[0].ok ? rows[0].windows : 0);
+        if (maxw) cJSON_AddNumberToObject(root, "max_windows", (double)maxw);
+        else cJSON_AddNullToObject(root, "max_windows");
+        cJSON_AddNumberToObject(root, "stride", 0);
         if (need_cal) cJSON_AddStringToObject(root, "calibration", cal.source);
+        else cJSON_AddNullToObject(root, "calibration");
         cJSON *arr = cJSON_AddArrayToObject(root, "variants");
         for (int i = 0; i < total; i++) {
             cJSON *o = cJSON_CreateObject();
@@ -350,6 +363,10 @@ int cli_compare(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "ppl", rows[i].ppl);
                 cJSON_AddNumberToObject(o, "delta_ppl", rows[i].ppl - ref);
                 cJSON_AddNumberToObject(o, "nll", rows[i].nll);
+                cJSON_AddNumberToObject(o, "tokens", (double)rows[i].tokens);
+                cJSON_AddNumberToObject(o, "windows", rows[i].windows);
+                cJSON_AddNumberToObject(o, "ctx", rows[i].ctx);
+                cJSON_AddNumberToObject(o, "seconds", rows[i].seconds);
                 cJSON_AddNumberToObject(o, "weight_bytes", (double)rows[i].weight_bytes);
                 cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)rows[i].kv_bytes_per_token);
                 cJSON_AddNumberToObject(o, "params", (double)rows[i].params);

@@ -26,7 +26,7 @@ static const char usage[] =
     "       qscope stats [MODEL] [--site S] [--layer L] [--tau T] [--csv|--json] [CALIBRATION]\n"
     "       qscope outliers [MODEL] [--tau T] [--layer-frac F] [--pos-frac F] [--json] [CALIBRATION]\n"
     "       qscope gen MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-    "                                           [--no-stop] [--json]\n"
+    "                                           [--variant SPEC] [--no-stop] [--json] [CALIBRATION]\n"
     "       qscope bench [MODEL] [--variant SPEC] [-p N] [-n N] [-r N] [--json]\n"
     "                                           prefill and decode tokens/s, peak memory (llama-bench's way)\n"
     "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"

@@ -287,7 +287,7 @@ int qsl_do_eval(lua_State *L, int midx, qsl_shared *sh, const qs_exec *x, int op
     qsl_setint(L, "windows", r.windows);
     qsl_setint(L, "ctx", r.ctx);
     qsl_setnum(L, "seconds", r.seconds);
-    qsl_setnum(L, "tokens_per_s", r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
+    qsl_setnum(L, "tokens_per_second", r.seconds > 0 ? r.windows * (double)r.ctx / r.seconds : 0);
     qsl_setint(L, "text_tokens", n);
     return 1;
 }
@@ -471,12 +471,12 @@ static int m_variant(lua_State *L) {
     return qsl_variant_new(L, 1, 2, 3);
 }
 
-/* m:memory() -> {weights =, kv_per_token =, params =} (fp32) */
+/* m:memory() -> {weight_bytes =, kv_bytes_per_token =, params =} (as loaded) */
 static int m_memory(lua_State *L) {
     const qs_model *m = qsl_check_model(L, 1)->sh->m;
     lua_createtable(L, 0, 3);
-    qsl_setint(L, "weights", qs_model_weight_bytes(m));
-    qsl_setint(L, "kv_per_token", qs_ctx_kv_bytes_per_token(m));
+    qsl_setint(L, "weight_bytes", qs_model_weight_bytes(m));
+    qsl_setint(L, "kv_bytes_per_token", qs_ctx_kv_bytes_per_token(m));
     qsl_setint(L, "params", qs_model_params(m));
     return 1;
 }
@@ -535,11 +535,11 @@ static void push_info(lua_State *L, const qs_model *m) {
     }
     lua_pushboolean(L, c->tied_head);
     lua_setfield(L, -2, "tied_head");
-    SETI("bos", c->bos_id);
-    SETI("eos", c->eos_id);
+    SETI("bos_id", c->bos_id);
+    SETI("eos_id", c->eos_id);
     SETI("params", qs_model_params(m));
     SETI("weight_bytes", qs_model_weight_bytes(m));
-    SETI("kv_per_token", qs_ctx_kv_bytes_per_token(m));
+    SETI("kv_bytes_per_token", qs_ctx_kv_bytes_per_token(m));
     if (m->tok) SETS("tokenizer", qs_tok_describe(m->tok));
 }
 

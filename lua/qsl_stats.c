@@ -68,7 +68,7 @@ static int s_site(lua_State *L) {
     double *sd = qsl_tensor_push_f64(L, d);
     lua_setfield(L, -2, "std");
     double *frac = qsl_tensor_push_f64(L, d);
-    lua_setfield(L, -2, "frac");
+    lua_setfield(L, -2, "frac_over_tau");
     for (int i = 0; i < d; i++) {
         mean[i] = s->sum[i] / (double)s->tokens;
         double var = s->sumsq[i] / (double)s->tokens - mean[i] * mean[i];
@@ -137,7 +137,7 @@ static int s_outliers(lua_State *L) {
         qsl_setint(L, "index", o[i].dim + 1);
         qsl_setint(L, "inputs", o[i].n_inputs);
         qsl_setnum(L, "layer_frac", o[i].layer_frac);
-        qsl_setnum(L, "frac", o[i].pos_frac);
+        qsl_setnum(L, "pos_frac", o[i].pos_frac);
         qsl_setnum(L, "absmax", o[i].absmax);
         lua_newtable(L);
         int k = 0;

@@ -244,12 +244,12 @@ static int v_calibrate(lua_State *L) {
     return qsl_do_calibrate(L, midx, u->sh, qs_variant_exec(u->v), 2);
 }
 
-/* v:memory() -> {weights = bytes, kv_per_token = bytes, params = n} */
+/* v:memory() -> {weight_bytes = bytes, kv_bytes_per_token = bytes, params = n} */
 static int v_memory(lua_State *L) {
     qsl_variant *u = qsl_check_variant(L, 1);
     lua_createtable(L, 0, 3);
-    qsl_setint(L, "weights", qs_variant_weight_bytes(u->v));
-    qsl_setint(L, "kv_per_token", qs_variant_kv_bytes_per_token(u->v));
+    qsl_setint(L, "weight_bytes", qs_variant_weight_bytes(u->v));
+    qsl_setint(L, "kv_bytes_per_token", qs_variant_kv_bytes_per_token(u->v));
     qsl_setint(L, "params", qs_variant_params(u->v));
     return 1;
 }
@@ -460,7 +460,7 @@ int qsl_compare_rows(lua_State *L) {
         const qs_compare_row *r = &rows[i];
         lua_createtable(L, 0, 12);
         lua_pushstring(L, r->spec);
-        lua_setfield(L, -2, "spec");
+        lua_setfield(L, -2, "variant");
         if (!r->ok) {
             lua_pushstring(L, r->err);
             lua_setfield(L, -2, "error");
@@ -471,10 +471,12 @@ int qsl_compare_rows(lua_State *L) {
             qsl_setnum(L, "delta_ppl", r->ppl - rows[0].ppl);
             qsl_setnum(L, "nll", r->nll);
             qsl_setint(L, "tokens", r->tokens);
+            qsl_setint(L, "windows", r->windows);
+            qsl_setint(L, "ctx", r->ctx);
             qsl_setnum(L, "seconds", r->seconds);
-            qsl_setnum(L, "tokens_per_s", r->tokens_per_s);
-            qsl_setint(L, "weights", r->weight_bytes);
-            qsl_setint(L, "kv_per_token", r->kv_bytes_per_token);
+            qsl_setnum(L, "tokens_per_second", r->tokens_per_s);
+            qsl_setint(L, "weight_bytes", r->weight_bytes);
+            qsl_setint(L, "kv_bytes_per_token", r->kv_bytes_per_token);
             qsl_setint(L, "params", r->params);
         }
         lua_rawseti(L, -2, i);

@@ -55,7 +55,7 @@ if #out == 0 then
 else
   local t = {{'dim', 'inputs', 'of inputs %', 'positions %', 'max |x|', 'layers'}}
   for _, d in ipairs(out) do
-    t[#t + 1] = {d.dim, d.inputs, 100 * d.layer_frac, 100 * d.frac, d.absmax, table.concat(d.layers, ' ')}
+    t[#t + 1] = {d.dim, d.inputs, 100 * d.layer_frac, 100 * d.pos_frac, d.absmax, table.concat(d.layers, ' ')}
   end
   io.write(qs.table(t))
 end

@@ -58,12 +58,12 @@ if want.rptq then
   print('RPTQ: perplexity by setting (W weight bits, A activation bits, KV: only the KV cache)')
   local st = assert(m:calibrate(calib))
   local settings = {'W4A16', 'W4A8', 'W4A4', 'W4A4KV', 'W4A3KV', 'W3A3KV'}
-  local head, ppl, wmb, kv = {'', 'FP32'}, {name .. ' ppl', fp32.ppl}, {'weights MB', m:memory().weights / 1e6},
-                             {'KV bytes/token', m:memory().kv_per_token}
+  local head, ppl, wmb, kv = {'', 'FP32'}, {name .. ' ppl', fp32.ppl}, {'weights MB', m:memory().weight_bytes / 1e6},
+                             {'KV bytes/token', m:memory().kv_bytes_per_token}
   for _, s in ipairs(settings) do
     local p, mem = run('rptq:' .. s, {stats = st})
     head[#head + 1], ppl[#ppl + 1] = s, show(p)
-    wmb[#wmb + 1], kv[#kv + 1] = mem and show(mem.weights / 1e6) or 'n/a', mem and mem.kv_per_token or 'n/a'
+    wmb[#wmb + 1], kv[#kv + 1] = mem and show(mem.weight_bytes / 1e6) or 'n/a', mem and mem.kv_bytes_per_token or 'n/a'
   end
   ppl[2] = show(fp32.ppl)
   wmb[2] = show(wmb[2])
@@ -90,12 +90,12 @@ end
 if want.int8 then
   print()
   print('LLM.int8(): 8-bit matrix multiplication with and without the decomposition')
-  local rows = {{'method', 'spec', 'ppl', 'weights MB'}, {'fp32', 'fp32', show(fp32.ppl), show(m:memory().weights / 1e6)}}
+  local rows = {{'method', 'spec', 'ppl', 'weights MB'}, {'fp32', 'fp32', show(fp32.ppl), show(m:memory().weight_bytes / 1e6)}}
   for _, r in ipairs({{'int8 absmax (per tensor)', 'int8:threshold=0,act=tensor'},
                       {'int8 vector-wise', 'int8:threshold=0'},
                       {'int8 vector-wise + decomposition (tau 6)', 'int8:threshold=6'}}) do
     local p, mem = run(r[2])
-    rows[#rows + 1] = {r[1], r[2], show(p), mem and show(mem.weights / 1e6) or 'n/a'}
+    rows[#rows + 1] = {r[1], r[2], show(p), mem and show(mem.weight_bytes / 1e6) or 'n/a'}
   end
   io.write(qs.table(rows))
   flush_notes()

@@ -27,7 +27,7 @@ local calib = {file = o.calib ~= '' and o.calib or nil, windows = o.calib_window
 local dense = assert(m:eval(data))
 local dmem = m:memory()
 print(('%s: dense ppl %.4f, %d parameters, %.0f tokens/s (%d windows of %d)'):format(m.info.path, dense.ppl,
-  dmem.params, dense.tokens_per_s, o.windows, ctx))
+  dmem.params, dense.tokens_per_second, o.windows, ctx))
 print()
 
 local layer = math.min(math.max(0, math.tointeger(o.layer) or 0), m.info.n_layers - 1)
@@ -43,7 +43,7 @@ for r in o.ratios:gmatch('[^,]+') do
     if e then
       local mem = v:memory()
       rows[#rows + 1] = {ratio, kept or 'n/a', e.ppl, e.ppl - dense.ppl, mem.params, 100 * mem.params / dmem.params,
-                         mem.weights / 1e6, e.tokens_per_s}
+                         mem.weight_bytes / 1e6, e.tokens_per_second}
       xs[#xs + 1], ys[#ys + 1] = ratio, e.ppl
     end
     if eig and (ratio == 0.25 or not spectrum) then spectrum, cut = eig, kept end

@@ -57,7 +57,7 @@ section(2, 'Perplexity')
 local fp32 = assert(m:eval(data))
 say('Perplexity is exp(mean negative log-likelihood) of each next token of a held-out text:')
 say('%d windows of %d tokens, %d predictions, nll %.4f nats, ppl %.3f (%.0f tokens/s).', fp32.windows, fp32.ctx,
-    fp32.tokens, fp32.nll, fp32.ppl, fp32.tokens_per_s)
+    fp32.tokens, fp32.nll, fp32.ppl, fp32.tokens_per_second)
 say('Every compressed variant below is judged by how much it raises this number.')
 
 section(3, 'Activations have outliers')
@@ -75,7 +75,7 @@ local out = st:outliers()
 if #out > 0 then
   local d = out[1]
   say('Dimension %d is an outlier feature in the LLM.int8() sense: |x| >= %g in layers %s at %.0f%% of positions.',
-      d.dim, st.tau, table.concat(d.layers, ', '), 100 * d.frac)
+      d.dim, st.tau, table.concat(d.layers, ', '), 100 * d.pos_frac)
   local s = st:site(d.layers[1], 'attn_in')
   local sorted = s.absmax:totable()
   table.sort(sorted)
@@ -97,7 +97,7 @@ local function ppl_of(spec, opts)
 end
 local function report(label, spec, opts)
   local p, extra = ppl_of(spec, opts)
-  if p then say('  %-40s ppl %8.3f  (%+.3f)  %6.2f MB', label, p, p - fp32.ppl, extra.weights / 1e6)
+  if p then say('  %-40s ppl %8.3f  (%+.3f)  %6.2f MB', label, p, p - fp32.ppl, extra.weight_bytes / 1e6)
   else say('  %-40s n/a: %s', label, extra) end
 end
 
@@ -141,7 +141,7 @@ if v then
   end
   local e = assert(v:eval(data))
   say('  %-40s ppl %8.3f  (%+.3f)  %d parameters, %.0f tokens/s', 'slice 25%', e.ppl, e.ppl - fp32.ppl,
-      v:memory().params, e.tokens_per_s)
+      v:memory().params, e.tokens_per_second)
 else
   say('  slice 25%%: n/a: %s', err)
 end

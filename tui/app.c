@@ -19,13 +19,14 @@
 #include "../cli/cli.h"
 #include "tui.h"
 
-static volatile sig_atomic_t got_winch, got_quit;
+static volatile sig_atomic_t got_winch, got_quit, got_int;
 static int wake_wr = -1;
 static int term_active;
 
 static void on_signal(int sig) {
     int saved = errno;
     if (sig == SIGWINCH) got_winch = 1;
+    else if (sig == SIGINT) got_int++;
     else got_quit = 1;
     char b = 0;
     if (wake_wr >= 0) {
@@ -182,12 +183,12 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
                   qs_model_params(m));
     s->src = o->src ? *o->src : tui_sources_defaults();
     tui_work_calibrate(s->jobs, m, d, &s->src);
-    tui_state_row(s, "fp32", 0); /* the reference comes first in Compare */
-    tui_work_base_ppl(s->jobs, m, d);
+    tui_state_measure(s, "fp32", 0); /* the reference comes first in Compare */
     tui_state_retune(s, -1);
     if (o->script) tui_prompt_run_file(s, o->script);
 
     int in_fd = fileno(in), dirty = 1;
+    double last_int = -1e9;
     while (!s->quit) {
         if (dirty) {
             frame(s, o);
@@ -197,6 +198,22 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
         int n = poll(p, 2, -1);
         if (n < 0 && errno != EINTR) break;
         if (got_quit) break;
+        if (got_int) {
+            /* Ctrl-C cancels the running job; a second one (within 3 s, or with
+             * nothing running) quits */
+            int presses = got_int;
+            got_int = 0;
+            double now = qs_io_clock();
+            tui_jobs_status_get(s->jobs, &s->js);
+            if (presses > 1 || now - last_int < 3 || (!s->js.busy && !s->js.queued)) {
+                got_quit = 1;
+                break;
+            }
+            last_int = now;
+            tui_jobs_cancel_all(s->jobs);
+            tui_state_log(s, QS_LOG_WARN, "cancelled (Ctrl-C again quits)");
+            dirty = 1;
+        }
         if (got_winch) {
             got_winch = 0;
             resize(out);

@@ -251,7 +251,7 @@ int tui_wrap(const char *str, int w, void (*line)(void *ud, const char *t, int l
         const char *end = strchr(p, '\n');
         if (!end) end = p + strlen(p);
         if (end == p) {
-            line(ud, p, 0);
+            if (line) line(ud, p, 0);
             n++;
         }
         while (p < end) {
@@ -267,7 +267,7 @@ int tui_wrap(const char *str, int w, void (*line)(void *ud, const char *t, int l
             }
             const char *stop = q;
             if (q < end && brk && brk > p) stop = brk;
-            line(ud, p, (int)(stop - p));
+            if (line) line(ud, p, (int)(stop - p));
             n++;
             p = stop;
             while (p < end && *p == ' ') p++;

@@ -3,6 +3,7 @@
  * overlay show for it. An action changes the state (and may submit jobs)
  * and returns what to redraw. */
 #include <curses.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,7 +79,7 @@ static int act_rerun(tui_state *s, int key) {
     (void)key;
     if (!s->data_ready) {
         tui_work_calibrate(s->jobs, s->m, s->data, &s->src);
-        tui_work_base_ppl(s->jobs, s->m, s->data);
+        tui_state_measure(s, "fp32", 0);
     }
     tui_state_retune(s, -1);
     return TUI_R_DRAW;
@@ -208,20 +209,8 @@ static int act_cmp_full(tui_state *s, int key) {
     tui_copy(spec, sizeof spec, s->rows[s->cmp_sel].spec);
     /* the change is taken against fp32 over the same (full) text: measure it first */
     const tui_row *b = tui_state_base_row_full(s, 1);
-    if (strcmp(spec, "fp32") && (!b || b->status < 0)) {
-        tui_row *fr = tui_state_row(s, "fp32", 1);
-        if (fr) {
-            fr->status = 0;
-            fr->err[0] = 0;
-        }
-        tui_work_variant(s->jobs, s->m, s->data, "fp32", 1);
-    }
-    tui_row *r = tui_state_row(s, spec, 1);
-    if (r) {
-        r->status = 0;
-        r->err[0] = 0;
-    }
-    tui_work_variant(s->jobs, s->m, s->data, spec, 1);
+    if (strcmp(spec, "fp32") && (!b || b->status < 0)) tui_state_measure(s, "fp32", 1);
+    tui_state_measure(s, spec, 1);
     return TUI_R_DRAW;
 }
 
@@ -235,6 +224,41 @@ static int act_gen_edit(tui_state *s, int key) {
 static int act_gen_run(tui_state *s, int key) {
     (void)key;
     tui_state_generate(s);
+    return TUI_R_DRAW;
+}
+
+static int act_gen_pick(tui_state *s, int key) {
+    tui_state_gen_pick(s, key == 'b' || key == 'B', key == 'a' || key == 'b' ? 1 : -1);
+    return TUI_R_DRAW;
+}
+
+static const int token_steps[] = {8, 16, 32, 48, 64, 128, 256, 512, 1024};
+enum { N_TOKEN_STEPS = sizeof token_steps / sizeof token_steps[0] };
+
+static int act_gen_setting(tui_state *s, int key) {
+    tui_gen_opts *o = &s->gen_opts;
+    switch (key) {
+    case 'n': case 'N': {
+        int i = 0;
+        while (i < N_TOKEN_STEPS - 1 && token_steps[i] < o->n_tokens) i++;
+        i += key == 'n' ? 1 : -1;
+        o->n_tokens = token_steps[i < 0 ? 0 : i >= N_TOKEN_STEPS ? N_TOKEN_STEPS - 1 : i];
+        break;
+    }
+    case 't': case 'T': {
+        /* in tenths, so repeated steps stay exact */
+        int t = (int)lroundf(o->temp * 10) + (key == 't' ? 1 : -1);
+        o->temp = (t < 0 ? 0 : t > 20 ? 20 : t) / 10.0f;
+        break;
+    }
+    case 'p': case 'P': {
+        int p = (int)lroundf(o->top_p * 100) + (key == 'p' ? 5 : -5);
+        o->top_p = (p < 5 ? 5 : p > 100 ? 100 : p) / 100.0f;
+        break;
+    }
+    case 's': o->seed++; break;
+    case 'S': if (o->seed > 0) o->seed--; break;
+    }
     return TUI_R_DRAW;
 }
 
@@ -323,7 +347,19 @@ static const tui_binding table[] = {
     {'\n', V(TUI_V_GENERATE), 0, act_gen_edit, NULL, NULL, NULL},
     {'\r', V(TUI_V_GENERATE), 0, act_gen_edit, NULL, NULL, NULL},
     {KEY_ENTER, V(TUI_V_GENERATE), 0, act_gen_edit, NULL, NULL, NULL},
-    {'g', V(TUI_V_GENERATE), 0, act_gen_run, "g", "generate with fp32 and the current variant", "g generate"},
+    {'g', V(TUI_V_GENERATE), 0, act_gen_run, "g", "generate with the two sides' variants", "g generate"},
+    {'a', V(TUI_V_GENERATE), 0, act_gen_pick, "a/A b/B", "side A's / side B's variant: fp32, a measured row of Compare, (B) the knobs'", "ab variants"},
+    {'A', V(TUI_V_GENERATE), 0, act_gen_pick, NULL, NULL, NULL},
+    {'b', V(TUI_V_GENERATE), 0, act_gen_pick, NULL, NULL, NULL},
+    {'B', V(TUI_V_GENERATE), 0, act_gen_pick, NULL, NULL, NULL},
+    {'n', V(TUI_V_GENERATE), 0, act_gen_setting, "n/N", "more / fewer tokens (8 to 1024)", "nN tokens"},
+    {'N', V(TUI_V_GENERATE), 0, act_gen_setting, NULL, NULL, NULL},
+    {'t', V(TUI_V_GENERATE), 0, act_gen_setting, "t/T", "temperature up / down by 0.1 (0: greedy)", "tT temp"},
+    {'T', V(TUI_V_GENERATE), 0, act_gen_setting, NULL, NULL, NULL},
+    {'p', V(TUI_V_GENERATE), 0, act_gen_setting, "p/P", "top-p up / down by 0.05 (1: off)", NULL},
+    {'P', V(TUI_V_GENERATE), 0, act_gen_setting, NULL, NULL, NULL},
+    {'s', V(TUI_V_GENERATE), 0, act_gen_setting, "s/S", "the sampling seed (the same on both sides) up / down", NULL},
+    {'S', V(TUI_V_GENERATE), 0, act_gen_setting, NULL, NULL, NULL},
 
     /* 6 Log */
     {KEY_UP, V(TUI_V_LOG), 0, act_log_scroll, "Up/Down k/j", "scroll (PgUp/PgDn a page, Home/End)", "\x01 scroll"},

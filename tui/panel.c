@@ -88,19 +88,26 @@ static void status_line(tui_state *s, int W) {
 
 static void tabs(tui_state *s, int W) {
     tui_fill(s, 1, 0, 1, W, TUI_C_TAB);
+    const char *f = "[params]";
+    int room = W - 1 - (s->focus == 1 ? (int)strlen(f) + 1 : 0);
+    /* every tab shows: a space between tabs, else none, else the titles cut to 4 letters */
+    int form = 0;
+    for (; form < 2; form++) {
+        int need = 1;
+        for (int v = 0; v < TUI_V_COUNT; v++)
+            need += (int)strlen(tui_view_title(v)) + 4 + (form == 0);
+        if (need <= room) break;
+    }
     int x = 1;
     for (int v = 0; v < TUI_V_COUNT; v++) {
         char t[48];
-        snprintf(t, sizeof t, " %d %s ", v + 1, tui_view_title(v));
+        snprintf(t, sizeof t, " %d %.*s ", v + 1, form == 2 ? 4 : 40, tui_view_title(v));
         int len = (int)strlen(t);
-        if (x + len >= W) break;
+        if (x + len > room) break;
         tui_text(s, 1, x, len, v == s->view ? TUI_C_TAB_ON : TUI_C_TAB, t);
-        x += len + 1;
+        x += len + (form == 0);
     }
-    if (s->focus == 1) {
-        const char *f = "[params]";
-        tui_text(s, 1, W - (int)strlen(f) - 1, (int)strlen(f), TUI_C_TAB, f);
-    }
+    if (s->focus == 1) tui_text(s, 1, W - (int)strlen(f) - 1, (int)strlen(f), TUI_C_TAB, f);
 }
 
 static void params(tui_state *s, int y, int x, int h, int w) {
@@ -150,6 +157,34 @@ static void params(tui_state *s, int y, int x, int h, int w) {
     }
 }
 
+typedef struct {
+    const tui_state *s;
+    int y, x, w, row, shown, total;
+} hint_ud;
+
+static void hint_row(void *ud, const char *t, int len) {
+    hint_ud *h = ud;
+    if (h->row < h->shown) {
+        char buf[512];
+        /* the last row of a list that does not fit says how much is left */
+        if (h->row == h->shown - 1 && h->shown < h->total)
+            snprintf(buf, sizeof buf, "... %d more rows: type more of the name", h->total - h->shown + 1);
+        else snprintf(buf, sizeof buf, "%.*s", len < 511 ? len : 511, t);
+        tui_fill(h->s, h->y + h->row, 0, 1, h->w + 2, TUI_C_SELECT);
+        tui_text(h->s, h->y + h->row, h->x, h->w, TUI_C_SELECT, buf);
+    }
+    h->row++;
+}
+
+/* The completions above the command line: wrapped over as many rows as they
+ * take, up to half the view's height. */
+static void hint_rows(const tui_state *s, int y, int W) {
+    int total = tui_wrap(s->hint, W - 2, NULL, NULL), max = (s->rows_n - 4) / 2;
+    int shown = total < max ? total : max;
+    hint_ud h = {s, y - shown, 1, W - 2, 0, shown, total};
+    if (shown > 0) tui_wrap(s->hint, W - 2, hint_row, &h);
+}
+
 static void message_line(tui_state *s, int y, int W) {
     if (s->prompting) {
         int pl = tui_text(s, y, 0, W, TUI_C_ACCENT, s->line_prompt);
@@ -158,10 +193,7 @@ static void message_line(tui_state *s, int y, int W) {
         int point_cols = s->line_point;
         if (point_cols > avail) start = point_cols - avail;
         tui_text(s, y, pl, W - pl, TUI_C_NORMAL, s->line + start);
-        if (s->hint[0] && y > 0) {
-            tui_fill(s, y - 1, 0, 1, W, TUI_C_SELECT);
-            tui_text(s, y - 1, 1, W - 2, TUI_C_SELECT, s->hint);
-        }
+        if (s->hint[0]) hint_rows(s, y, W);
         return;
     }
     if (!s->last_msg[0]) return;
@@ -245,14 +277,26 @@ static void help_overlay(const tui_state *s, int H, int W) {
     tui_text(s, y + h - 1, x + w - 2 - (int)strlen(foot), (int)strlen(foot), TUI_C_DIM, foot);
 }
 
+/* The view's width: the parameter panel gives up columns first on a narrow terminal. */
+static int panel_width(int W) { return W >= 110 ? PANEL_W + 2 : W >= 90 ? PANEL_W - 2 : PANEL_W - 6; }
+
 void tui_panel_fit(tui_state *s) {
     int H, W;
     getmaxyx(stdscr, H, W);
     s->rows_n = H;
     s->cols_n = W;
-    /* the Log pane shows H - 6 lines; the help overlay H - 7 */
-    long max_back = s->log_n < TUI_LOG_LINES ? s->log_n : TUI_LOG_LINES, rows = H - 6;
-    if (s->log_back > max_back - rows) s->log_back = max_back - rows > 0 ? max_back - rows : 0;
+    /* the Log pane shows H - 6 rows of wrapped entries: scrolled back at most
+     * so far that the oldest entries still fill it; the help overlay H - 7 */
+    long max_back = s->log_n < TUI_LOG_LINES ? s->log_n : TUI_LOG_LINES, rows = H - 6, acc = 0, limit = 0;
+    int lw = W - panel_width(W) - 1;
+    for (long b = max_back - 1; s->log_back > 0 && b >= 0; b--) {
+        acc += tui_view_log_rows(tui_state_log_line(s, b)->text, lw);
+        if (acc >= rows) {
+            limit = b;
+            break;
+        }
+    }
+    if (s->log_back > limit) s->log_back = limit;
     if (s->help) {
         int n = help_lines(s, W), body = H - 7;
         if (s->help_top > n - body) s->help_top = n - body > 0 ? n - body : 0;
@@ -270,7 +314,7 @@ void tui_panel_frame(tui_state *s) {
     status_line(s, W);
     tabs(s, W);
     /* the panel gives up columns first on a narrow terminal */
-    int pw = W >= 110 ? PANEL_W + 2 : W >= 90 ? PANEL_W - 2 : PANEL_W - 6, bw = W - pw - 1, by = 2, bh = H - 4;
+    int pw = panel_width(W), bw = W - pw - 1, by = 2, bh = H - 4;
     tui_view_draw(s, s->view, by, 0, bh, bw);
     attrset(tui_attr(s, TUI_C_AXIS));
     for (int r = by; r < by + bh; r++) mvaddstr(r, bw, tui_glyph(s, "vline"));

@@ -170,7 +170,7 @@ void tui_state_init(tui_state *s, const qs_model *m) {
     s->ch_layer = m->cfg.n_layers > 3 ? 3 : 0;
     s->cl_layer = s->cl_site = s->cl_g = -1;
     s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
-    s->gen_tokens = 48;
+    s->gen_opts = (tui_gen_opts){.n_tokens = 48, .temp = 0, .top_p = 1, .seed = 0};
     snprintf(s->prompt_text, sizeof s->prompt_text, "The kernel");
 }
 
@@ -189,7 +189,7 @@ void tui_state_free(tui_state *s) {
 }
 
 void tui_state_log(tui_state *s, int level, const char *fmt, ...) {
-    char buf[TUI_LOG_TEXT];
+    char buf[4 * TUI_LOG_TEXT];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
@@ -235,6 +235,33 @@ tui_row *tui_state_row(tui_state *s, const char *spec, int full) {
     tui_copy(r->spec, sizeof r->spec, spec);
     r->full = full;
     r->ppl = NAN;
+    return r;
+}
+
+void tui_state_measure(tui_state *s, const char *spec, int full) {
+    tui_row *r = tui_state_row(s, spec, full);
+    if (r) {
+        if (r->status != 1) r->status = 0;
+        r->err[0] = 0;
+        r->pending++;
+    }
+    if (s->jobs) tui_work_variant(s->jobs, s->m, s->data, spec, full);
+}
+
+tui_row *tui_state_row_reported(tui_state *s, const char *spec, int full, int cancelled) {
+    tui_row *r = NULL;
+    for (int i = 0; i < s->n_rows && !r; i++)
+        if (!strcmp(s->rows[i].spec, spec) && s->rows[i].full == full) r = &s->rows[i];
+    if (r && r->pending > 0) r->pending--;
+    if (!cancelled) return r ? r : tui_state_row(s, spec, full);
+    if (r && r->status == 0 && r->pending == 0) {
+        /* nothing will fill it: it goes */
+        int i = (int)(r - s->rows);
+        memmove(&s->rows[i], &s->rows[i + 1], (size_t)(s->n_rows - i - 1) * sizeof *r);
+        s->n_rows--;
+        if (s->cmp_sel >= s->n_rows) s->cmp_sel = s->n_rows ? s->n_rows - 1 : 0;
+        return NULL;
+    }
     return r;
 }
 
@@ -285,26 +312,50 @@ void tui_state_retune(tui_state *s, int which) {
     tui_knobs_spec(&s->knobs, spec, sizeof spec);
     if (which >= 0 && !strcmp(spec, s->spec)) return;
     tui_copy(s->spec, sizeof s->spec, spec);
-    tui_row *r = tui_state_row(s, spec, 0);
-    if (r) {
-        r->status = 0;
-        r->err[0] = 0;
+    tui_state_measure(s, spec, 0);
+}
+
+const char *tui_state_gen_spec(const tui_state *s, int side) {
+    if (s->gen_pick[side][0]) return s->gen_pick[side];
+    return side == 0 ? "fp32" : s->spec;
+}
+
+void tui_state_gen_pick(tui_state *s, int side, int dir) {
+    /* the choices: "" (the default) first, then fp32 and each measured spec once */
+    const char *list[TUI_MAX_ROWS + 2];
+    int n = 0;
+    list[n++] = "";
+    if (side == 1) list[n++] = "fp32";
+    for (int i = 0; i < s->n_rows; i++) {
+        const tui_row *r = &s->rows[i];
+        if (r->status != 1 || (side == 1 && !strcmp(r->spec, "fp32")) || (side == 0 && !strcmp(r->spec, "fp32"))) continue;
+        int dup = 0;
+        for (int k = 0; k < n; k++) dup |= !strcmp(list[k], r->spec);
+        if (!dup) list[n++] = r->spec;
     }
-    tui_work_variant(s->jobs, s->m, s->data, spec, 0);
+    int at = 0;
+    while (at < n && strcmp(list[at], s->gen_pick[side])) at++;
+    if (at == n) at = 0;
+    at = ((at + dir) % n + n) % n;
+    tui_copy(s->gen_pick[side], sizeof s->gen_pick[side], list[at]);
 }
 
 void tui_state_generate(tui_state *s) {
     if (!s->jobs) return;
-    tui_var *b = s->cur && strcmp(qs_variant_spec(s->cur->v), "fp32") ? s->cur : NULL;
+    const char *spec[2];
+    tui_var *v[2] = {NULL, NULL};
     for (int i = 0; i < 2; i++) {
         s->gen[i].len = 0;
         s->gen[i].tokens = 0;
         s->gen[i].err[0] = 0;
+        s->gen[i].ctx_full = 0;
         if (s->gen[i].text) s->gen[i].text[0] = 0;
         s->gen[i].spec[0] = 0;
+        spec[i] = tui_state_gen_spec(s, i);
+        /* the knobs' variant is built already: borrowed, not built again */
+        if (s->cur && !strcmp(qs_variant_spec(s->cur->v), spec[i])) v[i] = s->cur;
     }
-    if (!b) tui_state_log(s, QS_LOG_INFO, "no variant built yet: generating with fp32 only");
-    tui_work_generate(s->jobs, s->m, s->prompt_text, b, s->gen_tokens);
+    tui_work_generate(s->jobs, s->m, s->data, s->prompt_text, spec, v, &s->gen_opts);
 }
 
 void tui_plot_clear(tui_plot *p) {

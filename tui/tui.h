@@ -192,7 +192,6 @@ void tui_var_unref(tui_var *v);
 
 /* Fill d from the sources src (copied; the strings it points to must outlive the job). */
 void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d, const tui_sources *src);
-void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d);
 void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g);
 void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau);
 /* full: every window of eval.txt instead of the quick check */
@@ -200,7 +199,18 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
 /* SliceGPT's PCA for the Spectrum view: builds slice:ratio=<ratio> and, when
  * done, replaces s->spectrum. */
 void tui_work_spectrum(tui_jobs *q, const qs_model *m, tui_data *d, float ratio);
-void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens);
+/* Generation settings of the Generate view. */
+typedef struct {
+    int n_tokens;   /* at most this many tokens a side */
+    float temp;     /* 0: greedy */
+    float top_p;    /* 1: off */
+    int seed;       /* the same on both sides, so samples compare */
+} tui_gen_opts;
+/* Two sides generate the prompt: spec[i] names side i's variant; v[i] is it
+ * when already built (borrowed with a reference), else the job builds it
+ * (calibrated from d when its method needs it). */
+void tui_work_generate(tui_jobs *q, const qs_model *m, tui_data *d, const char *prompt, const char *const spec[2],
+                       tui_var *const v[2], const tui_gen_opts *o);
 
 /* ---- state ---- */
 
@@ -218,13 +228,14 @@ typedef struct {
 /* Release what a spectrum holds and zero it. */
 void tui_spectrum_free(tui_spectrum *sp);
 
-enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 400 };
+enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 1024 };
 
 typedef struct {
     char spec[160];
     char desc[256];
     char err[256];
     int status;       /* 0 running, 1 done, -1 failed */
+    int pending;      /* jobs submitted for this row and not yet reported */
     int full;         /* ppl over all of eval.txt */
     double ppl, tok_s;
     long long wbytes, kvbytes, params;
@@ -243,6 +254,8 @@ typedef struct {
     int tokens;
     double seconds;
     int running;
+    int ctx_full;     /* stopped at the context length (ctx positions) before n tokens */
+    int ctx;
     char err[200];
 } tui_gen_side;
 
@@ -300,7 +313,8 @@ struct tui_state {
 
     char prompt_text[512];  /* Generate */
     tui_gen_side gen[2];
-    int gen_tokens;
+    tui_gen_opts gen_opts;
+    char gen_pick[2][160];  /* the sides' variants; "": fp32 (side A), the knobs' variant (side B) */
 
     tui_logline *log;   /* ring of TUI_LOG_LINES */
     long log_n;         /* lines ever appended */
@@ -325,7 +339,7 @@ struct tui_state {
     int prompting;      /* 0 off, 1 Lua, 2 generation prompt */
     char line[1024], line_prompt[32];
     int line_point;
-    char hint[512];     /* completions */
+    char hint[4096];    /* completions, two spaces apart */
 
     tui_jobs_status js; /* snapshot for the status line */
     tui_jobs *jobs;
@@ -346,6 +360,14 @@ void tui_state_log(tui_state *s, int level, const char *fmt, ...) __attribute__(
 const tui_logline *tui_state_log_line(const tui_state *s, long back);
 /* The row for spec (created running when absent; NULL when the table is full). */
 tui_row *tui_state_row(tui_state *s, const char *spec, int full);
+/* Measure spec (a row, then the job that fills it). A row that has numbers
+ * keeps them while it is measured again, and a cancelled job removes only a
+ * row that never finished and that no other job is filling: a knob passing
+ * over a value does not lose that value's row. */
+void tui_state_measure(tui_state *s, const char *spec, int full);
+/* A job for spec reported (cancelled when cancelled): the row it filled, or
+ * NULL when the row went or was never made. */
+tui_row *tui_state_row_reported(tui_state *s, const char *spec, int full, int cancelled);
 /* The row of fp32, or NULL. */
 const tui_row *tui_state_base_row(const tui_state *s);
 /* The fp32 row measured the same way as a row with this `full` flag: a
@@ -357,8 +379,13 @@ void tui_state_retune(tui_state *s, int which);
 void tui_state_want_clusters(tui_state *s);
 /* Submit SliceGPT's PCA at the knobs' ratio when it is stale and the Spectrum view shows. */
 void tui_state_want_spectrum(tui_state *s);
-/* Start generating prompt_text with fp32 and the current variant. */
+/* Start generating prompt_text with the two sides' variants. */
 void tui_state_generate(tui_state *s);
+/* The spec side (0 A, 1 B) generates with: its pick, else fp32 / the knobs' spec. */
+const char *tui_state_gen_spec(const tui_state *s, int side);
+/* Step side's pick through fp32, the measured rows of Compare and (side B)
+ * the knobs' variant; dir +1 / -1. */
+void tui_state_gen_pick(tui_state *s, int side, int dir);
 /* The sites the Channels view steps through. */
 extern const int tui_channel_sites[];
 extern const int tui_n_channel_sites;
@@ -400,7 +427,8 @@ void tui_fill(const tui_state *s, int y, int x, int h, int w, int role);
 int tui_ticks(double lo, double hi, int max_ticks, double *ticks);
 /* Format a tick label ("0.5", "-12", "1e-3"). */
 void tui_fmt_num(double v, char *buf, size_t cap);
-/* Wrap str into lines of width w; calls line(ud, text, len) per line; returns the count. */
+/* Wrap str into lines of width w; calls line(ud, text, len) per line (line
+ * may be NULL: only count); returns the count. */
 int tui_wrap(const char *str, int w, void (*line)(void *ud, const char *t, int len), void *ud);
 
 /* A plotting surface of w x h cells: braille (2x4 dots per cell) in UTF-8,
@@ -441,6 +469,9 @@ void tui_panel_fit(tui_state *s);
 /* The views (view.c): draw view v into the rectangle. */
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w);
 const char *tui_view_title(int v);
+/* The Log view's lines: an entry wrapped at the pane's width w takes this
+ * many screen rows (the Log wraps rather than cuts long lines). */
+int tui_view_log_rows(const char *text, int w);
 /* The teaching text of a view for the ? overlay. */
 const char *tui_view_explain(int v);
 

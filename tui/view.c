@@ -59,9 +59,11 @@ static const char *const explain[TUI_V_COUNT] = {
     "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text.",
     /* Generate */
     "Two versions of the model continue the same prompt side by side, token by token as they are "
-    "produced: the model in fp32, and the current variant. Greedy decoding shows where the "
+    "produced: by default the model in fp32 (side A) and the current variant (side B); a and b pick "
+    "either from fp32 and the variants measured in Compare. Greedy decoding shows where the "
     "compressed model's most likely token first differs from the original's, and how quickly the "
-    "texts then diverge.",
+    "texts then diverge; with a temperature, both sides sample with the same seed. A side stops at "
+    "the model's context length and says so.",
     /* Log */
     "Messages from the workbench and the engine, results of finished jobs, and everything Lua "
     "prints or raises at the : prompt. A Lua error is reported here with its traceback; it never "
@@ -116,16 +118,21 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     int D = ss->dim;
     float tau = s->knobs.tau;
     int have = s->labels && s->cl_layer == s->ch_layer && s->cl_site == s->ch_site && s->n_labels == D;
-    char head[200];
-    if (have)
-        snprintf(head, sizeof head, "Layer %d %s %s %s %d channels %s k-means g=%d %s %d clusters", s->ch_layer,
-                 tui_glyph(s, "mid"), site, tui_glyph(s, "mid"), D, tui_glyph(s, "mid"), s->cl_g,
-                 tui_glyph(s, "right"), s->n_clusters);
-    else
-        snprintf(head, sizeof head, "Layer %d %s %s %s %d channels %s clustering (g=%d)...", s->ch_layer,
-                 tui_glyph(s, "mid"), site, tui_glyph(s, "mid"), D, tui_glyph(s, "mid"), s->knobs.g);
-    tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, head);
-    if (have && s->cl_g != s->knobs.g) tui_textf(s, y, x + w - 12, 12, TUI_C_WARN, "(g=%d next)", s->knobs.g);
+    /* the title, shortened until it fits (80 columns take the short form) */
+    char head[200], next[32] = "";
+    const char *mid = tui_glyph(s, "mid");
+    if (have && s->cl_g != s->knobs.g) snprintf(next, sizeof next, " (g=%d next)", s->knobs.g);
+    for (int form = 0; form < 2; form++) {
+        if (have)
+            snprintf(head, sizeof head, form ? "L%d %s %s %s %d ch %s g=%d %s %d clusters" : "Layer %d %s %s %s %d channels %s k-means g=%d %s %d clusters",
+                     s->ch_layer, mid, site, mid, D, mid, s->cl_g, tui_glyph(s, "right"), s->n_clusters);
+        else
+            snprintf(head, sizeof head, form ? "L%d %s %s %s %d ch %s clustering (g=%d)..." : "Layer %d %s %s %s %d channels %s clustering (g=%d)...",
+                     s->ch_layer, mid, site, mid, D, mid, s->knobs.g);
+        if (tui_text_width(s, head) + (int)strlen(next) <= w - 1) break;
+    }
+    int hw = tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, head);
+    if (next[0]) tui_text(s, y, x + 1 + hw, w - 1 - hw, TUI_C_WARN, next);
 
     /* ranges: every channel, and the tau lines when they are near */
     double xlo = ss->max[0], xhi = ss->max[0], ylo = ss->min[0], yhi = ss->min[0];
@@ -297,7 +304,8 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     if (s->ol_freq) snprintf(vb, sizeof vb, " %.0f%%", 100 * vmax);
     else snprintf(vb, sizeof vb, " %.2f", vmax);
     tui_text(s, sy, sx + 2 + TUI_N_HEAT, 10, TUI_C_DIM, vb);
-    if (!freq_ok) tui_textf(s, sy, sx + 20, hw, TUI_C_WARN, "(gathering tau %.1f)", tau);
+    /* up to the list's rule, not over it */
+    if (!freq_ok) tui_textf(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(gathering tau %.1f)", tau);
 
     /* the cursor's channel */
     {
@@ -438,10 +446,18 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
             bmax = fmax(bmax, (double)s->rows[i].wbytes);
         }
     int sw = w - 1 - 44 > 14 ? w - 1 - 44 : 14;
-    char hdr[200];
-    snprintf(hdr, sizeof hdr, "%-*s %8s %8s %7s %6s %6s", sw, "variant", "ppl", "dppl", "MB", "KV B/t", "tok/s");
-    if (s->utf8) snprintf(hdr, sizeof hdr, "%-*s %8s %8s %7s %6s %6s", sw, "variant", "ppl", "\xce\x94ppl", "MB", "KV B/t", "tok/s");
-    tui_text(s, y + 2, x + 1, w - 1, TUI_C_DIM, hdr);
+    /* the header's columns end where the numbers' do: placed by display
+     * width, as "\xce\x94ppl" is 5 bytes and 4 columns */
+    static const char *const heads[5] = {"ppl", "dppl", "MB", "KV B/t", "tok/s"};
+    static const int widths[5] = {8, 8, 7, 6, 6};
+    tui_text(s, y + 2, x + 1, sw, TUI_C_DIM, "variant");
+    for (int k = 0, cx = x + 1 + sw; k < 5; k++) {
+        cx += 1 + widths[k];
+        char hd[16];
+        snprintf(hd, sizeof hd, "%s", k == 1 ? (s->utf8 ? "\xce\x94ppl" : "dppl") : heads[k]);
+        int hw = tui_text_width(s, hd);
+        tui_text(s, y + 2, cx - hw, hw, TUI_C_DIM, hd);
+    }
     int per = 2, vis = (h - 7) / per;
     if (vis < 1) vis = 1;
     int top = s->cmp_sel >= vis ? s->cmp_sel - vis + 1 : 0;
@@ -488,7 +504,12 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
             tui_bar(s, ry + 1, x + 6 + bw, bw - 4, r->wbytes / bmax, TUI_C_BAR);
         }
     }
-    if (s->n_rows > vis) tui_textf(s, y + 2, x + w - 8, 8, TUI_C_DIM, "%d/%d", s->cmp_sel + 1, s->n_rows);
+    if (s->n_rows > vis) {
+        /* which row of how many: on the title's row, clear of the column heads */
+        char cnt[32];
+        int n = snprintf(cnt, sizeof cnt, "row %d/%d", s->cmp_sel + 1, s->n_rows);
+        tui_text(s, y, x + w - n - 1, n, TUI_C_DIM, cnt);
+    }
     /* the selected row in words */
     int dy = y + h - 4;
     if (s->n_rows && s->rows[s->cmp_sel].status == 1) {
@@ -532,15 +553,26 @@ static void draw_generate(tui_state *s, int y, int x, int h, int w) {
     tui_text(s, y, x + 1, w - 1, TUI_C_TITLE, "Generate: the same prompt, two variants, token by token");
     int used = tui_text(s, y + 2, x + 1, 8, TUI_C_DIM, "prompt ");
     tui_text(s, y + 2, x + 1 + used, w - used - 2, TUI_C_ACCENT, s->prompt_text[0] ? s->prompt_text : "(empty: from BOS)");
+    const tui_gen_opts *go = &s->gen_opts;
+    char set[160];
+    if (go->temp > 0)
+        snprintf(set, sizeof set, "%d tokens %s temp %.1f %s top-p %.2f %s seed %d", go->n_tokens, tui_glyph(s, "mid"),
+                 go->temp, tui_glyph(s, "mid"), go->top_p, tui_glyph(s, "mid"), go->seed);
+    else
+        snprintf(set, sizeof set, "%d tokens %s greedy", go->n_tokens, tui_glyph(s, "mid"));
+    tui_text(s, y + 3, x + 1, w - 2, TUI_C_DIM, set);
     int cw = (w - 3) / 2;
     for (int side = 0; side < 2; side++) {
         const tui_gen_side *g = &s->gen[side];
         int cx = x + 1 + side * (cw + 2);
-        char head[200];
-        if (!g->spec[0]) tui_copy(head, sizeof head, side == 0 ? "fp32" : "current variant");
-        else if (g->running) snprintf(head, sizeof head, "%s  %d tok...", g->spec, g->tokens);
-        else if (g->seconds > 0) snprintf(head, sizeof head, "%s  %d tok, %.0f tok/s", g->spec, g->tokens, g->tokens / g->seconds);
-        else tui_copy(head, sizeof head, g->spec);
+        char head[240];
+        if (!g->spec[0]) snprintf(head, sizeof head, "%c %s", 'A' + side, tui_state_gen_spec(s, side));
+        else if (g->running) snprintf(head, sizeof head, "%c %s  %d tok...", 'A' + side, g->spec, g->tokens);
+        else if (g->ctx_full) /* the speed gives way: the Log has the rest */
+            snprintf(head, sizeof head, "%c %s  %d tok, context full", 'A' + side, g->spec, g->tokens);
+        else if (g->seconds > 0)
+            snprintf(head, sizeof head, "%c %s  %d tok, %.0f tok/s", 'A' + side, g->spec, g->tokens, g->tokens / g->seconds);
+        else snprintf(head, sizeof head, "%c %s", 'A' + side, g->spec);
         tui_text(s, y + 4, cx, cw, side == 0 ? TUI_C_BAR : TUI_C_BAR2, head);
         attrset(tui_attr(s, TUI_C_AXIS));
         for (int k = 0; k < cw; k++) mvaddstr(y + 5, cx + k, tui_glyph(s, "hline"));
@@ -570,15 +602,43 @@ static void draw_generate(tui_state *s, int y, int x, int h, int w) {
 
 /* ---- 6 Log ---- */
 
+typedef struct {
+    const char *t[TUI_LOG_TEXT];
+    int len[TUI_LOG_TEXT], n;
+} log_wrap;
+
+static void log_piece(void *ud, const char *t, int len) {
+    log_wrap *lw = ud;
+    if (lw->n < TUI_LOG_TEXT) {
+        lw->t[lw->n] = t;
+        lw->len[lw->n++] = len;
+    }
+}
+
+int tui_view_log_rows(const char *text, int w) {
+    if (!text[0]) return 1;
+    return tui_wrap(text, w - 2, NULL, NULL);
+}
+
 static void draw_log(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "Log (%ld message%s)", s->log_n, s->log_n == 1 ? "" : "s");
-    int rows = h - 2;
-    for (int i = 0; i < rows; i++) {
-        const tui_logline *l = tui_state_log_line(s, s->log_back + (rows - 1 - i));
-        if (!l) continue;
+    /* the entries from log_back up, newest at the bottom, each wrapped at the
+     * pane's width; the oldest one shown may show only its last rows */
+    static log_wrap lw;
+    int bottom = y + h - 1, top = y + 2;
+    for (long back = s->log_back; bottom >= top; back++) {
+        const tui_logline *l = tui_state_log_line(s, back);
+        if (!l) break;
         int role = l->level == 3 ? TUI_C_ERR : l->level == QS_LOG_WARN ? TUI_C_WARN : l->level == 4 ? TUI_C_LUA
                  : l->level == QS_LOG_DEBUG ? TUI_C_DIM : TUI_C_NORMAL;
-        tui_text(s, y + 2 + i, x + 1, w - 2, role, l->text);
+        lw.n = 0;
+        if (l->text[0]) tui_wrap(l->text, w - 2, log_piece, &lw);
+        else log_piece(&lw, l->text, 0);
+        for (int i = lw.n - 1; i >= 0 && bottom >= top; i--, bottom--) {
+            char buf[TUI_LOG_TEXT + 1];
+            snprintf(buf, sizeof buf, "%.*s", lw.len[i], lw.t[i]);
+            tui_text(s, bottom, x + 1, w - 2, role, buf);
+        }
     }
     if (s->log_back) tui_textf(s, y, x + w - 16, 16, TUI_C_DIM, "(%ld more below)", s->log_back);
 }

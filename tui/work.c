@@ -518,20 +518,10 @@ static void variant_free(tui_job *j) {
 static void variant_done(tui_state *s, tui_job *j) {
     variant_in *in = j->in;
     variant_out *o = j->out;
-    tui_row *r = NULL;
-    for (int i = 0; i < s->n_rows; i++)
-        if (!strcmp(s->rows[i].spec, in->spec) && s->rows[i].full == in->full) r = &s->rows[i];
-    if (j->st == QS_ECANCEL) {
-        /* a row that never finished goes; a finished one keeps its numbers */
-        if (r && r->status == 0) {
-            int i = (int)(r - s->rows);
-            memmove(&s->rows[i], &s->rows[i + 1], (size_t)(s->n_rows - i - 1) * sizeof *r);
-            s->n_rows--;
-            if (s->cmp_sel >= s->n_rows) s->cmp_sel = s->n_rows ? s->n_rows - 1 : 0;
-        }
-        return;
-    }
-    if (!r) r = tui_state_row(s, in->spec, in->full);
+    /* cancelled: a row that never finished goes unless another job fills it;
+     * a finished one keeps its numbers */
+    tui_row *r = tui_state_row_reported(s, in->spec, in->full, j->st == QS_ECANCEL);
+    if (j->st == QS_ECANCEL) return;
     if (j->st) {
         if (r) {
             r->status = -1;
@@ -579,7 +569,6 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
     submit(q, kind, label, 0, in, variant_run, variant_done, variant_free);
 }
 
-void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_variant(q, m, d, "fp32", 0); }
 
 /* ---- generation: two variants, token by token, side by side ----
  *
@@ -589,9 +578,10 @@ void tui_work_base_ppl(tui_jobs *q, const qs_model *m, tui_data *d) { tui_work_v
 
 typedef struct {
     const qs_model *m;
+    tui_data *d;
     char prompt[512];
-    tui_var *b; /* side 1; side 0 is the model in fp32 */
-    int n_tokens;
+    tui_var *v[2]; /* the sides' variants; NULL: fp32 or not built yet */
+    tui_gen_opts o;
     char spec[2][160];
 } gen_in;
 
@@ -611,6 +601,7 @@ typedef struct {
     int side, kind; /* kind 0 text, 1 start, 2 end */
     int tokens;
     double seconds;
+    int ctx_full, ctx; /* end: stopped at the context length of ctx positions */
     char err[200];
     size_t len;
     char text[];
@@ -630,7 +621,12 @@ static void gen_apply(tui_state *s, void *data) {
         g->running = 0;
         g->tokens = e->tokens;
         g->seconds = e->seconds;
+        g->ctx_full = e->ctx_full;
+        g->ctx = e->ctx;
         tui_copy(g->err, sizeof g->err, e->err);
+        if (e->ctx_full)
+            tui_state_log(s, QS_LOG_WARN, "%s: stopped at the context length (%d positions) after %d tokens", g->spec,
+                          e->ctx, e->tokens);
     } else {
         if (g->len + e->len + 1 > g->cap) {
             size_t cap = (g->len + e->len + 1) * 2;
@@ -650,10 +646,12 @@ static void gen_apply(tui_state *s, void *data) {
     free(e);
 }
 
-static void gen_post(gen_shared *sh, int side, int kind, const char *text, size_t len, int tokens, double secs,
-                     const char *err) {
+static gen_event *gen_post(gen_shared *sh, int side, int kind, const char *text, size_t len, int tokens, double secs,
+                          const char *err, int ctx_full, int ctx) {
     gen_event *e = calloc(1, sizeof *e + len + 1);
-    if (!e) return;
+    if (!e) return NULL;
+    e->ctx_full = ctx_full;
+    e->ctx = ctx;
     e->side = side;
     e->kind = kind;
     e->tokens = tokens;
@@ -662,6 +660,7 @@ static void gen_post(gen_shared *sh, int side, int kind, const char *text, size_
     memcpy(e->text, text, len);
     e->len = len;
     tui_jobs_post(sh->j->q, gen_apply, e);
+    return e;
 }
 
 static void baton_take(gen_shared *sh, int side) {
@@ -687,7 +686,7 @@ typedef struct {
 static int gen_on_text(void *ud, int id, const char *text, size_t len) {
     gen_side_arg *a = ud;
     (void)id;
-    gen_post(a->sh, a->side, 0, text, len, 0, 0, NULL);
+    gen_post(a->sh, a->side, 0, text, len, 0, 0, NULL, 0, 0);
     double t0 = qs_io_clock();
     baton_pass(a->sh, a->side, 0);
     baton_take(a->sh, a->side);
@@ -700,14 +699,17 @@ static void *gen_side(void *arg) {
     gen_shared *sh = a->sh;
     int side = a->side;
     const qs_model *m = sh->in->m;
-    const qs_exec *x = side == 1 && sh->in->b ? qs_variant_exec(sh->in->b->v) : NULL;
+    const qs_exec *x = sh->in->v[side] ? qs_variant_exec(sh->in->v[side]->v) : NULL;
     baton_take(sh, side);
     qs_ctx *c = NULL;
     qs_gen_result r = {0};
-    int cap = sh->n_ids + sh->in->n_tokens + 1;
+    int cap = sh->n_ids + sh->in->o.n_tokens + 1;
     if (cap > m->cfg.max_pos) cap = m->cfg.max_pos;
     qs_gen_opts o = qs_gen_defaults();
-    o.n_max = sh->in->n_tokens;
+    o.n_max = sh->in->o.n_tokens;
+    o.temp = sh->in->o.temp;
+    o.top_p = sh->in->o.top_p;
+    o.seed = (uint64_t)sh->in->o.seed;
     o.on_text = gen_on_text;
     o.ud = a;
     qs_status st = qs_ctx_new(m, x, cap, &c);
@@ -717,16 +719,51 @@ static void *gen_side(void *arg) {
     if (st) tui_copy(sh->err[side], sizeof sh->err[side], qs_last_error());
     /* the sides take turns: a side's speed is its own time, not the turns it waited */
     double secs = r.decode_seconds + r.prefill_seconds - a->waited;
-    gen_post(sh, side, 2, "", 0, st ? 0 : r.n, st || secs <= 0 ? 0 : secs, st ? sh->err[side] : NULL);
+    gen_post(sh, side, 2, "", 0, st ? 0 : r.n, st || secs <= 0 ? 0 : secs, st ? sh->err[side] : NULL,
+             !st && r.stopped_by == 3, cap);
     qs_gen_result_free(&r);
     baton_pass(sh, side, 1);
     return NULL;
+}
+
+/* Build side i's variant when it was not handed over (fp32 needs none). */
+static qs_status gen_build(tui_job *j, gen_in *in, int i) {
+    if (in->v[i] || !strcmp(in->spec[i], "fp32")) return QS_OK;
+    tui_data *d = in->d;
+    int need = qs_variant_needs_calib(in->spec[i]);
+    if (need < 0) return fail(j, QS_EARG, qs_last_error());
+    if (need && (!d || !d->have_cal))
+        return fail(j, QS_EARG, "this method needs calibration data: give --calib FILE or --calib-ids FILE");
+    tui_jobs_set_label(j, "building %s", in->spec[i]);
+    qs_variant_opts vo = {.calib = need ? &d->cal : NULL, .base_stats = d ? d->stats : NULL,
+                          .progress = tui_jobs_progress, .progress_ud = j};
+    qs_variant *v = NULL;
+    qs_status st = qs_variant_new(in->m, in->spec[i], &vo, &v);
+    if (st) return fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error());
+    in->v[i] = calloc(1, sizeof *in->v[i]);
+    if (!in->v[i]) {
+        qs_variant_free(v);
+        return fail(j, QS_ENOMEM, "out of memory");
+    }
+    in->v[i]->v = v;
+    atomic_init(&in->v[i]->refs, 1);
+    return QS_OK;
 }
 
 static qs_status gen_run(tui_job *j) {
     gen_in *in = j->in;
     const qs_model *m = in->m;
     if (!m->tok) return fail(j, QS_EARG, "the model has no tokenizer");
+    for (int i = 0; i < 2; i++) {
+        qs_status bst = gen_build(j, in, i);
+        if (bst) {
+            char msg[sizeof j->err + 200];
+            snprintf(msg, sizeof msg, "%s: %s", in->spec[i], j->err);
+            tui_copy(j->err, sizeof j->err, msg);
+            return bst;
+        }
+    }
+    tui_jobs_set_label(j, "generating");
     int32_t *ids = NULL;
     size_t n = 0;
     qs_status st = qs_tok_encode(m->tok, in->prompt, strlen(in->prompt), 1, &ids, &n);
@@ -738,9 +775,8 @@ static qs_status gen_run(tui_job *j) {
     gen_shared sh = {.j = j, .in = in, .ids = ids, .n_ids = (int)n};
     pthread_mutex_init(&sh.mu, NULL);
     pthread_cond_init(&sh.cv, NULL);
-    int sides = in->b ? 2 : 1;
-    if (sides == 1) sh.finished[1] = 1;
-    for (int i = 0; i < sides; i++) gen_post(&sh, i, 1, in->spec[i], strlen(in->spec[i]), 0, 0, NULL);
+    int sides = 2;
+    for (int i = 0; i < sides; i++) gen_post(&sh, i, 1, in->spec[i], strlen(in->spec[i]), 0, 0, NULL, 0, 0);
     gen_side_arg args[2] = {{&sh, 0, 0}, {&sh, 1, 0}};
     pthread_t t;
     int threaded = 0;
@@ -768,7 +804,8 @@ static qs_status gen_run(tui_job *j) {
 
 static void gen_free(tui_job *j) {
     gen_in *in = j->in;
-    if (in) tui_var_unref(in->b);
+    if (in)
+        for (int i = 0; i < 2; i++) tui_var_unref(in->v[i]);
     free_in_out(j);
 }
 
@@ -777,14 +814,17 @@ static void gen_done(tui_state *s, tui_job *j) {
     if (j->st && j->st != QS_ECANCEL) tui_state_log(s, 3, "generation: %s", j->err);
 }
 
-void tui_work_generate(tui_jobs *q, const qs_model *m, const char *prompt, tui_var *b, int n_tokens) {
+void tui_work_generate(tui_jobs *q, const qs_model *m, tui_data *d, const char *prompt, const char *const spec[2],
+                       tui_var *const v[2], const tui_gen_opts *o) {
     gen_in *in = calloc(1, sizeof *in);
     if (!in) return;
     in->m = m;
+    in->d = d;
     tui_copy(in->prompt, sizeof in->prompt, prompt);
-    in->b = tui_var_ref(b);
-    in->n_tokens = n_tokens;
-    snprintf(in->spec[0], sizeof in->spec[0], "fp32");
-    if (b) tui_copy(in->spec[1], sizeof in->spec[1], qs_variant_spec(b->v));
+    in->o = *o;
+    for (int i = 0; i < 2; i++) {
+        in->v[i] = tui_var_ref(v[i]);
+        tui_copy(in->spec[i], sizeof in->spec[i], spec[i]);
+    }
     submit(q, TUI_JOB_GEN, "generating", 0, in, gen_run, gen_done, gen_free);
 }

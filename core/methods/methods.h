@@ -51,6 +51,7 @@ typedef struct {
     int g_site[QS_SITE_COUNT]; /* per-site overrides, 0: default */
     int reorder;      /* fold the permutation into the weights (1) or only group scales (0) */
     int ref;          /* the reference code's conventions */
+    int seed;         /* rptq: the k-means seed (the same seed, the same clusters on every machine) */
     /* int8 */
     float threshold;  /* outlier magnitude; 0: no decomposition */
     int int8_act;     /* 0: per token (vector-wise), 1: per tensor (absmax) */

@@ -32,8 +32,10 @@
  * bits per site and calibration order: they fill the same plan (rptq_plan)
  * differently and calibrate layer by layer.
  *
- * Two build-time switches exist for measuring how much the reference mode's
- * details move its results: RPTQ_SEED (the k-means seed) and
+ * The k-means seed is the spec's seed= (default 0, the paper code's fixed
+ * seed); k-means draws from its own generator in a fixed order, so a seed
+ * gives the same clusters on every run and machine. A build-time switch
+ * measures how much the reference mode's float16 moves its results:
  * RPTQ_REF_FP16=0 (quantizers and probability rounding in float32). */
 #include <math.h>
 #include <stdio.h>
@@ -49,9 +51,6 @@
 const qs_site rptq_sites[N_RPTQ_SITES] = {QS_SITE_ATTN_IN, QS_SITE_Q, QS_SITE_K, QS_SITE_V,
                                      QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID};
 
-#ifndef RPTQ_SEED
-#define RPTQ_SEED 0 /* one fixed seed for every k-means, as the paper's code */
-#endif
 
 
 
@@ -79,6 +78,7 @@ qs_status rptq_plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p)
         return qs_fail(QS_EUNSUPPORTED, "%s: reorder=1 folds the channel order into the norms before attention "
                        "and the MLP; a post-norm model has none there (use reorder=0)", v->spec.text);
     p->reorder = s->reorder;
+    p->seed = s->seed;
     p->reorder_qk = s->reorder && c->rope_theta <= 0;
     p->w_bits = s->w_bits;
     p->w_group = s->w_group;
@@ -93,10 +93,11 @@ qs_status rptq_plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p)
 /* k-means of npts points (fdim features each) split into n_parts equal
  * consecutive parts, k clusters in each (at most the part's size). Labels
  * are global: part * kk + the label inside the part. *total = n_parts * kk. */
-static qs_status cluster_parts(const double *feats, int npts, int fdim, int n_parts, int k, int *labels, int *total) {
+static qs_status cluster_parts(const double *feats, int npts, int fdim, int n_parts, int k, uint64_t seed, int *labels,
+                               int *total) {
     int per = npts / n_parts, kk = k < per ? k : per;
     for (int p = 0; p < n_parts; p++) {
-        qs_status st = qs_kmeans(feats + (size_t)p * per * fdim, per, fdim, kk, QS_KMEANS_N_INIT, RPTQ_SEED,
+        qs_status st = qs_kmeans(feats + (size_t)p * per * fdim, per, fdim, kk, QS_KMEANS_N_INIT, seed,
                                  labels + (size_t)p * per, NULL, NULL);
         if (st) return st;
         for (int i = 0; i < per; i++) labels[p * per + i] += p * kk;
@@ -381,11 +382,11 @@ qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_s
 
     /* R1, R4, R5: k-means on each channel's (max, min) */
     maxmin_feats(s_in, wk->feats);
-    if ((st = cluster_parts(wk->feats, d_in, 2, 1, p->k_in, wk->lab_in, &wk->n_in))) return st;
+    if ((st = cluster_parts(wk->feats, d_in, 2, 1, p->k_in, (uint64_t)p->seed, wk->lab_in, &wk->n_in))) return st;
     maxmin_feats(s_mi, wk->feats);
-    if ((st = cluster_parts(wk->feats, d_mid, 2, 1, p->k_mlp_in, wk->lab_mi, &wk->n_mi))) return st;
+    if ((st = cluster_parts(wk->feats, d_mid, 2, 1, p->k_mlp_in, (uint64_t)p->seed, wk->lab_mi, &wk->n_mi))) return st;
     maxmin_feats(s_mm, wk->feats);
-    if ((st = cluster_parts(wk->feats, dff, 2, 1, p->k_mid, wk->lab_mm, &wk->n_mm))) return st;
+    if ((st = cluster_parts(wk->feats, dff, 2, 1, p->k_mid, (uint64_t)p->seed, wk->lab_mm, &wk->n_mm))) return st;
 
     /* R2: the kv channels, each with the (max, min) of k and of the q
      * channel of every query head that reads it: [q max.., k max, q min.., k min] */
@@ -400,7 +401,7 @@ qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_s
             f[grp] = s_k->max[g * hd + ch];
             f[2 * grp + 1] = s_k->min[g * hd + ch];
         }
-    if ((st = cluster_parts(wk->feats, kvd, (int)fdim_qk, p->qk_per_head ? nkv : 1, p->k_qk, wk->lab_k, &wk->n_qk)))
+    if ((st = cluster_parts(wk->feats, kvd, (int)fdim_qk, p->qk_per_head ? nkv : 1, p->k_qk, (uint64_t)p->seed, wk->lab_k, &wk->n_qk)))
         return st;
     for (int h = 0; h < nh; h++)
         for (int ch = 0; ch < hd; ch++) wk->lab_q[h * hd + ch] = wk->lab_k[(h / grp) * hd + ch];
@@ -416,7 +417,7 @@ qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_s
                 f[grp + t] = s_o->min[oc];
             }
         }
-    if ((st = cluster_parts(wk->feats, kvd, 2 * grp, p->out_per_head ? nkv : 1, p->k_out, wk->lab_v, &wk->n_out)))
+    if ((st = cluster_parts(wk->feats, kvd, 2 * grp, p->out_per_head ? nkv : 1, p->k_out, (uint64_t)p->seed, wk->lab_v, &wk->n_out)))
         return st;
     for (int h = 0; h < nh; h++)
         for (int ch = 0; ch < hd; ch++) wk->lab_o[h * hd + ch] = wk->lab_v[(h / grp) * hd + ch];
@@ -627,6 +628,8 @@ static const qs_method_key rptq_keys[] = {
      "fold the permutations into the weights (0: clusters choose scales only)", 0},
     {"wgroups", NULL, QS_KEY_WORD, offsetof(qs_step, w_cluster), 0, 0, 0, "row|cluster", wgroups_values,
      "row or cluster", "weight scales per output row, or per row and input cluster", 0},
+    {"seed", NULL, QS_KEY_INT, offsetof(qs_step, seed), 0, 2147483647, 0, NULL, NULL, NULL,
+     "the k-means seed: the same seed gives the same clusters on every run and machine", 0},
 };
 
 /* Setting names (W4A4KV) and per-site cluster counts g_<site>. */
@@ -656,6 +659,7 @@ static void rptq_format(const qs_step *s, char *b, size_t cap) {
     if (s->a_mode == QS_AQ_TOKEN) qs_spec_addf(b, cap, "act=%s", "token");
     if (!s->reorder) qs_spec_addf(b, cap, "reorder=%d", 0);
     if (s->ref) qs_spec_addf(b, cap, "ref=%d", 1);
+    if (s->seed) qs_spec_addf(b, cap, "seed=%d", s->seed);
 }
 
 static int rptq_needs_calib(const qs_step *s) { return 1; }

@@ -14,6 +14,7 @@ typedef struct {
     int k_qk, qk_per_head;     /* R2: clusters per head (qk_per_head) or for the site */
     int k_out, out_per_head;   /* R3: likewise */
     int reorder;             /* fold the permutations */
+    int seed;                /* of every k-means (seed= in the spec) */
     int reorder_qk;          /* fold R2 (not with RoPE) */
     int w_bits, w_group, w_sym, w_cluster;
     int dynamic;             /* per token and cluster scales instead of calibrated ones */

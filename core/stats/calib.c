@@ -210,5 +210,10 @@ qs_status qs_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *out
     free(offs);
     free(buf);
     if (st) return qs_fail_prefix(st, "%s", name);
+    /* the file too: a result records where its calibration came from */
+    if (file) {
+        size_t k = strlen(out->source);
+        snprintf(out->source + k, sizeof out->source - k, " of %.200s", file);
+    }
     return QS_OK;
 }

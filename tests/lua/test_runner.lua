@@ -128,7 +128,7 @@ T.test('the C API for hosts: print and plot sinks, traceback pcall', function()
   local m = assert(qs.load(T.model))
   local want = m:ppl{windows = 1, ctx = 128}
   out = T.sh('EMBED_MODEL=' .. T.shquote(T.model) .. ' ' .. exe .. ' '
-    .. T.shquote("local v = host:variant('int8') print(host.info.params, ('%.12f'):format(host:ppl{windows = 1, ctx = 128})) host:close() print(v:memory().weights > 0)"))
+    .. T.shquote("local v = host:variant('int8') print(host.info.params, ('%.12f'):format(host:ppl{windows = 1, ctx = 128})) host:close() print(v:memory().weight_bytes > 0)"))
   os.remove(exe)
   T.check(out:find(('LOG[%d\t%.12f\ntrue\n]'):format(m.info.params, want), 1, true), out)
   T.check(out:find(('HOST params %d\n'):format(m.info.params), 1, true), out)

@@ -79,7 +79,7 @@ static qs_status static_tensor_q(qs_variant *v, qs_actq *q, const qs_site_stats 
 
 static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
     const qs_config *c = &v->m->cfg;
-    qs_status st;
+    qs_status st = QS_OK; /* the site loop reads it first when a_mode is per token */
     int any_act = s->a_bits < 16 || s->kv_bits < 16;
     if (any_act) {
         qs_stats *stats = NULL;

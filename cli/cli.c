@@ -417,12 +417,7 @@ int cli_ppl(int argc, char **argv) {
         goto done;
     }
     if (cli_text_ids(m, data, 1, &ids, &n)) goto done;
-    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
-    qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
-    if (qs_variant_new(m, spec, &vo, &var)) {
-        cli_error("%s", qs_last_error());
-        goto done;
-    }
+    if (cli_variant_build(m, spec, need_cal, &co, &cal, &var)) goto done;
     if (qs_ctx_new(m, qs_variant_exec(var), (int)ctx, &c)) {
         cli_error("%s", qs_last_error());
         goto done;
@@ -556,12 +551,7 @@ int cli_gen(int argc, char **argv) {
             goto done;
         }
     }
-    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
-    qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
-    if (qs_variant_new(m, spec, &vo, &var)) {
-        cli_error("%s", qs_last_error());
-        goto done;
-    }
+    if (cli_variant_build(m, spec, need_cal, &co, &cal, &var)) goto done;
     if (qs_ctx_new(m, qs_variant_exec(var), 0, &c)) {
         cli_error("%s", qs_last_error());
         goto done;

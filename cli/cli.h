@@ -89,6 +89,11 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, qs_ca
 qs_calib_opts cli_calib_init(void);
 /* Build the calibration set, printing the error; returns an exit status. */
 int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal);
+/* Build variant spec of m, reading the calibration rows into *cal first when
+ * need_cal; prints the error and returns EXIT_RUNTIME on failure. */
+struct qs_variant;
+int cli_variant_build(const qs_model *m, const char *spec, int need_cal, const qs_calib_opts *co, qs_calib *cal,
+                      struct qs_variant **var);
 
 /* Token ids (default specials when `special`) of the text in path ("-":
  * stdin), printing why on failure (no tokenizer, unreadable or empty text).

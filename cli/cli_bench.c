@@ -46,12 +46,7 @@ int cli_bench(int argc, char **argv) {
     int rc = EXIT_RUNTIME;
     qs_calib cal = {0};
     qs_variant *var = NULL;
-    if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
-    qs_variant_opts vo = {.calib = need_cal ? &cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
-    if (qs_variant_new(m, spec, &vo, &var)) {
-        cli_error("%s", qs_last_error());
-        goto done;
-    }
+    if (cli_variant_build(m, spec, need_cal, &co, &cal, &var)) goto done;
     qs_perf_opts po = {(int)p, (int)n, (int)reps};
     qs_perf_result r = {0};
     if (qs_perf_run(m, qs_variant_exec(var), &po, &r)) {

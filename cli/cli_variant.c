@@ -44,6 +44,17 @@ int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal) {
 
 /* ---- stats ---- */
 
+int cli_variant_build(const qs_model *m, const char *spec, int need_cal, const qs_calib_opts *co, qs_calib *cal,
+                      qs_variant **var) {
+    if (need_cal && cli_calib_load(m, co, cal)) return EXIT_RUNTIME;
+    qs_variant_opts vo = {.calib = need_cal ? cal : NULL, .progress = cli_progress, .progress_ud = "calibrating"};
+    if (qs_variant_new(m, spec, &vo, var)) {
+        cli_error("%s", qs_last_error());
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
 static int collect(qs_model *m, const qs_calib_opts *co, float tau, qs_calib *cal, qs_stats **st) {
     int rc = cli_calib_load(m, co, cal);
     if (rc) return rc;

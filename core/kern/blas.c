@@ -53,6 +53,11 @@ void qs_blas_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, 
     gemm(0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+void qs_blas_gemm_tn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
                   float beta, float *y) {
     cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, m, n, alpha, a, lda, x, 1, beta, y, 1);

@@ -165,6 +165,9 @@ void qs_blas_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, 
 /* C (m, n) = alpha * A (m, k) . B + beta * C, with B stored (k, n). */
 void qs_blas_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                      int ldb, float beta, float *c, int ldc);
+/* C (m, n) = alpha * A^T . B + beta * C, with A stored (k, m), B (k, n). */
+void qs_blas_gemm_tn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc);
 /* y (m) = alpha * A (m, n) . x + beta * y  (trans = 0), or
  * y (n) = alpha * A^T x + beta * y (trans = 1); A row-major with stride lda. */
 void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,

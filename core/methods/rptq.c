@@ -135,28 +135,53 @@ static int block_perm(const int *lab, int dim, int block, int32_t *perm) {
 
 /* ---- folding the permutations into the weights ---- */
 
-/* W'[i][j] = W[rows[i]][cols[j]], b'[i] = b[rows[i]] (NULL: identity) into
- * buffers the variant owns. */
-static qs_status permute_linear(qs_variant *v, qs_linear *l, const int32_t *rows, const int32_t *cols) {
+/* W'[i][j] = W[rows[i]][cols[j]], b'[i] = b[rows[i]] (NULL: identity).
+ * Where the weights go: with scratch, into a malloc'd buffer returned in
+ * *scratch (the caller quantizes and packs them next, then frees it: no
+ * fp32 copy stays); else F16/BF16 weights stay in their type (a permutation
+ * is exact) and others become fp32, both in buffers the variant owns.
+ * Returns through *own 1 when l->w is then a writable fp32 buffer of the
+ * variant's, 2 when it is the scratch, 0 otherwise. */
+static qs_status permute_linear(qs_variant *v, qs_linear *l, const int32_t *rows, const int32_t *cols,
+                                float **scratch, int *own) {
+    *own = 0;
     if (!qs_linear_readable(l) || (!rows && !cols)) return QS_OK;
-    float *w = qs_variant_floats(v, (size_t)l->n_out * l->n_in), *tmp;
-    if (!w) return QS_ENOMEM;
-    const float *all = qs_linear_f32(l, &tmp);
-    if (!all) return QS_ENOMEM;
-    for (int i = 0; i < l->n_out; i++) {
-        const float *src = all + (size_t)(rows ? rows[i] : i) * l->n_in;
-        float *dst = w + (size_t)i * l->n_in;
-        if (cols)
-            for (int j = 0; j < l->n_in; j++) dst[j] = src[cols[j]];
-        else
-            memcpy(dst, src, (size_t)l->n_in * sizeof(float));
+    int no = l->n_out, ni = l->n_in;
+    if (!scratch && !l->w && (l->wtype == QS_WT_F16 || l->wtype == QS_WT_BF16)) {
+        uint16_t *w = (void *)qs_variant_floats(v, ((size_t)no * ni + 1) / 2);
+        if (!w) return QS_ENOMEM;
+        const uint16_t *q = l->wq;
+        for (int i = 0; i < no; i++) {
+            const uint16_t *src = q + (size_t)(rows ? rows[i] : i) * ni;
+            uint16_t *dst = w + (size_t)i * ni;
+            for (int j = 0; j < ni; j++) dst[j] = src[cols ? cols[j] : j];
+        }
+        l->wq = w;
+    } else {
+        float *w = scratch ? malloc((size_t)no * ni * sizeof *w) : qs_variant_floats(v, (size_t)no * ni), *tmp;
+        if (!w) return scratch ? qs_fail(QS_ENOMEM, "out of memory for a %dx%d matrix", no, ni) : QS_ENOMEM;
+        const float *all = qs_linear_f32(l, &tmp);
+        if (!all) {
+            if (scratch) free(w);
+            return QS_ENOMEM;
+        }
+        for (int i = 0; i < no; i++) {
+            const float *src = all + (size_t)(rows ? rows[i] : i) * ni;
+            float *dst = w + (size_t)i * ni;
+            if (cols)
+                for (int j = 0; j < ni; j++) dst[j] = src[cols[j]];
+            else
+                memcpy(dst, src, (size_t)ni * sizeof(float));
+        }
+        free(tmp);
+        qs_linear_set_f32(l, w);
+        if (scratch) *scratch = w;
+        *own = scratch ? 2 : 1;
     }
-    free(tmp);
-    qs_linear_set_f32(l, w);
     if (l->b && rows) {
-        float *b = qs_variant_floats(v, (size_t)l->n_out);
+        float *b = qs_variant_floats(v, (size_t)no);
         if (!b) return QS_ENOMEM;
-        for (int i = 0; i < l->n_out; i++) b[i] = l->b[rows[i]];
+        for (int i = 0; i < no; i++) b[i] = l->b[rows[i]];
         l->b = b;
     }
     return QS_OK;
@@ -262,7 +287,7 @@ static qs_status quant_linear(qs_variant *v, qs_linear *l, const rptq_plan *p, i
     float *out = NULL;
     qs_status st;
     if (p->w_cluster) {
-        out = owned ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
+        out = owned == 1 ? (float *)l->w : qs_variant_floats(v, (size_t)l->n_out * l->n_in);
         if (!out) {
             free(tmp);
             return QS_ENOMEM;
@@ -364,6 +389,12 @@ qs_status rptq_work_new(rptq_work *wk, const qs_variant *v, int l) {
     return QS_OK;
 }
 
+void rptq_work_free(rptq_work *wk) {
+    for (int i = 0; i < 7; i++) free(wk->scratch[i]);
+    free(wk->block);
+    memset(wk, 0, sizeof *wk);
+}
+
 /* k-means of every site of layer l from its statistics ss (rptq_sites
  * order), the labels recorded for the views, and (with p->reorder) the
  * permutations folded into the layer's norms and linears and into the
@@ -458,10 +489,11 @@ qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_s
     const int32_t *cols[7] = {wk->p_in, wk->p_in, wk->p_in, wk->p_o, wk->p_mi, wk->p_mi, wk->p_mm};
     if (wk->p_in && (st = permute_norm(v, &L->attn_norm, wk->p_in))) return st;
     if (wk->p_mi && (st = permute_norm(v, &L->mlp_norm, wk->p_mi))) return st;
-    for (int i = 0; i < 7; i++) {
-        if ((st = permute_linear(v, lin[i], rows[i], cols[i]))) return st;
-        wk->own[i] = qs_linear_readable(lin[i]) && (rows[i] || cols[i]);
-    }
+    /* weights packed right after (rtn per row or group) pass through scratch */
+    int packs = !p->ref && p->w_bits < 16 && !p->w_cluster;
+    for (int i = 0; i < 7; i++)
+        if ((st = permute_linear(v, lin[i], rows[i], cols[i], packs ? &wk->scratch[i] : NULL, &wk->own[i])))
+            return st;
     const struct {
         qs_site site;
         const int32_t *perm;
@@ -515,7 +547,7 @@ static qs_status rptq_layer(qs_variant *v, const rptq_plan *p, const qs_stats *s
         *changed = 1;
     }
 done:
-    free(wk.block);
+    rptq_work_free(&wk);
     return st;
 }
 

@@ -34,7 +34,8 @@ typedef struct {
     /* permutations (NULL: identity) */
     int32_t *p_in, *p_q, *p_k, *p_v, *p_o, *p_mi, *p_mm;
     int32_t *pbuf;   /* storage of the permutations */
-    int own[7];      /* q, k, v, o, up, gate, down: weights already in a buffer of the variant's */
+    int own[7];      /* q, k, v, o, up, gate, down: 1 fp32 weights in a buffer of the variant's, 2 in scratch */
+    float *scratch[7]; /* permuted fp32 weights about to be packed (malloc'd; rptq_work_free frees them) */
     double *feats;
     int *colg;
     void *block;     /* the one allocation behind all of the above */
@@ -51,6 +52,7 @@ qs_status rptq_plan_default(const qs_variant *v, const qs_step *s, rptq_plan *p)
 void rptq_work_sites(const rptq_work *wk, rptq_site_work out[N_RPTQ_SITES]);
 qs_status rptq_layer_site_stats(const qs_variant *v, const qs_stats *stats, int l, const qs_site_stats *ss[N_RPTQ_SITES]);
 qs_status rptq_work_new(rptq_work *wk, const qs_variant *v, int l);
+void rptq_work_free(rptq_work *wk);
 qs_status rptq_layer_clusters(qs_variant *v, const rptq_plan *p, const qs_site_stats *const ss[N_RPTQ_SITES], int l, rptq_work *wk, int *changed);
 
 /* The reference code's conventions (rptq_ref.c): the plan, and the layer-by-

@@ -329,13 +329,12 @@ qs_status rptq_ref_run(qs_variant *v, const rptq_plan *p, int *changed) {
         float *t = X;
         X = Y;
         Y = t;
-        free(wk.block);
-        wk.block = NULL;
+        rptq_work_free(&wk);
         qs_stats_free(sa);
         sa = NULL;
     }
 done:
-    free(wk.block);
+    rptq_work_free(&wk);
     qs_stats_free(sa);
     qs_ctx_free(ca);
     qs_ctx_free(cb);

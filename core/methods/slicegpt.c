@@ -26,8 +26,14 @@
  *    last. The calibration inputs of each layer are the outputs of the
  *    layers transformed before it.
  *
- * Weights stay fp32 between steps as in the reference: each product is
- * formed in float64 from the fp32 values and rounded once. */
+ * It works layer by layer: a layer is fused, rotated and sliced in fp32
+ * scratch, then kept in the model's type (bf16 in, bf16 out: F16/BF16
+ * matrices stay 2-byte, others fp32), so the peak is the kept result plus
+ * one layer in fp32 and the calibration activations. The reference code
+ * keeps the weights in the model's dtype between steps as well. For fp32
+ * models each product is formed in float64 from the fp32 values and rounded
+ * once; for 2-byte models in fp32 (sgemm), whose rounding error is far
+ * below the type's. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +50,64 @@ static float *floats(qs_variant *v, size_t n) {
     return p;
 }
 
+/* Buffers of the layer in work: fp32 matrices between fusion and the moment
+ * they are kept. */
+typedef struct {
+    void *p[16];
+    int n;
+} scratch;
+
+/* n floats from the scratch s, or from the variant's store when s is NULL */
+static float *buf(qs_variant *v, scratch *s, size_t n) {
+    if (!s) return floats(v, n);
+    float *p = s->n < (int)(sizeof s->p / sizeof *s->p) ? malloc(n * sizeof *p) : NULL;
+    if (!p) {
+        qs_fail(QS_ENOMEM, "%s: out of memory for %zu weights of the layer in work", v->spec.text, n);
+        return NULL;
+    }
+    s->p[s->n++] = p;
+    return p;
+}
+
+static void scratch_free(scratch *s) {
+    for (int i = 0; i < s->n; i++) free(s->p[i]);
+    s->n = 0;
+}
+
+/* The type the results are kept in: the model's matrices' F16/BF16, else fp32. */
+static uint32_t kept_type(const qs_model *m) {
+    const qs_linear *q = &m->w.layers[0].q;
+    return !q->w && (q->wtype == QS_WT_F16 || q->wtype == QS_WT_BF16) ? q->wtype : QS_WT_F32;
+}
+
+/* n fp32 values into the variant's store in type t (F32, F16 or BF16). */
+static const void *keep_values(qs_variant *v, const float *src, size_t n, uint32_t t) {
+    if (t == QS_WT_F32) {
+        float *dst = floats(v, n);
+        if (dst) memcpy(dst, src, n * sizeof *dst);
+        return dst;
+    }
+    uint16_t *dst = (void *)floats(v, (n + 1) / 2);
+    if (dst)
+        for (size_t i = 0; i < n; i++) dst[i] = t == QS_WT_F16 ? qs_f32_to_f16(src[i]) : qs_f32_to_bf16(src[i]);
+    return dst;
+}
+
+/* A finished linear (fp32 in scratch) into the store in type t. */
+static qs_status keep(qs_variant *v, qs_linear *l, uint32_t t) {
+    if (!l->w) return QS_OK;
+    const void *q = keep_values(v, l->w, (size_t)l->n_out * l->n_in, t);
+    if (!q) return QS_ENOMEM;
+    if (t == QS_WT_F32) {
+        qs_linear_set_f32(l, q);
+    } else {
+        l->w = NULL;
+        l->wq = q;
+        l->wtype = t;
+    }
+    return QS_OK;
+}
+
 /* Tensors this file rewrites in place were made owned by fusion (see
  * make_owned): they are never the model's mapped memory. */
 static float *mut(const float *p) { return (float *)p; }
@@ -58,10 +122,10 @@ static qs_norm rms_norm(int dim, int D) { return (qs_norm){.dim = dim, .kind = Q
 /* W' = W diag(g), b' = b + W beta (W as it was), always into an owned
  * buffer (the rotation rewrites it in place). A norm without bias leaves the
  * linear's bias as it is: the reference adds one only where the norm has one. */
-static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l) {
+static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l, scratch *sc) {
     if (!qs_linear_readable(l)) return QS_OK;
     int no = l->n_out, ni = l->n_in;
-    float *w = floats(v, (size_t)no * ni), *tmp;
+    float *w = buf(v, sc, (size_t)no * ni), *tmp;
     if (!w) return QS_ENOMEM;
     float *b = NULL;
     if (nm->b && !(b = floats(v, (size_t)no))) return QS_ENOMEM;
@@ -87,10 +151,10 @@ static qs_status fold_norm(qs_variant *v, const qs_norm *nm, qs_linear *l) {
  * then writes a zero-mean vector, which is what the next LayerNorm would
  * have subtracted. bake_mean 0: just an owned copy (RMSNorm models), for
  * the rotation to rewrite in place. */
-static qs_status make_owned(qs_variant *v, qs_linear *l, int bake_mean) {
+static qs_status make_owned(qs_variant *v, qs_linear *l, int bake_mean, scratch *sc) {
     if (!qs_linear_readable(l)) return QS_OK;
     int no = l->n_out, ni = l->n_in;
-    float *w = floats(v, (size_t)no * ni), *tmp;
+    float *w = buf(v, sc, (size_t)no * ni), *tmp;
     float *b = l->b ? floats(v, (size_t)no) : NULL;
     if (!w || (l->b && !b)) return QS_ENOMEM;
     double *mean = calloc((size_t)ni, sizeof *mean);
@@ -143,9 +207,9 @@ static qs_status center_rows(const float *src, const void *q, uint32_t type, lon
 }
 
 /* An owned copy of a table of rows (rows, D), each row's mean removed when asked. */
-static qs_status own_rows(qs_variant *v, const float **t, long rows, int D, int center) {
+static qs_status own_rows(qs_variant *v, const float **t, long rows, int D, int center, scratch *sc) {
     if (!*t) return QS_OK;
-    float *dst = floats(v, (size_t)rows * D);
+    float *dst = buf(v, sc, (size_t)rows * D);
     if (!dst) return QS_ENOMEM;
     return center_rows(*t, NULL, 0, rows, D, center, dst, t);
 }
@@ -163,63 +227,90 @@ static qs_status check_fresh(const qs_variant *v) {
     return QS_OK;
 }
 
-qs_status qs_slice_fuse(qs_variant *v) {
+/* The final norm into the head: an untied fp32 copy (vocab, D). */
+static qs_status fuse_head(qs_variant *v, scratch *sc) {
+    qs_linear head = v->w.head;
+    qs_status st = fold_norm(v, &v->w.final_norm, &head, sc);
+    if (st) return st;
+    v->w.head = head;
+    v->w.final_norm = rms_norm(v->m->cfg.d_model, v->m->cfg.d_model);
+    return QS_OK;
+}
+
+/* The token and position embeddings as owned fp32 rows, centred for LayerNorm models. */
+static qs_status fuse_embed(qs_variant *v, scratch *sc) {
     const qs_model *m = v->m;
     const qs_config *c = &m->cfg;
-    int D = c->d_model;
     qs_weights *w = &v->w;
-    qs_status st = check_fresh(v);
-    if (st) return st;
-    int layernorm = norm_kind(m, &w->final_norm) == QS_NORM_LAYER;
-
-    /* the head first, from the embedding as it was when tied */
-    qs_linear head = w->head;
-    if ((st = fold_norm(v, &w->final_norm, &head))) return st;
-    w->head = head;
-
+    int D = c->d_model, layernorm = norm_kind(m, &m->w.final_norm) == QS_NORM_LAYER;
+    qs_status st;
     long pos_rows = (long)c->max_pos + c->pos_offset;
     if (w->embed_q) { /* an owned fp32 embedding, decoded from the stored rows */
-        float *dst = floats(v, (size_t)c->vocab * D);
+        float *dst = buf(v, sc, (size_t)c->vocab * D);
         if (!dst) return QS_ENOMEM;
         if ((st = center_rows(NULL, w->embed_q, w->embed_type, c->vocab, D, layernorm, dst, &w->tok_embed))) return st;
         w->embed_q = NULL;
-    } else if ((st = own_rows(v, &w->tok_embed, c->vocab, D, layernorm))) {
+    } else if ((st = own_rows(v, &w->tok_embed, c->vocab, D, layernorm, sc))) {
         return st;
     }
-    if ((st = own_rows(v, &w->pos_embed, pos_rows, D, layernorm))) return st;
-    for (int l = 0; l < c->n_layers; l++) {
-        qs_layer *L = &w->layers[l];
-        int ln1 = norm_kind(m, &L->attn_norm) == QS_NORM_LAYER, ln2 = norm_kind(m, &L->mlp_norm) == QS_NORM_LAYER;
-        if (ln1 != layernorm || ln2 != layernorm)
-            return qs_fail(QS_EUNSUPPORTED, "%s: layer %d mixes LayerNorm and RMSNorm", v->spec.text, l);
-        if ((st = fold_norm(v, &L->attn_norm, &L->q)) || (st = fold_norm(v, &L->attn_norm, &L->k)) ||
-            (st = fold_norm(v, &L->attn_norm, &L->v)) || (st = fold_norm(v, &L->mlp_norm, &L->up)) ||
-            (st = fold_norm(v, &L->mlp_norm, &L->gate)) || (st = make_owned(v, &L->o, layernorm)) ||
-            (st = make_owned(v, &L->down, layernorm)))
-            return st;
-        L->attn_norm = rms_norm(D, D);
-        L->mlp_norm = rms_norm(D, D);
-    }
-    w->final_norm = rms_norm(D, D);
+    if ((st = own_rows(v, &w->pos_embed, pos_rows, D, layernorm, NULL))) return st;
     w->d_embed = D;
     v->modified = 1;
+    return QS_OK;
+}
+
+/* Layer l's norms into the linears they feed; o and down made owned (their
+ * output mean removed for LayerNorm models). */
+static qs_status fuse_layer(qs_variant *v, int l, scratch *sc) {
+    const qs_model *m = v->m;
+    int D = m->cfg.d_model, layernorm = norm_kind(m, &m->w.final_norm) == QS_NORM_LAYER;
+    qs_layer *L = &v->w.layers[l];
+    int ln1 = norm_kind(m, &L->attn_norm) == QS_NORM_LAYER, ln2 = norm_kind(m, &L->mlp_norm) == QS_NORM_LAYER;
+    if (ln1 != layernorm || ln2 != layernorm)
+        return qs_fail(QS_EUNSUPPORTED, "%s: layer %d mixes LayerNorm and RMSNorm", v->spec.text, l);
+    qs_status st;
+    if ((st = fold_norm(v, &L->attn_norm, &L->q, sc)) || (st = fold_norm(v, &L->attn_norm, &L->k, sc)) ||
+        (st = fold_norm(v, &L->attn_norm, &L->v, sc)) || (st = fold_norm(v, &L->mlp_norm, &L->up, sc)) ||
+        (st = fold_norm(v, &L->mlp_norm, &L->gate, sc)) || (st = make_owned(v, &L->o, layernorm, sc)) ||
+        (st = make_owned(v, &L->down, layernorm, sc)))
+        return st;
+    L->attn_norm = rms_norm(D, D);
+    L->mlp_norm = rms_norm(D, D);
+    return QS_OK;
+}
+
+/* The whole model fused at once into the store (the rotation instead fuses
+ * each layer when it reaches it). The head first, from the embedding as it
+ * was when tied. */
+qs_status qs_slice_fuse(qs_variant *v) {
+    qs_status st = check_fresh(v);
+    if (st || (st = fuse_head(v, NULL)) || (st = fuse_embed(v, NULL))) return st;
+    for (int l = 0; l < v->m->cfg.n_layers; l++)
+        if ((st = fuse_layer(v, l, NULL))) return st;
     return QS_OK;
 }
 
 /* ---- 2. rotation ---- */
 
 /* rows (n, D) of t become (n, d) = t Q[:, :d], in place (row blocks: a
- * block's output never reaches rows not yet read). */
-static qs_status rotate_in(float *t, long n, int D, const double *Q, int d) {
+ * block's output never reaches rows not yet read). Qf: Q in fp32 for an
+ * fp32 product; NULL: float64. */
+static qs_status rotate_in(float *t, long n, int D, const double *Q, const float *Qf, int d) {
     enum { RB = 256 };
-    double *a = malloc((size_t)RB * D * sizeof *a), *r = malloc((size_t)RB * d * sizeof *r);
-    if (!a || !r) {
+    size_t es = Qf ? sizeof(float) : sizeof(double);
+    double *a = Qf ? NULL : malloc((size_t)RB * D * es), *r = malloc((size_t)RB * d * es);
+    if ((!Qf && !a) || !r) {
         free(a);
         free(r);
         return qs_fail(QS_ENOMEM, "out of memory");
     }
     for (long r0 = 0; r0 < n; r0 += RB) {
         int nr = n - r0 < RB ? (int)(n - r0) : RB;
+        if (Qf) {
+            qs_blas_gemm_nn(nr, d, D, 1.0f, t + (size_t)r0 * D, D, Qf, D, 0.0f, (float *)r, d);
+            memcpy(t + (size_t)r0 * d, r, (size_t)nr * d * sizeof(float));
+            continue;
+        }
         for (size_t i = 0; i < (size_t)nr * D; i++) a[i] = t[(size_t)r0 * D + i];
         qs_blas_dgemm(0, 0, nr, d, D, 1.0, a, D, Q, D, 0.0, r, d);
         for (size_t i = 0; i < (size_t)nr * d; i++) t[(size_t)r0 * d + i] = (float)r[i];
@@ -229,27 +320,33 @@ static qs_status rotate_in(float *t, long n, int D, const double *Q, int d) {
     return QS_OK;
 }
 
-static qs_status rotate_linear_in(qs_linear *l, int D, const double *Q, int d) {
+static qs_status rotate_linear_in(qs_linear *l, int D, const double *Q, const float *Qf, int d) {
     if (!l->w) return QS_OK;
-    qs_status st = rotate_in(mut(l->w), l->n_out, D, Q, d);
+    qs_status st = rotate_in(mut(l->w), l->n_out, D, Q, Qf, d);
     l->n_in = d;
     return st;
 }
 
 /* A writer of the residual: w (D, n_in) and b (D) become Q[:, :d]^T w and
  * Q[:, :d]^T b, in place. */
-static qs_status rotate_linear_out(qs_linear *l, int D, const double *Q, int d) {
+static qs_status rotate_linear_out(qs_linear *l, int D, const double *Q, const float *Qf, int d) {
     int ni = l->n_in;
-    double *a = malloc((size_t)D * ni * sizeof *a), *r = malloc((size_t)d * ni * sizeof *r);
+    float *w = mut(l->w);
+    double *a = malloc((Qf ? (size_t)D : (size_t)D * ni) * sizeof *a);
+    void *r = malloc((size_t)d * ni * (Qf ? sizeof(float) : sizeof(double)));
     if (!a || !r) {
         free(a);
         free(r);
         return qs_fail(QS_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; i < (size_t)D * ni; i++) a[i] = l->w[i];
-    qs_blas_dgemm(1, 0, d, ni, D, 1.0, Q, D, a, ni, 0.0, r, ni);
-    float *w = mut(l->w);
-    for (size_t i = 0; i < (size_t)d * ni; i++) w[i] = (float)r[i];
+    if (Qf) {
+        qs_blas_gemm_tn(d, ni, D, 1.0f, Qf, D, w, ni, 0.0f, r, ni);
+        memcpy(w, r, (size_t)d * ni * sizeof(float));
+    } else {
+        for (size_t i = 0; i < (size_t)D * ni; i++) a[i] = w[i];
+        qs_blas_dgemm(1, 0, d, ni, D, 1.0, Q, D, a, ni, 0.0, r, ni);
+        for (size_t i = 0; i < (size_t)d * ni; i++) w[i] = (float)((double *)r)[i];
+    }
     if (l->b) {
         float *b = mut(l->b);
         double *bb = a; /* reuse: D values */
@@ -284,8 +381,8 @@ static qs_status shortcut(qs_linear *l, const double *A, int da, const double *B
 
 /* A residual-path matrix leaving basis A (first da axes) for the unrotated
  * residual: A[:, :da]^T as a linear (D, da), fp32 as in the reference. */
-static qs_status unrotate(qs_variant *v, qs_linear *l, const double *A32, int da, int D) {
-    float *w = floats(v, (size_t)D * da);
+static qs_status unrotate(qs_variant *v, qs_linear *l, const double *A32, int da, int D, scratch *sc) {
+    float *w = buf(v, sc, (size_t)D * da);
     if (!w) return QS_ENOMEM;
     for (int o = 0; o < D; o++)
         for (int i = 0; i < da; i++) w[(size_t)o * da + i] = (float)A32[(size_t)o * D + i];
@@ -338,9 +435,16 @@ typedef struct {
     float *junk; /* (ctx, D) */
     double *H;   /* (D, D) covariance, then Q */
     double *Qp, *Qm, *Qp32, *Qm32, *ev;
-    float *Qf;   /* (D, D) fp32 Q for the next layer's inputs */
+    float *Qf;   /* (D, D) Qp in fp32: the next layer's inputs, and fp32 products */
+    float *Qmf;  /* (D, D) Qm in fp32 */
+    uint32_t kept; /* the type results are kept in (kept_type) */
+    scratch layer; /* the layer in work */
+    scratch whole; /* the embedding and the head until kept */
     long done, total;
 } job;
+
+/* Qf for the products when they are formed in fp32 (2-byte kept types), else NULL. */
+static const float *fp32_q(const job *j, const float *Qf) { return j->kept == QS_WT_F32 ? NULL : Qf; }
 
 static qs_status tick(job *j) {
     j->done++;
@@ -382,26 +486,45 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
     memset(j->H, 0, (size_t)D * D * sizeof(double));
     if ((st = qs_xtx_add(j->H, j->out, j->ntok, D, NULL)) || (st = pca(j->H, D, j->ev, j->Qp32))) return st;
     memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
+    for (size_t i = 0; i < (size_t)D * D; i++) j->Qf[i] = (float)j->Qp[i];
     double *ev_in = malloc((size_t)D * sizeof(double));
     if (!ev_in) return qs_fail(QS_ENOMEM, "out of memory");
     memcpy(ev_in, j->ev, (size_t)D * sizeof(double));
     long pos_rows = (long)c->max_pos + c->pos_offset;
-    if ((st = rotate_in(mut(w->tok_embed), c->vocab, D, j->Qp, d))) goto done;
-    if (w->pos_embed && (st = rotate_in(mut(w->pos_embed), pos_rows, D, j->Qp, d))) goto done;
+    if ((st = rotate_in(mut(w->tok_embed), c->vocab, D, j->Qp, fp32_q(j, j->Qf), d))) goto done;
+    if (w->pos_embed && (st = rotate_in(mut(w->pos_embed), pos_rows, D, j->Qp, fp32_q(j, j->Qf), d))) goto done;
     w->d_embed = d;
+    { /* the rotated embedding kept: as stored rows in a 2-byte type, or fp32 */
+        const void *e = keep_values(v, w->tok_embed, (size_t)c->vocab * d, j->kept);
+        if (!e) {
+            st = QS_ENOMEM;
+            goto done;
+        }
+        if (j->kept == QS_WT_F32) {
+            w->tok_embed = e;
+        } else {
+            w->tok_embed = NULL;
+            w->embed_q = e;
+            w->embed_type = j->kept;
+        }
+        scratch_free(&j->whole);
+    }
 
     int din = d;
     for (int k = 0; k < L; k++) {
         qs_layer *Lk = &w->layers[k];
         int dmid = d, dout = k == L - 1 && !slice_head ? D : d;
+        if ((st = fuse_layer(v, k, &j->layer))) goto done;
         /* this layer's inputs in the basis just chosen (fp32, as the reference) */
-        for (size_t i = 0; i < (size_t)D * D; i++) j->Qf[i] = (float)j->Qp[i];
         qs_blas_gemm_nn((int)j->ntok, din, D, 1.0f, j->out, D, j->Qf, D, 0.0f, j->X, din);
 
-        /* attention inputs rotated and sliced; the shortcut returns to the
-         * unrotated residual until the next PCA is known */
-        if ((st = rotate_linear_in(&Lk->q, D, j->Qp, din)) || (st = rotate_linear_in(&Lk->k, D, j->Qp, din)) ||
-            (st = rotate_linear_in(&Lk->v, D, j->Qp, din)) || (st = unrotate(v, &Lk->attn_skip, j->Qp32, din, D)))
+        /* attention inputs rotated, sliced and kept; the shortcut returns to
+         * the unrotated residual until the next PCA is known */
+        const float *qf = fp32_q(j, j->Qf);
+        if ((st = rotate_linear_in(&Lk->q, D, j->Qp, qf, din)) || (st = rotate_linear_in(&Lk->k, D, j->Qp, qf, din)) ||
+            (st = rotate_linear_in(&Lk->v, D, j->Qp, qf, din)) || (st = keep(v, &Lk->q, j->kept)) ||
+            (st = keep(v, &Lk->k, j->kept)) || (st = keep(v, &Lk->v, j->kept)) ||
+            (st = unrotate(v, &Lk->attn_skip, j->Qp32, din, D, &j->layer)))
             goto done;
         Lk->attn_norm = rms_norm(din, D);
 
@@ -412,14 +535,19 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
         qs_ctx_observe(j->c, NULL, NULL);
         if (st || (st = mo.err) || (st = pca(j->H, D, j->ev, j->Qm32))) goto done;
         memcpy(j->Qm, j->H, (size_t)D * D * sizeof(double));
+        for (size_t i = 0; i < (size_t)D * D; i++) j->Qmf[i] = (float)j->Qm[i];
+        const float *qmf = fp32_q(j, j->Qmf);
         if ((st = qs_variant_set_eig(v, k, 0, ev_in, D, din)) || (st = qs_variant_set_eig(v, k, 1, j->ev, D, dmid)))
             goto done;
 
         /* attention output, its shortcut, MLP inputs; the MLP shortcut
          * returns to the unrotated residual until the output PCA is known */
         if ((st = shortcut(&Lk->attn_skip, j->Qp32, din, j->Qm32, dmid, D)) ||
-            (st = rotate_linear_out(&Lk->o, D, j->Qm, dmid)) || (st = rotate_linear_in(&Lk->up, D, j->Qm, dmid)) ||
-            (st = rotate_linear_in(&Lk->gate, D, j->Qm, dmid)) || (st = unrotate(v, &Lk->mlp_skip, j->Qm32, dmid, D)))
+            (st = rotate_linear_out(&Lk->o, D, j->Qm, qmf, dmid)) ||
+            (st = rotate_linear_in(&Lk->up, D, j->Qm, qmf, dmid)) ||
+            (st = rotate_linear_in(&Lk->gate, D, j->Qm, qmf, dmid)) || (st = keep(v, &Lk->attn_skip, j->kept)) ||
+            (st = keep(v, &Lk->o, j->kept)) || (st = keep(v, &Lk->up, j->kept)) ||
+            (st = keep(v, &Lk->gate, j->kept)) || (st = unrotate(v, &Lk->mlp_skip, j->Qm32, dmid, D, &j->layer)))
             goto done;
         Lk->mlp_norm = rms_norm(dmid, D);
 
@@ -428,15 +556,21 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
             (st = pca(j->H, D, j->ev, j->Qp32)))
             goto done;
         memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
+        for (size_t i = 0; i < (size_t)D * D; i++) j->Qf[i] = (float)j->Qp[i];
         memcpy(ev_in, j->ev, (size_t)D * sizeof(double));
 
         if ((st = shortcut(&Lk->mlp_skip, j->Qm32, dmid, j->Qp32, dout, D)) ||
-            (st = rotate_linear_out(&Lk->down, D, j->Qp, dout)))
+            (st = rotate_linear_out(&Lk->down, D, j->Qp, fp32_q(j, j->Qf), dout)) ||
+            (st = keep(v, &Lk->mlp_skip, j->kept)) || (st = keep(v, &Lk->down, j->kept)))
             goto done;
+        scratch_free(&j->layer);
         din = dout;
     }
     /* the head reads the last basis; sliced only when asked */
-    if ((st = rotate_linear_in(&w->head, D, j->Qp, slice_head ? d : D))) goto done;
+    if ((st = fuse_head(v, &j->whole)) ||
+        (st = rotate_linear_in(&w->head, D, j->Qp, fp32_q(j, j->Qf), slice_head ? d : D)) ||
+        (st = keep(v, &w->head, j->kept)))
+        goto done;
     w->final_norm = rms_norm(slice_head ? d : D, D);
 done:
     free(ev_in);
@@ -474,9 +608,11 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
                        c->resid != QS_RESID_SEQ ? " blocks" : "");
     if (!v->calib || v->calib->n_rows < 1)
         return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
-    if ((st = qs_slice_fuse(v))) return st;
-
-    job j = {.v = v, .cal = v->calib, .D = D, .L = c->n_layers};
+    job j = {.v = v, .cal = v->calib, .D = D, .L = c->n_layers, .kept = kept_type(m)};
+    if ((st = fuse_embed(v, &j.whole))) {
+        scratch_free(&j.whole);
+        return st;
+    }
     j.ntok = (long)j.cal->n_rows * j.cal->ctx;
     j.total = 2L * c->n_layers;
     size_t dd = (size_t)D * D;
@@ -490,7 +626,8 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
     j.Qm32 = malloc(dd * sizeof(double));
     j.ev = malloc((size_t)D * sizeof(double));
     j.Qf = malloc(dd * sizeof(float));
-    if (!j.X || !j.out || !j.junk || !j.H || !j.Qp || !j.Qm || !j.Qp32 || !j.Qm32 || !j.ev || !j.Qf)
+    j.Qmf = malloc(dd * sizeof(float));
+    if (!j.X || !j.out || !j.junk || !j.H || !j.Qp || !j.Qm || !j.Qp32 || !j.Qm32 || !j.ev || !j.Qf || !j.Qmf)
         st = qs_fail(QS_ENOMEM, "%s: out of memory for %ld calibration tokens of width %d", v->spec.text, j.ntok, D);
     if (!st) st = qs_ctx_new(m, &v->exec, j.cal->ctx, &j.c);
     if (!st) st = rotate_slice(&j, d, s->slice_head);
@@ -505,6 +642,9 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
     free(j.Qm32);
     free(j.ev);
     free(j.Qf);
+    free(j.Qmf);
+    scratch_free(&j.layer);
+    scratch_free(&j.whole);
     if (st) return st;
     qs_variant_note(v, "SliceGPT %g%%: width %d of %d%s, %.2fM params incl. shortcuts", 100.0 * ratio, d, D,
                     s->slice_head ? " (head sliced)" : "", qs_variant_params(v) / 1e6);

@@ -226,23 +226,28 @@ long long qs_mem_available(void) {
     return kb < 0 ? -1 : kb * 1024;
 }
 
-/* Bytes a chain allocates at most, from the model's shapes: a method that
- * rewrites weights holds fp32 copies of the linears it rewrites (int8: its
- * codes, plus one decoded matrix); SliceGPT also the calibration
- * activations and its D x D matrices. */
+/* Bytes a chain allocates at most, from the model's shapes: what a method
+ * keeps (packed codes, int8 codes, weights in the model's 2-byte type or in
+ * fp32) and what it holds on the way (a decoded matrix or layer; SliceGPT
+ * also the calibration activations and its D x D matrices). */
 long long qs_variant_estimate(const qs_model *m, const char *spec, const qs_calib *cal) {
     qs_spec sp;
     if (qs_spec_parse(spec, &sp)) return -1;
     const qs_config *c = &m->cfg;
-    long long lin = 0, biggest = 0, D = c->d_model;
+    long long lin = 0, biggest = 0, layer = 0, D = c->d_model;
+    int elt = 4; /* bytes a value of the model's matrices takes where a method keeps their type */
     for (int l = 0; l < c->n_layers; l++) {
         qs_linear *ls[QS_LAYER_LINEARS];
         int n = qs_layer_linears(&m->w.layers[l], 0, ls);
+        long long here = 0;
         for (int j = 0; j < n; j++) {
             long long e = qs_linear_has(ls[j]) ? (long long)ls[j]->n_out * ls[j]->n_in : 0;
-            lin += e;
+            if (e && !ls[j]->w && (ls[j]->wtype == QS_WT_F16 || ls[j]->wtype == QS_WT_BF16)) elt = 2;
+            here += e;
             biggest = e > biggest ? e : biggest;
         }
+        lin += here;
+        layer = here > layer ? here : layer;
     }
     long long ntok = cal ? (long long)cal->n_rows * cal->ctx : 0, total = 0;
     for (int i = 0; i < sp.n; i++) {
@@ -255,10 +260,21 @@ long long qs_variant_estimate(const qs_model *m, const char *spec, const qs_cali
             if (s->w_gptq) total += 8 * (long long)c->d_ff * c->d_ff * 2; /* Hessians, the widest input */
             break;
         case QS_M_INT8: total += lin + 4 * biggest; break;
-        case QS_M_RPTQ: total += 4 * lin + 4 * biggest; break;
-        case QS_M_SLICE:
-            total += 4 * lin + 4LL * c->vocab * D + 2 * 4 * ntok * D + 3 * 8 * D * D;
+        case QS_M_RPTQ:
+            if (s->w_bits < 16 && !s->w_cluster && !s->ref) /* packed; one layer's permuted fp32 in passing */
+                total += lin * s->w_bits / 8 + lin / (s->w_group > 0 ? s->w_group : D) * 8 + 4 * layer;
+            else if (s->w_bits >= 16) /* reordered in their type */
+                total += (s->reorder ? elt * lin : 0) + 4 * biggest;
+            else /* fp32 values on per-cluster grids */
+                total += 4 * lin + 4 * biggest;
             break;
+        case QS_M_SLICE: { /* kept in the model's type; one layer, the embedding and the head in fp32 on the way */
+            double keep = 1.0 - (s->ratio < 0 ? 0.25 : s->ratio);
+            total += (long long)(elt * lin * keep) + 2LL * c->n_layers * (long long)(keep * D * keep * D) * elt +
+                     (long long)(elt * c->vocab * D * (1 + keep)) + 4LL * c->vocab * D + 4 * layer +
+                     (elt == 4 ? 16 * biggest : 0) + 2 * 4 * ntok * D + 5 * 8 * D * D + 2 * 4 * D * D;
+            break;
+        }
         }
     }
     return total;
@@ -281,8 +297,8 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
         free(v);
         return qs_fail(QS_ENOMEM, "%s: building it needs about %.0f MB and %.0f MB is available (MemAvailable, "
                        "or QSCOPE_MAX_MEMORY_MB); %s", spec, need / 1e6, have / 1e6,
-                       weights > have ? "its fp32 copies of the weights it rewrites (4 bytes a weight) do not fit: "
-                                        "a smaller model, or a method that keeps them compact (int8)"
+                       weights > have ? "the weights it rewrites do not fit as it keeps them: fewer weight bits "
+                                        "(rtn/gptq/rptq w=4, packed), int8, a larger slice ratio, or a smaller model"
                                       : "fewer calibration windows (--calib-windows) or a shorter --calib-ctx lower it");
     }
     if (o) {

@@ -337,8 +337,8 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
  * (a post-norm block's norm) when given; observers see the result. */
 static void residual(qs_ctx *c, const qs_linear *skip, float **x, float **x2, const float *sub, int n, int d,
                      int layer, qs_site site, int pos0, const qs_norm *after) {
-    if (skip->w) {
-        qs_blas_linear(*x, n, skip->w, skip->b, skip->n_out, skip->n_in, *x2);
+    if (qs_linear_has(skip)) {
+        linear(c, -1, 0, skip, *x, n, *x2);
         float *t = *x;
         *x = *x2;
         *x2 = t;

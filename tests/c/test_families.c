@@ -284,3 +284,82 @@ TEST(family_phi3_longrope) {
     unlink(p);
     rmdir(dir);
 }
+
+/* A variant of a bf16 model owns only what it changed, in the smallest form
+ * that holds it: RPTQ's reorder alone keeps the weights bf16 (a permutation
+ * is exact, so the NLL is the model's), with 4-bit weights they are packed
+ * codes, never an fp32 copy; SliceGPT keeps its rotated and sliced matrices
+ * and shortcuts in bf16 (at ratio 0 the NLL moves by bf16 rounding only). */
+static int layer_types_are(qs_variant *v, int n_layers, uint32_t want_mask, uint32_t want) {
+    for (int l = 0; l < n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(&((qs_weights *)qs_variant_exec(v)->w)->layers[l], 0, ls);
+        for (int j = 0; j < n; j++)
+            if (qs_linear_has(ls[j]) && (ls[j]->w || (ls[j]->wtype & want_mask) != want)) return 0;
+    }
+    return 1;
+}
+
+static long long layer_bytes(qs_variant *v, int n_layers) {
+    long long b = 0;
+    for (int l = 0; l < n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears(&((qs_weights *)qs_variant_exec(v)->w)->layers[l], 1, ls);
+        for (int j = 0; j < n; j++) b += qs_linear_has(ls[j]) ? qs_linear_stored_bytes(ls[j]) : 0;
+    }
+    return b;
+}
+
+TEST(family_variants_keep_weights_as_stored) {
+    NEED_SHARED();
+    qs_model *m = NULL;
+    REQUIRE(qs_model_load(th_path("models/arch/llama-bf16"), NULL, &m) == QS_OK, "%s", qs_last_error());
+    qs_calib cal;
+    REQUIRE(qs_calib_from_ids_file(th_path("models/arch/llama-bf16/reference/ids.i32"), 128, m->cfg.vocab, &cal) ==
+                QS_OK, "%s", qs_last_error());
+    double base = mean_nll(m, NULL, &cal);
+    qs_variant_opts o = {.calib = &cal};
+    qs_variant *dense = NULL, *perm = NULL, *w4 = NULL, *sl0 = NULL, *sl = NULL;
+    REQUIRE(qs_variant_new(m, "fp32", &o, &dense) == QS_OK, "%s", qs_last_error());
+    CHECK(qs_variant_new(m, "rptq:g=4", &o, &perm) == QS_OK, "%s", qs_last_error());
+    CHECK(qs_variant_new(m, "rptq:w=4,a=8,g=4", &o, &w4) == QS_OK, "%s", qs_last_error());
+    CHECK(qs_variant_new(m, "slice:ratio=0", &o, &sl0) == QS_OK, "%s", qs_last_error());
+    CHECK(qs_variant_new(m, "slice:ratio=0.25", &o, &sl) == QS_OK, "%s", qs_last_error());
+    if (perm) {
+        double nll = mean_nll(m, qs_variant_exec(perm), &cal);
+        printf("  llama-bf16: NLL %.6f, reordered %.6f; weights %lld bytes, reordered %lld\n", base, nll,
+               qs_variant_weight_bytes(dense), qs_variant_weight_bytes(perm));
+        CHECK(fabs(nll - base) <= 1e-5 * base, "reorder alone changed the NLL: %.6f vs %.6f", nll, base);
+        CHECK(layer_types_are(perm, m->cfg.n_layers, ~0u, QS_WT_BF16), "a reordered linear left bf16");
+        CHECK(qs_variant_weight_bytes(perm) == qs_variant_weight_bytes(dense), "%lld vs %lld bytes",
+              qs_variant_weight_bytes(perm), qs_variant_weight_bytes(dense));
+    }
+    if (w4) {
+        CHECK(layer_types_are(w4, m->cfg.n_layers, QS_WT_QG, QS_WT_QG), "a 4-bit linear is not packed");
+        long long a = layer_bytes(w4, m->cfg.n_layers), b = layer_bytes(dense, m->cfg.n_layers);
+        CHECK(3 * a < b, "4-bit linears take %lld bytes, bf16 %lld", a, b); /* 1/4, and a scale per row */
+    }
+    if (sl0) {
+        double nll = mean_nll(m, qs_variant_exec(sl0), &cal);
+        printf("  llama-bf16: slice:ratio=0 NLL %.6f (model %.6f)\n", nll, base);
+        CHECK(fabs(nll - base) <= 2e-3 * base, "slice at ratio 0 moved the NLL: %.6f vs %.6f", nll, base);
+        CHECK(layer_types_are(sl0, m->cfg.n_layers, ~0u, QS_WT_BF16), "a sliced linear left bf16");
+    }
+    if (sl) {
+        const qs_weights *w = qs_variant_exec(sl)->w;
+        int ok = w->embed_q && w->embed_type == QS_WT_BF16 && !w->head.w && w->head.wtype == QS_WT_BF16;
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            ok &= w->layers[l].attn_skip.wtype == QS_WT_BF16 && !w->layers[l].attn_skip.w &&
+                  w->layers[l].mlp_skip.wtype == QS_WT_BF16 && !w->layers[l].mlp_skip.w;
+        CHECK(ok && layer_types_are(sl, m->cfg.n_layers, ~0u, QS_WT_BF16), "slice:ratio=0.25 left bf16");
+        double nll = mean_nll(m, qs_variant_exec(sl), &cal);
+        CHECK(isfinite(nll) && fabs(nll - base) < 0.2 * base, "slice:ratio=0.25 NLL %.6f (model %.6f)", nll, base);
+    }
+    qs_variant_free(dense);
+    qs_variant_free(perm);
+    qs_variant_free(w4);
+    qs_variant_free(sl0);
+    qs_variant_free(sl);
+    qs_calib_free(&cal);
+    qs_model_free(m);
+}

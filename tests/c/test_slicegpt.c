@@ -123,7 +123,11 @@ TEST(slice_zero_ratio_keeps_logits) {
     NEED_SHARED();
     for (int mi = 0; mi < 3; mi++) {
         qs_model *m = load(models[mi]);
-        if (!m) continue;
+        /* in fp32, so the rotation is kept in fp32 and holds to float noise */
+        if (!m || qs_model_weights_f32(m)) {
+            qs_model_free(m);
+            continue;
+        }
         size_t n, nc;
         int32_t *ids = text_ids(m, "data/heldout.txt", &n);
         char *ct = NULL;
@@ -169,7 +173,7 @@ static void check_widths(const qs_variant *v, int d, int D, const char *tag) {
         bad |= y->q.n_in != d || y->k.n_in != d || y->v.n_in != d || y->attn_norm.dim != d;
         bad |= y->o.n_out != d || y->mlp_norm.dim != d || y->up.n_in != d || y->down.n_out != dout;
         bad |= y->attn_skip.n_out != d || y->attn_skip.n_in != d || y->mlp_skip.n_out != dout || y->mlp_skip.n_in != d;
-        bad |= !y->attn_skip.w || !y->mlp_skip.w;
+        bad |= !qs_linear_has(&y->attn_skip) || !qs_linear_has(&y->mlp_skip);
         for (int k = 0; k < 2; k++) {
             int n = 0, kept = 0;
             const double *ev = qs_variant_eigenvalues(v, l, k, &n, &kept);
@@ -179,6 +183,19 @@ static void check_widths(const qs_variant *v, int d, int D, const char *tag) {
     }
     bad |= w->final_norm.dim != D || w->head.n_in != D || !w->head.b;
     CHECK(!bad, "%s: widths differ from the reference's rule for width %d", tag, d);
+}
+
+/* Every matrix of the sliced model (shortcuts, head and embedding too) kept
+ * in the model's F16, one matrix in fp32 at a time while it was built. */
+static void check_kept_f16(const qs_variant *v, const char *tag) {
+    const qs_weights *w = &v->w;
+    int bad = !w->embed_q || w->embed_type != QS_WT_F16 || w->head.w || w->head.wtype != QS_WT_F16;
+    for (int l = 0; l < v->m->cfg.n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int n = qs_layer_linears((qs_layer *)&w->layers[l], 1, ls);
+        for (int i = 0; i < n; i++) bad |= qs_linear_has(ls[i]) && (ls[i]->w || ls[i]->wtype != QS_WT_F16);
+    }
+    CHECK(!bad, "%s: a matrix of the sliced F16 model is not kept in F16", tag);
 }
 
 static double ppl_of(const qs_model *m, const qs_variant *v, const int32_t *ids, size_t n, int windows, double *secs) {
@@ -233,6 +250,7 @@ TEST(slice_opt_matches_reference) {
         }
         int d = e->valueint;
         check_widths(v, d, m->cfg.d_model, spec);
+        check_kept_f16(v, spec);
         long long p = qs_variant_params(v), want = (long long)cJSON_GetObjectItem(params, e->string)->valuedouble;
         CHECK(p == want, "%s: %lld parameters, the reference has %lld", spec, p, want);
         CHECK(prev < 0 || p < prev, "%s: %lld parameters, not fewer than the smaller ratio's %lld", spec, p, prev);

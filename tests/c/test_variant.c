@@ -272,7 +272,9 @@ TEST(variant_refuses_what_would_not_fit) {
         int n = qs_layer_linears(&m->w.layers[l], 0, ls);
         for (int j = 0; j < n; j++) lin += qs_linear_has(ls[j]) ? (long long)ls[j]->n_out * ls[j]->n_in : 0;
     }
-    CHECK(qs_variant_estimate(m, "rptq:w=4,a=16,reorder=0", NULL) >= 4 * lin, "rptq holds fp32 copies of the linears");
+    CHECK(qs_variant_estimate(m, "rptq:w=4,a=16,wgroups=cluster", NULL) >= 4 * lin,
+          "rptq's per-cluster weight grids are held as fp32 values");
+    CHECK(qs_variant_estimate(m, "rptq:w=4,a=16", NULL) < 2 * lin, "rptq:w=4 holds packed 4-bit codes and one layer");
     CHECK(qs_variant_estimate(m, "rtn:w=4", NULL) < lin, "rtn:w=4 holds packed 4-bit codes");
     CHECK(qs_variant_estimate(m, "rtn:a=8", NULL) == 0 && qs_variant_estimate(m, "fp32", NULL) == 0, "nothing copied");
     CHECK(qs_variant_estimate(m, "bogus", NULL) == -1, "a bad spec");
@@ -280,7 +282,7 @@ TEST(variant_refuses_what_would_not_fit) {
     qs_variant *v = NULL;
     qs_status st = qs_variant_new(m, "rtn:w=4,wq=gptq", NULL, &v);
     CHECK(st == QS_ENOMEM && v == NULL && strstr(qs_last_error(), "needs about") &&
-              strstr(qs_last_error(), "fp32 copies of the weights"), "%d: %s", st, qs_last_error());
+              strstr(qs_last_error(), "fewer weight bits"), "%d: %s", st, qs_last_error());
     CHECK(qs_variant_new(m, "rtn:a=8", NULL, &v) == QS_OK, "an activation-only chain allocates nothing: %s",
           qs_last_error());
     qs_variant_free(v);

@@ -59,6 +59,7 @@ typedef struct {
     float ratio;      /* fraction of the width deleted */
     int round;        /* widths rounded down to a multiple of this */
     int slice_head;   /* also slice the head's input */
+    int slice_f32;    /* keep the sliced weights in fp32 rather than the model's F16/BF16 */
 } qs_step;
 
 typedef struct {

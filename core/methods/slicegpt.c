@@ -74,9 +74,11 @@ static void scratch_free(scratch *s) {
     s->n = 0;
 }
 
-/* The type the results are kept in: the model's matrices' F16/BF16, else fp32. */
-static uint32_t kept_type(const qs_model *m) {
+/* The type the results are kept in: the model's matrices' F16/BF16, else
+ * fp32 (always with dtype=f32). */
+static uint32_t kept_type(const qs_model *m, const qs_step *s) {
     const qs_linear *q = &m->w.layers[0].q;
+    if (s->slice_f32) return QS_WT_F32;
     return !q->w && (q->wtype == QS_WT_F16 || q->wtype == QS_WT_BF16) ? q->wtype : QS_WT_F32;
 }
 
@@ -608,7 +610,7 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
                        c->resid != QS_RESID_SEQ ? " blocks" : "");
     if (!v->calib || v->calib->n_rows < 1)
         return qs_fail(QS_EARG, "%s needs calibration data (give --calib FILE or --calib-ids FILE)", v->spec.text);
-    job j = {.v = v, .cal = v->calib, .D = D, .L = c->n_layers, .kept = kept_type(m)};
+    job j = {.v = v, .cal = v->calib, .D = D, .L = c->n_layers, .kept = kept_type(m, s)};
     if ((st = fuse_embed(v, &j.whole))) {
         scratch_free(&j.whole);
         return st;
@@ -653,6 +655,8 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
 
 /* ---- the record ---- */
 
+static const int slice_dtype_values[2] = {0, 1};
+
 static const qs_method_key slice_keys[] = {
     {"ratio", "s", QS_KEY_FLOAT, offsetof(qs_step, ratio), 0, 0.95, 0.25, NULL, NULL, NULL,
      "fraction of the width deleted (the paper's headline: 0.25)", 0.05},
@@ -660,12 +664,15 @@ static const qs_method_key slice_keys[] = {
      "widths rounded down to a multiple of this", 0},
     {"head", NULL, QS_KEY_BOOL, offsetof(qs_step, slice_head), 0, 1, 0, NULL, NULL, NULL,
      "also slice the head's input", 0},
+    {"dtype", NULL, QS_KEY_WORD, offsetof(qs_step, slice_f32), 0, 0, 0, "model|f32", slice_dtype_values,
+     "model or f32", "the sliced weights in the model's F16/BF16, or in fp32 (as the official code runs)", 0},
 };
 
 static void slice_format(const qs_step *s, char *b, size_t cap) {
     qs_spec_addf(b, cap, "ratio=%g", s->ratio);
     if (s->round != 8) qs_spec_addf(b, cap, "round=%d", s->round);
     if (s->slice_head) qs_spec_addf(b, cap, "head=%d", 1);
+    if (s->slice_f32) qs_spec_addf(b, cap, "dtype=%s", "f32");
 }
 
 static int slice_needs_calib(const qs_step *s) { return 1; }

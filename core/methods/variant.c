@@ -270,6 +270,7 @@ long long qs_variant_estimate(const qs_model *m, const char *spec, const qs_cali
             break;
         case QS_M_SLICE: { /* kept in the model's type; one layer, the embedding and the head in fp32 on the way */
             double keep = 1.0 - (s->ratio < 0 ? 0.25 : s->ratio);
+            if (s->slice_f32) elt = 4;
             total += (long long)(elt * lin * keep) + 2LL * c->n_layers * (long long)(keep * D * keep * D) * elt +
                      (long long)(elt * c->vocab * D * (1 + keep)) + 4LL * c->vocab * D + 4 * layer +
                      (elt == 4 ? 16 * biggest : 0) + 2 * 4 * ntok * D + 5 * 8 * D * D + 2 * 4 * D * D;

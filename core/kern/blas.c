@@ -111,6 +111,29 @@ qs_status qs_lapack_eigh_desc(int dim, double *a, double *w) {
     return QS_OK;
 }
 
+qs_status qs_lapack_orth_complete(int dim, int r, double *a) {
+    if (r < 1 || r > dim) return qs_fail(QS_EARG, "orthonormal completion of %d columns in dimension %d", r, dim);
+    double *tau = malloc((size_t)r * sizeof *tau);
+    signed char *sign = malloc((size_t)r);
+    if (!tau || !sign) {
+        free(tau);
+        free(sign);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, dim, r, a, dim, tau);
+    if (!info) {
+        for (int i = 0; i < r; i++) sign[i] = a[(size_t)i * dim + i] < 0 ? -1 : 1;
+        info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, dim, dim, r, a, dim, tau);
+    }
+    if (!info) /* the first r columns: the given ones, not their negatives */
+        for (int row = 0; row < dim; row++)
+            for (int i = 0; i < r; i++) a[(size_t)row * dim + i] *= sign[i];
+    free(tau);
+    free(sign);
+    if (info) return qs_fail(QS_EARG, "QR (dgeqrf/dorgqr) of a %dx%d matrix failed (info %d)", dim, r, (int)info);
+    return QS_OK;
+}
+
 qs_status qs_lapack_inv_chol_upper(int dim, double *a) {
     lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', dim, a, dim);
     if (info != 0)

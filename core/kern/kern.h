@@ -187,6 +187,10 @@ void qs_blas_symmetrize(int dim, double *c);
  * on return a's columns are the eigenvectors and w (dim) the eigenvalues,
  * both in descending order of eigenvalue (LAPACKE dsyevd). */
 qs_status qs_lapack_eigh_desc(int dim, double *a, double *w);
+/* a (dim, dim) row-major holds r orthonormal columns first (the rest is
+ * ignored); on return all dim columns are an orthonormal basis whose first r
+ * are those columns (re-orthonormalised by QR) and the others complete them. */
+qs_status qs_lapack_orth_complete(int dim, int r, double *a);
 
 /* GPTQ's inverse Hessian factor: a (dim, dim), symmetric positive definite,
  * float64, row-major, is replaced by the upper triangular U with

@@ -407,14 +407,57 @@ static qs_status pca(double *H, int D, double *ev, double *Q32) {
     return QS_OK;
 }
 
+/* PCA from n < D rows x (n, D): H = X^T X + damp I has rank n above the
+ * damping, so its eigenvectors are the n right singular vectors of X (from
+ * the n x n Gram matrix X X^T) and any orthonormal completion, all with the
+ * eigenvalue damp; a QR completes them. Q (D, D), ev (D), Q32 as pca's. */
+static qs_status pca_low_rank(const float *x, long n, int D, double *Q, double *ev, double *Q32) {
+    double *xd = malloc((size_t)n * D * sizeof *xd), *g = malloc((size_t)n * n * sizeof *g),
+           *s2 = malloc((size_t)n * sizeof *s2);
+    qs_status st = QS_OK;
+    if (!xd || !g || !s2) {
+        st = qs_fail(QS_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)n * D; i++) xd[i] = x[i];
+    qs_blas_dgemm(0, 1, (int)n, (int)n, D, 1.0, xd, D, xd, D, 0.0, g, (int)n);
+    double tr = 0;
+    for (long i = 0; i < n; i++) tr += g[(size_t)i * n + i];
+    double damp = 0.01 * tr / D;
+    if ((st = qs_lapack_eigh_desc((int)n, g, s2))) goto done;
+    int r = 0;
+    while (r < n && s2[r] > 1e-10 * s2[0] && s2[r] > 0) r++;
+    memset(Q, 0, (size_t)D * D * sizeof *Q);
+    if (r == 0) { /* no signal: every direction is as good */
+        for (int i = 0; i < D; i++) Q[(size_t)i * D + i] = 1;
+    } else { /* u_i = X^T v_i / sigma_i in the first r columns */
+        qs_blas_dgemm(1, 0, D, r, (int)n, 1.0, xd, D, g, (int)n, 0.0, Q, D);
+        for (int i = 0; i < r; i++) {
+            double inv = 1.0 / sqrt(s2[i]);
+            for (int row = 0; row < D; row++) Q[(size_t)row * D + i] *= inv;
+        }
+        if ((st = qs_lapack_orth_complete(D, r, Q))) goto done;
+    }
+    for (int i = 0; i < D; i++) ev[i] = (i < r ? s2[i] : 0) + damp;
+    for (size_t i = 0; i < (size_t)D * D; i++) Q32[i] = (float)Q[i];
+done:
+    free(xd);
+    free(g);
+    free(s2);
+    return st;
+}
+
 typedef struct {
     int layer;
     int D;
-    double *H;
+    double *H;    /* accumulated X^T X; NULL: rows kept instead */
+    float *rows;  /* (ntok, D) the rows, when H is NULL */
+    long n;       /* rows kept */
     qs_status err;
 } mid_obs;
 
-/* The signal entering the MLP's norm, accumulated for one layer. */
+/* The signal entering the MLP's norm for one layer: its X^T X accumulated,
+ * or the rows kept (fewer calibration tokens than the width). */
 static void observe_mid(void *ud, int layer, qs_site site, const float *x, int n, int dim, int pos0) {
     (void)pos0;
     mid_obs *o = ud;
@@ -423,7 +466,12 @@ static void observe_mid(void *ud, int layer, qs_site site, const float *x, int n
         o->err = qs_fail(QS_ESHAPE, "slice: layer %d's residual has width %d, expected %d", layer, dim, o->D);
         return;
     }
-    o->err = qs_xtx_add(o->H, x, n, dim, NULL);
+    if (o->H) {
+        o->err = qs_xtx_add(o->H, x, n, dim, NULL);
+        return;
+    }
+    memcpy(o->rows + (size_t)o->n * dim, x, (size_t)n * dim * sizeof *x);
+    o->n += n;
 }
 
 typedef struct {
@@ -435,6 +483,7 @@ typedef struct {
     float *X;    /* (ntok, D) inputs of the current layer in its (sliced) basis */
     float *out;  /* (ntok, D) outputs of the current layer, unrotated */
     float *junk; /* (ctx, D) */
+    float *M;    /* (ntok, D) the MLP's inputs, when ntok < D (see pca_low_rank) */
     double *H;   /* (D, D) covariance, then Q */
     double *Qp, *Qm, *Qp32, *Qm32, *ev;
     float *Qf;   /* (D, D) Qp in fp32: the next layer's inputs, and fp32 products */
@@ -469,6 +518,18 @@ static qs_status run_block(job *j, int k, int din, float *out) {
     return tick(j);
 }
 
+/* The PCA of the rows x (ntok, D) into Q, j->ev and Q32: of their X^T X
+ * (pca), or from the rows themselves when there are fewer than D. */
+static qs_status pca_rows(job *j, const float *x, double *Q, double *Q32) {
+    int D = j->D;
+    if (j->M) return pca_low_rank(x, j->ntok, D, Q, j->ev, Q32);
+    memset(j->H, 0, (size_t)D * D * sizeof(double));
+    qs_status st = qs_xtx_add(j->H, x, j->ntok, D, NULL);
+    if (st || (st = pca(j->H, D, j->ev, Q32))) return st;
+    memcpy(Q, j->H, (size_t)D * D * sizeof(double));
+    return QS_OK;
+}
+
 static qs_status rotate_slice(job *j, int d, int slice_head) {
     qs_variant *v = j->v;
     const qs_model *m = v->m;
@@ -485,9 +546,7 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
             const float *pe = w->pos_embed ? w->pos_embed + (size_t)(i + c->pos_offset) * D : NULL;
             for (int t = 0; t < D; t++) x[t] = pe ? te[t] + pe[t] : te[t];
         }
-    memset(j->H, 0, (size_t)D * D * sizeof(double));
-    if ((st = qs_xtx_add(j->H, j->out, j->ntok, D, NULL)) || (st = pca(j->H, D, j->ev, j->Qp32))) return st;
-    memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
+    if ((st = pca_rows(j, j->out, j->Qp, j->Qp32))) return st;
     for (size_t i = 0; i < (size_t)D * D; i++) j->Qf[i] = (float)j->Qp[i];
     double *ev_in = malloc((size_t)D * sizeof(double));
     if (!ev_in) return qs_fail(QS_ENOMEM, "out of memory");
@@ -530,13 +589,18 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
             goto done;
         Lk->attn_norm = rms_norm(din, D);
 
-        mid_obs mo = {.layer = k, .D = D, .H = j->H};
+        mid_obs mo = {.layer = k, .D = D, .H = j->M ? NULL : j->H, .rows = j->M};
         memset(j->H, 0, (size_t)D * D * sizeof(double));
         qs_ctx_observe(j->c, observe_mid, &mo);
         st = run_block(j, k, din, NULL);
         qs_ctx_observe(j->c, NULL, NULL);
-        if (st || (st = mo.err) || (st = pca(j->H, D, j->ev, j->Qm32))) goto done;
-        memcpy(j->Qm, j->H, (size_t)D * D * sizeof(double));
+        if (st || (st = mo.err)) goto done;
+        if (j->M) {
+            st = pca_low_rank(j->M, mo.n, D, j->Qm, j->ev, j->Qm32);
+        } else if (!(st = pca(j->H, D, j->ev, j->Qm32))) {
+            memcpy(j->Qm, j->H, (size_t)D * D * sizeof(double));
+        }
+        if (st) goto done;
         for (size_t i = 0; i < (size_t)D * D; i++) j->Qmf[i] = (float)j->Qm[i];
         const float *qmf = fp32_q(j, j->Qmf);
         if ((st = qs_variant_set_eig(v, k, 0, ev_in, D, din)) || (st = qs_variant_set_eig(v, k, 1, j->ev, D, dmid)))
@@ -553,11 +617,7 @@ static qs_status rotate_slice(job *j, int d, int slice_head) {
             goto done;
         Lk->mlp_norm = rms_norm(dmid, D);
 
-        memset(j->H, 0, (size_t)D * D * sizeof(double));
-        if ((st = run_block(j, k, din, j->out)) || (st = qs_xtx_add(j->H, j->out, j->ntok, D, NULL)) ||
-            (st = pca(j->H, D, j->ev, j->Qp32)))
-            goto done;
-        memcpy(j->Qp, j->H, (size_t)D * D * sizeof(double));
+        if ((st = run_block(j, k, din, j->out)) || (st = pca_rows(j, j->out, j->Qp, j->Qp32))) goto done;
         for (size_t i = 0; i < (size_t)D * D; i++) j->Qf[i] = (float)j->Qp[i];
         memcpy(ev_in, j->ev, (size_t)D * sizeof(double));
 
@@ -629,7 +689,8 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
     j.ev = malloc((size_t)D * sizeof(double));
     j.Qf = malloc(dd * sizeof(float));
     j.Qmf = malloc(dd * sizeof(float));
-    if (!j.X || !j.out || !j.junk || !j.H || !j.Qp || !j.Qm || !j.Qp32 || !j.Qm32 || !j.ev || !j.Qf || !j.Qmf)
+    if (j.ntok < D) j.M = malloc((size_t)j.ntok * D * sizeof(float));
+    if (!j.X || !j.out || !j.junk || !j.H || !j.Qp || !j.Qm || !j.Qp32 || !j.Qm32 || !j.ev || !j.Qf || !j.Qmf || (j.ntok < D && !j.M))
         st = qs_fail(QS_ENOMEM, "%s: out of memory for %ld calibration tokens of width %d", v->spec.text, j.ntok, D);
     if (!st) st = qs_ctx_new(m, &v->exec, j.cal->ctx, &j.c);
     if (!st) st = rotate_slice(&j, d, s->slice_head);
@@ -645,6 +706,7 @@ qs_status qs_slice_apply(qs_variant *v, const qs_step *s) {
     free(j.ev);
     free(j.Qf);
     free(j.Qmf);
+    free(j.M);
     scratch_free(&j.layer);
     scratch_free(&j.whole);
     if (st) return st;

@@ -101,3 +101,30 @@ TEST(ops_activations_match_double) {
     CHECK(worst[2] < 1e-5, "gelu_erf max diff %.3g", worst[2]);
     CHECK(worst[3] < 1e-6, "logsumexp diff %.3g", worst[3]);
 }
+
+/* An orthonormal completion keeps the given columns and makes the whole an
+ * orthonormal basis. */
+TEST(lapack_orth_complete) {
+    enum { D = 40, R = 7 };
+    static double a[D * D], u[D * D];
+    uint64_t seed = 11;
+    for (int i = 0; i < D * D; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        u[i] = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+    }
+    /* R orthonormal columns from a full QR of random ones */
+    REQUIRE(qs_lapack_orth_complete(D, D, u) == QS_OK, "%s", qs_last_error());
+    for (int i = 0; i < D * D; i++) a[i] = (i % D) < R ? u[i] : 99.0;
+    REQUIRE(qs_lapack_orth_complete(D, R, a) == QS_OK, "%s", qs_last_error());
+    double worst = 0, moved = 0;
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < D; j++) {
+            double s = 0;
+            for (int k = 0; k < D; k++) s += a[k * D + i] * a[k * D + j];
+            worst = fmax(worst, fabs(s - (i == j)));
+        }
+    for (int k = 0; k < D; k++)
+        for (int i = 0; i < R; i++) moved = fmax(moved, fabs(a[k * D + i] - u[k * D + i]));
+    CHECK(worst < 1e-12 && moved < 1e-12, "Q^T Q - I up to %g, given columns moved by %g", worst, moved);
+    CHECK(qs_lapack_orth_complete(D, 0, a) == QS_EARG, "no columns accepted");
+}

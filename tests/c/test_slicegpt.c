@@ -162,6 +162,47 @@ TEST(slice_zero_ratio_keeps_logits) {
     }
 }
 
+/* Fewer calibration tokens than the width (128 < 192): the PCA comes from
+ * the rows' Gram matrix and a QR completion. At ratio 0 the rotation must
+ * still be exact, and the eigenvalues keep the trace: sum = tr + D damp with
+ * damp = 0.01 tr / D, the smallest (the directions without signal). */
+TEST(slice_few_tokens_low_rank_pca) {
+    NEED_SHARED();
+    qs_model *m = load("opt-mini");
+    if (!m || qs_model_weights_f32(m)) {
+        qs_model_free(m);
+        return;
+    }
+    size_t n, nc;
+    int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+    char *ct = NULL;
+    qs_calib cal = {0};
+    CHECK(qs_io_read_all(th_path("data/calib.txt"), &ct, &nc) == QS_OK, "%s", qs_last_error());
+    CHECK(ct && qs_calib_from_text(m->tok, ct, nc, 128, 1, &cal) == QS_OK, "%s", qs_last_error());
+    free(ct);
+    REQUIRE(cal.n_rows == 1 && cal.ctx < m->cfg.d_model, "%d rows of %d", cal.n_rows, cal.ctx);
+    qs_variant_opts o = {.calib = &cal};
+    qs_variant *v = NULL;
+    CHECK(qs_variant_new(m, "slice:ratio=0", &o, &v) == QS_OK, "%s", qs_last_error());
+    if (v && ids) {
+        check_logits_kept(m, v, ids, "opt-mini", "rotated from 128 tokens (ratio 0)", "a low-rank rotation");
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int k = 0; k < 2; k++) {
+                int ne = 0, kept = 0;
+                const double *ev = qs_variant_eigenvalues(v, l, k, &ne, &kept);
+                if (!ev) continue;
+                double sum = 0;
+                for (int i = 0; i < ne; i++) sum += ev[i];
+                CHECK(fabs(sum - 101.0 * ne * ev[ne - 1]) <= 1e-9 * sum && ev[cal.ctx] == ev[ne - 1],
+                      "layer %d pca %d: eigenvalue sum %.10g, 101 D min %.10g", l, k, sum, 101.0 * ne * ev[ne - 1]);
+            }
+    }
+    qs_variant_free(v);
+    qs_calib_free(&cal);
+    free(ids);
+    qs_model_free(m);
+}
+
 /* widths of a variant built with ratio giving width d (head not sliced) */
 static void check_widths(const qs_variant *v, int d, int D, const char *tag) {
     const qs_weights *w = &v->w;

@@ -293,6 +293,9 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
     v->m = m;
     v->kv_bits = 32;
     long long need = qs_variant_estimate(m, spec, o ? o->calib : NULL), have = qs_mem_available();
+    if (need > 0)
+        qs_log(QS_LOG_INFO, "%s: building it needs about %.0f MB; %.0f MB available", spec, need / 1e6,
+               have > 0 ? have / 1e6 : 0.0);
     if (need > 0 && have > 0 && need > have) {
         long long weights = qs_variant_estimate(m, spec, NULL);
         free(v);

@@ -298,6 +298,8 @@ qs_status qs_model_load(const char *path, const qs_load_opts *opts, qs_model **o
     }
     if (st != QS_OK) return st;
     snprintf((*out)->path, sizeof (*out)->path, "%s", path);
+    qs_log(QS_LOG_INFO, "%s: %.1f MB held in memory (norms, biases, tensors converted at load); the weights "
+           "stay mapped as stored", path, qs_store_bytes((*out)->store) / 1e6);
     return QS_OK;
 }
 

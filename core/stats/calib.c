@@ -215,5 +215,8 @@ qs_status qs_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *out
         size_t k = strlen(out->source);
         snprintf(out->source + k, sizeof out->source - k, " of %.200s", file);
     }
+    /* what a pass over it holds: the widest activations of a window, a few times */
+    qs_log(QS_LOG_INFO, "calibration: %s; a pass holds about %.0f MB of activations", out->source,
+           8.0 * out->ctx * (m->cfg.d_ff > m->cfg.d_model ? m->cfg.d_ff : m->cfg.d_model) * 4 / 1e6);
     return QS_OK;
 }

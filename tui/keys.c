@@ -138,6 +138,10 @@ static int act_ch_site(tui_state *s, int key) {
 static int act_ch_outlier(tui_state *s, int key) {
     const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, s->ch_layer, s->ch_site) : NULL;
     if (!ss) return TUI_R_NONE;
+    if (s->knobs.tau <= 0) {
+        tui_state_log(s, QS_LOG_INFO, "tau is 0: outlier decomposition is off, no channel is an outlier");
+        return TUI_R_DRAW;
+    }
     int dir = key == 'n' ? 1 : -1;
     for (int k = 1; k <= ss->dim; k++) {
         int c = ((s->ch_cursor + dir * k) % ss->dim + ss->dim) % ss->dim;
@@ -152,9 +156,16 @@ static int act_ch_outlier(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
-/* Outliers */
+/* Outliers: the channels of the cursor's row (sites differ in width) */
+static int ol_dim(const tui_state *s) {
+    int layer, site;
+    tui_state_ol_row(s, s->ol_row, &layer, &site);
+    const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, layer, site) : NULL;
+    return ss ? ss->dim : s->m->cfg.d_model;
+}
+
 static int act_ol_move(tui_state *s, int key) {
-    int D = s->m->cfg.d_model, R = 2 * s->m->cfg.n_layers;
+    int D = ol_dim(s), R = tui_state_ol_rows(s);
     switch (key) {
     case KEY_RIGHT: case 'l': s->ol_col = (s->ol_col + 1) % D; break;
     case KEY_LEFT: case 'h': s->ol_col = (s->ol_col + D - 1) % D; break;
@@ -163,6 +174,20 @@ static int act_ol_move(tui_state *s, int key) {
     case KEY_DOWN: case 'j': s->ol_row = (s->ol_row + 1) % R; break;
     case KEY_UP: case 'k': s->ol_row = (s->ol_row + R - 1) % R; break;
     }
+    if (s->ol_col >= ol_dim(s)) s->ol_col = ol_dim(s) - 1;
+    return TUI_R_DRAW;
+}
+
+static int act_ol_site(tui_state *s, int key) {
+    int i = 0, n = tui_n_outlier_sites;
+    while (i < n && tui_outlier_sites[i] != s->ol_site) i++;
+    /* the layer stays where it was */
+    int layer, site;
+    tui_state_ol_row(s, s->ol_row, &layer, &site);
+    s->ol_site = tui_outlier_sites[(i + (key == 's' ? 1 : -1) + n) % n];
+    int R = tui_state_ol_rows(s);
+    s->ol_row = s->ol_site < 0 ? 2 * (layer < s->m->cfg.n_layers ? layer : s->m->cfg.n_layers - 1) : layer < R ? layer : R - 1;
+    if (s->ol_col >= ol_dim(s)) s->ol_col = ol_dim(s) - 1;
     return TUI_R_DRAW;
 }
 
@@ -174,6 +199,25 @@ static int act_ol_mode(tui_state *s, int key) {
 
 static int act_ol_jump(tui_state *s, int key) {
     (void)key;
+    if (s->knobs.tau <= 0) {
+        tui_state_log(s, QS_LOG_INFO, "tau is 0: outlier decomposition is off, no dimension is an outlier");
+        return TUI_R_DRAW;
+    }
+    if (s->ol_site >= 0) {
+        /* one site: the next channel of the row that reaches tau */
+        int layer, site;
+        tui_state_ol_row(s, s->ol_row, &layer, &site);
+        const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, layer, site) : NULL;
+        for (int k = 1; ss && k <= ss->dim; k++) {
+            int c = (s->ol_col + k) % ss->dim;
+            if (ss->absmax[c] >= s->knobs.tau) {
+                s->ol_col = c;
+                return TUI_R_DRAW;
+            }
+        }
+        tui_state_log(s, QS_LOG_INFO, "no channel of layer %d %s reaches tau %.1f", layer, qs_site_name(site), s->knobs.tau);
+        return TUI_R_DRAW;
+    }
     if (!s->n_outl) return TUI_R_NONE;
     int i = 0;
     while (i < s->n_outl && s->outl[i].dim <= s->ol_col) i++;
@@ -325,8 +369,10 @@ static const tui_binding table[] = {
     {KEY_DOWN, V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
     {'k', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
     {'j', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'s', V(TUI_V_OUTLIERS), 0, act_ol_site, "s/S", "next / previous site: the linear layers' inputs (attn_in, mlp_in), then attn_in q k v attn_out mlp_in mlp_mid head_in resid resid_mid embed alone", "s site"},
+    {'S', V(TUI_V_OUTLIERS), 0, act_ol_site, NULL, NULL, NULL},
     {'m', V(TUI_V_OUTLIERS), 0, act_ol_mode, "m", "largest |x| / share of tokens with |x| >= tau", "m mode"},
-    {'n', V(TUI_V_OUTLIERS), 0, act_ol_jump, "n", "jump to the next outlier dimension", "n outlier"},
+    {'n', V(TUI_V_OUTLIERS), 0, act_ol_jump, "n", "jump to the next outlier dimension (one site: the next channel reaching tau)", "n outlier"},
 
     /* 3 Spectrum */
     {KEY_UP, V(TUI_V_SPECTRUM), 0, act_sp_layer, "Up/Down k/j", "previous / next layer", "\x01 layer"},

@@ -13,6 +13,27 @@
 const int tui_channel_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q,      QS_SITE_K,       QS_SITE_V,
                                  QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID, QS_SITE_RESID};
 const int tui_n_channel_sites = sizeof tui_channel_sites / sizeof tui_channel_sites[0];
+const int tui_outlier_sites[] = {-1,          QS_SITE_ATTN_IN, QS_SITE_Q,       QS_SITE_K,         QS_SITE_V,
+                                 QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID, QS_SITE_HEAD_IN, QS_SITE_RESID,
+                                 QS_SITE_RESID_MID, QS_SITE_EMBED};
+const int tui_n_outlier_sites = sizeof tui_outlier_sites / sizeof tui_outlier_sites[0];
+
+int tui_state_ol_rows(const tui_state *s) {
+    int L = s->m->cfg.n_layers;
+    if (s->ol_site < 0) return 2 * L;
+    return s->ol_site == QS_SITE_HEAD_IN || s->ol_site == QS_SITE_EMBED ? 1 : L;
+}
+
+void tui_state_ol_row(const tui_state *s, int r, int *layer, int *site) {
+    if (s->ol_site < 0) {
+        *layer = r / 2;
+        *site = r % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+    } else {
+        /* head_in is recorded as the row after the last block, embed as layer 0 */
+        *layer = s->ol_site == QS_SITE_HEAD_IN ? s->m->cfg.n_layers : s->ol_site == QS_SITE_EMBED ? 0 : r;
+        *site = s->ol_site;
+    }
+}
 
 /* ---- knobs ---- */
 
@@ -105,8 +126,9 @@ int tui_knobs_step(tui_knobs *k, int which, int dir) {
     }
     case TUI_K_G: k->g = k->g + dir < 1 ? 1 : k->g + dir > 64 ? 64 : k->g + dir; break;
     case TUI_K_TAU: {
+        /* 0 turns LLM.int8()'s decomposition off (int8:threshold=0): no column stays in fp32 */
         float t = k->tau + 0.5f * dir;
-        k->tau = t < 0.5f ? 0.5f : t > 20 ? 20 : t;
+        k->tau = t < 0.25f ? 0 : t > 20 ? 20 : t;
         break;
     }
     case TUI_K_RATIO: {
@@ -128,7 +150,7 @@ void tui_knobs_value(const tui_knobs *k, int which, char *buf, size_t cap) {
     switch (which) {
     case TUI_K_METHOD: snprintf(buf, cap, "%s", qs_method_name(k->method)); break;
     case TUI_K_G: snprintf(buf, cap, "%d", k->g); break;
-    case TUI_K_TAU: snprintf(buf, cap, "%.1f", k->tau); break;
+    case TUI_K_TAU: snprintf(buf, cap, k->tau > 0 ? "%.1f" : "0 (off)", k->tau); break;
     case TUI_K_RATIO: snprintf(buf, cap, "%.2f", k->ratio); break;
     case TUI_K_WBITS: snprintf(buf, cap, k->w_bits >= 16 ? "16 (off)" : "%d", k->w_bits); break;
     case TUI_K_ABITS: snprintf(buf, cap, k->a_bits >= 16 ? "16 (off)" : "%d", k->a_bits); break;
@@ -167,6 +189,7 @@ void tui_state_init(tui_state *s, const qs_model *m) {
     tui_knobs_spec(&s->knobs, s->spec, sizeof s->spec);
     s->log = calloc(TUI_LOG_LINES, sizeof *s->log);
     s->ch_site = QS_SITE_MLP_IN;
+    s->ol_site = -1;
     s->ch_layer = m->cfg.n_layers > 3 ? 3 : 0;
     s->cl_layer = s->cl_site = s->cl_g = -1;
     s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
@@ -295,7 +318,8 @@ void tui_state_retune(tui_state *s, int which) {
     if (!s->jobs) return;
     if (which < 0 || which == TUI_K_G) tui_state_want_clusters(s);
     if (which < 0 || which == TUI_K_RATIO) tui_state_want_spectrum(s);
-    if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats) {
+    if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats && s->knobs.tau > 0) {
+        /* tau 0 is "no outliers": nothing to gather, the views say so */
         if (s->knobs.tau == s->data->stats->tau) {
             /* back to the base statistics: nothing to compute */
             if (s->tstats != s->data->stats) qs_stats_free(s->tstats);

@@ -60,7 +60,7 @@ typedef enum {
 typedef struct {
     int method;  /* QS_M_RTN, QS_M_INT8, QS_M_RPTQ or QS_M_SLICE */
     int g;       /* clusters (RPTQ; also colours the Channels view) */
-    float tau;   /* outlier magnitude (LLM.int8() threshold, Outliers view) */
+    float tau;   /* outlier magnitude (LLM.int8() threshold, Outliers view); 0: no decomposition, no outliers */
     float ratio; /* SliceGPT: fraction of the width deleted */
     int w_bits, a_bits, kv_bits; /* 16: not quantized */
 } tui_knobs;
@@ -330,6 +330,7 @@ struct tui_state {
     int help_top;
     int ch_layer, ch_site, ch_cursor, ch_user; /* ch_user: moved by the user */
     int ol_row, ol_col, ol_freq;
+    int ol_site;        /* Outliers: -1 the linear layers' inputs (attn_in, mlp_in), else one qs_site */
     int sp_layer, sp_which;
     int cmp_sel;
     long log_back;      /* lines scrolled back from the end */
@@ -386,6 +387,15 @@ const char *tui_state_gen_spec(const tui_state *s, int side);
 /* Step side's pick through fp32, the measured rows of Compare and (side B)
  * the knobs' variant; dir +1 / -1. */
 void tui_state_gen_pick(tui_state *s, int side, int dir);
+/* The Outliers view's rows: with ol_site -1, attn_in and mlp_in of every
+ * layer in turn; else ol_site's rows (one for head_in and embed). */
+int tui_state_ol_rows(const tui_state *s);
+/* Row r of the Outliers view: its layer and site. */
+void tui_state_ol_row(const tui_state *s, int r, int *layer, int *site);
+/* What the Outliers view steps through with s/S: -1 (the linear layers'
+ * inputs), then every site. */
+extern const int tui_outlier_sites[];
+extern const int tui_n_outlier_sites;
 /* The sites the Channels view steps through. */
 extern const int tui_channel_sites[];
 extern const int tui_n_channel_sites;

@@ -35,12 +35,14 @@ static const char *const explain[TUI_V_COUNT] = {
     /* Outliers */
     "A heatmap of the activations that feed the linear layers (attn_in, mlp_in) for every layer "
     "(rows) and channel (columns): the colour is the largest |x| seen in calibration, or, after m, "
-    "the fraction of tokens where |x| >= tau.\n\n"
+    "the fraction of tokens where |x| >= tau. s and S switch to one site alone (attn_in, q, k, v, "
+    "attn_out, mlp_in, mlp_mid, head_in, resid, resid_mid, embed) and back.\n\n"
     "LLM.int8() (Dettmers et al. 2022, section 4.1) calls a feature dimension an outlier when its "
     "magnitude reaches 6 in at least 25% of the layers and at least 6% of the sequence positions. "
     "Such dimensions are few, but they hold the largest values, and quantizing them with the rest "
     "to int8 destroys the model; LLM.int8() multiplies them in 16-bit and everything else in int8. "
-    "The list beside the map is that analysis for the current tau.",
+    "The list beside the map is that analysis for the current tau. At tau 0 the decomposition is "
+    "off (int8:threshold=0): no column is kept in fp32, and nothing counts as an outlier.",
     /* Spectrum */
     "SliceGPT (Ashkboos et al. 2024) rotates the residual stream of each layer into its principal "
     "components (PCA of the signal's covariance, gathered on calibration text) and deletes the "
@@ -49,7 +51,10 @@ static const char *const explain[TUI_V_COUNT] = {
     "log scale. The vertical line is the cut for the current slice ratio: d = floor((1 - ratio) D / 8) "
     "* 8 directions are kept; the share of the total variance they carry is printed for every layer. "
     "A steep spectrum means little is lost. LayerNorm models are first made RMSNorm-connected by "
-    "removing each token's mean, as SliceGPT does, so one eigenvalue is ~0.",
+    "removing each token's mean, as SliceGPT does, so one eigenvalue is ~0.\n\n"
+    "The source is the model itself (fp32, on the calibration text), built as slice:ratio=<the slice "
+    "knob>: the spectrum stays whichever method the parameter panel selects, and only the slice ratio "
+    "moves the cut.",
     /* Compare */
     "Every variant built in this session, measured the same way: perplexity on a few windows of "
     "the evaluation text (--data FILE, or eval.txt beside the model; exp of the mean negative log-likelihood; lower is better), the change against fp32, "
@@ -154,12 +159,12 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     /* without colours the clusters are told apart by their glyphs: one
      * character per point, as braille dots carry no glyph */
     tui_canvas_init(cv, cw, ch, s->utf8 && (s->colors || !have), xlo - px, xhi + px, ylo - py, yhi + py, 0);
-    /* the tau lines, dashed */
-    for (int d = 0; d < cv->dh; d += 3) tui_canvas_dot(cv, tui_canvas_map_x(cv, tau), d, TUI_C_DIM, 0, ':');
-    for (int d = 0; d < cv->dw; d += 3) tui_canvas_dot(cv, d, tui_canvas_map_y(cv, -tau), TUI_C_DIM, 0, '-');
+    /* the tau lines, dashed (tau 0: no outliers, no lines) */
+    for (int d = 0; tau > 0 && d < cv->dh; d += 3) tui_canvas_dot(cv, tui_canvas_map_x(cv, tau), d, TUI_C_DIM, 0, ':');
+    for (int d = 0; tau > 0 && d < cv->dw; d += 3) tui_canvas_dot(cv, d, tui_canvas_map_y(cv, -tau), TUI_C_DIM, 0, '-');
     int n_out = 0;
     for (int c = 0; c < D; c++) {
-        int out = ss->absmax[c] >= tau;
+        int out = tau > 0 && ss->absmax[c] >= tau;
         n_out += out;
         int lab = have ? s->labels[c] : 0;
         int role = out ? TUI_C_OUTLIER : have ? cluster_role(s, lab) : TUI_C_NORMAL;
@@ -184,7 +189,7 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
 
     int iy = py0 + ch + 2;
     char line[300];
-    int out = ss->absmax[c] >= tau;
+    int out = tau > 0 && ss->absmax[c] >= tau;
     tui_textf(s, iy, x + 1, w - 2, TUI_C_NORMAL, "%s channel %d: min %.3f  max %.3f  |x|max %.3f", tui_glyph(s, "cursor"),
               c, ss->min[c], ss->max[c], ss->absmax[c]);
     int used = 0;
@@ -193,7 +198,7 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     iy++;
     /* which channels reach tau, strongest first */
     int list[12], nl = 0;
-    for (int k = 0; k < D; k++) {
+    for (int k = 0; k < D && tau > 0; k++) {
         if (ss->absmax[k] < tau) continue;
         if (nl == 12 && ss->absmax[list[11]] >= ss->absmax[k]) continue; /* the 12 strongest so far stay */
         int at = nl < 12 ? nl++ : 11;
@@ -203,7 +208,8 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
         }
         list[at] = k;
     }
-    int n = snprintf(line, sizeof line, "outliers (|x| %s %.1f): %d channel%s", tui_glyph(s, "ge"), tau, n_out, n_out == 1 ? "" : "s");
+    int n = tau > 0 ? snprintf(line, sizeof line, "outliers (|x| %s %.1f): %d channel%s", tui_glyph(s, "ge"), tau, n_out, n_out == 1 ? "" : "s")
+                    : snprintf(line, sizeof line, "%s 0: outlier decomposition off, no channel kept in fp32", tui_glyph(s, "tau"));
     for (int k = 0; k < nl && n > 0 && n < (int)sizeof line - 24; k++)
         n += snprintf(line + n, sizeof line - n, "%s %d (%.1f)", k ? "," : ":", list[k], ss->absmax[list[k]]);
     tui_text(s, iy + 1, x + 1, w - 2, n_out ? TUI_C_OUTLIER : TUI_C_DIM, line);
@@ -248,30 +254,43 @@ static void heat_cell(const tui_state *s, int y, int x, int level, int cursor) {
 static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     const qs_stats *st = s->tstats ? s->tstats : stats(s);
     float tau = s->knobs.tau;
-    tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "Linear-layer inputs, layer %s channel: %s", tui_glyph(s, "times"),
+    char what[64];
+    if (s->ol_site < 0) tui_copy(what, sizeof what, "Linear-layer inputs");
+    else snprintf(what, sizeof what, "Site %s", qs_site_name(s->ol_site));
+    tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "%s, layer %s channel: %s", what, tui_glyph(s, "times"),
               s->ol_freq ? "share of tokens with |x| >= tau" : "largest |x|");
     if (!st) {
         waiting(s, y, x, h, w, "calibrating...");
         return;
     }
-    const qs_site_stats *first = qs_stats_site(st, 0, QS_SITE_ATTN_IN);
-    if (!first) {
-        waiting(s, y, x, h, w, "no statistics of attn_in");
+    int L = s->m->cfg.n_layers, rows = tui_state_ol_rows(s), D = 0;
+    for (int r = 0; r < rows && !D; r++) {
+        int l, site;
+        tui_state_ol_row(s, r, &l, &site);
+        const qs_site_stats *ss = qs_stats_site(st, l, site);
+        if (ss) D = ss->dim;
+    }
+    if (!D) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "no statistics of %s (s: another site)", s->ol_site < 0 ? "attn_in" : qs_site_name(s->ol_site));
+        waiting(s, y, x, h, w, msg);
         return;
     }
-    int L = s->m->cfg.n_layers, D = first->dim, rows = 2 * L;
-    int list_w = w >= 70 ? 26 : 21, lab_w = 12;
+    int list_w = w >= 70 ? 26 : 21, lab_w = 13;
     int hw = w - lab_w - list_w - 2;
     if (hw < 8) hw = 8;
     int per = (D + hw - 1) / hw; /* channels per column */
     int cols = (D + per - 1) / per;
     int vis_rows = h - 7;
     int top = s->ol_row >= vis_rows ? s->ol_row - vis_rows + 1 : 0;
-    int freq_ok = !s->ol_freq || s->tstats_tau == tau;
+    /* tau 0 has no outliers: the share of tokens over it is not gathered */
+    int freq_ok = !s->ol_freq || (tau > 0 && s->tstats_tau == tau);
     /* the scale: absmax against the largest, frequency against the largest share */
     double vmax = 0;
     for (int r = 0; r < rows; r++) {
-        const qs_site_stats *ss = qs_stats_site(st, r / 2, r % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN);
+        int l, site;
+        tui_state_ol_row(s, r, &l, &site);
+        const qs_site_stats *ss = qs_stats_site(st, l, site);
         for (int c = 0; ss && c < ss->dim; c++) {
             double v = s->ol_freq ? (ss->tokens ? (double)ss->n_over[c] / ss->tokens : 0) : ss->absmax[c];
             vmax = fmax(vmax, v);
@@ -279,11 +298,11 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     }
     if (!(vmax > 0)) vmax = 1;
     int hy = y + 2;
-    tui_textf(s, y + 1, x + 1 + lab_w, hw, TUI_C_DIM, "0%*s%d", cols - 1 - (D - 1 >= 100 ? 3 : D - 1 >= 10 ? 2 : 1), "",
+    tui_textf(s, y + 1, x + 1 + lab_w, hw, TUI_C_DIM, "0%*s%d", cols - 1 - (D - 1 >= 1000 ? 4 : D - 1 >= 100 ? 3 : D - 1 >= 10 ? 2 : 1), "",
               D - 1);
     for (int i = 0; i < vis_rows && top + i < rows; i++) {
-        int r = top + i, l = r / 2;
-        qs_site site = r % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+        int r = top + i, l, site;
+        tui_state_ol_row(s, r, &l, &site);
         const qs_site_stats *ss = qs_stats_site(st, l, site);
         tui_textf(s, hy + i, x + 1, lab_w, r == s->ol_row ? TUI_C_ACCENT : TUI_C_DIM, "L%d %s", l, qs_site_name(site));
         for (int k = 0; ss && k < cols; k++) {
@@ -305,21 +324,24 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     else snprintf(vb, sizeof vb, " %.2f", vmax);
     tui_text(s, sy, sx + 2 + TUI_N_HEAT, 10, TUI_C_DIM, vb);
     /* up to the list's rule, not over it */
-    if (!freq_ok) tui_textf(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(gathering tau %.1f)", tau);
+    if (!freq_ok && tau > 0) tui_textf(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(gathering tau %.1f)", tau);
+    else if (!freq_ok) tui_text(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(tau 0: off)");
 
     /* the cursor's channel */
     {
-        int l = s->ol_row / 2, c = s->ol_col;
-        qs_site site = s->ol_row % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+        int l, site, c = s->ol_col;
+        tui_state_ol_row(s, s->ol_row, &l, &site);
         const qs_site_stats *ss = qs_stats_site(st, l, site);
         int iw = w - 2;
         if (ss && c < ss->dim) {
             double f = ss->tokens ? (double)ss->n_over[c] / ss->tokens : 0;
             tui_textf(s, sy + 1, x + 1, iw, TUI_C_NORMAL, "%s L%d %s channel %d: |x|max %.2f", tui_glyph(s, "cursor"), l,
                       qs_site_name(site), c, ss->absmax[c]);
-            if (s->tstats_tau == tau)
+            if (tau > 0 && s->tstats_tau == tau)
                 tui_textf(s, sy + 2, x + 3, iw - 2, TUI_C_NORMAL, "|x| %s %.1f at %.1f%% of the tokens", tui_glyph(s, "ge"),
                           tau, 100 * f);
+            else if (tau <= 0)
+                tui_textf(s, sy + 2, x + 3, iw - 2, TUI_C_DIM, "%s 0: no outliers (decomposition off)", tui_glyph(s, "tau"));
             if (per > 1)
                 tui_textf(s, sy + 3, x + 3, iw - 2, TUI_C_DIM, "one column: %d channels, the largest shown", per);
         }
@@ -336,6 +358,12 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_DIM, "of layers, %s 6%% of", tui_glyph(s, "ge"));
     tui_text(s, ly++, lx + 1, list_w - 1, TUI_C_DIM, "the positions");
     ly++;
+    if (tau <= 0) {
+        /* int8:threshold=0: every column goes through int8 */
+        tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "%s 0: decomposition", tui_glyph(s, "tau"));
+        tui_text(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "off, no column in fp32");
+        return;
+    }
     if (s->tstats_tau != tau) {
         tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "gathering tau %.1f...", tau);
     }
@@ -416,7 +444,8 @@ static void draw_spectrum(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, iy, x + 1, iw, TUI_C_NORMAL, "ratio %.2f: keep d = %d of %d", sp->ratio, kept, D);
     tui_textf(s, iy + 1, x + 1, iw, TUI_C_ACCENT, "variance kept %.2f%% (layer %d)", 100 * sp->frac[s->sp_which][layer],
               layer);
-    tui_textf(s, iy + 2, x + 1, iw, TUI_C_DIM, "eigenvalues: SliceGPT's (%s)", sp->spec);
+    /* the source is the model itself, whatever method the panel holds: only the ratio moves the cut */
+    tui_text(s, iy + 2, x + 1, iw, TUI_C_DIM, "source: fp32 model's PCA, any method");
 
     /* variance kept per layer */
     int tx = x + w - table_w;

@@ -214,6 +214,7 @@ static void calib_done(tui_state *s, tui_job *j) {
                     }
             }
         s->sp_layer = s->ch_layer;
+        s->ol_site = -1;
         s->ol_row = 2 * s->ch_layer + (s->ch_site == QS_SITE_MLP_IN);
         s->ol_col = s->ch_cursor;
     }
@@ -323,7 +324,7 @@ static qs_status restat_run(tui_job *j) {
     qs_stats_opts so = qs_stats_defaults();
     so.tau = in->tau;
     so.per_token = 0;
-    so.sites = (1u << QS_SITE_ATTN_IN) | (1u << QS_SITE_MLP_IN);
+    so.sites = 0; /* every site: the Outliers view shows any of them at this tau */
     qs_status st = qs_stats_collect(in->m, NULL, &in->d->cal, &so, tui_jobs_progress, j, &o->st);
     if (!st) st = qs_stats_outliers(o->st, in->tau, 0.25, 0.06, &o->outl, &o->n_outl);
     return st ? fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error()) : QS_OK;

@@ -258,6 +258,15 @@ static int act_cmp_full(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
+/* Compare and Log: export to files */
+static int act_export(tui_state *s, int key) {
+    (void)key;
+    char msg[TUI_LOG_TEXT];
+    int rc = s->view == TUI_V_LOG ? tui_export_log(s, msg, sizeof msg) : tui_export_compare(s, msg, sizeof msg);
+    tui_state_log(s, rc ? 3 : QS_LOG_INFO, "%s", msg);
+    return TUI_R_DRAW;
+}
+
 /* Generate */
 static int act_gen_edit(tui_state *s, int key) {
     (void)key;
@@ -387,6 +396,7 @@ static const tui_binding table[] = {
     {'k', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'j', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of the evaluation text", "p full ppl"},
+    {'e', V(TUI_V_COMPARE), 0, act_export, "e", "export the table to qscope-compare.md and .json in the current directory", "e export"},
 
     /* 5 Generate */
     {'e', V(TUI_V_GENERATE), 0, act_gen_edit, "e Enter", "edit the prompt (Enter starts generating)", "e prompt"},
@@ -417,6 +427,7 @@ static const tui_binding table[] = {
     {KEY_HOME, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
     {KEY_END, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
     {'G', V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {'e', V(TUI_V_LOG), 0, act_export, "e", "export the Log to qscope-log.txt in the current directory", "e export"},
 
     /* everywhere */
     {'[', 0, -1, act_knob_select, "[ ]", "select the previous / next knob", "[] knob"},

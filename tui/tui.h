@@ -229,6 +229,7 @@ typedef struct {
 void tui_spectrum_free(tui_spectrum *sp);
 
 enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 1024 };
+enum { TUI_QUICK_WINDOWS = 4 }; /* a Compare row's quick perplexity: the first windows of the text */
 
 typedef struct {
     char spec[160];
@@ -494,6 +495,19 @@ int tui_keys_handle(tui_state *s, int key);
 void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width);
 /* Every binding that applies to view v, for the overlay: calls fn per line. */
 void tui_keys_list(const tui_state *s, int v, void (*fn)(void *ud, const char *keys, const char *what), void *ud);
+
+/* ---- export (export.c) ---- */
+
+/* Write len bytes to path through a temporary file in the same directory
+ * and a rename over path (an existing file is replaced only by the rename).
+ * Returns 0, or -1 with a message naming path in err. */
+int tui_export_write(const char *path, const char *data, size_t len, char *err, size_t cap);
+/* The Compare table into qscope-compare.md (the columns of `qscope compare
+ * --markdown`) and qscope-compare.json (the fields of `qscope compare
+ * --json`) in the current directory; msg says where (or why not). 0 or -1. */
+int tui_export_compare(const tui_state *s, char *msg, size_t cap);
+/* The Log, oldest line first, into qscope-log.txt in the current directory. */
+int tui_export_log(const tui_state *s, char *msg, size_t cap);
 
 /* ---- the command line and Lua (prompt.c) ---- */
 

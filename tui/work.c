@@ -15,7 +15,7 @@
 #include "stats/stats.h"
 #include "tui.h"
 
-enum { QUICK_WINDOWS = 4, COV_MAX_DIM = 1024 };
+enum { QUICK_WINDOWS = TUI_QUICK_WINDOWS, COV_MAX_DIM = 1024 };
 
 tui_var *tui_var_ref(tui_var *v) {
     if (v) atomic_fetch_add(&v->refs, 1);

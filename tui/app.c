@@ -4,6 +4,7 @@
  * the jobs write to, so a key is answered while a job runs and a finished
  * job is shown without a key; it draws one whole frame after each batch. */
 #include <curses.h>
+#include <term.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
@@ -86,6 +87,11 @@ static int key(tui_state *s, int ch) {
         clearok(curscr, TRUE);
         return TUI_R_DRAW;
     }
+    if (ch == KEY_MOUSE) {
+        MEVENT ev;
+        if (getmouse(&ev) != OK || s->prompting || s->rows_n < TUI_MIN_H || s->cols_n < TUI_MIN_W) return TUI_R_NONE;
+        return tui_keys_mouse(s, ev.y, ev.x, (unsigned long)ev.bstate);
+    }
     int alt = 0;
     if (ch == 27) {
         int next = getch();
@@ -149,6 +155,17 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     nodelay(stdscr, TRUE);
     set_escdelay(25);
     curs_set(0);
+    /* the mouse only where the terminal says how it reports it (kmous), and
+     * not with QSCOPE_NO_MOUSE: then the terminal keeps its own selection */
+    const char *kmous = tigetstr("kmous");
+    if (kmous && kmous != (char *)-1 && *kmous && !getenv("QSCOPE_NO_MOUSE")) {
+        mmask_t want = BUTTON1_PRESSED | BUTTON4_PRESSED;
+#ifdef BUTTON5_PRESSED
+        want |= BUTTON5_PRESSED;
+#endif
+        mousemask(want, NULL);
+        mouseinterval(0);
+    }
     tui_draw_init(s);
 
     struct sigaction sa, old_winch, old_int, old_term, old_fatal[5];

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "run/run.h"
 #include "tui.h"
@@ -330,6 +331,95 @@ static int act_log_scroll(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
+/* / : find a channel, a layer or (Compare) a variant */
+static int act_find(tui_state *s, int key) {
+    (void)key;
+    tui_prompt_open(s, 3);
+    return TUI_R_DRAW;
+}
+
+/* "L3", "layer 3", "l 3" set the layer; "33", "c33", "ch 33", "channel 33" the
+ * channel; both may be given ("L3 33"). Returns 0, or -1 when text is neither. */
+static int parse_find(const char *text, int *layer, int *channel) {
+    *layer = *channel = -1;
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        if (!*p) break;
+        int *into = channel;
+        if (!strncasecmp(p, "layer", 5)) p += 5, into = layer;
+        else if (!strncasecmp(p, "channel", 7)) p += 7;
+        else if (!strncasecmp(p, "ch", 2)) p += 2;
+        else if (*p == 'L' || *p == 'l') p++, into = layer;
+        else if (*p == 'c' || *p == 'C') p++;
+        while (*p == ' ') p++;
+        if (*p < '0' || *p > '9') return -1;
+        long v = 0;
+        while (*p >= '0' && *p <= '9' && v < 1000000) v = v * 10 + (*p++ - '0');
+        *into = (int)v;
+    }
+    return *layer < 0 && *channel < 0 ? -1 : 0;
+}
+
+void tui_keys_find(tui_state *s, const char *text) {
+    while (*text == ' ') text++;
+    if (!*text) return;
+    int L = s->m->cfg.n_layers;
+    if (s->view == TUI_V_COMPARE) {
+        /* the next row (after the selected one) whose spec holds the text */
+        for (int k = 1; k <= s->n_rows; k++) {
+            int i = (s->cmp_sel + k) % s->n_rows;
+            if (strstr(s->rows[i].spec, text)) {
+                s->cmp_sel = i;
+                return;
+            }
+        }
+        tui_state_log(s, QS_LOG_WARN, "find: no variant in Compare holds '%s'", text);
+        return;
+    }
+    if (s->view != TUI_V_CHANNELS && s->view != TUI_V_OUTLIERS && s->view != TUI_V_SPECTRUM) {
+        tui_state_log(s, QS_LOG_WARN, "find: / looks for a channel or a layer in Channels, Outliers and Spectrum, a variant in Compare");
+        return;
+    }
+    int layer, ch;
+    if (parse_find(text, &layer, &ch)) {
+        tui_state_log(s, QS_LOG_WARN, "find: '%s' is neither a channel (33, c33) nor a layer (L3, layer 3)", text);
+        return;
+    }
+    if (layer >= L) {
+        tui_state_log(s, QS_LOG_WARN, "find: layer %d: %s has layers 0 to %d", layer, s->model_name, L - 1);
+        return;
+    }
+    if (s->view == TUI_V_SPECTRUM) {
+        if (ch >= 0) tui_state_log(s, QS_LOG_WARN, "find: the Spectrum view has layers, not channels");
+        if (layer >= 0) s->sp_layer = layer;
+        return;
+    }
+    if (s->view == TUI_V_CHANNELS) {
+        int n = channel_count(s);
+        if (ch >= 0 && n && ch >= n) {
+            tui_state_log(s, QS_LOG_WARN, "find: channel %d: layer %d %s has channels 0 to %d", ch, s->ch_layer,
+                          qs_site_name(s->ch_site), n - 1);
+            return;
+        }
+        if (layer >= 0) s->ch_layer = layer;
+        if (ch >= 0) s->ch_cursor = ch;
+        s->ch_user = 1;
+        tui_state_want_clusters(s);
+        return;
+    }
+    /* Outliers: the layer's row (the same input in the linear-inputs mode) */
+    if (layer >= 0 && tui_state_ol_rows(s) > 1) s->ol_row = s->ol_site < 0 ? 2 * layer + s->ol_row % 2 : layer;
+    if (ch >= 0) {
+        int n = ol_dim(s);
+        if (ch >= n) {
+            tui_state_log(s, QS_LOG_WARN, "find: channel %d: this row has channels 0 to %d", ch, n - 1);
+            return;
+        }
+        s->ol_col = ch;
+    }
+}
+
 /* ---- the table ---- */
 
 enum { P = 1 }; /* focus: the parameter panel */
@@ -445,6 +535,8 @@ static const tui_binding table[] = {
     {'\t', 0, -1, act_focus, "Tab", "move between the view and the parameter panel", NULL},
     {KEY_BTAB, 0, -1, act_focus, NULL, NULL, NULL},
     {':', 0, -1, act_lua, ":", "Lua prompt (Tab completes, Up/Down history, Esc leaves)", ": lua"},
+    {'/', V(TUI_V_CHANNELS) | V(TUI_V_OUTLIERS) | V(TUI_V_SPECTRUM) | V(TUI_V_COMPARE), -1, act_find, "/",
+     "find: a channel (33) or a layer (L3, layer 3, L3 33); in Compare a variant by its text", "/ find"},
     {27, 0, -1, act_cancel, "Esc", "cancel the running and queued jobs", "Esc cancel"},
     {'r', 0, -1, act_rerun, "r", "run the current variant again (or the calibration, if cancelled)", NULL},
     {CTRL('l'), 0, -1, act_redraw, "Ctrl-L", "redraw the screen", NULL},
@@ -484,6 +576,66 @@ int tui_keys_handle(tui_state *s, int key) {
     return i < 0 ? TUI_R_NONE : table[i].fn(s, key);
 }
 
+/* The mouse (where the terminal reports it): a click picks the channel under
+ * it in the Channels scatter or a row of Compare; the wheel scrolls the Log,
+ * Compare's rows, Outliers' rows, Spectrum's layers and the help overlay. */
+int tui_keys_mouse(tui_state *s, int y, int x, unsigned long bstate) {
+    int up = (bstate & BUTTON4_PRESSED) != 0;
+#ifdef BUTTON5_PRESSED
+    int down = (bstate & BUTTON5_PRESSED) != 0;
+#else
+    int down = 0;
+#endif
+    int click = (bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED)) != 0;
+    if (s->help) {
+        if (up) s->help_top = s->help_top > 3 ? s->help_top - 3 : 0;
+        if (down) s->help_top += 3; /* tui_panel_fit keeps it within the text */
+        return TUI_R_DRAW;
+    }
+    if (up || down) {
+        int dir = down ? 1 : -1;
+        switch (s->view) {
+        case TUI_V_LOG:
+            s->log_back -= 3 * dir;
+            if (s->log_back < 0) s->log_back = 0;
+            break;
+        case TUI_V_COMPARE:
+            if (s->n_rows) s->cmp_sel = s->cmp_sel + dir < 0 ? 0 : s->cmp_sel + dir >= s->n_rows ? s->n_rows - 1 : s->cmp_sel + dir;
+            break;
+        case TUI_V_OUTLIERS: {
+            int R = tui_state_ol_rows(s);
+            s->ol_row = s->ol_row + dir < 0 ? 0 : s->ol_row + dir >= R ? R - 1 : s->ol_row + dir;
+            break;
+        }
+        case TUI_V_SPECTRUM: {
+            int L = s->m->cfg.n_layers;
+            s->sp_layer = s->sp_layer + dir < 0 ? 0 : s->sp_layer + dir >= L ? L - 1 : s->sp_layer + dir;
+            break;
+        }
+        default: return TUI_R_NONE;
+        }
+        return TUI_R_DRAW;
+    }
+    if (!click) return TUI_R_NONE;
+    if (s->view == TUI_V_CHANNELS) {
+        int c = tui_view_channel_at(s, y, x);
+        if (c < 0) return TUI_R_NONE;
+        s->ch_cursor = c;
+        s->ch_user = 1;
+        return TUI_R_DRAW;
+    }
+    if (s->view == TUI_V_COMPARE && s->n_rows) {
+        /* the rows as draw_compare lays them out: two lines each from the view's fourth line */
+        int h = s->rows_n - 4, vis = (h - 7) / 2 < 1 ? 1 : (h - 7) / 2;
+        int top = s->cmp_sel >= vis ? s->cmp_sel - vis + 1 : 0, i = top + (y - (2 + 3)) / 2;
+        if (y >= 5 && i < s->n_rows && i < top + vis) {
+            s->cmp_sel = i;
+            return TUI_R_DRAW;
+        }
+    }
+    return TUI_R_NONE;
+}
+
 /* "\x01" and "\x02" in a hint stand for the up/down and left/right arrows */
 static void hint_text(const tui_state *s, const char *h, char *out, size_t cap) {
     if (h[0] == 1) snprintf(out, cap, "%s%s", s->utf8 ? "\xe2\x86\x91\xe2\x86\x93" : "jk", h + 1);
@@ -495,8 +647,9 @@ void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width) {
     size_t n = 0;
     buf[0] = 0;
     if (s->prompting) {
-        tui_copy(buf, cap, s->prompting == 1 ? "Enter run  Tab complete  Up/Down history  Esc leave"
-                                             : "Enter generate  Esc leave");
+        tui_copy(buf, cap, s->prompting == 1   ? "Enter run  Tab complete  Up/Down history  Esc leave"
+                           : s->prompting == 3 ? "Enter find  Esc leave"
+                                               : "Enter generate  Esc leave");
         return;
     }
     if (s->help) {

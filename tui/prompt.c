@@ -385,6 +385,8 @@ static void on_line(char *line) {
     } else if (mode == 2) {
         tui_copy(S->prompt_text, sizeof S->prompt_text, line);
         tui_state_generate(S);
+    } else if (mode == 3) {
+        tui_keys_find(S, line);
     }
     free(line);
 }
@@ -479,7 +481,7 @@ void tui_prompt_shutdown(tui_state *s) {
 void tui_prompt_open(tui_state *s, int mode) {
     s->prompting = mode;
     s->hint[0] = 0;
-    rl_callback_handler_install(mode == 1 ? ":" : "prompt> ", on_line);
+    rl_callback_handler_install(mode == 1 ? ":" : mode == 3 ? "find (33, L3): " : "prompt> ", on_line);
     if (mode == 2) {
         rl_insert_text(s->prompt_text);
         rl_point = rl_end;

@@ -338,7 +338,7 @@ struct tui_state {
     int quit;
 
     /* the command line (prompt.c) */
-    int prompting;      /* 0 off, 1 Lua, 2 generation prompt */
+    int prompting;      /* 0 off, 1 Lua, 2 generation prompt, 3 find (/) */
     char line[1024], line_prompt[32];
     int line_point;
     char hint[4096];    /* completions, two spaces apart */
@@ -480,6 +480,9 @@ void tui_panel_fit(tui_state *s);
 /* The views (view.c): draw view v into the rectangle. */
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w);
 const char *tui_view_title(int v);
+/* The channel of the Channels scatter nearest the cell (y, x) as last drawn
+ * (within two cells), or -1. */
+int tui_view_channel_at(const tui_state *s, int y, int x);
 /* The Log view's lines: an entry wrapped at the pane's width w takes this
  * many screen rows (the Log wraps rather than cuts long lines). */
 int tui_view_log_rows(const char *text, int w);
@@ -491,6 +494,10 @@ const char *tui_view_explain(int v);
 enum { TUI_R_NONE = 0, TUI_R_DRAW = 1, TUI_R_QUIT = 2 };
 /* Handle one key (a curses key code); returns TUI_R_*. */
 int tui_keys_handle(tui_state *s, int key);
+/* A mouse event at (y, x) with curses' button state; returns TUI_R_*. */
+int tui_keys_mouse(tui_state *s, int y, int x, unsigned long bstate);
+/* What the find line (/) typed: a channel, a layer or (Compare) a variant. */
+void tui_keys_find(tui_state *s, const char *text);
 /* The hints for the help line of the current view and focus. */
 void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width);
 /* Every binding that applies to view v, for the overlay: calls fn per line. */
@@ -514,7 +521,7 @@ int tui_export_log(const tui_state *s, char *msg, size_t cap);
 /* Set up readline (callback mode, history file) and the Lua state. */
 void tui_prompt_init(tui_state *s);
 void tui_prompt_shutdown(tui_state *s);
-/* Open the line: mode 1 Lua (":"), 2 the generation prompt. */
+/* Open the line: mode 1 Lua (":"), 2 the generation prompt, 3 find ("/"). */
 void tui_prompt_open(tui_state *s, int mode);
 /* Feed one key while the line is open; returns TUI_R_*. */
 int tui_prompt_key(tui_state *s, int key, int alt);

@@ -13,6 +13,41 @@
 
 static tui_canvas canvas; /* one frame at a time: the UI thread's scratch */
 
+/* Where the Channels scatter was last drawn, for a mouse click: its cells on
+ * screen and the data range its dots map (UI thread scratch, as the canvas). */
+static struct {
+    int valid, y, x, rows, cols, braille, dw, dh, layer, site;
+    double x0, x1, y0, y1;
+} scatter;
+
+static int dot_of(double v, double lo, double hi, int n) {
+    double f = (v - lo) / (hi - lo);
+    return f >= 0 && f <= 1 ? (int)floor(f * (n - 1) + 0.5) : -1;
+}
+
+int tui_view_channel_at(const tui_state *s, int y, int x) {
+    if (!scatter.valid || s->view != TUI_V_CHANNELS || s->ch_layer != scatter.layer || s->ch_site != scatter.site) return -1;
+    if (y < scatter.y || y >= scatter.y + scatter.rows || x < scatter.x || x >= scatter.x + scatter.cols) return -1;
+    const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, scatter.layer, scatter.site) : NULL;
+    if (!ss) return -1;
+    /* the channel whose point is nearest the cell's centre, in cells, within two of them */
+    int bx = scatter.braille ? 2 : 1, by = scatter.braille ? 4 : 1;
+    double cx = x - scatter.x + 0.5, cy = y - scatter.y + 0.5, best = 2.0 * 2.0;
+    int pick = -1;
+    for (int c = 0; c < ss->dim; c++) {
+        int dx = dot_of(ss->max[c], scatter.x0, scatter.x1, scatter.dw);
+        int dy = dot_of(ss->min[c], scatter.y0, scatter.y1, scatter.dh);
+        if (dx < 0 || dy < 0) continue;
+        dy = scatter.dh - 1 - dy; /* row 0 is the top */
+        double ex = (dx + 0.5) / bx - cx, ey = (dy + 0.5) / by - cy, d = ex * ex + ey * ey;
+        if (d < best) {
+            best = d;
+            pick = c;
+        }
+    }
+    return pick;
+}
+
 static const char *const titles[TUI_V_COUNT] = {"Channels", "Outliers", "Spectrum", "Compare",
                                                 "Generate", "Log",      "Plot"};
 
@@ -182,6 +217,20 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     int py0 = y + 2, px0 = x + lw + 1;
     tui_canvas_render(s, cv, py0, px0);
     tui_canvas_axes(s, cv, py0, px0, lw, "max of channel", "min of channel");
+    scatter.valid = 1;
+    scatter.y = py0;
+    scatter.x = px0;
+    scatter.rows = cv->h;
+    scatter.cols = cv->w;
+    scatter.braille = cv->braille;
+    scatter.dw = cv->dw;
+    scatter.dh = cv->dh;
+    scatter.x0 = cv->x0;
+    scatter.x1 = cv->x1;
+    scatter.y0 = cv->y0;
+    scatter.y1 = cv->y1;
+    scatter.layer = s->ch_layer;
+    scatter.site = s->ch_site;
     /* the cursor's cell */
     int c = s->ch_cursor;
     int dx = tui_canvas_map_x(cv, ss->max[c]), dy = tui_canvas_map_y(cv, ss->min[c]);
@@ -850,6 +899,7 @@ static void draw_plot(tui_state *s, int y, int x, int h, int w) {
 }
 
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w) {
+    scatter.valid = 0;
     switch (v) {
     case TUI_V_CHANNELS: draw_channels(s, y, x, h, w); break;
     case TUI_V_OUTLIERS: draw_outliers(s, y, x, h, w); break;

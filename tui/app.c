@@ -276,11 +276,22 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     wake_wr = -1;
     tui_jobs_free(s->jobs);
     s->jobs = NULL;
+    /* the data last: the state pointed into them (d is the current one or a retired one) */
+    int n_data = s->n_retired + 2;
+    tui_data **datas = calloc((size_t)n_data, sizeof *datas);
+    if (datas) {
+        datas[0] = s->data;
+        datas[1] = s->data_next;
+        for (int i = 0; i < s->n_retired; i++) datas[2 + i] = s->retired[i];
+    }
     tui_state_free(s);
     free(s);
-    /* the data last: the state pointed into it */
-    tui_data_clear(d);
-    free(d);
+    for (int i = 0; datas && i < n_data; i++)
+        if (datas[i]) {
+            tui_data_clear(datas[i]);
+            free(datas[i]);
+        }
+    free(datas);
     close(pfd[0]);
     close(pfd[1]);
     return got_quit ? 130 : EXIT_OK;

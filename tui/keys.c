@@ -331,6 +331,12 @@ static int act_log_scroll(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
+/* o / O: open a calibration / evaluation text (the line completes paths) */
+static int act_open(tui_state *s, int key) {
+    tui_prompt_open(s, key == 'O' ? 5 : 4);
+    return TUI_R_DRAW;
+}
+
 /* / : find a channel, a layer or (Compare) a variant */
 static int act_find(tui_state *s, int key) {
     (void)key;
@@ -535,6 +541,8 @@ static const tui_binding table[] = {
     {'\t', 0, -1, act_focus, "Tab", "move between the view and the parameter panel", NULL},
     {KEY_BTAB, 0, -1, act_focus, NULL, NULL, NULL},
     {':', 0, -1, act_lua, ":", "Lua prompt (Tab completes, Up/Down history, Esc leaves)", ": lua"},
+    {'o', 0, -1, act_open, "o/O", "open a calibration text / an evaluation text (Tab completes the path)", "oO open"},
+    {'O', 0, -1, act_open, NULL, NULL, NULL},
     {'/', V(TUI_V_CHANNELS) | V(TUI_V_OUTLIERS) | V(TUI_V_SPECTRUM) | V(TUI_V_COMPARE), -1, act_find, "/",
      "find: a channel (33) or a layer (L3, layer 3, L3 33); in Compare a variant by its text", "/ find"},
     {27, 0, -1, act_cancel, "Esc", "cancel the running and queued jobs", "Esc cancel"},
@@ -649,6 +657,7 @@ void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width) {
     if (s->prompting) {
         tui_copy(buf, cap, s->prompting == 1   ? "Enter run  Tab complete  Up/Down history  Esc leave"
                            : s->prompting == 3 ? "Enter find  Esc leave"
+                           : s->prompting >= 4 ? "Enter open  Tab complete the path  Esc leave"
                                                : "Enter generate  Esc leave");
         return;
     }

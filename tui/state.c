@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "run/run.h"
+#include "base/base.h"
 #include "methods/methods.h"
 #include "tui.h"
 
@@ -203,6 +204,7 @@ void tui_state_free(tui_state *s) {
         if (s->outl != s->data->outl) free(s->outl);
     }
     free(s->labels);
+    free(s->retired); /* the data themselves are the caller's (tui_app_run frees them after the jobs) */
     tui_var_unref(s->cur);
     tui_spectrum_free(&s->spectrum);
     for (int i = 0; i < 2; i++) free(s->gen[i].text);
@@ -268,7 +270,8 @@ void tui_state_measure(tui_state *s, const char *spec, int full) {
         r->err[0] = 0;
         r->pending++;
     }
-    if (s->jobs) tui_work_variant(s->jobs, s->m, s->data, spec, full);
+    /* while other files are being calibrated, the variant waits for them (the same lane, after) */
+    if (s->jobs) tui_work_variant(s->jobs, s->m, s->data_next ? s->data_next : s->data, spec, full);
 }
 
 tui_row *tui_state_row_reported(tui_state *s, const char *spec, int full, int cancelled) {
@@ -312,6 +315,66 @@ void tui_state_want_spectrum(tui_state *s) {
     if (s->knobs.ratio == s->spectrum_req) return;
     s->spectrum_req = s->knobs.ratio;
     tui_work_spectrum(s->jobs, s->m, s->data, s->knobs.ratio);
+}
+
+void tui_state_retire(tui_state *s, tui_data *d) {
+    if (!d) return;
+    tui_data **r = realloc(s->retired, (size_t)(s->n_retired + 1) * sizeof *r);
+    if (!r) return; /* kept nowhere: leaked rather than freed under a job */
+    s->retired = r;
+    s->retired[s->n_retired++] = d;
+}
+
+int tui_state_open(tui_state *s, int which, const char *path) {
+    if (!path || !*path) return -1;
+    if (!qs_io_exists(path) || qs_io_is_dir(path)) {
+        tui_state_log(s, 3, "%s: no such file", path);
+        return -1;
+    }
+    if (!s->jobs) return -1;
+    tui_copy(s->open_path[which], sizeof s->open_path[which], path);
+    if (which == 0) {
+        s->src.calib.file = s->open_path[0];
+        s->src.calib.ids_file = NULL;
+    } else {
+        s->src.data = s->open_path[1];
+    }
+    tui_data *d = calloc(1, sizeof *d);
+    if (!d) return -1;
+    /* nothing measured on the old data may land in the new table */
+    tui_jobs_cancel_all(s->jobs); /* a calibration still on its way retires its data when it reports */
+    s->data_next = d;
+    tui_state_log(s, QS_LOG_INFO, "%s text: %s (calibrating again)", which ? "evaluation" : "calibration", path);
+    tui_work_calibrate(s->jobs, s->m, d, &s->src);
+    return 0;
+}
+
+void tui_state_adopt(tui_state *s, tui_data *d) {
+    if (s->data == d) return;
+    tui_data *old = s->data;
+    if (old) {
+        if (s->tstats != old->stats) qs_stats_free(s->tstats);
+        if (s->outl != old->outl) free(s->outl);
+    }
+    s->tstats = NULL;
+    s->tstats_tau = 0;
+    s->outl = NULL;
+    s->n_outl = 0;
+    free(s->labels);
+    s->labels = NULL;
+    s->n_labels = s->n_clusters = 0;
+    s->cl_layer = s->cl_site = s->cl_g = -1;
+    s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
+    tui_spectrum_free(&s->spectrum);
+    s->spectrum_req = 0;
+    /* the rows were measured on the old texts */
+    s->n_rows = 0;
+    s->cmp_sel = 0;
+    tui_var_unref(s->cur);
+    s->cur = NULL;
+    tui_state_retire(s, old);
+    s->data = d;
+    if (s->data_next == d) s->data_next = NULL;
 }
 
 void tui_state_retune(tui_state *s, int which) {

@@ -292,6 +292,10 @@ struct tui_state {
     const qs_model *m;
     char model_name[160];
     tui_data *data;     /* published by the calibration job */
+    tui_data *data_next;/* a calibration on other files (o, O, qscope.ui) until its job reports */
+    tui_data **retired; /* data replaced while jobs may still read them: freed at exit */
+    int n_retired;
+    char open_path[2][1100]; /* the files o (calibration) and O (evaluation) opened */
     tui_sources src;    /* where the data come from (the command line) */
     int data_ready;     /* its event arrived */
     qs_stats *tstats;   /* statistics at tstats_tau (the base ones at 6); owned when != data->stats */
@@ -338,7 +342,7 @@ struct tui_state {
     int quit;
 
     /* the command line (prompt.c) */
-    int prompting;      /* 0 off, 1 Lua, 2 generation prompt, 3 find (/) */
+    int prompting;      /* 0 off, 1 Lua, 2 generation prompt, 3 find (/), 4 open calibration, 5 open evaluation text */
     char line[1024], line_prompt[32];
     int line_point;
     char hint[4096];    /* completions, two spaces apart */
@@ -375,6 +379,16 @@ const tui_row *tui_state_base_row(const tui_state *s);
 /* The fp32 row measured the same way as a row with this `full` flag: a
  * full-text row's change is taken against fp32 over the full text too. */
 const tui_row *tui_state_base_row_full(const tui_state *s, int full);
+/* Calibrate and evaluate on another file (which 0: the calibration text,
+ * 1: the evaluation text), as --calib / --data would: the running jobs are
+ * cancelled, and when the new data arrive they replace the old (the rows of
+ * Compare are measured again). 0, or -1 when path cannot be read (said in
+ * the Log). */
+int tui_state_open(tui_state *s, int which, const char *path);
+/* The calibration job's data arrived: make d the workbench's data (UI thread). */
+void tui_state_adopt(tui_state *s, tui_data *d);
+/* Keep d until exit (jobs may still read it); NULL is ignored. */
+void tui_state_retire(tui_state *s, tui_data *d);
 /* Submit the jobs a knob change needs (which: the knob, -1: everything). */
 void tui_state_retune(tui_state *s, int which);
 /* Submit the clustering of the Channels view's layer x site when stale. */
@@ -521,7 +535,8 @@ int tui_export_log(const tui_state *s, char *msg, size_t cap);
 /* Set up readline (callback mode, history file) and the Lua state. */
 void tui_prompt_init(tui_state *s);
 void tui_prompt_shutdown(tui_state *s);
-/* Open the line: mode 1 Lua (":"), 2 the generation prompt, 3 find ("/"). */
+/* Open the line: mode 1 Lua (":"), 2 the generation prompt, 3 find ("/"),
+ * 4 and 5 a calibration / evaluation file ("o", "O": Tab completes paths). */
 void tui_prompt_open(tui_state *s, int mode);
 /* Feed one key while the line is open; returns TUI_R_*. */
 int tui_prompt_key(tui_state *s, int key, int alt);

@@ -138,11 +138,35 @@ static void centered(const tui_state *s, int y, int x, int w, int role, const ch
 
 static const qs_stats *stats(const tui_state *s) { return s->data_ready && s->data ? s->data->stats : NULL; }
 
+typedef struct {
+    const tui_state *s;
+    int y, x, w, role, row, max, center;
+} para_ud;
+
+static void para_line(void *ud, const char *t, int len) {
+    para_ud *p = ud;
+    if (p->row < p->max) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s", len < 511 ? len : 511, t);
+        if (p->center) centered(p->s, p->y + p->row, p->x, p->w, p->role, buf);
+        else tui_text(p->s, p->y + p->row, p->x, p->w, p->role, buf);
+    }
+    p->row++;
+}
+
+/* text wrapped at w columns over at most max rows from y (centred or not) */
+static void para(const tui_state *s, int y, int x, int w, int max, int role, int center, const char *text) {
+    para_ud p = {s, y, x, w, role, 0, max, center};
+    tui_wrap(text, w, para_line, &p);
+}
+
 static void waiting(const tui_state *s, int y, int x, int h, int w, const char *what) {
-    char msg[200];
+    char msg[300];
     if (s->data_ready && s->data && s->data->note[0] && !stats(s)) tui_copy(msg, sizeof msg, s->data->note);
     else tui_copy(msg, sizeof msg, what);
-    centered(s, y + h / 2, x, w, TUI_C_DIM, msg);
+    /* a long note (what is missing and how to give it) wraps rather than being cut */
+    int n = tui_wrap(msg, w - 4, NULL, NULL);
+    para(s, y + h / 2 - n / 2, x + 2, w - 4, 4, TUI_C_DIM, 1, msg);
 }
 
 /* ---- 1 Channels ---- */
@@ -599,9 +623,11 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
                       r->windows == 1 ? "" : "s", s->data->ctx, p ? p + 1 : s->data->eval_path, r->params);
         }
     }
-    if (s->data_ready && s->data && !s->data->eval_ids)
-        tui_textf(s, dy + 2, x + 1, w - 1, TUI_C_WARN, "%s: sizes only",
-                  s->data->eval_note[0] ? s->data->eval_note : "no evaluation text");
+    if (s->data_ready && s->data && !s->data->eval_ids) {
+        char note[320];
+        snprintf(note, sizeof note, "sizes only: %s", s->data->eval_note[0] ? s->data->eval_note : "no evaluation text");
+        para(s, dy + 2, x + 1, w - 2, 2, TUI_C_WARN, 0, note);
+    }
 }
 
 /* ---- 5 Generate ---- */

@@ -133,7 +133,7 @@ static qs_status calib_run(tui_job *j) {
         free(text);
         text = NULL;
     } else {
-        snprintf(d->eval_note, sizeof d->eval_note, "no evaluation text: give --data FILE");
+        snprintf(d->eval_note, sizeof d->eval_note, "no evaluation text: give --data FILE, or press O to open one");
         d->missing = 1;
         d->eval_path[0] = 0;
     }
@@ -146,7 +146,7 @@ static qs_status calib_run(tui_job *j) {
         tui_copy(d->calib_path, sizeof d->calib_path, co.file);
     } else if (!beside_model(m, "calib.txt", d->calib_path, sizeof d->calib_path)) {
         /* the views say why they are empty, and how to fill them */
-        snprintf(d->note, sizeof d->note, "no calibration text: give --calib FILE or --calib-ids FILE");
+        snprintf(d->note, sizeof d->note, "no calibration text: give --calib FILE or --calib-ids FILE, or press o to open one");
         d->missing = 1;
         return fail(j, QS_EIO, d->note);
     } else {
@@ -176,10 +176,16 @@ static qs_status calib_run(tui_job *j) {
 static void calib_done(tui_state *s, tui_job *j) {
     calib_in *in = j->in;
     tui_data *d = in->d;
+    int other = d != s->data; /* a calibration on files opened later (o, O, qscope.ui) */
     if (j->st == QS_ECANCEL) {
+        if (other) {
+            if (s->data_next == d) s->data_next = NULL;
+            tui_state_retire(s, d);
+        }
         tui_state_log(s, QS_LOG_WARN, "calibration cancelled: press r to run it again");
         return;
     }
+    if (other) tui_state_adopt(s, d);
     /* published even when part failed: the views then say what is missing */
     s->data_ready = 1;
     if (j->st) tui_state_log(s, 3, "calibration: %s", j->err);
@@ -220,7 +226,13 @@ static void calib_done(tui_state *s, tui_job *j) {
     }
     tui_state_want_clusters(s);
     tui_state_want_spectrum(s);
-    if (s->tstats && s->tstats_tau != s->knobs.tau) tui_state_retune(s, TUI_K_TAU);
+    if (other) {
+        /* Compare again from fp32, on the new texts */
+        tui_state_measure(s, "fp32", 0);
+        tui_state_retune(s, -1);
+    } else if (s->tstats && s->tstats_tau != s->knobs.tau) {
+        tui_state_retune(s, TUI_K_TAU);
+    }
 }
 
 void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d, const tui_sources *src) {
@@ -277,7 +289,7 @@ static void clusters_free(tui_job *j) {
 static void clusters_done(tui_state *s, tui_job *j) {
     clusters_in *in = j->in;
     clusters_out *o = j->out;
-    if (j->st == QS_ECANCEL) return;
+    if (j->st == QS_ECANCEL || in->d != s->data) return; /* cancelled, or of data replaced since */
     if (j->st) {
         tui_state_log(s, 3, "clustering layer %d %s: %s", in->layer, qs_site_name(in->site), j->err);
         return;
@@ -342,7 +354,7 @@ static void restat_free(tui_job *j) {
 static void restat_done(tui_state *s, tui_job *j) {
     restat_in *in = j->in;
     restat_out *o = j->out;
-    if (j->st == QS_ECANCEL) return;
+    if (j->st == QS_ECANCEL || in->d != s->data) return;
     if (j->st) {
         tui_state_log(s, 3, "statistics at tau %.1f: %s", in->tau, j->err);
         return;
@@ -430,7 +442,7 @@ static void spectrum_free(tui_job *j) {
 
 static void spectrum_done(tui_state *s, tui_job *j) {
     spectrum_in *in = j->in;
-    if (j->st == QS_ECANCEL) return;
+    if (j->st == QS_ECANCEL || in->d != s->data) return;
     if (j->st) {
         snprintf(s->spectrum.err, sizeof s->spectrum.err, "slice:ratio=%g: %.200s", in->ratio, j->err);
         tui_state_log(s, 3, "%s", s->spectrum.err);
@@ -521,8 +533,9 @@ static void variant_done(tui_state *s, tui_job *j) {
     variant_out *o = j->out;
     /* cancelled: a row that never finished goes unless another job fills it;
      * a finished one keeps its numbers */
-    tui_row *r = tui_state_row_reported(s, in->spec, in->full, j->st == QS_ECANCEL);
-    if (j->st == QS_ECANCEL) return;
+    int stale = in->d != s->data; /* measured on texts replaced since */
+    tui_row *r = tui_state_row_reported(s, in->spec, in->full, j->st == QS_ECANCEL || stale);
+    if (j->st == QS_ECANCEL || stale) return;
     if (j->st) {
         if (r) {
             r->status = -1;

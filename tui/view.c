@@ -434,7 +434,7 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     if (tau <= 0) {
         /* int8:threshold=0: every column goes through int8 */
         tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "%s 0: decomposition", tui_glyph(s, "tau"));
-        tui_text(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "off, no column in fp32");
+        tui_text(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "off: none in fp32");
         return;
     }
     if (s->tstats_tau != tau) {

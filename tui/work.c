@@ -220,8 +220,9 @@ static void calib_done(tui_state *s, tui_job *j) {
                     }
             }
         s->sp_layer = s->ch_layer;
-        s->ol_site = -1;
-        s->ol_row = 2 * s->ch_layer + (s->ch_site == QS_SITE_MLP_IN);
+        /* the site the user chose in Outliers stays; its row is the layer's */
+        if (s->ol_site < 0) s->ol_row = 2 * s->ch_layer + (s->ch_site == QS_SITE_MLP_IN);
+        else s->ol_row = tui_state_ol_rows(s) > 1 ? s->ch_layer : 0;
         s->ol_col = s->ch_cursor;
     }
     tui_state_want_clusters(s);

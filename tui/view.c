@@ -66,7 +66,8 @@ static const char *const explain[TUI_V_COUNT] = {
     "The dashed lines mark the outlier threshold tau (the tau knob): a channel whose |x| reaches tau "
     "somewhere is drawn in red and listed. On the bundled opt-mini, channel 33 of attn_in (the first "
     "norm's output) reaches |x| of about 11 in layers 2 to 4: LLM.int8() keeps exactly such columns "
-    "out of int8.",
+    "out of int8.\n\n"
+    "/ jumps to a channel (33) or a layer (L3); with a mouse, a click on a point selects its channel.",
     /* Outliers */
     "A heatmap of the activations that feed the linear layers (attn_in, mlp_in) for every layer "
     "(rows) and channel (columns): the colour is the largest |x| seen in calibration, or, after m, "
@@ -96,7 +97,9 @@ static const char *const explain[TUI_V_COUNT] = {
     "the weight size as stored (int8: 1 byte, 4-bit: half a byte, plus scales), the KV-cache bytes "
     "per token, and the evaluation speed in tokens per second.\n\n"
     "The bars compare perplexity and size at a glance: good compression moves the size bar a lot "
-    "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text.",
+    "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text; "
+    "e writes the table to qscope-compare.md and qscope-compare.json (the fields of qscope compare --json) "
+    "in the current directory.",
     /* Generate */
     "Two versions of the model continue the same prompt side by side, token by token as they are "
     "produced: by default the model in fp32 (side A) and the current variant (side B); a and b pick "
@@ -107,7 +110,9 @@ static const char *const explain[TUI_V_COUNT] = {
     /* Log */
     "Messages from the workbench and the engine, results of finished jobs, and everything Lua "
     "prints or raises at the : prompt. A Lua error is reported here with its traceback; it never "
-    "ends the program.",
+    "ends the program. e writes the Log to qscope-log.txt in the current directory.\n\n"
+    "At the : prompt, qscope.ui (or ui) reaches the workbench: ui.open_calib(path), ui.open_data(path), "
+    "ui.view(name) and ui.measure(spec).",
     /* Plot */
     "What a Lua script drew with qs.plot.* (from the : prompt or qscope MODEL --script FILE.lua). "
     "Line and scatter plots use braille dots (2x4 per character cell), bars use block characters.",

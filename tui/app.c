@@ -4,6 +4,7 @@
  * the jobs write to, so a key is answered while a job runs and a finished
  * job is shown without a key; it draws one whole frame after each batch. */
 #include <curses.h>
+#include <term.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
@@ -86,6 +87,11 @@ static int key(tui_state *s, int ch) {
         clearok(curscr, TRUE);
         return TUI_R_DRAW;
     }
+    if (ch == KEY_MOUSE) {
+        MEVENT ev;
+        if (getmouse(&ev) != OK || s->prompting || s->rows_n < TUI_MIN_H || s->cols_n < TUI_MIN_W) return TUI_R_NONE;
+        return tui_keys_mouse(s, ev.y, ev.x, (unsigned long)ev.bstate);
+    }
     int alt = 0;
     if (ch == 27) {
         int next = getch();
@@ -149,6 +155,17 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     nodelay(stdscr, TRUE);
     set_escdelay(25);
     curs_set(0);
+    /* the mouse only where the terminal says how it reports it (kmous), and
+     * not with QSCOPE_NO_MOUSE: then the terminal keeps its own selection */
+    const char *kmous = tigetstr("kmous");
+    if (kmous && kmous != (char *)-1 && *kmous && !getenv("QSCOPE_NO_MOUSE")) {
+        mmask_t want = BUTTON1_PRESSED | BUTTON4_PRESSED;
+#ifdef BUTTON5_PRESSED
+        want |= BUTTON5_PRESSED;
+#endif
+        mousemask(want, NULL);
+        mouseinterval(0);
+    }
     tui_draw_init(s);
 
     struct sigaction sa, old_winch, old_int, old_term, old_fatal[5];
@@ -259,11 +276,22 @@ int tui_app_run(const qs_model *m, const tui_opts *o) {
     wake_wr = -1;
     tui_jobs_free(s->jobs);
     s->jobs = NULL;
+    /* the data last: the state pointed into them (d is the current one or a retired one) */
+    int n_data = s->n_retired + 2;
+    tui_data **datas = calloc((size_t)n_data, sizeof *datas);
+    if (datas) {
+        datas[0] = s->data;
+        datas[1] = s->data_next;
+        for (int i = 0; i < s->n_retired; i++) datas[2 + i] = s->retired[i];
+    }
     tui_state_free(s);
     free(s);
-    /* the data last: the state pointed into it */
-    tui_data_clear(d);
-    free(d);
+    for (int i = 0; datas && i < n_data; i++)
+        if (datas[i]) {
+            tui_data_clear(datas[i]);
+            free(datas[i]);
+        }
+    free(datas);
     close(pfd[0]);
     close(pfd[1]);
     return got_quit ? 130 : EXIT_OK;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "run/run.h"
 #include "tui.h"
@@ -138,6 +139,10 @@ static int act_ch_site(tui_state *s, int key) {
 static int act_ch_outlier(tui_state *s, int key) {
     const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, s->ch_layer, s->ch_site) : NULL;
     if (!ss) return TUI_R_NONE;
+    if (s->knobs.tau <= 0) {
+        tui_state_log(s, QS_LOG_INFO, "tau is 0: outlier decomposition is off, no channel is an outlier");
+        return TUI_R_DRAW;
+    }
     int dir = key == 'n' ? 1 : -1;
     for (int k = 1; k <= ss->dim; k++) {
         int c = ((s->ch_cursor + dir * k) % ss->dim + ss->dim) % ss->dim;
@@ -152,9 +157,16 @@ static int act_ch_outlier(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
-/* Outliers */
+/* Outliers: the channels of the cursor's row (sites differ in width) */
+static int ol_dim(const tui_state *s) {
+    int layer, site;
+    tui_state_ol_row(s, s->ol_row, &layer, &site);
+    const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, layer, site) : NULL;
+    return ss ? ss->dim : s->m->cfg.d_model;
+}
+
 static int act_ol_move(tui_state *s, int key) {
-    int D = s->m->cfg.d_model, R = 2 * s->m->cfg.n_layers;
+    int D = ol_dim(s), R = tui_state_ol_rows(s);
     switch (key) {
     case KEY_RIGHT: case 'l': s->ol_col = (s->ol_col + 1) % D; break;
     case KEY_LEFT: case 'h': s->ol_col = (s->ol_col + D - 1) % D; break;
@@ -163,6 +175,20 @@ static int act_ol_move(tui_state *s, int key) {
     case KEY_DOWN: case 'j': s->ol_row = (s->ol_row + 1) % R; break;
     case KEY_UP: case 'k': s->ol_row = (s->ol_row + R - 1) % R; break;
     }
+    if (s->ol_col >= ol_dim(s)) s->ol_col = ol_dim(s) - 1;
+    return TUI_R_DRAW;
+}
+
+static int act_ol_site(tui_state *s, int key) {
+    int i = 0, n = tui_n_outlier_sites;
+    while (i < n && tui_outlier_sites[i] != s->ol_site) i++;
+    /* the layer stays where it was */
+    int layer, site;
+    tui_state_ol_row(s, s->ol_row, &layer, &site);
+    s->ol_site = tui_outlier_sites[(i + (key == 's' ? 1 : -1) + n) % n];
+    int R = tui_state_ol_rows(s);
+    s->ol_row = s->ol_site < 0 ? 2 * (layer < s->m->cfg.n_layers ? layer : s->m->cfg.n_layers - 1) : layer < R ? layer : R - 1;
+    if (s->ol_col >= ol_dim(s)) s->ol_col = ol_dim(s) - 1;
     return TUI_R_DRAW;
 }
 
@@ -174,6 +200,25 @@ static int act_ol_mode(tui_state *s, int key) {
 
 static int act_ol_jump(tui_state *s, int key) {
     (void)key;
+    if (s->knobs.tau <= 0) {
+        tui_state_log(s, QS_LOG_INFO, "tau is 0: outlier decomposition is off, no dimension is an outlier");
+        return TUI_R_DRAW;
+    }
+    if (s->ol_site >= 0) {
+        /* one site: the next channel of the row that reaches tau */
+        int layer, site;
+        tui_state_ol_row(s, s->ol_row, &layer, &site);
+        const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, layer, site) : NULL;
+        for (int k = 1; ss && k <= ss->dim; k++) {
+            int c = (s->ol_col + k) % ss->dim;
+            if (ss->absmax[c] >= s->knobs.tau) {
+                s->ol_col = c;
+                return TUI_R_DRAW;
+            }
+        }
+        tui_state_log(s, QS_LOG_INFO, "no channel of layer %d %s reaches tau %.1f", layer, qs_site_name(site), s->knobs.tau);
+        return TUI_R_DRAW;
+    }
     if (!s->n_outl) return TUI_R_NONE;
     int i = 0;
     while (i < s->n_outl && s->outl[i].dim <= s->ol_col) i++;
@@ -211,6 +256,15 @@ static int act_cmp_full(tui_state *s, int key) {
     const tui_row *b = tui_state_base_row_full(s, 1);
     if (strcmp(spec, "fp32") && (!b || b->status < 0)) tui_state_measure(s, "fp32", 1);
     tui_state_measure(s, spec, 1);
+    return TUI_R_DRAW;
+}
+
+/* Compare and Log: export to files */
+static int act_export(tui_state *s, int key) {
+    (void)key;
+    char msg[TUI_LOG_TEXT];
+    int rc = s->view == TUI_V_LOG ? tui_export_log(s, msg, sizeof msg) : tui_export_compare(s, msg, sizeof msg);
+    tui_state_log(s, rc ? 3 : QS_LOG_INFO, "%s", msg);
     return TUI_R_DRAW;
 }
 
@@ -277,6 +331,101 @@ static int act_log_scroll(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
+/* o / O: open a calibration / evaluation text (the line completes paths) */
+static int act_open(tui_state *s, int key) {
+    tui_prompt_open(s, key == 'O' ? 5 : 4);
+    return TUI_R_DRAW;
+}
+
+/* / : find a channel, a layer or (Compare) a variant */
+static int act_find(tui_state *s, int key) {
+    (void)key;
+    tui_prompt_open(s, 3);
+    return TUI_R_DRAW;
+}
+
+/* "L3", "layer 3", "l 3" set the layer; "33", "c33", "ch 33", "channel 33" the
+ * channel; both may be given ("L3 33"). Returns 0, or -1 when text is neither. */
+static int parse_find(const char *text, int *layer, int *channel) {
+    *layer = *channel = -1;
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        if (!*p) break;
+        int *into = channel;
+        if (!strncasecmp(p, "layer", 5)) p += 5, into = layer;
+        else if (!strncasecmp(p, "channel", 7)) p += 7;
+        else if (!strncasecmp(p, "ch", 2)) p += 2;
+        else if (*p == 'L' || *p == 'l') p++, into = layer;
+        else if (*p == 'c' || *p == 'C') p++;
+        while (*p == ' ') p++;
+        if (*p < '0' || *p > '9') return -1;
+        long v = 0;
+        while (*p >= '0' && *p <= '9' && v < 1000000) v = v * 10 + (*p++ - '0');
+        *into = (int)v;
+    }
+    return *layer < 0 && *channel < 0 ? -1 : 0;
+}
+
+void tui_keys_find(tui_state *s, const char *text) {
+    while (*text == ' ') text++;
+    if (!*text) return;
+    int L = s->m->cfg.n_layers;
+    if (s->view == TUI_V_COMPARE) {
+        /* the next row (after the selected one) whose spec holds the text */
+        for (int k = 1; k <= s->n_rows; k++) {
+            int i = (s->cmp_sel + k) % s->n_rows;
+            if (strstr(s->rows[i].spec, text)) {
+                s->cmp_sel = i;
+                return;
+            }
+        }
+        tui_state_log(s, QS_LOG_WARN, "find: no variant in Compare holds '%s'", text);
+        return;
+    }
+    if (s->view != TUI_V_CHANNELS && s->view != TUI_V_OUTLIERS && s->view != TUI_V_SPECTRUM) {
+        tui_state_log(s, QS_LOG_WARN, "find: / looks for a channel or a layer in Channels, Outliers and Spectrum, a variant in Compare");
+        return;
+    }
+    int layer, ch;
+    if (parse_find(text, &layer, &ch)) {
+        tui_state_log(s, QS_LOG_WARN, "find: '%s' is neither a channel (33, c33) nor a layer (L3, layer 3)", text);
+        return;
+    }
+    if (layer >= L) {
+        tui_state_log(s, QS_LOG_WARN, "find: layer %d: %s has layers 0 to %d", layer, s->model_name, L - 1);
+        return;
+    }
+    if (s->view == TUI_V_SPECTRUM) {
+        if (ch >= 0) tui_state_log(s, QS_LOG_WARN, "find: the Spectrum view has layers, not channels");
+        if (layer >= 0) s->sp_layer = layer;
+        return;
+    }
+    if (s->view == TUI_V_CHANNELS) {
+        int n = channel_count(s);
+        if (ch >= 0 && n && ch >= n) {
+            tui_state_log(s, QS_LOG_WARN, "find: channel %d: layer %d %s has channels 0 to %d", ch, s->ch_layer,
+                          qs_site_name(s->ch_site), n - 1);
+            return;
+        }
+        if (layer >= 0) s->ch_layer = layer;
+        if (ch >= 0) s->ch_cursor = ch;
+        s->ch_user = 1;
+        tui_state_want_clusters(s);
+        return;
+    }
+    /* Outliers: the layer's row (the same input in the linear-inputs mode) */
+    if (layer >= 0 && tui_state_ol_rows(s) > 1) s->ol_row = s->ol_site < 0 ? 2 * layer + s->ol_row % 2 : layer;
+    if (ch >= 0) {
+        int n = ol_dim(s);
+        if (ch >= n) {
+            tui_state_log(s, QS_LOG_WARN, "find: channel %d: this row has channels 0 to %d", ch, n - 1);
+            return;
+        }
+        s->ol_col = ch;
+    }
+}
+
 /* ---- the table ---- */
 
 enum { P = 1 }; /* focus: the parameter panel */
@@ -325,8 +474,10 @@ static const tui_binding table[] = {
     {KEY_DOWN, V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
     {'k', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
     {'j', V(TUI_V_OUTLIERS), 0, act_ol_move, NULL, NULL, NULL},
+    {'s', V(TUI_V_OUTLIERS), 0, act_ol_site, "s/S", "next / previous site: the linear layers' inputs (attn_in, mlp_in), then attn_in q k v attn_out mlp_in mlp_mid head_in resid resid_mid embed alone", "s site"},
+    {'S', V(TUI_V_OUTLIERS), 0, act_ol_site, NULL, NULL, NULL},
     {'m', V(TUI_V_OUTLIERS), 0, act_ol_mode, "m", "largest |x| / share of tokens with |x| >= tau", "m mode"},
-    {'n', V(TUI_V_OUTLIERS), 0, act_ol_jump, "n", "jump to the next outlier dimension", "n outlier"},
+    {'n', V(TUI_V_OUTLIERS), 0, act_ol_jump, "n", "jump to the next outlier dimension (one site: the next channel reaching tau)", "n outlier"},
 
     /* 3 Spectrum */
     {KEY_UP, V(TUI_V_SPECTRUM), 0, act_sp_layer, "Up/Down k/j", "previous / next layer", "\x01 layer"},
@@ -341,6 +492,7 @@ static const tui_binding table[] = {
     {'k', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'j', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of the evaluation text", "p full ppl"},
+    {'e', V(TUI_V_COMPARE), 0, act_export, "e", "export the table to qscope-compare.md and .json in the current directory", "e export"},
 
     /* 5 Generate */
     {'e', V(TUI_V_GENERATE), 0, act_gen_edit, "e Enter", "edit the prompt (Enter starts generating)", "e prompt"},
@@ -371,6 +523,7 @@ static const tui_binding table[] = {
     {KEY_HOME, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
     {KEY_END, V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
     {'G', V(TUI_V_LOG), 0, act_log_scroll, NULL, NULL, NULL},
+    {'e', V(TUI_V_LOG), 0, act_export, "e", "export the Log to qscope-log.txt in the current directory", "e export"},
 
     /* everywhere */
     {'[', 0, -1, act_knob_select, "[ ]", "select the previous / next knob", "[] knob"},
@@ -388,6 +541,10 @@ static const tui_binding table[] = {
     {'\t', 0, -1, act_focus, "Tab", "move between the view and the parameter panel", NULL},
     {KEY_BTAB, 0, -1, act_focus, NULL, NULL, NULL},
     {':', 0, -1, act_lua, ":", "Lua prompt (Tab completes, Up/Down history, Esc leaves)", ": lua"},
+    {'o', 0, -1, act_open, "o/O", "open a calibration text / an evaluation text (Tab completes the path)", "oO open"},
+    {'O', 0, -1, act_open, NULL, NULL, NULL},
+    {'/', V(TUI_V_CHANNELS) | V(TUI_V_OUTLIERS) | V(TUI_V_SPECTRUM) | V(TUI_V_COMPARE), -1, act_find, "/",
+     "find: a channel (33) or a layer (L3, layer 3, L3 33); in Compare a variant by its text", "/ find"},
     {27, 0, -1, act_cancel, "Esc", "cancel the running and queued jobs", "Esc cancel"},
     {'r', 0, -1, act_rerun, "r", "run the current variant again (or the calibration, if cancelled)", NULL},
     {CTRL('l'), 0, -1, act_redraw, "Ctrl-L", "redraw the screen", NULL},
@@ -427,6 +584,66 @@ int tui_keys_handle(tui_state *s, int key) {
     return i < 0 ? TUI_R_NONE : table[i].fn(s, key);
 }
 
+/* The mouse (where the terminal reports it): a click picks the channel under
+ * it in the Channels scatter or a row of Compare; the wheel scrolls the Log,
+ * Compare's rows, Outliers' rows, Spectrum's layers and the help overlay. */
+int tui_keys_mouse(tui_state *s, int y, int x, unsigned long bstate) {
+    int up = (bstate & BUTTON4_PRESSED) != 0;
+#ifdef BUTTON5_PRESSED
+    int down = (bstate & BUTTON5_PRESSED) != 0;
+#else
+    int down = 0;
+#endif
+    int click = (bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED)) != 0;
+    if (s->help) {
+        if (up) s->help_top = s->help_top > 3 ? s->help_top - 3 : 0;
+        if (down) s->help_top += 3; /* tui_panel_fit keeps it within the text */
+        return TUI_R_DRAW;
+    }
+    if (up || down) {
+        int dir = down ? 1 : -1;
+        switch (s->view) {
+        case TUI_V_LOG:
+            s->log_back -= 3 * dir;
+            if (s->log_back < 0) s->log_back = 0;
+            break;
+        case TUI_V_COMPARE:
+            if (s->n_rows) s->cmp_sel = s->cmp_sel + dir < 0 ? 0 : s->cmp_sel + dir >= s->n_rows ? s->n_rows - 1 : s->cmp_sel + dir;
+            break;
+        case TUI_V_OUTLIERS: {
+            int R = tui_state_ol_rows(s);
+            s->ol_row = s->ol_row + dir < 0 ? 0 : s->ol_row + dir >= R ? R - 1 : s->ol_row + dir;
+            break;
+        }
+        case TUI_V_SPECTRUM: {
+            int L = s->m->cfg.n_layers;
+            s->sp_layer = s->sp_layer + dir < 0 ? 0 : s->sp_layer + dir >= L ? L - 1 : s->sp_layer + dir;
+            break;
+        }
+        default: return TUI_R_NONE;
+        }
+        return TUI_R_DRAW;
+    }
+    if (!click) return TUI_R_NONE;
+    if (s->view == TUI_V_CHANNELS) {
+        int c = tui_view_channel_at(s, y, x);
+        if (c < 0) return TUI_R_NONE;
+        s->ch_cursor = c;
+        s->ch_user = 1;
+        return TUI_R_DRAW;
+    }
+    if (s->view == TUI_V_COMPARE && s->n_rows) {
+        /* the rows as draw_compare lays them out: two lines each from the view's fourth line */
+        int h = s->rows_n - 4, vis = (h - 7) / 2 < 1 ? 1 : (h - 7) / 2;
+        int top = s->cmp_sel >= vis ? s->cmp_sel - vis + 1 : 0, i = top + (y - (2 + 3)) / 2;
+        if (y >= 5 && i < s->n_rows && i < top + vis) {
+            s->cmp_sel = i;
+            return TUI_R_DRAW;
+        }
+    }
+    return TUI_R_NONE;
+}
+
 /* "\x01" and "\x02" in a hint stand for the up/down and left/right arrows */
 static void hint_text(const tui_state *s, const char *h, char *out, size_t cap) {
     if (h[0] == 1) snprintf(out, cap, "%s%s", s->utf8 ? "\xe2\x86\x91\xe2\x86\x93" : "jk", h + 1);
@@ -438,8 +655,10 @@ void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width) {
     size_t n = 0;
     buf[0] = 0;
     if (s->prompting) {
-        tui_copy(buf, cap, s->prompting == 1 ? "Enter run  Tab complete  Up/Down history  Esc leave"
-                                             : "Enter generate  Esc leave");
+        tui_copy(buf, cap, s->prompting == 1   ? "Enter run  Tab complete  Up/Down history  Esc leave"
+                           : s->prompting == 3 ? "Enter find  Esc leave"
+                           : s->prompting >= 4 ? "Enter open  Tab complete the path  Esc leave"
+                                               : "Enter generate  Esc leave");
         return;
     }
     if (s->help) {

@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <readline/history.h>
 #include <readline/readline.h>
+#include <readline/tilde.h>
 
+#include "base/base.h"
 #include "tui.h"
 
 #include <lauxlib.h>
@@ -27,6 +30,8 @@
 #include <lualib.h>
 
 #include "../lua/qsl.h"
+
+static char lua_breaks[] = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]", path_breaks[] = " \t\n";
 
 /* readline's callbacks take no user pointer: one command line per process */
 static tui_state *S;
@@ -356,8 +361,101 @@ static char **complete(const char *text, int start, int end) {
     rl_attempted_completion_over = 1;
     rl_completion_append_character = '\0'; /* readline resets it to a space before every attempt */
     if (S && S->prompting == 1 && L) return rl_completion_matches(text, generator);
+    if (S && (S->prompting == 4 || S->prompting == 5)) {
+        /* a path: readline's own file names (directories end in '/') */
+        rl_filename_completion_desired = 1;
+        return rl_completion_matches(text, rl_filename_completion_function);
+    }
     return NULL;
 }
+
+/* ---- qscope.ui: the workbench from the : prompt ----
+ *
+ * Lua runs on the job thread; these functions check their arguments there and
+ * hand the change to the UI thread as an event, so they return at once and the
+ * screen shows the effect after the command. */
+
+typedef struct {
+    int what; /* 0 open calibration, 1 open evaluation text, 2 view, 3 measure */
+    int view;
+    char arg[];
+} ui_req;
+
+static void ui_apply(tui_state *s, void *data) {
+    ui_req *r = data;
+    switch (r->what) {
+    case 0:
+    case 1: tui_state_open(s, r->what, r->arg); break;
+    case 2:
+        s->view = r->view;
+        if (s->view == TUI_V_CHANNELS) tui_state_want_clusters(s);
+        if (s->view == TUI_V_SPECTRUM) tui_state_want_spectrum(s);
+        break;
+    case 3: tui_state_measure(s, r->arg, 0); break;
+    }
+    free(r);
+}
+
+static int ui_post(lua_State *Ls, int what, int view, const char *arg) {
+    size_t n = strlen(arg);
+    ui_req *r = malloc(sizeof *r + n + 1);
+    if (!r || !S || !S->jobs) {
+        free(r);
+        lua_pushnil(Ls);
+        lua_pushstring(Ls, "the workbench is not running");
+        return 2;
+    }
+    r->what = what;
+    r->view = view;
+    memcpy(r->arg, arg, n + 1);
+    tui_jobs_post(S->jobs, ui_apply, r);
+    lua_pushboolean(Ls, 1);
+    return 1;
+}
+
+static int ui_open(lua_State *Ls, int what) {
+    const char *path = luaL_checkstring(Ls, 1);
+    FILE *f = fopen(path, "rb");
+    if (!f || qs_io_is_dir(path)) {
+        if (f) fclose(f);
+        lua_pushnil(Ls);
+        lua_pushfstring(Ls, "%s: cannot read: %s", path, f ? "a directory" : strerror(errno));
+        return 2;
+    }
+    fclose(f);
+    return ui_post(Ls, what, 0, path);
+}
+
+static int ui_open_calib(lua_State *Ls) { return ui_open(Ls, 0); }
+static int ui_open_data(lua_State *Ls) { return ui_open(Ls, 1); }
+
+static int ui_view(lua_State *Ls) {
+    int v = -1;
+    if (lua_type(Ls, 1) == LUA_TNUMBER) {
+        lua_Integer n = luaL_checkinteger(Ls, 1);
+        if (n >= 1 && n <= TUI_V_COUNT) v = (int)n - 1;
+    } else {
+        const char *name = luaL_checkstring(Ls, 1);
+        for (int i = 0; i < TUI_V_COUNT; i++)
+            if (!strcasecmp(name, tui_view_title(i))) v = i;
+    }
+    if (v < 0)
+        return luaL_argerror(Ls, 1, "a view: 1-7 or channels, outliers, spectrum, compare, generate, log, plot");
+    return ui_post(Ls, 2, v, "");
+}
+
+static int ui_measure(lua_State *Ls) {
+    const char *spec = luaL_checkstring(Ls, 1);
+    if (qs_variant_needs_calib(spec) < 0) {
+        lua_pushnil(Ls);
+        lua_pushstring(Ls, qs_last_error());
+        return 2;
+    }
+    return ui_post(Ls, 3, 0, spec);
+}
+
+static const luaL_Reg ui_funcs[] = {
+    {"open_calib", ui_open_calib}, {"open_data", ui_open_data}, {"view", ui_view}, {"measure", ui_measure}, {NULL, NULL}};
 
 /* ---- the line ---- */
 
@@ -385,6 +483,14 @@ static void on_line(char *line) {
     } else if (mode == 2) {
         tui_copy(S->prompt_text, sizeof S->prompt_text, line);
         tui_state_generate(S);
+    } else if (mode == 3) {
+        tui_keys_find(S, line);
+    } else if (mode == 4 || mode == 5) {
+        char *path = tilde_expand(line);
+        size_t n = path ? strlen(path) : 0;
+        while (n > 0 && path[n - 1] == ' ') path[--n] = 0; /* completion may leave a space */
+        if (path && n) tui_state_open(S, mode - 4, path);
+        free(path);
     }
     free(line);
 }
@@ -416,7 +522,7 @@ void tui_prompt_init(tui_state *s) {
     rl_instream = NULL;
     rl_attempted_completion_function = complete;
     rl_completion_display_matches_hook = matches_hook;
-    rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]";
+    rl_completer_word_break_characters = lua_breaks;
     rl_completion_append_character = '\0';
     rl_bind_key('\t', rl_complete);
     using_history();
@@ -444,6 +550,11 @@ void tui_prompt_init(tui_state *s) {
         return;
     }
     lua_getglobal(L, "qscope");
+    /* qscope.ui (also the global ui): the workbench itself */
+    luaL_newlib(L, ui_funcs);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "ui");
+    lua_setfield(L, -2, "ui");
     lua_setglobal(L, "qs");
     qsl_set_print(L, lua_print, NULL);
     qsl_set_plot_sink(plot_sink, NULL);
@@ -479,7 +590,10 @@ void tui_prompt_shutdown(tui_state *s) {
 void tui_prompt_open(tui_state *s, int mode) {
     s->prompting = mode;
     s->hint[0] = 0;
-    rl_callback_handler_install(mode == 1 ? ":" : "prompt> ", on_line);
+    static const char *const prompts[] = {"", ":", "prompt> ", "find (33, L3): ", "calibration text: ", "evaluation text: "};
+    /* a path breaks only at blanks; Lua at its operators */
+    rl_completer_word_break_characters = mode >= 4 ? path_breaks : lua_breaks;
+    rl_callback_handler_install(prompts[mode], on_line);
     if (mode == 2) {
         rl_insert_text(s->prompt_text);
         rl_point = rl_end;

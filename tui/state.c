@@ -7,12 +7,34 @@
 #include <string.h>
 
 #include "run/run.h"
+#include "base/base.h"
 #include "methods/methods.h"
 #include "tui.h"
 
 const int tui_channel_sites[] = {QS_SITE_ATTN_IN, QS_SITE_Q,      QS_SITE_K,       QS_SITE_V,
                                  QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID, QS_SITE_RESID};
 const int tui_n_channel_sites = sizeof tui_channel_sites / sizeof tui_channel_sites[0];
+const int tui_outlier_sites[] = {-1,          QS_SITE_ATTN_IN, QS_SITE_Q,       QS_SITE_K,         QS_SITE_V,
+                                 QS_SITE_ATTN_OUT, QS_SITE_MLP_IN, QS_SITE_MLP_MID, QS_SITE_HEAD_IN, QS_SITE_RESID,
+                                 QS_SITE_RESID_MID, QS_SITE_EMBED};
+const int tui_n_outlier_sites = sizeof tui_outlier_sites / sizeof tui_outlier_sites[0];
+
+int tui_state_ol_rows(const tui_state *s) {
+    int L = s->m->cfg.n_layers;
+    if (s->ol_site < 0) return 2 * L;
+    return s->ol_site == QS_SITE_HEAD_IN || s->ol_site == QS_SITE_EMBED ? 1 : L;
+}
+
+void tui_state_ol_row(const tui_state *s, int r, int *layer, int *site) {
+    if (s->ol_site < 0) {
+        *layer = r / 2;
+        *site = r % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+    } else {
+        /* head_in is recorded as the row after the last block, embed as layer 0 */
+        *layer = s->ol_site == QS_SITE_HEAD_IN ? s->m->cfg.n_layers : s->ol_site == QS_SITE_EMBED ? 0 : r;
+        *site = s->ol_site;
+    }
+}
 
 /* ---- knobs ---- */
 
@@ -105,8 +127,9 @@ int tui_knobs_step(tui_knobs *k, int which, int dir) {
     }
     case TUI_K_G: k->g = k->g + dir < 1 ? 1 : k->g + dir > 64 ? 64 : k->g + dir; break;
     case TUI_K_TAU: {
+        /* 0 turns LLM.int8()'s decomposition off (int8:threshold=0): no column stays in fp32 */
         float t = k->tau + 0.5f * dir;
-        k->tau = t < 0.5f ? 0.5f : t > 20 ? 20 : t;
+        k->tau = t < 0.25f ? 0 : t > 20 ? 20 : t;
         break;
     }
     case TUI_K_RATIO: {
@@ -128,7 +151,7 @@ void tui_knobs_value(const tui_knobs *k, int which, char *buf, size_t cap) {
     switch (which) {
     case TUI_K_METHOD: snprintf(buf, cap, "%s", qs_method_name(k->method)); break;
     case TUI_K_G: snprintf(buf, cap, "%d", k->g); break;
-    case TUI_K_TAU: snprintf(buf, cap, "%.1f", k->tau); break;
+    case TUI_K_TAU: snprintf(buf, cap, k->tau > 0 ? "%.1f" : "0 (off)", k->tau); break;
     case TUI_K_RATIO: snprintf(buf, cap, "%.2f", k->ratio); break;
     case TUI_K_WBITS: snprintf(buf, cap, k->w_bits >= 16 ? "16 (off)" : "%d", k->w_bits); break;
     case TUI_K_ABITS: snprintf(buf, cap, k->a_bits >= 16 ? "16 (off)" : "%d", k->a_bits); break;
@@ -167,6 +190,7 @@ void tui_state_init(tui_state *s, const qs_model *m) {
     tui_knobs_spec(&s->knobs, s->spec, sizeof s->spec);
     s->log = calloc(TUI_LOG_LINES, sizeof *s->log);
     s->ch_site = QS_SITE_MLP_IN;
+    s->ol_site = -1;
     s->ch_layer = m->cfg.n_layers > 3 ? 3 : 0;
     s->cl_layer = s->cl_site = s->cl_g = -1;
     s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
@@ -180,6 +204,7 @@ void tui_state_free(tui_state *s) {
         if (s->outl != s->data->outl) free(s->outl);
     }
     free(s->labels);
+    free(s->retired); /* the data themselves are the caller's (tui_app_run frees them after the jobs) */
     tui_var_unref(s->cur);
     tui_spectrum_free(&s->spectrum);
     for (int i = 0; i < 2; i++) free(s->gen[i].text);
@@ -245,7 +270,8 @@ void tui_state_measure(tui_state *s, const char *spec, int full) {
         r->err[0] = 0;
         r->pending++;
     }
-    if (s->jobs) tui_work_variant(s->jobs, s->m, s->data, spec, full);
+    /* while other files are being calibrated, the variant waits for them (the same lane, after) */
+    if (s->jobs) tui_work_variant(s->jobs, s->m, s->data_next ? s->data_next : s->data, spec, full);
 }
 
 tui_row *tui_state_row_reported(tui_state *s, const char *spec, int full, int cancelled) {
@@ -291,11 +317,72 @@ void tui_state_want_spectrum(tui_state *s) {
     tui_work_spectrum(s->jobs, s->m, s->data, s->knobs.ratio);
 }
 
+void tui_state_retire(tui_state *s, tui_data *d) {
+    if (!d) return;
+    tui_data **r = realloc(s->retired, (size_t)(s->n_retired + 1) * sizeof *r);
+    if (!r) return; /* kept nowhere: leaked rather than freed under a job */
+    s->retired = r;
+    s->retired[s->n_retired++] = d;
+}
+
+int tui_state_open(tui_state *s, int which, const char *path) {
+    if (!path || !*path) return -1;
+    if (!qs_io_exists(path) || qs_io_is_dir(path)) {
+        tui_state_log(s, 3, "%s: no such file", path);
+        return -1;
+    }
+    if (!s->jobs) return -1;
+    tui_copy(s->open_path[which], sizeof s->open_path[which], path);
+    if (which == 0) {
+        s->src.calib.file = s->open_path[0];
+        s->src.calib.ids_file = NULL;
+    } else {
+        s->src.data = s->open_path[1];
+    }
+    tui_data *d = calloc(1, sizeof *d);
+    if (!d) return -1;
+    /* nothing measured on the old data may land in the new table */
+    tui_jobs_cancel_all(s->jobs); /* a calibration still on its way retires its data when it reports */
+    s->data_next = d;
+    tui_state_log(s, QS_LOG_INFO, "%s text: %s (calibrating again)", which ? "evaluation" : "calibration", path);
+    tui_work_calibrate(s->jobs, s->m, d, &s->src);
+    return 0;
+}
+
+void tui_state_adopt(tui_state *s, tui_data *d) {
+    if (s->data == d) return;
+    tui_data *old = s->data;
+    if (old) {
+        if (s->tstats != old->stats) qs_stats_free(s->tstats);
+        if (s->outl != old->outl) free(s->outl);
+    }
+    s->tstats = NULL;
+    s->tstats_tau = 0;
+    s->outl = NULL;
+    s->n_outl = 0;
+    free(s->labels);
+    s->labels = NULL;
+    s->n_labels = s->n_clusters = 0;
+    s->cl_layer = s->cl_site = s->cl_g = -1;
+    s->cl_req_layer = s->cl_req_site = s->cl_req_g = -1;
+    tui_spectrum_free(&s->spectrum);
+    s->spectrum_req = 0;
+    /* the rows were measured on the old texts */
+    s->n_rows = 0;
+    s->cmp_sel = 0;
+    tui_var_unref(s->cur);
+    s->cur = NULL;
+    tui_state_retire(s, old);
+    s->data = d;
+    if (s->data_next == d) s->data_next = NULL;
+}
+
 void tui_state_retune(tui_state *s, int which) {
     if (!s->jobs) return;
     if (which < 0 || which == TUI_K_G) tui_state_want_clusters(s);
     if (which < 0 || which == TUI_K_RATIO) tui_state_want_spectrum(s);
-    if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats) {
+    if ((which < 0 || which == TUI_K_TAU) && s->data_ready && s->data->stats && s->knobs.tau > 0) {
+        /* tau 0 is "no outliers": nothing to gather, the views say so */
         if (s->knobs.tau == s->data->stats->tau) {
             /* back to the base statistics: nothing to compute */
             if (s->tstats != s->data->stats) qs_stats_free(s->tstats);

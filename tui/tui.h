@@ -60,7 +60,7 @@ typedef enum {
 typedef struct {
     int method;  /* QS_M_RTN, QS_M_INT8, QS_M_RPTQ or QS_M_SLICE */
     int g;       /* clusters (RPTQ; also colours the Channels view) */
-    float tau;   /* outlier magnitude (LLM.int8() threshold, Outliers view) */
+    float tau;   /* outlier magnitude (LLM.int8() threshold, Outliers view); 0: no decomposition, no outliers */
     float ratio; /* SliceGPT: fraction of the width deleted */
     int w_bits, a_bits, kv_bits; /* 16: not quantized */
 } tui_knobs;
@@ -229,6 +229,7 @@ typedef struct {
 void tui_spectrum_free(tui_spectrum *sp);
 
 enum { TUI_MAX_ROWS = 48, TUI_LOG_LINES = 2000, TUI_LOG_TEXT = 1024 };
+enum { TUI_QUICK_WINDOWS = 4 }; /* a Compare row's quick perplexity: the first windows of the text */
 
 typedef struct {
     char spec[160];
@@ -291,6 +292,10 @@ struct tui_state {
     const qs_model *m;
     char model_name[160];
     tui_data *data;     /* published by the calibration job */
+    tui_data *data_next;/* a calibration on other files (o, O, qscope.ui) until its job reports */
+    tui_data **retired; /* data replaced while jobs may still read them: freed at exit */
+    int n_retired;
+    char open_path[2][1100]; /* the files o (calibration) and O (evaluation) opened */
     tui_sources src;    /* where the data come from (the command line) */
     int data_ready;     /* its event arrived */
     qs_stats *tstats;   /* statistics at tstats_tau (the base ones at 6); owned when != data->stats */
@@ -330,13 +335,14 @@ struct tui_state {
     int help_top;
     int ch_layer, ch_site, ch_cursor, ch_user; /* ch_user: moved by the user */
     int ol_row, ol_col, ol_freq;
+    int ol_site;        /* Outliers: -1 the linear layers' inputs (attn_in, mlp_in), else one qs_site */
     int sp_layer, sp_which;
     int cmp_sel;
     long log_back;      /* lines scrolled back from the end */
     int quit;
 
     /* the command line (prompt.c) */
-    int prompting;      /* 0 off, 1 Lua, 2 generation prompt */
+    int prompting;      /* 0 off, 1 Lua, 2 generation prompt, 3 find (/), 4 open calibration, 5 open evaluation text */
     char line[1024], line_prompt[32];
     int line_point;
     char hint[4096];    /* completions, two spaces apart */
@@ -373,6 +379,16 @@ const tui_row *tui_state_base_row(const tui_state *s);
 /* The fp32 row measured the same way as a row with this `full` flag: a
  * full-text row's change is taken against fp32 over the full text too. */
 const tui_row *tui_state_base_row_full(const tui_state *s, int full);
+/* Calibrate and evaluate on another file (which 0: the calibration text,
+ * 1: the evaluation text), as --calib / --data would: the running jobs are
+ * cancelled, and when the new data arrive they replace the old (the rows of
+ * Compare are measured again). 0, or -1 when path cannot be read (said in
+ * the Log). */
+int tui_state_open(tui_state *s, int which, const char *path);
+/* The calibration job's data arrived: make d the workbench's data (UI thread). */
+void tui_state_adopt(tui_state *s, tui_data *d);
+/* Keep d until exit (jobs may still read it); NULL is ignored. */
+void tui_state_retire(tui_state *s, tui_data *d);
 /* Submit the jobs a knob change needs (which: the knob, -1: everything). */
 void tui_state_retune(tui_state *s, int which);
 /* Submit the clustering of the Channels view's layer x site when stale. */
@@ -386,6 +402,15 @@ const char *tui_state_gen_spec(const tui_state *s, int side);
 /* Step side's pick through fp32, the measured rows of Compare and (side B)
  * the knobs' variant; dir +1 / -1. */
 void tui_state_gen_pick(tui_state *s, int side, int dir);
+/* The Outliers view's rows: with ol_site -1, attn_in and mlp_in of every
+ * layer in turn; else ol_site's rows (one for head_in and embed). */
+int tui_state_ol_rows(const tui_state *s);
+/* Row r of the Outliers view: its layer and site. */
+void tui_state_ol_row(const tui_state *s, int r, int *layer, int *site);
+/* What the Outliers view steps through with s/S: -1 (the linear layers'
+ * inputs), then every site. */
+extern const int tui_outlier_sites[];
+extern const int tui_n_outlier_sites;
 /* The sites the Channels view steps through. */
 extern const int tui_channel_sites[];
 extern const int tui_n_channel_sites;
@@ -469,6 +494,9 @@ void tui_panel_fit(tui_state *s);
 /* The views (view.c): draw view v into the rectangle. */
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w);
 const char *tui_view_title(int v);
+/* The channel of the Channels scatter nearest the cell (y, x) as last drawn
+ * (within two cells), or -1. */
+int tui_view_channel_at(const tui_state *s, int y, int x);
 /* The Log view's lines: an entry wrapped at the pane's width w takes this
  * many screen rows (the Log wraps rather than cuts long lines). */
 int tui_view_log_rows(const char *text, int w);
@@ -480,17 +508,35 @@ const char *tui_view_explain(int v);
 enum { TUI_R_NONE = 0, TUI_R_DRAW = 1, TUI_R_QUIT = 2 };
 /* Handle one key (a curses key code); returns TUI_R_*. */
 int tui_keys_handle(tui_state *s, int key);
+/* A mouse event at (y, x) with curses' button state; returns TUI_R_*. */
+int tui_keys_mouse(tui_state *s, int y, int x, unsigned long bstate);
+/* What the find line (/) typed: a channel, a layer or (Compare) a variant. */
+void tui_keys_find(tui_state *s, const char *text);
 /* The hints for the help line of the current view and focus. */
 void tui_keys_hints(const tui_state *s, char *buf, size_t cap, int width);
 /* Every binding that applies to view v, for the overlay: calls fn per line. */
 void tui_keys_list(const tui_state *s, int v, void (*fn)(void *ud, const char *keys, const char *what), void *ud);
+
+/* ---- export (export.c) ---- */
+
+/* Write len bytes to path through a temporary file in the same directory
+ * and a rename over path (an existing file is replaced only by the rename).
+ * Returns 0, or -1 with a message naming path in err. */
+int tui_export_write(const char *path, const char *data, size_t len, char *err, size_t cap);
+/* The Compare table into qscope-compare.md (the columns of `qscope compare
+ * --markdown`) and qscope-compare.json (the fields of `qscope compare
+ * --json`) in the current directory; msg says where (or why not). 0 or -1. */
+int tui_export_compare(const tui_state *s, char *msg, size_t cap);
+/* The Log, oldest line first, into qscope-log.txt in the current directory. */
+int tui_export_log(const tui_state *s, char *msg, size_t cap);
 
 /* ---- the command line and Lua (prompt.c) ---- */
 
 /* Set up readline (callback mode, history file) and the Lua state. */
 void tui_prompt_init(tui_state *s);
 void tui_prompt_shutdown(tui_state *s);
-/* Open the line: mode 1 Lua (":"), 2 the generation prompt. */
+/* Open the line: mode 1 Lua (":"), 2 the generation prompt, 3 find ("/"),
+ * 4 and 5 a calibration / evaluation file ("o", "O": Tab completes paths). */
 void tui_prompt_open(tui_state *s, int mode);
 /* Feed one key while the line is open; returns TUI_R_*. */
 int tui_prompt_key(tui_state *s, int key, int alt);

@@ -13,6 +13,41 @@
 
 static tui_canvas canvas; /* one frame at a time: the UI thread's scratch */
 
+/* Where the Channels scatter was last drawn, for a mouse click: its cells on
+ * screen and the data range its dots map (UI thread scratch, as the canvas). */
+static struct {
+    int valid, y, x, rows, cols, braille, dw, dh, layer, site;
+    double x0, x1, y0, y1;
+} scatter;
+
+static int dot_of(double v, double lo, double hi, int n) {
+    double f = (v - lo) / (hi - lo);
+    return f >= 0 && f <= 1 ? (int)floor(f * (n - 1) + 0.5) : -1;
+}
+
+int tui_view_channel_at(const tui_state *s, int y, int x) {
+    if (!scatter.valid || s->view != TUI_V_CHANNELS || s->ch_layer != scatter.layer || s->ch_site != scatter.site) return -1;
+    if (y < scatter.y || y >= scatter.y + scatter.rows || x < scatter.x || x >= scatter.x + scatter.cols) return -1;
+    const qs_site_stats *ss = s->data_ready && s->data->stats ? qs_stats_site(s->data->stats, scatter.layer, scatter.site) : NULL;
+    if (!ss) return -1;
+    /* the channel whose point is nearest the cell's centre, in cells, within two of them */
+    int bx = scatter.braille ? 2 : 1, by = scatter.braille ? 4 : 1;
+    double cx = x - scatter.x + 0.5, cy = y - scatter.y + 0.5, best = 2.0 * 2.0;
+    int pick = -1;
+    for (int c = 0; c < ss->dim; c++) {
+        int dx = dot_of(ss->max[c], scatter.x0, scatter.x1, scatter.dw);
+        int dy = dot_of(ss->min[c], scatter.y0, scatter.y1, scatter.dh);
+        if (dx < 0 || dy < 0) continue;
+        dy = scatter.dh - 1 - dy; /* row 0 is the top */
+        double ex = (dx + 0.5) / bx - cx, ey = (dy + 0.5) / by - cy, d = ex * ex + ey * ey;
+        if (d < best) {
+            best = d;
+            pick = c;
+        }
+    }
+    return pick;
+}
+
 static const char *const titles[TUI_V_COUNT] = {"Channels", "Outliers", "Spectrum", "Compare",
                                                 "Generate", "Log",      "Plot"};
 
@@ -31,16 +66,19 @@ static const char *const explain[TUI_V_COUNT] = {
     "The dashed lines mark the outlier threshold tau (the tau knob): a channel whose |x| reaches tau "
     "somewhere is drawn in red and listed. On the bundled opt-mini, channel 33 of attn_in (the first "
     "norm's output) reaches |x| of about 11 in layers 2 to 4: LLM.int8() keeps exactly such columns "
-    "out of int8.",
+    "out of int8.\n\n"
+    "/ jumps to a channel (33) or a layer (L3); with a mouse, a click on a point selects its channel.",
     /* Outliers */
     "A heatmap of the activations that feed the linear layers (attn_in, mlp_in) for every layer "
     "(rows) and channel (columns): the colour is the largest |x| seen in calibration, or, after m, "
-    "the fraction of tokens where |x| >= tau.\n\n"
+    "the fraction of tokens where |x| >= tau. s and S switch to one site alone (attn_in, q, k, v, "
+    "attn_out, mlp_in, mlp_mid, head_in, resid, resid_mid, embed) and back.\n\n"
     "LLM.int8() (Dettmers et al. 2022, section 4.1) calls a feature dimension an outlier when its "
     "magnitude reaches 6 in at least 25% of the layers and at least 6% of the sequence positions. "
     "Such dimensions are few, but they hold the largest values, and quantizing them with the rest "
     "to int8 destroys the model; LLM.int8() multiplies them in 16-bit and everything else in int8. "
-    "The list beside the map is that analysis for the current tau.",
+    "The list beside the map is that analysis for the current tau. At tau 0 the decomposition is "
+    "off (int8:threshold=0): no column is kept in fp32, and nothing counts as an outlier.",
     /* Spectrum */
     "SliceGPT (Ashkboos et al. 2024) rotates the residual stream of each layer into its principal "
     "components (PCA of the signal's covariance, gathered on calibration text) and deletes the "
@@ -49,14 +87,19 @@ static const char *const explain[TUI_V_COUNT] = {
     "log scale. The vertical line is the cut for the current slice ratio: d = floor((1 - ratio) D / 8) "
     "* 8 directions are kept; the share of the total variance they carry is printed for every layer. "
     "A steep spectrum means little is lost. LayerNorm models are first made RMSNorm-connected by "
-    "removing each token's mean, as SliceGPT does, so one eigenvalue is ~0.",
+    "removing each token's mean, as SliceGPT does, so one eigenvalue is ~0.\n\n"
+    "The source is the model itself (fp32, on the calibration text), built as slice:ratio=<the slice "
+    "knob>: the spectrum stays whichever method the parameter panel selects, and only the slice ratio "
+    "moves the cut.",
     /* Compare */
     "Every variant built in this session, measured the same way: perplexity on a few windows of "
     "the evaluation text (--data FILE, or eval.txt beside the model; exp of the mean negative log-likelihood; lower is better), the change against fp32, "
     "the weight size as stored (int8: 1 byte, 4-bit: half a byte, plus scales), the KV-cache bytes "
     "per token, and the evaluation speed in tokens per second.\n\n"
     "The bars compare perplexity and size at a glance: good compression moves the size bar a lot "
-    "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text.",
+    "and the perplexity bar hardly at all. p runs the selected variant over the whole evaluation text; "
+    "e writes the table to qscope-compare.md and qscope-compare.json (the fields of qscope compare --json) "
+    "in the current directory.",
     /* Generate */
     "Two versions of the model continue the same prompt side by side, token by token as they are "
     "produced: by default the model in fp32 (side A) and the current variant (side B); a and b pick "
@@ -67,7 +110,9 @@ static const char *const explain[TUI_V_COUNT] = {
     /* Log */
     "Messages from the workbench and the engine, results of finished jobs, and everything Lua "
     "prints or raises at the : prompt. A Lua error is reported here with its traceback; it never "
-    "ends the program.",
+    "ends the program. e writes the Log to qscope-log.txt in the current directory.\n\n"
+    "At the : prompt, qscope.ui (or ui) reaches the workbench: ui.open_calib(path), ui.open_data(path), "
+    "ui.view(name) and ui.measure(spec).",
     /* Plot */
     "What a Lua script drew with qs.plot.* (from the : prompt or qscope MODEL --script FILE.lua). "
     "Line and scatter plots use braille dots (2x4 per character cell), bars use block characters.",
@@ -98,11 +143,35 @@ static void centered(const tui_state *s, int y, int x, int w, int role, const ch
 
 static const qs_stats *stats(const tui_state *s) { return s->data_ready && s->data ? s->data->stats : NULL; }
 
+typedef struct {
+    const tui_state *s;
+    int y, x, w, role, row, max, center;
+} para_ud;
+
+static void para_line(void *ud, const char *t, int len) {
+    para_ud *p = ud;
+    if (p->row < p->max) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s", len < 511 ? len : 511, t);
+        if (p->center) centered(p->s, p->y + p->row, p->x, p->w, p->role, buf);
+        else tui_text(p->s, p->y + p->row, p->x, p->w, p->role, buf);
+    }
+    p->row++;
+}
+
+/* text wrapped at w columns over at most max rows from y (centred or not) */
+static void para(const tui_state *s, int y, int x, int w, int max, int role, int center, const char *text) {
+    para_ud p = {s, y, x, w, role, 0, max, center};
+    tui_wrap(text, w, para_line, &p);
+}
+
 static void waiting(const tui_state *s, int y, int x, int h, int w, const char *what) {
-    char msg[200];
+    char msg[300];
     if (s->data_ready && s->data && s->data->note[0] && !stats(s)) tui_copy(msg, sizeof msg, s->data->note);
     else tui_copy(msg, sizeof msg, what);
-    centered(s, y + h / 2, x, w, TUI_C_DIM, msg);
+    /* a long note (what is missing and how to give it) wraps rather than being cut */
+    int n = tui_wrap(msg, w - 4, NULL, NULL);
+    para(s, y + h / 2 - n / 2, x + 2, w - 4, 4, TUI_C_DIM, 1, msg);
 }
 
 /* ---- 1 Channels ---- */
@@ -154,12 +223,12 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     /* without colours the clusters are told apart by their glyphs: one
      * character per point, as braille dots carry no glyph */
     tui_canvas_init(cv, cw, ch, s->utf8 && (s->colors || !have), xlo - px, xhi + px, ylo - py, yhi + py, 0);
-    /* the tau lines, dashed */
-    for (int d = 0; d < cv->dh; d += 3) tui_canvas_dot(cv, tui_canvas_map_x(cv, tau), d, TUI_C_DIM, 0, ':');
-    for (int d = 0; d < cv->dw; d += 3) tui_canvas_dot(cv, d, tui_canvas_map_y(cv, -tau), TUI_C_DIM, 0, '-');
+    /* the tau lines, dashed (tau 0: no outliers, no lines) */
+    for (int d = 0; tau > 0 && d < cv->dh; d += 3) tui_canvas_dot(cv, tui_canvas_map_x(cv, tau), d, TUI_C_DIM, 0, ':');
+    for (int d = 0; tau > 0 && d < cv->dw; d += 3) tui_canvas_dot(cv, d, tui_canvas_map_y(cv, -tau), TUI_C_DIM, 0, '-');
     int n_out = 0;
     for (int c = 0; c < D; c++) {
-        int out = ss->absmax[c] >= tau;
+        int out = tau > 0 && ss->absmax[c] >= tau;
         n_out += out;
         int lab = have ? s->labels[c] : 0;
         int role = out ? TUI_C_OUTLIER : have ? cluster_role(s, lab) : TUI_C_NORMAL;
@@ -177,6 +246,20 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     int py0 = y + 2, px0 = x + lw + 1;
     tui_canvas_render(s, cv, py0, px0);
     tui_canvas_axes(s, cv, py0, px0, lw, "max of channel", "min of channel");
+    scatter.valid = 1;
+    scatter.y = py0;
+    scatter.x = px0;
+    scatter.rows = cv->h;
+    scatter.cols = cv->w;
+    scatter.braille = cv->braille;
+    scatter.dw = cv->dw;
+    scatter.dh = cv->dh;
+    scatter.x0 = cv->x0;
+    scatter.x1 = cv->x1;
+    scatter.y0 = cv->y0;
+    scatter.y1 = cv->y1;
+    scatter.layer = s->ch_layer;
+    scatter.site = s->ch_site;
     /* the cursor's cell */
     int c = s->ch_cursor;
     int dx = tui_canvas_map_x(cv, ss->max[c]), dy = tui_canvas_map_y(cv, ss->min[c]);
@@ -184,7 +267,7 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
 
     int iy = py0 + ch + 2;
     char line[300];
-    int out = ss->absmax[c] >= tau;
+    int out = tau > 0 && ss->absmax[c] >= tau;
     tui_textf(s, iy, x + 1, w - 2, TUI_C_NORMAL, "%s channel %d: min %.3f  max %.3f  |x|max %.3f", tui_glyph(s, "cursor"),
               c, ss->min[c], ss->max[c], ss->absmax[c]);
     int used = 0;
@@ -193,7 +276,7 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
     iy++;
     /* which channels reach tau, strongest first */
     int list[12], nl = 0;
-    for (int k = 0; k < D; k++) {
+    for (int k = 0; k < D && tau > 0; k++) {
         if (ss->absmax[k] < tau) continue;
         if (nl == 12 && ss->absmax[list[11]] >= ss->absmax[k]) continue; /* the 12 strongest so far stay */
         int at = nl < 12 ? nl++ : 11;
@@ -203,7 +286,8 @@ static void draw_channels(tui_state *s, int y, int x, int h, int w) {
         }
         list[at] = k;
     }
-    int n = snprintf(line, sizeof line, "outliers (|x| %s %.1f): %d channel%s", tui_glyph(s, "ge"), tau, n_out, n_out == 1 ? "" : "s");
+    int n = tau > 0 ? snprintf(line, sizeof line, "outliers (|x| %s %.1f): %d channel%s", tui_glyph(s, "ge"), tau, n_out, n_out == 1 ? "" : "s")
+                    : snprintf(line, sizeof line, "%s 0: outlier decomposition off, no channel kept in fp32", tui_glyph(s, "tau"));
     for (int k = 0; k < nl && n > 0 && n < (int)sizeof line - 24; k++)
         n += snprintf(line + n, sizeof line - n, "%s %d (%.1f)", k ? "," : ":", list[k], ss->absmax[list[k]]);
     tui_text(s, iy + 1, x + 1, w - 2, n_out ? TUI_C_OUTLIER : TUI_C_DIM, line);
@@ -248,30 +332,43 @@ static void heat_cell(const tui_state *s, int y, int x, int level, int cursor) {
 static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     const qs_stats *st = s->tstats ? s->tstats : stats(s);
     float tau = s->knobs.tau;
-    tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "Linear-layer inputs, layer %s channel: %s", tui_glyph(s, "times"),
+    char what[64];
+    if (s->ol_site < 0) tui_copy(what, sizeof what, "Linear-layer inputs");
+    else snprintf(what, sizeof what, "Site %s", qs_site_name(s->ol_site));
+    tui_textf(s, y, x + 1, w - 1, TUI_C_TITLE, "%s, layer %s channel: %s", what, tui_glyph(s, "times"),
               s->ol_freq ? "share of tokens with |x| >= tau" : "largest |x|");
     if (!st) {
         waiting(s, y, x, h, w, "calibrating...");
         return;
     }
-    const qs_site_stats *first = qs_stats_site(st, 0, QS_SITE_ATTN_IN);
-    if (!first) {
-        waiting(s, y, x, h, w, "no statistics of attn_in");
+    int L = s->m->cfg.n_layers, rows = tui_state_ol_rows(s), D = 0;
+    for (int r = 0; r < rows && !D; r++) {
+        int l, site;
+        tui_state_ol_row(s, r, &l, &site);
+        const qs_site_stats *ss = qs_stats_site(st, l, site);
+        if (ss) D = ss->dim;
+    }
+    if (!D) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "no statistics of %s (s: another site)", s->ol_site < 0 ? "attn_in" : qs_site_name(s->ol_site));
+        waiting(s, y, x, h, w, msg);
         return;
     }
-    int L = s->m->cfg.n_layers, D = first->dim, rows = 2 * L;
-    int list_w = w >= 70 ? 26 : 21, lab_w = 12;
+    int list_w = w >= 70 ? 26 : 21, lab_w = 13;
     int hw = w - lab_w - list_w - 2;
     if (hw < 8) hw = 8;
     int per = (D + hw - 1) / hw; /* channels per column */
     int cols = (D + per - 1) / per;
     int vis_rows = h - 7;
     int top = s->ol_row >= vis_rows ? s->ol_row - vis_rows + 1 : 0;
-    int freq_ok = !s->ol_freq || s->tstats_tau == tau;
+    /* tau 0 has no outliers: the share of tokens over it is not gathered */
+    int freq_ok = !s->ol_freq || (tau > 0 && s->tstats_tau == tau);
     /* the scale: absmax against the largest, frequency against the largest share */
     double vmax = 0;
     for (int r = 0; r < rows; r++) {
-        const qs_site_stats *ss = qs_stats_site(st, r / 2, r % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN);
+        int l, site;
+        tui_state_ol_row(s, r, &l, &site);
+        const qs_site_stats *ss = qs_stats_site(st, l, site);
         for (int c = 0; ss && c < ss->dim; c++) {
             double v = s->ol_freq ? (ss->tokens ? (double)ss->n_over[c] / ss->tokens : 0) : ss->absmax[c];
             vmax = fmax(vmax, v);
@@ -279,11 +376,11 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     }
     if (!(vmax > 0)) vmax = 1;
     int hy = y + 2;
-    tui_textf(s, y + 1, x + 1 + lab_w, hw, TUI_C_DIM, "0%*s%d", cols - 1 - (D - 1 >= 100 ? 3 : D - 1 >= 10 ? 2 : 1), "",
+    tui_textf(s, y + 1, x + 1 + lab_w, hw, TUI_C_DIM, "0%*s%d", cols - 1 - (D - 1 >= 1000 ? 4 : D - 1 >= 100 ? 3 : D - 1 >= 10 ? 2 : 1), "",
               D - 1);
     for (int i = 0; i < vis_rows && top + i < rows; i++) {
-        int r = top + i, l = r / 2;
-        qs_site site = r % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+        int r = top + i, l, site;
+        tui_state_ol_row(s, r, &l, &site);
         const qs_site_stats *ss = qs_stats_site(st, l, site);
         tui_textf(s, hy + i, x + 1, lab_w, r == s->ol_row ? TUI_C_ACCENT : TUI_C_DIM, "L%d %s", l, qs_site_name(site));
         for (int k = 0; ss && k < cols; k++) {
@@ -305,21 +402,24 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     else snprintf(vb, sizeof vb, " %.2f", vmax);
     tui_text(s, sy, sx + 2 + TUI_N_HEAT, 10, TUI_C_DIM, vb);
     /* up to the list's rule, not over it */
-    if (!freq_ok) tui_textf(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(gathering tau %.1f)", tau);
+    if (!freq_ok && tau > 0) tui_textf(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(gathering tau %.1f)", tau);
+    else if (!freq_ok) tui_text(s, sy, sx + 20, x + w - list_w - 1 - (sx + 20), TUI_C_WARN, "(tau 0: off)");
 
     /* the cursor's channel */
     {
-        int l = s->ol_row / 2, c = s->ol_col;
-        qs_site site = s->ol_row % 2 ? QS_SITE_MLP_IN : QS_SITE_ATTN_IN;
+        int l, site, c = s->ol_col;
+        tui_state_ol_row(s, s->ol_row, &l, &site);
         const qs_site_stats *ss = qs_stats_site(st, l, site);
         int iw = w - 2;
         if (ss && c < ss->dim) {
             double f = ss->tokens ? (double)ss->n_over[c] / ss->tokens : 0;
             tui_textf(s, sy + 1, x + 1, iw, TUI_C_NORMAL, "%s L%d %s channel %d: |x|max %.2f", tui_glyph(s, "cursor"), l,
                       qs_site_name(site), c, ss->absmax[c]);
-            if (s->tstats_tau == tau)
+            if (tau > 0 && s->tstats_tau == tau)
                 tui_textf(s, sy + 2, x + 3, iw - 2, TUI_C_NORMAL, "|x| %s %.1f at %.1f%% of the tokens", tui_glyph(s, "ge"),
                           tau, 100 * f);
+            else if (tau <= 0)
+                tui_textf(s, sy + 2, x + 3, iw - 2, TUI_C_DIM, "%s 0: no outliers (decomposition off)", tui_glyph(s, "tau"));
             if (per > 1)
                 tui_textf(s, sy + 3, x + 3, iw - 2, TUI_C_DIM, "one column: %d channels, the largest shown", per);
         }
@@ -336,6 +436,12 @@ static void draw_outliers(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_DIM, "of layers, %s 6%% of", tui_glyph(s, "ge"));
     tui_text(s, ly++, lx + 1, list_w - 1, TUI_C_DIM, "the positions");
     ly++;
+    if (tau <= 0) {
+        /* int8:threshold=0: every column goes through int8 */
+        tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "%s 0: decomposition", tui_glyph(s, "tau"));
+        tui_text(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "off: none in fp32");
+        return;
+    }
     if (s->tstats_tau != tau) {
         tui_textf(s, ly++, lx + 1, list_w - 1, TUI_C_WARN, "gathering tau %.1f...", tau);
     }
@@ -416,7 +522,8 @@ static void draw_spectrum(tui_state *s, int y, int x, int h, int w) {
     tui_textf(s, iy, x + 1, iw, TUI_C_NORMAL, "ratio %.2f: keep d = %d of %d", sp->ratio, kept, D);
     tui_textf(s, iy + 1, x + 1, iw, TUI_C_ACCENT, "variance kept %.2f%% (layer %d)", 100 * sp->frac[s->sp_which][layer],
               layer);
-    tui_textf(s, iy + 2, x + 1, iw, TUI_C_DIM, "eigenvalues: SliceGPT's (%s)", sp->spec);
+    /* the source is the model itself, whatever method the panel holds: only the ratio moves the cut */
+    tui_text(s, iy + 2, x + 1, iw, TUI_C_DIM, "source: fp32 model's PCA, any method");
 
     /* variance kept per layer */
     int tx = x + w - table_w;
@@ -521,9 +628,11 @@ static void draw_compare(tui_state *s, int y, int x, int h, int w) {
                       r->windows == 1 ? "" : "s", s->data->ctx, p ? p + 1 : s->data->eval_path, r->params);
         }
     }
-    if (s->data_ready && s->data && !s->data->eval_ids)
-        tui_textf(s, dy + 2, x + 1, w - 1, TUI_C_WARN, "%s: sizes only",
-                  s->data->eval_note[0] ? s->data->eval_note : "no evaluation text");
+    if (s->data_ready && s->data && !s->data->eval_ids) {
+        char note[320];
+        snprintf(note, sizeof note, "sizes only: %s", s->data->eval_note[0] ? s->data->eval_note : "no evaluation text");
+        para(s, dy + 2, x + 1, w - 2, 2, TUI_C_WARN, 0, note);
+    }
 }
 
 /* ---- 5 Generate ---- */
@@ -821,6 +930,7 @@ static void draw_plot(tui_state *s, int y, int x, int h, int w) {
 }
 
 void tui_view_draw(tui_state *s, int v, int y, int x, int h, int w) {
+    scatter.valid = 0;
     switch (v) {
     case TUI_V_CHANNELS: draw_channels(s, y, x, h, w); break;
     case TUI_V_OUTLIERS: draw_outliers(s, y, x, h, w); break;

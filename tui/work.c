@@ -15,7 +15,7 @@
 #include "stats/stats.h"
 #include "tui.h"
 
-enum { QUICK_WINDOWS = 4, COV_MAX_DIM = 1024 };
+enum { QUICK_WINDOWS = TUI_QUICK_WINDOWS, COV_MAX_DIM = 1024 };
 
 tui_var *tui_var_ref(tui_var *v) {
     if (v) atomic_fetch_add(&v->refs, 1);
@@ -133,7 +133,7 @@ static qs_status calib_run(tui_job *j) {
         free(text);
         text = NULL;
     } else {
-        snprintf(d->eval_note, sizeof d->eval_note, "no evaluation text: give --data FILE");
+        snprintf(d->eval_note, sizeof d->eval_note, "no evaluation text: give --data FILE, or press O to open one");
         d->missing = 1;
         d->eval_path[0] = 0;
     }
@@ -146,7 +146,7 @@ static qs_status calib_run(tui_job *j) {
         tui_copy(d->calib_path, sizeof d->calib_path, co.file);
     } else if (!beside_model(m, "calib.txt", d->calib_path, sizeof d->calib_path)) {
         /* the views say why they are empty, and how to fill them */
-        snprintf(d->note, sizeof d->note, "no calibration text: give --calib FILE or --calib-ids FILE");
+        snprintf(d->note, sizeof d->note, "no calibration text: give --calib FILE or --calib-ids FILE, or press o to open one");
         d->missing = 1;
         return fail(j, QS_EIO, d->note);
     } else {
@@ -176,10 +176,16 @@ static qs_status calib_run(tui_job *j) {
 static void calib_done(tui_state *s, tui_job *j) {
     calib_in *in = j->in;
     tui_data *d = in->d;
+    int other = d != s->data; /* a calibration on files opened later (o, O, qscope.ui) */
     if (j->st == QS_ECANCEL) {
+        if (other) {
+            if (s->data_next == d) s->data_next = NULL;
+            tui_state_retire(s, d);
+        }
         tui_state_log(s, QS_LOG_WARN, "calibration cancelled: press r to run it again");
         return;
     }
+    if (other) tui_state_adopt(s, d);
     /* published even when part failed: the views then say what is missing */
     s->data_ready = 1;
     if (j->st) tui_state_log(s, 3, "calibration: %s", j->err);
@@ -214,12 +220,20 @@ static void calib_done(tui_state *s, tui_job *j) {
                     }
             }
         s->sp_layer = s->ch_layer;
-        s->ol_row = 2 * s->ch_layer + (s->ch_site == QS_SITE_MLP_IN);
+        /* the site the user chose in Outliers stays; its row is the layer's */
+        if (s->ol_site < 0) s->ol_row = 2 * s->ch_layer + (s->ch_site == QS_SITE_MLP_IN);
+        else s->ol_row = tui_state_ol_rows(s) > 1 ? s->ch_layer : 0;
         s->ol_col = s->ch_cursor;
     }
     tui_state_want_clusters(s);
     tui_state_want_spectrum(s);
-    if (s->tstats && s->tstats_tau != s->knobs.tau) tui_state_retune(s, TUI_K_TAU);
+    if (other) {
+        /* Compare again from fp32, on the new texts */
+        tui_state_measure(s, "fp32", 0);
+        tui_state_retune(s, -1);
+    } else if (s->tstats && s->tstats_tau != s->knobs.tau) {
+        tui_state_retune(s, TUI_K_TAU);
+    }
 }
 
 void tui_work_calibrate(tui_jobs *q, const qs_model *m, tui_data *d, const tui_sources *src) {
@@ -276,7 +290,7 @@ static void clusters_free(tui_job *j) {
 static void clusters_done(tui_state *s, tui_job *j) {
     clusters_in *in = j->in;
     clusters_out *o = j->out;
-    if (j->st == QS_ECANCEL) return;
+    if (j->st == QS_ECANCEL || in->d != s->data) return; /* cancelled, or of data replaced since */
     if (j->st) {
         tui_state_log(s, 3, "clustering layer %d %s: %s", in->layer, qs_site_name(in->site), j->err);
         return;
@@ -323,7 +337,7 @@ static qs_status restat_run(tui_job *j) {
     qs_stats_opts so = qs_stats_defaults();
     so.tau = in->tau;
     so.per_token = 0;
-    so.sites = (1u << QS_SITE_ATTN_IN) | (1u << QS_SITE_MLP_IN);
+    so.sites = 0; /* every site: the Outliers view shows any of them at this tau */
     qs_status st = qs_stats_collect(in->m, NULL, &in->d->cal, &so, tui_jobs_progress, j, &o->st);
     if (!st) st = qs_stats_outliers(o->st, in->tau, 0.25, 0.06, &o->outl, &o->n_outl);
     return st ? fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error()) : QS_OK;
@@ -341,7 +355,7 @@ static void restat_free(tui_job *j) {
 static void restat_done(tui_state *s, tui_job *j) {
     restat_in *in = j->in;
     restat_out *o = j->out;
-    if (j->st == QS_ECANCEL) return;
+    if (j->st == QS_ECANCEL || in->d != s->data) return;
     if (j->st) {
         tui_state_log(s, 3, "statistics at tau %.1f: %s", in->tau, j->err);
         return;
@@ -429,7 +443,7 @@ static void spectrum_free(tui_job *j) {
 
 static void spectrum_done(tui_state *s, tui_job *j) {
     spectrum_in *in = j->in;
-    if (j->st == QS_ECANCEL) return;
+    if (j->st == QS_ECANCEL || in->d != s->data) return;
     if (j->st) {
         snprintf(s->spectrum.err, sizeof s->spectrum.err, "slice:ratio=%g: %.200s", in->ratio, j->err);
         tui_state_log(s, 3, "%s", s->spectrum.err);
@@ -520,8 +534,9 @@ static void variant_done(tui_state *s, tui_job *j) {
     variant_out *o = j->out;
     /* cancelled: a row that never finished goes unless another job fills it;
      * a finished one keeps its numbers */
-    tui_row *r = tui_state_row_reported(s, in->spec, in->full, j->st == QS_ECANCEL);
-    if (j->st == QS_ECANCEL) return;
+    int stale = in->d != s->data; /* measured on texts replaced since */
+    tui_row *r = tui_state_row_reported(s, in->spec, in->full, j->st == QS_ECANCEL || stale);
+    if (j->st == QS_ECANCEL || stale) return;
     if (j->st) {
         if (r) {
             r->status = -1;

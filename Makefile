@@ -32,7 +32,7 @@ CORE_LIB  := $(BUILD)/libqscope-core.a
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX    ?= /usr/local
 
-.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui asan bench bench-files lint clean install
+.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui asan sanitize bench bench-files lint clean install
 
 all: qscope qscope.so
 
@@ -105,12 +105,27 @@ test-lua: qscope qscope.so
 test-tui: qscope
 	@if [ -x tests/tui/run ]; then tests/tui/run; fi
 
-# The C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The C and CLI tests under AddressSanitizer + UndefinedBehaviorSanitizer,
+# built with clang when it is installed (its UBSan also checks pointer
+# arithmetic on NULL, which gcc's does not), else with $(CC); any report
+# stops the run. `make asan`: the C tests only.
+SAN_CC    ?= $(shell command -v clang >/dev/null 2>&1 && echo clang || echo $(CC))
+SAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+SAN_MAKE   = $(MAKE) --no-print-directory BUILD=build-san CC=$(SAN_CC) OPT="-O1" CFLAGS="-O1 -g $(SAN_FLAGS)" \
+	  LDFLAGS="$(SAN_FLAGS)"
+
+$(BUILD)/qscope: $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
+
+sanitize: deps
+	@$(SAN_MAKE) build-san/qs_tests build-san/qscope
+	$(SAN_ENV) build-san/qs_tests
+	$(SAN_ENV) QSCOPE=build-san/qscope tests/cli/run
+
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" build-asan/qs_tests
-	ASAN_OPTIONS=detect_leaks=1 build-asan/qs_tests
+	@$(SAN_MAKE) build-san/qs_tests
+	$(SAN_ENV) build-san/qs_tests
 
 bench: deps
 	@$(MAKE) --no-print-directory qscope $(BUILD)/qs_bench $(BUILD)/qs_make_model
@@ -144,6 +159,6 @@ install: qscope qscope.so
 	install -m 644 man/qscope-lua.7 $(DESTDIR)$(PREFIX)/share/man/man7/qscope-lua.7
 
 clean:
-	rm -rf build build-asan build-werror qscope qscope.so bench.json bench-files.json
+	rm -rf build build-asan build-san build-werror qscope qscope.so bench.json bench-files.json
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -40,7 +40,8 @@ static const char usage[] =
     "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
     "Every command takes --threads N: the threads of every kernel (default: all cores).\n"
-    "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
+    "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
+    "See qscope(1).\n";
 
 /* The shell commands; `run` is Lua's (qsl_run): `qscope run --help` is
  * answered here, `qscope run FILE --help` is the script's. */
@@ -163,7 +164,11 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
         }
         int n = take_threads(argc - 2, argv + 2);
         if (n < 0) return EXIT_USAGE;
-        return commands[i].fn(n, argv + 2);
+        cli_interrupt_install();
+        int rc = commands[i].fn(n, argv + 2);
+        if (!cli_interrupted()) return rc;
+        fputs("qscope: interrupted\n", stderr);
+        return EXIT_INTERRUPTED;
     }
     if (!strcmp(cmd, "run")) {
         if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {

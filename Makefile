@@ -133,7 +133,7 @@ asan: deps
 # libFuzzer, any compiler); `make fuzz` builds them with clang's libFuzzer,
 # ASan and UBSan and runs each for FUZZ_SECONDS, new inputs kept in
 # build-fuzz/corpus/TARGET, crashes written to build-fuzz/crash-TARGET-*.
-FUZZ_TARGETS := hf gguf l2c tokenizer_json vocab_merges tokenizer_config spec ids
+FUZZ_TARGETS := hf gguf l2c tokenizer_json vocab_merges tokenizer_config spec ids lua_opts
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_COMMON   = $(BUILD)/tests/fuzz/fuzz_util.o $(CORE_LIB)
@@ -142,6 +142,13 @@ $(BUILD)/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/driver.o $(F
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_COMMON)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# the Lua option tables' target links the bindings too
+$(BUILD)/replay_lua_opts: $(BUILD)/tests/fuzz/fuzz_lua_opts.o $(BUILD)/tests/fuzz/driver.o $(LUA_OBJ) $(FUZZ_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/fuzz_lua_opts: $(BUILD)/tests/fuzz/fuzz_lua_opts.o $(LUA_OBJ) $(FUZZ_COMMON)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 test-fuzz: $(FUZZ_TARGETS:%=$(BUILD)/replay_%)

@@ -32,7 +32,7 @@ CORE_LIB  := $(BUILD)/libqscope-core.a
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 PREFIX    ?= /usr/local
 
-.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui asan bench bench-files lint clean install
+.PHONY: all deps pkgcheck run test check test-c test-c-quick test-cli test-cli-smoke test-lua test-tui test-fuzz fuzz asan sanitize bench bench-files lint clean install
 
 all: qscope qscope.so
 
@@ -73,7 +73,7 @@ run: deps
 	./qscope
 
 test: deps
-	@$(MAKE) --no-print-directory test-c test-cli test-lua test-tui
+	@$(MAKE) --no-print-directory test-c test-fuzz test-cli test-lua test-tui
 
 # The quick tier (under 2 minutes): the C unit tests but the slowest, then a
 # smoke run of a few commands on the bundled model. `make test` runs everything.
@@ -105,12 +105,68 @@ test-lua: qscope qscope.so
 test-tui: qscope
 	@if [ -x tests/tui/run ]; then tests/tui/run; fi
 
-# The C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The C and CLI tests (and the fuzz regression corpus) under AddressSanitizer + UndefinedBehaviorSanitizer,
+# built with clang when it is installed (its UBSan also checks pointer
+# arithmetic on NULL, which gcc's does not), else with $(CC); any report
+# stops the run. `make asan`: the C tests only.
+SAN_CC    ?= $(shell command -v clang >/dev/null 2>&1 && echo clang || echo $(CC))
+SAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+SAN_MAKE   = $(MAKE) --no-print-directory BUILD=build-san CC=$(SAN_CC) OPT="-O1" CFLAGS="-O1 -g $(SAN_FLAGS)" \
+	  LDFLAGS="$(SAN_FLAGS)"
+
+$(BUILD)/qscope: $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $(TUI_OBJ) $(CLI_OBJ) $(LUA_OBJ) $(CORE_LIB) $(LDFLAGS) $(LDLIBS)
+
+sanitize: deps
+	@$(SAN_MAKE) build-san/qs_tests build-san/qscope $(FUZZ_TARGETS:%=build-san/replay_%)
+	$(SAN_ENV) build-san/qs_tests
+	$(SAN_ENV) QSCOPE=build-san/qscope tests/cli/run
+	@$(SAN_ENV) $(SAN_MAKE) test-fuzz
+
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" build-asan/qs_tests
-	ASAN_OPTIONS=detect_leaks=1 build-asan/qs_tests
+	@$(SAN_MAKE) build-san/qs_tests
+	$(SAN_ENV) build-san/qs_tests
+
+# Fuzz targets (tests/fuzz/README): one per reader. `make test` replays the
+# regression corpus and the seeds through each with a plain driver (no
+# libFuzzer, any compiler); `make fuzz` builds them with clang's libFuzzer,
+# ASan and UBSan and runs each for FUZZ_SECONDS, new inputs kept in
+# build-fuzz/corpus/TARGET, crashes written to build-fuzz/crash-TARGET-*.
+FUZZ_TARGETS := hf gguf l2c tokenizer_json vocab_merges tokenizer_config spec ids lua_opts
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_COMMON   = $(BUILD)/tests/fuzz/fuzz_util.o $(CORE_LIB)
+
+$(BUILD)/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/driver.o $(FUZZ_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_COMMON)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# the Lua option tables' target links the bindings too
+$(BUILD)/replay_lua_opts: $(BUILD)/tests/fuzz/fuzz_lua_opts.o $(BUILD)/tests/fuzz/driver.o $(LUA_OBJ) $(FUZZ_COMMON)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/fuzz_lua_opts: $(BUILD)/tests/fuzz/fuzz_lua_opts.o $(LUA_OBJ) $(FUZZ_COMMON)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+test-fuzz: $(FUZZ_TARGETS:%=$(BUILD)/replay_%)
+	@for t in $(FUZZ_TARGETS); do $(BUILD)/replay_$$t tests/fuzz/regress/$$t tests/fuzz/seeds/$$t || exit 1; done
+
+fuzz:
+	@scripts/install-deps --fuzz
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="-O1" \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_FLAGS)" LDFLAGS="$(FUZZ_FLAGS)" \
+	  $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus/$$t; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -dict=tests/fuzz/dict/$$t.dict -artifact_prefix=build-fuzz/crash-$$t- \
+	    build-fuzz/corpus/$$t tests/fuzz/seeds/$$t $$(ls -d tests/fuzz/regress/$$t 2>/dev/null) 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY|Test unit written' || true; \
+	  if ls build-fuzz/crash-$$t-* >/dev/null 2>&1; then echo "qscope: $$t: inputs that fail are in build-fuzz/" >&2; exit 1; fi; \
+	done
 
 bench: deps
 	@$(MAKE) --no-print-directory qscope $(BUILD)/qs_bench $(BUILD)/qs_make_model
@@ -144,6 +200,8 @@ install: qscope qscope.so
 	install -m 644 man/qscope-lua.7 $(DESTDIR)$(PREFIX)/share/man/man7/qscope-lua.7
 
 clean:
-	rm -rf build build-asan build-werror qscope qscope.so bench.json bench-files.json
+	rm -rf build build-asan build-san build-fuzz build-werror qscope qscope.so bench.json bench-files.json
 
--include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+FUZZ_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/fuzz/*.c))
+.SECONDARY: $(FUZZ_OBJ)
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TUI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)

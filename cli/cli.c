@@ -18,6 +18,7 @@
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
+    if (cli_interrupted()) return;
     fputs("qscope: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -67,6 +68,7 @@ int cli_float(const char *opt, const char *val, double lo, double hi, double *ou
 
 int cli_progress(void *ud, long done, long total) {
     static int tty = -1;
+    if (cli_interrupted()) return 1;
     if (tty < 0) tty = isatty(2);
     if (!tty) return 0;
     int width = 30, fill = total > 0 ? (int)(width * done / total) : 0;
@@ -488,12 +490,14 @@ done:
 
 /* ---- gen ---- */
 
+/* ud: non-NULL with --json (nothing streamed); stops after Ctrl-C */
 static int print_piece(void *ud, int id, const char *text, size_t len) {
-    (void)ud;
     (void)id;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return 0;
+    if (!ud) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return cli_interrupted();
 }
 
 int cli_gen(int argc, char **argv) {
@@ -563,12 +567,15 @@ int cli_gen(int argc, char **argv) {
     o.top_p = (float)topp;
     o.seed = (uint64_t)seed;
     o.stop_at_eos = stop;
-    if (!json) {
-        o.on_text = print_piece;
-        if (prompt) fputs(prompt, stdout);
-    }
+    o.on_text = print_piece;
+    o.ud = json ? "json" : NULL;
+    if (!json && prompt) fputs(prompt, stdout);
     if (qs_gen_run(c, m->tok, ids, (int)nids, &o, &r)) {
         cli_error("%s", qs_last_error());
+        goto done;
+    }
+    if (cli_interrupted()) { /* stopped by print_piece: the text so far ends its line */
+        if (!json) putchar('\n');
         goto done;
     }
     double dec = r.n > 1 && r.decode_seconds > 0 ? (r.n - 1) / r.decode_seconds : 0;

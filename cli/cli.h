@@ -1,7 +1,7 @@
 /* cli.h — the command line: the shell subcommands (`qscope info|tokenize|ppl|
  * gen|stats|outliers|compare ...`), thin wrappers over core/ and lua/, and the
  * helpers they share. Each command returns the process exit status:
- * 0 success, 1 runtime error, 2 usage error.
+ * 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).
  *
  *     int main(int argc, char **argv) {
  *         int rc = cli_main(argc, argv, tui_main_accepts);
@@ -14,7 +14,7 @@
 #include "stats/stats.h"
 #include "model/model.h"
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 /* Run `qscope ARGS`: --help, --version, a shell command (or `COMMAND --help`),
  * or `run FILE.lua`. Installs the stderr logger. Returns the exit status, or
@@ -101,7 +101,14 @@ int cli_variant_build(const qs_model *m, const char *spec, int need_cal, const q
 int cli_text_ids(const qs_model *m, const char *path, int special, int32_t **ids, size_t *n);
 
 /* Progress bar on stderr when it is a terminal (a qs_progress_fn). ud is the
- * label ("ppl"). */
+ * label ("ppl"). Returns non-zero (cancel) after Ctrl-C. */
 int cli_progress(void *ud, long done, long total);
+
+/* Ctrl-C (cli_signal.c): install the SIGINT handler; whether it fired. A
+ * command's long loop stops through cli_progress; cli_main then prints
+ * "qscope: interrupted" and returns EXIT_INTERRUPTED, and cli_error prints
+ * nothing once it fired (the cancelled call's error is that line). */
+void cli_interrupt_install(void);
+int cli_interrupted(void);
 
 #endif

@@ -26,6 +26,9 @@ static long status_kb(const char *field) {
     return v;
 }
 
+/* no bar while timing: only Ctrl-C is checked */
+static int bench_stop(void *ud, long done, long total) { return cli_interrupted(); }
+
 int cli_bench(int argc, char **argv) {
     const char *model = NULL, *spec = "fp32", *tokp = NULL;
     long p = 512, n = 128, reps = 3;
@@ -47,7 +50,7 @@ int cli_bench(int argc, char **argv) {
     qs_calib cal = {0};
     qs_variant *var = NULL;
     if (cli_variant_build(m, spec, need_cal, &co, &cal, &var)) goto done;
-    qs_perf_opts po = {(int)p, (int)n, (int)reps};
+    qs_perf_opts po = {(int)p, (int)n, (int)reps, .progress = bench_stop};
     qs_perf_result r = {0};
     if (qs_perf_run(m, qs_variant_exec(var), &po, &r)) {
         cli_error("%s", qs_last_error());

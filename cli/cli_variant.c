@@ -291,6 +291,8 @@ static int compare_progress(void *ud, const char *what, long done, long total) {
     return cli_progress((void *)(what ? what : "calibrating"), done, total);
 }
 
+static int compare_stop(void *ud) { return cli_interrupted(); }
+
 int cli_compare(int argc, char **argv) {
     const char *model = NULL, *data = NULL;
     const char *specs[64];
@@ -342,7 +344,7 @@ int cli_compare(int argc, char **argv) {
     if (cli_text_ids(m, data, 1, &ids, &n)) goto done;
     if (need_cal && cli_calib_load(m, &co, &cal)) goto done;
     qs_compare_opts copts = {.calib = need_cal ? &cal : NULL, .ctx = (int)ctx, .max_windows = (int)maxw,
-                             .progress = compare_progress};
+                             .progress = compare_progress, .stop = compare_stop};
     if (qs_compare_run(m, specs, n_specs, ids, (long)n, &copts, rows)) {
         cli_error("%s", qs_last_error());
         goto done;

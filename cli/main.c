@@ -39,8 +39,10 @@ static const char usage[] =
     "conventions), slice:ratio=0.25; chain with '+'.\n"
     "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
-    "Every command takes --threads N: the threads of every kernel (default: all cores).\n"
-    "Exit status: 0 success, 1 runtime error, 2 usage error. See qscope(1).\n";
+    "Every command takes --threads N: the threads of every kernel (default: all cores), and\n"
+    "--max-memory MB: the memory a variant being built may take (default: MemAvailable).\n"
+    "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
+    "See qscope(1).\n";
 
 /* The shell commands; `run` is Lua's (qsl_run): `qscope run --help` is
  * answered here, `qscope run FILE --help` is the script's. */
@@ -140,6 +142,35 @@ static int take_threads(int argc, char **argv) {
     return out;
 }
 
+/* --max-memory MB (or --max-memory=MB), which every command takes: the
+ * memory a heavy step may plan on instead of MemAvailable (core reads it as
+ * QSCOPE_MAX_MEMORY_MB); removed from argv. Returns the arguments left, or
+ * -1 after a usage error. */
+static int take_max_memory(int argc, char **argv) {
+    int out = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--max-memory")) {
+            if (i + 1 >= argc) {
+                cli_error("--max-memory needs a value (MB)");
+                return -1;
+            }
+            v = argv[++i];
+        } else if (!strncmp(argv[i], "--max-memory=", 13)) {
+            v = argv[i] + 13;
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        long mb;
+        if (!cli_int("--max-memory", v, 1, 1L << 30, &mb)) return -1;
+        char buf[24];
+        snprintf(buf, sizeof buf, "%ld", mb);
+        setenv("QSCOPE_MAX_MEMORY_MB", buf, 1);
+    }
+    return out;
+}
+
 int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **argv)) {
     qs_log_set(log_to_stderr, NULL);
     if (argc < 2) return CLI_WORKBENCH;
@@ -162,8 +193,13 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
             return EXIT_OK;
         }
         int n = take_threads(argc - 2, argv + 2);
+        if (n >= 0) n = take_max_memory(n, argv + 2);
         if (n < 0) return EXIT_USAGE;
-        return commands[i].fn(n, argv + 2);
+        cli_interrupt_install();
+        int rc = commands[i].fn(n, argv + 2);
+        if (!cli_interrupted()) return rc;
+        fputs("qscope: interrupted\n", stderr);
+        return EXIT_INTERRUPTED;
     }
     if (!strcmp(cmd, "run")) {
         if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {

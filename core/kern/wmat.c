@@ -9,6 +9,7 @@
  * dot), which the fast kernels are tested against.
  * Many rows (prefill): panels of weight rows are decoded into a cache-sized
  * fp32 buffer and multiplied by sgemm, panel after panel. */
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -214,8 +215,15 @@ typedef float (*dot_fn)(const uint8_t *row, const float *x, int n);
 
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang before 15 does not know the
+ * name "f16c" in __builtin_cpu_supports. */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+
 static int fast_available(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
 
 int qs_wmat_set_kernel(const char *name) {

@@ -299,8 +299,10 @@ qs_status qs_variant_new(const qs_model *m, const char *spec, const qs_variant_o
     if (need > 0 && have > 0 && need > have) {
         long long weights = qs_variant_estimate(m, spec, NULL);
         free(v);
-        return qs_fail(QS_ENOMEM, "%s: building it needs about %.0f MB and %.0f MB is available (MemAvailable, "
-                       "or QSCOPE_MAX_MEMORY_MB); %s", spec, need / 1e6, have / 1e6,
+        const char *src = getenv("QSCOPE_MAX_MEMORY_MB") && *getenv("QSCOPE_MAX_MEMORY_MB")
+                              ? "the limit set (--max-memory or QSCOPE_MAX_MEMORY_MB)" : "MemAvailable";
+        return qs_fail(QS_ENOMEM, "variant %s: building it needs about %.0f MB, more than the %.0f MB of %s; %s",
+                       spec, need / 1e6, have / 1e6, src,
                        weights > have ? "the weights it rewrites do not fit as it keeps them: fewer weight bits "
                                         "(rtn/gptq/rptq w=4, packed), int8, a larger slice ratio, or a smaller model"
                                       : "fewer calibration windows (--calib-windows) or a shorter --calib-ctx lower it");

@@ -93,13 +93,16 @@ static qs_status rd_u64(cursor *c, const char *what, uint64_t *out) {
 }
 
 /* A length-prefixed string, copied and NUL-terminated. The length is checked
- * against the bytes left before anything is allocated. */
-static qs_status rd_str(cursor *c, const char *what, char **out) {
+ * against max and the bytes left before anything is allocated. */
+static qs_status rd_str(cursor *c, const char *what, uint64_t max, char **out) {
     uint64_t n = 0;
     *out = NULL;
     size_t at = c->pos;
     qs_status st = rd_u64(c, what, &n);
     if (st) return st;
+    if (n > max)
+        return qs_fail(QS_EFORMAT, "%s: %s at byte %zu has length %llu, over the limit of %llu bytes", c->g->path,
+                       what, at, (unsigned long long)n, (unsigned long long)max);
     if (n > c->size - c->pos)
         return qs_fail(QS_EFORMAT, "%s: %s at byte %zu has length %llu, past the end of the file (%zu bytes)",
                        c->g->path, what, at, (unsigned long long)n, c->size);
@@ -116,7 +119,7 @@ static qs_status rd_str(cursor *c, const char *what, char **out) {
 /* A name, then a u32 that follows it (a key's type, a tensor's dimension
  * count); *count grows once the name is read, so freeing finds it. */
 static qs_status rd_name_u32(cursor *c, const char *what, char **name, size_t *count, uint32_t *u) {
-    qs_status st = rd_str(c, what, name);
+    qs_status st = rd_str(c, what, QS_GGUF_MAX_NAME, name);
     if (st) return st;
     (*count)++;
     return rd_u32(c, *name, u);
@@ -131,6 +134,11 @@ static qs_status bad_type(const cursor *c, const char *key, uint32_t type) {
     return qs_fail(QS_EFORMAT, "%s: key '%s' has unknown value type %u", c->g->path, key, type);
 }
 
+static qs_status too_long(const cursor *c, const char *key, uint64_t n) {
+    return qs_fail(QS_EFORMAT, "%s: array '%s' claims %llu elements, over the limit of %d", c->g->path, key,
+                   (unsigned long long)n, QS_GGUF_MAX_ARRAY);
+}
+
 /* Skip a nested array (arrays of arrays are legal GGUF, unused by models). */
 static qs_status skip_array(cursor *c, const char *key, int depth) {
     uint32_t type = 0;
@@ -138,6 +146,7 @@ static qs_status skip_array(cursor *c, const char *key, int depth) {
     qs_status st;
     if (depth > 8) return qs_fail(QS_EFORMAT, "%s: key '%s' nests arrays too deeply", c->g->path, key);
     if ((st = rd_u32(c, key, &type)) || (st = rd_u64(c, key, &n))) return st;
+    if (n > QS_GGUF_MAX_ARRAY) return too_long(c, key, n);
     size_t es = scalar_size(type);
     if (es) {
         if (n > (c->size - c->pos) / es) return short_read(c, key);
@@ -148,6 +157,9 @@ static qs_status skip_array(cursor *c, const char *key, int depth) {
         if (type == QS_GGUF_STRING) {
             uint64_t len = 0;
             if ((st = rd_u64(c, key, &len))) return st;
+            if (len > QS_GGUF_MAX_STRING)
+                return qs_fail(QS_EFORMAT, "%s: a string of array '%s' has length %llu, over the limit of %d bytes",
+                               c->g->path, key, (unsigned long long)len, QS_GGUF_MAX_STRING);
             if (len > c->size - c->pos) return short_read(c, key);
             c->pos += (size_t)len;
         } else if (type == QS_GGUF_ARRAY) {
@@ -183,12 +195,13 @@ static qs_status rd_value(cursor *c, qs_gguf_kv *kv) {
         }
         return QS_OK;
     }
-    if (kv->type == QS_GGUF_STRING) return rd_str(c, kv->key, &kv->str);
+    if (kv->type == QS_GGUF_STRING) return rd_str(c, kv->key, QS_GGUF_MAX_STRING, &kv->str);
     if (kv->type != QS_GGUF_ARRAY) return bad_type(c, kv->key, kv->type);
     uint32_t at = 0;
     uint64_t n = 0;
     if ((st = rd_u32(c, kv->key, &at)) || (st = rd_u64(c, kv->key, &n))) return st;
     kv->arr_type = (qs_gguf_type)at;
+    if (n > QS_GGUF_MAX_ARRAY) return too_long(c, kv->key, n);
     es = scalar_size(at);
     if (es) {
         if (n > (c->size - c->pos) / es)
@@ -206,7 +219,7 @@ static qs_status rd_value(cursor *c, qs_gguf_kv *kv) {
         kv->arr_str = calloc(n ? (size_t)n : 1, sizeof *kv->arr_str);
         if (!kv->arr_str) return qs_fail(QS_ENOMEM, "%s: out of memory", c->g->path);
         for (uint64_t i = 0; i < n; i++) {
-            if ((st = rd_str(c, kv->key, &kv->arr_str[i]))) return st;
+            if ((st = rd_str(c, kv->key, QS_GGUF_MAX_STRING, &kv->arr_str[i]))) return st;
             kv->arr_n = i + 1; /* what close must free */
         }
         return QS_OK;
@@ -252,6 +265,9 @@ static qs_status parse(qs_gguf *g) {
                        "%s: GGUF version %u is not supported (qscope reads version 3; re-convert the "
                        "model with a current llama.cpp)", path, g->version);
     if ((st = rd_u64(&c, "tensor count", &n_t)) || (st = rd_u64(&c, "key/value count", &n_kv))) return st;
+    if (n_t > QS_GGUF_MAX_TENSORS || n_kv > QS_GGUF_MAX_KV)
+        return qs_fail(QS_EFORMAT, "%s: %llu tensors and %llu key/values, over the limits of %d and %d", path,
+                       (unsigned long long)n_t, (unsigned long long)n_kv, QS_GGUF_MAX_TENSORS, QS_GGUF_MAX_KV);
     /* a key/value takes at least 8 + 4 bytes, a tensor info at least 8 + 4 + 8 + 4 + 8 */
     if (n_kv > (c.size - c.pos) / 12 || n_t > (c.size - c.pos) / 32)
         return qs_fail(QS_EFORMAT, "%s: %llu tensors and %llu key/values cannot fit in a %zu-byte file", path,
@@ -284,8 +300,11 @@ static qs_status parse(qs_gguf *g) {
         t->numel = 1;
         for (uint32_t d = 0; d < nd; d++) {
             if ((st = rd_u64(&c, t->name, &t->ne[d]))) return st;
-            if (t->ne[d] > ((uint64_t)1 << 40) || (t->ne[d] && t->numel > ((uint64_t)1 << 56) / t->ne[d]))
-                return qs_fail(QS_EFORMAT, "%s: tensor '%s' has an impossible size", path, t->name);
+            if (t->ne[d] > ((uint64_t)1 << 40))
+                return qs_fail(QS_EFORMAT, "%s: tensor '%s' dimension %u is %llu, over the limit of 2^40", path,
+                               t->name, d, (unsigned long long)t->ne[d]);
+            if (t->ne[d] && t->numel > ((uint64_t)1 << 56) / t->ne[d])
+                return qs_fail(QS_EFORMAT, "%s: tensor '%s' has more than 2^56 elements (the limit)", path, t->name);
             t->numel *= t->ne[d];
         }
         if ((st = rd_u32(&c, t->name, &t->type)) || (st = rd_u64(&c, t->name, &t->offset))) return st;

@@ -129,6 +129,16 @@ typedef enum {
 /* ggml tensor types qscope converts; others are named in errors only. */
 enum { QS_GGML_F32 = 0, QS_GGML_F16 = 1, QS_GGML_BF16 = 30 };
 
+/* Limits of the GGUF reader, far above any real model's and low enough that
+ * no count or byte size computed from them overflows; a file past one is
+ * refused naming it. A tensor has 1 to 4 dimensions, each at most 2^40, and
+ * at most 2^56 elements (as safetensors). */
+#define QS_GGUF_MAX_TENSORS (1 << 20)
+#define QS_GGUF_MAX_KV (1 << 16)
+#define QS_GGUF_MAX_NAME 256        /* bytes of a key or a tensor name */
+#define QS_GGUF_MAX_STRING (1 << 24) /* bytes of a string value (a chat template) */
+#define QS_GGUF_MAX_ARRAY (1 << 24)  /* elements of an array (a vocabulary and its scores) */
+
 typedef struct {
     char *key;
     qs_gguf_type type;

@@ -37,6 +37,7 @@ qs_status qs_perf_run(const qs_model *m, const qs_exec *x, const qs_perf_opts *o
         ids[i] = (int32_t)(s % (uint64_t)m->cfg.vocab);
     }
     r->reps = reps;
+    long done_n = 0, total = (long)reps * (p > 0) + (long)reps * n;
     /* one untimed step first: the weights' pages and the pool's threads */
     qs_ctx_reset(c);
     if ((st = qs_forward(c, ids, 1, logits, QS_LOGITS_LAST))) goto done;
@@ -45,16 +46,22 @@ qs_status qs_perf_run(const qs_model *m, const qs_exec *x, const qs_perf_opts *o
         double t0 = qs_io_clock();
         if ((st = qs_forward(c, ids, p, logits, QS_LOGITS_LAST))) goto done;
         r->pp_runs[k] = p / (qs_io_clock() - t0);
+        if (o->progress && o->progress(o->progress_ud, ++done_n, total)) goto cancel;
     }
     for (int k = 0; k < reps && n > 0; k++) {
         qs_ctx_reset(c);
         double t0 = qs_io_clock();
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             if ((st = qs_forward(c, ids + i, 1, logits, QS_LOGITS_LAST))) goto done;
+            if (o->progress && o->progress(o->progress_ud, ++done_n, total)) goto cancel;
+        }
         r->tg_runs[k] = n / (qs_io_clock() - t0);
     }
     r->pp_tok_s = p > 0 ? stat_mean(r->pp_runs, reps, &r->pp_sd) : 0;
     r->tg_tok_s = n > 0 ? stat_mean(r->tg_runs, reps, &r->tg_sd) : 0;
+    goto done;
+cancel:
+    st = qs_fail(QS_ECANCEL, "bench: cancelled after %ld of %ld steps", done_n, total);
 done:
     free(ids);
     free(logits);

@@ -203,6 +203,8 @@ typedef struct {
     int p;    /* prefill: one forward of p tokens (0: none) */
     int n;    /* decode: n single-token steps from an empty cache (0: none) */
     int reps; /* repetitions of each (1..16) */
+    qs_progress_fn progress; /* after each prefill and each decoded token (done, total); may cancel; may be NULL */
+    void *progress_ud;
 } qs_perf_opts;
 typedef struct {
     double pp_tok_s, pp_sd, tg_tok_s, tg_sd; /* mean and standard deviation over the repetitions */

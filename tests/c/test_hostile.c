@@ -18,6 +18,7 @@
 #include "base/base.h"
 #include "kern/kern.h"
 #include "model/model.h"
+#include "read/read.h"
 #include "stats/stats.h"
 #include "tok/tok.h"
 #include "harness.h"
@@ -258,4 +259,114 @@ TEST(hostile_exp_nan) {
     for (int i = 0; i < 19; i++) g[i] = i == 11 ? NAN : (float)i - 9;
     qs_ops_silu(g, 19);
     CHECK(isnan(g[11]) && fabsf(g[10] - 1.0f / (1.0f + expf(-1.0f))) < 1e-6f, "silu: %g %g", g[11], g[10]);
+}
+
+/* ---- the readers' limits (README "Limits"): a crafted file past each is
+ * refused with a message naming the limit, before anything is allocated ---- */
+
+typedef struct {
+    uint8_t b[512];
+    size_t n;
+} gbuf;
+
+static void g_u32(gbuf *g, uint32_t v) {
+    for (int i = 0; i < 4; i++) g->b[g->n++] = (uint8_t)(v >> 8 * i);
+}
+static void g_u64(gbuf *g, uint64_t v) {
+    for (int i = 0; i < 8; i++) g->b[g->n++] = (uint8_t)(v >> 8 * i);
+}
+static void g_str(gbuf *g, const char *s) {
+    g_u64(g, strlen(s));
+    memcpy(g->b + g->n, s, strlen(s));
+    g->n += strlen(s);
+}
+/* a GGUF v3 header with n_t tensors and n_kv key/values; 64 zero bytes of padding follow what
+ * the caller adds, so that a count is refused for its limit, not for the file's end */
+static void g_head(gbuf *g, uint64_t n_t, uint64_t n_kv) {
+    g->n = 0;
+    memcpy(g->b, "GGUF", 4);
+    g->n = 4;
+    g_u32(g, 3);
+    g_u64(g, n_t);
+    g_u64(g, n_kv);
+}
+static qs_status g_open(const char *dir, gbuf *g, char *msg, size_t cap) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/l.gguf", dir);
+    memset(g->b + g->n, 0, 64);
+    FILE *f = fopen(path, "wb");
+    if (!f) return QS_EIO;
+    fwrite(g->b, 1, g->n + 64, f);
+    fclose(f);
+    qs_gguf *h = NULL;
+    qs_status st = qs_gguf_open(path, &h);
+    snprintf(msg, cap, "%s", st ? qs_last_error() : "");
+    qs_gguf_close(h);
+    unlink(path);
+    return st;
+}
+
+TEST(hostile_gguf_limits) {
+    char dir[256], msg[512];
+    REQUIRE(new_dir(dir, sizeof dir), "mkdtemp");
+    gbuf g;
+    g_head(&g, QS_GGUF_MAX_TENSORS + 1, 0);
+    CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT && has(msg, "1048577 tensors and 0 key/values, over the limits of 1048576 and 65536"),
+          "tensor count: %s", msg);
+    g_head(&g, 0, QS_GGUF_MAX_KV + 1);
+    CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT && has(msg, "65537 key/values, over the limits"), "kv count: %s", msg);
+    /* a key of 257 bytes (the file holds them) */
+    g_head(&g, 0, 1);
+    g_u64(&g, QS_GGUF_MAX_NAME + 1);
+    memset(g.b + g.n, 'k', QS_GGUF_MAX_NAME + 1);
+    g.n += QS_GGUF_MAX_NAME + 1;
+    g_u32(&g, 8);
+    CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT && has(msg, "key at byte 24 has length 257, over the limit of 256 bytes"),
+          "key length: %s", msg);
+    /* a string value, an array, a string in a nested array past their limits */
+    g_head(&g, 0, 1);
+    g_str(&g, "tokenizer.chat_template");
+    g_u32(&g, 8); /* STRING */
+    g_u64(&g, (uint64_t)QS_GGUF_MAX_STRING + 1);
+    CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT &&
+              has(msg, "tokenizer.chat_template at byte 59 has length 16777217, over the limit of 16777216 bytes"),
+          "string length: %s", msg);
+    g_head(&g, 0, 1);
+    g_str(&g, "tokenizer.ggml.tokens");
+    g_u32(&g, 9); /* ARRAY */
+    g_u32(&g, 8); /* of STRING */
+    g_u64(&g, (uint64_t)QS_GGUF_MAX_ARRAY + 1);
+    CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT &&
+              has(msg, "array 'tokenizer.ggml.tokens' claims 16777217 elements, over the limit of 16777216"),
+          "array length: %s", msg);
+    g_head(&g, 0, 1);
+    g_str(&g, "x.nested");
+    g_u32(&g, 9);
+    g_u32(&g, 9); /* of ARRAY */
+    g_u64(&g, 1);
+    g_u32(&g, 8); /* one array of STRING */
+    g_u64(&g, 1);
+    g_u64(&g, (uint64_t)QS_GGUF_MAX_STRING + 1);
+    CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT && has(msg, "a string of array 'x.nested' has length 16777217, over the limit"),
+          "nested string: %s", msg);
+    /* tensors: 5 dimensions; one dimension over 2^40; a product over 2^56 */
+    static const struct {
+        uint32_t nd;
+        uint64_t ne[5];
+        const char *want;
+    } shapes[] = {
+        {5, {1, 1, 1, 1, 1}, "tensor 'w' has 5 dimensions (1 to 4)"},
+        {2, {4, ((uint64_t)1 << 40) + 1}, "tensor 'w' dimension 1 is 1099511627777, over the limit of 2^40"},
+        {3, {(uint64_t)1 << 30, (uint64_t)1 << 20, 1 << 7}, "tensor 'w' has more than 2^56 elements (the limit)"},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        g_head(&g, 1, 0);
+        g_str(&g, "w");
+        g_u32(&g, shapes[i].nd);
+        for (uint32_t d = 0; d < shapes[i].nd; d++) g_u64(&g, shapes[i].ne[d]);
+        g_u32(&g, 0);
+        g_u64(&g, 0);
+        CHECK(g_open(dir, &g, msg, sizeof msg) == QS_EFORMAT && has(msg, shapes[i].want), "shape %zu: %s", i, msg);
+    }
+    rmdir(dir);
 }

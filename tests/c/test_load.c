@@ -1444,13 +1444,19 @@ TEST(load_bad_gguf) {
     RUN("version 2", QS_EUNSUPPORTED, has(msg, "version 2"));
     memcpy(b, orig, len);
     put_u64_at(b, mk.first_key_len, (uint64_t)1 << 60);
-    RUN("huge key length", QS_EFORMAT, has(msg, "1152921504606846976") && has(msg, "past the end"));
+    RUN("huge key length", QS_EFORMAT, has(msg, "1152921504606846976, over the limit of 256 bytes"));
     memcpy(b, orig, len);
     put_u64_at(b, mk.names_count, (uint64_t)1 << 58);
-    RUN("huge array count", QS_EFORMAT, has(msg, "general.tags") && has(msg, "past the end"));
+    RUN("huge array count", QS_EFORMAT, has(msg, "general.tags") && has(msg, "over the limit of 16777216"));
+    memcpy(b, orig, len);
+    put_u64_at(b, mk.names_count, (uint64_t)1 << 23); /* within the limit, past the end */
+    RUN("array count past the end", QS_EFORMAT, has(msg, "general.tags") && has(msg, "past the end"));
     memcpy(b, orig, len);
     put_u64_at(b, 8, (uint64_t)1 << 50);
-    RUN("huge tensor count", QS_EFORMAT, has(msg, "cannot fit"));
+    RUN("huge tensor count", QS_EFORMAT, has(msg, "over the limits of 1048576 and 65536"));
+    memcpy(b, orig, len);
+    put_u64_at(b, 8, (uint64_t)1 << 19);
+    RUN("tensor count past the end", QS_EFORMAT, has(msg, "cannot fit"));
     /* the first tensor info: name "token_embd.weight", n_dims, ne[2], type, offset */
     size_t type_at = mk.first_info + 8 + strlen("token_embd.weight") + 4 + 16;
     memcpy(b, orig, len);

@@ -39,8 +39,9 @@ static const char usage[] =
     "conventions), slice:ratio=0.25; chain with '+'.\n"
     "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
-    "Every command takes --threads N: the threads of every kernel (default: all cores), and\n"
-    "--max-memory MB: the memory a variant being built may take (default: MemAvailable).\n"
+    "Every command takes --threads N: the threads of every kernel (default: all cores),\n"
+    "--max-memory MB: the memory a variant being built may take (default: MemAvailable), and\n"
+    "-v: say what loading, calibration and building a variant will hold before they start.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
     "See qscope(1).\n";
 
@@ -54,10 +55,23 @@ static const struct {
     {"stats", cli_stats}, {"outliers", cli_outliers}, {"compare", cli_compare}, {"bench", cli_bench},
 };
 
+static int verbose; /* -v: what loading, calibration and a variant will hold */
+
 static void log_to_stderr(void *ud, int level, const char *msg) {
     (void)ud;
     if (level >= QS_LOG_WARN) fprintf(stderr, "qscope: warning: %s\n", msg);
-    else if (getenv("QSCOPE_DEBUG")) fprintf(stderr, "qscope: %s\n", msg);
+    else if ((verbose && level >= QS_LOG_INFO) || getenv("QSCOPE_DEBUG")) fprintf(stderr, "qscope: %s\n", msg);
+}
+
+/* -v / --verbose, which every command takes; removed from argv. Returns the
+ * arguments left. */
+static int take_verbose(int argc, char **argv) {
+    int out = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) verbose = 1;
+        else argv[out++] = argv[i];
+    }
+    return out;
 }
 
 /* The keyword a note paragraph of the usage text is about ("MODEL is ...",
@@ -194,6 +208,7 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
         }
         int n = take_threads(argc - 2, argv + 2);
         if (n >= 0) n = take_max_memory(n, argv + 2);
+        if (n >= 0) n = take_verbose(n, argv + 2);
         if (n < 0) return EXIT_USAGE;
         cli_interrupt_install();
         int rc = commands[i].fn(n, argv + 2);

@@ -127,62 +127,52 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
-/* --threads N (or --threads=N), which every command takes: the threads of
- * qscope's kernels and of the BLAS, set before either starts; removed from
- * argv. Returns the arguments left, or -1 after a usage error. */
-static int take_threads(int argc, char **argv) {
+/* A global option NAME V (or NAME=V) that every command takes, an integer
+ * in [lo, hi], removed from argv (the last one given counts; *val stays as
+ * it was when none is). `unit` names the value in an error. Returns the
+ * arguments left, or -1 after a usage error. */
+static int take_int_option(int argc, char **argv, const char *name, const char *unit, long lo, long hi, long *val) {
     int out = 0;
+    size_t len = strlen(name);
     for (int i = 0; i < argc; i++) {
         const char *v = NULL;
-        if (!strcmp(argv[i], "--threads")) {
+        if (!strcmp(argv[i], name)) {
             if (i + 1 >= argc) {
-                cli_error("--threads needs a value");
+                cli_error("%s needs a value%s", name, unit);
                 return -1;
             }
             v = argv[++i];
-        } else if (!strncmp(argv[i], "--threads=", 10)) {
-            v = argv[i] + 10;
+        } else if (!strncmp(argv[i], name, len) && argv[i][len] == '=') {
+            v = argv[i] + len + 1;
         } else {
             argv[out++] = argv[i];
             continue;
         }
-        long n;
-        if (!cli_int("--threads", v, 1, 256, &n)) return -1;
-        char buf[16];
-        snprintf(buf, sizeof buf, "%ld", n);
-        setenv("QSCOPE_THREADS", buf, 1);
-        qs_blas_set_threads((int)n);
+        if (!cli_int(name, v, lo, hi, val)) return -1;
     }
     return out;
 }
 
-/* --max-memory MB (or --max-memory=MB), which every command takes: the
- * memory a heavy step may plan on instead of MemAvailable (core reads it as
- * QSCOPE_MAX_MEMORY_MB); removed from argv. Returns the arguments left, or
- * -1 after a usage error. */
-static int take_max_memory(int argc, char **argv) {
-    int out = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        if (!strcmp(argv[i], "--max-memory")) {
-            if (i + 1 >= argc) {
-                cli_error("--max-memory needs a value (MB)");
-                return -1;
-            }
-            v = argv[++i];
-        } else if (!strncmp(argv[i], "--max-memory=", 13)) {
-            v = argv[i] + 13;
-        } else {
-            argv[out++] = argv[i];
-            continue;
-        }
-        long mb;
-        if (!cli_int("--max-memory", v, 1, 1L << 30, &mb)) return -1;
-        char buf[24];
+/* --threads N: the threads of qscope's kernels and of the BLAS, set before
+ * either starts; --max-memory MB: the memory a heavy step may plan on
+ * instead of MemAvailable (core reads it as QSCOPE_MAX_MEMORY_MB). Both are
+ * removed from argv; returns the arguments left, or -1 after a usage error. */
+static int take_globals(int argc, char **argv) {
+    long threads = 0, mb = 0;
+    char buf[24];
+    int n = take_int_option(argc, argv, "--threads", "", 1, 256, &threads);
+    if (n >= 0) n = take_int_option(n, argv, "--max-memory", " (MB)", 1, 1L << 30, &mb);
+    if (n < 0) return -1;
+    if (threads) {
+        snprintf(buf, sizeof buf, "%ld", threads);
+        setenv("QSCOPE_THREADS", buf, 1);
+        qs_blas_set_threads((int)threads);
+    }
+    if (mb) {
         snprintf(buf, sizeof buf, "%ld", mb);
         setenv("QSCOPE_MAX_MEMORY_MB", buf, 1);
     }
-    return out;
+    return take_verbose(n, argv);
 }
 
 int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **argv)) {
@@ -206,9 +196,7 @@ int cli_main(int argc, char **argv, int (*workbench_accepts)(int argc, char **ar
             command_help(cmd);
             return EXIT_OK;
         }
-        int n = take_threads(argc - 2, argv + 2);
-        if (n >= 0) n = take_max_memory(n, argv + 2);
-        if (n >= 0) n = take_verbose(n, argv + 2);
+        int n = take_globals(argc - 2, argv + 2);
         if (n < 0) return EXIT_USAGE;
         cli_interrupt_install();
         int rc = commands[i].fn(n, argv + 2);

@@ -38,6 +38,15 @@ static int32_t *text_ids(const qs_model *m, const char *rel, size_t *n) {
     return st ? NULL : ids;
 }
 
+/* windows of ctx tokens of calib.txt into cal (a failed check when it cannot) */
+static void calib_text(const qs_model *m, int ctx, int windows, qs_calib *cal) {
+    char *ct = NULL;
+    size_t nc = 0;
+    CHECK(qs_io_read_all(th_path("data/calib.txt"), &ct, &nc) == QS_OK, "%s", qs_last_error());
+    CHECK(ct && qs_calib_from_text(m->tok, ct, nc, ctx, windows, cal) == QS_OK, "%s", qs_last_error());
+    free(ct);
+}
+
 /* logits (n, vocab) of ids through exec x (NULL: the model) */
 static float *logits_of(const qs_model *m, const qs_exec *x, const int32_t *ids, int n) {
     qs_ctx *c;
@@ -128,13 +137,10 @@ TEST(slice_zero_ratio_keeps_logits) {
             qs_model_free(m);
             continue;
         }
-        size_t n, nc;
+        size_t n;
         int32_t *ids = text_ids(m, "data/heldout.txt", &n);
-        char *ct = NULL;
         qs_calib cal = {0};
-        CHECK(qs_io_read_all(th_path("data/calib.txt"), &ct, &nc) == QS_OK, "%s", qs_last_error());
-        CHECK(ct && qs_calib_from_text(m->tok, ct, nc, 128, 8, &cal) == QS_OK, "%s", qs_last_error());
-        free(ct);
+        calib_text(m, 128, 8, &cal);
         qs_variant_opts o = {.calib = &cal};
         qs_variant *v = NULL;
         CHECK(qs_variant_new(m, "slice:ratio=0", &o, &v) == QS_OK, "%s: %s", models[mi], qs_last_error());
@@ -173,13 +179,10 @@ TEST(slice_few_tokens_low_rank_pca) {
         qs_model_free(m);
         return;
     }
-    size_t n, nc;
+    size_t n;
     int32_t *ids = text_ids(m, "data/heldout.txt", &n);
-    char *ct = NULL;
     qs_calib cal = {0};
-    CHECK(qs_io_read_all(th_path("data/calib.txt"), &ct, &nc) == QS_OK, "%s", qs_last_error());
-    CHECK(ct && qs_calib_from_text(m->tok, ct, nc, 128, 1, &cal) == QS_OK, "%s", qs_last_error());
-    free(ct);
+    calib_text(m, 128, 1, &cal);
     REQUIRE(cal.n_rows == 1 && cal.ctx < m->cfg.d_model, "%d rows of %d", cal.n_rows, cal.ctx);
     qs_variant_opts o = {.calib = &cal};
     qs_variant *v = NULL;
@@ -357,13 +360,10 @@ TEST(slice_other_models) {
     for (int mi = 1; mi < 3; mi++) {
         qs_model *m = load(models[mi]);
         if (!m) continue;
-        size_t n = 0, nc = 0;
+        size_t n = 0;
         int32_t *ids = text_ids(m, "data/heldout.txt", &n);
-        char *ct = NULL;
         qs_calib cal = {0};
-        CHECK(qs_io_read_all(th_path("data/calib.txt"), &ct, &nc) == QS_OK, "%s", qs_last_error());
-        CHECK(ct && qs_calib_from_text(m->tok, ct, nc, 256, 8, &cal) == QS_OK, "%s", qs_last_error());
-        free(ct);
+        calib_text(m, 256, 8, &cal);
         /* both heads are tied: slicing unties them, so a sliced model can
          * hold more parameters than the dense one; fewer with every step of s */
         qs_variant *dense = NULL;

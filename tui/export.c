@@ -5,14 +5,12 @@
  * ever replaced by the rename. The JSON uses the field names of
  * `qscope compare --json`. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tui.h"
@@ -22,48 +20,9 @@
 #endif
 
 int tui_export_write(const char *path, const char *data, size_t len, char *err, size_t cap) {
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 8);
-    if (!tmp) {
-        snprintf(err, cap, "%s: out of memory", path);
-        return -1;
-    }
-    snprintf(tmp, n + 8, "%s.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, cap, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    const char *p = data;
-    size_t left = len;
-    int bad = 0;
-    while (left > 0 && !bad) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) bad = 1;
-        else {
-            p += w;
-            left -= (size_t)w;
-        }
-    }
-    /* mkstemp makes the file private; an export is an ordinary file */
-    if (!bad && (fchmod(fd, 0644) != 0 || fsync(fd) != 0)) bad = 1;
-    int saved = errno;
-    if (close(fd) != 0 && !bad) {
-        bad = 1;
-        saved = errno;
-    }
-    if (!bad && rename(tmp, path) != 0) {
-        bad = 1;
-        saved = errno;
-    }
-    if (bad) {
-        snprintf(err, cap, "%s: cannot write: %s", path, strerror(saved));
-        unlink(tmp);
-    }
-    free(tmp);
-    return bad ? -1 : 0;
+    if (qs_io_write_atomic(path, data, len) == QS_OK) return 0;
+    snprintf(err, cap, "%s", qs_last_error());
+    return -1;
 }
 
 /* the directory the files go to, said in full */

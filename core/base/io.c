@@ -152,11 +152,13 @@ qs_status qs_io_read_head(const char *path, void *buf, size_t cap, size_t *got) 
 }
 
 qs_status qs_io_write_atomic(const char *path, const void *data, size_t len) {
+    /* a fresh name beside the target (mkstemp: never an existing file or a
+     * link), made an ordinary 0644 file, flushed, then renamed over it */
     char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp)
         return qs_fail(QS_EARG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return qs_fail(QS_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    int fd = mkstemp(tmp);
+    if (fd < 0) return qs_fail(QS_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
     const char *p = data;
     size_t left = len;
     while (left) {
@@ -171,7 +173,7 @@ qs_status qs_io_write_atomic(const char *path, const void *data, size_t len) {
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || close(fd) != 0) {
         int e = errno;
         unlink(tmp);
         return qs_fail(QS_EIO, "%s: cannot flush: %s", tmp, strerror(e));

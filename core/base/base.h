@@ -95,6 +95,16 @@ qs_status qs_io_read_head(const char *path, void *buf, size_t cap, size_t *got);
 /* Write len bytes to path atomically (temp file + fsync + rename). */
 qs_status qs_io_write_atomic(const char *path, const void *data, size_t len);
 
+/* The same, streamed: a temporary file beside path (mkstemp), written in
+ * pieces, then commit (0644, fsync, rename over path) or abort (removed).
+ * Either frees f. A failed write makes commit fail and remove the file. */
+typedef struct qs_wfile qs_wfile;
+qs_status qs_wfile_open(const char *path, qs_wfile **out);
+qs_status qs_wfile_write(qs_wfile *f, const void *data, size_t len);
+qs_status qs_wfile_commit(qs_wfile *f);
+void qs_wfile_abort(qs_wfile *f);
+const char *qs_wfile_tmp_path(const qs_wfile *f);
+
 typedef struct {
     const uint8_t *data; /* (size) read-only mapping, NULL for an empty file */
     size_t size;

@@ -151,39 +151,81 @@ qs_status qs_io_read_head(const char *path, void *buf, size_t cap, size_t *got) 
     return QS_OK;
 }
 
-qs_status qs_io_write_atomic(const char *path, const void *data, size_t len) {
+struct qs_wfile {
+    int fd;
+    int failed;
+    char path[4096], tmp[4096];
+};
+
+qs_status qs_wfile_open(const char *path, qs_wfile **out) {
     /* a fresh name beside the target (mkstemp: never an existing file or a
-     * link), made an ordinary 0644 file, flushed, then renamed over it */
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp)
+     * link), made an ordinary 0644 file at commit, then renamed over it */
+    *out = NULL;
+    qs_wfile *f = calloc(1, sizeof *f);
+    if (!f) return qs_fail(QS_ENOMEM, "%s: out of memory", path);
+    if ((size_t)snprintf(f->path, sizeof f->path, "%s", path) >= sizeof f->path ||
+        (size_t)snprintf(f->tmp, sizeof f->tmp, "%s.XXXXXX", path) >= sizeof f->tmp) {
+        free(f);
         return qs_fail(QS_EARG, "%s: path too long", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return qs_fail(QS_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+    }
+    f->fd = mkstemp(f->tmp);
+    if (f->fd < 0) {
+        int e = errno;
+        free(f);
+        return qs_fail(QS_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    }
+    *out = f;
+    return QS_OK;
+}
+
+const char *qs_wfile_tmp_path(const qs_wfile *f) { return f->tmp; }
+
+qs_status qs_wfile_write(qs_wfile *f, const void *data, size_t len) {
+    if (f->failed) return QS_EIO;
     const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
+    while (len) {
+        ssize_t w = write(f->fd, p, len);
         if (w < 0) {
             if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return qs_fail(QS_EIO, "%s: write failed: %s", tmp, strerror(e));
+            f->failed = 1;
+            return qs_fail(QS_EIO, "%s: write failed: %s", f->tmp, strerror(errno));
         }
         p += w;
-        left -= (size_t)w;
-    }
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return qs_fail(QS_EIO, "%s: cannot flush: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return qs_fail(QS_EIO, "%s: cannot rename into place: %s", path, strerror(e));
+        len -= (size_t)w;
     }
     return QS_OK;
+}
+
+void qs_wfile_abort(qs_wfile *f) {
+    if (!f) return;
+    close(f->fd);
+    unlink(f->tmp);
+    free(f);
+}
+
+qs_status qs_wfile_commit(qs_wfile *f) {
+    if (f->failed) {
+        qs_wfile_abort(f);
+        return QS_EIO;
+    }
+    qs_status st = QS_OK;
+    if (fchmod(f->fd, 0644) != 0 || fsync(f->fd) != 0) st = qs_fail(QS_EIO, "%s: cannot flush: %s", f->tmp, strerror(errno));
+    if (close(f->fd) != 0 && !st) st = qs_fail(QS_EIO, "%s: cannot flush: %s", f->tmp, strerror(errno));
+    if (!st && rename(f->tmp, f->path) != 0) st = qs_fail(QS_EIO, "%s: cannot rename into place: %s", f->path, strerror(errno));
+    if (st) unlink(f->tmp);
+    free(f);
+    return st;
+}
+
+qs_status qs_io_write_atomic(const char *path, const void *data, size_t len) {
+    qs_wfile *f;
+    qs_status st = qs_wfile_open(path, &f);
+    if (st) return st;
+    if ((st = qs_wfile_write(f, data, len))) {
+        qs_wfile_abort(f);
+        return st;
+    }
+    return qs_wfile_commit(f);
 }
 
 qs_status qs_io_map(const char *path, qs_map *out) {

@@ -101,4 +101,28 @@ int qs_tok_is_special(const qs_tok *t, int id);
 qs_tok_kind qs_tok_kind_of(const qs_tok *t);
 const char *qs_tok_describe(const qs_tok *t); /* "byte-level BPE, 4096 tokens, 3836 merges" */
 
+/* A tokenizer as GGUF holds it (tokenizer.ggml.*), as llama.cpp's converter
+ * writes it: what qs_tok_new_spm / qs_tok_new_byte_bpe rebuild into a
+ * tokenizer giving the same ids. */
+typedef struct {
+    const char *model;    /* tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE) */
+    const char *pre;      /* tokenizer.ggml.pre ("llama-bpe", "qwen2", "gpt-2", ...); NULL for "llama" */
+    int n;                /* tokens */
+    const char **pieces;  /* (n) tokenizer.ggml.tokens */
+    float *scores;        /* (n) tokenizer.ggml.scores; NULL for "gpt2" */
+    int32_t *types;       /* (n) tokenizer.ggml.token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte */
+    int n_merges;
+    const char **merges;  /* (n_merges) "a b", "gpt2" only */
+    int bos, eos, unk, pad; /* -1 when none */
+    int add_bos, add_eos; /* tokenizer.ggml.add_bos_token / add_eos_token */
+} qs_tok_gguf;
+
+/* Describe t for GGUF. dir: the model directory t came from (its
+ * tokenizer.model, when present, gives SentencePiece's own scores), or NULL.
+ * A tokenizer GGUF cannot express (a pre-tokenizer llama.cpp has no name
+ * for, a normalizer it does not run) is refused with QS_EUNSUPPORTED naming
+ * what. Free with qs_tok_gguf_free. */
+qs_status qs_tok_to_gguf(const qs_tok *t, const char *dir, qs_tok_gguf **out);
+void qs_tok_gguf_free(qs_tok_gguf *g);
+
 #endif

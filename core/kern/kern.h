@@ -34,7 +34,12 @@ typedef enum {
     QS_AQ_TENSOR = 3, /* dynamic: one scale/zero for the whole batch */
 } qs_aq_mode;
 
-typedef enum { QS_GRID_STD = 0, QS_GRID_RPTQ = 1 } qs_grid;
+/* QS_GRID_GGML: llama.cpp's block grids for groups of 32 (the values its
+ * Q4_0, Q8_0 and Q4_1 blocks decode to): sym 4 bits: scale d = fp16(m / -8)
+ * with m the value of largest magnitude, levels -8..7; sym 8 bits: d =
+ * fp16(absmax / 127), levels -127..127; asym: d = fp16((hi - lo) / 15) and
+ * zero = fp16(lo) an offset (value = q d + lo), levels 0..15. */
+typedef enum { QS_GRID_STD = 0, QS_GRID_RPTQ = 1, QS_GRID_GGML = 2 } qs_grid;
 
 /* An activation quantizer at one site. */
 typedef struct {
@@ -371,6 +376,14 @@ static inline uint32_t qs_wt_qg(int bits, int lg) { return QS_WT_QG | (uint32_t)
 /* Pack n_out rows of w as qs_wt_qg(bits, lg) (the values qs_quant_weight_rtn
  * gives); out holds qs_wtype_row_bytes(type, n_in) * n_out bytes. */
 void qs_quant_pack_rtn(const float *w, int n_out, int n_in, int bits, int lg, int sym, void *out);
+/* The ggml block type that holds grid QS_GRID_GGML at (bits, sym): Q4_0,
+ * Q8_0 or Q4_1; 0 for another. */
+uint32_t qs_ggml_type_of(int bits, int sym);
+/* n_out rows of w as llama.cpp's reference quantizers write them
+ * (quantize_row_q4_0_ref and its twins: the same blocks, bit for bit);
+ * type QS_WT_Q4_0, QS_WT_Q8_0 or QS_WT_Q4_1, n_in a multiple of 32; out
+ * holds qs_wtype_row_bytes(type, n_in) * n_out bytes. */
+void qs_quant_pack_ggml(const float *w, int n_out, int n_in, uint32_t type, void *out);
 
 /* Values and bytes per block of a type (F16/BF16: 1 and 2); 0 if unknown. */
 int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes);

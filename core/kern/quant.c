@@ -10,8 +10,24 @@ static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : x
  * symmetric [-(L/2-1), L/2-1], asymmetric [0, L-1], with L = 2^bits. */
 static inline void grid_levels(int bits, int sym, qs_grid grid, float *qlo, float *qhi) {
     float L = (float)(1 << bits);
-    *qlo = grid == QS_GRID_RPTQ ? -L / 2 : sym ? -(L / 2 - 1) : 0;
+    *qlo = grid == QS_GRID_RPTQ || (grid == QS_GRID_GGML && sym) ? -L / 2 : sym ? -(L / 2 - 1) : 0;
     *qhi = grid == QS_GRID_RPTQ || sym ? L / 2 - 1 : L - 1;
+}
+
+/* llama.cpp's block scales (QS_GRID_GGML, kern.h): zero is an offset there */
+static void ggml_params(float lo, float hi, int bits, int sym, float *scale, float *zero) {
+    if (!sym) {
+        *scale = qs_quant_f16((hi - lo) / (float)((1 << bits) - 1));
+        *zero = qs_quant_f16(lo);
+        return;
+    }
+    if (bits == 8) {
+        *scale = qs_quant_f16(fmaxf(fabsf(lo), fabsf(hi)) / 127.0f);
+    } else {
+        float m = -lo > hi ? lo : hi; /* the value of largest magnitude */
+        *scale = qs_quant_f16(m / -(float)(1 << (bits - 1)));
+    }
+    *zero = 0;
 }
 
 void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float *scale, float *zero) {
@@ -20,6 +36,10 @@ void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float 
         float s = clampf((hi - lo) / L, 1e-4f, 1e4f);
         *scale = s;
         *zero = rintf(clampf((hi + lo) * (-0.5f / s), -1e4f, 1e4f)); /* the reference's order of operations */
+        return;
+    }
+    if (grid == QS_GRID_GGML) {
+        ggml_params(lo, hi, bits, sym, scale, zero);
         return;
     }
     if (sym) {
@@ -40,6 +60,10 @@ void qs_quant_params(float lo, float hi, int bits, int sym, qs_grid grid, float 
 float qs_quant_fq(float x, float scale, float zero, int bits, int sym, qs_grid grid) {
     float qlo, qhi;
     grid_levels(bits, sym, grid, &qlo, &qhi);
+    if (grid == QS_GRID_GGML) { /* a scale of 0 decodes every code to the offset */
+        float q = scale != 0 ? clampf(rintf((x - zero) / scale), qlo, qhi) : 0;
+        return q * scale + zero;
+    }
     float q = clampf(rintf(x / scale) + zero, qlo, qhi);
     return (q - zero) * scale;
 }
@@ -157,6 +181,61 @@ void qs_quant_pack_rtn(const float *w, int n_out, int n_in, int bits, int lg, in
             }
         }
     }
+}
+
+uint32_t qs_ggml_type_of(int bits, int sym) {
+    return bits == 4 ? (sym ? QS_WT_Q4_0 : QS_WT_Q4_1) : bits == 8 && sym ? QS_WT_Q8_0 : 0;
+}
+
+/* One block of 32 as llama.cpp's reference quantizers write it: the codes
+ * are rounded with the fp32 scale, the block keeps it as fp16. */
+static void ggml_block(const float *x, uint32_t type, uint8_t *o) {
+    enum { QK = 32 };
+    float lo = x[0], hi = x[0], amax = 0, m = 0;
+    for (int j = 0; j < QK; j++) {
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+        if (amax < fabsf(x[j])) { /* first of equal magnitudes, as the reference */
+            amax = fabsf(x[j]);
+            m = x[j];
+        }
+    }
+    if (type == QS_WT_Q8_0) {
+        float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t h = qs_f32_to_f16(d);
+        memcpy(o, &h, 2);
+        for (int j = 0; j < QK; j++) o[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+        return;
+    }
+    float d, id, base, add;
+    size_t hdr;
+    if (type == QS_WT_Q4_0) {
+        d = m / -8.0f;
+        base = 0;
+        add = 8.5f;
+        hdr = 2;
+    } else {
+        d = (hi - lo) / 15.0f;
+        base = lo;
+        add = 0.5f;
+        hdr = 4;
+        uint16_t hm = qs_f32_to_f16(lo);
+        memcpy(o + 2, &hm, 2);
+    }
+    id = d != 0 ? 1.0f / d : 0.0f;
+    uint16_t h = qs_f32_to_f16(d);
+    memcpy(o, &h, 2);
+    for (int j = 0; j < QK / 2; j++) {
+        int a = (int8_t)((x[j] - base) * id + add), b = (int8_t)((x[j + QK / 2] - base) * id + add);
+        o[hdr + j] = (uint8_t)((a < 15 ? a : 15) | (b < 15 ? b : 15) << 4);
+    }
+}
+
+void qs_quant_pack_ggml(const float *w, int n_out, int n_in, uint32_t type, void *out) {
+    size_t bb = type == QS_WT_Q8_0 ? 34 : type == QS_WT_Q4_0 ? 18 : 20;
+    uint8_t *o = out;
+    for (size_t r = 0; r < (size_t)n_out; r++)
+        for (int b = 0; b < n_in / 32; b++, o += bb) ggml_block(w + r * n_in + (size_t)b * 32, type, o);
 }
 
 qs_status qs_quant_weight_rtn(const float *w, int n_out, int n_in, int bits, int group, int sym, float *out) {

@@ -37,23 +37,45 @@ static void range_of_d(const double *x, int n, float *lo, float *hi) {
     *hi = b;
 }
 
-/* The packed row header of group g of row r: scale and offset (qs_wt_qg). */
+/* The row type a packed result is written in: llama.cpp's blocks for the
+ * ggml grid, else qscope's qs_wt_qg. */
+static uint32_t pack_type(const qs_gptq_opts *o) {
+    return o->grid == QS_GRID_GGML ? qs_ggml_type_of(o->bits, o->sym) : qs_wt_qg(o->bits, o->pack_lg);
+}
+
+/* The packed row header of group g of row r: scale and offset (qs_wt_qg),
+ * or a ggml block's fp16 scale (and Q4_1's fp16 offset). */
 static void pack_group(const qs_gptq_opts *o, int n_in, int r, int g, float s, float z, float qlo) {
-    size_t rb = qs_wtype_row_bytes(qs_wt_qg(o->bits, o->pack_lg), n_in);
+    size_t rb = qs_wtype_row_bytes(pack_type(o), n_in);
     int gs = o->pack_lg ? 1 << o->pack_lg : n_in;
     size_t gb = rb / (size_t)(n_in / gs);
     uint8_t *h = (uint8_t *)o->pack + (size_t)r * rb + (size_t)g * gb;
+    if (o->grid == QS_GRID_GGML) {
+        uint16_t hs = qs_f32_to_f16(s), hz = qs_f32_to_f16(z);
+        memset(h, 0, gb);
+        memcpy(h, &hs, 2);
+        if (!o->sym) memcpy(h + 2, &hz, 2);
+        return;
+    }
     float zoff = z - qlo;
     memcpy(h, &s, 4);
     memcpy(h + 4, &zoff, 4);
     memset(h + 8, 0, gb - 8);
 }
 
+/* Code u (0-based level; Q8_0: the signed level q) of column col. */
 static void pack_code(const qs_gptq_opts *o, int n_in, int r, int col, int u) {
-    size_t rb = qs_wtype_row_bytes(qs_wt_qg(o->bits, o->pack_lg), n_in);
+    size_t rb = qs_wtype_row_bytes(pack_type(o), n_in);
     int gs = o->pack_lg ? 1 << o->pack_lg : n_in, i = col % gs;
     size_t gb = rb / (size_t)(n_in / gs);
-    uint8_t *c = (uint8_t *)o->pack + (size_t)r * rb + (size_t)(col / gs) * gb + 8;
+    uint8_t *base = (uint8_t *)o->pack + (size_t)r * rb + (size_t)(col / gs) * gb;
+    if (o->grid == QS_GRID_GGML) { /* Q4_0 / Q4_1: byte j holds values j and j + 16 */
+        uint8_t *c = base + (o->sym ? 2 : 4);
+        if (o->bits == 8) c[i] = (uint8_t)(int8_t)u;
+        else c[i % 16] |= (uint8_t)(i < 16 ? u : u << 4);
+        return;
+    }
+    uint8_t *c = base + 8;
     if (o->bits <= 4) c[i / 2] |= (uint8_t)(i & 1 ? u << 4 : u);
     else c[i] = (uint8_t)u;
 }
@@ -67,9 +89,12 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
     int G = o->col_group ? 0 : (o->group > 0 && o->group < n_in ? o->group : 0);
     qs_grid grid = o->grid;
     int ng = o->col_group ? o->n_col_groups : 1;
-    int pack = o->pack && !o->col_group && grid == QS_GRID_STD && (G ? G == 1 << o->pack_lg : o->pack_lg == 0);
+    int pack = o->pack && !o->col_group &&
+               (grid == QS_GRID_STD ? (G ? G == 1 << o->pack_lg : o->pack_lg == 0)
+                                    : grid == QS_GRID_GGML && G == 32 && o->pack_lg == 5 && pack_type(o));
     if (o->pack && !pack) return qs_fail(QS_EARG, "GPTQ: these groups cannot be packed");
     float qlo = sym ? -(float)((1 << (bits - 1)) - 1) : 0, qhi = sym ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
+    if (grid == QS_GRID_GGML && sym) qlo = -(float)(1 << (bits - 1));
 
     double *W = malloc((size_t)n_out * n_in * sizeof *W);
     double *W1 = malloc((size_t)B * sizeof *W1);
@@ -160,7 +185,11 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
                 }
                 double x = W1[i];
                 float q = qs_quant_fq((float)x, s, z, bits, sym, grid);
-                if (pack) { /* the code qs_quant_fq rounded to */
+                if (pack && grid == QS_GRID_GGML) { /* the level qs_quant_fq rounded to */
+                    float qi = s != 0 ? rintf(((float)x - z) / s) : 0;
+                    qi = qi < qlo ? qlo : qi > qhi ? qhi : qi;
+                    pack_code(o, n_in, r, col, (int)qi - (bits == 4 && sym ? (int)qlo : 0));
+                } else if (pack) { /* the code qs_quant_fq rounded to */
                     float qi = rintf((float)x / s) + z;
                     qi = qi < qlo ? qlo : qi > qhi ? qhi : qi;
                     pack_code(o, n_in, r, col, (int)(qi - qlo));
@@ -301,8 +330,12 @@ static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, do
      * the row or a power of two dividing it, else as fp32 values */
     int g = o->group >= n ? 0 : o->group, lg = 0;
     while (g > 0 && (1 << lg) < g) lg++;
-    int packable = o->grid == QS_GRID_STD && (g == 0 || (g >= 8 && (1 << lg) == g && n % g == 0));
-    uint32_t type = qs_wt_qg(o->bits, g ? lg : 0);
+    int packable = o->grid == QS_GRID_STD ? g == 0 || (g >= 8 && (1 << lg) == g && n % g == 0)
+                                          : o->grid == QS_GRID_GGML && g == 32 && n % 32 == 0;
+    if (o->grid == QS_GRID_GGML && !packable)
+        return qs_fail(QS_EARG, "%s: grid=ggml needs rows of whole blocks of 32; layer %d %s has %d inputs", v->spec.text,
+                       layer, name, n);
+    uint32_t type = o->grid == QS_GRID_GGML ? qs_ggml_type_of(o->bits, o->sym) : qs_wt_qg(o->bits, g ? lg : 0);
     size_t pbytes = packable ? qs_wtype_row_bytes(type, n) * (size_t)l->n_out : 0;
     void *packed = packable ? qs_variant_floats(v, (pbytes + 3) / 4) : NULL;
     float *q = packable ? malloc((size_t)l->n_out * n * sizeof *q + 1) : qs_variant_floats(v, (size_t)l->n_out * n);
@@ -377,6 +410,7 @@ qs_status qs_gptq_variant(qs_variant *v, const qs_step *s) {
     o.bits = s->w_bits;
     o.group = s->w_group;
     o.sym = s->w_sym;
+    o.grid = (qs_grid)s->w_grid;
     long done_n = 0, total = 2L * c->n_layers;
     for (int l = 0; l < c->n_layers && !st; l++) {
         qs_layer *L = &v->w.layers[l];

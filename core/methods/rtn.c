@@ -47,10 +47,28 @@ static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     if (l->kern) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
     if (!qs_linear_readable(l)) return QS_OK;
     if (s->w_bits < 2 || s->w_bits > 8) return qs_fail(QS_EARG, "weight bits must be 2..8, got %d", s->w_bits);
+    if (s->w_grid == QS_GRID_GGML && l->n_in % 32)
+        return qs_fail(QS_EARG, "%s: grid=ggml needs rows of whole blocks of 32; a linear has %d inputs", v->spec.text,
+                       l->n_in);
     float *tmp;
     const float *src = qs_linear_f32(l, &tmp);
     if (!src) return QS_ENOMEM;
-    qs_status st = qs_variant_store_rtn(v, l, src, s->w_bits, s->w_group, s->w_sym);
+    qs_status st = QS_OK;
+    if (s->w_grid == QS_GRID_GGML) { /* llama.cpp's blocks themselves, run in place by kern/wmat.c */
+        uint32_t type = qs_ggml_type_of(s->w_bits, s->w_sym);
+        size_t bytes = qs_wtype_row_bytes(type, l->n_in) * (size_t)l->n_out;
+        void *packed = qs_variant_floats(v, (bytes + 3) / 4);
+        if (packed) {
+            qs_quant_pack_ggml(src, l->n_out, l->n_in, type, packed);
+            l->w = NULL;
+            l->wq = packed;
+            l->wtype = type;
+        } else {
+            st = QS_ENOMEM;
+        }
+    } else {
+        st = qs_variant_store_rtn(v, l, src, s->w_bits, s->w_group, s->w_sym);
+    }
     free(tmp);
     if (st) return st;
     l->bits = s->w_bits;
@@ -129,8 +147,8 @@ static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
     }
     char wdesc[64] = "", adesc[96] = "";
     if (s->w_bits < 16)
-        snprintf(wdesc, sizeof wdesc, "weights W%d %s%s", s->w_bits, s->w_sym ? "sym" : "asym",
-                 s->w_group ? "" : " per output row");
+        snprintf(wdesc, sizeof wdesc, "weights W%d %s%s%s", s->w_bits, s->w_sym ? "sym" : "asym",
+                 s->w_group ? "" : " per output row", s->w_grid == QS_GRID_GGML ? " (llama.cpp blocks)" : "");
     if (s->w_group && s->w_bits < 16) snprintf(wdesc + strlen(wdesc), sizeof wdesc - strlen(wdesc), " groups of %d", s->w_group);
     if (any_act)
         snprintf(adesc, sizeof adesc, "activations A%d KV%d %s", s->a_bits, s->kv_bits,
@@ -146,11 +164,14 @@ static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
 
 const int qs_wq_values[2] = {0, 1};
 static const int act_values[2] = {QS_AQ_STATIC, QS_AQ_TOKEN};
+static const int grid_values[2] = {QS_GRID_STD, QS_GRID_GGML};
 
 static const qs_method_key rtn_keys[] = {
     QS_WEIGHT_KEYS,
     {"act", NULL, QS_KEY_WORD, offsetof(qs_step, a_mode), 0, 0, 1, "tensor|token", act_values, "tensor or token",
      "activation scales: per tensor (static, calibrated) or per token (dynamic)", 0},
+    {"grid", NULL, QS_KEY_WORD, offsetof(qs_step, w_grid), 0, 0, 0, "std|ggml", grid_values, "std or ggml",
+     "weight grid: qscope's, or llama.cpp's blocks (group=32: w=4 sym=1 Q4_0, w=8 sym=1 Q8_0, w=4 Q4_1)", 0},
 };
 
 static int rtn_extra(const char *spec, qs_step *s, const char *key, const char *val, qs_status *st) {
@@ -162,6 +183,11 @@ static qs_status rtn_check(const char *spec, qs_step *s) {
     if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)
         return qs_fail(QS_EARG, "%s: rtn quantizes nothing (give w, a or kv bits)", spec);
     if (s->a_bits == 16 && s->kv_bits == 16) s->a_mode = QS_AQ_TOKEN; /* act= has nothing to scale */
+    if (s->w_grid == QS_GRID_GGML && (s->w_group != 32 || !qs_ggml_type_of(s->w_bits, s->w_sym)))
+        return qs_fail(QS_EARG,
+                       "%s: grid=ggml is llama.cpp's blocks of 32: group=32 with w=4,sym=1 (Q4_0), w=8,sym=1 (Q8_0) "
+                       "or w=4,sym=0 (Q4_1); got w=%d, group=%d, sym=%d",
+                       spec, s->w_bits, s->w_group, s->w_sym);
     return QS_OK;
 }
 
@@ -170,6 +196,7 @@ static void rtn_format(const qs_step *s, char *b, size_t cap) {
     /* act= scales the activations and the K/V cache: written when either is quantized */
     if (s->a_bits != 16 || s->kv_bits != 16) qs_spec_addf(b, cap, "act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
     if (s->kv_bits && s->kv_bits != s->a_bits) qs_spec_addf(b, cap, "kv=%d", s->kv_bits);
+    if (s->w_grid == QS_GRID_GGML) qs_spec_addf(b, cap, "grid=ggml");
 }
 
 /* GPTQ weights and static activation scales calibrate. */

@@ -240,8 +240,10 @@ static void check_model(const char *name) {
     st = qs_tok_encode(m->tok, text, len, 1, &held, &n_held);
     free(text);
     REQUIRE(st == QS_OK, "%s", qs_last_error());
-    const char *pairs[][2] = {{"rtn:w=4", "rtn:w=4,wq=gptq"}, {"rtn:w=3,group=64", "rtn:w=3,group=64,wq=gptq"}};
-    for (int k = 0; k < 2; k++) {
+    const char *pairs[][2] = {{"rtn:w=4", "rtn:w=4,wq=gptq"},
+                              {"rtn:w=3,group=64", "rtn:w=3,group=64,wq=gptq"},
+                              {"rtn:w=4,group=32,sym=1,grid=ggml", "rtn:w=4,group=32,sym=1,grid=ggml,wq=gptq"}};
+    for (int k = 0; k < 3; k++) {
         double ppl[2] = {NAN, NAN};
         for (int j = 0; j < 2; j++) {
             qs_variant_opts o = {.calib = &cal};
@@ -285,8 +287,8 @@ TEST(gptq_packed_codes_decode_to_its_values) {
     rng_state = 11;
     for (int i = 0; i < n_out * n_in; i++) w[i] = (float)nrand();
     for (int i = 0; i < 256 * n_in; i++) X[i] = nrand() + (i % n_in ? 0.5 * X[i - 1] : 0);
-    const int lgs[2] = {0, 5};
-    for (int k = 0; k < 2; k++)
+    const int lgs[3] = {0, 5, 5}; /* k = 2: llama.cpp's blocks of 32 (grid=ggml) */
+    for (int k = 0; k < 3; k++)
         for (int bits = 4; bits <= 8; bits += 4) {
             for (int i = 0; i < n_in; i++)
                 for (int j = 0; j < n_in; j++) {
@@ -294,11 +296,12 @@ TEST(gptq_packed_codes_decode_to_its_values) {
                     for (int t = 0; t < 256; t++) s += X[t * n_in + i] * X[t * n_in + j];
                     H[i * n_in + j] = s;
                 }
-            uint32_t type = qs_wt_qg(bits, lgs[k]);
+            uint32_t type = k == 2 ? qs_ggml_type_of(bits, 1) : qs_wt_qg(bits, lgs[k]);
             uint8_t *p = malloc(qs_wtype_row_bytes(type, n_in) * n_out);
             memcpy(q, w, sizeof(float) * n_out * n_in);
             qs_gptq_opts o = qs_gptq_defaults();
             o.bits = bits, o.group = lgs[k] ? 1 << lgs[k] : 0, o.pack = p, o.pack_lg = lgs[k];
+            if (k == 2) o.grid = QS_GRID_GGML, o.sym = 1;
             REQUIRE(qs_gptq_quantize(q, n_out, n_in, H, &o, NULL) == QS_OK, "%s", qs_last_error());
             qs_wrows_f32(type, p, n_in, 0, n_out, d);
             int diff = 0;

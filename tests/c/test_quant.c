@@ -253,3 +253,60 @@ TEST(quant_act_token_groups) {
             if (grp[i] != 1) err0 = fmax(err0, fabs(y[r * dim + i] - x[r * dim + i]));
     CHECK(err0 < 0.1, "groups without the outlier have error %.3g", err0);
 }
+
+TEST(quant_pack_ggml_blocks) {
+    /* llama.cpp's block grids, checked value by value against their
+     * definitions: Q8_0 d = fp16(absmax/127), code round(x/d) with the fp32 d;
+     * Q4_0 d = fp16(m/-8) for m the value of largest magnitude (which lands on
+     * level -8), codes 0..15 for levels -8..7; Q4_1 d = fp16((hi-lo)/15), the
+     * offset fp16(lo); every block decodes within half a step of its input (Q4_0: one step on
+     * the side it clips) */
+    enum { ROWS = 3, N = 96 };
+    float w[ROWS * N];
+    uint64_t seed = 7;
+    for (int i = 0; i < ROWS * N; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        w[i] = (float)((double)(seed >> 11) / 9007199254740992.0 - 0.5) * (i % 7 ? 1.0f : 6.0f);
+    }
+    w[5] = 0; /* one block with a zero among its values; a constant block below */
+    for (int i = 0; i < 32; i++) w[N + 32 + i] = 0.25f;
+    const uint32_t types[3] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1};
+    for (int t = 0; t < 3; t++) {
+        uint32_t type = types[t];
+        size_t rb = qs_wtype_row_bytes(type, N);
+        uint8_t *p = malloc(rb * ROWS);
+        float *dq = malloc(sizeof(float) * ROWS * N);
+        REQUIRE(p && dq, "alloc");
+        qs_quant_pack_ggml(w, ROWS, N, type, p);
+        for (int r = 0; r < ROWS; r++) REQUIRE(qs_ggml_dequant(type, p + r * rb, dq + r * N, N) == 1, "decode");
+        for (int b = 0; b < ROWS * N / 32; b++) {
+            const float *x = w + b * 32;
+            float lo = x[0], hi = x[0], amax = 0, m = 0;
+            for (int j = 0; j < 32; j++) {
+                lo = fminf(lo, x[j]);
+                hi = fmaxf(hi, x[j]);
+                if (fabsf(x[j]) > amax) amax = fabsf(x[j]), m = x[j];
+            }
+            float d = type == QS_WT_Q8_0 ? amax / 127 : type == QS_WT_Q4_0 ? m / -8 : (hi - lo) / 15;
+            float dh = qs_quant_f16(d), step = fabsf(dh);
+            for (int j = 0; j < 32; j++) {
+                float got = dq[b * 32 + j], want;
+                if (type == QS_WT_Q8_0) want = dh * roundf(x[j] * (d ? 1 / d : 0));
+                else if (type == QS_WT_Q4_0) want = dh * (fminf(15, (float)(int)(x[j] * (d ? 1 / d : 0) + 8.5f)) - 8);
+                else want = dh * fminf(15, (float)(int)((x[j] - lo) * (d ? 1 / d : 0) + 0.5f)) + qs_quant_f16(lo);
+                CHECK(got == want, "type %u block %d value %d: %.9g decodes to %.9g, want %.9g", type, b, j, x[j], got, want);
+                /* Q4_0 clips the side opposite m by up to one step (level 7 against -8) */
+                float bound = (type == QS_WT_Q4_0 ? 1.0f : 0.5f) * step * 1.01f + fabsf(x[j]) * 2e-3f;
+                CHECK(fabsf(got - x[j]) <= bound, "type %u block %d value %d: %.6g -> %.6g",
+                      type, b, j, x[j], got);
+            }
+            for (int j = 0; type == QS_WT_Q4_0 && j < 32; j++) /* the largest magnitude is level -8 */
+                if (x[j] == m && m != 0) CHECK(dq[b * 32 + j] == -8 * dh, "block %d: %g -> %g", b, m, dq[b * 32 + j]);
+        }
+        free(p);
+        free(dq);
+    }
+    CHECK(qs_ggml_type_of(4, 1) == QS_WT_Q4_0 && qs_ggml_type_of(8, 1) == QS_WT_Q8_0 && qs_ggml_type_of(4, 0) == QS_WT_Q4_1 &&
+              qs_ggml_type_of(8, 0) == 0 && qs_ggml_type_of(3, 1) == 0,
+          "ggml types of (bits, sym)");
+}

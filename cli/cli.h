@@ -32,6 +32,7 @@ int cli_stats(int argc, char **argv);
 int cli_outliers(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_export(int argc, char **argv);
 
 /* The bundled model's directory: $QSCOPE_MODEL, ./models/opt-mini, or
  * models/opt-mini beside the executable, or the installed copy. */

@@ -29,6 +29,9 @@ static const char usage[] =
     "                                           [--variant SPEC] [--no-stop] [--json] [CALIBRATION]\n"
     "       qscope bench [MODEL] [--variant SPEC] [-p N] [-n N] [-r N] [--json]\n"
     "                                           prefill and decode tokens/s, peak memory (llama-bench's way)\n"
+    "       qscope export [MODEL] --out PATH [--variant SPEC] [--force] [--weights-only]\n"
+    "                                           [--dtype f32|f16|bf16] [--json] [CALIBRATION]\n"
+    "                                           write it as a .gguf file llama.cpp runs, or a directory\n"
     "       qscope run FILE.lua [ARGS...]       run a Lua script headless (see qscope-lua(7))\n"
     "       qscope --help | --version | COMMAND --help\n"
     "\n"
@@ -53,6 +56,7 @@ static const struct {
 } commands[] = {
     {"info", cli_info},   {"tokenize", cli_tokenize}, {"ppl", cli_ppl},         {"gen", cli_gen},
     {"stats", cli_stats}, {"outliers", cli_outliers}, {"compare", cli_compare}, {"bench", cli_bench},
+    {"export", cli_export},
 };
 
 static int verbose; /* -v: what loading, calibration and a variant will hold */

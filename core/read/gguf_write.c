@@ -1,5 +1,7 @@
-/* gguf_write.c — a GGUF v3 writer: metadata and tensors gathered in memory,
- * then written in one atomic replace (temp file + rename). The layout is the
+/* gguf_write.c — a GGUF v3 writer: metadata and tensor infos gathered in
+ * memory, then the file streamed under a temporary name and renamed into
+ * place. A tensor's bytes are copied when added, or made by a callback as
+ * the file is written (one tensor in memory at a time). The layout is the
  * one gguf.c reads and llama.cpp writes: header, key/values, tensor infos,
  * data aligned to general.alignment (32). */
 #include <stdint.h>
@@ -15,7 +17,9 @@ typedef struct {
     int n_dims;
     uint64_t ne[4]; /* GGUF order: fastest first */
     uint32_t type;
-    void *data;
+    void *data;           /* a copy, or NULL when fill makes the bytes */
+    qs_gguf_w_fill fill;
+    void *fill_ud;
     size_t nbytes;
 } wtensor;
 
@@ -26,7 +30,14 @@ struct qs_gguf_w {
     wtensor *t;
     size_t n_t, cap_t;
     int oom;
+    qs_progress_fn progress;
+    void *progress_ud;
 };
+
+void qs_gguf_w_progress(qs_gguf_w *w, qs_progress_fn fn, void *ud) {
+    w->progress = fn;
+    w->progress_ud = ud;
+}
 
 qs_gguf_w *qs_gguf_w_new(void) { return calloc(1, sizeof(qs_gguf_w)); }
 
@@ -112,8 +123,8 @@ void qs_gguf_w_i32s(qs_gguf_w *w, const char *k, size_t n, const int32_t *v) {
     put(w, v, n * 4);
 }
 
-qs_status qs_gguf_w_tensor(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t type,
-                           const void *data, size_t nbytes) {
+static qs_status add_tensor(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t type,
+                            size_t nbytes, wtensor **out) {
     if (n_dims < 1 || n_dims > 4) return qs_fail(QS_EARG, "gguf writer: '%s' has %d dimensions (1 to 4)", name, n_dims);
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? 2 * w->cap_t : 64;
@@ -124,27 +135,44 @@ qs_status qs_gguf_w_tensor(qs_gguf_w *w, const char *name, int n_dims, const int
     }
     wtensor *t = &w->t[w->n_t];
     memset(t, 0, sizeof *t);
-    t->name = strdup(name);
-    t->data = malloc(nbytes ? nbytes : 1);
-    if (!t->name || !t->data) {
-        free(t->name);
-        free(t->data);
-        return qs_fail(QS_ENOMEM, "gguf writer: out of memory for '%s'", name);
-    }
-    memcpy(t->data, data, nbytes);
+    if (!(t->name = strdup(name))) return qs_fail(QS_ENOMEM, "gguf writer: out of memory for '%s'", name);
     t->n_dims = n_dims;
     for (int i = 0; i < n_dims; i++) t->ne[i] = (uint64_t)shape[n_dims - 1 - i]; /* row-major -> GGUF */
     t->type = type;
     t->nbytes = nbytes;
     w->n_t++;
+    *out = t;
     return QS_OK;
+}
+
+qs_status qs_gguf_w_tensor(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t type,
+                           const void *data, size_t nbytes) {
+    void *copy = malloc(nbytes ? nbytes : 1);
+    if (!copy) return qs_fail(QS_ENOMEM, "gguf writer: out of memory for '%s'", name);
+    memcpy(copy, data, nbytes);
+    wtensor *t = NULL;
+    qs_status st = add_tensor(w, name, n_dims, shape, type, nbytes, &t);
+    if (st) free(copy);
+    else t->data = copy;
+    return st;
+}
+
+qs_status qs_gguf_w_tensor_fn(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t type,
+                              size_t nbytes, qs_gguf_w_fill fill, void *ud) {
+    wtensor *t = NULL;
+    qs_status st = add_tensor(w, name, n_dims, shape, type, nbytes, &t);
+    if (!st) {
+        t->fill = fill;
+        t->fill_ud = ud;
+    }
+    return st;
 }
 
 static size_t pad(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
 qs_status qs_gguf_w_write(qs_gguf_w *w, const char *path) {
     if (w->oom) return qs_fail(QS_ENOMEM, "gguf writer: out of memory");
-    /* header and infos into a second buffer, then the data */
+    /* header, key/values and tensor infos, then each tensor's bytes */
     qs_gguf_w h = {0};
     put(&h, "GGUF", 4);
     put_u32(&h, 3);
@@ -161,20 +189,31 @@ qs_status qs_gguf_w_write(qs_gguf_w *w, const char *path) {
         put_u64(&h, off);
         off += pad(t->nbytes);
     }
-    size_t head = pad(h.kv_len), total = head + off;
-    uint8_t *buf = h.oom ? NULL : calloc(1, total ? total : 1);
-    if (!buf) {
-        free(h.kv);
-        return qs_fail(QS_ENOMEM, "gguf writer: out of memory for %zu bytes", total);
-    }
-    memcpy(buf, h.kv, h.kv_len);
+    size_t head = pad(h.kv_len), total = head + off, done = head;
+    static const uint8_t zeros[ALIGN];
+    qs_wfile *f = NULL;
+    qs_status st = h.oom ? qs_fail(QS_ENOMEM, "gguf writer: out of memory") : qs_wfile_open(path, &f);
+    if (!st && !(st = qs_wfile_write(f, h.kv, h.kv_len))) st = qs_wfile_write(f, zeros, head - h.kv_len);
     free(h.kv);
-    off = head;
-    for (size_t i = 0; i < w->n_t; i++) {
-        memcpy(buf + off, w->t[i].data, w->t[i].nbytes);
-        off += pad(w->t[i].nbytes);
+    for (size_t i = 0; i < w->n_t && !st; i++) {
+        wtensor *t = &w->t[i];
+        void *buf = t->data;
+        if (!buf) {
+            if (!(buf = malloc(t->nbytes ? t->nbytes : 1))) {
+                st = qs_fail(QS_ENOMEM, "gguf writer: out of memory for '%s' (%zu bytes)", t->name, t->nbytes);
+                break;
+            }
+            st = t->fill(t->fill_ud, buf, t->nbytes);
+        }
+        if (!st && !(st = qs_wfile_write(f, buf, t->nbytes))) st = qs_wfile_write(f, zeros, pad(t->nbytes) - t->nbytes);
+        if (buf != t->data) free(buf);
+        done += pad(t->nbytes);
+        if (!st && w->progress && w->progress(w->progress_ud, (long)(done >> 10), (long)(total >> 10)))
+            st = qs_fail(QS_ECANCEL, "%s: cancelled; nothing was written", path);
     }
-    qs_status st = qs_io_write_atomic(path, buf, total);
-    free(buf);
-    return st;
+    if (st) {
+        qs_wfile_abort(f);
+        return st;
+    }
+    return qs_wfile_commit(f);
 }

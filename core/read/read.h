@@ -226,6 +226,15 @@ void qs_gguf_w_i32s(qs_gguf_w *w, const char *key, size_t n, const int32_t *v);
 /* The data is copied. */
 qs_status qs_gguf_w_tensor(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t ggml_type,
                            const void *data, size_t nbytes);
+/* The data is made when the file is written: fill(ud, dst, nbytes) writes
+ * the tensor's nbytes into dst (a buffer the writer owns), or fails. */
+typedef qs_status (*qs_gguf_w_fill)(void *ud, void *dst, size_t nbytes);
+qs_status qs_gguf_w_tensor_fn(qs_gguf_w *w, const char *name, int n_dims, const int64_t *shape, uint32_t ggml_type,
+                              size_t nbytes, qs_gguf_w_fill fill, void *ud);
+/* Called with KiB written of the total after each tensor; nonzero cancels
+ * (the temporary file is removed, the target left as it was). */
+void qs_gguf_w_progress(qs_gguf_w *w, qs_progress_fn fn, void *ud);
+/* Stream the file to a temporary name beside path, then rename it there. */
 qs_status qs_gguf_w_write(qs_gguf_w *w, const char *path);
 
 /* ---- llama2.c checkpoints (llama2c.c): the legacy version-0 .bin, its

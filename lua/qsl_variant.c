@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export/export.h"
 #include "qsl_impl.h"
 
 qsl_variant *qsl_check_variant(lua_State *L, int idx) {
@@ -38,7 +39,10 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 static const char *step_text(lua_State *L, int t, textbuf *b) {
     t = lua_absindex(L, t);
     int top = lua_gettop(L);
-    if (lua_getfield(L, t, "method") != LUA_TSTRING) return "a table spec needs method = \"name\"";
+    if (lua_getfield(L, t, "method") != LUA_TSTRING) {
+        lua_settop(L, top);
+        return "a table spec needs method = \"name\"";
+    }
     add(b, lua_tostring(L, -1));
     lua_pop(L, 1);
     const char *keys[64];
@@ -254,6 +258,24 @@ static int v_memory(lua_State *L) {
     return 1;
 }
 
+/* v:export(path [, {force, weights_only, dtype}]) -> path | nil, msg:
+ * a .gguf file llama.cpp runs, or a Hugging Face directory */
+static int v_export(lua_State *L) {
+    lua_settop(L, 3);
+    qsl_variant *u = qsl_check_variant(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    int opts = qsl_opt_table(L, 3);
+    qsl_opt_known(L, opts, "force, weights_only, dtype");
+    qs_export_opts o = {.force = qsl_opt_bool(L, opts, "force", 0),
+                        .weights_only = qsl_opt_bool(L, opts, "weights_only", 0),
+                        .dtype = qsl_opt_str(L, opts, "dtype", NULL)};
+    if (o.dtype && strcmp(o.dtype, "f32") && strcmp(o.dtype, "f16") && strcmp(o.dtype, "bf16"))
+        return luaL_argerror(L, 3, "'dtype' is \"f32\", \"f16\" or \"bf16\"");
+    if (qs_export(u->sh->m, u->v, path, &o)) return qsl_fail(L);
+    lua_pushstring(L, path);
+    return 1;
+}
+
 static int v_describe(lua_State *L) {
     lua_pushstring(L, qs_variant_describe(qsl_check_variant(L, 1)->v));
     return 1;
@@ -374,7 +396,8 @@ static int v_get(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"ppl", v_ppl},           {"eval", v_eval},       {"generate", v_generate},       {"logits", v_logits},
     {"calibrate", v_calibrate}, {"memory", v_memory}, {"describe", v_describe},       {"clusters", v_clusters},
-    {"eigenvalues", v_eigenvalues}, {"int8_columns", v_int8_columns}, {"close", v_close}, {NULL, NULL},
+    {"eigenvalues", v_eigenvalues}, {"int8_columns", v_int8_columns}, {"export", v_export},
+    {"close", v_close}, {NULL, NULL},
 };
 
 static const luaL_Reg meta[] = {

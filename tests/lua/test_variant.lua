@@ -286,3 +286,31 @@ T.test('slice: widths and parameters of the official SliceGPT code', function()
     T.eq(select(2, slice25:eigenvalues(l, 'attn')), math.tointeger(ref.widths['0.25']), 'width of layer ' .. l)
   end
 end)
+
+T.test('v:export writes a GGUF file that loads back with the variant\'s logits', function()
+  local dir = T.shared('models/llama-mini/config.json'):gsub('/config.json$', '')
+  local lm = assert(qs.load(dir))
+  local v = assert(lm:variant('rtn:w=4,group=32,sym=1,grid=ggml'))
+  local out = T.tmp('.gguf')
+  os.remove(out)
+  T.eq(assert(v:export(out)), out)
+  local back = assert(qs.load(out))
+  local ids = {1, 450, 4996, 17354, 1701}
+  local a, b = v:logits(ids), back:logits(ids)
+  T.eq(#b, #a)
+  local worst = 0
+  for t = 1, #a do
+    local ra, rb = a[t], b[t]
+    for j = 1, #ra, 7 do worst = math.max(worst, math.abs(ra[j] - rb[j])) end
+  end
+  T.eq(worst, 0, 'largest logit difference')
+  -- an existing file is replaced only with force
+  T.fails('exists; give --force', function() return v:export(out) end)
+  T.eq(assert(v:export(out, {force = true})), out)
+  -- what GGUF cannot hold is named; weights_only writes the rest
+  local a8 = assert(lm:variant('rtn:w=4,group=32,sym=1,a=8'))
+  T.fails('A8 activation quantizers at', function() return a8:export(out, {force = true}) end)
+  T.eq(assert(a8:export(out, {force = true, weights_only = true})), out)
+  T.raises("unknown option 'forse'", function() return v:export(out, {forse = true}) end)
+  os.remove(out)
+end)

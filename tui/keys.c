@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "run/run.h"
+#include "export/export.h"
 #include "tui.h"
 
 typedef int (*tui_action)(tui_state *s, int key);
@@ -268,6 +269,22 @@ static int act_export(tui_state *s, int key) {
     return TUI_R_DRAW;
 }
 
+/* Compare: write the selected row's variant out, named after its spec:
+ * qscope-<spec>.gguf for the families llama.cpp runs, else a directory */
+static int act_cmp_export(tui_state *s, int key) {
+    if (!s->n_rows || !s->jobs) return TUI_R_NONE;
+    const char *spec = s->rows[s->cmp_sel].spec;
+    char name[200] = "qscope-";
+    size_t n = strlen(name);
+    for (const char *p = spec; *p && n + 6 < sizeof name; p++)
+        name[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ? *p : '_';
+    name[n] = 0;
+    if (qs_export_gguf_family(s->m->cfg.family)) snprintf(name + n, sizeof name - n, ".gguf");
+    tui_work_export(s->jobs, s->m, s->data, spec, name, key == 'X');
+    tui_state_log(s, QS_LOG_INFO, "exporting %s to %s%s", spec, name, key == 'X' ? " (replacing it)" : "");
+    return TUI_R_DRAW;
+}
+
 /* Generate */
 static int act_gen_edit(tui_state *s, int key) {
     (void)key;
@@ -493,6 +510,8 @@ static const tui_binding table[] = {
     {'j', V(TUI_V_COMPARE), 0, act_cmp_move, NULL, NULL, NULL},
     {'p', V(TUI_V_COMPARE), 0, act_cmp_full, "p", "perplexity of the selected variant over all of the evaluation text", "p full ppl"},
     {'e', V(TUI_V_COMPARE), 0, act_export, "e", "export the table to qscope-compare.md and .json in the current directory", "e export"},
+    {'x', V(TUI_V_COMPARE), 0, act_cmp_export, "x/X", "write the selected variant out: qscope-SPEC.gguf (llama.cpp) or a directory; X replaces it", "x write"},
+    {'X', V(TUI_V_COMPARE), 0, act_cmp_export, NULL, NULL, NULL},
 
     /* 5 Generate */
     {'e', V(TUI_V_GENERATE), 0, act_gen_edit, "e Enter", "edit the prompt (Enter starts generating)", "e prompt"},

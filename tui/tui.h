@@ -94,6 +94,7 @@ typedef enum {
     TUI_JOB_GEN,       /* two variants generating side by side */
     TUI_JOB_LUA,       /* a Lua command or script (ordered) */
     TUI_JOB_SPECTRUM,  /* SliceGPT's PCA at the knobs' ratio (the Spectrum view) */
+    TUI_JOB_EXPORT,    /* a Compare row's variant written out (a .gguf file or a directory) */
 } tui_job_kind;
 
 struct tui_job {
@@ -196,6 +197,9 @@ void tui_work_clusters(tui_jobs *q, tui_data *d, int layer, int site, int g);
 void tui_work_restat(tui_jobs *q, const qs_model *m, tui_data *d, float tau);
 /* full: every window of eval.txt instead of the quick check */
 void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *spec, int full);
+/* Build spec and write it to path (qs_export: a .gguf file or a directory);
+ * force: replace what is there. The Log says where, or why not. */
+void tui_work_export(tui_jobs *q, const qs_model *m, tui_data *d, const char *spec, const char *path, int force);
 /* SliceGPT's PCA for the Spectrum view: builds slice:ratio=<ratio> and, when
  * done, replaces s->spectrum. */
 void tui_work_spectrum(tui_jobs *q, const qs_model *m, tui_data *d, float ratio);

@@ -13,6 +13,7 @@
 #include "run/run.h"
 #include "base/base.h"
 #include "stats/stats.h"
+#include "export/export.h"
 #include "tui.h"
 
 enum { QUICK_WINDOWS = TUI_QUICK_WINDOWS, COV_MAX_DIM = 1024 };
@@ -584,6 +585,56 @@ void tui_work_variant(tui_jobs *q, const qs_model *m, tui_data *d, const char *s
     submit(q, kind, label, 0, in, variant_run, variant_done, variant_free);
 }
 
+
+/* ---- export: a Compare row's variant written out ---- */
+
+typedef struct {
+    const qs_model *m;
+    tui_data *d;
+    char spec[160];
+    char path[512];
+    int force;
+} export_in;
+
+static qs_status export_run(tui_job *j) {
+    export_in *in = j->in;
+    tui_data *d = in->d;
+    int need = qs_variant_needs_calib(in->spec);
+    if (need < 0) return fail(j, QS_EARG, qs_last_error());
+    if (need && !d->have_cal)
+        return fail(j, QS_EARG, "this method needs calibration data: give --calib FILE or --calib-ids FILE");
+    qs_variant_opts vo = {.calib = d->have_cal ? &d->cal : NULL, .base_stats = d->stats,
+                          .progress = tui_jobs_progress, .progress_ud = j};
+    qs_variant *v = NULL;
+    qs_status st = qs_variant_new(in->m, in->spec, &vo, &v);
+    if (!st) {
+        tui_jobs_set_label(j, "writing %s", in->path);
+        qs_export_opts eo = {.force = in->force, .progress = tui_jobs_progress, .progress_ud = j};
+        st = qs_export(in->m, v, in->path, &eo);
+    }
+    qs_variant_free(v);
+    return st ? fail(j, st, st == QS_ECANCEL ? "cancelled" : qs_last_error()) : QS_OK;
+}
+
+static void export_done(tui_state *s, tui_job *j) {
+    export_in *in = j->in;
+    if (j->st == QS_ECANCEL) tui_state_log(s, QS_LOG_INFO, "export of %s cancelled; nothing written", in->spec);
+    else if (j->st) tui_state_log(s, 3, "export %s: %s", in->spec, j->err);
+    else tui_state_log(s, QS_LOG_INFO, "wrote %s: %s", in->path, in->spec);
+}
+
+void tui_work_export(tui_jobs *q, const qs_model *m, tui_data *d, const char *spec, const char *path, int force) {
+    export_in *in = calloc(1, sizeof *in);
+    if (!in) return;
+    in->m = m;
+    in->d = d;
+    tui_copy(in->spec, sizeof in->spec, spec);
+    tui_copy(in->path, sizeof in->path, path);
+    in->force = force;
+    char label[96];
+    snprintf(label, sizeof label, "export %.80s", spec);
+    submit(q, TUI_JOB_EXPORT, label, 0, in, export_run, export_done, free_in_out);
+}
 
 /* ---- generation: two variants, token by token, side by side ----
  *

@@ -132,6 +132,14 @@ static const gg_out gg_outs[] = {
     {"qwen3", "qwen3", 0, 0, 1, 0, 0},   {"gemma2", "gemma2", 0, 0, 0, 0, 1}, {"phi3", "phi3", 0, 0, 0, 1, 0},
 };
 
+static const gg_out *gg_out_of(const char *family) {
+    for (size_t i = 0; i < sizeof gg_outs / sizeof *gg_outs; i++)
+        if (!strcmp(family, gg_outs[i].family)) return &gg_outs[i];
+    return NULL;
+}
+
+int qs_export_gguf_family(const char *family) { return gg_out_of(family) != NULL; }
+
 /* One tensor to write: rows of up to 3 linears (fused), or a vector. */
 typedef struct {
     const qs_linear *part[3];
@@ -477,9 +485,7 @@ qs_status qs_export_gguf(const qs_model *m, const qs_variant *v, const char *pat
     const qs_config *c = &m->cfg;
     const qs_weights *wt = v ? (qs_variant_exec(v)->w ? qs_variant_exec(v)->w : &m->w) : &m->w;
     qs_status st;
-    const gg_out *a = NULL;
-    for (size_t i = 0; i < sizeof gg_outs / sizeof *gg_outs && !a; i++)
-        if (!strcmp(c->family, gg_outs[i].family)) a = &gg_outs[i];
+    const gg_out *a = gg_out_of(c->family);
     if (!a)
         return qs_fail(QS_EUNSUPPORTED, "%s: qscope writes GGUF for llama, mistral, qwen2, qwen3, gemma2 and phi3 models; "
                        "this one is %s (export to a directory instead)", path, c->family);

@@ -35,6 +35,10 @@ qs_status qs_export(const qs_model *m, const qs_variant *v, const char *path, co
 qs_status qs_export_gguf(const qs_model *m, const qs_variant *v, const char *path, const qs_export_opts *o);
 qs_status qs_export_dir(const qs_model *m, const qs_variant *v, const char *dir, const qs_export_opts *o);
 
+/* Whether models of family ("llama", "qwen2", ... as qs_config.family) can
+ * be written to GGUF; the others go to a directory. */
+int qs_export_gguf_family(const char *family);
+
 /* What of variant v the format cannot hold ("activation quantizers at 28
  * sites (a=8)"), written into buf; NULL when everything can be written.
  * gguf: 1 for a GGUF file, 0 for a directory. */

@@ -381,10 +381,11 @@ done:
 int cli_ppl(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *tokp = NULL, *spec = "fp32";
     long ctx = 0, stride = 0, maxw = 0;
-    int json = 0;
+    int json = 0, lcpp = 0;
     qs_calib_opts co = cli_calib_init();
     const cli_opt opts[] = {CLI_STR("--data", &data),
                             CLI_STR("--variant", &spec),
+                            CLI_FLAG("--llama-cpp", &lcpp, 1),
                             CLI_INT("--ctx", &ctx, 2, 1 << 20),
                             CLI_INT("--stride", &stride, 1, 1 << 20),
                             CLI_INT("--max-windows", &maxw, 1, INT_MAX),
@@ -413,6 +414,11 @@ int cli_ppl(int argc, char **argv) {
         cli_error("ppl: --ctx %ld is longer than %s allows (%d positions)", ctx, m->path, m->cfg.max_pos);
         goto done;
     }
+    if (lcpp && stride) {
+        cli_error("ppl: --llama-cpp scores windows as llama-perplexity does, with no --stride");
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if (stride > (ctx ? ctx : m->cfg.max_pos)) {
         cli_error("ppl: --stride %ld is longer than the window (%ld)", stride, ctx ? ctx : m->cfg.max_pos);
         rc = EXIT_USAGE;
@@ -424,8 +430,8 @@ int cli_ppl(int argc, char **argv) {
         cli_error("%s", qs_last_error());
         goto done;
     }
-    qs_ppl_opts o = {.ctx = (int)ctx, .stride = (int)stride, .max_windows = (int)maxw,
-                     .progress = cli_progress, .progress_ud = "ppl"};
+    qs_ppl_opts o = {.ctx = (int)ctx, .stride = (int)stride, .max_windows = (int)maxw, .llama_cpp = lcpp,
+                     .bos = m->cfg.bos_id, .progress = cli_progress, .progress_ud = "ppl"};
     qs_ppl_result r;
     if (qs_eval_ppl(c, ids, (long)n, &o, &r)) {
         cli_error("%s: %s", data, qs_last_error());
@@ -447,6 +453,7 @@ int cli_ppl(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "windows", r.windows);
         cJSON_AddNumberToObject(j, "ctx", r.ctx);
         cJSON_AddNumberToObject(j, "stride", (double)stride);
+        cJSON_AddStringToObject(j, "protocol", lcpp ? "llama.cpp" : "windows");
         cJSON_AddNumberToObject(j, "seconds", r.seconds);
         cJSON_AddNumberToObject(j, "tokens_per_second", tps);
         cJSON_AddNumberToObject(j, "weight_bytes", (double)qs_variant_weight_bytes(var));
@@ -476,7 +483,8 @@ int cli_ppl(int argc, char **argv) {
             }
         }
         printf("ppl %.4f  (nll %.6f over %ld tokens, %d windows of %d%s, %.2f s, %.0f tok/s)\n", r.ppl, r.nll,
-               r.tokens, r.windows, r.ctx, stride ? " strided" : "", r.seconds, tps);
+               r.tokens, r.windows, r.ctx, stride ? " strided" : lcpp ? ", second halves as llama-perplexity" : "",
+               r.seconds, tps);
     }
     rc = EXIT_OK;
 done:

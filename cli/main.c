@@ -20,7 +20,7 @@ static const char usage[] =
     "       qscope info [MODEL] [--json]        configuration, sizes and layers\n"
     "       qscope tokenize MODEL FILE [--out IDS.i32] [--no-special]\n"
     "       qscope ppl [MODEL] --data FILE [--variant SPEC] [--ctx N] [--stride N] [--max-windows N]\n"
-    "                                           [--json] [CALIBRATION]\n"
+    "                                           [--llama-cpp] [--json] [CALIBRATION]\n"
     "       qscope compare [MODEL] --data FILE --variants SPEC... [--ctx N] [--max-windows N]\n"
     "                                           [--json|--markdown] [CALIBRATION]\n"
     "       qscope stats [MODEL] [--site S] [--layer L] [--tau T] [--csv|--json] [CALIBRATION]\n"

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/base.h"
@@ -38,13 +39,19 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
     if (n < ctx && o->stride == 0)
         return qs_fail(QS_EARG, "ppl: the text has %ld tokens, fewer than one window of %d", n, ctx);
     if (n < 2) return qs_fail(QS_EARG, "ppl: the text has %ld tokens, nothing to predict", n);
+    if (o->llama_cpp && o->stride) return qs_fail(QS_EARG, "ppl: llama-perplexity's protocol has no stride");
 
     /* window starts */
     long total = o->stride ? (n > ctx ? (n - ctx + o->stride - 1) / o->stride + 1 : 1) : n / ctx;
     if (o->max_windows > 0 && total > o->max_windows) total = o->max_windows;
 
     float *scratch = malloc((size_t)QS_EVAL_CHUNK * m->cfg.vocab * sizeof(float));
-    if (!scratch) return qs_fail(QS_ENOMEM, "out of memory");
+    int32_t *win = o->llama_cpp ? malloc((size_t)ctx * sizeof *win) : NULL;
+    if (!scratch || (o->llama_cpp && !win)) {
+        free(scratch);
+        free(win);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
     double nll = 0, t0 = qs_io_clock();
     long count = 0, prev_end = 0;
     qs_status st = QS_OK;
@@ -55,9 +62,16 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
         /* with a stride, score only tokens past the previous window's end */
         int from = o->stride ? (int)((prev_end > begin ? prev_end - begin : 0)) : 0;
         if (from > 0) from -= 1; /* row from-1 predicts token from */
+        const int32_t *w = ids + begin;
+        if (o->llama_cpp) { /* the window starts at BOS; its first half is context only */
+            memcpy(win, w, (size_t)len * sizeof *win);
+            if (o->bos >= 0) win[0] = o->bos;
+            w = win;
+            from = len / 2;
+        }
         qs_ctx_reset(c);
-        if ((st = qs_forward(c, ids + begin, len, NULL, QS_LOGITS_NONE))) break;
-        if ((st = qs_eval_window_nll(c, ids + begin, len, from, scratch, &nll, &count))) break;
+        if ((st = qs_forward(c, w, len, NULL, QS_LOGITS_NONE))) break;
+        if ((st = qs_eval_window_nll(c, w, len, from, scratch, &nll, &count))) break;
         prev_end = end;
         if (o->progress && o->progress(o->progress_ud, wi + 1, total)) {
             st = qs_fail(QS_ECANCEL, "ppl: cancelled after %ld of %ld windows", wi + 1, total);
@@ -69,6 +83,7 @@ qs_status qs_eval_ppl(qs_ctx *c, const int32_t *ids, long n, const qs_ppl_opts *
         }
     }
     free(scratch);
+    free(win);
     if (st) return st;
     /* a NaN or an infinity in a weight makes the whole result NaN: name it
      * (the loader checked the norms and biases; this is the matrices' pass) */

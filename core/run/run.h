@@ -174,6 +174,10 @@ typedef struct {
     int ctx;                 /* window length; 0: the context's capacity */
     int stride;              /* 0: non-overlapping windows */
     int max_windows;         /* 0: all */
+    int llama_cpp;           /* llama-perplexity's protocol: each window's first token is BOS
+                                (bos >= 0), and only its second half is scored (predictions of
+                                tokens ctx/2 + 1 .. ctx - 1); stride must be 0 */
+    int bos;                 /* the BOS id for llama_cpp; -1: the window's own first token */
     qs_progress_fn progress; /* called after each window (done, total); may be NULL */
     void *progress_ud;
 } qs_ppl_opts;

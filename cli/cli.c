@@ -397,11 +397,8 @@ int cli_ppl(int argc, char **argv) {
         cli_error("ppl: --data FILE is required (text to score)");
         return EXIT_USAGE;
     }
-    int need_cal = qs_variant_needs_calib(spec);
-    if (need_cal < 0) {
-        cli_error("%s", qs_last_error());
-        return EXIT_USAGE;
-    }
+    int need_cal = cli_spec_needs_calib(spec);
+    if (need_cal < 0) return EXIT_USAGE;
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
@@ -530,11 +527,8 @@ int cli_gen(int argc, char **argv) {
         cli_error("gen: usage: qscope gen MODEL [PROMPT] [-n N] [--temp T] ...");
         return EXIT_USAGE;
     }
-    int need_cal = qs_variant_needs_calib(spec);
-    if (need_cal < 0) {
-        cli_error("%s", qs_last_error());
-        return EXIT_USAGE;
-    }
+    int need_cal = cli_spec_needs_calib(spec);
+    if (need_cal < 0) return EXIT_USAGE;
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;

@@ -90,6 +90,9 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, qs_ca
 qs_calib_opts cli_calib_init(void);
 /* Build the calibration set, printing the error; returns an exit status. */
 int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal);
+/* Whether spec needs calibration rows (1, 0); a malformed spec prints why and
+ * gives -1 (a usage error). */
+int cli_spec_needs_calib(const char *spec);
 /* Build variant spec of m, reading the calibration rows into *cal first when
  * need_cal; prints the error and returns EXIT_RUNTIME on failure. */
 struct qs_variant;

@@ -39,11 +39,8 @@ int cli_bench(int argc, char **argv) {
                             CLI_STR("--tokenizer", &tokp),
                             CLI_FLAG("--json", &json, 1),        {0}};
     if (cli_parse("bench", argc, argv, opts, &co, &model, 1, 0, NULL)) return EXIT_USAGE;
-    int need_cal = qs_variant_needs_calib(spec);
-    if (need_cal < 0) {
-        cli_error("%s", qs_last_error());
-        return EXIT_USAGE;
-    }
+    int need_cal = cli_spec_needs_calib(spec);
+    if (need_cal < 0) return EXIT_USAGE;
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;

@@ -34,11 +34,8 @@ int cli_export(int argc, char **argv) {
         cli_error("export: --dtype is f32, f16 or bf16, got '%s'", dtype);
         return EXIT_USAGE;
     }
-    int need_cal = qs_variant_needs_calib(spec);
-    if (need_cal < 0) {
-        cli_error("%s", qs_last_error());
-        return EXIT_USAGE;
-    }
+    int need_cal = cli_spec_needs_calib(spec);
+    if (need_cal < 0) return EXIT_USAGE;
     qs_model *m = cli_load_model(model, tokp);
     if (!m) return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;

@@ -44,6 +44,12 @@ int cli_calib_load(const qs_model *m, const qs_calib_opts *o, qs_calib *cal) {
 
 /* ---- stats ---- */
 
+int cli_spec_needs_calib(const char *spec) {
+    int need = qs_variant_needs_calib(spec);
+    if (need < 0) cli_error("%s", qs_last_error());
+    return need;
+}
+
 int cli_variant_build(const qs_model *m, const char *spec, int need_cal, const qs_calib_opts *co, qs_calib *cal,
                       qs_variant **var) {
     if (need_cal && cli_calib_load(m, co, cal)) return EXIT_RUNTIME;

@@ -21,7 +21,7 @@
 enum { N_IDS = 48 };
 
 static qs_model *load_shared(const char *name) {
-    char p[128];
+    char p[256];
     snprintf(p, sizeof p, "models/%s", name);
     qs_model *m = NULL;
     if (qs_model_load(th_path(p), NULL, &m)) th_fail_at(__FILE__, __LINE__, "load %s: %s", name, qs_last_error());
@@ -257,7 +257,7 @@ TEST(export_dir_opt_rtn) {
     weight_only("opt-mini", 0.1);
 }
 
-static void sliced(const char *model) {
+static void sliced(const char *model, const char *spec) {
     qs_model *m = load_shared(model);
     if (!m) return;
     char *ct = NULL;
@@ -269,7 +269,7 @@ static void sliced(const char *model) {
     REQUIRE(st == QS_OK, "%s", qs_last_error());
     qs_variant_opts vo = {.calib = &cal};
     qs_variant *v = NULL;
-    REQUIRE(qs_variant_new(m, "slice:ratio=0.25", &vo, &v) == QS_OK, "%s", qs_last_error());
+    REQUIRE(qs_variant_new(m, spec, &vo, &v) == QS_OK, "%s", qs_last_error());
     int32_t *ids = text_ids(m, "data/heldout.txt", &n);
     REQUIRE(ids && n >= N_IDS, "no ids");
     char parent[256], dir[300];
@@ -277,8 +277,8 @@ static void sliced(const char *model) {
     double d = roundtrip(m, v, NULL, ids, parent, dir, &back);
     if (back) {
         double pv = ppl_of(m, qs_variant_exec(v), ids, n), pb = ppl_of(back, NULL, ids, n);
-        printf("  %s slice:ratio=0.25: logits differ by at most %.3g; ppl %.6f, read back %.6f (rel %.1e)\n", model,
-               d, pv, pb, fabs(pv - pb) / pv);
+        printf("  %s %s: logits differ by at most %.3g; ppl %.6f, read back %.6f (rel %.1e)\n", model, spec, d, pv,
+               pb, fabs(pv - pb) / pv);
         CHECK(fabs(pv - pb) <= 1e-4 * pv, "%s: ppl %.8f, read back %.8f", model, pv, pb);
         CHECK(d <= 1e-4, "%s: logits differ by %g", model, d);
         CHECK(back->w.layers[0].q.n_in == qs_variant_exec(v)->w->layers[0].q.n_in, "widths differ");
@@ -294,12 +294,14 @@ static void sliced(const char *model) {
 
 TEST(export_dir_slice_opt) {
     NEED_SHARED();
-    sliced("opt-mini");
+    sliced("opt-mini", "slice:ratio=0.25");
+    /* chained with packed 4-bit weights: decoded on the way out */
+    sliced("opt-mini", "slice:ratio=0.25+rtn:w=4,group=16");
 }
 
 TEST(export_dir_slice_llama) {
     NEED_SHARED();
-    sliced("llama-mini");
+    sliced("llama-mini", "slice:ratio=0.25");
 }
 
 static int cancel_half(void *ud, long done, long total) { return done * 2 > total; }
@@ -339,5 +341,84 @@ TEST(export_dir_refuse) {
         qs_model_free(g);
     }
     rm_tree(parent);
+    qs_model_free(m);
+}
+
+/* Every family's small fixture (../shared/models/arch): an rtn variant
+ * written as f32 reads back to the decoded variant's logits exactly (the
+ * source's names, Gemma's stored norms, Qwen3's q/k norms, OPT-350m's
+ * projections and post-norms, Gemma-2's post-norms), and the fused layouts
+ * are refused naming what is fused. */
+TEST(export_dir_families) {
+    NEED_SHARED();
+    static const char *const archs[] = {"gemma", "gemma2", "llama-bf16", "llama-f16", "llama3", "mistral",
+                                        "opt350", "phi2", "qwen2", "qwen3", "neox", "phi3"};
+    for (size_t a = 0; a < sizeof archs / sizeof *archs; a++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "arch/%s", archs[a]);
+        qs_model *m = load_shared(rel);
+        if (!m) continue;
+        qs_variant *v = NULL;
+        int32_t ids[16];
+        for (int i = 0; i < 16; i++) ids[i] = (i * 7919 + 3) % m->cfg.vocab;
+        char parent[256], dir[300];
+        REQUIRE(scratch_dir(parent, sizeof parent, dir, sizeof dir), "mkdtemp");
+        REQUIRE(qs_variant_new(m, "rtn:w=4,group=0", NULL, &v) == QS_OK, "%s: %s", archs[a], qs_last_error());
+        qs_status st = qs_export_dir(m, v, dir, &(qs_export_opts){.dtype = "f32"});
+        int fused = a >= 10;
+        if (fused) {
+            printf("  %s: %s\n", archs[a], qs_last_error());
+            CHECK(st == QS_EUNSUPPORTED && strstr(qs_last_error(), "fused") && !qs_io_exists(dir), "%s: %d %s",
+                  archs[a], st, qs_last_error());
+        } else {
+            CHECK(st == QS_OK, "%s: %s", archs[a], qs_last_error());
+            qs_model *back = NULL;
+            if (!st) CHECK(qs_model_load(dir, NULL, &back) == QS_OK, "%s: load back: %s", archs[a], qs_last_error());
+            if (back) {
+                int L = m->cfg.n_layers;
+                qs_layer *layers = calloc((size_t)L, sizeof *layers);
+                float **bufs = calloc((size_t)L * QS_LAYER_LINEARS, sizeof *bufs), *embed = NULL;
+                qs_weights w = decoded(m, v, layers, bufs, &embed);
+                qs_exec x = {.w = &w};
+                float *la = logits_of(m, &x, ids, 16), *lb = logits_of(back, NULL, ids, 16);
+                double d = la && lb ? max_abs_diff(la, lb, (size_t)16 * m->cfg.vocab, NULL) : NAN;
+                printf("  %-10s rtn:w=4 as F32: logits differ from the decoded variant's by %.3g\n", archs[a], d);
+                CHECK(d == 0, "%s: logits differ by %g", archs[a], d);
+                check_names(m, dir);
+                free(la);
+                free(lb);
+                for (int i = 0; i < L * QS_LAYER_LINEARS; i++) free(bufs[i]);
+                free(bufs);
+                free(layers);
+                free(embed);
+                qs_model_free(back);
+            }
+        }
+        rm_tree(parent);
+        qs_variant_free(v);
+        qs_model_free(m);
+    }
+}
+
+/* Activation quantizers have no place in a directory: refused, or left out
+ * with weights_only (the weights then read back as the variant's). */
+TEST(export_dir_activations) {
+    NEED_SHARED();
+    qs_model *m = load_shared("arch/llama-bf16");
+    if (!m) return;
+    qs_variant *v = NULL;
+    char parent[256], dir[300];
+    REQUIRE(scratch_dir(parent, sizeof parent, dir, sizeof dir), "mkdtemp");
+    REQUIRE(qs_variant_new(m, "rtn:w=4,a=8,act=token", NULL, &v) == QS_OK, "%s", qs_last_error());
+    qs_status st = qs_export_dir(m, v, dir, &(qs_export_opts){0});
+    CHECK(st == QS_EUNSUPPORTED && strstr(qs_last_error(), "activations") && !qs_io_exists(dir), "%d %s", st,
+          qs_last_error());
+    st = qs_export_dir(m, v, dir, &(qs_export_opts){.weights_only = 1});
+    CHECK(st == QS_OK, "weights_only: %s", qs_last_error());
+    qs_model *back = NULL;
+    CHECK(!st && qs_model_load(dir, NULL, &back) == QS_OK, "load back: %s", qs_last_error());
+    qs_model_free(back);
+    rm_tree(parent);
+    qs_variant_free(v);
     qs_model_free(m);
 }

@@ -3,6 +3,7 @@
  * fp32 exactly and in the model's dtype within its rounding; SliceGPT in
  * qscope's own layout), the side files are copies, and an existing output is
  * never damaged by a refused or cancelled export. */
+#include <cJSON.h>
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
@@ -302,6 +303,7 @@ TEST(export_dir_slice_opt) {
 TEST(export_dir_slice_llama) {
     NEED_SHARED();
     sliced("llama-mini", "slice:ratio=0.25");
+    sliced("llama-mini", "slice:ratio=0.25,head=1"); /* the head sliced too: head_width 144 */
 }
 
 static int cancel_half(void *ud, long done, long total) { return done * 2 > total; }
@@ -421,4 +423,84 @@ TEST(export_dir_activations) {
     rm_tree(parent);
     qs_variant_free(v);
     qs_model_free(m);
+}
+
+/* A sharded source (two shards and an index, made here from a fixture) is
+ * written as one model.safetensors holding every tensor, and reads back to
+ * the same logits. The writer refuses a tensor short of its bytes and
+ * leaves no file. */
+TEST(export_dir_sharded) {
+    NEED_SHARED();
+    char parent[256], dir[300], src[300], p[400], q[400];
+    REQUIRE(scratch_dir(parent, sizeof parent, dir, sizeof dir), "mkdtemp");
+    snprintf(src, sizeof src, "%s/sharded", parent);
+    REQUIRE(mkdir(src, 0755) == 0, "mkdir");
+    qs_st_file *f = NULL;
+    snprintf(p, sizeof p, "%s", th_path("models/arch/llama-f16/model.safetensors"));
+    REQUIRE(qs_st_open(p, &f) == QS_OK, "%s", qs_last_error());
+    size_t n = qs_st_count(f), half = n / 2;
+    cJSON *idx = cJSON_CreateObject(), *wm = cJSON_AddObjectToObject(idx, "weight_map");
+    qs_status st = QS_OK;
+    for (int s = 0; s < 2 && !st; s++) {
+        char shard[64];
+        snprintf(shard, sizeof shard, "model-%05d-of-00002.safetensors", s + 1);
+        qs_st_w *w = qs_st_w_new();
+        size_t i0 = s ? half : 0, i1 = s ? n : half;
+        for (size_t i = i0; i < i1 && !st; i++) {
+            const qs_st_tensor *t = qs_st_tensor_at(f, i);
+            st = qs_st_w_add(w, t->name, t->dtype, t->n_dims, t->shape);
+            cJSON_AddStringToObject(wm, t->name, shard);
+        }
+        qs_io_join(q, sizeof q, src, shard);
+        if (!st) st = qs_st_w_begin(w, q);
+        for (size_t i = i0; i < i1 && !st; i++) st = qs_st_w_data(w, qs_st_tensor_at(f, i)->data, qs_st_tensor_at(f, i)->nbytes);
+        if (!st) st = qs_st_w_commit(w);
+        qs_st_w_free(w);
+    }
+    char *js = cJSON_Print(idx);
+    cJSON_Delete(idx);
+    qs_io_join(q, sizeof q, src, "model.safetensors.index.json");
+    if (!st) st = qs_io_write_atomic(q, js, strlen(js));
+    free(js);
+    qs_io_join(q, sizeof q, src, "config.json");
+    char *cfg = NULL;
+    size_t ncfg = 0;
+    if (!st) st = qs_io_read_all(th_path("models/arch/llama-f16/config.json"), &cfg, &ncfg);
+    if (!st) st = qs_io_write_atomic(q, cfg, ncfg);
+    free(cfg);
+    REQUIRE(st == QS_OK, "making the shards: %s", qs_last_error());
+
+    qs_model *m = NULL, *back = NULL;
+    REQUIRE(qs_model_load(src, NULL, &m) == QS_OK, "sharded: %s", qs_last_error());
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = (i * 7919 + 3) % m->cfg.vocab;
+    st = qs_export_dir(m, NULL, dir, &(qs_export_opts){0});
+    CHECK(st == QS_OK, "export: %s", qs_last_error());
+    CHECK(!st && qs_model_load(dir, NULL, &back) == QS_OK, "load back: %s", qs_last_error());
+    if (back) {
+        float *la = logits_of(m, NULL, ids, 16), *lb = logits_of(back, NULL, ids, 16);
+        double d = la && lb ? max_abs_diff(la, lb, (size_t)16 * m->cfg.vocab, NULL) : NAN;
+        CHECK(d == 0, "logits differ by %g", d);
+        free(la);
+        free(lb);
+        qs_st_file *g = NULL;
+        qs_io_join(q, sizeof q, dir, "model.safetensors");
+        CHECK(qs_st_open(q, &g) == QS_OK && qs_st_count(g) == n, "one file of %zu tensors", n);
+        qs_st_close(g);
+    }
+    qs_model_free(back);
+    qs_model_free(m);
+
+    /* short data: commit fails naming the tensor, and nothing is left */
+    qs_st_w *w = qs_st_w_new();
+    snprintf(q, sizeof q, "%s/short.safetensors", parent);
+    const qs_st_tensor *t = qs_st_tensor_at(f, 0);
+    st = qs_st_w_add(w, t->name, t->dtype, t->n_dims, t->shape);
+    if (!st) st = qs_st_w_begin(w, q);
+    if (!st) st = qs_st_w_data(w, t->data, t->nbytes - 1);
+    CHECK(!st && qs_st_w_commit(w) == QS_EARG && strstr(qs_last_error(), t->name), "short tensor: %s", qs_last_error());
+    qs_st_w_free(w);
+    CHECK(!qs_io_exists(q) && entries(parent) == 2, "a failed write left files (%d entries)", entries(parent));
+    qs_st_close(f);
+    rm_tree(parent);
 }

@@ -531,6 +531,108 @@ static qs_status build(hf_ctx *c) {
     return get_head(c, de);
 }
 
+/* ---- SliceGPT in qscope's layout ----
+ *
+ * A directory qscope exported from a SliceGPT variant (export/export_dir.c):
+ * config.json's "qscope_slicegpt" object gives the widths, the safetensors
+ * the sliced matrices under the family's names plus each layer's residual
+ * shortcuts ("<prefix>layers.N.attn_shortcut.weight" (d_mid, d_in),
+ * "...mlp_shortcut.weight" (d_out, d_mid)). Every norm is a weightless
+ * RMSNorm dividing by the original width (SliceGPT folded the gains and
+ * biases into the linears), so the directory holds no norm tensors; biases
+ * are read wherever they are stored (folded LayerNorm biases land on
+ * linears whose family has none), and the head is its own tensor. */
+
+static qs_status sg_int(hf_ctx *c, const cJSON *o, const char *key, int lo, int hi, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi || v->valuedouble != (int)v->valuedouble)
+        return qs_fail(QS_EFORMAT, "%s: qscope_slicegpt.%s must be an integer in [%d, %d]", c->cfg_path, key, lo, hi);
+    *out = (int)v->valuedouble;
+    return QS_OK;
+}
+
+/* A linear (n_out, n_in) and its bias when the file has one. */
+static qs_status sg_lin(hf_ctx *c, const char *tmpl, int layer, int n_out, int n_in, qs_linear *l) {
+    char base[200], w[256], b[256];
+    tname(base, sizeof base, tmpl, layer);
+    snprintf(w, sizeof w, "%s.weight", base);
+    snprintf(b, sizeof b, "%s.bias", base);
+    qs_status st = get_matrix(c, w, n_out, n_in, l);
+    return st ? st : get(c, b, 0, 1, n_out, 0, &l->b);
+}
+
+static qs_norm sg_norm(int dim, int D) { return (qs_norm){.dim = dim, .kind = QS_NORM_RMS, .div = D}; }
+
+static qs_status build_sliced(hf_ctx *c, const cJSON *sg) {
+    const qs_family *F = c->fam;
+    qs_model *m = c->m;
+    const qs_config *g = &m->cfg;
+    int D = g->d_model, hd = g->head_dim, qd = g->n_heads * hd, kvd = g->n_kv_heads * hd, ff = g->d_ff;
+    int de = 0, dh = 0, ver = 0;
+    qs_status st;
+    if ((st = sg_int(c, sg, "version", 1, 1, &ver)) || (st = sg_int(c, sg, "norm_divisor", D, D, &D)) ||
+        (st = sg_int(c, sg, "embed_width", 1, D, &de)) || (st = sg_int(c, sg, "head_width", 1, D, &dh)))
+        return st;
+    const cJSON *widths = cJSON_GetObjectItemCaseSensitive(sg, "layer_widths");
+    if (!cJSON_IsArray(widths) || cJSON_GetArraySize(widths) != g->n_layers)
+        return qs_fail(QS_EFORMAT, "%s: qscope_slicegpt.layer_widths must list %d layers", c->cfg_path, g->n_layers);
+    if (c->flags.embed_dim || F->qkv || F->gate_up || F->conv1d || F->post_attn_norm || F->post_mlp_norm ||
+        g->resid != QS_RESID_SEQ)
+        return qs_fail(QS_EUNSUPPORTED, "%s: a sliced %s model is not a layout qscope writes", c->cfg_path, F->name);
+    char name[200];
+    snprintf(name, sizeof name, "%s.weight", F->embed);
+    qs_linear emb = {0};
+    if ((st = pick_prefix(c, name, F->prefixes)) || (st = get_matrix(c, name, g->vocab, de, &emb))) return st;
+    m->w.tok_embed = emb.w;
+    m->w.embed_q = emb.wq;
+    m->w.embed_type = emb.wtype;
+    m->w.d_embed = de;
+    if (F->pos_embed && g->rope_theta <= 0) {
+        snprintf(name, sizeof name, "%s.weight", F->pos_embed);
+        if ((st = get(c, name, 1, 2, (int64_t)g->max_pos + g->pos_offset, de, &m->w.pos_embed))) return st;
+    }
+    int din = de;
+    for (int i = 0; i < g->n_layers; i++) {
+        qs_layer *L = &m->w.layers[i];
+        const cJSON *row = cJSON_GetArrayItem(widths, i);
+        int wd[3];
+        for (int k = 0; k < 3; k++) {
+            const cJSON *e = cJSON_IsArray(row) && cJSON_GetArraySize(row) == 3 ? cJSON_GetArrayItem(row, k) : NULL;
+            if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > D)
+                return qs_fail(QS_EFORMAT, "%s: qscope_slicegpt.layer_widths[%d] must be 3 widths in [1, %d]",
+                               c->cfg_path, i, D);
+            wd[k] = (int)e->valuedouble;
+        }
+        if (wd[0] != din)
+            return qs_fail(QS_EFORMAT, "%s: layer %d reads width %d, the one before writes %d", c->cfg_path, i, wd[0], din);
+        int dmid = wd[1], dout = wd[2];
+        L->attn_norm = sg_norm(din, D);
+        L->mlp_norm = sg_norm(dmid, D);
+        if ((st = sg_lin(c, F->q, i, qd, din, &L->q)) || (st = sg_lin(c, F->k, i, kvd, din, &L->k)) ||
+            (st = sg_lin(c, F->v, i, kvd, din, &L->v)) || (st = sg_lin(c, F->o, i, dmid, qd, &L->o)) ||
+            (st = sg_lin(c, "layers.%d.attn_shortcut", i, dmid, din, &L->attn_skip)) ||
+            (st = sg_lin(c, F->up, i, ff, dmid, &L->up)) ||
+            (c->flags.gated && (st = sg_lin(c, F->gate, i, ff, dmid, &L->gate))) ||
+            (st = sg_lin(c, F->down, i, dout, ff, &L->down)) ||
+            (st = sg_lin(c, "layers.%d.mlp_shortcut", i, dout, dmid, &L->mlp_skip)))
+            return st;
+        if (c->flags.qk_norm && ((st = nrm(c, F->q_norm, i, hd, c->flags.qk_norm_kind, &L->q_norm)) ||
+                                 (st = nrm(c, F->k_norm, i, hd, c->flags.qk_norm_kind, &L->k_norm))))
+            return st;
+        din = dout;
+    }
+    if (din != dh)
+        return qs_fail(QS_EFORMAT, "%s: the head reads width %d, the last layer writes %d", c->cfg_path, dh, din);
+    m->w.final_norm = sg_norm(dh, D);
+    char saved[sizeof c->prefix];
+    memcpy(saved, c->prefix, sizeof saved);
+    c->prefix[0] = 0; /* the head is outside the prefix */
+    st = sg_lin(c, F->head, -1, g->vocab, dh, &m->w.head);
+    memcpy(c->prefix, saved, sizeof saved);
+    m->cfg.tied_head = 0;
+    return st;
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;
@@ -590,7 +692,9 @@ qs_status qs_hf_load(const char *dir, qs_model **out) {
         goto done;
     snprintf(c.m->format, sizeof c.m->format, "safetensors");
     snprintf(c.m->path, sizeof c.m->path, "%s", dir);
-    if ((st = build(&c)) || (st = check_unused(&c))) goto done;
+    const cJSON *sg = cJSON_GetObjectItemCaseSensitive(c.cfg, "qscope_slicegpt");
+    if ((st = sg ? build_sliced(&c, sg) : build(&c)) || (st = check_unused(&c))) goto done;
+    snprintf(c.m->hf_prefix, sizeof c.m->hf_prefix, "%s", c.prefix);
     int kinds = 0, last = 0;
     for (int i = 0; i < QS_ST_N_DTYPES; i++)
         if (c.dtypes >> i & 1) kinds++, last = i;
@@ -608,4 +712,51 @@ done:
     free(c.used);
     cJSON_Delete(c.cfg);
     return st;
+}
+
+/* ---- names, for writers ---- */
+
+static const qs_family *family_named(const char *name) {
+    for (int i = 0; qs_family_list[i]; i++)
+        if (!strcmp(qs_family_list[i]->name, name)) return qs_family_list[i];
+    return NULL;
+}
+
+qs_status qs_hf_slot_name(const qs_model *m, qs_hf_slot s, int layer, char *buf, size_t cap) {
+    buf[0] = 0;
+    const qs_family *F = strcmp(m->format, "safetensors") ? NULL : family_named(m->cfg.family);
+    if (!F) return qs_fail(QS_EUNSUPPORTED, "%s: not read from a Hugging Face directory", m->path);
+    if (F->conv1d || F->qkv || F->gate_up)
+        return qs_fail(QS_EUNSUPPORTED, "%s: %s stores %s; only unfused layouts (llama, mistral, qwen2, qwen3, "
+                       "gemma, gemma2, opt, phi) are written back", m->path, F->hf_arch,
+                       F->conv1d ? "its linears transposed (Conv1D) and q, k, v fused"
+                                 : F->qkv ? "q, k and v fused in one tensor" : "gate and up fused in one tensor");
+    const char *t = NULL;
+    switch (s) {
+    case QS_HF_EMBED: t = F->embed; break;
+    case QS_HF_POS_EMBED: t = F->pos_embed; break;
+    case QS_HF_PROJ_IN: t = F->proj_in; break;
+    case QS_HF_PROJ_OUT: t = F->proj_out; break;
+    case QS_HF_FINAL_NORM: t = F->final_norm; break;
+    case QS_HF_HEAD: t = F->head; break;
+    case QS_HF_ATTN_NORM: t = F->attn_norm; break;
+    case QS_HF_Q: t = F->q; break;
+    case QS_HF_K: t = F->k; break;
+    case QS_HF_V: t = F->v; break;
+    case QS_HF_O: t = F->o; break;
+    case QS_HF_Q_NORM: t = F->q_norm; break;
+    case QS_HF_K_NORM: t = F->k_norm; break;
+    case QS_HF_POST_ATTN_NORM: t = F->post_attn_norm; break;
+    case QS_HF_MLP_NORM: t = F->mlp_norm; break;
+    case QS_HF_POST_MLP_NORM: t = F->post_mlp_norm; break;
+    case QS_HF_GATE: t = F->gate; break;
+    case QS_HF_UP: t = F->up; break;
+    case QS_HF_DOWN: t = F->down; break;
+    default: return qs_fail(QS_EARG, "weight slot %d is not one of a model's", (int)s);
+    }
+    if (!t) return QS_OK;
+    char base[200];
+    tname(base, sizeof base, t, layer);
+    snprintf(buf, cap, "%s%s", s == QS_HF_HEAD ? "" : m->hf_prefix, base);
+    return QS_OK;
 }

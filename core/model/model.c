@@ -400,6 +400,47 @@ qs_status qs_model_check_finite(const qs_model *m, int matrices) {
     return finite_linear(&w->head, -1, "LM head", matrices && !qs_head_tied(w));
 }
 
+/* A sliced model (SliceGPT, read back from qscope's layout): the widths are
+ * each layer's own, chained from the embedding to the head; the norms are
+ * weightless RMS norms dividing by d_model. */
+static qs_status check_wnorm(const qs_norm *n, int dim, const char *what, int layer) {
+    if (n->dim != dim || n->w || n->b || n->kind != QS_NORM_RMS)
+        return qs_fail(QS_ESHAPE, "layer %d: %s is not a weightless RMS norm of %d channels", layer, what, dim);
+    return QS_OK;
+}
+
+static qs_status validate_sliced(const qs_model *m) {
+    const qs_config *c = &m->cfg;
+    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, din = m->w.d_embed;
+    qs_status st;
+    if (din <= 0 || din > c->d_model) return qs_fail(QS_ESHAPE, "sliced model: embedding width %d", din);
+    for (int i = 0; i < c->n_layers; i++) {
+        const qs_layer *L = &m->w.layers[i];
+        int dmid = L->o.n_out, dout = L->down.n_out;
+        if ((st = check_wnorm(&L->attn_norm, din, "attention norm", i)) ||
+            (st = check_wnorm(&L->mlp_norm, dmid, "MLP norm", i)) ||
+            (st = check_linear(&L->q, qd, din, 0, "q projection", i)) ||
+            (st = check_linear(&L->k, kvd, din, 0, "k projection", i)) ||
+            (st = check_linear(&L->v, kvd, din, 0, "v projection", i)) ||
+            (st = check_linear(&L->o, dmid, qd, 0, "output projection", i)) ||
+            (st = check_linear(&L->attn_skip, dmid, din, 0, "attention shortcut", i)) ||
+            (st = check_linear(&L->up, c->d_ff, dmid, 0, "MLP up projection", i)) ||
+            (st = check_linear(&L->down, dout, c->d_ff, 0, "MLP down projection", i)) ||
+            (st = check_linear(&L->mlp_skip, dout, dmid, 0, "MLP shortcut", i)))
+            return st;
+        if (qs_linear_has(&L->gate) && (st = check_linear(&L->gate, c->d_ff, dmid, 0, "MLP gate projection", i)))
+            return st;
+        if ((L->q_norm.dim && (st = check_norm(&L->q_norm, c->head_dim, 0, "q norm", i))) ||
+            (L->k_norm.dim && (st = check_norm(&L->k_norm, c->head_dim, 0, "k norm", i))))
+            return st;
+        din = dout;
+    }
+    if ((st = check_wnorm(&m->w.final_norm, din, "final norm", -1)) ||
+        (st = check_linear(&m->w.head, c->vocab, din, 0, "LM head", -1)))
+        return st;
+    return qs_model_check_finite(m, 0);
+}
+
 qs_status qs_model_validate(const qs_model *m) {
     const qs_config *c = &m->cfg;
     /* every family's reader refuses these already; this covers any loader */
@@ -425,6 +466,7 @@ qs_status qs_model_validate(const qs_model *m) {
     if (!m->w.tok_embed && !m->w.embed_q) return qs_fail(QS_EFORMAT, "token embedding missing");
     if (c->rope_theta <= 0 && !m->w.pos_embed) return qs_fail(QS_EFORMAT, "position embedding missing");
     qs_status st;
+    if (qs_linear_has(&m->w.layers[0].attn_skip)) return validate_sliced(m);
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &m->w.layers[i];
         int bias = c->arch == QS_ARCH_OPT || c->arch == QS_ARCH_GPT2;
@@ -463,8 +505,9 @@ static long long lin_params(const qs_linear *l) {
 
 long long qs_model_params(const qs_model *m) {
     const qs_config *c = &m->cfg;
-    long long p = (long long)c->vocab * (m->w.proj_in.w ? m->w.proj_in.n_in : c->d_model);
-    if (m->w.pos_embed) p += (long long)(c->max_pos + c->pos_offset) * c->d_model;
+    int de = m->w.d_embed ? m->w.d_embed : c->d_model; /* a sliced model's embeddings are narrower */
+    long long p = (long long)c->vocab * (m->w.proj_in.w ? m->w.proj_in.n_in : de);
+    if (m->w.pos_embed) p += (long long)(c->max_pos + c->pos_offset) * de;
     p += lin_params(&m->w.proj_in) + lin_params(&m->w.proj_out);
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &m->w.layers[i];
@@ -473,6 +516,7 @@ long long qs_model_params(const qs_model *m) {
         p += norm_params(&L->post_attn_norm) + norm_params(&L->post_mlp_norm);
         p += lin_params(&L->q) + lin_params(&L->k) + lin_params(&L->v) + lin_params(&L->o);
         p += lin_params(&L->up) + lin_params(&L->gate) + lin_params(&L->down);
+        p += lin_params(&L->attn_skip) + lin_params(&L->mlp_skip);
     }
     p += norm_params(&m->w.final_norm);
     if (!qs_head_tied(&m->w)) p += lin_params(&m->w.head);

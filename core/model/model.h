@@ -195,6 +195,7 @@ typedef struct qs_model {
     char path[1024];      /* what it was loaded from */
     char format[24];      /* "safetensors", "gguf", "llama2.c", "synthetic" */
     char dtype[16];       /* storage dtype on disk ("F16", "BF16", "F32", "mixed") */
+    char hf_prefix[32];   /* Hugging Face directories: the prefix of the names ("model.", "model.decoder.") */
 } qs_model;
 
 typedef struct {
@@ -217,6 +218,25 @@ const char *qs_model_default_path(char *buf, size_t cap);
  * directory, or beside its file; written into buf (cap bytes). Returns 1 when
  * that file exists. */
 int qs_model_file_beside(const qs_model *m, const char *name, char *buf, size_t cap);
+
+/* The weights of a model loaded from a Hugging Face directory, by where its
+ * family stores them: the names a writer uses to put a variant back under
+ * the names the source file used (export/). */
+typedef enum {
+    QS_HF_EMBED, QS_HF_POS_EMBED, QS_HF_PROJ_IN, QS_HF_PROJ_OUT, QS_HF_FINAL_NORM, QS_HF_HEAD, /* global */
+    QS_HF_ATTN_NORM, QS_HF_Q, QS_HF_K, QS_HF_V, QS_HF_O, QS_HF_Q_NORM, QS_HF_K_NORM, /* per layer */
+    QS_HF_POST_ATTN_NORM, QS_HF_MLP_NORM, QS_HF_POST_MLP_NORM, QS_HF_GATE, QS_HF_UP, QS_HF_DOWN,
+    QS_HF_N_SLOTS
+} qs_hf_slot;
+enum { QS_HF_LAYER_SLOTS = QS_HF_ATTN_NORM }; /* slots from this one on are per layer */
+
+/* The full base name (prefix included, no ".weight" or ".bias") slot s of
+ * layer `layer` (-1 for the global slots) is stored under, into buf; "" when
+ * m's family has no such tensor. QS_EUNSUPPORTED, naming the family, when m
+ * was not read from a Hugging Face directory, or its family stores the slot
+ * fused with others (GPT-2's c_attn, Phi-3's qkv_proj and gate_up_proj,
+ * GPT-NeoX's query_key_value) or transposed (GPT-2's Conv1D). */
+qs_status qs_hf_slot_name(const qs_model *m, qs_hf_slot s, int layer, char *buf, size_t cap);
 
 /* Check every tensor's shape against the config, the norm epsilon, and that
  * norms and biases are finite (loaders call it last). */

@@ -237,6 +237,29 @@ void qs_gguf_w_progress(qs_gguf_w *w, qs_progress_fn fn, void *ud);
 /* Stream the file to a temporary name beside path, then rename it there. */
 qs_status qs_gguf_w_write(qs_gguf_w *w, const char *path);
 
+/* A streaming safetensors writer (st_write.c): every tensor declared first
+ * (the header holds their byte ranges), then their bytes written in the
+ * order declared, a piece at a time, into a temporary file renamed over
+ * path on commit. The header is padded so the data starts 8-aligned; its
+ * __metadata__ is {"format": "pt"}, as transformers writes it. Only the
+ * header is held in memory.
+ *
+ *     qs_st_w *w = qs_st_w_new();
+ *     qs_st_w_add(w, "lm_head.weight", QS_ST_BF16, 2, (int64_t[]){vocab, d});
+ *     qs_st_w_begin(w, "dir/model.safetensors");
+ *     qs_st_w_data(w, rows, nbytes);          // as many pieces as it takes
+ *     qs_st_w_commit(w);                      // fails unless every byte came
+ *     qs_st_w_free(w);                        // removes the file if not committed
+ */
+typedef struct qs_st_w qs_st_w;
+qs_st_w *qs_st_w_new(void); /* NULL: out of memory */
+void qs_st_w_free(qs_st_w *w);
+qs_status qs_st_w_add(qs_st_w *w, const char *name, qs_st_dtype dtype, int n_dims, const int64_t *shape);
+uint64_t qs_st_w_total(const qs_st_w *w); /* data bytes of the tensors declared */
+qs_status qs_st_w_begin(qs_st_w *w, const char *path);
+qs_status qs_st_w_data(qs_st_w *w, const void *data, size_t n);
+qs_status qs_st_w_commit(qs_st_w *w);
+
 /* ---- llama2.c checkpoints (llama2c.c): the legacy version-0 .bin, its
  * header checked against the file's size and its fp32 arrays found in the
  * map, in the file's own layout (q/k rows in Meta's interleaved RoPE order;

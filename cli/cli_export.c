@@ -1,6 +1,7 @@
 /* qscope export: a model or a variant written out, as a GGUF file llama.cpp
  * runs or a Hugging Face directory transformers and qscope load. */
 #include <cJSON.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,16 @@
 static long long output_bytes(const char *path) {
     struct stat sb;
     if (stat(path, &sb) != 0) return 0;
-    return (long long)sb.st_size;
+    if (!S_ISDIR(sb.st_mode)) return (long long)sb.st_size;
+    long long sum = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        if (e->d_name[0] != '.' && stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) sum += (long long)sb.st_size;
+    }
+    if (d) closedir(d);
+    return sum;
 }
 
 int cli_export(int argc, char **argv) {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "export/export.h"
+#include "export/export_impl.h"
 #include "read/read.h"
 #include "run/run.h"
 
@@ -94,9 +95,7 @@ const char *qs_export_unwritable(const qs_variant *v, int gguf, char *buf, size_
     return unwritable(v, gguf, 1, 1, buf, cap);
 }
 
-/* The refusal of o's export of v, or QS_OK; with weights_only what is left
- * out is said at INFO. */
-static qs_status check_writable(const qs_variant *v, int gguf, const qs_export_opts *o, const char *path) {
+qs_status qs_export_check(const qs_variant *v, int gguf, const qs_export_opts *o, const char *path) {
     char why[1024];
     const char *to = gguf ? " to GGUF" : "";
     if (unwritable(v, gguf, 0, 1, why, sizeof why))
@@ -489,7 +488,7 @@ qs_status qs_export_gguf(const qs_model *m, const qs_variant *v, const char *pat
     if (!a)
         return qs_fail(QS_EUNSUPPORTED, "%s: qscope writes GGUF for llama, mistral, qwen2, qwen3, gemma2 and phi3 models; "
                        "this one is %s (export to a directory instead)", path, c->family);
-    if ((st = check_target(path, o)) || (v && (st = check_writable(v, 1, o, path))) || (st = check_shape(m, wt, a, path)))
+    if ((st = check_target(path, o)) || (v && (st = qs_export_check(v, 1, o, path))) || (st = check_shape(m, wt, a, path)))
         return st;
     gg_ctx x = {.dtype = -1};
     if (o->dtype) {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "export/export.h"
+#include "export/export_impl.h"
 #include "read/read.h"
 #include "run/run.h"
 
@@ -186,31 +187,6 @@ static void slot_of(qs_weights *w, qs_hf_slot s, int l, qs_linear **lin, qs_norm
     case QS_HF_DOWN: *lin = &L->down; break;
     default: break;
     }
-}
-
-/* What of the variant no directory holds: activation or KV quantizers, the
- * attention-probability grid (left out with weights_only), a linear that
- * runs a kernel of its own (never). */
-static qs_status check_writable(const qs_model *m, const qs_exec *e, const qs_export_opts *o) {
-    if (!e) return QS_OK;
-    int sites = 0;
-    if (e->aq)
-        for (int i = 0; i < (m->cfg.n_layers + 1) * QS_SITE_COUNT; i++) sites += e->aq[i].bits > 0 && e->aq[i].bits < 16;
-    if ((sites || e->prob_levels) && !o->weights_only)
-        return qs_fail(QS_EUNSUPPORTED, "a Hugging Face directory holds weights only: the variant quantizes %s%s%s "
-                       "(give weights_only to write its weights without them)",
-                       sites ? "activations" : "", sites && e->prob_levels ? " and " : "",
-                       e->prob_levels ? "attention probabilities" : "");
-    const qs_weights *w = e->w ? e->w : &m->w;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        qs_linear *ls[QS_LAYER_LINEARS];
-        int n = qs_layer_linears((qs_layer *)&w->layers[l], 1, ls);
-        for (int i = 0; i < n; i++)
-            if (ls[i]->kern)
-                return qs_fail(QS_EUNSUPPORTED, "layer %d: a linear runs the variant's %s kernel, whose weights no "
-                               "safetensors tensor holds", l, ls[i]->kern->name);
-    }
-    return QS_OK;
 }
 
 /* ---- the tensor list ---- */
@@ -570,7 +546,7 @@ qs_status qs_export_dir(const qs_model *m, const qs_variant *v, const char *dir_
         if (!S_ISDIR(sb.st_mode)) return qs_fail(QS_EARG, "%s exists and is not a directory", dir);
     }
     const qs_exec *e = v ? qs_variant_exec(v) : NULL;
-    if ((st = check_writable(m, e, o))) return st;
+    if (v && (st = qs_export_check(v, 0, o, dir))) return st;
     ex_ctx x = {.m = m, .w = e && e->w ? e->w : &m->w, .o = o};
     if (o->dtype) {
         x.dt_forced = 1;

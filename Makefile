@@ -133,7 +133,7 @@ asan: deps
 # libFuzzer, any compiler); `make fuzz` builds them with clang's libFuzzer,
 # ASan and UBSan and runs each for FUZZ_SECONDS, new inputs kept in
 # build-fuzz/corpus/TARGET, crashes written to build-fuzz/crash-TARGET-*.
-FUZZ_TARGETS := hf gguf l2c tokenizer_json vocab_merges tokenizer_config spec ids lua_opts
+FUZZ_TARGETS := hf gguf l2c tokenizer_json vocab_merges tokenizer_config spm_model spec ids lua_opts
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_COMMON   = $(BUILD)/tests/fuzz/fuzz_util.o $(CORE_LIB)

@@ -106,7 +106,7 @@ const char *qs_tok_describe(const qs_tok *t); /* "byte-level BPE, 4096 tokens, 3
  * tokenizer giving the same ids. */
 typedef struct {
     const char *model;    /* tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE) */
-    const char *pre;      /* tokenizer.ggml.pre ("llama-bpe", "qwen2", "gpt-2", ...); NULL for "llama" */
+    const char *pre;      /* tokenizer.ggml.pre ("llama-bpe", "qwen2", "gpt-2", ...; "default" for "llama", as the converter writes) */
     int n;                /* tokens */
     const char **pieces;  /* (n) tokenizer.ggml.tokens */
     float *scores;        /* (n) tokenizer.ggml.scores; NULL for "gpt2" */
@@ -117,11 +117,16 @@ typedef struct {
     int add_bos, add_eos; /* tokenizer.ggml.add_bos_token / add_eos_token */
 } qs_tok_gguf;
 
-/* Describe t for GGUF. dir: the model directory t came from (its
- * tokenizer.model, when present, gives SentencePiece's own scores), or NULL.
+/* Describe t for GGUF. dir: the model directory t came from, or NULL: its
+ * tokenizer_config.json names unk and pad, and its tokenizer.model gives
+ * SentencePiece's types, and its scores when they merge as tokenizer.json's
+ * ranks do (else each piece scores minus the first rank that makes it).
  * A tokenizer GGUF cannot express (a pre-tokenizer llama.cpp has no name
- * for, a normalizer it does not run) is refused with QS_EUNSUPPORTED naming
- * what. Free with qs_tok_gguf_free. */
+ * for, a normalizer it does not run, added tokens that strip spaces, default
+ * specials other than BOS/EOS) is refused with QS_EUNSUPPORTED naming what.
+ * Known differences that remain: a "llama" GGUF always puts U+2581 in front
+ * of the text, where Metaspace "first" does not when the text starts with a
+ * space. Free with qs_tok_gguf_free. */
 qs_status qs_tok_to_gguf(const qs_tok *t, const char *dir, qs_tok_gguf **out);
 void qs_tok_gguf_free(qs_tok_gguf *g);
 

@@ -161,4 +161,29 @@ qs_status tok_pipe_decode(const qs_tok *t, const int32_t *ids, size_t n, int ski
                           size_t *len);
 const char *tok_pipe_describe(const tok_pipe *p);
 
+/* One step of the pipeline as tokenizer.json named it, so that tok_gguf.c
+ * can tell whether llama.cpp runs the same thing. */
+typedef struct {
+    const char *type;    /* "NFC", "Replace", ..., "Split", "ByteLevel", "Metaspace", ... */
+    const char *pattern; /* Split: the pattern as written; NULL for the other steps */
+    int literal;         /* Split: pattern is a String, not a Regex */
+    int isolated, invert; /* Split: behavior Isolated; invert */
+    int add_prefix_space, use_regex; /* ByteLevel */
+} tok_pipe_step;
+/* Steps of the normalizer (pre 0) or the pre-tokenizer (pre 1); 0 for p NULL. */
+int tok_pipe_n_steps(const tok_pipe *p, int pre);
+/* Fill *out with step i; 0 when out of range. */
+int tok_pipe_get_step(const tok_pipe *p, int pre, int i, tok_pipe_step *out);
+
+/* tok_load.c: llama.cpp's pre-tokenizer name (GGUF tokenizer.ggml.pre) for a
+ * byte-level pipeline that splits by re[0..n) in order and then maps bytes
+ * (ByteLevel without its own regex), with the model's ignore_merges; NULL
+ * when llama.cpp has no such pre-tokenizer. */
+const char *tok_gguf_pre_name(const char *const *re, int n, int ignore_merges);
+
+/* tok_gguf.c: read a SentencePiece tokenizer.model (ModelProto) into
+ * scores[id] and types[id] for the ids it holds; each piece must be t's of
+ * the same id (added tokens aside). */
+qs_status tok_spm_model_read(const char *path, const qs_tok *t, float *scores, int32_t *types);
+
 #endif

@@ -948,17 +948,37 @@ done:
 #define RE_LLAMA3 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_QWEN2 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 static const struct {
-    const char *names; /* space-separated */
+    const char *name;  /* the one convert_hf_to_gguf.py writes for such a tokenizer */
+    const char *names; /* every name llama.cpp reads as this pre-tokenizer, space-separated */
     const char *re[4];
     int ignore_merges;
 } gguf_pres[] = {
-    {"llama3 llama-v3 llama-bpe falcon3", {RE_LLAMA3}, 1},
-    {"dbrx smaug-bpe chatglm-bpe", {RE_LLAMA3}, 0},
-    {"qwen2 deepseek-r1-qwen stablelm2 megrez", {RE_QWEN2}, 0},
-    {"starcoder refact command-r smollm codeshell exaone minerva-7b", {"\\p{N}", RE_GPT2}, 0},
-    {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, 0},
-    {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, 0},
+    {"llama-bpe", "llama3 llama-v3 llama-bpe falcon3", {RE_LLAMA3}, 1},
+    {"dbrx", "dbrx smaug-bpe chatglm-bpe", {RE_LLAMA3}, 0},
+    {"qwen2", "qwen2 deepseek-r1-qwen stablelm2 megrez", {RE_QWEN2}, 0},
+    {"starcoder", "starcoder refact command-r smollm codeshell exaone minerva-7b", {"\\p{N}", RE_GPT2}, 0},
+    {"falcon", "falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, 0},
+    {"default", "default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, 0},
 };
+
+const char *tok_gguf_pre_name(const char *const *re, int n, int ignore_merges) {
+    /* GPT-2's own pattern, with or without the trailing \s+ that the
+     * ByteLevel pre-tokenizer adds (a whitespace run the alternatives before
+     * it leave behind is split off whole either way) */
+    if (n == 1 && !ignore_merges &&
+        (!strcmp(re[0], RE_GPT2) || !strcmp(re[0], RE_GPT2 "|\\s+")))
+        return "gpt-2";
+    for (size_t k = 0; k < sizeof gguf_pres / sizeof *gguf_pres; k++) {
+        int m = 0;
+        while (m < 4 && gguf_pres[k].re[m]) m++;
+        if (m != n || gguf_pres[k].ignore_merges != !!ignore_merges) continue;
+        int same = 1;
+        for (int i = 0; i < n && same; i++) same = !strcmp(re[i], gguf_pres[k].re[i]);
+        if (!same) continue;
+        return gguf_pres[k].name;
+    }
+    return NULL;
+}
 
 static int name_in(const char *list, const char *name) {
     size_t n = strlen(name);

@@ -36,6 +36,8 @@ typedef struct {
 typedef struct {
     int type;
     regex_t *re;  /* Split (regex or escaped literal), ByteLevel with use_regex, Whitespace */
+    char *src;    /* Split: the pattern as tokenizer.json wrote it (tok_pipe_get_step) */
+    int literal;  /* Split: src is a String, not a Regex */
     int behavior, invert;
     int add_prefix_space;
     char rep[8]; /* Metaspace replacement */
@@ -889,6 +891,11 @@ static qs_status add_pre(qs_tok *t, tok_pipe *p, const cJSON *o, const char *pat
         st->invert = jbool(o, "invert", 0);
         if (st->behavior < 0) return qs_fail(QS_EUNSUPPORTED, "%s: Split behavior '%s'", path, jstr(o, "behavior"));
         r = pattern(o, &st->re, NULL, path, "pre-tokenizer Split");
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
+        const char *lit = jstr(pat, "String");
+        st->literal = lit != NULL; /* pattern() takes a String before a Regex */
+        if (r == QS_OK && !(st->src = dupstr(lit ? lit : jstr(pat, "Regex"))))
+            r = qs_fail(QS_ENOMEM, "%s: out of memory", path);
     } else if (!strcmp(ty, "ByteLevel")) {
         st->type = P_BYTELEVEL;
         st->add_prefix_space = jbool(o, "add_prefix_space", 1);
@@ -975,6 +982,29 @@ qs_status tok_pipe_build(qs_tok *t, const void *root_, const char *path) {
 
 const char *tok_pipe_describe(const tok_pipe *p) { return p ? p->desc : ""; }
 
+int tok_pipe_n_steps(const tok_pipe *p, int pre) { return !p ? 0 : pre ? p->n_pre : p->n_norm; }
+
+int tok_pipe_get_step(const tok_pipe *p, int pre, int i, tok_pipe_step *out) {
+    static const char *const norm_names[] = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "Replace", "Prepend", "Strip"};
+    static const char *const pre_names[] = {"Split", "ByteLevel", "Metaspace", "Digits", "Punctuation", "Whitespace",
+                                            "WhitespaceSplit"};
+    memset(out, 0, sizeof *out);
+    if (i < 0 || i >= tok_pipe_n_steps(p, pre)) return 0;
+    if (!pre) {
+        out->type = norm_names[p->norm[i].type];
+        return 1;
+    }
+    const pre_step *st = &p->pre[i];
+    out->type = pre_names[st->type];
+    out->pattern = st->type == P_SPLIT ? st->src : NULL;
+    out->literal = st->literal;
+    out->isolated = st->behavior == B_ISOLATED;
+    out->invert = st->invert;
+    out->add_prefix_space = st->add_prefix_space;
+    out->use_regex = st->type == P_BYTELEVEL && st->re != NULL;
+    return 1;
+}
+
 void tok_pipe_free(tok_pipe *p) {
     if (!p) return;
     for (int i = 0; i < p->n_norm; i++) {
@@ -982,8 +1012,10 @@ void tok_pipe_free(tok_pipe *p) {
         free(p->norm[i].a);
         free(p->norm[i].b);
     }
-    for (int i = 0; i < p->n_pre; i++)
+    for (int i = 0; i < p->n_pre; i++) {
         if (p->pre[i].re) onig_free(p->pre[i].re);
+        free(p->pre[i].src);
+    }
     for (int i = 0; i < p->n_dec; i++) {
         free(p->dec[i].a);
         free(p->dec[i].b);

@@ -328,7 +328,7 @@ static char *nm(gg_ctx *x, char (*names)[64], int *k, const char *fmt, int layer
     return names[(*k)++];
 }
 
-/* llama.cpp's general.file_type: the type most values are held in */
+/* llama.cpp's general.file_type: the type most of the blocks' values are held in */
 static uint32_t file_type(const uint64_t *per) {
     int best = 0;
     for (int i = 1; i < 40; i++)
@@ -354,7 +354,7 @@ static qs_status write_tokenizer(qs_gguf_w *w, const qs_model *m) {
     }
     qs_tok_gguf *g;
     qs_status st = qs_tok_to_gguf(m->tok, dir, &g);
-    if (st || !g) return st;
+    if (st) return st;
     qs_gguf_w_str(w, "tokenizer.ggml.model", g->model);
     if (g->pre) qs_gguf_w_str(w, "tokenizer.ggml.pre", g->pre);
     qs_gguf_w_strs(w, "tokenizer.ggml.tokens", (size_t)g->n, g->pieces);
@@ -514,6 +514,7 @@ qs_status qs_export_gguf(const qs_model *m, const qs_variant *v, const char *pat
     qs_linear emb = {.n_out = c->vocab, .n_in = c->d_model, .w = wt->tok_embed, .wq = wt->embed_q, .wtype = wt->embed_type};
     const qs_linear *p1[3] = {&emb};
     add_lin(&x, "token_embd.weight", p1, 1, 0, 0);
+    memset(x.per_type, 0, sizeof x.per_type); /* general.file_type follows the blocks' matrices, as llama-quantize's */
     for (int i = 0; i < n_rope; i++) add_vec(&x, rope_names[i], rope_vals[i], c->rope.dim / 2);
     int hd = c->head_dim, d = c->d_model;
     for (int l = 0; l < c->n_layers && !x.st; l++) {

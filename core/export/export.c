@@ -338,6 +338,8 @@ static uint32_t file_type(const uint64_t *per) {
     case QS_WT_Q4_0: return 2;
     case QS_WT_Q4_1: return 3;
     case QS_WT_Q8_0: return 7;
+    case QS_WT_Q4_K: return 14; /* LLAMA_FTYPE_MOSTLY_Q4_K_S: Q4_K throughout */
+    case QS_WT_Q6_K: return 18;
     case QS_WT_BF16: return 32;
     default: return 0;
     }

@@ -39,7 +39,9 @@ typedef enum {
  * with m the value of largest magnitude, levels -8..7; sym 8 bits: d =
  * fp16(absmax / 127), levels -127..127; asym: d = fp16((hi - lo) / 15) and
  * zero = fp16(lo) an offset (value = q d + lo), levels 0..15. */
-typedef enum { QS_GRID_STD = 0, QS_GRID_RPTQ = 1, QS_GRID_GGML = 2 } qs_grid;
+/* QS_GRID_Q4_K / QS_GRID_Q6_K: llama.cpp's k-quant super-blocks of 256
+ * (qs_kq_block_scales below), weights only. */
+typedef enum { QS_GRID_STD = 0, QS_GRID_RPTQ = 1, QS_GRID_GGML = 2, QS_GRID_Q4_K = 3, QS_GRID_Q6_K = 4 } qs_grid;
 
 /* An activation quantizer at one site. */
 typedef struct {
@@ -365,7 +367,7 @@ void qs_int8_quantize_act(const float *x, int M, int K, const uint8_t *mask, qs_
  */
 enum {
     QS_WT_F32 = 0, QS_WT_F16 = 1, QS_WT_Q4_0 = 2, QS_WT_Q4_1 = 3, QS_WT_Q5_0 = 6, QS_WT_Q5_1 = 7,
-    QS_WT_Q8_0 = 8, QS_WT_BF16 = 30,
+    QS_WT_Q8_0 = 8, QS_WT_Q4_K = 12, QS_WT_Q6_K = 14, QS_WT_BF16 = 30,
 };
 /* qscope's own packed round-to-nearest rows (what rtn stores): per group of
  * 2^lg values (lg 0: the whole row), a float scale and a float offset z,
@@ -384,6 +386,21 @@ uint32_t qs_ggml_type_of(int bits, int sym);
  * type QS_WT_Q4_0, QS_WT_Q8_0 or QS_WT_Q4_1, n_in a multiple of 32; out
  * holds qs_wtype_row_bytes(type, n_in) * n_out bytes. */
 void qs_quant_pack_ggml(const float *w, int n_out, int n_in, uint32_t type, void *out);
+
+/* llama.cpp's k-quant super-blocks of 256 values (QS_WT_Q4_K: 144 bytes, 8
+ * sub-blocks of 32 with 6-bit scales and mins, value d*sc*q - dmin*m;
+ * QS_WT_Q6_K: 210 bytes, 16 sub-blocks of 16 with int8 scales, value
+ * d*sc*(q-32)), the blocks kern/ggml_quant.c decodes.
+ * qs_kq_block_scales: the block's scales from x (256 values), chosen as
+ * llama.cpp's reference quantizers choose them; the codes zeroed.
+ * qs_kq_block_put: value j (0..255) rounded onto that grid; stores its code
+ * and returns the value it decodes to, bit for bit.
+ * qs_quant_pack_kq: n_out rows (n_in a multiple of 256) so encoded; out
+ * holds qs_wtype_row_bytes(type, n_in) * n_out bytes; vals (or NULL) gets
+ * the decoded values. */
+void qs_kq_block_scales(uint32_t type, const float *x, uint8_t *blk);
+float qs_kq_block_put(uint32_t type, uint8_t *blk, int j, float x);
+void qs_quant_pack_kq(const float *w, int n_out, int n_in, uint32_t type, void *out, float *vals);
 
 /* Values and bytes per block of a type (F16/BF16: 1 and 2); 0 if unknown. */
 int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes);

@@ -238,6 +238,232 @@ void qs_quant_pack_ggml(const float *w, int n_out, int n_in, uint32_t type, void
         for (int b = 0; b < n_in / 32; b++, o += bb) ggml_block(w + r * n_in + (size_t)b * 32, type, o);
 }
 
+/* ---- llama.cpp's k-quant super-blocks (Q4_K, Q6_K) ----
+ * The encoder is the inverse of kern/ggml_quant.c's decoders; the scales are
+ * chosen as llama.cpp's reference quantizers choose them (a weighted search
+ * per sub-block, then the sub-scales rounded to 6 or 8 bits against one fp16
+ * super-scale), and every code is rounded with the scale the block actually
+ * stores, so the decoded value is the one the encoder returned. */
+
+enum { QK_K = 256 };
+
+static int nearest_int(float x) { return (int)lrintf(x); }
+
+/* One Q4_K sub-block of n values: an offset grid min + scale * l, l in
+ * 0..nmax, min <= 0, fitted by weighted least squares over a few trial
+ * inverse scales around nmax / (max - min). Returns the scale; *neg_min is
+ * -min (what the block stores). */
+static float fit_scale_min(const float *x, const float *wt, int n, int nmax, float *neg_min) {
+    float lo = x[0], hi = x[0], sw = 0, sx = 0;
+    for (int i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+        sw += wt[i];
+        sx += wt[i] * x[i];
+    }
+    if (lo > 0) lo = 0; /* the grid reaches 0: mins are stored as non-negative offsets */
+    if (hi <= lo) {
+        *neg_min = -lo;
+        return 0;
+    }
+    float scale = (hi - lo) / nmax, mn = lo, best = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int((x[i] - lo) / scale);
+        l = l < 0 ? 0 : l > nmax ? nmax : l;
+        float e = scale * l + lo - x[i];
+        best += wt[i] * e * e;
+    }
+    for (int step = 0; step <= 20; step++) {
+        float is = (-1.0f + 0.1f * step + nmax) / (hi - lo);
+        float sl = 0, sl2 = 0, sxl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(is * (x[i] - lo));
+            l = l < 0 ? 0 : l > nmax ? nmax : l;
+            sl += wt[i] * l;
+            sl2 += wt[i] * l * l;
+            sxl += wt[i] * l * x[i];
+        }
+        float D = sw * sl2 - sl * sl;
+        if (!(D > 0)) continue;
+        float s = (sw * sxl - sx * sl) / D, m = (sl2 * sx - sl * sxl) / D;
+        if (m > 0) { /* the offset must stay <= 0: refit the scale alone */
+            m = 0;
+            s = sl2 > 0 ? sxl / sl2 : 0;
+        }
+        if (!(s > 0)) continue;
+        float err = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int((x[i] - m) / s);
+            l = l < 0 ? 0 : l > nmax ? nmax : l;
+            float e = s * l + m - x[i];
+            err += wt[i] * e * e;
+        }
+        if (err < best) {
+            best = err;
+            scale = s;
+            mn = m;
+        }
+    }
+    *neg_min = -mn;
+    return scale;
+}
+
+/* One Q6_K sub-block: a symmetric grid scale * l, l in -nmax..nmax-1, its
+ * sign that of the value of largest magnitude (which then takes -nmax), the
+ * scale refitted by x^2-weighted least squares over trial inverse scales. */
+static float fit_scale_sym(const float *x, int n, int nmax) {
+    float amax = 0, m = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            m = x[i];
+        }
+    if (amax < 1e-30f) return 0;
+    float best = 0, scale = m / -nmax;
+    for (int t = -9; t <= 9; t++) {
+        float is = -(nmax + 0.1f * t) / m, sxl = 0, sl2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(is * x[i]);
+            l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
+            float w = x[i] * x[i];
+            sxl += w * x[i] * l;
+            sl2 += w * l * l;
+        }
+        /* the least-squares scale sxl/sl2 leaves an error of -sxl^2/sl2: keep the largest sxl^2/sl2 */
+        if (sl2 > 0 && sxl * sxl > best * sl2) {
+            scale = sxl / sl2;
+            best = scale * sxl;
+        }
+    }
+    return scale;
+}
+
+static void put_h(uint8_t *p, float x) {
+    uint16_t h = qs_f32_to_f16(x);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+static float get_h(const uint8_t *p) { return qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* Q4_K's 6-bit (scale, min) of sub-block j, written as k4_scale_min reads them */
+static void q4k_set_scale_min(uint8_t *q, int j, int s, int m) {
+    if (j < 4) {
+        q[j] = (uint8_t)((q[j] & 0xC0) | s);
+        q[j + 4] = (uint8_t)((q[j + 4] & 0xC0) | m);
+    } else {
+        q[j + 4] = (uint8_t)((s & 0xF) | (m & 0xF) << 4);
+        q[j - 4] = (uint8_t)((q[j - 4] & 0x3F) | (s >> 4) << 6);
+        q[j] = (uint8_t)((q[j] & 0x3F) | (m >> 4) << 6);
+    }
+}
+
+static void q4k_scale_min(const uint8_t *q, int j, int *s, int *m) {
+    if (j < 4) {
+        *s = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *s = (q[j + 4] & 0x0F) | (q[j - 4] >> 6) << 4;
+        *m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+    }
+}
+
+void qs_kq_block_scales(uint32_t type, const float *x, uint8_t *blk) {
+    if (type == QS_WT_Q4_K) {
+        float sum2 = 0, wt[32], sc[8], mn[8], smax = 0, mmax = 0;
+        for (int i = 0; i < QK_K; i++) sum2 += x[i] * x[i];
+        float av = sqrtf(sum2 / QK_K);
+        for (int j = 0; j < 8; j++) {
+            /* the error weight favours large magnitudes, as the reference's */
+            for (int i = 0; i < 32; i++) wt[i] = av + fabsf(x[32 * j + i]);
+            sc[j] = fit_scale_min(x + 32 * j, wt, 32, 15, &mn[j]);
+            smax = sc[j] > smax ? sc[j] : smax;
+            mmax = mn[j] > mmax ? mn[j] : mmax;
+        }
+        memset(blk, 0, 144);
+        float is = smax > 0 ? 63.0f / smax : 0, im = mmax > 0 ? 63.0f / mmax : 0;
+        for (int j = 0; j < 8; j++) {
+            int ls = nearest_int(is * sc[j]), lm = nearest_int(im * mn[j]);
+            q4k_set_scale_min(blk + 4, j, ls > 63 ? 63 : ls, lm > 63 ? 63 : lm);
+        }
+        put_h(blk, smax / 63.0f);
+        put_h(blk + 2, mmax / 63.0f);
+        return;
+    }
+    /* Q6_K: 16 sub-blocks of 16, int8 scales against d = the largest / -128 */
+    float sc[16], smax = 0, amax = 0;
+    for (int j = 0; j < 16; j++) {
+        sc[j] = fit_scale_sym(x + 16 * j, 16, 32);
+        if (fabsf(sc[j]) > amax) {
+            amax = fabsf(sc[j]);
+            smax = sc[j];
+        }
+    }
+    memset(blk, 0, 210);
+    if (amax < 1e-30f) return; /* d = 0: every value decodes to 0 */
+    float is = -128.0f / smax;
+    put_h(blk + 208, 1 / is);
+    float d = get_h(blk + 208);
+    for (int j = 0; j < 16; j++) {
+        /* the 8-bit scale nearest the sub-block's, or the one beside it when
+         * that one's grid fits the values better: a scale rounded toward 0
+         * clips the sub-block's largest values, up to a step for a small scale */
+        float t = is * sc[j];
+        int l0 = nearest_int(t), l1 = l0 + (t > l0 ? 1 : -1), best = l0;
+        float e0 = -1;
+        for (int k = 0; k < 2; k++) {
+            int l = k ? l1 : l0;
+            if (l > 127 || l < -128) continue;
+            float ds = d * l, e = 0;
+            for (int i = 0; i < 16; i++) {
+                float v = x[16 * j + i];
+                int q = ds != 0 ? nearest_int(v / ds) : 0;
+                q = q < -32 ? -32 : q > 31 ? 31 : q;
+                e += (ds * q - v) * (ds * q - v);
+            }
+            if (e0 < 0 || e < e0) e0 = e, best = l;
+        }
+        blk[192 + j] = (uint8_t)(int8_t)best;
+    }
+}
+
+float qs_kq_block_put(uint32_t type, uint8_t *blk, int j, float x) {
+    if (type == QS_WT_Q4_K) {
+        int s, m, sub = j / 32;
+        q4k_scale_min(blk + 4, sub, &s, &m);
+        float d = get_h(blk) * s, dm = get_h(blk + 2) * m; /* the decoder's d1 and m1 */
+        int l = d != 0 ? nearest_int((x + dm) / d) : 0;
+        l = l < 0 ? 0 : l > 15 ? 15 : l;
+        uint8_t *c = blk + 16 + 32 * (sub / 2) + j % 32;
+        *c = (uint8_t)(sub & 1 ? (*c & 0x0F) | l << 4 : (*c & 0xF0) | l);
+        return d * l - dm;
+    }
+    int half = j / 128, k = j % 128, quarter = k / 32, i = k % 32;
+    int sc = (int8_t)blk[192 + j / 16];
+    float d = get_h(blk + 208);
+    float ds = d * sc;
+    int l = ds != 0 ? nearest_int(x / ds) : 0;
+    l = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
+    uint8_t *ql = blk + 64 * half + i + (quarter & 1) * 32, *qh = blk + 128 + 32 * half + i;
+    int sh = quarter >= 2 ? 4 : 0, hs = 2 * quarter;
+    *ql = (uint8_t)((*ql & ~(0xF << sh)) | (l & 0xF) << sh);
+    *qh = (uint8_t)((*qh & ~(3 << hs)) | (l >> 4) << hs);
+    return d * sc * (l - 32);
+}
+
+void qs_quant_pack_kq(const float *w, int n_out, int n_in, uint32_t type, void *out, float *vals) {
+    size_t bb = type == QS_WT_Q4_K ? 144 : 210;
+    uint8_t *o = out;
+    for (size_t r = 0; r < (size_t)n_out; r++)
+        for (int b = 0; b < n_in / QK_K; b++, o += bb) {
+            const float *x = w + r * n_in + (size_t)b * QK_K;
+            qs_kq_block_scales(type, x, o);
+            for (int j = 0; j < QK_K; j++) {
+                float y = qs_kq_block_put(type, o, j, x[j]);
+                if (vals) vals[r * n_in + (size_t)b * QK_K + j] = y;
+            }
+        }
+}
+
 qs_status qs_quant_weight_rtn(const float *w, int n_out, int n_in, int bits, int group, int sym, float *out) {
     if (bits < 2 || bits > 8) return qs_fail(QS_EARG, "weight bits must be 2..8, got %d", bits);
     if (group <= 0 || group > n_in) group = n_in;

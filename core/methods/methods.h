@@ -38,7 +38,8 @@ typedef struct {
     int w_sym;        /* symmetric grid */
     int w_cluster;    /* rptq: groups = output row x input-channel cluster */
     int w_gptq;       /* GPTQ instead of round-to-nearest */
-    int w_grid;       /* rtn: QS_GRID_STD, or QS_GRID_GGML (llama.cpp's Q4_0 / Q8_0 / Q4_1 blocks) */
+    int w_grid;       /* rtn: QS_GRID_STD, QS_GRID_GGML (llama.cpp's Q4_0 / Q8_0 / Q4_1 blocks), or
+                         QS_GRID_Q4_K / QS_GRID_Q6_K (its k-quant super-blocks of 256) */
     /* activations (rtn, rptq): a covers every activation site, kv the K/V cache */
     int a_bits;       /* 16: not quantized */
     int a_mode;       /* QS_AQ_STATIC (per tensor / per cluster, calibrated) or QS_AQ_TOKEN

@@ -42,6 +42,12 @@ qs_status qs_variant_store_rtn(qs_variant *v, qs_linear *l, const float *src, in
     return st;
 }
 
+/* The ggml type of a k-quant grid (0 for another grid), and its sub-block. */
+static uint32_t kq_type(int grid) {
+    return grid == QS_GRID_Q4_K ? QS_WT_Q4_K : grid == QS_GRID_Q6_K ? QS_WT_Q6_K : 0;
+}
+static int kq_sub(uint32_t type) { return type == QS_WT_Q4_K ? 32 : 16; }
+
 /* Replace a linear's weights by their round-to-nearest values. */
 static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     if (l->kern) return qs_fail(QS_EARG, "%s: weights already int8; put rtn before int8 in the chain", v->spec.text);
@@ -54,7 +60,19 @@ static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     const float *src = qs_linear_f32(l, &tmp);
     if (!src) return QS_ENOMEM;
     qs_status st = QS_OK;
-    if (s->w_grid == QS_GRID_GGML) { /* llama.cpp's blocks themselves, run in place by kern/wmat.c */
+    uint32_t ktype = kq_type(s->w_grid);
+    if (ktype) { /* k-quant super-blocks, run in place by kern/wmat.c (rtn_apply checked the widths) */
+        size_t bytes = qs_wtype_row_bytes(ktype, l->n_in) * (size_t)l->n_out;
+        void *packed = qs_variant_floats(v, (bytes + 3) / 4);
+        if (packed) {
+            qs_quant_pack_kq(src, l->n_out, l->n_in, ktype, packed, NULL);
+            l->w = NULL;
+            l->wq = packed;
+            l->wtype = ktype;
+        } else {
+            st = QS_ENOMEM;
+        }
+    } else if (s->w_grid == QS_GRID_GGML) { /* llama.cpp's blocks themselves, run in place by kern/wmat.c */
         uint32_t type = qs_ggml_type_of(s->w_bits, s->w_sym);
         size_t bytes = qs_wtype_row_bytes(type, l->n_in) * (size_t)l->n_out;
         void *packed = qs_variant_floats(v, (bytes + 3) / 4);
@@ -72,8 +90,23 @@ static qs_status rtn_linear(qs_variant *v, qs_linear *l, const qs_step *s) {
     free(tmp);
     if (st) return st;
     l->bits = s->w_bits;
-    l->group = s->w_group >= l->n_in ? 0 : s->w_group;
+    l->group = ktype ? kq_sub(ktype) : s->w_group >= l->n_in ? 0 : s->w_group;
     l->asym = !s->w_sym;
+    return QS_OK;
+}
+
+/* The k-quant grids need rows of whole super-blocks: refused before any
+ * work, naming the first linear that has none. */
+static qs_status kq_widths(const qs_variant *v, const qs_step *s) {
+    static const char *const names[] = {"q", "k", "v", "o", "up", "gate", "down"};
+    for (int l = 0; l < v->m->cfg.n_layers; l++) {
+        qs_linear *ls[QS_LAYER_LINEARS];
+        int nl = qs_layer_linears(&v->w.layers[l], 0, ls);
+        for (int j = 0; j < nl && j < 7; j++)
+            if (qs_linear_readable(ls[j]) && ls[j]->n_in % 256)
+                return qs_fail(QS_EARG, "%s: grid=%s needs rows of whole super-blocks of 256; layer %d %s has %d inputs",
+                               v->spec.text, s->w_grid == QS_GRID_Q4_K ? "q4_k" : "q6_k", l, names[j], ls[j]->n_in);
+    }
     return QS_OK;
 }
 
@@ -134,6 +167,7 @@ static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
             v->kv_dynamic = s->a_mode == QS_AQ_TOKEN;
         }
     }
+    if (s->w_bits < 16 && kq_type(s->w_grid) && (st = kq_widths(v, s))) return st;
     if (s->w_bits < 16 && s->w_gptq) {
         if ((st = qs_gptq_variant(v, s))) return st;
     } else if (s->w_bits < 16) {
@@ -145,10 +179,14 @@ static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
                 if ((st = rtn_linear(v, ls[j], s))) return st;
         }
     }
-    char wdesc[64] = "", adesc[96] = "";
+    char wdesc[160] = "", adesc[96] = "";
     if (s->w_bits < 16)
         snprintf(wdesc, sizeof wdesc, "weights W%d %s%s%s", s->w_bits, s->w_sym ? "sym" : "asym",
-                 s->w_group ? "" : " per output row", s->w_grid == QS_GRID_GGML ? " (llama.cpp blocks)" : "");
+                 s->w_group || kq_type(s->w_grid) ? "" : " per output row",
+                 s->w_grid == QS_GRID_GGML  ? " (llama.cpp blocks)"
+                 : s->w_grid == QS_GRID_Q4_K ? " (llama.cpp Q4_K super-blocks of 256, scale and min per 32)"
+                 : s->w_grid == QS_GRID_Q6_K ? " (llama.cpp Q6_K super-blocks of 256, scale per 16)"
+                                             : "");
     if (s->w_group && s->w_bits < 16) snprintf(wdesc + strlen(wdesc), sizeof wdesc - strlen(wdesc), " groups of %d", s->w_group);
     if (any_act)
         snprintf(adesc, sizeof adesc, "activations A%d KV%d %s", s->a_bits, s->kv_bits,
@@ -164,14 +202,16 @@ static qs_status rtn_apply(qs_variant *v, const qs_step *s) {
 
 const int qs_wq_values[2] = {0, 1};
 static const int act_values[2] = {QS_AQ_STATIC, QS_AQ_TOKEN};
-static const int grid_values[2] = {QS_GRID_STD, QS_GRID_GGML};
+static const int grid_values[4] = {QS_GRID_STD, QS_GRID_GGML, QS_GRID_Q4_K, QS_GRID_Q6_K};
 
 static const qs_method_key rtn_keys[] = {
     QS_WEIGHT_KEYS,
     {"act", NULL, QS_KEY_WORD, offsetof(qs_step, a_mode), 0, 0, 1, "tensor|token", act_values, "tensor or token",
      "activation scales: per tensor (static, calibrated) or per token (dynamic)", 0},
-    {"grid", NULL, QS_KEY_WORD, offsetof(qs_step, w_grid), 0, 0, 0, "std|ggml", grid_values, "std or ggml",
-     "weight grid: qscope's, or llama.cpp's blocks (group=32: w=4 sym=1 Q4_0, w=8 sym=1 Q8_0, w=4 Q4_1)", 0},
+    {"grid", NULL, QS_KEY_WORD, offsetof(qs_step, w_grid), 0, 0, 0, "std|ggml|q4_k|q6_k", grid_values,
+     "std, ggml, q4_k or q6_k",
+     "weight grid: qscope's, llama.cpp's blocks (group=32: w=4 sym=1 Q4_0, w=8 sym=1 Q8_0, w=4 Q4_1), or its "
+     "k-quant super-blocks of 256 (q4_k: w=4 asymmetric, q6_k: w=6 symmetric; group and sym implied)", 0},
 };
 
 static int rtn_extra(const char *spec, qs_step *s, const char *key, const char *val, qs_status *st) {
@@ -180,6 +220,24 @@ static int rtn_extra(const char *spec, qs_step *s, const char *key, const char *
 }
 
 static qs_status rtn_check(const char *spec, qs_step *s) {
+    if (s->w_grid == QS_GRID_Q4_K || s->w_grid == QS_GRID_Q6_K) {
+        /* the grid is one llama.cpp type: bits, groups and symmetry follow from it */
+        int q4 = s->w_grid == QS_GRID_Q4_K, bits = q4 ? 4 : 6;
+        const char *g = q4 ? "q4_k" : "q6_k";
+        const char *what = q4 ? "4-bit asymmetric (w=4; a scale and a min per 32 values)"
+                              : "6-bit symmetric (w=6; a scale per 16 values)";
+        if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16) s->w_bits = bits;
+        if (s->w_bits != bits)
+            return qs_fail(QS_EARG, "%s: grid=%s is llama.cpp's %s super-blocks of 256, %s; got w=%d", spec, g,
+                           q4 ? "Q4_K" : "Q6_K", what, s->w_bits);
+        if (s->w_group)
+            return qs_fail(QS_EARG, "%s: grid=%s sets its own groups (super-blocks of 256, %s); drop group=%d", spec, g,
+                           what, s->w_group);
+        if (q4 && s->w_sym)
+            return qs_fail(QS_EARG, "%s: grid=q4_k is %s; drop sym=1", spec, what);
+        s->w_sym = !q4;
+        if (s->w_gptq) return qs_fail(QS_EARG, "%s: grid=%s rounds to nearest only; wq=gptq is not available for it", spec, g);
+    }
     if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)
         return qs_fail(QS_EARG, "%s: rtn quantizes nothing (give w, a or kv bits)", spec);
     if (s->a_bits == 16 && s->kv_bits == 16) s->a_mode = QS_AQ_TOKEN; /* act= has nothing to scale */
@@ -192,11 +250,15 @@ static qs_status rtn_check(const char *spec, qs_step *s) {
 }
 
 static void rtn_format(const qs_step *s, char *b, size_t cap) {
-    qs_spec_weight_keys_format(s, b, cap);
+    qs_step t = *s;
+    if (t.w_grid == QS_GRID_Q6_K) t.w_sym = 0; /* implied by the grid */
+    qs_spec_weight_keys_format(&t, b, cap);
     /* act= scales the activations and the K/V cache: written when either is quantized */
     if (s->a_bits != 16 || s->kv_bits != 16) qs_spec_addf(b, cap, "act=%s", s->a_mode == QS_AQ_STATIC ? "tensor" : "token");
     if (s->kv_bits && s->kv_bits != s->a_bits) qs_spec_addf(b, cap, "kv=%d", s->kv_bits);
     if (s->w_grid == QS_GRID_GGML) qs_spec_addf(b, cap, "grid=ggml");
+    if (s->w_grid == QS_GRID_Q4_K) qs_spec_addf(b, cap, "grid=q4_k");
+    if (s->w_grid == QS_GRID_Q6_K) qs_spec_addf(b, cap, "grid=q6_k");
 }
 
 /* GPTQ weights and static activation scales calibrate. */

@@ -120,6 +120,9 @@ static long long lin_bytes(const qs_linear *l) {
     long long bias = l->b ? 4LL * l->n_out : 0;
     if (l->kern) /* int8 codes + fp32 row scales + fp32 bias (kept inside the int8 layer) */
         return (long long)l->n_out * l->n_in + 4LL * l->n_out + bias;
+    size_t e, b;
+    /* llama.cpp's blocks are what they store (k-quants' scales are not one fp16 per group) */
+    if (l->wq && qs_ggml_block(l->wtype, &e, &b)) return qs_linear_stored_bytes(l) + bias;
     if (l->bits) return qs_quant_weight_bytes(l->n_out, l->n_in, l->bits, l->group, l->asym) + bias;
     return qs_linear_stored_bytes(l) + bias;
 }

@@ -12,6 +12,7 @@
 
 #include "base/base.h"
 #include "export/export.h"
+#include "methods/methods.h"
 #include "model/model.h"
 #include "read/read.h"
 #include "run/run.h"
@@ -182,6 +183,116 @@ TEST(export_gguf_weight_only_variants) {
     }
     unlink(tmp_path("v.gguf"));
     free(ids);
+    qs_model_free(m);
+}
+
+/* A llama-shaped random model whose widths are whole super-blocks of 256
+ * (the fixtures' are not), for llama.cpp's k-quants. */
+static qs_model *kq_model(int d_ff) {
+    qs_config c = {.arch = QS_ARCH_LLAMA, .norm = QS_NORM_RMS, .act = QS_ACT_SILU, .d_model = 256, .n_layers = 2,
+                   .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .d_ff = d_ff, .vocab = 320, .max_pos = 64,
+                   .rope_theta = 10000, .norm_eps = 1e-5f};
+    c.rope.dim = 64;
+    snprintf(c.family, sizeof c.family, "llama");
+    snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
+    qs_model *m = NULL;
+    if (qs_model_synth(&c, 5, 0.05f, &m)) th_fail_at(__FILE__, __LINE__, "synth: %s", qs_last_error());
+    return m;
+}
+
+TEST(rtn_kquant_variants) {
+    /* rtn:grid=q4_k / q6_k hold every layer linear as llama.cpp's Q4_K / Q6_K
+     * blocks (counted at their size), stay close to fp32, and export to GGUF
+     * byte for byte: loaded back, the same logits exactly. */
+    qs_model *m = kq_model(512);
+    REQUIRE(m, "model");
+    const struct {
+        const char *spec, *canon, *std;
+        uint32_t type;
+        size_t block_bytes;
+    } cases[] = {
+        {"rtn:w=4,grid=q4_k", "rtn:w=4,grid=q4_k", "rtn:w=4,group=32", QS_WT_Q4_K, 144},
+        {"rtn:grid=q6_k,sym=1", "rtn:w=6,grid=q6_k", "rtn:w=6,group=16,sym=1", QS_WT_Q6_K, 210},
+    };
+    int T = 12;
+    int32_t ids[12];
+    probe(m->cfg.vocab, ids, T);
+    float *ref = logits_of(m, NULL, ids, T);
+    double ref_max = 0;
+    for (size_t i = 0; ref && i < (size_t)T * m->cfg.vocab; i++) ref_max = fmax(ref_max, fabs(ref[i]));
+    qs_variant *base = NULL;
+    REQUIRE(ref && qs_variant_new(m, "fp32", NULL, &base) == QS_OK, "%s", qs_last_error());
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        qs_variant *v = NULL;
+        REQUIRE(qs_variant_new(m, cases[k].spec, NULL, &v) == QS_OK, "%s: %s", cases[k].spec, qs_last_error());
+        CHECK(!strcmp(qs_variant_spec(v), cases[k].canon), "%s: canonical '%s'", cases[k].spec,
+              qs_variant_spec(v));
+        const qs_weights *w = qs_variant_exec(v)->w;
+        long long fp = 0, kq = 0;
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            qs_linear *ls[QS_LAYER_LINEARS];
+            int nl = qs_layer_linears((qs_layer *)&w->layers[l], 0, ls);
+            for (int j = 0; j < nl; j++) {
+                if (!qs_linear_has(ls[j])) continue;
+                CHECK(ls[j]->wq && !ls[j]->w && ls[j]->wtype == cases[k].type, "%s: layer %d linear %d held as %u",
+                      cases[k].spec, l, j, ls[j]->wtype);
+                fp += 4LL * ls[j]->n_out * ls[j]->n_in;
+                kq += (long long)ls[j]->n_out * ls[j]->n_in / 256 * (long long)cases[k].block_bytes;
+            }
+        }
+        CHECK(qs_variant_weight_bytes(v) == qs_variant_weight_bytes(base) - fp + kq, "%s: %lld bytes, want %lld",
+              cases[k].spec, qs_variant_weight_bytes(v), qs_variant_weight_bytes(base) - fp + kq);
+        float *lg = logits_of(m, qs_variant_exec(v), ids, T);
+        double d = max_diff(ref, lg, (size_t)T * m->cfg.vocab);
+        free(lg);
+        qs_variant *sv = NULL; /* qscope's own grid of the same groups, for scale */
+        REQUIRE(qs_variant_new(m, cases[k].std, NULL, &sv) == QS_OK, "%s: %s", cases[k].std, qs_last_error());
+        lg = logits_of(m, qs_variant_exec(sv), ids, T);
+        double ds = max_diff(ref, lg, (size_t)T * m->cfg.vocab);
+        free(lg);
+        qs_variant_free(sv);
+        qs_model *back = NULL;
+        char name[32];
+        snprintf(name, sizeof name, "kq%zu.gguf", k);
+        double e = round_trip(m, v, name, &back);
+        printf("  %s: max |logit diff| %.3g against fp32 (%s: %.3g; logits up to %.3g); GGUF round trip %.3g\n",
+               cases[k].spec, d, cases[k].std, ds, ref_max, e);
+        CHECK(d <= 1.25 * ds, "%s: logits %.3g from fp32's, %s's %.3g", cases[k].spec, d, cases[k].std, ds);
+        CHECK(e == 0, "%s: exported blocks give logits %.3g away", cases[k].spec, e);
+        if (back)
+            CHECK(back->w.layers[1].down.wtype == cases[k].type && back->w.layers[0].q.wtype == cases[k].type,
+                  "%s: written as type %u", cases[k].spec, back->w.layers[1].down.wtype);
+        qs_model_free(back);
+        unlink(tmp_path(name));
+        qs_variant_free(v);
+    }
+    qs_variant_free(base);
+    free(ref);
+    qs_model_free(m);
+}
+
+TEST(rtn_kquant_refusals) {
+    /* what the grid implies cannot be set otherwise, and rows that are not
+     * whole super-blocks are refused naming the layer and width */
+    qs_model *m = kq_model(320);
+    REQUIRE(m, "model");
+    const struct {
+        const char *spec, *says;
+    } cases[] = {
+        {"rtn:w=4,grid=q4_k", "layer 0 down has 320 inputs"},
+        {"rtn:w=6,grid=q6_k", "layer 0 down has 320 inputs"},
+        {"rtn:w=3,grid=q4_k", "4-bit asymmetric (w=4"},
+        {"rtn:w=4,group=32,grid=q4_k", "drop group=32"},
+        {"rtn:w=4,sym=1,grid=q4_k", "drop sym=1"},
+        {"rtn:w=4,grid=q6_k", "6-bit symmetric (w=6"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        qs_variant *v = NULL;
+        qs_status st = qs_variant_new(m, cases[k].spec, NULL, &v);
+        CHECK(st == QS_EARG && strstr(qs_last_error(), cases[k].says), "%s: %d %s", cases[k].spec, st,
+              st ? qs_last_error() : "accepted");
+        qs_variant_free(v);
+    }
     qs_model_free(m);
 }
 

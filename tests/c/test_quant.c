@@ -310,3 +310,88 @@ TEST(quant_pack_ggml_blocks) {
               qs_ggml_type_of(8, 0) == 0 && qs_ggml_type_of(3, 1) == 0,
           "ggml types of (bits, sym)");
 }
+
+/* the largest |x| of n values */
+static float amax_of(const float *x, int n) {
+    float a = 0;
+    for (int i = 0; i < n; i++) a = fmaxf(a, fabsf(x[i]));
+    return a;
+}
+
+TEST(quant_pack_kquant_blocks) {
+    /* llama.cpp's Q4_K and Q6_K super-blocks: what the encoder says it stores
+     * is what ggml's decoding (kern/ggml_quant.c) reads, bit for bit, and each
+     * value is within one step of its sub-block's grid (Q4_K: d*scale, plus
+     * half of the min's grid dmin; Q6_K: |d*scale|). Rows of Gaussian-like
+     * values whose spread changes by sub-block, a few outliers, a zero
+     * super-block, a constant one and one with a constant negative sub-block. */
+    enum { ROWS = 3, N = 512 };
+    float *w = malloc(sizeof(float) * ROWS * N), *vals = malloc(sizeof(float) * ROWS * N),
+          *dq = malloc(sizeof(float) * ROWS * N);
+    REQUIRE(w && vals && dq, "alloc");
+    uint64_t seed = 11;
+    for (int i = 0; i < ROWS * N; i++) {
+        double u = 0;
+        for (int k = 0; k < 4; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            u += (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+        }
+        float spread = 0.02f * (float)(1 + (i / 32) % 5);
+        w[i] = (float)u * spread * (i % 97 == 3 ? 8.0f : 1.0f) + (i / 64 % 3 == 1 ? 0.01f : 0);
+    }
+    for (int i = 0; i < 256; i++) w[N + i] = 0;            /* row 1, super-block 0: zeros */
+    for (int i = 0; i < 256; i++) w[N + 256 + i] = 0.125f; /* row 1, super-block 1: a constant */
+    for (int i = 0; i < 32; i++) w[2 * N + 64 + i] = -0.05f; /* row 2: a constant negative sub-block */
+    const uint32_t types[2] = {QS_WT_Q4_K, QS_WT_Q6_K};
+    for (int t = 0; t < 2; t++) {
+        uint32_t type = types[t];
+        size_t rb = qs_wtype_row_bytes(type, N), bb = rb / (N / 256);
+        CHECK(rb == (type == QS_WT_Q4_K ? 288u : 420u), "type %u: %zu bytes a row", type, rb);
+        uint8_t *p = calloc(rb, ROWS);
+        REQUIRE(p, "alloc");
+        qs_quant_pack_kq(w, ROWS, N, type, p, vals);
+        for (int r = 0; r < ROWS; r++) REQUIRE(qs_ggml_dequant(type, p + r * rb, dq + r * N, N) == 1, "decode");
+        double se = 0, sx = 0, worst = 0;
+        int bad = 0;
+        for (int b = 0; b < ROWS * N / 256; b++) {
+            const uint8_t *blk = p + b * bb;
+            float d = qs_f16_to_f32((uint16_t)(type == QS_WT_Q4_K ? blk[0] | blk[1] << 8 : blk[208] | blk[209] << 8));
+            float dmin = type == QS_WT_Q4_K ? qs_f16_to_f32((uint16_t)(blk[2] | blk[3] << 8)) : 0;
+            for (int j = 0; j < 256; j++) {
+                int i = b * 256 + j;
+                if (memcmp(&vals[i], &dq[i], sizeof(float)) && bad++ < 5)
+                    CHECK(0, "type %u value %d: the encoder says %.9g, ggml decodes %.9g", type, i, vals[i], dq[i]);
+                int s;
+                if (type == QS_WT_Q4_K) { /* the sub-block's 6-bit scale, as k4_scale_min reads it */
+                    int sb = j / 32;
+                    const uint8_t *q = blk + 4;
+                    s = sb < 4 ? q[sb] & 63 : (q[sb + 4] & 0x0F) | (q[sb - 4] >> 6) << 4;
+                } else {
+                    s = (int8_t)blk[192 + j / 16];
+                }
+                float step = fabsf(d * s), bound = step + dmin / 2 + fabsf(w[i]) * 1e-3f + 1e-7f;
+                float e = fabsf(dq[i] - w[i]);
+                worst = fmax(worst, e / (step + dmin / 2 + 1e-12));
+                if (e > bound && bad++ < 5)
+                    CHECK(0, "type %u value %d: %.6g decodes to %.6g, more than a step %.3g (dmin %.3g) away", type, i,
+                          w[i], dq[i], step, dmin);
+                se += (double)e * e;
+                sx += (double)w[i] * w[i];
+            }
+        }
+        CHECK(!bad, "type %u: %d values wrong", type, bad);
+        for (int i = 0; i < 256; i++) CHECK(dq[N + i] == 0, "type %u: the zero super-block decodes %g", type, dq[N + i]);
+        CHECK(fabsf(dq[N + 256] - 0.125f) <= 0.125f * 2e-3f, "type %u: 0.125 decodes to %g", type, dq[N + 256]);
+        printf("  %s: relative rms error %.4f, worst error %.2f of its bound's step, |w| max %.3g\n",
+               type == QS_WT_Q4_K ? "Q4_K" : "Q6_K", sqrt(se / sx), worst, amax_of(w, ROWS * N));
+        /* a block put value by value decodes as the packed row does */
+        uint8_t blk[210];
+        qs_kq_block_scales(type, w, blk);
+        for (int j = 0; j < 256; j++) CHECK(qs_kq_block_put(type, blk, 255 - j, w[255 - j]) == vals[255 - j], "put %d", j);
+        CHECK(!memcmp(blk, p, bb), "type %u: the block put in reverse order differs", type);
+        free(p);
+    }
+    free(w);
+    free(vals);
+    free(dq);
+}

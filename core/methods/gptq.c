@@ -88,11 +88,20 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
     int bits = o->bits, sym = o->sym, B = o->block > 0 ? o->block : 128;
     int G = o->col_group ? 0 : (o->group > 0 && o->group < n_in ? o->group : 0);
     qs_grid grid = o->grid;
+    /* k-quant super-blocks: the codes live in the blocks themselves (the value of a code depends on the block's
+     * quantized sub-scales), so they are always packed */
+    uint32_t ktype = grid == QS_GRID_Q4_K ? QS_WT_Q4_K : grid == QS_GRID_Q6_K ? QS_WT_Q6_K : 0;
+    if (ktype && (!o->pack || o->col_group || n_in % 256))
+        return qs_fail(QS_EARG, "GPTQ: grid %s needs packed rows of whole super-blocks of 256, got %d columns",
+                       ktype == QS_WT_Q4_K ? "q4_k" : "q6_k", n_in);
+    if (ktype) G = 256;
+    size_t krb = ktype ? qs_wtype_row_bytes(ktype, n_in) : 0, kbb = ktype == QS_WT_Q4_K ? 144 : 210;
+    float kx[256];
     int ng = o->col_group ? o->n_col_groups : 1;
-    int pack = o->pack && !o->col_group &&
+    int pack = !ktype && o->pack && !o->col_group &&
                (grid == QS_GRID_STD ? (G ? G == 1 << o->pack_lg : o->pack_lg == 0)
                                     : grid == QS_GRID_GGML && G == 32 && o->pack_lg == 5 && pack_type(o));
-    if (o->pack && !pack) return qs_fail(QS_EARG, "GPTQ: these groups cannot be packed");
+    if (o->pack && !pack && !ktype) return qs_fail(QS_EARG, "GPTQ: these groups cannot be packed");
     float qlo = sym ? -(float)((1 << (bits - 1)) - 1) : 0, qhi = sym ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
     if (grid == QS_GRID_GGML && sym) qlo = -(float)(1 << (bits - 1));
 
@@ -170,21 +179,24 @@ qs_status qs_gptq_quantize(float *w, int n_out, int n_in, double *H, const qs_gp
             float s = 0, z = 0;
             for (int i = 0; i < cnt; i++) {
                 int col = i1 + i;
-                if (G && col % G == 0) { /* a group starts: its range as the block found it */
+                uint8_t *kblk = ktype ? (uint8_t *)o->pack + (size_t)r * krb + (size_t)(col / 256) * kbb : NULL;
+                if (ktype && col % 256 == 0) { /* a super-block starts: its scales from the weights as found */
+                    for (int j = 0; j < 256; j++) kx[j] = (float)wr[col + j];
+                    qs_kq_block_scales(ktype, kx, kblk);
+                } else if (G && col % G == 0) { /* a group starts: its range as the block found it */
                     float lo, hi;
                     range_of_d(wr + col, col + G < n_in ? G : n_in - col, &lo, &hi);
                     qs_quant_params(lo, hi, bits, sym, grid, &sc[r], &zp[r]);
                     if (pack) pack_group(o, n_in, r, col / G, sc[r], zp[r], qlo);
                 }
-                if (!o->col_group) {
-                    s = sc[r];
-                    z = zp[r];
-                } else {
-                    s = sc[(size_t)r * ng + o->col_group[col]];
-                    z = zp[(size_t)r * ng + o->col_group[col]];
+                if (!ktype) { /* (a k-quant block holds its own scales) */
+                    size_t gi = o->col_group ? (size_t)r * ng + o->col_group[col] : (size_t)r;
+                    s = sc[gi];
+                    z = zp[gi];
                 }
                 double x = W1[i];
-                float q = qs_quant_fq((float)x, s, z, bits, sym, grid);
+                float q = ktype ? qs_kq_block_put(ktype, kblk, col % 256, (float)x)
+                                : qs_quant_fq((float)x, s, z, bits, sym, grid);
                 if (pack && grid == QS_GRID_GGML) { /* the level qs_quant_fq rounded to */
                     float qi = s != 0 ? rintf(((float)x - z) / s) : 0;
                     qi = qi < qlo ? qlo : qi > qhi ? qhi : qi;
@@ -330,12 +342,19 @@ static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, do
      * the row or a power of two dividing it, else as fp32 values */
     int g = o->group >= n ? 0 : o->group, lg = 0;
     while (g > 0 && (1 << lg) < g) lg++;
-    int packable = o->grid == QS_GRID_STD ? g == 0 || (g >= 8 && (1 << lg) == g && n % g == 0)
-                                          : o->grid == QS_GRID_GGML && g == 32 && n % 32 == 0;
+    uint32_t ktype = o->grid == QS_GRID_Q4_K ? QS_WT_Q4_K : o->grid == QS_GRID_Q6_K ? QS_WT_Q6_K : 0;
+    int packable = ktype                       ? n % 256 == 0
+                   : o->grid == QS_GRID_STD ? g == 0 || (g >= 8 && (1 << lg) == g && n % g == 0)
+                                            : o->grid == QS_GRID_GGML && g == 32 && n % 32 == 0;
+    if (ktype && !packable)
+        return qs_fail(QS_EARG, "%s: grid=%s needs rows of whole super-blocks of 256; layer %d %s has %d inputs",
+                       v->spec.text, ktype == QS_WT_Q4_K ? "q4_k" : "q6_k", layer, name, n);
     if (o->grid == QS_GRID_GGML && !packable)
         return qs_fail(QS_EARG, "%s: grid=ggml needs rows of whole blocks of 32; layer %d %s has %d inputs", v->spec.text,
                        layer, name, n);
-    uint32_t type = o->grid == QS_GRID_GGML ? qs_ggml_type_of(o->bits, o->sym) : qs_wt_qg(o->bits, g ? lg : 0);
+    uint32_t type = ktype                      ? ktype
+                    : o->grid == QS_GRID_GGML ? qs_ggml_type_of(o->bits, o->sym)
+                                              : qs_wt_qg(o->bits, g ? lg : 0);
     size_t pbytes = packable ? qs_wtype_row_bytes(type, n) * (size_t)l->n_out : 0;
     void *packed = packable ? qs_variant_floats(v, (pbytes + 3) / 4) : NULL;
     float *q = packable ? malloc((size_t)l->n_out * n * sizeof *q + 1) : qs_variant_floats(v, (size_t)l->n_out * n);
@@ -368,7 +387,7 @@ static qs_status gptq_linear(qs_variant *v, qs_linear *l, const double *Hsum, do
         qs_linear_set_f32(l, q);
     }
     l->bits = o->bits;
-    l->group = o->group >= n ? 0 : o->group;
+    l->group = ktype ? (ktype == QS_WT_Q4_K ? 32 : 16) : o->group >= n ? 0 : o->group;
     l->asym = !o->sym;
     return QS_OK;
 }

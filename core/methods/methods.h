@@ -171,7 +171,9 @@ typedef struct {
     double damp;          /* fraction of mean(diag H) added to the diagonal (GPTQ: 0.01) */
     int block;            /* columns per lazy update (GPTQ: 128) */
     void *pack;           /* when not NULL (QS_GRID_STD, no col_group, group 0 or 2^pack_lg): the codes
-                           * also written packed as kern's qs_wt_qg(bits, pack_lg) rows */
+                           * also written packed as kern's qs_wt_qg(bits, pack_lg) rows; QS_GRID_Q4_K /
+                           * QS_GRID_Q6_K (group implied: 256) need it: llama.cpp's super-blocks, each
+                           * one's scales taken at its first column as `group` says */
     int pack_lg;
 } qs_gptq_opts;
 

@@ -236,7 +236,6 @@ static qs_status rtn_check(const char *spec, qs_step *s) {
         if (q4 && s->w_sym)
             return qs_fail(QS_EARG, "%s: grid=q4_k is %s; drop sym=1", spec, what);
         s->w_sym = !q4;
-        if (s->w_gptq) return qs_fail(QS_EARG, "%s: grid=%s rounds to nearest only; wq=gptq is not available for it", spec, g);
     }
     if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)
         return qs_fail(QS_EARG, "%s: rtn quantizes nothing (give w, a or kv bits)", spec);

@@ -186,6 +186,17 @@ TEST(export_gguf_weight_only_variants) {
     qs_model_free(m);
 }
 
+/* rms of the logits of n ids under x against ref's (m's own) */
+static double rms_diff(const float *ref, const qs_model *m, const qs_exec *x, const int32_t *ids, int n) {
+    float *lg = logits_of(m, x, ids, n);
+    double s = 0;
+    size_t N = (size_t)n * m->cfg.vocab;
+    if (!lg) return INFINITY;
+    for (size_t i = 0; i < N; i++) s += ((double)lg[i] - ref[i]) * ((double)lg[i] - ref[i]);
+    free(lg);
+    return sqrt(s / N);
+}
+
 /* A llama-shaped random model whose widths are whole super-blocks of 256
  * (the fixtures' are not), for llama.cpp's k-quants. */
 static qs_model *kq_model(int d_ff) {
@@ -201,9 +212,11 @@ static qs_model *kq_model(int d_ff) {
 }
 
 TEST(rtn_kquant_variants) {
-    /* rtn:grid=q4_k / q6_k hold every layer linear as llama.cpp's Q4_K / Q6_K
-     * blocks (counted at their size), stay close to fp32, and export to GGUF
-     * byte for byte: loaded back, the same logits exactly. */
+    /* rtn:grid=q4_k / q6_k (and with wq=gptq) hold every layer linear as
+     * llama.cpp's Q4_K / Q6_K blocks (counted at their size), stay as close
+     * to fp32 as qscope's own grid of the same groups (GPTQ: closer than
+     * round to nearest), and export to GGUF byte for byte: loaded back, the
+     * same logits exactly. */
     qs_model *m = kq_model(512);
     REQUIRE(m, "model");
     const struct {
@@ -213,7 +226,18 @@ TEST(rtn_kquant_variants) {
     } cases[] = {
         {"rtn:w=4,grid=q4_k", "rtn:w=4,grid=q4_k", "rtn:w=4,group=32", QS_WT_Q4_K, 144},
         {"rtn:grid=q6_k,sym=1", "rtn:w=6,grid=q6_k", "rtn:w=6,group=16,sym=1", QS_WT_Q6_K, 210},
+        {"rtn:w=4,grid=q4_k,wq=gptq", "rtn:w=4,wq=gptq,grid=q4_k", "rtn:w=4,grid=q4_k", QS_WT_Q4_K, 144},
+        {"rtn:w=6,grid=q6_k,wq=gptq", "rtn:w=6,wq=gptq,grid=q6_k", "rtn:w=6,grid=q6_k", QS_WT_Q6_K, 210},
     };
+    /* calibration for GPTQ: random ids, as the model is random; the probe below is of the same kind */
+    qs_calib cal = {.n_rows = 32, .ctx = 32};
+    REQUIRE((cal.ids = malloc(sizeof(int32_t) * 32 * 32)), "alloc");
+    for (int i = 0; i < 32 * 32; i++) cal.ids[i] = (int32_t)(((uint32_t)i * 2654435761u) >> 7) % m->cfg.vocab;
+    int32_t held[48]; /* rms logit differences over other random ids */
+    for (int i = 0; i < 48; i++) held[i] = (int32_t)(((uint32_t)(i + 7919) * 40503u) >> 3) % m->cfg.vocab;
+    float *href = logits_of(m, NULL, held, 48);
+    REQUIRE(href, "%s", qs_last_error());
+    qs_variant_opts vo = {.calib = &cal};
     int T = 12;
     int32_t ids[12];
     probe(m->cfg.vocab, ids, T);
@@ -224,7 +248,7 @@ TEST(rtn_kquant_variants) {
     REQUIRE(ref && qs_variant_new(m, "fp32", NULL, &base) == QS_OK, "%s", qs_last_error());
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         qs_variant *v = NULL;
-        REQUIRE(qs_variant_new(m, cases[k].spec, NULL, &v) == QS_OK, "%s: %s", cases[k].spec, qs_last_error());
+        REQUIRE(qs_variant_new(m, cases[k].spec, &vo, &v) == QS_OK, "%s: %s", cases[k].spec, qs_last_error());
         CHECK(!strcmp(qs_variant_spec(v), cases[k].canon), "%s: canonical '%s'", cases[k].spec,
               qs_variant_spec(v));
         const qs_weights *w = qs_variant_exec(v)->w;
@@ -242,22 +266,19 @@ TEST(rtn_kquant_variants) {
         }
         CHECK(qs_variant_weight_bytes(v) == qs_variant_weight_bytes(base) - fp + kq, "%s: %lld bytes, want %lld",
               cases[k].spec, qs_variant_weight_bytes(v), qs_variant_weight_bytes(base) - fp + kq);
-        float *lg = logits_of(m, qs_variant_exec(v), ids, T);
-        double d = max_diff(ref, lg, (size_t)T * m->cfg.vocab);
-        free(lg);
-        qs_variant *sv = NULL; /* qscope's own grid of the same groups, for scale */
+        double d = rms_diff(href, m, qs_variant_exec(v), held, 48);
+        qs_variant *sv = NULL; /* qscope's own grid of the same groups (GPTQ: round to nearest), for scale */
         REQUIRE(qs_variant_new(m, cases[k].std, NULL, &sv) == QS_OK, "%s: %s", cases[k].std, qs_last_error());
-        lg = logits_of(m, qs_variant_exec(sv), ids, T);
-        double ds = max_diff(ref, lg, (size_t)T * m->cfg.vocab);
-        free(lg);
+        double ds = rms_diff(href, m, qs_variant_exec(sv), held, 48);
         qs_variant_free(sv);
         qs_model *back = NULL;
         char name[32];
         snprintf(name, sizeof name, "kq%zu.gguf", k);
         double e = round_trip(m, v, name, &back);
-        printf("  %s: max |logit diff| %.3g against fp32 (%s: %.3g; logits up to %.3g); GGUF round trip %.3g\n",
+        printf("  %s: rms logit diff %.4g against fp32 (%s: %.4g; logits up to %.3g); GGUF round trip %.3g\n",
                cases[k].spec, d, cases[k].std, ds, ref_max, e);
-        CHECK(d <= 1.25 * ds, "%s: logits %.3g from fp32's, %s's %.3g", cases[k].spec, d, cases[k].std, ds);
+        CHECK(d <= (k < 2 ? 1.25 : 1.0) * ds, "%s: logits %.4g from fp32's, %s's %.4g", cases[k].spec, d,
+              cases[k].std, ds);
         CHECK(e == 0, "%s: exported blocks give logits %.3g away", cases[k].spec, e);
         if (back)
             CHECK(back->w.layers[1].down.wtype == cases[k].type && back->w.layers[0].q.wtype == cases[k].type,
@@ -267,6 +288,8 @@ TEST(rtn_kquant_variants) {
         qs_variant_free(v);
     }
     qs_variant_free(base);
+    qs_calib_free(&cal);
+    free(href);
     free(ref);
     qs_model_free(m);
 }

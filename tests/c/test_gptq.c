@@ -315,3 +315,63 @@ TEST(gptq_packed_codes_decode_to_its_values) {
     free(H);
     free(X);
 }
+
+TEST(gptq_kquant_super_blocks) {
+    /* grid=q4_k / q6_k: llama.cpp's super-blocks of 256, each one's scales
+     * taken at its first column from the weights as updated so far. The
+     * values GPTQ returns are what its blocks decode to; with a diagonal H
+     * nothing moves and the blocks are round-to-nearest's byte for byte; on
+     * correlated inputs the layer's output error falls well below RTN's. */
+    problem p;
+    REQUIRE(problem_new(&p, 24, 512, 1024, 5, -1), "out of memory");
+    size_t n = (size_t)p.n_out * p.n_in;
+    float *r = malloc(sizeof(float) * n), *d = malloc(sizeof(float) * n);
+    double *Hd = calloc((size_t)p.n_in * p.n_in, sizeof(double));
+    REQUIRE(r && d && Hd, "out of memory");
+    const qs_grid grids[2] = {QS_GRID_Q4_K, QS_GRID_Q6_K};
+    for (int k = 0; k < 2; k++) {
+        uint32_t type = k ? QS_WT_Q6_K : QS_WT_Q4_K;
+        size_t bytes = qs_wtype_row_bytes(type, p.n_in) * p.n_out;
+        uint8_t *pk = malloc(bytes), *pr = malloc(bytes);
+        REQUIRE(pk && pr, "out of memory");
+        qs_gptq_opts o = qs_gptq_defaults();
+        o.bits = k ? 6 : 4, o.sym = k, o.grid = grids[k], o.pack = pk;
+        qs_quant_pack_kq(p.w, p.n_out, p.n_in, type, pr, r);
+        /* a diagonal H: round to nearest */
+        for (int i = 0; i < p.n_in; i++) Hd[(size_t)i * p.n_in + i] = 0.5 + urand();
+        float *q = malloc(sizeof(float) * n);
+        REQUIRE(q, "out of memory");
+        memcpy(q, p.w, sizeof(float) * n);
+        REQUIRE(qs_gptq_quantize(q, p.n_out, p.n_in, Hd, &o, NULL) == QS_OK, "%s", qs_last_error());
+        CHECK(!memcmp(pk, pr, bytes) && !memcmp(q, r, sizeof(float) * n), "%s: diagonal H is not round-to-nearest",
+              k ? "q6_k" : "q4_k");
+        free(q);
+        /* correlated inputs */
+        memset(pk, 0xAB, bytes); /* every byte is written */
+        q = gptq_of(&p, &o, NULL);
+        REQUIRE(q, "gptq");
+        qs_wrows_f32(type, pk, p.n_in, 0, p.n_out, d);
+        int diff = 0;
+        for (size_t i = 0; i < n; i++) diff += d[i] != q[i];
+        CHECK(diff == 0, "%s: %d packed values differ from GPTQ's", k ? "q6_k" : "q4_k", diff);
+        double eg = out_err(&p, q), er = out_err(&p, r);
+        printf("  %s: ||(W-Q)X^T|| GPTQ %.4g, RTN %.4g (ratio %.3f)\n", k ? "Q6_K" : "Q4_K", eg, er, eg / er);
+        CHECK(eg < 0.8 * er, "%s: GPTQ error %.4g is not well below RTN's %.4g", k ? "q6_k" : "q4_k", eg, er);
+        free(q);
+        free(pk);
+        free(pr);
+    }
+    /* no packed rows, or rows that are not whole super-blocks: refused */
+    qs_gptq_opts o = qs_gptq_defaults();
+    o.grid = QS_GRID_Q4_K;
+    CHECK(qs_gptq_quantize(r, p.n_out, p.n_in, Hd, &o, NULL) == QS_EARG &&
+              strstr(qs_last_error(), "super-blocks of 256"),
+          "unpacked q4_k: %s", qs_last_error());
+    o.pack = d;
+    CHECK(qs_gptq_quantize(r, p.n_out, 320, Hd, &o, NULL) == QS_EARG && strstr(qs_last_error(), "320 columns"),
+          "320 columns: %s", qs_last_error());
+    free(r);
+    free(d);
+    free(Hd);
+    problem_free(&p);
+}

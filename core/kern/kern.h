@@ -392,9 +392,12 @@ void qs_quant_pack_ggml(const float *w, int n_out, int n_in, uint32_t type, void
  * QS_WT_Q6_K: 210 bytes, 16 sub-blocks of 16 with int8 scales, value
  * d*sc*(q-32)), the blocks kern/ggml_quant.c decodes.
  * qs_kq_block_scales: the block's scales from x (256 values), chosen as
- * llama.cpp's reference quantizers choose them; the codes zeroed.
+ * llama.cpp's reference quantizers (quantize_row_q4_K_ref / _q6_K_ref)
+ * choose them, and their fits' codes.
  * qs_kq_block_put: value j (0..255) rounded onto that grid; stores its code
- * and returns the value it decodes to, bit for bit.
+ * (where the sub-block's step is 0 the code stays: all decode alike) and
+ * returns the value it decodes to, bit for bit. Scales, then every value
+ * put: llama.cpp's blocks, byte for byte.
  * qs_quant_pack_kq: n_out rows (n_in a multiple of 256) so encoded; out
  * holds qs_wtype_row_bytes(type, n_in) * n_out bytes; vals (or NULL) gets
  * the decoded values. */

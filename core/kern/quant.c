@@ -242,18 +242,22 @@ void qs_quant_pack_ggml(const float *w, int n_out, int n_in, uint32_t type, void
  * The encoder is the inverse of kern/ggml_quant.c's decoders; the scales are
  * chosen as llama.cpp's reference quantizers choose them (a weighted search
  * per sub-block, then the sub-scales rounded to 6 or 8 bits against one fp16
- * super-scale), and every code is rounded with the scale the block actually
+ * super-scale), in the same float operations, so the blocks are the ones
+ * llama-quantize writes without an importance matrix (test_quant.c holds the
+ * hashes of ggml's). Every code is rounded with the scale the block actually
  * stores, so the decoded value is the one the encoder returned. */
 
 enum { QK_K = 256 };
 
 static int nearest_int(float x) { return (int)lrintf(x); }
 
-/* One Q4_K sub-block of n values: an offset grid min + scale * l, l in
- * 0..nmax, min <= 0, fitted by weighted least squares over a few trial
- * inverse scales around nmax / (max - min). Returns the scale; *neg_min is
- * -min (what the block stores). */
-static float fit_scale_min(const float *x, const float *wt, int n, int nmax, float *neg_min) {
+/* One Q4_K sub-block of n values (n <= 32): an offset grid min + scale * l,
+ * l in 0..nmax, min <= 0. Trial inverse scales around nmax / (max - min)
+ * each give levels; a weighted least-squares fit of (scale, min) to those
+ * levels is kept when its error on them is the smallest (and the later
+ * trials measure from its min). Returns the scale; *neg_min is -min (what
+ * the block stores), L the levels of the fit kept. */
+static float fit_scale_min(const float *x, const float *wt, int n, int nmax, float *neg_min, uint8_t *L) {
     float lo = x[0], hi = x[0], sw = 0, sx = 0;
     for (int i = 0; i < n; i++) {
         lo = x[i] < lo ? x[i] : lo;
@@ -262,23 +266,26 @@ static float fit_scale_min(const float *x, const float *wt, int n, int nmax, flo
         sx += wt[i] * x[i];
     }
     if (lo > 0) lo = 0; /* the grid reaches 0: mins are stored as non-negative offsets */
-    if (hi <= lo) {
+    if (hi == lo) {
+        memset(L, 0, (size_t)n);
         *neg_min = -lo;
         return 0;
     }
-    float scale = (hi - lo) / nmax, mn = lo, best = 0;
+    float is = nmax / (hi - lo), scale = 1 / is, best = 0;
     for (int i = 0; i < n; i++) {
-        int l = nearest_int((x[i] - lo) / scale);
-        l = l < 0 ? 0 : l > nmax ? nmax : l;
-        float e = scale * l + lo - x[i];
-        best += wt[i] * e * e;
+        int l = nearest_int(is * (x[i] - lo));
+        L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+        float e = scale * L[i] + lo - x[i];
+        best += wt[i] * (e * e);
     }
+    uint8_t La[32];
     for (int step = 0; step <= 20; step++) {
-        float is = (-1.0f + 0.1f * step + nmax) / (hi - lo);
+        is = (-1.0f + 0.1f * step + nmax) / (hi - lo);
         float sl = 0, sl2 = 0, sxl = 0;
         for (int i = 0; i < n; i++) {
             int l = nearest_int(is * (x[i] - lo));
             l = l < 0 ? 0 : l > nmax ? nmax : l;
+            La[i] = (uint8_t)l;
             sl += wt[i] * l;
             sl2 += wt[i] * l * l;
             sxl += wt[i] * l * x[i];
@@ -288,40 +295,43 @@ static float fit_scale_min(const float *x, const float *wt, int n, int nmax, flo
         float s = (sw * sxl - sx * sl) / D, m = (sl2 * sx - sl * sxl) / D;
         if (m > 0) { /* the offset must stay <= 0: refit the scale alone */
             m = 0;
-            s = sl2 > 0 ? sxl / sl2 : 0;
+            s = sxl / sl2;
         }
-        if (!(s > 0)) continue;
         float err = 0;
         for (int i = 0; i < n; i++) {
-            int l = nearest_int((x[i] - m) / s);
-            l = l < 0 ? 0 : l > nmax ? nmax : l;
-            float e = s * l + m - x[i];
-            err += wt[i] * e * e;
+            float e = s * La[i] + m - x[i];
+            err += wt[i] * (e * e);
         }
-        if (err < best) {
+        if (err < best) { /* the next trials start from this offset, as the reference's do */
+            memcpy(L, La, (size_t)n);
             best = err;
             scale = s;
-            mn = m;
+            lo = m;
         }
     }
-    *neg_min = -mn;
+    *neg_min = -lo;
     return scale;
 }
 
 /* One Q6_K sub-block: a symmetric grid scale * l, l in -nmax..nmax-1, its
  * sign that of the value of largest magnitude (which then takes -nmax), the
- * scale refitted by x^2-weighted least squares over trial inverse scales. */
-static float fit_scale_sym(const float *x, int n, int nmax) {
+ * scale refitted by x^2-weighted least squares; trial inverse scales around
+ * nmax / max replace it when their fit explains more. L: the codes l + nmax. */
+static float fit_scale_sym(const float *x, int n, int nmax, uint8_t *L) {
     float amax = 0, m = 0;
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) {
             amax = fabsf(x[i]);
             m = x[i];
         }
-    if (amax < 1e-30f) return 0;
-    float best = 0, scale = m / -nmax;
-    for (int t = -9; t <= 9; t++) {
-        float is = -(nmax + 0.1f * t) / m, sxl = 0, sl2 = 0;
+    if (amax < 1e-15f) { /* nothing to scale: the reference's threshold */
+        memset(L, 0, (size_t)n);
+        return 0;
+    }
+    float scale = 0, best = 0;
+    for (int t = 0; t <= 18; t++) {
+        int k = t == 0 ? 0 : t <= 9 ? t - 10 : t - 9; /* 0 first, then -9..-1, 1..9 */
+        float is = -(nmax + 0.1f * k) / m, sxl = 0, sl2 = 0;
         for (int i = 0; i < n; i++) {
             int l = nearest_int(is * x[i]);
             l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
@@ -330,8 +340,12 @@ static float fit_scale_sym(const float *x, int n, int nmax) {
             sl2 += w * l * l;
         }
         /* the least-squares scale sxl/sl2 leaves an error of -sxl^2/sl2: keep the largest sxl^2/sl2 */
-        if (sl2 > 0 && sxl * sxl > best * sl2) {
-            scale = sxl / sl2;
+        if (k == 0 || (sl2 > 0 && sxl * sxl > best * sl2)) {
+            for (int i = 0; i < n; i++) {
+                int l = nearest_int(is * x[i]);
+                L[i] = (uint8_t)(nmax + (l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l));
+            }
+            scale = sl2 != 0 ? sxl / sl2 : 0;
             best = scale * sxl;
         }
     }
@@ -367,15 +381,32 @@ static void q4k_scale_min(const uint8_t *q, int j, int *s, int *m) {
     }
 }
 
+/* Q6_K's code of value j: low 4 bits in ql, high 2 in qh (as ggml_quant.c's q6_k reads them) */
+static void q6k_set(uint8_t *blk, int j, int code) {
+    int half = j / 128, k = j % 128, quarter = k / 32, i = k % 32;
+    uint8_t *ql = blk + 64 * half + i + (quarter & 1) * 32, *qh = blk + 128 + 32 * half + i;
+    int sh = quarter >= 2 ? 4 : 0, hs = 2 * quarter;
+    *ql = (uint8_t)((*ql & ~(0xF << sh)) | (code & 0xF) << sh);
+    *qh = (uint8_t)((*qh & ~(3 << hs)) | (code >> 4) << hs);
+}
+
+static int q6k_get(const uint8_t *blk, int j) {
+    int half = j / 128, k = j % 128, quarter = k / 32, i = k % 32;
+    const uint8_t *ql = blk + 64 * half + i + (quarter & 1) * 32, *qh = blk + 128 + 32 * half + i;
+    return (*ql >> (quarter >= 2 ? 4 : 0) & 0xF) | (*qh >> (2 * quarter) & 3) << 4;
+}
+
 void qs_kq_block_scales(uint32_t type, const float *x, uint8_t *blk) {
+    uint8_t L[256];
     if (type == QS_WT_Q4_K) {
-        float sum2 = 0, wt[32], sc[8], mn[8], smax = 0, mmax = 0;
-        for (int i = 0; i < QK_K; i++) sum2 += x[i] * x[i];
-        float av = sqrtf(sum2 / QK_K);
+        float wt[32], sc[8], mn[8], smax = 0, mmax = 0;
         for (int j = 0; j < 8; j++) {
-            /* the error weight favours large magnitudes, as the reference's */
+            /* the error weight favours large magnitudes, as the reference's: the sub-block's rms plus |x| */
+            float sum2 = 0;
+            for (int i = 0; i < 32; i++) sum2 += x[32 * j + i] * x[32 * j + i];
+            float av = sqrtf(sum2 / 32);
             for (int i = 0; i < 32; i++) wt[i] = av + fabsf(x[32 * j + i]);
-            sc[j] = fit_scale_min(x + 32 * j, wt, 32, 15, &mn[j]);
+            sc[j] = fit_scale_min(x + 32 * j, wt, 32, 15, &mn[j], L + 32 * j);
             smax = sc[j] > smax ? sc[j] : smax;
             mmax = mn[j] > mmax ? mn[j] : mmax;
         }
@@ -387,43 +418,32 @@ void qs_kq_block_scales(uint32_t type, const float *x, uint8_t *blk) {
         }
         put_h(blk, smax / 63.0f);
         put_h(blk + 2, mmax / 63.0f);
+        /* the fit's levels as the codes: what a sub-block whose scale is 0 keeps (any code decodes alike there) */
+        for (int j = 0; j < 256; j++) {
+            int sub = j / 32;
+            uint8_t *c = blk + 16 + 32 * (sub / 2) + j % 32;
+            *c |= (uint8_t)(sub & 1 ? L[j] << 4 : L[j]);
+        }
         return;
     }
     /* Q6_K: 16 sub-blocks of 16, int8 scales against d = the largest / -128 */
     float sc[16], smax = 0, amax = 0;
     for (int j = 0; j < 16; j++) {
-        sc[j] = fit_scale_sym(x + 16 * j, 16, 32);
+        sc[j] = fit_scale_sym(x + 16 * j, 16, 32, L + 16 * j);
         if (fabsf(sc[j]) > amax) {
             amax = fabsf(sc[j]);
             smax = sc[j];
         }
     }
     memset(blk, 0, 210);
-    if (amax < 1e-30f) return; /* d = 0: every value decodes to 0 */
+    if (amax < 1e-15f) return; /* d = 0: every value decodes to 0 */
     float is = -128.0f / smax;
-    put_h(blk + 208, 1 / is);
-    float d = get_h(blk + 208);
     for (int j = 0; j < 16; j++) {
-        /* the 8-bit scale nearest the sub-block's, or the one beside it when
-         * that one's grid fits the values better: a scale rounded toward 0
-         * clips the sub-block's largest values, up to a step for a small scale */
-        float t = is * sc[j];
-        int l0 = nearest_int(t), l1 = l0 + (t > l0 ? 1 : -1), best = l0;
-        float e0 = -1;
-        for (int k = 0; k < 2; k++) {
-            int l = k ? l1 : l0;
-            if (l > 127 || l < -128) continue;
-            float ds = d * l, e = 0;
-            for (int i = 0; i < 16; i++) {
-                float v = x[16 * j + i];
-                int q = ds != 0 ? nearest_int(v / ds) : 0;
-                q = q < -32 ? -32 : q > 31 ? 31 : q;
-                e += (ds * q - v) * (ds * q - v);
-            }
-            if (e0 < 0 || e < e0) e0 = e, best = l;
-        }
-        blk[192 + j] = (uint8_t)(int8_t)best;
+        int l = nearest_int(is * sc[j]);
+        blk[192 + j] = (uint8_t)(int8_t)(l > 127 ? 127 : l);
     }
+    put_h(blk + 208, 1 / is);
+    for (int j = 0; j < 256; j++) q6k_set(blk, j, L[j]);
 }
 
 float qs_kq_block_put(uint32_t type, uint8_t *blk, int j, float x) {
@@ -431,22 +451,28 @@ float qs_kq_block_put(uint32_t type, uint8_t *blk, int j, float x) {
         int s, m, sub = j / 32;
         q4k_scale_min(blk + 4, sub, &s, &m);
         float d = get_h(blk) * s, dm = get_h(blk + 2) * m; /* the decoder's d1 and m1 */
-        int l = d != 0 ? nearest_int((x + dm) / d) : 0;
-        l = l < 0 ? 0 : l > 15 ? 15 : l;
         uint8_t *c = blk + 16 + 32 * (sub / 2) + j % 32;
-        *c = (uint8_t)(sub & 1 ? (*c & 0x0F) | l << 4 : (*c & 0xF0) | l);
+        int l;
+        if (d != 0) {
+            l = nearest_int((x + dm) / d);
+            l = l < 0 ? 0 : l > 15 ? 15 : l;
+            *c = (uint8_t)(sub & 1 ? (*c & 0x0F) | l << 4 : (*c & 0xF0) | l);
+        } else { /* every code decodes to -dm: the code the scales left */
+            l = sub & 1 ? *c >> 4 : *c & 0xF;
+        }
         return d * l - dm;
     }
-    int half = j / 128, k = j % 128, quarter = k / 32, i = k % 32;
     int sc = (int8_t)blk[192 + j / 16];
     float d = get_h(blk + 208);
     float ds = d * sc;
-    int l = ds != 0 ? nearest_int(x / ds) : 0;
-    l = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
-    uint8_t *ql = blk + 64 * half + i + (quarter & 1) * 32, *qh = blk + 128 + 32 * half + i;
-    int sh = quarter >= 2 ? 4 : 0, hs = 2 * quarter;
-    *ql = (uint8_t)((*ql & ~(0xF << sh)) | (l & 0xF) << sh);
-    *qh = (uint8_t)((*qh & ~(3 << hs)) | (l >> 4) << hs);
+    int l;
+    if (ds != 0) {
+        l = nearest_int(x / ds);
+        l = (l < -32 ? -32 : l > 31 ? 31 : l) + 32;
+        q6k_set(blk, j, l);
+    } else {
+        l = q6k_get(blk, j);
+    }
     return d * sc * (l - 32);
 }
 

@@ -224,17 +224,14 @@ static qs_status rtn_check(const char *spec, qs_step *s) {
         /* the grid is one llama.cpp type: bits, groups and symmetry follow from it */
         int q4 = s->w_grid == QS_GRID_Q4_K, bits = q4 ? 4 : 6;
         const char *g = q4 ? "q4_k" : "q6_k";
-        const char *what = q4 ? "4-bit asymmetric (w=4; a scale and a min per 32 values)"
-                              : "6-bit symmetric (w=6; a scale per 16 values)";
+        /* what the grid is, for the refusals: "grid=q4_k is llama.cpp's Q4_K: ..." */
+        const char *what = q4 ? "llama.cpp's Q4_K: super-blocks of 256, 4-bit asymmetric (w=4), a scale and a min per 32"
+                              : "llama.cpp's Q6_K: super-blocks of 256, 6-bit symmetric (w=6), a scale per 16";
         if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16) s->w_bits = bits;
-        if (s->w_bits != bits)
-            return qs_fail(QS_EARG, "%s: grid=%s is llama.cpp's %s super-blocks of 256, %s; got w=%d", spec, g,
-                           q4 ? "Q4_K" : "Q6_K", what, s->w_bits);
+        if (s->w_bits != bits) return qs_fail(QS_EARG, "%s: grid=%s is %s; got w=%d", spec, g, what, s->w_bits);
         if (s->w_group)
-            return qs_fail(QS_EARG, "%s: grid=%s sets its own groups (super-blocks of 256, %s); drop group=%d", spec, g,
-                           what, s->w_group);
-        if (q4 && s->w_sym)
-            return qs_fail(QS_EARG, "%s: grid=q4_k is %s; drop sym=1", spec, what);
+            return qs_fail(QS_EARG, "%s: grid=%s is %s, its groups fixed; drop group=%d", spec, g, what, s->w_group);
+        if (q4 && s->w_sym) return qs_fail(QS_EARG, "%s: grid=q4_k is %s; drop sym=1", spec, what);
         s->w_sym = !q4;
     }
     if (s->w_bits == 16 && s->a_bits == 16 && s->kv_bits == 16)

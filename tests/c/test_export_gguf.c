@@ -304,10 +304,10 @@ TEST(rtn_kquant_refusals) {
     } cases[] = {
         {"rtn:w=4,grid=q4_k", "layer 0 down has 320 inputs"},
         {"rtn:w=6,grid=q6_k", "layer 0 down has 320 inputs"},
-        {"rtn:w=3,grid=q4_k", "4-bit asymmetric (w=4"},
-        {"rtn:w=4,group=32,grid=q4_k", "drop group=32"},
+        {"rtn:w=3,grid=q4_k", "4-bit asymmetric (w=4), a scale and a min per 32; got w=3"},
+        {"rtn:w=4,group=32,grid=q4_k", "its groups fixed; drop group=32"},
         {"rtn:w=4,sym=1,grid=q4_k", "drop sym=1"},
-        {"rtn:w=4,grid=q6_k", "6-bit symmetric (w=6"},
+        {"rtn:w=4,grid=q6_k", "6-bit symmetric (w=6), a scale per 16; got w=4"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         qs_variant *v = NULL;

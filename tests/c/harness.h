@@ -25,6 +25,15 @@ void th_checked(void);
 const char *th_shared(void);
 /* "<shared>/<rel>" in a static rotating buffer, or NULL without shared. */
 const char *th_path(const char *rel);
+/* A file of int32 little-endian values (*n of them, malloc'd); NULL when
+ * path is NULL or unreadable. */
+#include <stddef.h>
+#include <stdint.h>
+int32_t *th_read_i32(const char *path, size_t *n);
+/* The ids of the shared text rel under m's tokenizer (default specials);
+ * NULL on failure. */
+struct qs_model;
+int32_t *th_text_ids(const struct qs_model *m, const char *rel, size_t *n);
 
 #define TEST(name)                                                                    \
     static void name(void);                                                           \

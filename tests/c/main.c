@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/base.h"
+#include "model/model.h"
 #include "harness.h"
 
 /* grows as tests register: none is dropped */
@@ -81,6 +83,31 @@ const char *th_path(const char *rel) {
     char *b = bufs[next++ % 8];
     snprintf(b, sizeof bufs[0], "%s/%s", s, rel);
     return b;
+}
+
+int32_t *th_read_i32(const char *path, size_t *n) {
+    char *d;
+    size_t len;
+    if (!path || qs_io_read_all(path, &d, &len) != QS_OK) return NULL;
+    *n = len / 4;
+    int32_t *v = malloc(*n * sizeof *v + 1);
+    for (size_t i = 0; v && i < *n; i++) {
+        const unsigned char *b = (const unsigned char *)d + 4 * i;
+        v[i] = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
+    }
+    free(d);
+    return v;
+}
+
+int32_t *th_text_ids(const qs_model *m, const char *rel, size_t *n) {
+    char *txt;
+    size_t len;
+    const char *p = th_path(rel);
+    if (!p || qs_io_read_all(p, &txt, &len)) return NULL;
+    int32_t *ids = NULL;
+    qs_status st = qs_tok_encode(m->tok, txt, len, 1, &ids, n);
+    free(txt);
+    return st ? NULL : ids;
 }
 
 /* QS_SKIP_TESTS: names (separated by spaces) not run here but by `make test` */

@@ -29,17 +29,6 @@ static qs_model *load_shared(const char *name) {
     return m;
 }
 
-/* ids of a shared text (default specials); NULL on failure */
-static int32_t *text_ids(const qs_model *m, const char *rel, size_t *n) {
-    char *txt;
-    size_t len;
-    if (qs_io_read_all(th_path(rel), &txt, &len)) return NULL;
-    int32_t *ids = NULL;
-    qs_status st = qs_tok_encode(m->tok, txt, len, 1, &ids, n);
-    free(txt);
-    return st ? NULL : ids;
-}
-
 /* logits (n, vocab) of ids through exec x (NULL: the model) */
 static float *logits_of(const qs_model *m, const qs_exec *x, const int32_t *ids, int n) {
     qs_ctx *c;
@@ -196,7 +185,7 @@ static void weight_only(const char *model, double tol_own) {
     if (!m) return;
     qs_variant *v = NULL;
     size_t n = 0;
-    int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+    int32_t *ids = th_text_ids(m, "data/heldout.txt", &n);
     REQUIRE(ids && n >= N_IDS, "no ids");
     REQUIRE(qs_variant_new(m, "rtn:w=4,group=32,sym=1", NULL, &v) == QS_OK, "%s", qs_last_error());
     char parent[256], dir[300];
@@ -271,7 +260,7 @@ static void sliced(const char *model, const char *spec) {
     qs_variant_opts vo = {.calib = &cal};
     qs_variant *v = NULL;
     REQUIRE(qs_variant_new(m, spec, &vo, &v) == QS_OK, "%s", qs_last_error());
-    int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+    int32_t *ids = th_text_ids(m, "data/heldout.txt", &n);
     REQUIRE(ids && n >= N_IDS, "no ids");
     char parent[256], dir[300];
     qs_model *back;

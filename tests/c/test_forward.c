@@ -19,19 +19,6 @@ static cJSON *load_json(const char *path) {
     return j;
 }
 
-static int32_t *read_i32(const char *path, size_t *n) {
-    char *s;
-    size_t len;
-    if (qs_io_read_all(path, &s, &len)) return NULL;
-    *n = len / 4;
-    int32_t *ids = malloc(len + 4);
-    for (size_t i = 0; i < *n; i++)
-        ids[i] = (int32_t)((uint8_t)s[4 * i] | (uint8_t)s[4 * i + 1] << 8 | (uint8_t)s[4 * i + 2] << 16 |
-                           (uint32_t)(uint8_t)s[4 * i + 3] << 24);
-    free(s);
-    return ids;
-}
-
 static int json_ids(const cJSON *arr, int32_t *out, int cap) {
     int n = 0;
     const cJSON *e;
@@ -147,7 +134,7 @@ static void check_ppl(const char *name) {
     REQUIRE(ref, "reference.json");
     snprintf(p, sizeof p, "models/%s/reference/wiki_test_ids.i32", name);
     size_t n;
-    int32_t *ids = read_i32(th_path(p), &n);
+    int32_t *ids = th_read_i32(th_path(p), &n);
     REQUIRE(ids, "wiki ids");
     qs_ctx *c;
     REQUIRE(qs_ctx_new(m, NULL, 512, &c) == QS_OK, "%s", qs_last_error());

@@ -27,17 +27,6 @@ static qs_model *load(const char *name) {
     return m;
 }
 
-/* ids of a shared text file (default specials) */
-static int32_t *text_ids(const qs_model *m, const char *rel, size_t *n) {
-    char *txt;
-    size_t len;
-    if (qs_io_read_all(th_path(rel), &txt, &len)) return NULL;
-    int32_t *ids = NULL;
-    qs_status st = qs_tok_encode(m->tok, txt, len, 1, &ids, n);
-    free(txt);
-    return st ? NULL : ids;
-}
-
 /* windows of ctx tokens of calib.txt into cal (a failed check when it cannot) */
 static void calib_text(const qs_model *m, int ctx, int windows, qs_calib *cal) {
     char *ct = NULL;
@@ -103,7 +92,7 @@ TEST(slice_fusion_keeps_logits) {
         qs_model *m = load(models[mi]);
         if (!m) continue;
         size_t n;
-        int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+        int32_t *ids = th_text_ids(m, "data/heldout.txt", &n);
         CHECK(ids && n >= 128, "%s: heldout ids", models[mi]);
         qs_variant *v = NULL;
         CHECK(qs_variant_new(m, "fp32", NULL, &v) == QS_OK, "%s", qs_last_error());
@@ -138,7 +127,7 @@ TEST(slice_zero_ratio_keeps_logits) {
             continue;
         }
         size_t n;
-        int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+        int32_t *ids = th_text_ids(m, "data/heldout.txt", &n);
         qs_calib cal = {0};
         calib_text(m, 128, 8, &cal);
         qs_variant_opts o = {.calib = &cal};
@@ -180,7 +169,7 @@ TEST(slice_few_tokens_low_rank_pca) {
         return;
     }
     size_t n;
-    int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+    int32_t *ids = th_text_ids(m, "data/heldout.txt", &n);
     qs_calib cal = {0};
     calib_text(m, 128, 1, &cal);
     REQUIRE(cal.n_rows == 1 && cal.ctx < m->cfg.d_model, "%d rows of %d", cal.n_rows, cal.ctx);
@@ -264,7 +253,7 @@ TEST(slice_opt_matches_reference) {
     qs_model *m = load("opt-mini");
     qs_calib cal = {0};
     size_t n = 0;
-    int32_t *ids = m ? text_ids(m, "data/heldout.txt", &n) : NULL;
+    int32_t *ids = m ? th_text_ids(m, "data/heldout.txt", &n) : NULL;
     if (!m || !ids ||
         qs_calib_from_ids_file(th_path("models/opt-mini/reference/slicegpt_calib_ids.i32"), 512, m->cfg.vocab, &cal)) {
         CHECK(0, "fixtures: %s", qs_last_error());
@@ -361,7 +350,7 @@ TEST(slice_other_models) {
         qs_model *m = load(models[mi]);
         if (!m) continue;
         size_t n = 0;
-        int32_t *ids = text_ids(m, "data/heldout.txt", &n);
+        int32_t *ids = th_text_ids(m, "data/heldout.txt", &n);
         qs_calib cal = {0};
         calib_text(m, 256, 8, &cal);
         /* both heads are tied: slicing unties them, so a sliced model can

@@ -38,20 +38,6 @@ static char *slurp(const char *path, size_t *len) {
     return d;
 }
 
-static int32_t *read_i32(const char *path, size_t *n) {
-    size_t len;
-    char *d = slurp(path, &len);
-    if (!d) return NULL;
-    *n = len / 4;
-    int32_t *v = malloc(*n * sizeof *v + 1);
-    for (size_t i = 0; i < *n; i++) {
-        const unsigned char *b = (const unsigned char *)d + 4 * i;
-        v[i] = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
-    }
-    free(d);
-    return v;
-}
-
 static cJSON *read_json_file(const char *path) {
     size_t len;
     char *d = slurp(path, &len);
@@ -102,7 +88,7 @@ static void check_wiki_as(const char *model, const char *label, const qs_tok *t)
     size_t len, n_ref, n;
     char *text = slurp(th_path("data/wiki.test.raw"), &len);
     snprintf(rel, sizeof rel, "models/%s/reference/wiki_test_ids.i32", model);
-    int32_t *ref = read_i32(th_path(rel), &n_ref);
+    int32_t *ref = th_read_i32(th_path(rel), &n_ref);
     if (!text || !ref) {
         CHECK(0, "cannot read wiki.test.raw or %s", rel);
         free(text);
@@ -1396,7 +1382,7 @@ TEST(tok_hf_fixtures) {
                 snprintf(rel, sizeof rel, "tokenizers/%s/reference/%s%s_ids.i32", names[k], texts[x][0],
                          sp ? "" : "_nospecial");
                 size_t n_ref, n;
-                int32_t *ref = read_i32(th_path(rel), &n_ref), *ids;
+                int32_t *ref = th_read_i32(th_path(rel), &n_ref), *ids;
                 CHECK(ref, "read %s", rel);
                 double t1 = now_ms();
                 st = qs_tok_encode(t, text, len, sp, &ids, &n);
@@ -1510,7 +1496,7 @@ static void check_gguf_pre(const char *dir, const char *pre, int bos, int add_bo
             char ref[256];
             snprintf(ref, sizeof ref, "tokenizers/%s/reference/%s_%sids.i32", dir, texts[i][1], special ? "" : "nospecial_");
             size_t n_want = 0, n_got = 0;
-            int32_t *want = read_i32(th_path(ref), &n_want), *got = NULL;
+            int32_t *want = th_read_i32(th_path(ref), &n_want), *got = NULL;
             CHECK(qs_tok_encode_file(t, th_path(texts[i][0]), special, &got, &n_got) == QS_OK, "encode: %s",
                   qs_last_error());
             size_t at = 0;

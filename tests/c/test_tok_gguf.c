@@ -24,20 +24,6 @@ static char *slurp(const char *path, size_t *len) {
     return d;
 }
 
-static int32_t *read_i32(const char *path, size_t *n) {
-    size_t len;
-    char *d = slurp(path, &len);
-    if (!d) return NULL;
-    *n = len / 4;
-    int32_t *v = malloc(*n * sizeof *v + 1);
-    for (size_t i = 0; i < *n; i++) {
-        const unsigned char *b = (const unsigned char *)d + 4 * i;
-        v[i] = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
-    }
-    free(d);
-    return v;
-}
-
 /* 1 when the ids are equal; else a failure naming the first difference. */
 static int same_ids(const char *what, const int32_t *got, size_t n_got, const int32_t *want, size_t n_want) {
     size_t n = n_got < n_want ? n_got : n_want, i;
@@ -134,7 +120,7 @@ static void check_text(const char *what, const qs_tok *t, const qs_tok *orig, co
         len = scrub(orig, text, len, flags);
         while ((flags & LEAD) && skip < len && text[skip] == ' ') skip++;
     }
-    if (ref_rel) ref = read_i32(th_path(ref_rel), &n_ref);
+    if (ref_rel) ref = th_read_i32(th_path(ref_rel), &n_ref);
     else if (text && qs_tok_encode(orig, text + skip, len - skip, special, &ref, &n_ref) != QS_OK) ref = NULL;
     if (!text || (ref_rel && !ref)) {
         CHECK(0, "%s: cannot read %s or %s", what, text_rel, ref_rel ? ref_rel : "");

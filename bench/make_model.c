@@ -9,7 +9,8 @@
  * heads, ffn 5632), llama7b (d 4096, 32 layers, ffn 11008); vocab 32000.
  * Formats: st-f32, st-f16, st-bf16 (a directory: config.json +
  * model.safetensors), gguf-f32, gguf-f16, gguf-q8_0, gguf-q4_0 (one file;
- * norms F32, every matrix in the named type). Matrices are N(0, 0.02^2),
+ * norms F32, every matrix in the named type, and a stand-in SentencePiece
+ * vocabulary so that llama.cpp's tools load it too). Matrices are N(0, 0.02^2),
  * norms 1. Tensors are generated and written one at a time (a 7B model
  * needs no more memory than its largest matrix), to a temporary name that is
  * renamed when complete. --tokenizer-from DIR copies DIR's tokenizer.json and
@@ -186,6 +187,30 @@ static void wkv_str(FILE *f, const char *k, const char *v) {
     wstr(f, k), fwrite(&ty, 4, 1, f), wstr(f, v);
 }
 
+/* a stand-in SentencePiece vocabulary, so that llama.cpp loads the file:
+ * <unk>, <s>, </s>, the 256 byte tokens, then "▁t<i>" pieces */
+static void wkv_vocab(FILE *f, int vocab) {
+    uint32_t arr = 9, ts = 8, tf = 6, ti = 5;
+    uint64_t n = (uint64_t)vocab;
+    char piece[32];
+    wstr(f, "tokenizer.ggml.tokens"), fwrite(&arr, 4, 1, f), fwrite(&ts, 4, 1, f), fwrite(&n, 8, 1, f);
+    for (int i = 0; i < vocab; i++) {
+        if (i < 3) wstr(f, i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3), wstr(f, piece);
+        else snprintf(piece, sizeof piece, "\xe2\x96\x81t%d", i), wstr(f, piece);
+    }
+    wstr(f, "tokenizer.ggml.scores"), fwrite(&arr, 4, 1, f), fwrite(&tf, 4, 1, f), fwrite(&n, 8, 1, f);
+    for (int i = 0; i < vocab; i++) {
+        float sc = i < 259 ? 0.0f : -(float)i;
+        fwrite(&sc, 4, 1, f);
+    }
+    wstr(f, "tokenizer.ggml.token_type"), fwrite(&arr, 4, 1, f), fwrite(&ti, 4, 1, f), fwrite(&n, 8, 1, f);
+    for (int i = 0; i < vocab; i++) {
+        int32_t ty = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+        fwrite(&ty, 4, 1, f);
+    }
+}
+
 static int write_gguf(const char *path, const shape *s, int type) {
     tensor *t = calloc(16 + 9 * (size_t)s->layers, sizeof *t);
     int n = tensors(s, type, 1, t);
@@ -194,7 +219,7 @@ static int write_gguf(const char *path, const shape *s, int type) {
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     uint32_t v = 3;
-    uint64_t nt = (uint64_t)n, nkv = 11;
+    uint64_t nt = (uint64_t)n, nkv = 17;
     fwrite("GGUF", 1, 4, f), fwrite(&v, 4, 1, f), fwrite(&nt, 8, 1, f), fwrite(&nkv, 8, 1, f);
     wkv_str(f, "general.architecture", "llama");
     wkv_str(f, "general.name", s->name);
@@ -207,6 +232,10 @@ static int write_gguf(const char *path, const shape *s, int type) {
     wkv_u32(f, "llama.rope.dimension_count", (uint32_t)(s->d / s->heads));
     wkv_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     wkv_f32(f, "llama.rope.freq_base", 10000.0f);
+    wkv_str(f, "tokenizer.ggml.model", "llama");
+    wkv_vocab(f, s->vocab);
+    wkv_u32(f, "tokenizer.ggml.bos_token_id", 1);
+    wkv_u32(f, "tokenizer.ggml.eos_token_id", 2);
     for (int i = 0; i < n; i++) {
         wstr(f, t[i].name);
         uint32_t nd = t[i].cols ? 2 : 1, ty = (uint32_t)t[i].type;

@@ -212,6 +212,7 @@ static cJSON *info_json(const qs_model *m) {
     if (m->tok) cJSON_AddStringToObject(o, "tokenizer", qs_tok_describe(m->tok));
     cJSON_AddStringToObject(o, "blas", qs_blas_describe());
     cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
+    cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
     if (getenv("OPENBLAS_CORETYPE")) cJSON_AddStringToObject(o, "openblas_coretype", getenv("OPENBLAS_CORETYPE"));
     return o;
 }
@@ -242,8 +243,8 @@ static void print_info(const qs_model *m) {
     printf("params     %lld (%.1f MB as fp32)\n", p, p * 4 / 1e6);
     printf("kv cache   %lld bytes/token (fp32)\n", qs_ctx_kv_bytes_per_token(m));
     const char *core = getenv("OPENBLAS_CORETYPE");
-    printf("compute    %s; stored-weight kernels %s%s%s\n\n", qs_blas_describe(), qs_wmat_kernel(),
-           core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+    printf("compute    %s; stored-weight kernels %s, decode activations %s%s%s\n\n", qs_blas_describe(),
+           qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
     printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",
            "params");
     for (int i = 0; i < c->n_layers; i++) {

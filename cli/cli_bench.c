@@ -71,6 +71,7 @@ int cli_bench(int argc, char **argv) {
         cJSON_AddStringToObject(o, "blas", qs_blas_describe());
         if (core) cJSON_AddStringToObject(o, "openblas_coretype", core);
         cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
+        cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
         cJSON_AddNumberToObject(o, "n_prompt", (double)p);
         cJSON_AddNumberToObject(o, "n_gen", (double)n);
         cJSON_AddNumberToObject(o, "repetitions", (double)reps);
@@ -101,8 +102,8 @@ int cli_bench(int argc, char **argv) {
             snprintf(t, sizeof t, "tg%ld", n);
             printf("| %-32s | %9s | %7s | %7d | %6s | %8.2f ± %5.2f |\n", label, sz, pr, nthreads, t, r.tg_tok_s, r.tg_sd);
         }
-        printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s%s%s\n", peak_mb, anon_mb,
-               qs_blas_describe(), qs_wmat_kernel(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+        printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s%s%s\n",
+               peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
     }
     rc = EXIT_OK;
 done:

@@ -43,7 +43,9 @@ static const char usage[] =
     "CALIBRATION: --calib FILE (default calib.txt beside the model) | --calib-ids FILE,\n"
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
     "Every command takes --threads N: the threads of every kernel (default: all cores),\n"
-    "--max-memory MB: the memory a variant being built may take (default: MemAvailable), and\n"
+    "--max-memory MB: the memory a variant being built may take (default: MemAvailable),\n"
+    "--decode-act q8|f32: activations of decode on Q8_0/Q4_0/Q4_1 weights, rounded to 8-bit\n"
+    "blocks as llama.cpp does (q8, the default) or exact (f32), and\n"
     "-v: say what loading, calibration and building a variant will hold before they start.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
     "See qscope(1).\n";
@@ -131,42 +133,57 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
-/* A global option NAME V (or NAME=V) that every command takes, an integer
- * in [lo, hi], removed from argv (the last one given counts; *val stays as
- * it was when none is). `unit` names the value in an error. Returns the
- * arguments left, or -1 after a usage error. */
-static int take_int_option(int argc, char **argv, const char *name, const char *unit, long lo, long hi, long *val) {
+/* A global option NAME V (or NAME=V) that every command takes, removed from
+ * argv; *val is the last value given (left as it was when none is). `unit`
+ * names the value in an error. Returns the arguments left, or -1 after a
+ * usage error. */
+static int take_option(int argc, char **argv, const char *name, const char *unit, const char **val) {
     int out = 0;
     size_t len = strlen(name);
     for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
         if (!strcmp(argv[i], name)) {
             if (i + 1 >= argc) {
                 cli_error("%s needs a value%s", name, unit);
                 return -1;
             }
-            v = argv[++i];
+            *val = argv[++i];
         } else if (!strncmp(argv[i], name, len) && argv[i][len] == '=') {
-            v = argv[i] + len + 1;
+            *val = argv[i] + len + 1;
         } else {
             argv[out++] = argv[i];
-            continue;
         }
-        if (!cli_int(name, v, lo, hi, val)) return -1;
     }
     return out;
 }
 
+/* the same, an integer in [lo, hi] */
+static int take_int_option(int argc, char **argv, const char *name, const char *unit, long lo, long hi, long *val) {
+    const char *v = NULL;
+    int out = take_option(argc, argv, name, unit, &v);
+    return out >= 0 && v && !cli_int(name, v, lo, hi, val) ? -1 : out;
+}
+
 /* --threads N: the threads of qscope's kernels and of the BLAS, set before
  * either starts; --max-memory MB: the memory a heavy step may plan on
- * instead of MemAvailable (core reads it as QSCOPE_MAX_MEMORY_MB). Both are
- * removed from argv; returns the arguments left, or -1 after a usage error. */
+ * instead of MemAvailable (core reads it as QSCOPE_MAX_MEMORY_MB);
+ * --decode-act q8|f32: the activations of few-row products of 4- and 8-bit
+ * blocks (QSCOPE_DECODE_ACT, for the Lua states too). All are removed from
+ * argv; returns the arguments left, or -1 after a usage error. */
 static int take_globals(int argc, char **argv) {
     long threads = 0, mb = 0;
     char buf[24];
     int n = take_int_option(argc, argv, "--threads", "", 1, 256, &threads);
     if (n >= 0) n = take_int_option(n, argv, "--max-memory", " (MB)", 1, 1L << 30, &mb);
+    const char *act = NULL;
+    if (n >= 0) n = take_option(n, argv, "--decode-act", " (q8 or f32)", &act);
     if (n < 0) return -1;
+    if (act) {
+        if (!qs_wmat_set_act(act)) {
+            cli_error("--decode-act must be q8 or f32, not '%s'", act);
+            return -1;
+        }
+        setenv("QSCOPE_DECODE_ACT", act, 1);
+    }
     if (threads) {
         snprintf(buf, sizeof buf, "%ld", threads);
         setenv("QSCOPE_THREADS", buf, 1);

@@ -415,8 +415,14 @@ void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, fl
  * reference (decode, then dot) that it must equal. */
 float qs_wdot(uint32_t type, const void *row, const float *x, int n_in);
 float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
+/* Q8_0, Q4_0 and Q4_1 rows dotted with x rounded to 8-bit blocks of 32
+ * (scale max|x| / 127, codes round(x / scale), ties to even), as llama.cpp
+ * multiplies them: each block an exact integer sum, scaled in float. The
+ * fast kernel (ref 0) or the plain C one (ref 1); NaN for another type. */
+float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref);
 /* y (n, n_out) = x (n, n_in) W^T + b. Few rows: the pool's threads take
- * chunks of weight rows, each read once; many rows: cache-sized panels
+ * chunks of weight rows, each read once (Q8_0, Q4_0, Q4_1: by 8-bit
+ * activations, unless qs_wmat_set_act("f32")); many rows: cache-sized panels
  * decoded to fp32 and multiplied by sgemm. Fails only for a type or width
  * it cannot read, or out of memory. */
 qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
@@ -425,6 +431,11 @@ qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const 
  * (returns 0 when that one cannot run here). */
 const char *qs_wmat_kernel(void);
 int qs_wmat_set_kernel(const char *name);
+/* Activations for few-row products of 4- and 8-bit ggml blocks: "q8"
+ * (the default, llama.cpp's arithmetic) or "f32" (exact products of the
+ * stored weights); QSCOPE_DECODE_ACT sets the default. 0 for another name. */
+const char *qs_wmat_act(void);
+int qs_wmat_set_act(const char *name);
 
 /* ---- ggml block formats ---- */
 /* ggml's block formats that qscope dequantizes at load (kern/ggml_quant.c):

@@ -11,6 +11,7 @@
  * fp32 buffer and multiplied by sgemm, panel after panel. */
 #include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,189 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
     return hsum8(acc);
 }
 
+/* ---- weights in ggml's 4- and 8-bit blocks times activations in 8-bit
+ * blocks (as llama.cpp multiplies them): x is cut into blocks of 32, each
+ * rounded to int8 with the scale max|x| / 127; a block's product is an
+ * exact integer sum, then scaled in float. ---- */
+
+/* one row of x so rounded: codes q, block scales d and sums s = d sum(q)
+ * (Q4_1's offset term); for the fast Q4_0 kernel also the codes of each
+ * pair of blocks (A, B) laid out as Q4_0 packs its nibbles, a = [A 0-15,
+ * B 0-15, A 16-31, B 16-31], and o: 8 times the sums of a's four-byte
+ * groups of low and high halves together (Q4_0's -8, taken out after an
+ * unsigned product) */
+typedef struct {
+    const int8_t *q, *a;
+    const float *d, *s;
+    const int32_t *o;
+} qx;
+
+static size_t qx_bytes(int n) { /* n a multiple of 32 */
+    return (size_t)n * 2 + (size_t)n / 32 * (2 * sizeof(float) + 4 * sizeof(int32_t)) + 64;
+}
+
+static qx qx_make(const float *x, int n, void *buf) {
+    int nb = n / 32;
+    int32_t *o = buf;
+    float *d = (float *)(o + (size_t)nb / 2 * 8), *s = d + nb;
+    int8_t *q = (int8_t *)(s + nb), *a = q + n;
+    for (int b = 0; b < nb; b++) {
+        const float *xb = x + (size_t)b * 32;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)nearbyintf(xb[i] * id), sum += q[b * 32 + i];
+        d[b] = amax / 127.0f;
+        s[b] = d[b] * (float)sum;
+    }
+    for (int p = 0; p < nb / 2; p++) {
+        int8_t *ap = a + (size_t)p * 64;
+        const int8_t *qa = q + (size_t)p * 64, *qb = qa + 32;
+        memcpy(ap, qa, 16), memcpy(ap + 16, qb, 16), memcpy(ap + 32, qa + 16, 16), memcpy(ap + 48, qb + 16, 16);
+        for (int k = 0; k < 8; k++) {
+            int t = 0;
+            for (int i = 0; i < 4; i++) t += ap[4 * k + i] + ap[32 + 4 * k + i];
+            o[p * 8 + k] = 8 * t;
+        }
+    }
+    return (qx){q, a, d, s, o};
+}
+
+typedef float (*qdot_fn)(const uint8_t *row, const qx *x, int n);
+
+static float qdot_q8_0_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    const int8_t *q = x->q;
+    for (int b = 0; b < n / 32; b++, row += 34, q += 32) {
+        const int8_t *w = (const int8_t *)(row + 2);
+        int isum = 0;
+        for (int i = 0; i < 32; i++) isum += w[i] * q[i];
+        acc += qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b] * (float)isum;
+    }
+    return acc;
+}
+
+static float qdot_q4_0_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    const int8_t *q = x->q;
+    for (int b = 0; b < n / 32; b++, row += 18, q += 32) {
+        int isum = 0;
+        for (int i = 0; i < 16; i++) isum += ((row[2 + i] & 0x0F) - 8) * q[i] + ((row[2 + i] >> 4) - 8) * q[i + 16];
+        acc += qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b] * (float)isum;
+    }
+    return acc;
+}
+
+/* Q4_1: value dw u + m, so a block is dw dx sum(u q) + m s */
+static float qdot_q4_1_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    const int8_t *q = x->q;
+    for (int b = 0; b < n / 32; b++, row += 20, q += 32) {
+        int isum = 0;
+        for (int i = 0; i < 16; i++) isum += (row[4 + i] & 0x0F) * q[i] + (row[4 + i] >> 4) * q[i + 16];
+        acc += qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b] * (float)isum +
+               qs_f16_to_f32((uint16_t)(row[2] | row[3] << 8)) * x->s[b];
+    }
+    return acc;
+}
+
+#define LOADU(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+
+/* int32 lanes of four-byte sums: w (signed bytes) times q (|w| as
+ * unsigned, q given w's sign: maddubs cannot saturate, |w| <= 128 and
+ * |q| <= 127) */
+AVX2_TARGET static __m256i i8dot(__m256i w, __m256i q) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w)), _mm256_set1_epi16(1));
+}
+
+AVX2_TARGET static __m256i nibbles32(const uint8_t *p) { /* 16 bytes: low nibbles, then high */
+    __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* eight blocks' f16 scales (stride bytes apart) times x's eight scales */
+AVX2_TARGET static __m256 scales8(const uint8_t *p, size_t stride, const float *d) {
+    __m128i h = _mm_cvtsi32_si128(p[0] | p[1] << 8);
+    h = _mm_insert_epi16(h, p[stride] | p[stride + 1] << 8, 1);
+    h = _mm_insert_epi16(h, p[2 * stride] | p[2 * stride + 1] << 8, 2);
+    h = _mm_insert_epi16(h, p[3 * stride] | p[3 * stride + 1] << 8, 3);
+    h = _mm_insert_epi16(h, p[4 * stride] | p[4 * stride + 1] << 8, 4);
+    h = _mm_insert_epi16(h, p[5 * stride] | p[5 * stride + 1] << 8, 5);
+    h = _mm_insert_epi16(h, p[6 * stride] | p[6 * stride + 1] << 8, 6);
+    h = _mm_insert_epi16(h, p[7 * stride] | p[7 * stride + 1] << 8, 7);
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(d));
+}
+
+/* lanes 0-3 of the result: lane i of v; lanes 4-7: lane j */
+#define PAIR(v, i, j) _mm256_permutevar8x32_ps((v), _mm256_setr_epi32(i, i, i, i, j, j, j, j))
+#define BCAST(v, i) _mm256_permutevar8x32_ps((v), _mm256_set1_epi32(i))
+
+/* Q8_0: eight blocks a step, scales gathered once */
+AVX2_TARGET static float qdot_q8_0_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    const int8_t *q = x->q;
+    int nb = n / 32, b = 0;
+    for (; b + 8 <= nb; b += 8, row += 8 * 34, q += 256) {
+        __m256 sc = scales8(row, 34, x->d + b);
+        for (int k = 0; k < 8; k += 2) {
+            __m256 p0 = _mm256_cvtepi32_ps(i8dot(LOADU(row + 34 * k + 2), LOADU(q + 32 * k)));
+            __m256 p1 = _mm256_cvtepi32_ps(i8dot(LOADU(row + 34 * k + 36), LOADU(q + 32 * k + 32)));
+            a0 = _mm256_fmadd_ps(BCAST(sc, k), p0, a0);
+            a1 = _mm256_fmadd_ps(BCAST(sc, k + 1), p1, a1);
+        }
+    }
+    for (; b < nb; b++, row += 34, q += 32) {
+        __m256 p = _mm256_cvtepi32_ps(i8dot(LOADU(row + 2), LOADU(q)));
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), p, a0);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* Q4_0: two blocks in one register (their low nibbles, then their high),
+ * multiplied unsigned (0..15) by x's codes in the same layout, 8 sum(q)
+ * taken out in int32; eight blocks a step */
+AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    int nb = n / 32, b = 0;
+    for (; b + 8 <= nb; b += 8, row += 8 * 18) {
+        __m256 sc = scales8(row, 18, x->d + b);
+        const int8_t *xa = x->a + (size_t)b * 32;
+        const int32_t *xo = x->o + (size_t)b * 4;
+        for (int k = 0; k < 8; k += 2) {
+            const uint8_t *r = row + 18 * k;
+            __m256i v = _mm256_loadu2_m128i((const __m128i *)(const void *)(r + 20), (const __m128i *)(const void *)(r + 2));
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, LOADU(xa + 32 * k)),
+                                         _mm256_maddubs_epi16(hi, LOADU(xa + 32 * k + 32)));
+            __m256i p32 = _mm256_sub_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)), LOADU(xo + 4 * k));
+            __m256 f = _mm256_cvtepi32_ps(p32);
+            if (k & 2) a1 = _mm256_fmadd_ps(PAIR(sc, k, k + 1), f, a1);
+            else a0 = _mm256_fmadd_ps(PAIR(sc, k, k + 1), f, a0);
+        }
+    }
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (; b < nb; b++, row += 18) {
+        __m256 p = _mm256_cvtepi32_ps(i8dot(_mm256_sub_epi8(nibbles32(row + 2), eight), LOADU(x->q + (size_t)b * 32)));
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), p, a0);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
+AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int b = 0; b < n / 32; b++, row += 20) {
+        __m256i m = _mm256_maddubs_epi16(nibbles32(row + 4), LOADU(x->q + (size_t)b * 32)); /* 0..15 unsigned */
+        __m256 pf = _mm256_cvtepi32_ps(_mm256_madd_epi16(m, _mm256_set1_epi16(1)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), pf, acc);
+        off += qs_f16_to_f32((uint16_t)(row[2] | row[3] << 8)) * x->s[b];
+    }
+    return hsum8(acc) + off;
+}
+
 /* ---- fast row decoders (panels for sgemm) ---- */
 
 AVX2_TARGET static void dec_f16_avx2(const uint8_t *src, float *dst, size_t n) {
@@ -253,6 +437,37 @@ static dot_fn fused(uint32_t type, int n_in) {
     return NULL;
 }
 
+static int act_q8 = -1; /* -1: not decided (QSCOPE_DECODE_ACT, else q8) */
+
+int qs_wmat_set_act(const char *name) {
+    if (!strcmp(name, "q8")) act_q8 = 1;
+    else if (!strcmp(name, "f32")) act_q8 = 0;
+    else return 0;
+    return 1;
+}
+
+const char *qs_wmat_act(void) {
+    if (act_q8 < 0) {
+        const char *e = getenv("QSCOPE_DECODE_ACT");
+        act_q8 = !(e && !strcmp(e, "f32"));
+    }
+    return act_q8 ? "q8" : "f32";
+}
+
+/* the 8-bit-activation kernel of a type (fast or reference), NULL for
+ * types multiplied by fp32 activations */
+static qdot_fn qdot_of(uint32_t type, int n_in, int fast) {
+    if (n_in % 32) return NULL;
+    if (use_fast < 0) use_fast = fast_available();
+    fast = fast && use_fast;
+    switch (type) {
+    case QS_WT_Q8_0: return fast ? qdot_q8_0_avx2 : qdot_q8_0_ref;
+    case QS_WT_Q4_0: return fast ? qdot_q4_0_avx2 : qdot_q4_0_ref;
+    case QS_WT_Q4_1: return fast ? qdot_q4_1_avx2 : qdot_q4_1_ref;
+    }
+    return NULL;
+}
+
 static dec_fn fast_decoder(uint32_t type, int n_in) {
     if (use_fast < 0) use_fast = fast_available();
     if (!use_fast) return NULL;
@@ -276,6 +491,8 @@ typedef struct {
     float *y;
     dot_fn dot;
     float **tmp; /* per thread, n_in floats (reference path) */
+    qdot_fn qdot; /* 8-bit activations: x's rows so rounded */
+    const qx *xq;
 } gemv_job;
 
 static void gemv_task(void *ud, int task, int thread) {
@@ -284,7 +501,10 @@ static void gemv_task(void *ud, int task, int thread) {
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = j->w + (size_t)r * j->rb;
         float bias = j->b ? j->b[r] : 0.0f;
-        if (j->dot) {
+        if (j->qdot) {
+            for (int i = 0; i < j->n; i++)
+                j->y[(size_t)i * j->n_out + r] = j->qdot(row, &j->xq[i], j->n_in) + bias;
+        } else if (j->dot) {
             for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->n_out + r] = j->dot(row, j->x + (size_t)i * j->n_in, j->n_in) + bias;
         } else {
             float *t = j->tmp[thread];
@@ -322,6 +542,17 @@ float qs_wdot(uint32_t type, const void *row, const float *x, int n_in) {
     return f ? f(row, x, n_in) : qs_wdot_ref(type, row, x, n_in);
 }
 
+float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref) {
+    qdot_fn f = qdot_of(type, n_in, !ref);
+    if (!f) return NAN;
+    void *buf = malloc(qx_bytes(n_in));
+    if (!buf) return NAN;
+    qx q = qx_make(x, n_in, buf);
+    float r = f(row, &q, n_in);
+    free(buf);
+    return r;
+}
+
 qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
                      float *y) {
     size_t rb = qs_wtype_row_bytes(type, n_in);
@@ -343,9 +574,26 @@ qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const 
             for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
         return QS_OK;
     }
-    gemv_job j = {x, n, n_out, n_in, type, w, rb, b, y, fused(type, n_in), NULL};
+    gemv_job j = {x, n, n_out, n_in, type, w, rb, b, y, fused(type, n_in), NULL, NULL, NULL};
     int threads = qs_pool_threads();
     float *block = NULL;
+    if (!strcmp(qs_wmat_act(), "q8")) j.qdot = qdot_of(type, n_in, 1);
+    if (j.qdot) { /* x to 8-bit blocks once, for every row of W */
+        size_t xb = qx_bytes(n_in);
+        char *buf = malloc(xb * n + 1);
+        qx *xs = malloc((size_t)n * sizeof *xs);
+        if (!buf || !xs) {
+            free(buf);
+            free(xs);
+            return qs_fail(QS_ENOMEM, "out of memory");
+        }
+        for (int i = 0; i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i);
+        j.xq = xs;
+        qs_pool_run((n_out + CHUNK_ROWS - 1) / CHUNK_ROWS, gemv_task, &j);
+        free(buf);
+        free(xs);
+        return QS_OK;
+    }
     if (!j.dot) { /* one decoded row per thread */
         block = malloc((size_t)threads * n_in * sizeof(float) + 1);
         j.tmp = malloc((size_t)threads * sizeof *j.tmp);

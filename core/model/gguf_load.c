@@ -416,7 +416,7 @@ static qs_status load_weights(gg_ctx *x) {
         qs_head_tie(&m->w, c->vocab, d);
         return QS_OK;
     }
-    return get(x, "output.weight", c->vocab, d, &m->w.head.w);
+    return get_linear(x, "output.weight", c->vocab, d, &m->w.head); /* as stored, like the matrices */
 }
 
 /* Every tensor in the file is one the architecture reads. */

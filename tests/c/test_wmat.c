@@ -82,6 +82,7 @@ TEST(wmat_linear_few_and_many_rows) {
     float *W = malloc((size_t)n_out * n_in * sizeof *W), b[200];
     for (int i = 0; i < 20 * n_in; i++) x[i] = frand();
     for (int i = 0; i < n_out; i++) b[i] = frand();
+    qs_wmat_set_act("f32"); /* exact products here; 8-bit activations below */
     for (int k = 0; k < 2; k++) {
         if (!qs_wmat_set_kernel(kernels[k])) continue;
         for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
@@ -106,10 +107,68 @@ TEST(wmat_linear_few_and_many_rows) {
         }
     }
     qs_wmat_set_kernel("auto");
+    qs_wmat_set_act("q8");
     CHECK(qs_wlinear(x, 1, QS_WT_Q8_0, x, NULL, 1, 33, y) == QS_EARG, "a row of 33 is not whole Q8_0 blocks");
     free(x);
     free(y);
     free(W);
+}
+
+/* x rounded to 8-bit blocks of 32 as the kernels round it, independently:
+ * scale max|x| / 127, codes round(x / scale) with ties to even */
+static void q8_blocks(const float *x, int n, double *xq) {
+    for (int b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
+        for (int i = 0; i < 32; i++)
+            xq[b * 32 + i] = amax > 0 ? (double)nearbyintf(x[b * 32 + i] * (127.0f / amax)) * (amax / 127.0f) : 0.0;
+    }
+}
+
+/* 8-bit activations (decode of Q8_0, Q4_0, Q4_1): the fast and plain C
+ * kernels equal the decoded weights times x rounded to 8-bit blocks, one
+ * row and through qs_wlinear (few rows); other types give NaN. Widths of
+ * 131 blocks (past the eight-block steps, an odd pair) and 8. */
+TEST(wmat_q8_activations) {
+    const int widths[2] = {4096 + 96, 256}, n_out = 40;
+    const uint32_t q8types[3] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1};
+    const char *q8names[3] = {"Q8_0", "Q4_0", "Q4_1"};
+    int have_fast = qs_wmat_set_kernel("avx2");
+    qs_wmat_set_act("q8");
+    for (int wi = 0; wi < 2; wi++) {
+        int n_in = widths[wi];
+        float *x = malloc((size_t)3 * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec), y[3 * 40];
+        double *xq = malloc((size_t)3 * n_in * sizeof *xq);
+        for (int i = 0; i < 3 * n_in; i++) x[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f); /* a few large ones */
+        for (int i = 0; i < 3; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq + (size_t)i * n_in);
+        for (int t = 0; t < 3; t++) {
+            uint8_t *w = make(q8types[t], n_out, n_in);
+            size_t rb = qs_wtype_row_bytes(q8types[t], n_in);
+            qs_wrows_f32(q8types[t], w, n_in, 0, n_out, dec);
+            CHECK(qs_wlinear(x, 3, q8types[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
+            double worst = 0;
+            for (int r = 0; r < n_out; r++)
+                for (int i = 0; i < 3; i++) {
+                    double e = 0, mag = 0;
+                    for (int j = 0; j < n_in; j++)
+                        e += (double)dec[(size_t)r * n_in + j] * xq[(size_t)i * n_in + j],
+                            mag += fabs((double)dec[(size_t)r * n_in + j] * xq[(size_t)i * n_in + j]);
+                    float ref = qs_wdot_q8(q8types[t], w + rb * r, x + (size_t)i * n_in, n_in, 1);
+                    float fast = qs_wdot_q8(q8types[t], w + rb * r, x + (size_t)i * n_in, n_in, 0);
+                    worst = fmax(worst, fmax(fabs(ref - e), fmax(fabs(fast - e), fabs(y[i * n_out + r] - e))) / (mag + 1e-30));
+                }
+            CHECK(worst < 2e-6, "%s, width %d: the 8-bit-activation products differ from the exact one by %.3g (relative)",
+                  q8names[t], n_in, worst);
+            free(w);
+        }
+        free(x);
+        free(dec);
+        free(xq);
+    }
+    float z[32] = {0};
+    CHECK(isnan(qs_wdot_q8(QS_WT_F16, z, z, 32, 0)), "F16 has no 8-bit-activation kernel");
+    CHECK(have_fast || !__builtin_cpu_supports("avx2"), "the avx2 kernels run on an AVX2 machine");
+    qs_wmat_set_kernel("auto");
 }
 
 /* qscope's packed round-to-nearest rows: decoded values equal the fake-

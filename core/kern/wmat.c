@@ -19,7 +19,7 @@
 #include "base/base.h"
 #include "kern/kern.h"
 
-enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 4 << 20, PANEL_TASK = 32, CHUNK_ROWS = 32 };
+enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 8 << 20, PANEL_TASK = 32, CHUNK_ROWS = 32 };
 
 int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes) {
     switch (type) {
@@ -380,6 +380,32 @@ AVX2_TARGET static void dec_q8_0_avx2(const uint8_t *src, float *dst, size_t n) 
     }
 }
 
+/* Q4_0 and Q4_1 blocks (low nibbles are values 0-15, high 16-31), bit for
+ * bit as ggml decodes them: Q4_0 (q - 8) d, one rounding as the fma's
+ * q d + (-8 d); Q4_1 q d + m, two roundings */
+AVX2_TARGET static __m256 q4val(__m128i q, __m256 d, __m256 m, int q41) {
+    __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+    return q41 ? _mm256_add_ps(_mm256_mul_ps(f, d), m) : _mm256_fmadd_ps(f, d, m);
+}
+
+AVX2_TARGET static void dec_q4_avx2(const uint8_t *src, float *dst, size_t n, int q41) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    size_t bb = q41 ? 20 : 18;
+    for (size_t b = 0; b < n / 32; b++, src += bb, dst += 32) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss((unsigned short)(src[0] | src[1] << 8)));
+        __m256 m = q41 ? _mm256_set1_ps(_cvtsh_ss((unsigned short)(src[2] | src[3] << 8)))
+                       : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(src + bb - 16));
+        __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        _mm256_storeu_ps(dst, q4val(lo, d, m, q41));
+        _mm256_storeu_ps(dst + 8, q4val(_mm_srli_si128(lo, 8), d, m, q41));
+        _mm256_storeu_ps(dst + 16, q4val(hi, d, m, q41));
+        _mm256_storeu_ps(dst + 24, q4val(_mm_srli_si128(hi, 8), d, m, q41));
+    }
+}
+AVX2_TARGET static void dec_q4_0_avx2(const uint8_t *src, float *dst, size_t n) { dec_q4_avx2(src, dst, n, 0); }
+AVX2_TARGET static void dec_q4_1_avx2(const uint8_t *src, float *dst, size_t n) { dec_q4_avx2(src, dst, n, 1); }
+
 typedef void (*dec_fn)(const uint8_t *src, float *dst, size_t n);
 
 static dec_fn fast_decoder(uint32_t type, int n_in);
@@ -475,6 +501,8 @@ static dec_fn fast_decoder(uint32_t type, int n_in) {
     case QS_WT_F16: return dec_f16_avx2;
     case QS_WT_BF16: return dec_bf16_avx2;
     case QS_WT_Q8_0: return n_in % 32 ? NULL : dec_q8_0_avx2;
+    case QS_WT_Q4_0: return n_in % 32 ? NULL : dec_q4_0_avx2;
+    case QS_WT_Q4_1: return n_in % 32 ? NULL : dec_q4_1_avx2;
     }
     return NULL;
 }

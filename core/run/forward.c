@@ -38,7 +38,8 @@ struct qs_ctx {
     float *tmp2;   /* (rows, d) the MLP's output in a parallel block */
     float *ff;     /* (rows, dff) */
     float *ff2;    /* (rows, dff) */
-    float *scores; /* (QBLOCK, capacity) */
+    float *scores;     /* (score_threads, QBLOCK, capacity) */
+    int score_threads; /* the pool's threads when it was made */
     int last_n;    /* rows of the last call (xn holds their final hidden) */
     int last_d;    /* width of the final hidden */
     int *kcounts;     /* (n_layers, 4) the most a kernel counted in one call, or NULL */
@@ -121,7 +122,8 @@ qs_status qs_ctx_new(const qs_model *m, const qs_exec *x, int capacity, qs_ctx *
     size_t kv = (size_t)cfg->n_layers * capacity * c->kvd;
     c->kc = xalloc(kv * sizeof(float));
     c->vc = xalloc(kv * sizeof(float));
-    c->scores = xalloc((size_t)QBLOCK * capacity * sizeof(float));
+    c->score_threads = qs_pool_threads();
+    c->scores = xalloc((size_t)c->score_threads * QBLOCK * capacity * sizeof(float));
     if (!c->kc || !c->vc || !c->scores) goto oom;
     if (cfg->rope_theta > 0) {
         c->rd = cfg->rope.dim > 0 ? cfg->rope.dim : c->hd;
@@ -281,54 +283,79 @@ static float attn_scale(const qs_ctx *c) {
     return c->m->cfg.attn_scale > 0 ? c->m->cfg.attn_scale : 1.0f / sqrtf((float)c->hd);
 }
 
-/* Causal attention of n query rows (positions pos0..pos0+n-1) over the cache
- * rows 0..pos0+n-1 of one layer; result (n, qd) into c->att. */
-static void attention(qs_ctx *c, int layer, int n, int pos0) {
+/* Causal attention of head h's n query rows (positions pos0..pos0+n-1)
+ * over the cache rows 0..pos0+n-1 of one layer, into c->att; S holds
+ * (QBLOCK, capacity) scores. */
+static void attend_head(qs_ctx *c, int layer, int h, int n, int pos0, float *S) {
     const qs_config *cfg = &c->m->cfg;
     int hd = c->hd, group = cfg->n_heads / cfg->n_kv_heads, win = qs_layer_window(cfg, layer);
     float scale = c->x.q_scaled ? 1.0f : attn_scale(c), cap = cfg->attn_softcap;
     float levels = (float)c->x.prob_levels;
     const float *kc = c->kc + (size_t)layer * c->capacity * c->kvd;
     const float *vc = c->vc + (size_t)layer * c->capacity * c->kvd;
-    for (int h = 0; h < cfg->n_heads; h++) {
-        int g = h / group;
-        for (int b0 = 0; b0 < n; b0 += QBLOCK) {
-            int nb = n - b0 < QBLOCK ? n - b0 : QBLOCK;
-            int T = pos0 + b0 + nb; /* keys visible to the block's last row */
-            float *S = c->scores;
-            const float *qh = c->q + (size_t)b0 * c->qd + h * hd;
-            if (nb == 1) { /* one query (decode): its window only, no BLAS call */
-                int end = T, start = win > 0 && end > win ? end - win : 0;
-                for (int j = start; j < end; j++) S[j] = scale * qs_ops_dot(qh, kc + (size_t)j * c->kvd + g * hd, hd);
-            } else {
-                qs_blas_gemm_nt(nb, T, hd, scale, qh, c->qd, kc + g * hd, c->kvd, 0.0f, S, T);
-            }
-            for (int i = 0; i < nb; i++) {
-                float *row = S + (size_t)i * T;
-                int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
-                int start = win > 0 && end > win ? end - win : 0;
-                if (cap > 0) /* soft-cap: c tanh(s / c), before the mask */
-                    for (int j = start; j < end; j++) row[j] = tanhf(row[j] / cap) * cap;
-                qs_ops_softmax_row(row + start, end - start);
-                if (levels > 0 && c->x.prob_fp16) { /* float16 P, rounded to the grid in float16 arithmetic */
-                    float tiny = 0.499f / levels; /* below it the float16 steps cannot reach half a level */
-                    for (int j = start; j < end; j++)
-                        row[j] = row[j] < tiny ? 0.0f : qs_quant_f16(rintf(qs_quant_f16(qs_quant_f16(row[j]) * levels)) / levels);
-                } else if (levels > 0) /* P on a grid of 1/levels */
-                    for (int j = start; j < end; j++) row[j] = rintf(row[j] * levels) / levels;
-                if (start) memset(row, 0, (size_t)start * sizeof(float));
-                if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
-            }
-            float *out = c->att + (size_t)b0 * c->qd + h * hd;
-            if (nb == 1) {
-                int start = win > 0 && T > win ? T - win : 0;
-                memset(out, 0, (size_t)hd * sizeof(float));
-                for (int j = start; j < T; j++) qs_ops_axpy(out, S[j], vc + (size_t)j * c->kvd + g * hd, hd);
-            } else {
-                qs_blas_gemm_nn(nb, hd, T, 1.0f, S, T, vc + g * hd, c->kvd, 0.0f, out, c->qd);
-            }
+    int g = h / group;
+    for (int b0 = 0; b0 < n; b0 += QBLOCK) {
+        int nb = n - b0 < QBLOCK ? n - b0 : QBLOCK;
+        int T = pos0 + b0 + nb; /* keys visible to the block's last row */
+        const float *qh = c->q + (size_t)b0 * c->qd + h * hd;
+        if (nb == 1) { /* one query (decode): its window only, no BLAS call */
+            int end = T, start = win > 0 && end > win ? end - win : 0;
+            for (int j = start; j < end; j++) S[j] = scale * qs_ops_dot(qh, kc + (size_t)j * c->kvd + g * hd, hd);
+        } else {
+            qs_blas_gemm_nt(nb, T, hd, scale, qh, c->qd, kc + g * hd, c->kvd, 0.0f, S, T);
+        }
+        for (int i = 0; i < nb; i++) {
+            float *row = S + (size_t)i * T;
+            int end = pos0 + b0 + i + 1; /* causal: keys [start, end) */
+            int start = win > 0 && end > win ? end - win : 0;
+            if (cap > 0) /* soft-cap: c tanh(s / c), before the mask */
+                for (int j = start; j < end; j++) row[j] = tanhf(row[j] / cap) * cap;
+            qs_ops_softmax_row(row + start, end - start);
+            if (levels > 0 && c->x.prob_fp16) { /* float16 P, rounded to the grid in float16 arithmetic */
+                float tiny = 0.499f / levels; /* below it the float16 steps cannot reach half a level */
+                for (int j = start; j < end; j++)
+                    row[j] = row[j] < tiny ? 0.0f : qs_quant_f16(rintf(qs_quant_f16(qs_quant_f16(row[j]) * levels)) / levels);
+            } else if (levels > 0) /* P on a grid of 1/levels */
+                for (int j = start; j < end; j++) row[j] = rintf(row[j] * levels) / levels;
+            if (start) memset(row, 0, (size_t)start * sizeof(float));
+            if (end < T) memset(row + end, 0, (size_t)(T - end) * sizeof(float));
+        }
+        float *out = c->att + (size_t)b0 * c->qd + h * hd;
+        if (nb == 1) {
+            int start = win > 0 && T > win ? T - win : 0;
+            memset(out, 0, (size_t)hd * sizeof(float));
+            for (int j = start; j < T; j++) qs_ops_axpy(out, S[j], vc + (size_t)j * c->kvd + g * hd, hd);
+        } else {
+            qs_blas_gemm_nn(nb, hd, T, 1.0f, S, T, vc + g * hd, c->kvd, 0.0f, out, c->qd);
         }
     }
+}
+
+typedef struct {
+    qs_ctx *c;
+    int layer, n, pos0;
+} attn_job;
+
+static void attn_task(void *ud, int h, int thread) {
+    const attn_job *j = ud;
+    attend_head(j->c, j->layer, h, j->n, j->pos0, j->c->scores + (size_t)thread * QBLOCK * j->c->capacity);
+}
+
+/* Causal attention of n query rows (positions pos0..pos0+n-1) over the cache
+ * rows 0..pos0+n-1 of one layer; result (n, qd) into c->att. Many rows: the
+ * heads on the pool's threads (each its own scores; the BLAS held to one
+ * thread meanwhile), one row: in turn. */
+static void attention(qs_ctx *c, int layer, int n, int pos0) {
+    int heads = c->m->cfg.n_heads, threads = qs_pool_threads();
+    if (n > 1 && threads > 1 && c->score_threads >= threads) {
+        attn_job j = {c, layer, n, pos0};
+        int blas = qs_blas_threads();
+        qs_blas_set_threads(1);
+        qs_pool_run(heads, attn_task, &j);
+        qs_blas_set_threads(blas);
+        return;
+    }
+    for (int h = 0; h < heads; h++) attend_head(c, layer, h, n, pos0, c->scores);
 }
 
 /* The residual after a sublayer: *x += sub (n rows of d), through SliceGPT's
@@ -357,6 +384,30 @@ static void activation(qs_act act, float *x, size_t len) {
     }
 }
 
+/* SwiGLU over many rows on the pool's threads, in slices of SWIGLU_TASK */
+enum { SWIGLU_TASK = 1 << 15 };
+typedef struct {
+    float *a;
+    const float *g;
+    size_t len;
+} swiglu_job;
+
+static void swiglu_task(void *ud, int task, int thread) {
+    (void)thread;
+    const swiglu_job *j = ud;
+    size_t i0 = (size_t)task * SWIGLU_TASK, n = j->len - i0 < SWIGLU_TASK ? j->len - i0 : SWIGLU_TASK;
+    qs_ops_swiglu(j->a + i0, j->g + i0, n);
+}
+
+static void swiglu(float *a, const float *g, size_t len) {
+    if (len < 4 * SWIGLU_TASK || qs_pool_threads() < 2) {
+        qs_ops_swiglu(a, g, len);
+        return;
+    }
+    swiglu_job j = {a, g, len};
+    qs_pool_run((int)((len + SWIGLU_TASK - 1) / SWIGLU_TASK), swiglu_task, &j);
+}
+
 /* out (n, down.n_out) = the MLP of c->xn (n, its input width). */
 static void mlp(qs_ctx *c, int l, const qs_layer *L, int n, float *out, int pos0) {
     const qs_config *cfg = &c->m->cfg;
@@ -366,7 +417,7 @@ static void mlp(qs_ctx *c, int l, const qs_layer *L, int n, float *out, int pos0
     if (qs_linear_has(&L->gate)) { /* gated: act(gate) * up */
         linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
         if (cfg->act == QS_ACT_SILU) {
-            qs_ops_swiglu(c->ff, c->ff2, nf);
+            swiglu(c->ff, c->ff2, nf);
         } else {
             activation(cfg->act, c->ff2, nf);
             qs_ops_mul(c->ff, c->ff2, nf);

@@ -114,6 +114,28 @@ TEST(wmat_linear_few_and_many_rows) {
     free(W);
 }
 
+/* The panels that many rows go through hold the weights bit for bit as
+ * qs_wrows_f32 (ggml's decoders) gives them: x = I reads them back. */
+TEST(wmat_panels_decode_exactly) {
+    const int n_in = 64, n_out = 40;
+    float *x = calloc((size_t)n_in * n_in, sizeof *x), *y = malloc((size_t)n_in * n_out * sizeof *y);
+    float *dec = malloc((size_t)n_out * n_in * sizeof *dec);
+    for (int i = 0; i < n_in; i++) x[(size_t)i * n_in + i] = 1.0f;
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        uint8_t *w = make(types[t], n_out, n_in);
+        qs_wrows_f32(types[t], w, n_in, 0, n_out, dec);
+        CHECK(qs_wlinear(x, n_in, types[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
+        int same = 1;
+        for (int i = 0; i < n_in; i++)
+            for (int r = 0; r < n_out; r++) same &= memcmp(&y[(size_t)i * n_out + r], &dec[(size_t)r * n_in + i], 4) == 0;
+        CHECK(same, "%s: the panel's weights are the decoded ones, bit for bit", names[t]);
+        free(w);
+    }
+    free(x);
+    free(y);
+    free(dec);
+}
+
 /* x rounded to 8-bit blocks of 32 as the kernels round it, independently:
  * scale max|x| / 127, codes round(x / scale) with ties to even */
 static void q8_blocks(const float *x, int n, double *xq) {

@@ -427,6 +427,18 @@ float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int r
  * it cannot read, or out of memory. */
 qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
                      float *y);
+/* Up to QS_WMAT_MULTI matrices on the same x (n, n_in) at once, m[i].y
+ * (n, m[i].n_out) = x W_i^T + b_i: few rows in one pool run with x rounded
+ * once (a layer's q, k and v, or gate and up), many rows one after another. */
+enum { QS_WMAT_MULTI = 4 };
+typedef struct {
+    uint32_t type;
+    const void *w;
+    const float *b;
+    int n_out;
+    float *y;
+} qs_wmat;
+qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n_in);
 /* The fused kernels in use: "avx2" or "ref"; set "ref", "avx2" or "auto"
  * (returns 0 when that one cannot run here). */
 const char *qs_wmat_kernel(void);

@@ -581,59 +581,80 @@ float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int r
     return r;
 }
 
+/* several matrices' GEMVs on the same x in one pool run: task t is chunk
+ * t - off[m] of matrix m */
+typedef struct {
+    gemv_job *jobs;
+    const int *off;
+    int k;
+} multi_job;
+
+static void multi_task(void *ud, int task, int thread) {
+    const multi_job *mj = ud;
+    int m = 0;
+    while (m + 1 < mj->k && task >= mj->off[m + 1]) m++;
+    gemv_task(&mj->jobs[m], task - mj->off[m], thread);
+}
+
+static qs_status panels(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
+                        float *y) {
+    int rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
+    if (rows < 16) rows = 16;
+    if (rows > n_out) rows = n_out;
+    float *panel = malloc((size_t)rows * n_in * sizeof *panel);
+    if (!panel) return qs_fail(QS_ENOMEM, "out of memory for a %d x %d weight panel", rows, n_in);
+    for (int r0 = 0; r0 < n_out; r0 += rows) {
+        int nr = n_out - r0 < rows ? n_out - r0 : rows;
+        panel_job pj = {type, w, n_in, r0, nr, panel};
+        qs_pool_run((nr + PANEL_TASK - 1) / PANEL_TASK, panel_task, &pj);
+        qs_blas_gemm_nt(n, nr, n_in, 1.0f, x, n_in, panel, n_in, 0.0f, y + r0, n_out);
+    }
+    free(panel);
+    if (b)
+        for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
+    return QS_OK;
+}
+
+qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n_in) {
+    if (k < 1 || k > QS_WMAT_MULTI) return qs_fail(QS_EARG, "%d matrices at once (1 to %d)", k, QS_WMAT_MULTI);
+    gemv_job jobs[QS_WMAT_MULTI];
+    int off[QS_WMAT_MULTI + 1] = {0}, q8 = !strcmp(qs_wmat_act(), "q8"), any_q = 0, any_ref = 0;
+    for (int i = 0; i < k; i++) {
+        size_t rb = qs_wtype_row_bytes(m[i].type, n_in);
+        if (!rb) return qs_fail(QS_EARG, "weights of type %u cannot hold rows of %d", m[i].type, n_in);
+        if (n >= GEMM_MIN_ROWS) { /* panels of decoded rows through sgemm, one matrix after another */
+            qs_status st = panels(x, n, m[i].type, m[i].w, m[i].b, m[i].n_out, n_in, m[i].y);
+            if (st) return st;
+            continue;
+        }
+        jobs[i] = (gemv_job){x, n, m[i].n_out, n_in, m[i].type, m[i].w, rb, m[i].b, m[i].y, fused(m[i].type, n_in),
+                             NULL, q8 ? qdot_of(m[i].type, n_in, 1) : NULL, NULL};
+        any_q |= jobs[i].qdot != NULL;
+        any_ref |= !jobs[i].qdot && !jobs[i].dot;
+        off[i + 1] = off[i] + (m[i].n_out + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    }
+    if (n >= GEMM_MIN_ROWS) return QS_OK;
+    int threads = qs_pool_threads();
+    size_t xb = any_q ? qx_bytes(n_in) : 0;
+    char *buf = any_q ? malloc(xb * n + 1) : NULL;
+    qx *xs = any_q ? malloc((size_t)n * sizeof *xs) : NULL;
+    float *block = any_ref ? malloc((size_t)threads * n_in * sizeof(float) + 1) : NULL;
+    float **tmp = any_ref ? malloc((size_t)threads * sizeof *tmp) : NULL;
+    if ((any_q && (!buf || !xs)) || (any_ref && (!block || !tmp))) {
+        free(buf), free(xs), free(block), free(tmp);
+        return qs_fail(QS_ENOMEM, "out of memory");
+    }
+    for (int i = 0; any_q && i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i); /* once, for all */
+    for (int t = 0; any_ref && t < threads; t++) tmp[t] = block + (size_t)t * n_in; /* one decoded row per thread */
+    for (int i = 0; i < k; i++) jobs[i].xq = xs, jobs[i].tmp = tmp;
+    multi_job mj = {jobs, off, k};
+    qs_pool_run(off[k], multi_task, &mj);
+    free(buf), free(xs), free(block), free(tmp);
+    return QS_OK;
+}
+
 qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
                      float *y) {
-    size_t rb = qs_wtype_row_bytes(type, n_in);
-    if (!rb) return qs_fail(QS_EARG, "weights of type %u cannot hold rows of %d", type, n_in);
-    if (n >= GEMM_MIN_ROWS) { /* panels of decoded rows through sgemm */
-        int rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
-        if (rows < 16) rows = 16;
-        if (rows > n_out) rows = n_out;
-        float *panel = malloc((size_t)rows * n_in * sizeof *panel);
-        if (!panel) return qs_fail(QS_ENOMEM, "out of memory for a %d x %d weight panel", rows, n_in);
-        for (int r0 = 0; r0 < n_out; r0 += rows) {
-            int nr = n_out - r0 < rows ? n_out - r0 : rows;
-            panel_job pj = {type, w, n_in, r0, nr, panel};
-            qs_pool_run((nr + PANEL_TASK - 1) / PANEL_TASK, panel_task, &pj);
-            qs_blas_gemm_nt(n, nr, n_in, 1.0f, x, n_in, panel, n_in, 0.0f, y + r0, n_out);
-        }
-        free(panel);
-        if (b)
-            for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
-        return QS_OK;
-    }
-    gemv_job j = {x, n, n_out, n_in, type, w, rb, b, y, fused(type, n_in), NULL, NULL, NULL};
-    int threads = qs_pool_threads();
-    float *block = NULL;
-    if (!strcmp(qs_wmat_act(), "q8")) j.qdot = qdot_of(type, n_in, 1);
-    if (j.qdot) { /* x to 8-bit blocks once, for every row of W */
-        size_t xb = qx_bytes(n_in);
-        char *buf = malloc(xb * n + 1);
-        qx *xs = malloc((size_t)n * sizeof *xs);
-        if (!buf || !xs) {
-            free(buf);
-            free(xs);
-            return qs_fail(QS_ENOMEM, "out of memory");
-        }
-        for (int i = 0; i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i);
-        j.xq = xs;
-        qs_pool_run((n_out + CHUNK_ROWS - 1) / CHUNK_ROWS, gemv_task, &j);
-        free(buf);
-        free(xs);
-        return QS_OK;
-    }
-    if (!j.dot) { /* one decoded row per thread */
-        block = malloc((size_t)threads * n_in * sizeof(float) + 1);
-        j.tmp = malloc((size_t)threads * sizeof *j.tmp);
-        if (!block || !j.tmp) {
-            free(block);
-            free(j.tmp);
-            return qs_fail(QS_ENOMEM, "out of memory");
-        }
-        for (int t = 0; t < threads; t++) j.tmp[t] = block + (size_t)t * n_in;
-    }
-    qs_pool_run((n_out + CHUNK_ROWS - 1) / CHUNK_ROWS, gemv_task, &j);
-    free(block);
-    free(j.tmp);
-    return QS_OK;
+    qs_wmat m = {type, w, b, n_out, y};
+    return qs_wlinear_multi(x, n, 1, &m, n_in);
 }

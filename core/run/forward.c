@@ -278,6 +278,27 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
     }
 }
 
+/* k linears on the same x (n rows): one pool run, x rounded once, when all
+ * are held as stored (a layer's q, k and v; gate and up), else in turn. */
+static void linears(qs_ctx *c, int layer, int which, int k, const qs_linear *const *ls, const float *x, int n,
+                    float *const *ys) {
+    qs_wmat m[QS_WMAT_MULTI];
+    int stored = k <= QS_WMAT_MULTI;
+    for (int i = 0; i < k && stored; i++) {
+        stored = !ls[i]->kern && !ls[i]->w && ls[i]->wq && ls[i]->n_in == ls[0]->n_in;
+        m[i] = (qs_wmat){ls[i]->wtype, ls[i]->wq, ls[i]->b, ls[i]->n_out, ys[i]};
+    }
+    if (!stored) {
+        for (int i = 0; i < k; i++) linear(c, i ? -1 : layer, which, ls[i], x, n, ys[i]);
+        return;
+    }
+    qs_status s = qs_wlinear_multi(x, n, k, m, ls[0]->n_in);
+    if (s) {
+        for (int i = 0; i < k; i++) memset(ys[i], 0, (size_t)n * ls[i]->n_out * sizeof(float));
+        c->failed = s;
+    }
+}
+
 /* The attention scores' scale: the config's, or 1/sqrt(head_dim). */
 static float attn_scale(const qs_ctx *c) {
     return c->m->cfg.attn_scale > 0 ? c->m->cfg.attn_scale : 1.0f / sqrtf((float)c->hd);
@@ -413,9 +434,10 @@ static void mlp(qs_ctx *c, int l, const qs_layer *L, int n, float *out, int pos0
     const qs_config *cfg = &c->m->cfg;
     int dff = L->up.n_out;
     size_t nf = (size_t)n * dff;
-    linear(c, l, 2, &L->up, c->xn, n, c->ff);
+    const qs_linear *up_gate[2] = {&L->up, &L->gate};
+    float *const up_gate_out[2] = {c->ff, c->ff2};
+    linears(c, l, 2, qs_linear_has(&L->gate) ? 2 : 1, up_gate, c->xn, n, up_gate_out);
     if (qs_linear_has(&L->gate)) { /* gated: act(gate) * up */
-        linear(c, -1, 2, &L->gate, c->xn, n, c->ff2);
         if (cfg->act == QS_ACT_SILU) {
             swiglu(c->ff, c->ff2, nf);
         } else {
@@ -451,9 +473,9 @@ static void block(qs_ctx *c, int l, float **xp, float **x2p, int n, int pos0) {
     if (post) memcpy(c->xn, x, (size_t)n * d_in * sizeof(float));
     else norm(c, &L->attn_norm, x, n, c->xn);
     SITE(l, QS_SITE_ATTN_IN, c->xn, d_in);
-    linear(c, l, 0, &L->q, c->xn, n, c->q);
-    linear(c, -1, 0, &L->k, c->xn, n, kdst);
-    linear(c, -1, 0, &L->v, c->xn, n, vdst);
+    const qs_linear *qkv[3] = {&L->q, &L->k, &L->v};
+    float *const qkv_out[3] = {c->q, kdst, vdst};
+    linears(c, l, 0, 3, qkv, c->xn, n, qkv_out);
     head_norm(c, &L->q_norm, c->q, n, cfg->n_heads);
     head_norm(c, &L->k_norm, kdst, n, cfg->n_kv_heads);
     if (c->rope_cos) {

@@ -415,7 +415,7 @@ void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, fl
  * reference (decode, then dot) that it must equal. */
 float qs_wdot(uint32_t type, const void *row, const float *x, int n_in);
 float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
-/* Q8_0, Q4_0 and Q4_1 rows dotted with x rounded to 8-bit blocks of 32
+/* Q8_0, Q4_0, Q4_1, Q4_K and Q6_K rows dotted with x rounded to 8-bit blocks of 32
  * (scale max|x| / 127, codes round(x / scale), ties to even), as llama.cpp
  * multiplies them: each block an exact integer sum, scaled in float. The
  * fast kernel (ref 0) or the plain C one (ref 1); NaN for another type. */

@@ -91,6 +91,17 @@ static float dot_ref(uint32_t type, const uint8_t *row, const float *x, int n_in
 
 /* ---- fused AVX2 kernels ---- */
 
+/* Software prefetch some way ahead of a row's stream (the hardware's
+ * prefetchers stop at each 4 KiB page of a mapped file): n lines of 64
+ * bytes, dist bytes ahead. Measured on the TinyLlama shape: Q4_0 and Q8_0
+ * decode 1.2-1.3x faster than without; F16 and BF16 (lighter arithmetic per
+ * byte, streaming at the memory's pace) gain nothing and go without. */
+enum { PF_Q4 = 2048, PF_Q8 = 2048 };
+#define PREFETCH_AT(p, dist, n)                                                                                  \
+    do {                                                                                                         \
+        for (int pf_ = 0; pf_ < (n); pf_++) _mm_prefetch((const char *)(p) + (dist) + 64 * pf_, _MM_HINT_T0); \
+    } while (0)
+
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 AVX2_TARGET static float hsum8(__m256 v) {
@@ -298,6 +309,7 @@ AVX2_TARGET static float qdot_q8_0_avx2(const uint8_t *row, const qx *x, int n) 
     const int8_t *q = x->q;
     int nb = n / 32, b = 0;
     for (; b + 8 <= nb; b += 8, row += 8 * 34, q += 256) {
+        PREFETCH_AT(row, PF_Q8, 5);
         __m256 sc = scales8(row, 34, x->d + b);
         for (int k = 0; k < 8; k += 2) {
             __m256 p0 = _mm256_cvtepi32_ps(i8dot(LOADU(row + 34 * k + 2), LOADU(q + 32 * k)));
@@ -321,6 +333,7 @@ AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) 
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     int nb = n / 32, b = 0;
     for (; b + 8 <= nb; b += 8, row += 8 * 18) {
+        PREFETCH_AT(row, PF_Q4, 3);
         __m256 sc = scales8(row, 18, x->d + b);
         const int8_t *xa = x->a + (size_t)b * 32;
         const int32_t *xo = x->o + (size_t)b * 4;
@@ -342,6 +355,116 @@ AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) 
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), p, a0);
     }
     return hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* ---- k-quants by 8-bit activations: super-blocks of 256, x's blocks of
+ * 32 line up with Q4_K's sub-blocks and with pairs of Q6_K's ---- */
+
+/* Q4_K's 6-bit scale and min of sub-block j (as ggml unpacks them) */
+static void kq_scale_min(int j, const uint8_t *q, int *s, int *m) {
+    if (j < 4) *s = q[j] & 63, *m = q[j + 4] & 63;
+    else *s = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+}
+
+/* Q4_K: sub-block j of a super-block is d sc_j q - dmin m_j (q 0..15), so
+ * its product with x's block b is d sc_j dx_b sum(q xq) - dmin m_j s_b */
+static float qdot_q4_k_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    for (int sb = 0; sb < n / 256; sb++, row += 144) {
+        float d = qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)), dmin = qs_f16_to_f32((uint16_t)(row[2] | row[3] << 8));
+        for (int j = 0; j < 8; j++) {
+            int sc, m, b = sb * 8 + j, isum = 0;
+            kq_scale_min(j, row + 4, &sc, &m);
+            const uint8_t *q = row + 16 + 32 * (j / 2);
+            for (int i = 0; i < 32; i++) isum += (j & 1 ? q[i] >> 4 : q[i] & 0x0F) * x->q[(size_t)b * 32 + i];
+            acc += d * (float)sc * x->d[b] * (float)isum - dmin * (float)m * x->s[b];
+        }
+    }
+    return acc;
+}
+
+/* Q6_K: 16 sub-blocks of 16 with int8 scales, value d sc (q - 32), q 0..63
+ * from 4 low bits in ql and 2 high in qh (ggml's layout) */
+static int q6k_code(const uint8_t *blk, int i) {
+    const uint8_t *ql = blk + 64 * (i / 128), *qh = blk + 128 + 32 * (i / 128);
+    int l = i % 128, k = l / 32, c = l % 32;
+    int lo = k & 1 ? ql[c + 32] : ql[c];
+    return ((k & 2 ? lo >> 4 : lo & 0x0F) | (qh[c] >> (2 * k) & 3) << 4);
+}
+
+static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    for (int sb = 0; sb < n / 256; sb++, row += 210) {
+        float d = qs_f16_to_f32((uint16_t)(row[208] | row[209] << 8));
+        const int8_t *sc = (const int8_t *)(row + 192);
+        for (int b = 0; b < 8; b++) {
+            int isum = 0, bi = sb * 8 + b;
+            for (int i = 0; i < 32; i++)
+                isum += sc[(b * 32 + i) / 16] * (q6k_code(row, b * 32 + i) - 32) * x->q[(size_t)bi * 32 + i];
+            acc += d * x->d[bi] * (float)isum;
+        }
+    }
+    return acc;
+}
+
+AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    float off = 0;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int sb = 0; sb < n / 256; sb++, row += 144) {
+        PREFETCH_AT(row, PF_Q4, 3);
+        float d = _cvtsh_ss((unsigned short)(row[0] | row[1] << 8)), dmin = _cvtsh_ss((unsigned short)(row[2] | row[3] << 8));
+        const int8_t *xq = x->q + (size_t)sb * 256;
+        const float *dx = x->d + (size_t)sb * 8, *sx = x->s + (size_t)sb * 8;
+        for (int k = 0; k < 4; k++) {
+            __m256i v = LOADU(row + 16 + 32 * k);
+            int s0, m0, s1, m1;
+            kq_scale_min(2 * k, row + 4, &s0, &m0);
+            kq_scale_min(2 * k + 1, row + 4, &s1, &m1);
+            __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), LOADU(xq + 64 * k)), ones));
+            __m256 p1 = _mm256_cvtepi32_ps(
+                _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), LOADU(xq + 64 * k + 32)), ones));
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s0 * dx[2 * k]), p0, a0);
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s1 * dx[2 * k + 1]), p1, a1);
+            off += dmin * ((float)m0 * sx[2 * k] + (float)m1 * sx[2 * k + 1]);
+        }
+    }
+    return hsum8(_mm256_add_ps(a0, a1)) - off;
+}
+
+/* Q6_K: codes q + 32 (0..63) unsigned times x's codes, each 16's int8 scale
+ * applied by madd, 32 sc sum(x) taken out per block */
+AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    for (int sb = 0; sb < n / 256; sb++, row += 210) {
+        PREFETCH_AT(row, PF_Q4, 4);
+        float d = _cvtsh_ss((unsigned short)(row[208] | row[209] << 8));
+        const int8_t *sc = (const int8_t *)(row + 192);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
+            __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
+            __m256i v[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4))};
+            for (int k = 0; k < 4; k++) {
+                int b = sb * 8 + h * 4 + k, sa = sc[h * 8 + 2 * k], sbb = sc[h * 8 + 2 * k + 1];
+                const int8_t *xq = x->q + (size_t)b * 32;
+                __m256i p16 = _mm256_maddubs_epi16(v[k], LOADU(xq));
+                __m256i scl = _mm256_set_m128i(_mm_set1_epi16((short)sbb), _mm_set1_epi16((short)sa));
+                __m256i p32 = _mm256_madd_epi16(p16, scl);
+                int s0 = 0, s1 = 0;
+                for (int i = 0; i < 16; i++) s0 += xq[i], s1 += xq[16 + i];
+                p32 = _mm256_sub_epi32(p32, _mm256_set_m128i(_mm_setzero_si128(), _mm_cvtsi32_si128(32 * (sa * s0 + sbb * s1))));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d[b]), _mm256_cvtepi32_ps(p32), acc);
+            }
+        }
+    }
+    return hsum8(acc);
 }
 
 AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
@@ -490,6 +613,8 @@ static qdot_fn qdot_of(uint32_t type, int n_in, int fast) {
     case QS_WT_Q8_0: return fast ? qdot_q8_0_avx2 : qdot_q8_0_ref;
     case QS_WT_Q4_0: return fast ? qdot_q4_0_avx2 : qdot_q4_0_ref;
     case QS_WT_Q4_1: return fast ? qdot_q4_1_avx2 : qdot_q4_1_ref;
+    case QS_WT_Q4_K: return n_in % 256 ? NULL : fast ? qdot_q4_k_avx2 : qdot_q4_k_ref;
+    case QS_WT_Q6_K: return n_in % 256 ? NULL : fast ? qdot_q6_k_avx2 : qdot_q6_k_ref;
     }
     return NULL;
 }
@@ -537,7 +662,7 @@ static void gemv_task(void *ud, int task, int thread) {
         } else {
             float *t = j->tmp[thread];
             qs_wrows_f32(j->type, row, j->n_in, 0, 1, t);
-            for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->n_out + r] = dot_f32(t, j->x + (size_t)i * j->n_in, j->n_in) + bias;
+            for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->n_out + r] = qs_ops_dot(t, j->x + (size_t)i * j->n_in, (size_t)j->n_in) + bias;
         }
     }
 }

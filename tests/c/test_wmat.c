@@ -147,24 +147,37 @@ static void q8_blocks(const float *x, int n, double *xq) {
     }
 }
 
-/* 8-bit activations (decode of Q8_0, Q4_0, Q4_1): the fast and plain C
+/* rows x n_in random weights as llama.cpp's k-quant encoder writes them */
+static uint8_t *make_kq(uint32_t type, int rows, int n_in) {
+    float *W = malloc((size_t)rows * n_in * sizeof *W);
+    uint8_t *w = malloc(qs_wtype_row_bytes(type, n_in) * rows);
+    for (int i = 0; i < rows * n_in; i++) W[i] = frand() * (i % 61 == 0 ? 4.0f : 1.0f);
+    qs_quant_pack_kq(W, rows, n_in, type, w, NULL);
+    free(W);
+    return w;
+}
+
+/* 8-bit activations (decode of Q8_0, Q4_0, Q4_1, Q4_K, Q6_K): the fast and plain C
  * kernels equal the decoded weights times x rounded to 8-bit blocks, one
  * row and through qs_wlinear (few rows); other types give NaN. Widths of
- * 131 blocks (past the eight-block steps, an odd pair) and 8. */
+ * 131 blocks (past the eight-block steps, an odd pair), 8 and 32 (one and
+ * four k-quant super-blocks). */
 TEST(wmat_q8_activations) {
-    const int widths[2] = {4096 + 96, 256}, n_out = 40;
-    const uint32_t q8types[3] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1};
-    const char *q8names[3] = {"Q8_0", "Q4_0", "Q4_1"};
+    const int widths[3] = {4096 + 96, 256, 1024}, n_out = 40;
+    const uint32_t q8types[5] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1, QS_WT_Q4_K, QS_WT_Q6_K};
+    const char *q8names[5] = {"Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"};
     int have_fast = qs_wmat_set_kernel("avx2");
     qs_wmat_set_act("q8");
-    for (int wi = 0; wi < 2; wi++) {
+    for (int wi = 0; wi < 3; wi++) {
         int n_in = widths[wi];
         float *x = malloc((size_t)3 * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec), y[3 * 40];
         double *xq = malloc((size_t)3 * n_in * sizeof *xq);
         for (int i = 0; i < 3 * n_in; i++) x[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f); /* a few large ones */
         for (int i = 0; i < 3; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq + (size_t)i * n_in);
-        for (int t = 0; t < 3; t++) {
-            uint8_t *w = make(q8types[t], n_out, n_in);
+        for (int t = 0; t < 5; t++) {
+            int kq = q8types[t] == QS_WT_Q4_K || q8types[t] == QS_WT_Q6_K;
+            if (kq && n_in % 256) continue; /* super-blocks of 256: the width of 256 below */
+            uint8_t *w = kq ? make_kq(q8types[t], n_out, n_in) : make(q8types[t], n_out, n_in);
             size_t rb = qs_wtype_row_bytes(q8types[t], n_in);
             qs_wrows_f32(q8types[t], w, n_in, 0, n_out, dec);
             CHECK(qs_wlinear(x, 3, q8types[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());

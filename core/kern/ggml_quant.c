@@ -140,16 +140,6 @@ static void q3_k(const uint8_t *b, float *y) {
 /* The 6-bit (scale, min) pairs of Q4_K and Q5_K, 8 of each in 12 bytes:
  * pairs 0–3 in the low 6 bits of bytes 0–3 / 4–7; pairs 4–7 take their low
  * 4 bits from bytes 8–11 and their high 2 bits from the tops of bytes 0–7. */
-static void k4_scale_min(int j, const uint8_t *q, uint8_t *s, uint8_t *m) {
-    if (j < 4) {
-        *s = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *s = (uint8_t)((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 /* Q4_K: d, dmin, 12 bytes of scales/mins, 128 bytes of nibbles (each 32
  * bytes: the low nibbles are one 32-value sub-block, the high the next);
  * value d·scale·q − dmin·min. */
@@ -157,10 +147,10 @@ static void q4_k(const uint8_t *b, float *y) {
     float d = h(b), dmin = h(b + 2);
     const uint8_t *sc = b + 4, *q = b + 16;
     for (int is = 0; is < 8; is += 2, q += 32) {
-        uint8_t s, m;
-        k4_scale_min(is, sc, &s, &m);
+        int s, m;
+        qs_k4_scale_min(is, sc, &s, &m);
         float d1 = d * s, m1 = dmin * m;
-        k4_scale_min(is + 1, sc, &s, &m);
+        qs_k4_scale_min(is + 1, sc, &s, &m);
         float d2 = d * s, m2 = dmin * m;
         for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
         for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
@@ -174,10 +164,10 @@ static void q5_k(const uint8_t *b, float *y) {
     const uint8_t *sc = b + 4, *qh = b + 16, *q = b + 48;
     unsigned u1 = 1, u2 = 2;
     for (int is = 0; is < 8; is += 2, q += 32, u1 <<= 2, u2 <<= 2) {
-        uint8_t s, m;
-        k4_scale_min(is, sc, &s, &m);
+        int s, m;
+        qs_k4_scale_min(is, sc, &s, &m);
         float d1 = d * s, m1 = dmin * m;
-        k4_scale_min(is + 1, sc, &s, &m);
+        qs_k4_scale_min(is + 1, sc, &s, &m);
         float d2 = d * s, m2 = dmin * m;
         for (int l = 0; l < 32; l++) *y++ = d1 * ((q[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
         for (int l = 0; l < 32; l++) *y++ = d2 * ((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;

@@ -421,8 +421,8 @@ float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
  * fast kernel (ref 0) or the plain C one (ref 1); NaN for another type. */
 float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref);
 /* y (n, n_out) = x (n, n_in) W^T + b. Few rows: the pool's threads take
- * chunks of weight rows, each read once (Q8_0, Q4_0, Q4_1: by 8-bit
- * activations, unless qs_wmat_set_act("f32")); many rows: cache-sized panels
+ * chunks of weight rows, each read once (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K: by
+ * 8-bit activations, unless qs_wmat_set_act("f32")); many rows: cache-sized panels
  * decoded to fp32 and multiplied by sgemm. Fails only for a type or width
  * it cannot read, or out of memory. */
 qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
@@ -456,6 +456,12 @@ int qs_wmat_set_act(const char *name);
  * qs_ggml_dequant: n values (a multiple of the block) from src into dst,
  * equal to ggml's own decoding bit for bit; 0 for another type. */
 int qs_ggml_block(uint32_t ggml_type, size_t *elems, size_t *bytes);
+/* Q4_K's (and Q5_K's) 6-bit scale and min of sub-block j (0..7) from the
+ * block's 12 packed bytes q, as ggml unpacks them */
+static inline void qs_k4_scale_min(int j, const uint8_t *q, int *s, int *m) {
+    if (j < 4) *s = q[j] & 63, *m = q[j + 4] & 63;
+    else *s = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+}
 int qs_ggml_dequant(uint32_t ggml_type, const void *src, float *dst, size_t n);
 
 #endif

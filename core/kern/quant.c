@@ -359,7 +359,7 @@ static void put_h(uint8_t *p, float x) {
 }
 static float get_h(const uint8_t *p) { return qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
-/* Q4_K's 6-bit (scale, min) of sub-block j, written as k4_scale_min reads them */
+/* Q4_K's 6-bit (scale, min) of sub-block j, written as qs_k4_scale_min reads them */
 static void q4k_set_scale_min(uint8_t *q, int j, int s, int m) {
     if (j < 4) {
         q[j] = (uint8_t)((q[j] & 0xC0) | s);

@@ -104,6 +104,11 @@ enum { PF_Q4 = 2048, PF_Q8 = 2048 };
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
+/* the little-endian f16 at p (a block's scale): plain C, and F16C for the
+ * AVX2 kernels (the same value) */
+static inline float f16at(const uint8_t *p) { return qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+AVX2_TARGET static inline float f16at_hw(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
+
 AVX2_TARGET static float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -162,7 +167,7 @@ AVX2_TARGET static float dot_q8_0_avx2(const uint8_t *row, const float *x, int n
         s = _mm256_fmadd_ps(i8x8(q + 8), _mm256_loadu_ps(x + 8), s);
         s = _mm256_fmadd_ps(i8x8(q + 16), _mm256_loadu_ps(x + 16), s);
         s = _mm256_fmadd_ps(i8x8(q + 24), _mm256_loadu_ps(x + 24), s);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((unsigned short)(row[0] | row[1] << 8))), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row)), s, acc);
     }
     return hsum8(acc);
 }
@@ -179,7 +184,7 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
         s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), s);
         s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), s);
         s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), s);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss((unsigned short)(row[0] | row[1] << 8))), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row)), s, acc);
     }
     return hsum8(acc);
 }
@@ -194,31 +199,32 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
  * pair of blocks (A, B) laid out as Q4_0 packs its nibbles, a = [A 0-15,
  * B 0-15, A 16-31, B 16-31], and o: 8 times the sums of a's four-byte
  * groups of low and high halves together (Q4_0's -8, taken out after an
- * unsigned product) */
+ * unsigned product); s16: the sums of q's groups of 16 (Q6_K's sub-blocks) */
 typedef struct {
     const int8_t *q, *a;
     const float *d, *s;
-    const int32_t *o;
+    const int32_t *o, *s16;
 } qx;
 
 static size_t qx_bytes(int n) { /* n a multiple of 32 */
-    return (size_t)n * 2 + (size_t)n / 32 * (2 * sizeof(float) + 4 * sizeof(int32_t)) + 64;
+    return (size_t)n * 2 + (size_t)n / 32 * (2 * sizeof(float) + 6 * sizeof(int32_t)) + 64;
 }
 
 static qx qx_make(const float *x, int n, void *buf) {
     int nb = n / 32;
-    int32_t *o = buf;
-    float *d = (float *)(o + (size_t)nb / 2 * 8), *s = d + nb;
+    int32_t *o = buf, *s16 = o + (size_t)nb / 2 * 8;
+    float *d = (float *)(s16 + (size_t)nb * 2), *s = d + nb;
     int8_t *q = (int8_t *)(s + nb), *a = q + n;
     for (int b = 0; b < nb; b++) {
         const float *xb = x + (size_t)b * 32;
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
         float id = amax > 0 ? 127.0f / amax : 0.0f;
-        int sum = 0;
-        for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)nearbyintf(xb[i] * id), sum += q[b * 32 + i];
+        for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)nearbyintf(xb[i] * id);
+        s16[2 * b] = s16[2 * b + 1] = 0;
+        for (int i = 0; i < 16; i++) s16[2 * b] += q[b * 32 + i], s16[2 * b + 1] += q[b * 32 + 16 + i];
         d[b] = amax / 127.0f;
-        s[b] = d[b] * (float)sum;
+        s[b] = d[b] * (float)(s16[2 * b] + s16[2 * b + 1]);
     }
     for (int p = 0; p < nb / 2; p++) {
         int8_t *ap = a + (size_t)p * 64;
@@ -230,7 +236,7 @@ static qx qx_make(const float *x, int n, void *buf) {
             o[p * 8 + k] = 8 * t;
         }
     }
-    return (qx){q, a, d, s, o};
+    return (qx){q, a, d, s, o, s16};
 }
 
 typedef float (*qdot_fn)(const uint8_t *row, const qx *x, int n);
@@ -242,7 +248,7 @@ static float qdot_q8_0_ref(const uint8_t *row, const qx *x, int n) {
         const int8_t *w = (const int8_t *)(row + 2);
         int isum = 0;
         for (int i = 0; i < 32; i++) isum += w[i] * q[i];
-        acc += qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b] * (float)isum;
+        acc += f16at(row) * x->d[b] * (float)isum;
     }
     return acc;
 }
@@ -253,7 +259,7 @@ static float qdot_q4_0_ref(const uint8_t *row, const qx *x, int n) {
     for (int b = 0; b < n / 32; b++, row += 18, q += 32) {
         int isum = 0;
         for (int i = 0; i < 16; i++) isum += ((row[2 + i] & 0x0F) - 8) * q[i] + ((row[2 + i] >> 4) - 8) * q[i + 16];
-        acc += qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b] * (float)isum;
+        acc += f16at(row) * x->d[b] * (float)isum;
     }
     return acc;
 }
@@ -265,8 +271,8 @@ static float qdot_q4_1_ref(const uint8_t *row, const qx *x, int n) {
     for (int b = 0; b < n / 32; b++, row += 20, q += 32) {
         int isum = 0;
         for (int i = 0; i < 16; i++) isum += (row[4 + i] & 0x0F) * q[i] + (row[4 + i] >> 4) * q[i + 16];
-        acc += qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b] * (float)isum +
-               qs_f16_to_f32((uint16_t)(row[2] | row[3] << 8)) * x->s[b];
+        acc += f16at(row) * x->d[b] * (float)isum +
+               f16at(row + 2) * x->s[b];
     }
     return acc;
 }
@@ -320,7 +326,7 @@ AVX2_TARGET static float qdot_q8_0_avx2(const uint8_t *row, const qx *x, int n) 
     }
     for (; b < nb; b++, row += 34, q += 32) {
         __m256 p = _mm256_cvtepi32_ps(i8dot(LOADU(row + 2), LOADU(q)));
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), p, a0);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), p, a0);
     }
     return hsum8(_mm256_add_ps(a0, a1));
 }
@@ -352,7 +358,7 @@ AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) 
     const __m256i eight = _mm256_set1_epi8(8);
     for (; b < nb; b++, row += 18) {
         __m256 p = _mm256_cvtepi32_ps(i8dot(_mm256_sub_epi8(nibbles32(row + 2), eight), LOADU(x->q + (size_t)b * 32)));
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), p, a0);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), p, a0);
     }
     return hsum8(_mm256_add_ps(a0, a1));
 }
@@ -360,21 +366,15 @@ AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) 
 /* ---- k-quants by 8-bit activations: super-blocks of 256, x's blocks of
  * 32 line up with Q4_K's sub-blocks and with pairs of Q6_K's ---- */
 
-/* Q4_K's 6-bit scale and min of sub-block j (as ggml unpacks them) */
-static void kq_scale_min(int j, const uint8_t *q, int *s, int *m) {
-    if (j < 4) *s = q[j] & 63, *m = q[j + 4] & 63;
-    else *s = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-}
-
 /* Q4_K: sub-block j of a super-block is d sc_j q - dmin m_j (q 0..15), so
  * its product with x's block b is d sc_j dx_b sum(q xq) - dmin m_j s_b */
 static float qdot_q4_k_ref(const uint8_t *row, const qx *x, int n) {
     float acc = 0;
     for (int sb = 0; sb < n / 256; sb++, row += 144) {
-        float d = qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)), dmin = qs_f16_to_f32((uint16_t)(row[2] | row[3] << 8));
+        float d = f16at(row), dmin = f16at(row + 2);
         for (int j = 0; j < 8; j++) {
             int sc, m, b = sb * 8 + j, isum = 0;
-            kq_scale_min(j, row + 4, &sc, &m);
+            qs_k4_scale_min(j, row + 4, &sc, &m);
             const uint8_t *q = row + 16 + 32 * (j / 2);
             for (int i = 0; i < 32; i++) isum += (j & 1 ? q[i] >> 4 : q[i] & 0x0F) * x->q[(size_t)b * 32 + i];
             acc += d * (float)sc * x->d[b] * (float)isum - dmin * (float)m * x->s[b];
@@ -395,7 +395,7 @@ static int q6k_code(const uint8_t *blk, int i) {
 static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
     float acc = 0;
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
-        float d = qs_f16_to_f32((uint16_t)(row[208] | row[209] << 8));
+        float d = f16at(row + 208);
         const int8_t *sc = (const int8_t *)(row + 192);
         for (int b = 0; b < 8; b++) {
             int isum = 0, bi = sb * 8 + b;
@@ -413,14 +413,14 @@ AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) 
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     for (int sb = 0; sb < n / 256; sb++, row += 144) {
         PREFETCH_AT(row, PF_Q4, 3);
-        float d = _cvtsh_ss((unsigned short)(row[0] | row[1] << 8)), dmin = _cvtsh_ss((unsigned short)(row[2] | row[3] << 8));
+        float d = f16at_hw(row), dmin = f16at_hw(row + 2);
         const int8_t *xq = x->q + (size_t)sb * 256;
         const float *dx = x->d + (size_t)sb * 8, *sx = x->s + (size_t)sb * 8;
         for (int k = 0; k < 4; k++) {
             __m256i v = LOADU(row + 16 + 32 * k);
             int s0, m0, s1, m1;
-            kq_scale_min(2 * k, row + 4, &s0, &m0);
-            kq_scale_min(2 * k + 1, row + 4, &s1, &m1);
+            qs_k4_scale_min(2 * k, row + 4, &s0, &m0);
+            qs_k4_scale_min(2 * k + 1, row + 4, &s1, &m1);
             __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), LOADU(xq + 64 * k)), ones));
             __m256 p1 = _mm256_cvtepi32_ps(
                 _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), LOADU(xq + 64 * k + 32)), ones));
@@ -439,7 +439,7 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
         PREFETCH_AT(row, PF_Q4, 4);
-        float d = _cvtsh_ss((unsigned short)(row[208] | row[209] << 8));
+        float d = f16at_hw(row + 208);
         const int8_t *sc = (const int8_t *)(row + 192);
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
@@ -457,9 +457,8 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
                 __m256i p16 = _mm256_maddubs_epi16(v[k], LOADU(xq));
                 __m256i scl = _mm256_set_m128i(_mm_set1_epi16((short)sbb), _mm_set1_epi16((short)sa));
                 __m256i p32 = _mm256_madd_epi16(p16, scl);
-                int s0 = 0, s1 = 0;
-                for (int i = 0; i < 16; i++) s0 += xq[i], s1 += xq[16 + i];
-                p32 = _mm256_sub_epi32(p32, _mm256_set_m128i(_mm_setzero_si128(), _mm_cvtsi32_si128(32 * (sa * s0 + sbb * s1))));
+                int off = 32 * (sa * x->s16[2 * b] + sbb * x->s16[2 * b + 1]);
+                p32 = _mm256_sub_epi32(p32, _mm256_set_m128i(_mm_setzero_si128(), _mm_cvtsi32_si128(off)));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d[b]), _mm256_cvtepi32_ps(p32), acc);
             }
         }
@@ -473,8 +472,8 @@ AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) 
     for (int b = 0; b < n / 32; b++, row += 20) {
         __m256i m = _mm256_maddubs_epi16(nibbles32(row + 4), LOADU(x->q + (size_t)b * 32)); /* 0..15 unsigned */
         __m256 pf = _mm256_cvtepi32_ps(_mm256_madd_epi16(m, _mm256_set1_epi16(1)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qs_f16_to_f32((uint16_t)(row[0] | row[1] << 8)) * x->d[b]), pf, acc);
-        off += qs_f16_to_f32((uint16_t)(row[2] | row[3] << 8)) * x->s[b];
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), pf, acc);
+        off += f16at_hw(row + 2) * x->s[b];
     }
     return hsum8(acc) + off;
 }
@@ -497,7 +496,7 @@ AVX2_TARGET static void dec_bf16_avx2(const uint8_t *src, float *dst, size_t n) 
 
 AVX2_TARGET static void dec_q8_0_avx2(const uint8_t *src, float *dst, size_t n) {
     for (size_t b = 0; b < n / 32; b++, src += 34, dst += 32) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss((unsigned short)(src[0] | src[1] << 8)));
+        __m256 d = _mm256_set1_ps(f16at_hw(src));
         const int8_t *q = (const int8_t *)(src + 2);
         for (int k = 0; k < 4; k++) _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(i8x8(q + 8 * k), d));
     }
@@ -515,8 +514,8 @@ AVX2_TARGET static void dec_q4_avx2(const uint8_t *src, float *dst, size_t n, in
     const __m128i m4 = _mm_set1_epi8(0x0F);
     size_t bb = q41 ? 20 : 18;
     for (size_t b = 0; b < n / 32; b++, src += bb, dst += 32) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss((unsigned short)(src[0] | src[1] << 8)));
-        __m256 m = q41 ? _mm256_set1_ps(_cvtsh_ss((unsigned short)(src[2] | src[3] << 8)))
+        __m256 d = _mm256_set1_ps(f16at_hw(src));
+        __m256 m = q41 ? _mm256_set1_ps(f16at_hw(src + 2))
                        : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
         __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(src + bb - 16));
         __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);

@@ -106,6 +106,10 @@ qs_status tok_spm_model_read(const char *path, const qs_tok *t, float *scores, i
     qs_map map;
     qs_status st = qs_io_map(path, &map);
     if (st != QS_OK) return st;
+    if (map.size == 0) {
+        qs_io_unmap(&map);
+        return qs_fail(QS_EFORMAT, "%s: empty file, not a SentencePiece model", path);
+    }
     pbuf r = {map.data, (const uint8_t *)map.data + map.size};
     int id = 0;
     st = QS_OK;

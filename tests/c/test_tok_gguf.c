@@ -456,6 +456,7 @@ TEST(tok_to_gguf_bad_spm_model) {
         {"\x0a\x07\x0a\x05<unk>\x0a\x05\x0a\x03<s>\x0a\x06\x0a\x04</s>\x0a\x05\x0a\x03xyz", 31,
          "piece 3 is 'xyz'"}, /* piece 3 is <0x00> */
         {"\x0b", 1, "field 1 of wire type 3"},                /* a group, which the format does not use */
+        {"", 0, "empty file"}, /* once a null pointer plus zero (found by fuzz_spm_model) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         REQUIRE(qs_io_write_atomic(path, cases[i].data, cases[i].n) == QS_OK, "%s", qs_last_error());

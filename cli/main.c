@@ -44,8 +44,8 @@ static const char usage[] =
     "--calib-windows N (32), --calib-ctx N (512), --calib-offsets FILE.\n"
     "Every command takes --threads N: the threads of every kernel (default: all cores),\n"
     "--max-memory MB: the memory a variant being built may take (default: MemAvailable),\n"
-    "--decode-act q8|f32: activations of decode on Q8_0/Q4_0/Q4_1/Q4_K/Q6_K weights, rounded to 8-bit\n"
-    "blocks as llama.cpp does (q8, the default) or exact (f32), and\n"
+    "--decode-act q8|f32: activations of decode on weights in ggml's block formats, rounded to\n"
+    "8-bit blocks as llama.cpp does (q8, the default) or exact (f32), and\n"
     "-v: say what loading, calibration and building a variant will hold before they start.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
     "See qscope(1).\n";

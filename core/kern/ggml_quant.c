@@ -74,8 +74,10 @@ static void q8_0(const uint8_t *b, float *y) {
 }
 
 /* IQ4_NL: d, 4-bit indices into a fixed non-uniform grid */
+const int8_t qs_iq4_nl_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
 static void iq4_nl(const uint8_t *b, float *y) {
-    static const int8_t grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    const int8_t *grid = qs_iq4_nl_grid;
     float d = h(b);
     const uint8_t *qs = b + 2;
     for (int j = 0; j < 16; j++) {
@@ -104,23 +106,13 @@ static void q2_k(const uint8_t *b, float *y) {
     }
 }
 
-/* The 6-bit scales of Q3_K: 12 bytes hold 16 of them, the low 4 bits in
- * bytes 0–7 (two per byte) and the high 2 bits in bytes 8–11. */
-static void q3_k_scales(const uint8_t *p, int8_t out[16]) {
-    for (int j = 0; j < 16; j++) {
-        int lo = j < 8 ? p[j] & 0x0F : p[j - 8] >> 4;
-        int hi = (p[8 + j % 4] >> (2 * (j / 4))) & 3;
-        out[j] = (int8_t)((lo | hi << 4) - 32);
-    }
-}
-
 /* Q3_K: 32 bytes of high bits (bit k of byte l: value 32·k + l), 64 bytes
  * of 2-bit low codes as in Q2_K, 12 bytes of 6-bit signed scales, d;
  * value d·scale·(q − 4 when the high bit is clear). */
 static void q3_k(const uint8_t *b, float *y) {
     const uint8_t *hm = b, *q = b + 32;
     int8_t sc[16];
-    q3_k_scales(b + 96, sc);
+    qs_k3_scales(b + 96, sc);
     float d = h(b + 108);
     int is = 0;
     unsigned m = 1;

@@ -367,7 +367,8 @@ void qs_int8_quantize_act(const float *x, int M, int K, const uint8_t *mask, qs_
  */
 enum {
     QS_WT_F32 = 0, QS_WT_F16 = 1, QS_WT_Q4_0 = 2, QS_WT_Q4_1 = 3, QS_WT_Q5_0 = 6, QS_WT_Q5_1 = 7,
-    QS_WT_Q8_0 = 8, QS_WT_Q4_K = 12, QS_WT_Q6_K = 14, QS_WT_BF16 = 30,
+    QS_WT_Q8_0 = 8, QS_WT_Q2_K = 10, QS_WT_Q3_K = 11, QS_WT_Q4_K = 12, QS_WT_Q5_K = 13, QS_WT_Q6_K = 14,
+    QS_WT_IQ4_NL = 20, QS_WT_BF16 = 30,
 };
 /* qscope's own packed round-to-nearest rows (what rtn stores): per group of
  * 2^lg values (lg 0: the whole row), a float scale and a float offset z,
@@ -415,13 +416,14 @@ void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, fl
  * reference (decode, then dot) that it must equal. */
 float qs_wdot(uint32_t type, const void *row, const float *x, int n_in);
 float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
-/* Q8_0, Q4_0, Q4_1, Q4_K and Q6_K rows dotted with x rounded to 8-bit blocks of 32
+/* Rows of a ggml block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K)
+ * dotted with x rounded to 8-bit blocks of 32
  * (scale max|x| / 127, codes round(x / scale), ties to even), as llama.cpp
  * multiplies them: each block an exact integer sum, scaled in float. The
  * fast kernel (ref 0) or the plain C one (ref 1); NaN for another type. */
 float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref);
 /* y (n, n_out) = x (n, n_in) W^T + b. Few rows: the pool's threads take
- * chunks of weight rows, each read once (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K: by
+ * chunks of weight rows, each read once (ggml's block formats: by
  * 8-bit activations, unless qs_wmat_set_act("f32")); many rows: cache-sized panels
  * decoded to fp32 and multiplied by sgemm. Fails only for a type or width
  * it cannot read, or out of memory. */
@@ -462,6 +464,17 @@ static inline void qs_k4_scale_min(int j, const uint8_t *q, int *s, int *m) {
     if (j < 4) *s = q[j] & 63, *m = q[j + 4] & 63;
     else *s = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
 }
+/* Q3_K's 16 signed 6-bit scales from its 12 packed bytes p: the low 4 bits
+ * in bytes 0-7 (two a byte), the high 2 in bytes 8-11, less 32 */
+static inline void qs_k3_scales(const uint8_t *p, int8_t out[16]) {
+    for (int j = 0; j < 16; j++) {
+        int lo = j < 8 ? p[j] & 0x0F : p[j - 8] >> 4;
+        int hi = (p[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = (int8_t)((lo | hi << 4) - 32);
+    }
+}
+/* IQ4_NL's 16 levels (its 4-bit codes index them) */
+extern const int8_t qs_iq4_nl_grid[16];
 int qs_ggml_dequant(uint32_t ggml_type, const void *src, float *dst, size_t n);
 
 #endif

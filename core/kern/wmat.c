@@ -4,9 +4,10 @@
  *
  * Few rows of x (decode): the pool's threads take chunks of weight rows;
  * each row is read once from memory and dotted with every x row while it is
- * in cache. F16, BF16, Q8_0 and Q4_0 have fused AVX2 kernels that decode as
- * they multiply; every type has the plain C reference (decode the row, then
- * dot), which the fast kernels are tested against.
+ * in cache. F16, BF16, and (by activations rounded to 8-bit blocks) every
+ * ggml block format have fused AVX2 kernels that decode as they multiply,
+ * each with a plain C kernel of the same arithmetic, which the fast ones
+ * are tested against; the reference of them all decodes the row, then dots.
  * Many rows (prefill): panels of weight rows are decoded into a cache-sized
  * fp32 buffer and multiplied by sgemm, panel after panel. */
 #include <cpuid.h>
@@ -407,42 +408,172 @@ static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
     return acc;
 }
 
-AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    float off = 0;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    for (int sb = 0; sb < n / 256; sb++, row += 144) {
-        PREFETCH_AT(row, PF_Q4, 3);
-        float d = f16at_hw(row), dmin = f16at_hw(row + 2);
-        const int8_t *xq = x->q + (size_t)sb * 256;
-        const float *dx = x->d + (size_t)sb * 8, *sx = x->s + (size_t)sb * 8;
-        for (int k = 0; k < 4; k++) {
-            __m256i v = LOADU(row + 16 + 32 * k);
-            int s0, m0, s1, m1;
-            qs_k4_scale_min(2 * k, row + 4, &s0, &m0);
-            qs_k4_scale_min(2 * k + 1, row + 4, &s1, &m1);
-            __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), LOADU(xq + 64 * k)), ones));
-            __m256 p1 = _mm256_cvtepi32_ps(
-                _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), LOADU(xq + 64 * k + 32)), ones));
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s0 * dx[2 * k]), p0, a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s1 * dx[2 * k + 1]), p1, a1);
-            off += dmin * ((float)m0 * sx[2 * k] + (float)m1 * sx[2 * k + 1]);
-        }
-    }
-    return hsum8(_mm256_add_ps(a0, a1)) - off;
+/* Q5_0 / Q5_1: 5-bit codes, the fifth bit of value j bit j of the
+ * little-endian u32 at qh; Q5_0's value (q - 16) d, Q5_1's q d + m */
+static int q5_code(const uint8_t *qh, const uint8_t *qs, int i) {
+    uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+    return (i < 16 ? qs[i] & 0x0F : qs[i - 16] >> 4) | (int)(h >> i & 1) << 4;
 }
 
-/* Q6_K: codes q + 32 (0..63) unsigned times x's codes, each 16's int8 scale
- * applied by madd, 32 sc sum(x) taken out per block */
+static float qdot_q5_0_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    const int8_t *q = x->q;
+    for (int b = 0; b < n / 32; b++, row += 22, q += 32) {
+        int isum = 0;
+        for (int i = 0; i < 32; i++) isum += (q5_code(row + 2, row + 6, i) - 16) * q[i];
+        acc += f16at(row) * x->d[b] * (float)isum;
+    }
+    return acc;
+}
+
+static float qdot_q5_1_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    const int8_t *q = x->q;
+    for (int b = 0; b < n / 32; b++, row += 24, q += 32) {
+        int isum = 0;
+        for (int i = 0; i < 32; i++) isum += q5_code(row + 4, row + 8, i) * q[i];
+        acc += f16at(row) * x->d[b] * (float)isum + f16at(row + 2) * x->s[b];
+    }
+    return acc;
+}
+
+/* IQ4_NL: value d grid[q] */
+static float qdot_iq4_nl_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    const int8_t *q = x->q;
+    for (int b = 0; b < n / 32; b++, row += 18, q += 32) {
+        int isum = 0;
+        for (int i = 0; i < 16; i++)
+            isum += qs_iq4_nl_grid[row[2 + i] & 0x0F] * q[i] + qs_iq4_nl_grid[row[2 + i] >> 4] * q[i + 16];
+        acc += f16at(row) * x->d[b] * (float)isum;
+    }
+    return acc;
+}
+
+/* Q5_K: Q4_K with a fifth bit per value: value l of sub-block j has it at
+ * bit j of qh[l] (32 bytes) */
+static float qdot_q5_k_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    for (int sb = 0; sb < n / 256; sb++, row += 176) {
+        float d = f16at(row), dmin = f16at(row + 2);
+        const uint8_t *qh = row + 16;
+        for (int j = 0; j < 8; j++) {
+            int sc, m, b = sb * 8 + j, isum = 0;
+            qs_k4_scale_min(j, row + 4, &sc, &m);
+            const uint8_t *q = row + 48 + 32 * (j / 2);
+            for (int i = 0; i < 32; i++)
+                isum += ((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (qh[i] >> j & 1) << 4) * x->q[(size_t)b * 32 + i];
+            acc += d * (float)sc * x->d[b] * (float)isum - dmin * (float)m * x->s[b];
+        }
+    }
+    return acc;
+}
+
+/* Q2_K and Q3_K: 2-bit codes, value i (0..255) of a super-block in bits
+ * 2s.. of byte 32h + k, where i = 128h + 32s + k; sub-blocks of 16 */
+static int k2_code(const uint8_t *q, int i) { return q[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32)) & 3; }
+
+/* Q2_K: value d (sc & 15) q - dmin (sc >> 4) per 16 */
+static float qdot_q2_k_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    for (int sb = 0; sb < n / 256; sb++, row += 84) {
+        float d = f16at(row + 80), dmin = f16at(row + 82);
+        for (int j = 0; j < 16; j++) {
+            int b = sb * 8 + j / 2, isum = 0, xsum = 0;
+            for (int i = 16 * j; i < 16 * j + 16; i++) {
+                int xq = x->q[(size_t)sb * 256 + i];
+                isum += k2_code(row + 16, i) * xq, xsum += xq;
+            }
+            acc += x->d[b] * (d * (float)(row[j] & 15) * (float)isum - dmin * (float)(row[j] >> 4) * (float)xsum);
+        }
+    }
+    return acc;
+}
+
+/* Q3_K: value d sc (q - 4), the code's third bit (4 when set) bit 4h + s
+ * of hmask byte k */
+static float qdot_q3_k_ref(const uint8_t *row, const qx *x, int n) {
+    float acc = 0;
+    for (int sb = 0; sb < n / 256; sb++, row += 110) {
+        float d = f16at(row + 108);
+        int8_t sc[16];
+        qs_k3_scales(row + 96, sc);
+        for (int j = 0; j < 16; j++) {
+            int b = sb * 8 + j / 2, isum = 0;
+            for (int i = 16 * j; i < 16 * j + 16; i++) {
+                int u = k2_code(row + 32, i) | (row[i % 32] >> (i / 32) & 1) << 2;
+                isum += (u - 4) * x->q[(size_t)sb * 256 + i];
+            }
+            acc += d * (float)sc[j] * x->d[b] * (float)isum;
+        }
+    }
+    return acc;
+}
+
+/* Q4_K's and Q5_K's eight 6-bit scales and mins (qs_k4_scale_min) from
+ * their 12 bytes p, as floats */
+AVX2_TARGET static void k4_scales_avx2(const uint8_t *p, __m256 *sc, __m256 *mn) {
+    uint32_t w[3];
+    memcpy(w, p, 12);
+    uint32_t s_lo = w[0] & 0x3f3f3f3f, s_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 6) & 0x03030303) << 4;
+    uint32_t m_lo = w[1] & 0x3f3f3f3f, m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 6) & 0x03030303) << 4;
+    *sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)s_lo, (int)s_hi, 0, 0)));
+    *mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)m_lo, (int)m_hi, 0, 0)));
+}
+
+/* Q4_K and Q5_K (q51: the fifth bits from qh): each sub-block's d sc dx in
+ * one register, dmin m s summed as a vector */
+AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, int n, int q5) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, off = a0;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
+    size_t bb = q5 ? 176 : 144;
+    for (int sb = 0; sb < n / 256; sb++, row += bb) {
+        PREFETCH_AT(row, PF_Q4, 3);
+        __m256 sc, mn;
+        k4_scales_avx2(row + 4, &sc, &mn);
+        sc = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(f16at_hw(row))), _mm256_loadu_ps(x->d + (size_t)sb * 8));
+        off = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(f16at_hw(row + 2))), _mm256_loadu_ps(x->s + (size_t)sb * 8), off);
+        const int8_t *xq = x->q + (size_t)sb * 256;
+        const uint8_t *qs = row + bb - 128;
+        __m256i hb = q5 ? LOADU(row + 16) : _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i v = LOADU(qs + 32 * k);
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            if (q5) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
+                hb = _mm256_srli_epi16(hb, 2);
+            }
+            __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, LOADU(xq + 64 * k)), ones));
+            __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, LOADU(xq + 64 * k + 32)), ones));
+            a0 = _mm256_fmadd_ps(BCAST(sc, 2 * k), p0, a0);
+            a1 = _mm256_fmadd_ps(BCAST(sc, 2 * k + 1), p1, a1);
+        }
+    }
+    return hsum8(_mm256_sub_ps(_mm256_add_ps(a0, a1), off));
+}
+AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 0); }
+AVX2_TARGET static float qdot_q5_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 1); }
+
+/* x's four block scales of half h of super-block sb, each twice (one per
+ * 16-value sub-block) */
+AVX2_TARGET static __m256 dx_pairs(const qx *x, int sb, int h) {
+    return _mm256_permutevar8x32_ps(_mm256_loadu_ps(x->d + (size_t)sb * 8 + 4 * h), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+}
+
+/* Q6_K: codes less 32 (-32..31) multiplied signed; each 16's d sc dx in one
+ * register per half super-block */
 AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32),
+                  ones = _mm256_set1_epi16(1);
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
         PREFETCH_AT(row, PF_Q4, 4);
-        float d = f16at_hw(row + 208);
-        const int8_t *sc = (const int8_t *)(row + 192);
+        __m256 d = _mm256_set1_ps(f16at_hw(row + 208));
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
+            __m256 sf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(row + 192 + 8 * h))));
+            sf = _mm256_mul_ps(_mm256_mul_ps(sf, d), dx_pairs(x, sb, h));
             __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
             __m256i v[4] = {
                 _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
@@ -452,14 +583,9 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4))};
             for (int k = 0; k < 4; k++) {
-                int b = sb * 8 + h * 4 + k, sa = sc[h * 8 + 2 * k], sbb = sc[h * 8 + 2 * k + 1];
-                const int8_t *xq = x->q + (size_t)b * 32;
-                __m256i p16 = _mm256_maddubs_epi16(v[k], LOADU(xq));
-                __m256i scl = _mm256_set_m128i(_mm_set1_epi16((short)sbb), _mm_set1_epi16((short)sa));
-                __m256i p32 = _mm256_madd_epi16(p16, scl);
-                int off = 32 * (sa * x->s16[2 * b] + sbb * x->s16[2 * b + 1]);
-                p32 = _mm256_sub_epi32(p32, _mm256_set_m128i(_mm_setzero_si128(), _mm_cvtsi32_si128(off)));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x->d[b]), _mm256_cvtepi32_ps(p32), acc);
+                __m256i w = _mm256_sub_epi8(v[k], c32), xq = LOADU(x->q + ((size_t)sb * 8 + 4 * h + k) * 32);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), ones);
+                acc = _mm256_fmadd_ps(PAIR(sf, 2 * k, 2 * k + 1), _mm256_cvtepi32_ps(p), acc);
             }
         }
     }
@@ -476,6 +602,118 @@ AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) 
         off += f16at_hw(row + 2) * x->s[b];
     }
     return hsum8(acc) + off;
+}
+
+/* 32 bytes, byte j 0xFF where bit j of v is set */
+AVX2_TARGET static __m256i bits32(uint32_t v) {
+    const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)v), which), bit);
+    return _mm256_cmpeq_epi8(b, bit);
+}
+
+/* Q5_0 and Q5_1: codes 0..31 unsigned times x's, Q5_0's 16 sum(x) and
+ * Q5_1's offset m s taken out in float */
+AVX2_TARGET static float qdot_q5_avx2(const uint8_t *row, const qx *x, int n, int q51) {
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    const __m256i fifth = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    size_t bb = q51 ? 24 : 22;
+    for (int b = 0; b < n / 32; b++, row += bb) {
+        uint32_t h;
+        memcpy(&h, row + bb - 20, 4); /* little-endian, as stored */
+        __m256i u = _mm256_or_si256(nibbles32(row + bb - 16), _mm256_and_si256(bits32(h), fifth));
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, LOADU(x->q + (size_t)b * 32)), ones);
+        float dw = f16at_hw(row);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * x->d[b]), _mm256_cvtepi32_ps(p), acc);
+        off += (q51 ? -f16at_hw(row + 2) : 16.0f * dw) * x->s[b];
+    }
+    return hsum8(acc) - off;
+}
+AVX2_TARGET static float qdot_q5_0_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 0); }
+AVX2_TARGET static float qdot_q5_1_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 1); }
+
+/* IQ4_NL: the grid looked up by shuffle, then a signed product */
+AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qs_iq4_nl_grid));
+    for (int b = 0; b < n / 32; b++, row += 18) {
+        if (!(b & 7)) PREFETCH_AT(row, PF_Q4, 3);
+        __m256i w = _mm256_shuffle_epi8(grid, nibbles32(row + 2));
+        __m256 p = _mm256_cvtepi32_ps(i8dot(w, LOADU(x->q + (size_t)b * 32)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), p, acc);
+    }
+    return hsum8(acc);
+}
+
+/* Q2_K and Q3_K: per half of 128 values, 32 code bytes hold four planes
+ * (x's blocks 4h .. 4h + 3); each 16's scale applied by madd. Q2_K: 4-bit
+ * scales, dmin (sc >> 4) sum(x) per 16 taken out in float; Q3_K: codes
+ * with their third bit (0..7) unsigned, signed scales, 4 sc sum(x) taken
+ * out in int32 */
+AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc = _mm256_setzero_ps(), off = acc;
+    const __m256i m2 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    for (int sb = 0; sb < n / 256; sb++, row += 84) {
+        PREFETCH_AT(row, PF_Q4, 2);
+        __m256 d = _mm256_set1_ps(f16at_hw(row + 80)), dmin = _mm256_set1_ps(f16at_hw(row + 82));
+        for (int h = 0; h < 2; h++) {
+            /* this half's 16-value scales and mins in float, each times d (dmin) and its x block's scale */
+            __m256i sm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(row + 8 * h)));
+            __m256 dxh = dx_pairs(x, sb, h);
+            __m256 sf = _mm256_mul_ps(_mm256_mul_ps(d, dxh), _mm256_cvtepi32_ps(_mm256_and_si256(sm, _mm256_set1_epi32(15))));
+            __m256 mf = _mm256_mul_ps(_mm256_mul_ps(dmin, dxh), _mm256_cvtepi32_ps(_mm256_srli_epi32(sm, 4)));
+            __m256 xs = _mm256_cvtepi32_ps(LOADU(x->s16 + 2 * ((size_t)sb * 8 + 4 * h)));
+            off = _mm256_fmadd_ps(mf, xs, off);
+            __m256i v = LOADU(row + 16 + 32 * h);
+            for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2)) {
+                const int8_t *xq = x->q + ((size_t)sb * 8 + 4 * h + s) * 32;
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m2), LOADU(xq)), ones);
+                acc = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc);
+            }
+        }
+    }
+    return hsum8(_mm256_sub_ps(acc, off));
+}
+
+/* Q3_K's 16 scales (qs_k3_scales) in one register */
+AVX2_TARGET static __m128i k3_scales_avx2(const uint8_t *p) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m128i lo8 = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(lo8, _mm_srli_epi16(lo8, 4)), m4);
+    uint32_t hb;
+    memcpy(&hb, p + 8, 4);
+    __m128i h = _mm_set1_epi32((int)hb); /* byte j: p[8 + j % 4], to be shifted by 2 (j / 4) */
+    __m128i hs = _mm_blend_epi32(h, _mm_srli_epi16(h, 2), 2);
+    hs = _mm_blend_epi32(hs, _mm_srli_epi16(h, 4), 4);
+    hs = _mm_blend_epi32(hs, _mm_srli_epi16(h, 6), 8);
+    hs = _mm_and_si128(hs, _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hs, 4)), _mm_set1_epi8(32));
+}
+
+/* Q3_K: codes with their third bit less 4 (-4..3), multiplied signed */
+AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4),
+                  ones = _mm256_set1_epi16(1);
+    for (int sb = 0; sb < n / 256; sb++, row += 110) {
+        PREFETCH_AT(row, PF_Q4, 2);
+        __m256 d = _mm256_set1_ps(f16at_hw(row + 108));
+        __m128i sc = k3_scales_avx2(row + 96);
+        __m256i hm = LOADU(row);
+        for (int h = 0; h < 2; h++) {
+            __m256 dxh = dx_pairs(x, sb, h);
+            __m256 sf = _mm256_mul_ps(_mm256_mul_ps(d, dxh), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h ? _mm_srli_si128(sc, 8) : sc)));
+            __m256i v = LOADU(row + 32 + 32 * h);
+            for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2), hm = _mm256_srli_epi16(hm, 1)) {
+                __m256i u = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
+                __m256i w = _mm256_sub_epi8(u, four), xq = LOADU(x->q + ((size_t)sb * 8 + 4 * h + s) * 32);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), ones);
+                acc = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc);
+            }
+        }
+    }
+    return hsum8(acc);
 }
 
 /* ---- fast row decoders (panels for sgemm) ---- */
@@ -614,6 +852,12 @@ static qdot_fn qdot_of(uint32_t type, int n_in, int fast) {
     case QS_WT_Q4_1: return fast ? qdot_q4_1_avx2 : qdot_q4_1_ref;
     case QS_WT_Q4_K: return n_in % 256 ? NULL : fast ? qdot_q4_k_avx2 : qdot_q4_k_ref;
     case QS_WT_Q6_K: return n_in % 256 ? NULL : fast ? qdot_q6_k_avx2 : qdot_q6_k_ref;
+    case QS_WT_Q5_0: return fast ? qdot_q5_0_avx2 : qdot_q5_0_ref;
+    case QS_WT_Q5_1: return fast ? qdot_q5_1_avx2 : qdot_q5_1_ref;
+    case QS_WT_IQ4_NL: return fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref;
+    case QS_WT_Q2_K: return n_in % 256 ? NULL : fast ? qdot_q2_k_avx2 : qdot_q2_k_ref;
+    case QS_WT_Q3_K: return n_in % 256 ? NULL : fast ? qdot_q3_k_avx2 : qdot_q3_k_ref;
+    case QS_WT_Q5_K: return n_in % 256 ? NULL : fast ? qdot_q5_k_avx2 : qdot_q5_k_ref;
     }
     return NULL;
 }

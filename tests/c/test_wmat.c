@@ -157,15 +157,38 @@ static uint8_t *make_kq(uint32_t type, int rows, int n_in) {
     return w;
 }
 
-/* 8-bit activations (decode of Q8_0, Q4_0, Q4_1, Q4_K, Q6_K): the fast and plain C
+/* rows x n_in random blocks of type (Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K):
+ * every code and scale byte random, the f16 scales small and finite */
+static uint8_t *make_blocks(uint32_t type, int rows, int n_in) {
+    size_t e, bb, rb = qs_wtype_row_bytes(type, n_in);
+    qs_wtype_block(type, &e, &bb);
+    uint8_t *w = malloc(rb * rows);
+    for (size_t i = 0; i < rb * rows; i++) w[i] = (uint8_t)(frand() * 128 + 128);
+    int at[2] = {-1, -1}; /* where a block's f16 scales are */
+    switch (type) {
+    case QS_WT_Q5_0: case QS_WT_IQ4_NL: at[0] = 0; break;
+    case QS_WT_Q5_1: case QS_WT_Q5_K: at[0] = 0, at[1] = 2; break;
+    case QS_WT_Q2_K: at[0] = 80, at[1] = 82; break;
+    case QS_WT_Q3_K: at[0] = 108; break;
+    }
+    for (uint8_t *p = w; p < w + rb * rows; p += bb)
+        for (int k = 0; k < 2 && at[k] >= 0; k++)
+            put16(p + at[k], qs_f32_to_f16((k ? 0.05f * frand() : 0.01f + 0.02f * fabsf(frand())) / (e == 256 ? 16 : 1)));
+    return w;
+}
+
+/* 8-bit activations (decode of Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; Q5_0, Q5_1,
+ * IQ4_NL, Q2_K, Q3_K, Q5_K): the fast and plain C
  * kernels equal the decoded weights times x rounded to 8-bit blocks, one
  * row and through qs_wlinear (few rows); other types give NaN. Widths of
  * 131 blocks (past the eight-block steps, an odd pair), 8 and 32 (one and
  * four k-quant super-blocks). */
 TEST(wmat_q8_activations) {
     const int widths[3] = {4096 + 96, 256, 1024}, n_out = 40;
-    const uint32_t q8types[5] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1, QS_WT_Q4_K, QS_WT_Q6_K};
-    const char *q8names[5] = {"Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"};
+    enum { NT = 11 };
+    const uint32_t q8types[NT] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1, QS_WT_Q4_K, QS_WT_Q6_K, QS_WT_Q5_0,
+                                  QS_WT_Q5_1, QS_WT_IQ4_NL, QS_WT_Q2_K, QS_WT_Q3_K, QS_WT_Q5_K};
+    const char *q8names[NT] = {"Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q5_K"};
     int have_fast = qs_wmat_set_kernel("avx2");
     qs_wmat_set_act("q8");
     for (int wi = 0; wi < 3; wi++) {
@@ -174,10 +197,13 @@ TEST(wmat_q8_activations) {
         double *xq = malloc((size_t)3 * n_in * sizeof *xq);
         for (int i = 0; i < 3 * n_in; i++) x[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f); /* a few large ones */
         for (int i = 0; i < 3; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq + (size_t)i * n_in);
-        for (int t = 0; t < 5; t++) {
+        for (int t = 0; t < NT; t++) {
+            size_t be, bb;
+            qs_wtype_block(q8types[t], &be, &bb);
+            if (n_in % be) continue; /* super-blocks of 256: the widths of 256 and 1024 */
             int kq = q8types[t] == QS_WT_Q4_K || q8types[t] == QS_WT_Q6_K;
-            if (kq && n_in % 256) continue; /* super-blocks of 256: the width of 256 below */
-            uint8_t *w = kq ? make_kq(q8types[t], n_out, n_in) : make(q8types[t], n_out, n_in);
+            uint8_t *w = kq ? make_kq(q8types[t], n_out, n_in) : t >= 5 ? make_blocks(q8types[t], n_out, n_in)
+                                                                       : make(q8types[t], n_out, n_in);
             size_t rb = qs_wtype_row_bytes(q8types[t], n_in);
             qs_wrows_f32(q8types[t], w, n_in, 0, n_out, dec);
             CHECK(qs_wlinear(x, 3, q8types[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());

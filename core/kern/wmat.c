@@ -766,6 +766,67 @@ AVX2_TARGET static void dec_q4_avx2(const uint8_t *src, float *dst, size_t n, in
 AVX2_TARGET static void dec_q4_0_avx2(const uint8_t *src, float *dst, size_t n) { dec_q4_avx2(src, dst, n, 0); }
 AVX2_TARGET static void dec_q4_1_avx2(const uint8_t *src, float *dst, size_t n) { dec_q4_avx2(src, dst, n, 1); }
 
+/* Q4_K and Q5_K super-blocks, as ggml decodes them: (d sc) q - dmin m,
+ * a product and a difference */
+AVX2_TARGET static void dec_k45_avx2(const uint8_t *src, float *dst, size_t n, int q5) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    size_t bb = q5 ? 176 : 144;
+    for (size_t sb = 0; sb < n / 256; sb++, src += bb) {
+        float d = f16at_hw(src), dmin = f16at_hw(src + 2);
+        __m256i hb = q5 ? LOADU(src + 16) : _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i v = LOADU(src + bb - 128 + 32 * k);
+            __m256i c[2] = {_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
+            if (q5) {
+                c[0] = _mm256_or_si256(c[0], _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+                c[1] = _mm256_or_si256(c[1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
+                hb = _mm256_srli_epi16(hb, 2);
+            }
+            for (int j = 0; j < 2; j++, dst += 32) {
+                int sc, m;
+                qs_k4_scale_min(2 * k + j, src + 4, &sc, &m);
+                __m256 dl = _mm256_set1_ps(d * (float)sc), ml = _mm256_set1_ps(dmin * (float)m);
+                __m128i lo = _mm256_castsi256_si128(c[j]), hi = _mm256_extracti128_si256(c[j], 1);
+                __m128i q8[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+                for (int i = 0; i < 4; i++)
+                    _mm256_storeu_ps(dst + 8 * i, _mm256_sub_ps(_mm256_mul_ps(dl, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q8[i]))), ml));
+            }
+        }
+    }
+}
+AVX2_TARGET static void dec_q4_k_avx2(const uint8_t *src, float *dst, size_t n) { dec_k45_avx2(src, dst, n, 0); }
+AVX2_TARGET static void dec_q5_k_avx2(const uint8_t *src, float *dst, size_t n) { dec_k45_avx2(src, dst, n, 1); }
+
+/* Q6_K super-blocks, as ggml decodes them: (d sc) (q - 32) */
+AVX2_TARGET static void dec_q6_k_avx2(const uint8_t *src, float *dst, size_t n) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    for (size_t sb = 0; sb < n / 256; sb++, src += 210) {
+        float d = f16at_hw(src + 208);
+        const int8_t *sc = (const int8_t *)(src + 192);
+        for (int h = 0; h < 2; h++, dst += 128) {
+            const uint8_t *ql = src + 64 * h, *qh = src + 128 + 32 * h;
+            __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
+            __m256i v[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4))};
+            for (int k = 0; k < 4; k++) {
+                __m256i w = _mm256_sub_epi8(v[k], c32);
+                __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+                __m256 s0 = _mm256_set1_ps(d * (float)sc[8 * h + 2 * k]), s1 = _mm256_set1_ps(d * (float)sc[8 * h + 2 * k + 1]);
+                float *o = dst + 32 * k;
+                _mm256_storeu_ps(o, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                _mm256_storeu_ps(o + 8, _mm256_mul_ps(s0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+                _mm256_storeu_ps(o + 16, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                _mm256_storeu_ps(o + 24, _mm256_mul_ps(s1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+            }
+        }
+    }
+}
+
 typedef void (*dec_fn)(const uint8_t *src, float *dst, size_t n);
 
 static dec_fn fast_decoder(uint32_t type, int n_in);
@@ -871,6 +932,9 @@ static dec_fn fast_decoder(uint32_t type, int n_in) {
     case QS_WT_Q8_0: return n_in % 32 ? NULL : dec_q8_0_avx2;
     case QS_WT_Q4_0: return n_in % 32 ? NULL : dec_q4_0_avx2;
     case QS_WT_Q4_1: return n_in % 32 ? NULL : dec_q4_1_avx2;
+    case QS_WT_Q4_K: return n_in % 256 ? NULL : dec_q4_k_avx2;
+    case QS_WT_Q5_K: return n_in % 256 ? NULL : dec_q5_k_avx2;
+    case QS_WT_Q6_K: return n_in % 256 ? NULL : dec_q6_k_avx2;
     }
     return NULL;
 }

@@ -136,6 +136,34 @@ TEST(wmat_panels_decode_exactly) {
     free(dec);
 }
 
+static uint8_t *make_kq(uint32_t type, int rows, int n_in);
+static uint8_t *make_blocks(uint32_t type, int rows, int n_in);
+
+/* The same for the k-quants with fast panel decoders (Q4_K, Q5_K, Q6_K):
+ * rows of 256 through x = I, bit for bit ggml's decoding (Q6_K's zero codes
+ * under a negative scale decode to -0, which comes out of sgemm as +0) */
+TEST(wmat_panels_decode_kquants_exactly) {
+    const int n_in = 256, n_out = 24;
+    const uint32_t kt[3] = {QS_WT_Q4_K, QS_WT_Q5_K, QS_WT_Q6_K};
+    const char *kn[3] = {"Q4_K", "Q5_K", "Q6_K"};
+    float *x = calloc((size_t)n_in * n_in, sizeof *x), *y = malloc((size_t)n_in * n_out * sizeof *y);
+    float *dec = malloc((size_t)n_out * n_in * sizeof *dec);
+    for (int i = 0; i < n_in; i++) x[(size_t)i * n_in + i] = 1.0f;
+    for (int t = 0; t < 3; t++) {
+        uint8_t *w = kt[t] == QS_WT_Q5_K ? make_blocks(kt[t], n_out, n_in) : make_kq(kt[t], n_out, n_in);
+        qs_wrows_f32(kt[t], w, n_in, 0, n_out, dec);
+        CHECK(qs_wlinear(x, n_in, kt[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
+        int same = 1;
+        for (int i = 0; i < n_in; i++)
+            for (int r = 0; r < n_out; r++) same &= y[(size_t)i * n_out + r] == dec[(size_t)r * n_in + i];
+        CHECK(same, "%s: the panel's weights are the decoded ones, bit for bit (but -0, which sgemm's sum makes +0)", kn[t]);
+        free(w);
+    }
+    free(x);
+    free(y);
+    free(dec);
+}
+
 /* x rounded to 8-bit blocks of 32 as the kernels round it, independently:
  * scale max|x| / 127, codes round(x / scale) with ties to even */
 static void q8_blocks(const float *x, int n, double *xq) {

@@ -564,7 +564,7 @@ AVX2_TARGET static __m256 dx_pairs(const qx *x, int sb, int h) {
 /* Q6_K: codes less 32 (-32..31) multiplied signed; each 16's d sc dx in one
  * register per half super-block */
 AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32),
                   ones = _mm256_set1_epi16(1);
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
@@ -585,11 +585,11 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
             for (int k = 0; k < 4; k++) {
                 __m256i w = _mm256_sub_epi8(v[k], c32), xq = LOADU(x->q + ((size_t)sb * 8 + 4 * h + k) * 32);
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), ones);
-                acc = _mm256_fmadd_ps(PAIR(sf, 2 * k, 2 * k + 1), _mm256_cvtepi32_ps(p), acc);
+                acc[k] = _mm256_fmadd_ps(PAIR(sf, 2 * k, 2 * k + 1), _mm256_cvtepi32_ps(p), acc[k]);
             }
         }
     }
-    return hsum8(acc);
+    return hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
 AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
@@ -615,35 +615,44 @@ AVX2_TARGET static __m256i bits32(uint32_t v) {
 /* Q5_0 and Q5_1: codes 0..31 unsigned times x's, Q5_0's 16 sum(x) and
  * Q5_1's offset m s taken out in float */
 AVX2_TARGET static float qdot_q5_avx2(const uint8_t *row, const qx *x, int n, int q51) {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     float off = 0;
     const __m256i fifth = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
     size_t bb = q51 ? 24 : 22;
-    for (int b = 0; b < n / 32; b++, row += bb) {
-        uint32_t h;
-        memcpy(&h, row + bb - 20, 4); /* little-endian, as stored */
-        __m256i u = _mm256_or_si256(nibbles32(row + bb - 16), _mm256_and_si256(bits32(h), fifth));
-        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, LOADU(x->q + (size_t)b * 32)), ones);
-        float dw = f16at_hw(row);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * x->d[b]), _mm256_cvtepi32_ps(p), acc);
-        off += (q51 ? -f16at_hw(row + 2) : 16.0f * dw) * x->s[b];
+    int nb = n / 32;
+    for (int b = 0; b < nb; b += 2) {
+        if (!(b & 3)) PREFETCH_AT(row + bb * (size_t)b, PF_Q4, 2);
+        for (int k = 0; k < 2 && b + k < nb; k++) { /* two blocks a step, one sum each */
+            const uint8_t *r = row + bb * (size_t)(b + k);
+            uint32_t h;
+            memcpy(&h, r + bb - 20, 4); /* little-endian, as stored */
+            __m256i u = _mm256_or_si256(nibbles32(r + bb - 16), _mm256_and_si256(bits32(h), fifth));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, LOADU(x->q + (size_t)(b + k) * 32)), ones);
+            float dw = f16at_hw(r);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x->d[b + k]), _mm256_cvtepi32_ps(p), acc[k]);
+            off += (q51 ? -f16at_hw(r + 2) : 16.0f * dw) * x->s[b + k];
+        }
     }
-    return hsum8(acc) - off;
+    return hsum8(_mm256_add_ps(acc[0], acc[1])) - off;
 }
 AVX2_TARGET static float qdot_q5_0_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 0); }
 AVX2_TARGET static float qdot_q5_1_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 1); }
 
 /* IQ4_NL: the grid looked up by shuffle, then a signed product */
 AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qs_iq4_nl_grid));
-    for (int b = 0; b < n / 32; b++, row += 18) {
-        if (!(b & 7)) PREFETCH_AT(row, PF_Q4, 3);
-        __m256i w = _mm256_shuffle_epi8(grid, nibbles32(row + 2));
-        __m256 p = _mm256_cvtepi32_ps(i8dot(w, LOADU(x->q + (size_t)b * 32)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), p, acc);
+    int nb = n / 32;
+    for (int b = 0; b < nb; b += 2) {
+        if (!(b & 7)) PREFETCH_AT(row + 18 * (size_t)b, PF_Q4, 3);
+        for (int k = 0; k < 2 && b + k < nb; k++) { /* two blocks a step, one sum each */
+            const uint8_t *r = row + 18 * (size_t)(b + k);
+            __m256i w = _mm256_shuffle_epi8(grid, nibbles32(r + 2));
+            __m256 p = _mm256_cvtepi32_ps(i8dot(w, LOADU(x->q + (size_t)(b + k) * 32)));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(r) * x->d[b + k]), p, acc[k]);
+        }
     }
-    return hsum8(acc);
+    return hsum8(_mm256_add_ps(acc[0], acc[1]));
 }
 
 /* Q2_K and Q3_K: per half of 128 values, 32 code bytes hold four planes
@@ -652,7 +661,7 @@ AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n
  * with their third bit (0..7) unsigned, signed scales, 4 sc sum(x) taken
  * out in int32 */
 AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc = _mm256_setzero_ps(), off = acc;
+    __m256 off = _mm256_setzero_ps(), acc[4] = {off, off, off, off};
     const __m256i m2 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     for (int sb = 0; sb < n / 256; sb++, row += 84) {
         PREFETCH_AT(row, PF_Q4, 2);
@@ -669,11 +678,11 @@ AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) 
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2)) {
                 const int8_t *xq = x->q + ((size_t)sb * 8 + 4 * h + s) * 32;
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m2), LOADU(xq)), ones);
-                acc = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc);
+                acc[s] = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc[s]);
             }
         }
     }
-    return hsum8(_mm256_sub_ps(acc, off));
+    return hsum8(_mm256_sub_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])), off));
 }
 
 /* Q3_K's 16 scales (qs_k3_scales) in one register */
@@ -693,7 +702,7 @@ AVX2_TARGET static __m128i k3_scales_avx2(const uint8_t *p) {
 
 /* Q3_K: codes with their third bit less 4 (-4..3), multiplied signed */
 AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4),
                   ones = _mm256_set1_epi16(1);
     for (int sb = 0; sb < n / 256; sb++, row += 110) {
@@ -709,11 +718,11 @@ AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) 
                 __m256i u = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
                 __m256i w = _mm256_sub_epi8(u, four), xq = LOADU(x->q + ((size_t)sb * 8 + 4 * h + s) * 32);
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), ones);
-                acc = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc);
+                acc[s] = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc[s]);
             }
         }
     }
-    return hsum8(acc);
+    return hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
 /* ---- fast row decoders (panels for sgemm) ---- */

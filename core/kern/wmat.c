@@ -211,12 +211,46 @@ static size_t qx_bytes(int n) { /* n a multiple of 32 */
     return (size_t)n * 2 + (size_t)n / 32 * (2 * sizeof(float) + 6 * sizeof(int32_t)) + 64;
 }
 
+static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
+static int fast_available(void);
+
+/* the nb blocks of x rounded: codes q, scales d, sums s16 (AVX2: the same
+ * products and roundings as qx_make's plain C, eight lanes at a time) */
+AVX2_TARGET static int qx_round_avx2(const float *x, int nb, int8_t *q, float *d, int32_t *s16) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < nb; b++) {
+        const float *xb = x + (size_t)b * 32;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k), m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m); /* a NaN lane keeps m, as the plain C loop */
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+        __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        __m256i c[4];
+        for (int k = 0; k < 4; k++)
+            c[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        /* int32 lanes to bytes in order: pack 32 -> 16 -> 8 interleaves the halves, a permute restores them */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(void *)(q + (size_t)b * 32), p);
+        __m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+        __m128i w4 = _mm_add_epi32(_mm256_castsi256_si128(w), _mm_shuffle_epi32(_mm256_castsi256_si128(w), 0x4E));
+        __m128i w8 = _mm_add_epi32(_mm256_extracti128_si256(w, 1), _mm_shuffle_epi32(_mm256_extracti128_si256(w, 1), 0x4E));
+        s16[2 * b] = _mm_cvtsi128_si32(w4) + _mm_extract_epi32(w4, 1);
+        s16[2 * b + 1] = _mm_cvtsi128_si32(w8) + _mm_extract_epi32(w8, 1);
+        d[b] = amax / 127.0f;
+    }
+    return nb;
+}
+
 static qx qx_make(const float *x, int n, void *buf) {
     int nb = n / 32;
     int32_t *o = buf, *s16 = o + (size_t)nb / 2 * 8;
     float *d = (float *)(s16 + (size_t)nb * 2), *s = d + nb;
     int8_t *q = (int8_t *)(s + nb), *a = q + n;
-    for (int b = 0; b < nb; b++) {
+    if (use_fast < 0) use_fast = fast_available();
+    int done = use_fast ? qx_round_avx2(x, nb, q, d, s16) : 0;
+    for (int b = done; b < nb; b++) {
         const float *xb = x + (size_t)b * 32;
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
@@ -225,8 +259,8 @@ static qx qx_make(const float *x, int n, void *buf) {
         s16[2 * b] = s16[2 * b + 1] = 0;
         for (int i = 0; i < 16; i++) s16[2 * b] += q[b * 32 + i], s16[2 * b + 1] += q[b * 32 + 16 + i];
         d[b] = amax / 127.0f;
-        s[b] = d[b] * (float)(s16[2 * b] + s16[2 * b + 1]);
     }
+    for (int b = 0; b < nb; b++) s[b] = d[b] * (float)(s16[2 * b] + s16[2 * b + 1]);
     for (int p = 0; p < nb / 2; p++) {
         int8_t *ap = a + (size_t)p * 64;
         const int8_t *qa = q + (size_t)p * 64, *qb = qa + 32;
@@ -852,8 +886,6 @@ static void decode_rows(uint32_t type, const void *w, int n_in, int row0, int ro
 }
 
 typedef float (*dot_fn)(const uint8_t *row, const float *x, int n);
-
-static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 
 /* F16C from CPUID leaf 1 (ECX bit 29): clang before 15 does not know the
  * name "f16c" in __builtin_cpu_supports. */

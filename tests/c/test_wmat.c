@@ -254,6 +254,29 @@ TEST(wmat_q8_activations) {
         free(dec);
         free(xq);
     }
+    /* the AVX2 rounding of x equals the plain C one, code for code: the same
+     * plain C Q8_0 kernel on x rounded both ways gives the same bits (ties
+     * in the second block: 127 at its largest, so halves round to even) */
+    {
+        enum { W = 4096 + 96 };
+        float *xr = malloc(W * sizeof *xr);
+        for (int i = 0; i < W; i++) xr[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
+        for (int i = 0; i < 32; i++) xr[32 + i] = i == 0 ? 127.0f : (float)(i - 16) + 0.5f;
+        for (int i = 0; i < 32; i++) xr[64 + i] = 0.0f; /* an all-zero block */
+        uint8_t *w = make(QS_WT_Q8_0, 8, W);
+        size_t rb = qs_wtype_row_bytes(QS_WT_Q8_0, W);
+        int same = 1;
+        for (int r = 0; r < 8; r++) {
+            qs_wmat_set_kernel("ref");
+            float a = qs_wdot_q8(QS_WT_Q8_0, w + rb * r, xr, W, 1);
+            qs_wmat_set_kernel("auto");
+            float b = qs_wdot_q8(QS_WT_Q8_0, w + rb * r, xr, W, 1);
+            same &= memcmp(&a, &b, sizeof a) == 0;
+        }
+        CHECK(same, "x rounded to 8-bit blocks by the fast path and by plain C give different products");
+        free(w);
+        free(xr);
+    }
     float z[32] = {0};
     CHECK(isnan(qs_wdot_q8(QS_WT_F16, z, z, 32, 0)), "F16 has no 8-bit-activation kernel");
     CHECK(have_fast || !__builtin_cpu_supports("avx2"), "the avx2 kernels run on an AVX2 machine");

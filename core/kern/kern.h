@@ -417,10 +417,9 @@ void qs_wrows_f32(uint32_t type, const void *w, int n_in, int row0, int rows, fl
 float qs_wdot(uint32_t type, const void *row, const float *x, int n_in);
 float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
 /* Rows of a ggml block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K)
- * dotted with x rounded to 8-bit blocks of 32
+ * dotted with x rounded to 8-bit blocks of 32, of 256 for the k-quants
  * (scale max|x| / 127, codes round(x / scale), ties to even), as llama.cpp
- * multiplies the 32-value formats (its k-quant products round x in blocks
- * of 256): each block an exact integer sum, scaled in float. The
+ * multiplies them: each block an exact integer sum, scaled in float. The
  * fast kernel (ref 0) or the plain C one (ref 1); NaN for another type. */
 float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref);
 /* y (n, n_out) = x (n, n_in) W^T + b. Few rows: the pool's threads take

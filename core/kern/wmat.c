@@ -191,9 +191,10 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
 }
 
 /* ---- weights in ggml's 4- and 8-bit blocks times activations in 8-bit
- * blocks (as llama.cpp multiplies them): x is cut into blocks of 32, each
- * rounded to int8 with the scale max|x| / 127; a block's product is an
- * exact integer sum, then scaled in float. ---- */
+ * blocks (as llama.cpp multiplies them): x is cut into blocks of 32 (of
+ * 256 for the k-quants, llama.cpp's Q8_K), each rounded to int8 with the
+ * scale max|x| / 127; a block's product is an exact integer sum, then
+ * scaled in float. ---- */
 
 /* one row of x so rounded: codes q, block scales d and sums s = d sum(q)
  * (Q4_1's offset term); for the fast Q4_0 kernel also the codes of each
@@ -205,10 +206,39 @@ typedef struct {
     const int8_t *q, *a;
     const float *d, *s;
     const int32_t *o, *s16;
+    /* for the k-quants, x rounded as llama.cpp's Q8_K rounds it: blocks of
+     * 256 (codes k, scales dk = max|x| / 127), sums of k's groups of 16
+     * (k16); NULL where no k-quant matrix takes this x */
+    const int8_t *k;
+    const float *dk;
+    const int16_t *k16;
 } qx;
 
 static size_t qx_bytes(int n) { /* n a multiple of 32 */
-    return (size_t)n * 2 + (size_t)n / 32 * (2 * sizeof(float) + 6 * sizeof(int32_t)) + 64;
+    return (size_t)n * 3 + (size_t)n / 32 * (2 * sizeof(float) + 6 * sizeof(int32_t)) +
+           (size_t)n / 256 * sizeof(float) + (size_t)n / 16 * sizeof(int16_t) + 64;
+}
+
+static int is_kquant(uint32_t type) {
+    return type == QS_WT_Q2_K || type == QS_WT_Q3_K || type == QS_WT_Q4_K || type == QS_WT_Q5_K || type == QS_WT_Q6_K;
+}
+
+/* x rounded in blocks of 256 (n a multiple of 256) */
+static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16) {
+    for (int b = 0; b < n / 256; b++) {
+        const float *xb = x + (size_t)b * 256;
+        float amax = 0;
+        for (int i = 0; i < 256; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        int8_t *kb = k + (size_t)b * 256;
+        for (int i = 0; i < 256; i++) kb[i] = (int8_t)nearbyintf(xb[i] * id);
+        for (int j = 0; j < 16; j++) {
+            int t = 0;
+            for (int i = 0; i < 16; i++) t += kb[16 * j + i];
+            k16[b * 16 + j] = (int16_t)t;
+        }
+        dk[b] = amax / 127.0f;
+    }
 }
 
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
@@ -243,11 +273,14 @@ AVX2_TARGET static int qx_round_avx2(const float *x, int nb, int8_t *q, float *d
     return nb;
 }
 
-static qx qx_make(const float *x, int n, void *buf) {
+static qx qx_make(const float *x, int n, void *buf, int want_k) {
     int nb = n / 32;
     int32_t *o = buf, *s16 = o + (size_t)nb / 2 * 8;
-    float *d = (float *)(s16 + (size_t)nb * 2), *s = d + nb;
-    int8_t *q = (int8_t *)(s + nb), *a = q + n;
+    float *d = (float *)(s16 + (size_t)nb * 2), *s = d + nb, *dk = s + nb;
+    int16_t *k16 = (int16_t *)(dk + n / 256);
+    int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
+    want_k = want_k && n % 256 == 0;
+    if (want_k) qx_round_k(x, n, kq, dk, k16);
     if (use_fast < 0) use_fast = fast_available();
     int done = use_fast ? qx_round_avx2(x, nb, q, d, s16) : 0;
     for (int b = done; b < nb; b++) {
@@ -271,7 +304,7 @@ static qx qx_make(const float *x, int n, void *buf) {
             o[p * 8 + k] = 8 * t;
         }
     }
-    return (qx){q, a, d, s, o, s16};
+    return (qx){q, a, d, s, o, s16, want_k ? kq : NULL, want_k ? dk : NULL, want_k ? k16 : NULL};
 }
 
 typedef float (*qdot_fn)(const uint8_t *row, const qx *x, int n);
@@ -398,25 +431,36 @@ AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) 
     return hsum8(_mm256_add_ps(a0, a1));
 }
 
-/* ---- k-quants by 8-bit activations: super-blocks of 256, x's blocks of
- * 32 line up with Q4_K's sub-blocks and with pairs of Q6_K's ---- */
+/* ---- k-quants by x rounded in blocks of 256 (qx's k, dk, k16), as
+ * llama.cpp multiplies them: a super-block's integer sums, scaled once in
+ * float ---- */
 
-/* Q4_K: sub-block j of a super-block is d sc_j q - dmin m_j (q 0..15), so
- * its product with x's block b is d sc_j dx_b sum(q xq) - dmin m_j s_b */
-static float qdot_q4_k_ref(const uint8_t *row, const qx *x, int n) {
+/* Q4_K and Q5_K: sub-block j (32 values) is d sc_j q - dmin m_j, so the
+ * super-block gives dk (d sum_j sc_j sum(q k) - dmin sum_j m_j sum(k)) */
+static float qdot_k45_ref(const uint8_t *row, const qx *x, int n, int q5) {
     float acc = 0;
-    for (int sb = 0; sb < n / 256; sb++, row += 144) {
-        float d = f16at(row), dmin = f16at(row + 2);
+    size_t bb = q5 ? 176 : 144;
+    for (int sb = 0; sb < n / 256; sb++, row += bb) {
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        const int16_t *k16 = x->k16 + (size_t)sb * 16;
+        int isum = 0, msum = 0;
         for (int j = 0; j < 8; j++) {
-            int sc, m, b = sb * 8 + j, isum = 0;
+            int sc, m, t = 0;
             qs_k4_scale_min(j, row + 4, &sc, &m);
-            const uint8_t *q = row + 16 + 32 * (j / 2);
-            for (int i = 0; i < 32; i++) isum += (j & 1 ? q[i] >> 4 : q[i] & 0x0F) * x->q[(size_t)b * 32 + i];
-            acc += d * (float)sc * x->d[b] * (float)isum - dmin * (float)m * x->s[b];
+            const uint8_t *q = row + bb - 128 + 32 * (j / 2), *qh = row + 16;
+            for (int i = 0; i < 32; i++)
+                t += ((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (q5 ? (qh[i] >> j & 1) << 4 : 0)) * xk[32 * j + i];
+            isum += sc * t;
+            msum += m * (k16[2 * j] + k16[2 * j + 1]);
         }
+        acc += x->dk[sb] * (f16at(row) * (float)isum - f16at(row + 2) * (float)msum);
     }
     return acc;
 }
+static float qdot_q4_k_ref(const uint8_t *row, const qx *x, int n) { return qdot_k45_ref(row, x, n, 0); }
+/* Q5_K: Q4_K with a fifth bit per value: value l of sub-block j has it at
+ * bit j of qh[l] (32 bytes) */
+static float qdot_q5_k_ref(const uint8_t *row, const qx *x, int n) { return qdot_k45_ref(row, x, n, 1); }
 
 /* Q6_K: 16 sub-blocks of 16 with int8 scales, value d sc (q - 32), q 0..63
  * from 4 low bits in ql and 2 high in qh (ggml's layout) */
@@ -430,14 +474,14 @@ static int q6k_code(const uint8_t *blk, int i) {
 static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
     float acc = 0;
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
-        float d = f16at(row + 208);
-        const int8_t *sc = (const int8_t *)(row + 192);
-        for (int b = 0; b < 8; b++) {
-            int isum = 0, bi = sb * 8 + b;
-            for (int i = 0; i < 32; i++)
-                isum += sc[(b * 32 + i) / 16] * (q6k_code(row, b * 32 + i) - 32) * x->q[(size_t)bi * 32 + i];
-            acc += d * x->d[bi] * (float)isum;
+        const int8_t *sc = (const int8_t *)(row + 192), *xk = x->k + (size_t)sb * 256;
+        int isum = 0;
+        for (int j = 0; j < 16; j++) {
+            int t = 0;
+            for (int i = 16 * j; i < 16 * j + 16; i++) t += (q6k_code(row, i) - 32) * xk[i];
+            isum += sc[j] * t;
         }
+        acc += f16at(row + 208) * x->dk[sb] * (float)isum;
     }
     return acc;
 }
@@ -484,25 +528,6 @@ static float qdot_iq4_nl_ref(const uint8_t *row, const qx *x, int n) {
     return acc;
 }
 
-/* Q5_K: Q4_K with a fifth bit per value: value l of sub-block j has it at
- * bit j of qh[l] (32 bytes) */
-static float qdot_q5_k_ref(const uint8_t *row, const qx *x, int n) {
-    float acc = 0;
-    for (int sb = 0; sb < n / 256; sb++, row += 176) {
-        float d = f16at(row), dmin = f16at(row + 2);
-        const uint8_t *qh = row + 16;
-        for (int j = 0; j < 8; j++) {
-            int sc, m, b = sb * 8 + j, isum = 0;
-            qs_k4_scale_min(j, row + 4, &sc, &m);
-            const uint8_t *q = row + 48 + 32 * (j / 2);
-            for (int i = 0; i < 32; i++)
-                isum += ((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (qh[i] >> j & 1) << 4) * x->q[(size_t)b * 32 + i];
-            acc += d * (float)sc * x->d[b] * (float)isum - dmin * (float)m * x->s[b];
-        }
-    }
-    return acc;
-}
-
 /* Q2_K and Q3_K: 2-bit codes, value i (0..255) of a super-block in bits
  * 2s.. of byte 32h + k, where i = 128h + 32s + k; sub-blocks of 16 */
 static int k2_code(const uint8_t *q, int i) { return q[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32)) & 3; }
@@ -511,15 +536,15 @@ static int k2_code(const uint8_t *q, int i) { return q[32 * (i / 128) + i % 32] 
 static float qdot_q2_k_ref(const uint8_t *row, const qx *x, int n) {
     float acc = 0;
     for (int sb = 0; sb < n / 256; sb++, row += 84) {
-        float d = f16at(row + 80), dmin = f16at(row + 82);
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        int isum = 0, msum = 0;
         for (int j = 0; j < 16; j++) {
-            int b = sb * 8 + j / 2, isum = 0, xsum = 0;
-            for (int i = 16 * j; i < 16 * j + 16; i++) {
-                int xq = x->q[(size_t)sb * 256 + i];
-                isum += k2_code(row + 16, i) * xq, xsum += xq;
-            }
-            acc += x->d[b] * (d * (float)(row[j] & 15) * (float)isum - dmin * (float)(row[j] >> 4) * (float)xsum);
+            int t = 0;
+            for (int i = 16 * j; i < 16 * j + 16; i++) t += k2_code(row + 16, i) * xk[i];
+            isum += (row[j] & 15) * t;
+            msum += (row[j] >> 4) * x->k16[(size_t)sb * 16 + j];
         }
+        acc += x->dk[sb] * (f16at(row + 80) * (float)isum - f16at(row + 82) * (float)msum);
     }
     return acc;
 }
@@ -529,47 +554,62 @@ static float qdot_q2_k_ref(const uint8_t *row, const qx *x, int n) {
 static float qdot_q3_k_ref(const uint8_t *row, const qx *x, int n) {
     float acc = 0;
     for (int sb = 0; sb < n / 256; sb++, row += 110) {
-        float d = f16at(row + 108);
         int8_t sc[16];
         qs_k3_scales(row + 96, sc);
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        int isum = 0;
         for (int j = 0; j < 16; j++) {
-            int b = sb * 8 + j / 2, isum = 0;
-            for (int i = 16 * j; i < 16 * j + 16; i++) {
-                int u = k2_code(row + 32, i) | (row[i % 32] >> (i / 32) & 1) << 2;
-                isum += (u - 4) * x->q[(size_t)sb * 256 + i];
-            }
-            acc += d * (float)sc[j] * x->d[b] * (float)isum;
+            int t = 0;
+            for (int i = 16 * j; i < 16 * j + 16; i++) t += ((k2_code(row + 32, i) | (row[i % 32] >> (i / 32) & 1) << 2) - 4) * xk[i];
+            isum += sc[j] * t;
         }
+        acc += f16at(row + 108) * x->dk[sb] * (float)isum;
     }
     return acc;
 }
 
-/* Q4_K's and Q5_K's eight 6-bit scales and mins (qs_k4_scale_min) from
- * their 12 bytes p, as floats */
-AVX2_TARGET static void k4_scales_avx2(const uint8_t *p, __m256 *sc, __m256 *mn) {
+/* Q4_K's and Q5_K's eight 6-bit scales (bytes 0-7 of sc) and mins (of mn)
+ * from their 12 bytes p, as qs_k4_scale_min unpacks them */
+AVX2_TARGET static void k4_scales_avx2(const uint8_t *p, __m128i *sc, __m128i *mn) {
     uint32_t w[3];
     memcpy(w, p, 12);
     uint32_t s_lo = w[0] & 0x3f3f3f3f, s_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 6) & 0x03030303) << 4;
     uint32_t m_lo = w[1] & 0x3f3f3f3f, m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 6) & 0x03030303) << 4;
-    *sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)s_lo, (int)s_hi, 0, 0)));
-    *mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_setr_epi32((int)m_lo, (int)m_hi, 0, 0)));
+    *sc = _mm_setr_epi32((int)s_lo, (int)s_hi, 0, 0);
+    *mn = _mm_setr_epi32((int)m_lo, (int)m_hi, 0, 0);
 }
 
-/* Q4_K and Q5_K (q51: the fifth bits from qh): each sub-block's d sc dx in
- * one register, dmin m s summed as a vector */
+/* int16 element j of v (the same eight in both lanes) in every lane */
+#define WORD(v, j) _mm256_shuffle_epi8((v), _mm256_set1_epi16((short)((2 * (j) + 1) << 8 | 2 * (j))))
+/* 16-value sub-block scales as int16: for x's block p of a half, element 2p
+ * in the low lane and 2p + 1 in the high (v: the 16 scales, int16) */
+#define WORD_PAIR(v, p)                                                                                     \
+    _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32((v), _mm256_set1_epi32(p)),                              \
+                        _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, \
+                                         3, 2, 3, 2, 3, 2, 3))
+
+/* x's sums of 16 (k16) times sixteen int16 weights w16, in float: eight
+ * lanes of pairs */
+AVX2_TARGET static __m256 k16_dot(const qx *x, int sb, __m256i w16) {
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(w16, LOADU(x->k16 + (size_t)sb * 16)));
+}
+
+/* Q4_K and Q5_K (q5: the fifth bits from qh): each sub-block's int16
+ * scale applied by madd, the super-block summed in int32 and scaled once;
+ * the mins times x's sums of 32 (pairs of k16) likewise */
 AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, int n, int q5) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, off = a0;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps(), off = acc;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     size_t bb = q5 ? 176 : 144;
     for (int sb = 0; sb < n / 256; sb++, row += bb) {
         PREFETCH_AT(row, PF_Q4, 3);
-        __m256 sc, mn;
-        k4_scales_avx2(row + 4, &sc, &mn);
-        sc = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(f16at_hw(row))), _mm256_loadu_ps(x->d + (size_t)sb * 8));
-        off = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(f16at_hw(row + 2))), _mm256_loadu_ps(x->s + (size_t)sb * 8), off);
-        const int8_t *xq = x->q + (size_t)sb * 256;
+        __m128i sc8, mn8;
+        k4_scales_avx2(row + 4, &sc8, &mn8);
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+        const int8_t *xk = x->k + (size_t)sb * 256;
         const uint8_t *qs = row + bb - 128;
-        __m256i hb = q5 ? LOADU(row + 16) : _mm256_setzero_si256();
+        __m256i hb = q5 ? LOADU(row + 16) : _mm256_setzero_si256(), isum = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {
             __m256i v = LOADU(qs + 32 * k);
             __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
@@ -578,36 +618,32 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
                 hb = _mm256_srli_epi16(hb, 2);
             }
-            __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, LOADU(xq + 64 * k)), ones));
-            __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, LOADU(xq + 64 * k + 32)), ones));
-            a0 = _mm256_fmadd_ps(BCAST(sc, 2 * k), p0, a0);
-            a1 = _mm256_fmadd_ps(BCAST(sc, 2 * k + 1), p1, a1);
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LOADU(xk + 64 * k)), WORD(sc, 2 * k));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LOADU(xk + 64 * k + 32)), WORD(sc, 2 * k + 1));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
         }
+        float dk = x->dk[sb];
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * dk), _mm256_cvtepi32_ps(isum), acc);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, dup)); /* each min twice: one per 16 */
+        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 2) * dk), k16_dot(x, sb, mins), off);
     }
-    return hsum8(_mm256_sub_ps(_mm256_add_ps(a0, a1), off));
+    return hsum8(_mm256_sub_ps(acc, off));
 }
 AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 0); }
 AVX2_TARGET static float qdot_q5_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 1); }
 
-/* x's four block scales of half h of super-block sb, each twice (one per
- * 16-value sub-block) */
-AVX2_TARGET static __m256 dx_pairs(const qx *x, int sb, int h) {
-    return _mm256_permutevar8x32_ps(_mm256_loadu_ps(x->d + (size_t)sb * 8 + 4 * h), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-}
-
-/* Q6_K: codes less 32 (-32..31) multiplied signed; each 16's d sc dx in one
- * register per half super-block */
+/* Q6_K: codes less 32 (-32..31) multiplied signed, each 16's int8 scale
+ * applied by madd, the super-block summed in int32 */
 AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32),
-                  ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
         PREFETCH_AT(row, PF_Q4, 4);
-        __m256 d = _mm256_set1_ps(f16at_hw(row + 208));
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(row + 192)));
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
-            __m256 sf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(row + 192 + 8 * h))));
-            sf = _mm256_mul_ps(_mm256_mul_ps(sf, d), dx_pairs(x, sb, h));
             __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
             __m256i v[4] = {
                 _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
@@ -617,13 +653,16 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4))};
             for (int k = 0; k < 4; k++) {
-                __m256i w = _mm256_sub_epi8(v[k], c32), xq = LOADU(x->q + ((size_t)sb * 8 + 4 * h + k) * 32);
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), ones);
-                acc[k] = _mm256_fmadd_ps(PAIR(sf, 2 * k, 2 * k + 1), _mm256_cvtepi32_ps(p), acc[k]);
+                __m256i w = _mm256_sub_epi8(v[k], c32), xq = LOADU(xk + 128 * h + 32 * k);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)),
+                                              WORD_PAIR(sc16, 4 * h + k));
+                isum[k & 1] = _mm256_add_epi32(isum[k & 1], p);
             }
         }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 208) * x->dk[sb]),
+                              _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
     }
-    return hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    return hsum8(acc);
 }
 
 AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
@@ -690,33 +729,33 @@ AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n
 }
 
 /* Q2_K and Q3_K: per half of 128 values, 32 code bytes hold four planes
- * (x's blocks 4h .. 4h + 3); each 16's scale applied by madd. Q2_K: 4-bit
- * scales, dmin (sc >> 4) sum(x) per 16 taken out in float; Q3_K: codes
- * with their third bit (0..7) unsigned, signed scales, 4 sc sum(x) taken
- * out in int32 */
+ * (x's blocks of 32 4h .. 4h + 3); each 16's scale applied by madd, the
+ * super-block summed in int32. Q2_K: 4-bit scales, dmin (sc >> 4) times
+ * x's sums of 16 taken out in float; Q3_K: codes with their third bit less
+ * 4 (-4..3) multiplied signed, signed 6-bit scales */
 AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 off = _mm256_setzero_ps(), acc[4] = {off, off, off, off};
-    const __m256i m2 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps(), off = acc;
+    const __m256i m2 = _mm256_set1_epi8(3);
     for (int sb = 0; sb < n / 256; sb++, row += 84) {
         PREFETCH_AT(row, PF_Q4, 2);
-        __m256 d = _mm256_set1_ps(f16at_hw(row + 80)), dmin = _mm256_set1_ps(f16at_hw(row + 82));
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)row);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(15)));
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15)));
+        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int h = 0; h < 2; h++) {
-            /* this half's 16-value scales and mins in float, each times d (dmin) and its x block's scale */
-            __m256i sm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(row + 8 * h)));
-            __m256 dxh = dx_pairs(x, sb, h);
-            __m256 sf = _mm256_mul_ps(_mm256_mul_ps(d, dxh), _mm256_cvtepi32_ps(_mm256_and_si256(sm, _mm256_set1_epi32(15))));
-            __m256 mf = _mm256_mul_ps(_mm256_mul_ps(dmin, dxh), _mm256_cvtepi32_ps(_mm256_srli_epi32(sm, 4)));
-            __m256 xs = _mm256_cvtepi32_ps(LOADU(x->s16 + 2 * ((size_t)sb * 8 + 4 * h)));
-            off = _mm256_fmadd_ps(mf, xs, off);
             __m256i v = LOADU(row + 16 + 32 * h);
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2)) {
-                const int8_t *xq = x->q + ((size_t)sb * 8 + 4 * h + s) * 32;
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m2), LOADU(xq)), ones);
-                acc[s] = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc[s]);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m2), LOADU(xk + 128 * h + 32 * s)),
+                                              WORD_PAIR(sc16, 4 * h + s));
+                isum[s & 1] = _mm256_add_epi32(isum[s & 1], p);
             }
         }
+        float dk = x->dk[sb];
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 80) * dk), _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
+        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 82) * dk), k16_dot(x, sb, mn16), off);
     }
-    return hsum8(_mm256_sub_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])), off));
+    return hsum8(_mm256_sub_ps(acc, off));
 }
 
 /* Q3_K's 16 scales (qs_k3_scales) in one register */
@@ -734,29 +773,28 @@ AVX2_TARGET static __m128i k3_scales_avx2(const uint8_t *p) {
     return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hs, 4)), _mm_set1_epi8(32));
 }
 
-/* Q3_K: codes with their third bit less 4 (-4..3), multiplied signed */
 AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4),
-                  ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
     for (int sb = 0; sb < n / 256; sb++, row += 110) {
         PREFETCH_AT(row, PF_Q4, 2);
-        __m256 d = _mm256_set1_ps(f16at_hw(row + 108));
-        __m128i sc = k3_scales_avx2(row + 96);
-        __m256i hm = LOADU(row);
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        __m256i sc16 = _mm256_cvtepi8_epi16(k3_scales_avx2(row + 96));
+        __m256i hm = LOADU(row), isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int h = 0; h < 2; h++) {
-            __m256 dxh = dx_pairs(x, sb, h);
-            __m256 sf = _mm256_mul_ps(_mm256_mul_ps(d, dxh), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h ? _mm_srli_si128(sc, 8) : sc)));
             __m256i v = LOADU(row + 32 + 32 * h);
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2), hm = _mm256_srli_epi16(hm, 1)) {
                 __m256i u = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
-                __m256i w = _mm256_sub_epi8(u, four), xq = LOADU(x->q + ((size_t)sb * 8 + 4 * h + s) * 32);
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), ones);
-                acc[s] = _mm256_fmadd_ps(PAIR(sf, 2 * s, 2 * s + 1), _mm256_cvtepi32_ps(p), acc[s]);
+                __m256i w = _mm256_sub_epi8(u, four), xq = LOADU(xk + 128 * h + 32 * s);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)),
+                                              WORD_PAIR(sc16, 4 * h + s));
+                isum[s & 1] = _mm256_add_epi32(isum[s & 1], p);
             }
         }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 108) * x->dk[sb]),
+                              _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
     }
-    return hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    return hsum8(acc);
 }
 
 /* ---- fast row decoders (panels for sgemm) ---- */
@@ -1048,7 +1086,7 @@ float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int r
     if (!f) return NAN;
     void *buf = malloc(qx_bytes(n_in));
     if (!buf) return NAN;
-    qx q = qx_make(x, n_in, buf);
+    qx q = qx_make(x, n_in, buf, is_kquant(type));
     float r = f(row, &q, n_in);
     free(buf);
     return r;
@@ -1091,7 +1129,7 @@ static qs_status panels(const float *x, int n, uint32_t type, const void *w, con
 qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n_in) {
     if (k < 1 || k > QS_WMAT_MULTI) return qs_fail(QS_EARG, "%d matrices at once (1 to %d)", k, QS_WMAT_MULTI);
     gemv_job jobs[QS_WMAT_MULTI];
-    int off[QS_WMAT_MULTI + 1] = {0}, q8 = !strcmp(qs_wmat_act(), "q8"), any_q = 0, any_ref = 0;
+    int off[QS_WMAT_MULTI + 1] = {0}, q8 = !strcmp(qs_wmat_act(), "q8"), any_q = 0, any_k = 0, any_ref = 0;
     for (int i = 0; i < k; i++) {
         size_t rb = qs_wtype_row_bytes(m[i].type, n_in);
         if (!rb) return qs_fail(QS_EARG, "weights of type %u cannot hold rows of %d", m[i].type, n_in);
@@ -1103,6 +1141,7 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
         jobs[i] = (gemv_job){x, n, m[i].n_out, n_in, m[i].type, m[i].w, rb, m[i].b, m[i].y, fused(m[i].type, n_in),
                              NULL, q8 ? qdot_of(m[i].type, n_in, 1) : NULL, NULL};
         any_q |= jobs[i].qdot != NULL;
+        any_k |= jobs[i].qdot && is_kquant(m[i].type);
         any_ref |= !jobs[i].qdot && !jobs[i].dot;
         off[i + 1] = off[i] + (m[i].n_out + CHUNK_ROWS - 1) / CHUNK_ROWS;
     }
@@ -1117,7 +1156,7 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
         free(buf), free(xs), free(block), free(tmp);
         return qs_fail(QS_ENOMEM, "out of memory");
     }
-    for (int i = 0; any_q && i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i); /* once, for all */
+    for (int i = 0; any_q && i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i, any_k); /* once, for all */
     for (int t = 0; any_ref && t < threads; t++) tmp[t] = block + (size_t)t * n_in; /* one decoded row per thread */
     for (int i = 0; i < k; i++) jobs[i].xq = xs, jobs[i].tmp = tmp;
     multi_job mj = {jobs, off, k};

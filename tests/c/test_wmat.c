@@ -164,14 +164,15 @@ TEST(wmat_panels_decode_kquants_exactly) {
     free(dec);
 }
 
-/* x rounded to 8-bit blocks of 32 as the kernels round it, independently:
- * scale max|x| / 127, codes round(x / scale) with ties to even */
-static void q8_blocks(const float *x, int n, double *xq) {
-    for (int b = 0; b < n / 32; b++) {
+/* x rounded to 8-bit blocks of bs (32; 256 for the k-quants, as llama.cpp's
+ * Q8_K) as the kernels round it, independently: scale max|x| / 127, codes
+ * round(x / scale) with ties to even */
+static void q8_blocks(const float *x, int n, double *xq, int bs) {
+    for (int b = 0; b < n / bs; b++) {
         float amax = 0;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
-        for (int i = 0; i < 32; i++)
-            xq[b * 32 + i] = amax > 0 ? (double)nearbyintf(x[b * 32 + i] * (127.0f / amax)) * (amax / 127.0f) : 0.0;
+        for (int i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(x[b * bs + i]));
+        for (int i = 0; i < bs; i++)
+            xq[b * bs + i] = amax > 0 ? (double)nearbyintf(x[b * bs + i] * (127.0f / amax)) * (amax / 127.0f) : 0.0;
     }
 }
 
@@ -206,8 +207,9 @@ static uint8_t *make_blocks(uint32_t type, int rows, int n_in) {
 }
 
 /* 8-bit activations (decode of Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; Q5_0, Q5_1,
- * IQ4_NL, Q2_K, Q3_K, Q5_K): the fast and plain C
- * kernels equal the decoded weights times x rounded to 8-bit blocks, one
+ * IQ4_NL, Q2_K, Q3_K, Q5_K): the fast and plain C kernels equal the
+ * decoded weights times x rounded to 8-bit blocks (of 256 for the
+ * k-quants), one
  * row and through qs_wlinear (few rows); other types give NaN. Widths of
  * 131 blocks (past the eight-block steps, an odd pair), 8 and 32 (one and
  * four k-quant super-blocks). */
@@ -222,9 +224,12 @@ TEST(wmat_q8_activations) {
     for (int wi = 0; wi < 3; wi++) {
         int n_in = widths[wi];
         float *x = malloc((size_t)3 * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec), y[3 * 40];
-        double *xq = malloc((size_t)3 * n_in * sizeof *xq);
+        double *xq32 = malloc((size_t)3 * n_in * sizeof *xq32), *xq256 = malloc((size_t)3 * n_in * sizeof *xq256);
         for (int i = 0; i < 3 * n_in; i++) x[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f); /* a few large ones */
-        for (int i = 0; i < 3; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq + (size_t)i * n_in);
+        for (int i = 0; i < 3; i++) {
+            q8_blocks(x + (size_t)i * n_in, n_in, xq32 + (size_t)i * n_in, 32);
+            if (n_in % 256 == 0) q8_blocks(x + (size_t)i * n_in, n_in, xq256 + (size_t)i * n_in, 256);
+        }
         for (int t = 0; t < NT; t++) {
             size_t be, bb;
             qs_wtype_block(q8types[t], &be, &bb);
@@ -233,6 +238,7 @@ TEST(wmat_q8_activations) {
             uint8_t *w = kq ? make_kq(q8types[t], n_out, n_in) : t >= 5 ? make_blocks(q8types[t], n_out, n_in)
                                                                        : make(q8types[t], n_out, n_in);
             size_t rb = qs_wtype_row_bytes(q8types[t], n_in);
+            const double *xq = be == 256 ? xq256 : xq32;
             qs_wrows_f32(q8types[t], w, n_in, 0, n_out, dec);
             CHECK(qs_wlinear(x, 3, q8types[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
             double worst = 0;
@@ -252,7 +258,8 @@ TEST(wmat_q8_activations) {
         }
         free(x);
         free(dec);
-        free(xq);
+        free(xq32);
+        free(xq256);
     }
     /* the AVX2 rounding of x equals the plain C one, code for code: the same
      * plain C Q8_0 kernel on x rounded both ways gives the same bits (ties

@@ -246,31 +246,52 @@ static int fast_available(void);
 
 /* the nb blocks of x rounded: codes q, scales d, sums s16 (AVX2: the same
  * products and roundings as qx_make's plain C, eight lanes at a time) */
-AVX2_TARGET static int qx_round_avx2(const float *x, int nb, int8_t *q, float *d, int32_t *s16) {
+AVX2_TARGET static float amax_avx2(const float *x, int n) { /* n a multiple of 8 */
     const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m); /* a NaN lane keeps m, as the plain C loop */
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+/* 32 values times id, rounded to int8 codes q, and the sums of their two halves */
+AVX2_TARGET static void round32_avx2(const float *xb, float id, int8_t *q, int32_t *s0, int32_t *s1) {
+    __m256i c[4];
+    for (int k = 0; k < 4; k++)
+        c[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + 8 * k), _mm256_set1_ps(id)),
+                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    /* int32 lanes to bytes in order: pack 32 -> 16 -> 8 interleaves the halves, a permute restores them */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(void *)q, p);
+    __m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+    __m128i w4 = _mm_add_epi32(_mm256_castsi256_si128(w), _mm_shuffle_epi32(_mm256_castsi256_si128(w), 0x4E));
+    __m128i w8 = _mm_add_epi32(_mm256_extracti128_si256(w, 1), _mm_shuffle_epi32(_mm256_extracti128_si256(w, 1), 0x4E));
+    *s0 = _mm_cvtsi128_si32(w4) + _mm_extract_epi32(w4, 1);
+    *s1 = _mm_cvtsi128_si32(w8) + _mm_extract_epi32(w8, 1);
+}
+
+AVX2_TARGET static void qx_round_avx2(const float *x, int nb, int8_t *q, float *d, int32_t *s16) {
     for (int b = 0; b < nb; b++) {
-        const float *xb = x + (size_t)b * 32;
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k), m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m); /* a NaN lane keeps m, as the plain C loop */
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
-        __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-        __m256i c[4];
-        for (int k = 0; k < 4; k++)
-            c[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        /* int32 lanes to bytes in order: pack 32 -> 16 -> 8 interleaves the halves, a permute restores them */
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(void *)(q + (size_t)b * 32), p);
-        __m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
-        __m128i w4 = _mm_add_epi32(_mm256_castsi256_si128(w), _mm_shuffle_epi32(_mm256_castsi256_si128(w), 0x4E));
-        __m128i w8 = _mm_add_epi32(_mm256_extracti128_si256(w, 1), _mm_shuffle_epi32(_mm256_extracti128_si256(w, 1), 0x4E));
-        s16[2 * b] = _mm_cvtsi128_si32(w4) + _mm_extract_epi32(w4, 1);
-        s16[2 * b + 1] = _mm_cvtsi128_si32(w8) + _mm_extract_epi32(w8, 1);
+        float amax = amax_avx2(x + (size_t)b * 32, 32);
+        round32_avx2(x + (size_t)b * 32, amax > 0 ? 127.0f / amax : 0.0f, q + (size_t)b * 32, &s16[2 * b], &s16[2 * b + 1]);
         d[b] = amax / 127.0f;
     }
-    return nb;
+}
+
+/* qx_round_k's blocks of 256, as it rounds them */
+AVX2_TARGET static void qx_round_k_avx2(const float *x, int n, int8_t *k, float *dk, int16_t *k16) {
+    for (int b = 0; b < n / 256; b++) {
+        const float *xb = x + (size_t)b * 256;
+        float amax = amax_avx2(xb, 256), id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            int32_t s0, s1;
+            round32_avx2(xb + 32 * j, id, k + (size_t)b * 256 + 32 * j, &s0, &s1);
+            k16[b * 16 + 2 * j] = (int16_t)s0, k16[b * 16 + 2 * j + 1] = (int16_t)s1;
+        }
+        dk[b] = amax / 127.0f;
+    }
 }
 
 static qx qx_make(const float *x, int n, void *buf, int want_k) {
@@ -280,10 +301,10 @@ static qx qx_make(const float *x, int n, void *buf, int want_k) {
     int16_t *k16 = (int16_t *)(dk + n / 256);
     int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
     want_k = want_k && n % 256 == 0;
-    if (want_k) qx_round_k(x, n, kq, dk, k16);
     if (use_fast < 0) use_fast = fast_available();
-    int done = use_fast ? qx_round_avx2(x, nb, q, d, s16) : 0;
-    for (int b = done; b < nb; b++) {
+    if (want_k) (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
+    if (use_fast) qx_round_avx2(x, nb, q, d, s16);
+    for (int b = 0; !use_fast && b < nb; b++) {
         const float *xb = x + (size_t)b * 32;
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;

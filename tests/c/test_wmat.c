@@ -270,6 +270,7 @@ TEST(wmat_q8_activations) {
         for (int i = 0; i < W; i++) xr[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
         for (int i = 0; i < 32; i++) xr[32 + i] = i == 0 ? 127.0f : (float)(i - 16) + 0.5f;
         for (int i = 0; i < 32; i++) xr[64 + i] = 0.0f; /* an all-zero block */
+        xr[511] = -50.0f, xr[767] = 50.0f; /* the largest last in their blocks of 256 */
         uint8_t *w = make(QS_WT_Q8_0, 8, W);
         size_t rb = qs_wtype_row_bytes(QS_WT_Q8_0, W);
         int same = 1;
@@ -281,6 +282,18 @@ TEST(wmat_q8_activations) {
             same &= memcmp(&a, &b, sizeof a) == 0;
         }
         CHECK(same, "x rounded to 8-bit blocks by the fast path and by plain C give different products");
+        free(w);
+        w = make_kq(QS_WT_Q4_K, 8, 4096); /* and in blocks of 256, for the k-quants */
+        rb = qs_wtype_row_bytes(QS_WT_Q4_K, 4096);
+        same = 1;
+        for (int r = 0; r < 8; r++) {
+            qs_wmat_set_kernel("ref");
+            float a = qs_wdot_q8(QS_WT_Q4_K, w + rb * r, xr, 4096, 1);
+            qs_wmat_set_kernel("auto");
+            float b = qs_wdot_q8(QS_WT_Q4_K, w + rb * r, xr, 4096, 1);
+            same &= memcmp(&a, &b, sizeof a) == 0;
+        }
+        CHECK(same, "x rounded to 8-bit blocks of 256 by the fast path and by plain C give different products");
         free(w);
         free(xr);
     }

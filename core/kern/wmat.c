@@ -330,41 +330,43 @@ static qx qx_make(const float *x, int n, void *buf, int want_k) {
 
 typedef float (*qdot_fn)(const uint8_t *row, const qx *x, int n);
 
-static float qdot_q8_0_ref(const uint8_t *row, const qx *x, int n) {
-    float acc = 0;
-    const int8_t *q = x->q;
-    for (int b = 0; b < n / 32; b++, row += 34, q += 32) {
-        const int8_t *w = (const int8_t *)(row + 2);
-        int isum = 0;
-        for (int i = 0; i < 32; i++) isum += w[i] * q[i];
-        acc += f16at(row) * x->d[b] * (float)isum;
+/* the plain C kernels of the 32-value blocks: value i of a block as an
+ * integer code (Q8_0's int8, Q4_0's q - 8, Q5_0's q - 16, IQ4_NL's level,
+ * Q4_1's and Q5_1's q, whose offset m is taken apart as m s); Q5_x's fifth
+ * bit of value i is bit i of the little-endian u32 before the nibbles */
+static inline int blk32_code(uint32_t type, const uint8_t *b, int i) {
+    const uint8_t *nib = b + (type == QS_WT_Q4_1 ? 4 : type == QS_WT_Q5_0 ? 6 : type == QS_WT_Q5_1 ? 8 : 2);
+    int u = i < 16 ? nib[i] & 0x0F : nib[i - 16] >> 4;
+    if (type == QS_WT_Q5_0 || type == QS_WT_Q5_1) u |= (nib[-4 + i / 8] >> (i % 8) & 1) << 4;
+    switch (type) {
+    case QS_WT_Q8_0: return (int8_t)b[2 + i];
+    case QS_WT_Q4_0: return u - 8;
+    case QS_WT_Q5_0: return u - 16;
+    case QS_WT_IQ4_NL: return qs_iq4_nl_grid[u];
     }
-    return acc;
+    return u; /* Q4_1, Q5_1 */
 }
 
-static float qdot_q4_0_ref(const uint8_t *row, const qx *x, int n) {
+static inline float qdot_blk32_ref(uint32_t type, const uint8_t *row, const qx *x, int n) {
+    size_t e, bb;
+    qs_wtype_block(type, &e, &bb);
+    int has_m = type == QS_WT_Q4_1 || type == QS_WT_Q5_1;
     float acc = 0;
-    const int8_t *q = x->q;
-    for (int b = 0; b < n / 32; b++, row += 18, q += 32) {
+    for (int b = 0; b < n / 32; b++, row += bb) {
         int isum = 0;
-        for (int i = 0; i < 16; i++) isum += ((row[2 + i] & 0x0F) - 8) * q[i] + ((row[2 + i] >> 4) - 8) * q[i + 16];
-        acc += f16at(row) * x->d[b] * (float)isum;
+        for (int i = 0; i < 32; i++) isum += blk32_code(type, row, i) * x->q[(size_t)b * 32 + i];
+        float t = f16at(row) * x->d[b] * (float)isum;
+        if (has_m) t += f16at(row + 2) * x->s[b]; /* value dw u + m: dw dx sum(u q) + m s */
+        acc += t;
     }
     return acc;
 }
-
-/* Q4_1: value dw u + m, so a block is dw dx sum(u q) + m s */
-static float qdot_q4_1_ref(const uint8_t *row, const qx *x, int n) {
-    float acc = 0;
-    const int8_t *q = x->q;
-    for (int b = 0; b < n / 32; b++, row += 20, q += 32) {
-        int isum = 0;
-        for (int i = 0; i < 16; i++) isum += (row[4 + i] & 0x0F) * q[i] + (row[4 + i] >> 4) * q[i + 16];
-        acc += f16at(row) * x->d[b] * (float)isum +
-               f16at(row + 2) * x->s[b];
-    }
-    return acc;
-}
+static float qdot_q8_0_ref(const uint8_t *row, const qx *x, int n) { return qdot_blk32_ref(QS_WT_Q8_0, row, x, n); }
+static float qdot_q4_0_ref(const uint8_t *row, const qx *x, int n) { return qdot_blk32_ref(QS_WT_Q4_0, row, x, n); }
+static float qdot_q4_1_ref(const uint8_t *row, const qx *x, int n) { return qdot_blk32_ref(QS_WT_Q4_1, row, x, n); }
+static float qdot_q5_0_ref(const uint8_t *row, const qx *x, int n) { return qdot_blk32_ref(QS_WT_Q5_0, row, x, n); }
+static float qdot_q5_1_ref(const uint8_t *row, const qx *x, int n) { return qdot_blk32_ref(QS_WT_Q5_1, row, x, n); }
+static float qdot_iq4_nl_ref(const uint8_t *row, const qx *x, int n) { return qdot_blk32_ref(QS_WT_IQ4_NL, row, x, n); }
 
 #define LOADU(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 
@@ -507,48 +509,6 @@ static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
     return acc;
 }
 
-/* Q5_0 / Q5_1: 5-bit codes, the fifth bit of value j bit j of the
- * little-endian u32 at qh; Q5_0's value (q - 16) d, Q5_1's q d + m */
-static int q5_code(const uint8_t *qh, const uint8_t *qs, int i) {
-    uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
-    return (i < 16 ? qs[i] & 0x0F : qs[i - 16] >> 4) | (int)(h >> i & 1) << 4;
-}
-
-static float qdot_q5_0_ref(const uint8_t *row, const qx *x, int n) {
-    float acc = 0;
-    const int8_t *q = x->q;
-    for (int b = 0; b < n / 32; b++, row += 22, q += 32) {
-        int isum = 0;
-        for (int i = 0; i < 32; i++) isum += (q5_code(row + 2, row + 6, i) - 16) * q[i];
-        acc += f16at(row) * x->d[b] * (float)isum;
-    }
-    return acc;
-}
-
-static float qdot_q5_1_ref(const uint8_t *row, const qx *x, int n) {
-    float acc = 0;
-    const int8_t *q = x->q;
-    for (int b = 0; b < n / 32; b++, row += 24, q += 32) {
-        int isum = 0;
-        for (int i = 0; i < 32; i++) isum += q5_code(row + 4, row + 8, i) * q[i];
-        acc += f16at(row) * x->d[b] * (float)isum + f16at(row + 2) * x->s[b];
-    }
-    return acc;
-}
-
-/* IQ4_NL: value d grid[q] */
-static float qdot_iq4_nl_ref(const uint8_t *row, const qx *x, int n) {
-    float acc = 0;
-    const int8_t *q = x->q;
-    for (int b = 0; b < n / 32; b++, row += 18, q += 32) {
-        int isum = 0;
-        for (int i = 0; i < 16; i++)
-            isum += qs_iq4_nl_grid[row[2 + i] & 0x0F] * q[i] + qs_iq4_nl_grid[row[2 + i] >> 4] * q[i + 16];
-        acc += f16at(row) * x->d[b] * (float)isum;
-    }
-    return acc;
-}
-
 /* Q2_K and Q3_K: 2-bit codes, value i (0..255) of a super-block in bits
  * 2s.. of byte 32h + k, where i = 128h + 32s + k; sub-blocks of 16 */
 static int k2_code(const uint8_t *q, int i) { return q[32 * (i / 128) + i % 32] >> (2 * (i % 128 / 32)) & 3; }
@@ -653,30 +613,41 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
 AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 0); }
 AVX2_TARGET static float qdot_q5_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 1); }
 
+/* signed bytes w times x's codes, pairs of int16 sums times the int16
+ * scales scl, as int32 lanes (|w| <= 127: maddubs cannot saturate) */
+AVX2_TARGET static inline __m256i sdot_scaled(__m256i w, __m256i xq, __m256i scl) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), scl);
+}
+
+/* Q6_K's codes (0..63) of half h of super-block blk: v[k] holds values
+ * 128h + 32k .. + 31 (4 low bits from ql, 2 high from qh) */
+AVX2_TARGET static inline void q6k_codes(const uint8_t *blk, int h, __m256i v[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+    __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
+    v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+    v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+    v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+    v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+}
+
 /* Q6_K: codes less 32 (-32..31) multiplied signed, each 16's int8 scale
  * applied by madd, the super-block summed in int32 */
 AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    const __m256i c32 = _mm256_set1_epi8(32);
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
         PREFETCH_AT(row, PF_Q4, 4);
         const int8_t *xk = x->k + (size_t)sb * 256;
         __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(row + 192)));
         for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = row + 64 * h, *qh = row + 128 + 32 * h;
-            __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
-            __m256i v[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4))};
+            __m256i v[4];
+            q6k_codes(row, h, v);
             for (int k = 0; k < 4; k++) {
-                __m256i w = _mm256_sub_epi8(v[k], c32), xq = LOADU(xk + 128 * h + 32 * k);
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)),
-                                              WORD_PAIR(sc16, 4 * h + k));
+                __m256i p = sdot_scaled(_mm256_sub_epi8(v[k], c32), LOADU(xk + 128 * h + 32 * k), WORD_PAIR(sc16, 4 * h + k));
                 isum[k & 1] = _mm256_add_epi32(isum[k & 1], p);
             }
         }
@@ -806,9 +777,7 @@ AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) 
             __m256i v = LOADU(row + 32 + 32 * h);
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2), hm = _mm256_srli_epi16(hm, 1)) {
                 __m256i u = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
-                __m256i w = _mm256_sub_epi8(u, four), xq = LOADU(xk + 128 * h + 32 * s);
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)),
-                                              WORD_PAIR(sc16, 4 * h + s));
+                __m256i p = sdot_scaled(_mm256_sub_epi8(u, four), LOADU(xk + 128 * h + 32 * s), WORD_PAIR(sc16, 4 * h + s));
                 isum[s & 1] = _mm256_add_epi32(isum[s & 1], p);
             }
         }
@@ -901,20 +870,13 @@ AVX2_TARGET static void dec_q5_k_avx2(const uint8_t *src, float *dst, size_t n) 
 
 /* Q6_K super-blocks, as ggml decodes them: (d sc) (q - 32) */
 AVX2_TARGET static void dec_q6_k_avx2(const uint8_t *src, float *dst, size_t n) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    const __m256i c32 = _mm256_set1_epi8(32);
     for (size_t sb = 0; sb < n / 256; sb++, src += 210) {
         float d = f16at_hw(src + 208);
         const int8_t *sc = (const int8_t *)(src + 192);
         for (int h = 0; h < 2; h++, dst += 128) {
-            const uint8_t *ql = src + 64 * h, *qh = src + 128 + 32 * h;
-            __m256i l0 = LOADU(ql), l1 = LOADU(ql + 32), hb = LOADU(qh);
-            __m256i v[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4))};
+            __m256i v[4];
+            q6k_codes(src, h, v);
             for (int k = 0; k < 4; k++) {
                 __m256i w = _mm256_sub_epi8(v[k], c32);
                 __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);

@@ -201,11 +201,11 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
  * pair of blocks (A, B) laid out as Q4_0 packs its nibbles, a = [A 0-15,
  * B 0-15, A 16-31, B 16-31], and o: 8 times the sums of a's four-byte
  * groups of low and high halves together (Q4_0's -8, taken out after an
- * unsigned product); s16: the sums of q's groups of 16 (Q6_K's sub-blocks) */
+ * unsigned product) */
 typedef struct {
     const int8_t *q, *a;
     const float *d, *s;
-    const int32_t *o, *s16;
+    const int32_t *o;
     /* for the k-quants, x rounded as llama.cpp's Q8_K rounds it: blocks of
      * 256 (codes k, scales dk = max|x| / 127), sums of k's groups of 16
      * (k16); NULL where no k-quant matrix takes this x */
@@ -215,7 +215,7 @@ typedef struct {
 } qx;
 
 static size_t qx_bytes(int n) { /* n a multiple of 32 */
-    return (size_t)n * 3 + (size_t)n / 32 * (2 * sizeof(float) + 6 * sizeof(int32_t)) +
+    return (size_t)n * 3 + (size_t)n / 32 * (2 * sizeof(float) + 4 * sizeof(int32_t)) +
            (size_t)n / 256 * sizeof(float) + (size_t)n / 16 * sizeof(int16_t) + 64;
 }
 
@@ -244,8 +244,7 @@ static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 static int fast_available(void);
 
-/* the nb blocks of x rounded: codes q, scales d, sums s16 (AVX2: the same
- * products and roundings as qx_make's plain C, eight lanes at a time) */
+/* max |x| over n values (AVX2) */
 AVX2_TARGET static float amax_avx2(const float *x, int n) { /* n a multiple of 8 */
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 m = _mm256_setzero_ps();
@@ -272,11 +271,15 @@ AVX2_TARGET static void round32_avx2(const float *xb, float id, int8_t *q, int32
     *s1 = _mm_cvtsi128_si32(w8) + _mm_extract_epi32(w8, 1);
 }
 
-AVX2_TARGET static void qx_round_avx2(const float *x, int nb, int8_t *q, float *d, int32_t *s16) {
+/* the nb blocks of x rounded: codes q, scales d, d sum(q) s (the same
+ * products and roundings as qx_make's plain C, eight lanes at a time) */
+AVX2_TARGET static void qx_round_avx2(const float *x, int nb, int8_t *q, float *d, float *s) {
     for (int b = 0; b < nb; b++) {
         float amax = amax_avx2(x + (size_t)b * 32, 32);
-        round32_avx2(x + (size_t)b * 32, amax > 0 ? 127.0f / amax : 0.0f, q + (size_t)b * 32, &s16[2 * b], &s16[2 * b + 1]);
+        int32_t s0, s1;
+        round32_avx2(x + (size_t)b * 32, amax > 0 ? 127.0f / amax : 0.0f, q + (size_t)b * 32, &s0, &s1);
         d[b] = amax / 127.0f;
+        s[b] = d[b] * (float)(s0 + s1);
     }
 }
 
@@ -296,25 +299,24 @@ AVX2_TARGET static void qx_round_k_avx2(const float *x, int n, int8_t *k, float 
 
 static qx qx_make(const float *x, int n, void *buf, int want_k) {
     int nb = n / 32;
-    int32_t *o = buf, *s16 = o + (size_t)nb / 2 * 8;
-    float *d = (float *)(s16 + (size_t)nb * 2), *s = d + nb, *dk = s + nb;
+    int32_t *o = buf;
+    float *d = (float *)(o + (size_t)nb / 2 * 8), *s = d + nb, *dk = s + nb;
     int16_t *k16 = (int16_t *)(dk + n / 256);
     int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
     want_k = want_k && n % 256 == 0;
     if (use_fast < 0) use_fast = fast_available();
     if (want_k) (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
-    if (use_fast) qx_round_avx2(x, nb, q, d, s16);
+    if (use_fast) qx_round_avx2(x, nb, q, d, s);
     for (int b = 0; !use_fast && b < nb; b++) {
         const float *xb = x + (size_t)b * 32;
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
         float id = amax > 0 ? 127.0f / amax : 0.0f;
-        for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)nearbyintf(xb[i] * id);
-        s16[2 * b] = s16[2 * b + 1] = 0;
-        for (int i = 0; i < 16; i++) s16[2 * b] += q[b * 32 + i], s16[2 * b + 1] += q[b * 32 + 16 + i];
+        int sum = 0;
+        for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)nearbyintf(xb[i] * id), sum += q[b * 32 + i];
         d[b] = amax / 127.0f;
+        s[b] = d[b] * (float)sum;
     }
-    for (int b = 0; b < nb; b++) s[b] = d[b] * (float)(s16[2 * b] + s16[2 * b + 1]);
     for (int p = 0; p < nb / 2; p++) {
         int8_t *ap = a + (size_t)p * 64;
         const int8_t *qa = q + (size_t)p * 64, *qb = qa + 32;
@@ -325,7 +327,7 @@ static qx qx_make(const float *x, int n, void *buf, int want_k) {
             o[p * 8 + k] = 8 * t;
         }
     }
-    return (qx){q, a, d, s, o, s16, want_k ? kq : NULL, want_k ? dk : NULL, want_k ? k16 : NULL};
+    return (qx){q, a, d, s, o, want_k ? kq : NULL, want_k ? dk : NULL, want_k ? k16 : NULL};
 }
 
 typedef float (*qdot_fn)(const uint8_t *row, const qx *x, int n);
@@ -575,12 +577,25 @@ AVX2_TARGET static __m256 k16_dot(const qx *x, int sb, __m256i w16) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(w16, LOADU(x->k16 + (size_t)sb * 16)));
 }
 
+/* Q4_K's and Q5_K's codes of the k-th 32 code bytes of super-block blk:
+ * c[0] sub-block 2k (low nibbles), c[1] sub-block 2k + 1 (high); for Q5_K
+ * (q5) with the fifth bits from *hb (qh, shifted two bits a step) */
+AVX2_TARGET static inline void k45_codes(const uint8_t *blk, int k, int q5, __m256i *hb, __m256i c[2]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i v = LOADU(blk + (q5 ? 48 : 16) + 32 * k);
+    c[0] = _mm256_and_si256(v, m4), c[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if (q5) {
+        c[0] = _mm256_or_si256(c[0], _mm256_slli_epi16(_mm256_and_si256(*hb, one), 4));
+        c[1] = _mm256_or_si256(c[1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(*hb, 1), one), 4));
+        *hb = _mm256_srli_epi16(*hb, 2);
+    }
+}
+
 /* Q4_K and Q5_K (q5: the fifth bits from qh): each sub-block's int16
  * scale applied by madd, the super-block summed in int32 and scaled once;
  * the mins times x's sums of 32 (pairs of k16) likewise */
 AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, int n, int q5) {
     __m256 acc = _mm256_setzero_ps(), off = acc;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     size_t bb = q5 ? 176 : 144;
     for (int sb = 0; sb < n / 256; sb++, row += bb) {
@@ -589,18 +604,12 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
         k4_scales_avx2(row + 4, &sc8, &mn8);
         __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
         const int8_t *xk = x->k + (size_t)sb * 256;
-        const uint8_t *qs = row + bb - 128;
         __m256i hb = q5 ? LOADU(row + 16) : _mm256_setzero_si256(), isum = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {
-            __m256i v = LOADU(qs + 32 * k);
-            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            if (q5) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
-                hb = _mm256_srli_epi16(hb, 2);
-            }
-            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, LOADU(xk + 64 * k)), WORD(sc, 2 * k));
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, LOADU(xk + 64 * k + 32)), WORD(sc, 2 * k + 1));
+            __m256i c[2];
+            k45_codes(row, k, q5, &hb, c);
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(c[0], LOADU(xk + 64 * k)), WORD(sc, 2 * k));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(c[1], LOADU(xk + 64 * k + 32)), WORD(sc, 2 * k + 1));
             isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
         }
         float dk = x->dk[sb];
@@ -840,19 +849,13 @@ AVX2_TARGET static void dec_q4_1_avx2(const uint8_t *src, float *dst, size_t n) 
 /* Q4_K and Q5_K super-blocks, as ggml decodes them: (d sc) q - dmin m,
  * a product and a difference */
 AVX2_TARGET static void dec_k45_avx2(const uint8_t *src, float *dst, size_t n, int q5) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     size_t bb = q5 ? 176 : 144;
     for (size_t sb = 0; sb < n / 256; sb++, src += bb) {
         float d = f16at_hw(src), dmin = f16at_hw(src + 2);
         __m256i hb = q5 ? LOADU(src + 16) : _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {
-            __m256i v = LOADU(src + bb - 128 + 32 * k);
-            __m256i c[2] = {_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
-            if (q5) {
-                c[0] = _mm256_or_si256(c[0], _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
-                c[1] = _mm256_or_si256(c[1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
-                hb = _mm256_srli_epi16(hb, 2);
-            }
+            __m256i c[2];
+            k45_codes(src, k, q5, &hb, c);
             for (int j = 0; j < 2; j++, dst += 32) {
                 int sc, m;
                 qs_k4_scale_min(2 * k + j, src + 4, &sc, &m);

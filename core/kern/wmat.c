@@ -8,8 +8,8 @@
  * ggml block format have fused AVX2 kernels that decode as they multiply,
  * each with a plain C kernel of the same arithmetic, which the fast ones
  * are tested against; the reference of them all decodes the row, then dots.
- * Many rows (prefill): panels of weight rows are decoded into a cache-sized
- * fp32 buffer and multiplied by sgemm, panel after panel. */
+ * Many rows (prefill): each thread decodes tiles of weight rows into its own
+ * fp32 panel and multiplies x by it with a single-threaded sgemm. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
@@ -20,7 +20,7 @@
 #include "base/base.h"
 #include "kern/kern.h"
 
-enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 8 << 20, PANEL_TASK = 32, CHUNK_ROWS = 32 };
+enum { GEMM_MIN_ROWS = 8, PANEL_BYTES = 8 << 20, TILE_ROWS = 256, CHUNK_ROWS = 32 };
 
 int qs_wtype_block(uint32_t type, size_t *elems, size_t *bytes) {
     switch (type) {
@@ -131,6 +131,22 @@ AVX2_TARGET static float dot_f16_avx2(const uint8_t *row, const float *x, int n)
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
     float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += qs_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+AVX2_TARGET static float dot_f32_avx2(const uint8_t *row, const float *x, int n) {
+    const float *w = (const float *)(const void *)row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += w[i] * x[i];
     return s;
 }
 
@@ -941,6 +957,7 @@ static dot_fn fused(uint32_t type, int n_in) {
     if (use_fast < 0) use_fast = fast_available();
     if (!use_fast) return NULL;
     switch (type) {
+    case QS_WT_F32: return dot_f32_avx2;
     case QS_WT_F16: return dot_f16_avx2;
     case QS_WT_BF16: return dot_bf16_avx2;
     case QS_WT_Q8_0: return n_in % 32 ? NULL : dot_q8_0_avx2;
@@ -1039,21 +1056,6 @@ static void gemv_task(void *ud, int task, int thread) {
     }
 }
 
-/* a panel decoded by the pool, PANEL_TASK rows a task */
-typedef struct {
-    uint32_t type;
-    const void *w;
-    int n_in, row0, rows;
-    float *panel;
-} panel_job;
-
-static void panel_task(void *ud, int task, int thread) {
-    (void)thread;
-    const panel_job *j = ud;
-    int r0 = task * PANEL_TASK, nr = j->rows - r0 < PANEL_TASK ? j->rows - r0 : PANEL_TASK;
-    decode_rows(j->type, j->w, j->n_in, j->row0 + r0, nr, j->panel + (size_t)r0 * j->n_in);
-}
-
 float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in) {
     float *tmp = malloc((size_t)n_in * sizeof *tmp + 1);
     if (!tmp) return 0;
@@ -1093,20 +1095,48 @@ static void multi_task(void *ud, int task, int thread) {
     gemv_task(&mj->jobs[m], task - mj->off[m], thread);
 }
 
+/* Prefill: each task decodes a tile of weight rows into its thread's panel and multiplies x by it
+ * in one single-threaded sgemm, while the rows are still in cache; no thread waits for another
+ * between tiles, and OpenBLAS's own threads (which would spin beside the pool's) are held to one. */
+typedef struct {
+    const float *x;
+    int n, n_in, n_out, rows;
+    uint32_t type;
+    const void *w;
+    float *panels; /* rows x n_in floats a thread */
+    float *y;
+} tile_job;
+
+static void tile_task(void *ud, int task, int thread) {
+    const tile_job *j = ud;
+    int r0 = task * j->rows, nr = j->n_out - r0 < j->rows ? j->n_out - r0 : j->rows;
+    const float *panel = j->panels + (size_t)thread * j->rows * j->n_in;
+    if (j->type == QS_WT_F32) /* nothing to decode */
+        panel = (const float *)j->w + (size_t)r0 * j->n_in;
+    else
+        decode_rows(j->type, j->w, j->n_in, r0, nr, (float *)panel);
+    qs_blas_gemm_nt(j->n, nr, j->n_in, 1.0f, j->x, j->n_in, panel, j->n_in, 0.0f, j->y + r0, j->n_out);
+}
+
 static qs_status panels(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
                         float *y) {
-    int rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
-    if (rows < 16) rows = 16;
-    if (rows > n_out) rows = n_out;
-    float *panel = malloc((size_t)rows * n_in * sizeof *panel);
-    if (!panel) return qs_fail(QS_ENOMEM, "out of memory for a %d x %d weight panel", rows, n_in);
-    for (int r0 = 0; r0 < n_out; r0 += rows) {
-        int nr = n_out - r0 < rows ? n_out - r0 : rows;
-        panel_job pj = {type, w, n_in, r0, nr, panel};
-        qs_pool_run((nr + PANEL_TASK - 1) / PANEL_TASK, panel_task, &pj);
-        qs_blas_gemm_nt(n, nr, n_in, 1.0f, x, n_in, panel, n_in, 0.0f, y + r0, n_out);
+    int threads = qs_pool_threads(), rows;
+    if (threads == 1) { /* one thread: the largest panel, so that sgemm packs x the fewest times */
+        rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
+        rows = rows < 16 ? 16 : rows;
+    } else { /* TILE_ROWS, or fewer when the matrix would not give each thread a tile */
+        rows = (n_out + threads - 1) / threads;
+        rows = rows < TILE_ROWS ? (rows + 15) / 16 * 16 : TILE_ROWS;
     }
-    free(panel);
+    rows = rows > n_out ? n_out : rows;
+    float *pan = type == QS_WT_F32 ? NULL : malloc((size_t)threads * rows * n_in * sizeof *pan);
+    if (!pan && type != QS_WT_F32) return qs_fail(QS_ENOMEM, "out of memory for %d weight panels of %d x %d", threads, rows, n_in);
+    int blas_threads = qs_blas_threads();
+    qs_blas_set_threads(1);
+    tile_job tj = {x, n, n_in, n_out, rows, type, w, pan, y};
+    qs_pool_run((n_out + rows - 1) / rows, tile_task, &tj);
+    qs_blas_set_threads(blas_threads);
+    free(pan);
     if (b)
         for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
     return QS_OK;
@@ -1122,6 +1152,12 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
         if (n >= GEMM_MIN_ROWS) { /* panels of decoded rows through sgemm, one matrix after another */
             qs_status st = panels(x, n, m[i].type, m[i].w, m[i].b, m[i].n_out, n_in, m[i].y);
             if (st) return st;
+            continue;
+        }
+        if (n == 1 && m[i].type == QS_WT_F32) { /* OpenBLAS's sgemv reads fp32 rows the fastest */
+            qs_blas_linear(x, 1, m[i].w, m[i].b, m[i].n_out, n_in, m[i].y);
+            jobs[i] = (gemv_job){.n_out = 0};
+            off[i + 1] = off[i];
             continue;
         }
         jobs[i] = (gemv_job){x, n, m[i].n_out, n_in, m[i].type, m[i].w, rb, m[i].b, m[i].y, fused(m[i].type, n_in),

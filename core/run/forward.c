@@ -267,11 +267,10 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
         }
         return;
     }
-    if (l->w) {
-        qs_blas_linear(x, n, l->w, l->b, l->n_out, l->n_in, y);
-        return;
-    }
-    qs_status s = qs_wlinear(x, n, l->wtype, l->wq, l->b, l->n_out, l->n_in, y); /* weights as stored */
+    /* fp32 weights held in memory go the same way as weights stored in fp32, so that a model
+     * written out in f32 and read back gives the same logits bit for bit */
+    qs_status s = l->w ? qs_wlinear(x, n, QS_WT_F32, l->w, l->b, l->n_out, l->n_in, y)
+                       : qs_wlinear(x, n, l->wtype, l->wq, l->b, l->n_out, l->n_in, y); /* weights as stored */
     if (s) {
         memset(y, 0, (size_t)n * l->n_out * sizeof(float));
         c->failed = s;

@@ -23,6 +23,13 @@ static uint8_t *make(uint32_t type, int rows, int n_in) {
     size_t rb = qs_wtype_row_bytes(type, n_in);
     uint8_t *w = malloc(rb * rows), *p = w;
     for (int r = 0; r < rows; r++) {
+        if (type == QS_WT_F32) {
+            for (int i = 0; i < n_in; i++, p += 4) {
+                float v = frand();
+                memcpy(p, &v, 4);
+            }
+            continue;
+        }
         if (type == QS_WT_F16 || type == QS_WT_BF16) {
             for (int i = 0; i < n_in; i++, p += 2)
                 put16(p, type == QS_WT_F16 ? qs_f32_to_f16(frand()) : qs_f32_to_bf16(frand()));
@@ -48,8 +55,8 @@ static uint8_t *make(uint32_t type, int rows, int n_in) {
     return w;
 }
 
-static const uint32_t types[] = {QS_WT_F16, QS_WT_BF16, QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1};
-static const char *const names[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1"};
+static const uint32_t types[] = {QS_WT_F32, QS_WT_F16, QS_WT_BF16, QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q4_1};
+static const char *const names[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"};
 
 TEST(wmat_fast_equals_ref) {
     const int n_in = 4096 + 96; /* a tail past the unrolled loop */

@@ -580,12 +580,13 @@ AVX2_TARGET static void k4_scales_avx2(const uint8_t *p, __m128i *sc, __m128i *m
 
 /* int16 element j of v (the same eight in both lanes) in every lane */
 #define WORD(v, j) _mm256_shuffle_epi8((v), _mm256_set1_epi16((short)((2 * (j) + 1) << 8 | 2 * (j))))
-/* 16-value sub-block scales as int16: for x's block p of a half, element 2p
- * in the low lane and 2p + 1 in the high (v: the 16 scales, int16) */
-#define WORD_PAIR(v, p)                                                                                     \
-    _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32((v), _mm256_set1_epi32(p)),                              \
-                        _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, \
-                                         3, 2, 3, 2, 3, 2, 3))
+/* 16-value sub-block scales as int16 (v: the 16 scales): HALF_SCALES the
+ * eight of half h in both lanes; PAIR_OF those for x's block s of the half,
+ * sub-block 2s in the low lane and 2s + 1 in the high (one shuffle) */
+#define HALF_SCALES(v, h) _mm256_permute2x128_si256((v), (v), (h) ? 0x11 : 0x00)
+#define PAIR_OF(hs, s)                                                                                       \
+    _mm256_shuffle_epi8((hs), _mm256_set_m128i(_mm_set1_epi16((short)((4 * (s) + 3) << 8 | (4 * (s) + 2))), \
+                                               _mm_set1_epi16((short)((4 * (s) + 1) << 8 | 4 * (s)))))
 
 /* x's sums of 16 (k16) times sixteen int16 weights w16, in float: eight
  * lanes of pairs */
@@ -669,10 +670,10 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
         __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(row + 192)));
         for (int h = 0; h < 2; h++) {
-            __m256i v[4];
+            __m256i v[4], hs = HALF_SCALES(sc16, h);
             q6k_codes(row, h, v);
             for (int k = 0; k < 4; k++) {
-                __m256i p = sdot_scaled(_mm256_sub_epi8(v[k], c32), LOADU(xk + 128 * h + 32 * k), WORD_PAIR(sc16, 4 * h + k));
+                __m256i p = sdot_scaled(_mm256_sub_epi8(v[k], c32), LOADU(xk + 128 * h + 32 * k), PAIR_OF(hs, k));
                 isum[k & 1] = _mm256_add_epi32(isum[k & 1], p);
             }
         }
@@ -761,10 +762,10 @@ AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) 
         __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15)));
         __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int h = 0; h < 2; h++) {
-            __m256i v = LOADU(row + 16 + 32 * h);
+            __m256i v = LOADU(row + 16 + 32 * h), hs = HALF_SCALES(sc16, h);
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2)) {
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m2), LOADU(xk + 128 * h + 32 * s)),
-                                              WORD_PAIR(sc16, 4 * h + s));
+                                              PAIR_OF(hs, s));
                 isum[s & 1] = _mm256_add_epi32(isum[s & 1], p);
             }
         }
@@ -799,10 +800,10 @@ AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) 
         __m256i sc16 = _mm256_cvtepi8_epi16(k3_scales_avx2(row + 96));
         __m256i hm = LOADU(row), isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int h = 0; h < 2; h++) {
-            __m256i v = LOADU(row + 32 + 32 * h);
+            __m256i v = LOADU(row + 32 + 32 * h), hs = HALF_SCALES(sc16, h);
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2), hm = _mm256_srli_epi16(hm, 1)) {
                 __m256i u = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
-                __m256i p = sdot_scaled(_mm256_sub_epi8(u, four), LOADU(xk + 128 * h + 32 * s), WORD_PAIR(sc16, 4 * h + s));
+                __m256i p = sdot_scaled(_mm256_sub_epi8(u, four), LOADU(xk + 128 * h + 32 * s), PAIR_OF(hs, s));
                 isum[s & 1] = _mm256_add_epi32(isum[s & 1], p);
             }
         }

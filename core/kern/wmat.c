@@ -749,8 +749,9 @@ AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n
 /* Q2_K and Q3_K: per half of 128 values, 32 code bytes hold four planes
  * (x's blocks of 32 4h .. 4h + 3); each 16's scale applied by madd, the
  * super-block summed in int32. Q2_K: 4-bit scales, dmin (sc >> 4) times
- * x's sums of 16 taken out in float; Q3_K: codes with their third bit less
- * 4 (-4..3) multiplied signed, signed 6-bit scales */
+ * x's sums of 16 taken out in float; Q3_K: codes with their third bit
+ * (0..7) multiplied unsigned, 4 scale sum(x) of each 16 taken out in int32
+ * (so the codes less 4, -4..3, exactly), signed 6-bit scales */
 AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) {
     __m256 acc = _mm256_setzero_ps(), off = acc;
     const __m256i m2 = _mm256_set1_epi8(3);
@@ -793,7 +794,7 @@ AVX2_TARGET static __m128i k3_scales_avx2(const uint8_t *p) {
 
 AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int sb = 0; sb < n / 256; sb++, row += 110) {
         PREFETCH_AT(row, PF_Q4, 2);
         const int8_t *xk = x->k + (size_t)sb * 256;
@@ -803,12 +804,14 @@ AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) 
             __m256i v = LOADU(row + 32 + 32 * h), hs = HALF_SCALES(sc16, h);
             for (int s = 0; s < 4; s++, v = _mm256_srli_epi16(v, 2), hm = _mm256_srli_epi16(hm, 1)) {
                 __m256i u = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
-                __m256i p = sdot_scaled(_mm256_sub_epi8(u, four), LOADU(xk + 128 * h + 32 * s), PAIR_OF(hs, s));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, LOADU(xk + 128 * h + 32 * s)), PAIR_OF(hs, s));
                 isum[s & 1] = _mm256_add_epi32(isum[s & 1], p);
             }
         }
+        /* the codes were taken 0..7: less 4 scale sum(x) of each 16, exactly in int32 */
+        __m256i less = _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 2);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 108) * x->dk[sb]),
-                              _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
+                              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(isum[0], isum[1]), less)), acc);
     }
     return hsum8(acc);
 }

@@ -639,12 +639,6 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
 AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 0); }
 AVX2_TARGET static float qdot_q5_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 1); }
 
-/* signed bytes w times x's codes, pairs of int16 sums times the int16
- * scales scl, as int32 lanes (|w| <= 127: maddubs cannot saturate) */
-AVX2_TARGET static inline __m256i sdot_scaled(__m256i w, __m256i xq, __m256i scl) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xq, w)), scl);
-}
-
 /* Q6_K's codes (0..63) of half h of super-block blk: v[k] holds values
  * 128h + 32k .. + 31 (4 low bits from ql, 2 high from qh) */
 AVX2_TARGET static inline void q6k_codes(const uint8_t *blk, int h, __m256i v[4]) {
@@ -659,11 +653,11 @@ AVX2_TARGET static inline void q6k_codes(const uint8_t *blk, int h, __m256i v[4]
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
 }
 
-/* Q6_K: codes less 32 (-32..31) multiplied signed, each 16's int8 scale
- * applied by madd, the super-block summed in int32 */
+/* Q6_K: codes 0..63 multiplied unsigned, each 16's int8 scale applied by
+ * madd, the super-block summed in int32 less 32 scale sum(x) of each 16 (so
+ * the codes less 32, -32..31, exactly) */
 AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) {
     __m256 acc = _mm256_setzero_ps();
-    const __m256i c32 = _mm256_set1_epi8(32);
     for (int sb = 0; sb < n / 256; sb++, row += 210) {
         PREFETCH_AT(row, PF_Q4, 4);
         const int8_t *xk = x->k + (size_t)sb * 256;
@@ -673,12 +667,13 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
             __m256i v[4], hs = HALF_SCALES(sc16, h);
             q6k_codes(row, h, v);
             for (int k = 0; k < 4; k++) {
-                __m256i p = sdot_scaled(_mm256_sub_epi8(v[k], c32), LOADU(xk + 128 * h + 32 * k), PAIR_OF(hs, k));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(v[k], LOADU(xk + 128 * h + 32 * k)), PAIR_OF(hs, k));
                 isum[k & 1] = _mm256_add_epi32(isum[k & 1], p);
             }
         }
+        __m256i less = _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 5);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 208) * x->dk[sb]),
-                              _mm256_cvtepi32_ps(_mm256_add_epi32(isum[0], isum[1])), acc);
+                              _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(isum[0], isum[1]), less)), acc);
     }
     return hsum8(acc);
 }

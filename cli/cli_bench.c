@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "kern/kern.h"
@@ -25,6 +26,9 @@ static long status_kb(const char *field) {
     if (f) fclose(f);
     return v;
 }
+
+/* the buffer the memory read rate is measured on: well past any cache */
+enum { READ_PROBE_MB = 512 };
 
 /* no bar while timing: only Ctrl-C is checked */
 static int bench_stop(void *ud, long done, long total) { return cli_interrupted(); }
@@ -59,6 +63,18 @@ int cli_bench(int argc, char **argv) {
     double size_gib = qs_variant_weight_bytes(var) / (1024.0 * 1024 * 1024), params_b = qs_variant_params(var) / 1e9;
     int nthreads = qs_pool_threads();
     const char *core = getenv("OPENBLAS_CORETYPE");
+    /* what decode reads a token against what the same threads read from memory in this run (after
+     * the peak above, so the probe's buffer is not in it) */
+    double tok_gb = qs_variant_token_bytes(var) / 1e9, tg_gbs = r.tg_tok_s * tok_gb, mem_gbs = 0;
+    if (n) {
+        size_t probe = (size_t)READ_PROBE_MB << 20;
+        uint8_t *buf = malloc(probe);
+        if (buf) {
+            memset(buf, 1, probe); /* its pages made, so no fault is timed */
+            mem_gbs = qs_read_rate(buf, probe, 5) / 1e9;
+            free(buf);
+        }
+    }
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", m->path);
@@ -77,6 +93,11 @@ int cli_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "repetitions", (double)reps);
         if (p) cJSON_AddNumberToObject(o, "pp_tokens_per_second", r.pp_tok_s), cJSON_AddNumberToObject(o, "pp_sd", r.pp_sd);
         if (n) cJSON_AddNumberToObject(o, "tg_tokens_per_second", r.tg_tok_s), cJSON_AddNumberToObject(o, "tg_sd", r.tg_sd);
+        if (n) {
+            cJSON_AddNumberToObject(o, "tg_bytes_per_token", tok_gb * 1e9);
+            cJSON_AddNumberToObject(o, "tg_read_gb_per_second", tg_gbs);
+            if (mem_gbs > 0) cJSON_AddNumberToObject(o, "memory_read_gb_per_second", mem_gbs);
+        }
         cJSON_AddNumberToObject(o, "peak_rss_mb", peak_mb);
         cJSON_AddNumberToObject(o, "rss_anon_mb", anon_mb);
         cli_json_print(o, 1);
@@ -101,6 +122,15 @@ int cli_bench(int argc, char **argv) {
         if (n) {
             snprintf(t, sizeof t, "tg%ld", n);
             printf("| %-32s | %9s | %7s | %7d | %6s | %8.2f ± %5.2f |\n", label, sz, pr, nthreads, t, r.tg_tok_s, r.tg_sd);
+        }
+        if (n && mem_gbs > 0) {
+            long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+            printf("decode reads %.3g GB of weights a token: %.1f GB/s, %.0f%% of the %.1f GB/s that %d thread%s read from "
+                   "memory in this run",
+                   tok_gb, tg_gbs, 100 * tg_gbs / mem_gbs, mem_gbs, nthreads, nthreads == 1 ? "" : "s");
+            if (l3 > 0 && tok_gb * 1e9 <= (double)l3) /* then decode's rate is the cache's, not memory's */
+                printf(" (the weights fit in the %ld MB L3 cache)", l3 >> 20);
+            printf("\n");
         }
         printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s%s%s\n",
                peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");

@@ -71,8 +71,9 @@ void qs_blas_set_threads(int n) {
 
 const char *qs_blas_describe(void) {
     static char buf[256];
-    snprintf(buf, sizeof buf, "%s, core %s, %d threads", openblas_get_config(),
-             openblas_get_corename(), openblas_get_num_threads());
+    int n = openblas_get_num_threads();
+    snprintf(buf, sizeof buf, "%s, core %s, %d thread%s", openblas_get_config(), openblas_get_corename(), n,
+             n == 1 ? "" : "s");
     return buf;
 }
 

@@ -424,9 +424,9 @@ float qs_wdot_ref(uint32_t type, const void *row, const float *x, int n_in);
 float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref);
 /* y (n, n_out) = x (n, n_in) W^T + b. Few rows: the pool's threads take
  * chunks of weight rows, each read once (ggml's block formats: by
- * 8-bit activations, unless qs_wmat_set_act("f32")); many rows: cache-sized panels
- * decoded to fp32 and multiplied by sgemm. Fails only for a type or width
- * it cannot read, or out of memory. */
+ * 8-bit activations, unless qs_wmat_set_act("f32")); many rows: each thread
+ * decodes tiles of rows into its own fp32 panel for a single-threaded sgemm.
+ * Fails only for a type or width it cannot read, or out of memory. */
 qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
                      float *y);
 /* Up to QS_WMAT_MULTI matrices on the same x (n, n_in) at once, m[i].y
@@ -445,6 +445,10 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
  * (returns 0 when that one cannot run here). */
 const char *qs_wmat_kernel(void);
 int qs_wmat_set_kernel(const char *name);
+/* Bytes a second the pool's threads read from p (n bytes, 32-byte aligned
+ * chunks summed, as a decode kernel streams weights): the best of reps
+ * passes. What decode can reach on this machine, measured beside it. */
+double qs_read_rate(const void *p, size_t n, int reps);
 /* Activations for few-row products of 4- and 8-bit ggml blocks: "q8"
  * (the default, llama.cpp's arithmetic) or "f32" (exact products of the
  * stored weights); QSCOPE_DECODE_ACT sets the default. 0 for another name. */

@@ -1123,9 +1123,10 @@ static qs_status panels(const float *x, int n, uint32_t type, const void *w, con
     if (threads == 1) { /* one thread: the largest panel, so that sgemm packs x the fewest times */
         rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
         rows = rows < 16 ? 16 : rows;
-    } else { /* TILE_ROWS, or fewer when the matrix would not give each thread a tile */
-        rows = (n_out + threads - 1) / threads;
-        rows = rows < TILE_ROWS ? (rows + 15) / 16 * 16 : TILE_ROWS;
+    } else { /* at most TILE_ROWS, in a multiple of threads tiles, so that no thread waits idle at the end */
+        int tiles = (n_out + TILE_ROWS - 1) / TILE_ROWS;
+        tiles = (tiles + threads - 1) / threads * threads;
+        rows = ((n_out + tiles - 1) / tiles + 15) / 16 * 16;
     }
     rows = rows > n_out ? n_out : rows;
     float *pan = type == QS_WT_F32 ? NULL : malloc((size_t)threads * rows * n_in * sizeof *pan);
@@ -1190,4 +1191,65 @@ qs_status qs_wlinear(const float *x, int n, uint32_t type, const void *w, const 
                      float *y) {
     qs_wmat m = {type, w, b, n_out, y};
     return qs_wlinear_multi(x, n, 1, &m, n_in);
+}
+
+/* ---- the read rate decode is held against ---- */
+
+enum { READ_CHUNK = 1 << 20 };
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    uint64_t sink[QS_POOL_MAX];
+} read_job;
+
+AVX2_TARGET static uint64_t read_avx2(const uint8_t *p, size_t n) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        a0 = _mm256_add_epi64(a0, LOADU(p + i));
+        a1 = _mm256_add_epi64(a1, LOADU(p + i + 32));
+        a2 = _mm256_add_epi64(a2, LOADU(p + i + 64));
+        a3 = _mm256_add_epi64(a3, LOADU(p + i + 96));
+    }
+    __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    uint64_t v[4];
+    _mm256_storeu_si256((__m256i *)(void *)v, s);
+    for (; i < n; i++) v[0] += p[i];
+    return v[0] + v[1] + v[2] + v[3];
+}
+
+static uint64_t read_ref(const uint8_t *p, size_t n) {
+    uint64_t s[4] = {0};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t v;
+            memcpy(&v, p + i + 8 * k, 8);
+            s[k] += v;
+        }
+    for (; i < n; i++) s[0] += p[i];
+    return s[0] + s[1] + s[2] + s[3];
+}
+
+static void read_task(void *ud, int task, int thread) {
+    read_job *j = ud;
+    size_t off = (size_t)task * READ_CHUNK, len = j->n - off < READ_CHUNK ? j->n - off : READ_CHUNK;
+    if (use_fast < 0) use_fast = fast_available();
+    j->sink[thread] += use_fast ? read_avx2(j->p + off, len) : read_ref(j->p + off, len);
+}
+
+double qs_read_rate(const void *p, size_t n, int reps) {
+    read_job j = {p, n, {0}};
+    double best = 0;
+    for (int r = 0; r < (reps < 1 ? 1 : reps); r++) {
+        double t0 = qs_io_clock();
+        qs_pool_run((int)((n + READ_CHUNK - 1) / READ_CHUNK), read_task, &j);
+        double t = qs_io_clock() - t0;
+        if (t > 0 && n / t > best) best = (double)n / t;
+    }
+    volatile uint64_t keep = 0;
+    for (int t = 0; t < QS_POOL_MAX; t++) keep += j.sink[t];
+    (void)keep;
+    return best;
 }

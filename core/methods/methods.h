@@ -119,6 +119,9 @@ const char *qs_variant_describe(const qs_variant *v);  /* one line: what was don
 long long qs_variant_weight_bytes(const qs_variant *v);/* as stored: int8 1 byte, 4-bit 1/2, + scales */
 long long qs_variant_kv_bytes_per_token(const qs_variant *v);
 long long qs_variant_params(const qs_variant *v);      /* parameters incl. SliceGPT shortcuts */
+/* bytes of weights a decoded token reads: all but the embedding tables, of which it reads one
+ * row (the token table counts when it is also the head) */
+long long qs_variant_token_bytes(const qs_variant *v);
 
 /* What a method found, for views and scripts (NULL / 0 when not applicable). */
 /* RPTQ cluster of every channel at a site (length = the site's width). */

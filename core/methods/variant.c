@@ -133,7 +133,9 @@ static long long lin_params(const qs_linear *l) {
 
 static long long norm_n(const qs_norm *n) { return (n->w ? n->dim : 0) + (n->b ? n->dim : 0); }
 
-static void count(const qs_variant *v, long long *bytes, long long *params) {
+/* bytes and parameters of the weights; *looked_up: the bytes of the embedding tables, of which a
+ * token reads one row (the token table is read whole again when it is also the head) */
+static void count(const qs_variant *v, long long *bytes, long long *params, long long *looked_up) {
     const qs_config *c = &v->m->cfg;
     const qs_weights *w = &v->w;
     int de = w->d_embed ? w->d_embed : c->d_model;
@@ -142,6 +144,7 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
     b = 4 * p;
     if (w->embed_q) /* the token embedding as stored */
         b += (long long)qs_wtype_row_bytes(w->embed_type, de) * c->vocab - 4LL * c->vocab * de;
+    *looked_up = b;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &w->layers[i];
         qs_linear *ls[QS_LAYER_LINEARS];
@@ -156,6 +159,7 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
     p += norm_n(&w->final_norm);
     b += 4 * norm_n(&w->final_norm);
     if (qs_head_tied(w) && !w->head.kern) {
+        *looked_up -= w->embed_q ? (long long)qs_wtype_row_bytes(w->embed_type, de) * c->vocab : 4LL * c->vocab * de;
         if (w->head.b) {
             p += w->head.n_out;
             b += 4LL * w->head.n_out;
@@ -169,15 +173,21 @@ static void count(const qs_variant *v, long long *bytes, long long *params) {
 }
 
 long long qs_variant_weight_bytes(const qs_variant *v) {
-    long long b, p;
-    count(v, &b, &p);
+    long long b, p, e;
+    count(v, &b, &p, &e);
     return b;
 }
 
 long long qs_variant_params(const qs_variant *v) {
-    long long b, p;
-    count(v, &b, &p);
+    long long b, p, e;
+    count(v, &b, &p, &e);
     return p;
+}
+
+long long qs_variant_token_bytes(const qs_variant *v) {
+    long long b, p, e;
+    count(v, &b, &p, &e);
+    return b - e;
 }
 
 long long qs_variant_kv_bytes_per_token(const qs_variant *v) {

@@ -6,6 +6,7 @@
 
 #include "run/run.h"
 #include "base/base.h"
+#include "kern/kern.h"
 #include "methods/methods.h"
 #include "harness.h"
 
@@ -50,6 +51,37 @@ TEST(variant_fp32_is_the_model) {
     CHECK(qs_variant_kv_bytes_per_token(v) == qs_ctx_kv_bytes_per_token(m), "kv bytes");
     qs_variant_free(v);
     qs_model_free(m);
+}
+
+/* The bytes a decoded token reads: every weight but the learned positions (OPT's token table is
+ * its head, read whole each token); a variant changes both counts by the same bytes */
+TEST(variant_token_bytes) {
+    qs_model *m = bundled();
+    REQUIRE(m, "bundled model: %s", qs_last_error());
+    const qs_config *c = &m->cfg;
+    REQUIRE(m->w.pos_embed && qs_head_tied(&m->w), "opt-mini has learned positions and a tied head");
+    long long pos = 4LL * (c->max_pos + c->pos_offset) * c->d_model;
+    const char *specs[2] = {"fp32", "rtn:w=4,group=64"};
+    for (int i = 0; i < 2; i++) {
+        qs_variant *v;
+        REQUIRE(qs_variant_new(m, specs[i], NULL, &v) == QS_OK, "%s", qs_last_error());
+        CHECK(qs_variant_weight_bytes(v) - qs_variant_token_bytes(v) == pos, "%s: %lld - %lld, want %lld", specs[i],
+              qs_variant_weight_bytes(v), qs_variant_token_bytes(v), pos);
+        qs_variant_free(v);
+    }
+    qs_model_free(m);
+    /* the read probe, fast and plain kernels, on a length that ends inside a chunk and a vector */
+    size_t n = (3u << 20) + 77;
+    unsigned char *buf = malloc(n);
+    REQUIRE(buf, "malloc");
+    memset(buf, 3, n);
+    const char *kernels[2] = {"ref", "auto"};
+    for (int k = 0; k < 2; k++) {
+        qs_wmat_set_kernel(kernels[k]);
+        double r = qs_read_rate(buf, n, 2);
+        CHECK(r > 0 && isfinite(r), "%s: read rate %g", kernels[k], r);
+    }
+    free(buf);
 }
 
 TEST(variant_rtn_weights_and_accounting) {

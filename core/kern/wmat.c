@@ -118,61 +118,42 @@ AVX2_TARGET static float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-AVX2_TARGET static float dot_f16_avx2(const uint8_t *row, const float *x, int n) {
-    const uint16_t *w = (const uint16_t *)(const void *)row;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        PREFETCH_AT(w + i, PF_F16, 1);
-        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16))), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24))), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += qs_f16_to_f32(w[i]) * x[i];
-    return s;
-}
-
-AVX2_TARGET static float dot_f32_avx2(const uint8_t *row, const float *x, int n) {
-    const float *w = (const float *)(const void *)row;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
-}
-
-AVX2_TARGET static __m256 bf16x8(const uint16_t *p) {
+AVX2_TARGET static inline __m256 bf16x8(const uint16_t *p) {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-AVX2_TARGET static float dot_bf16_avx2(const uint8_t *row, const float *x, int n) {
-    const uint16_t *w = (const uint16_t *)(const void *)row;
+/* eight weights from element i of a row of F32, F16 (by F16C) or BF16, as fp32; and one */
+AVX2_TARGET static inline __m256 fp8(uint32_t type, const uint8_t *row, int i) {
+    if (type == QS_WT_F32) return _mm256_loadu_ps((const float *)(const void *)row + i);
+    const uint16_t *w = (const uint16_t *)(const void *)row + i;
+    return type == QS_WT_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)) : bf16x8(w);
+}
+static inline float fp1(uint32_t type, const uint8_t *row, int i) {
+    if (type == QS_WT_F32) return ((const float *)(const void *)row)[i];
+    uint16_t h = ((const uint16_t *)(const void *)row)[i];
+    return type == QS_WT_F16 ? qs_f16_to_f32(h) : qs_bf16_to_f32(h);
+}
+
+/* a row of floats dotted with x: four fma chains; the 16-bit rows' stream prefetched ahead */
+AVX2_TARGET static inline float dot_fp_avx2(uint32_t type, const uint8_t *row, const float *x, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 32 <= n; i += 32) {
-        PREFETCH_AT(w + i, PF_F16, 1);
-        a0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(bf16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(bf16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+        if (type != QS_WT_F32) PREFETCH_AT(row + 2 * (size_t)i, PF_F16, 1);
+        a0 = _mm256_fmadd_ps(fp8(type, row, i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(fp8(type, row, i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(fp8(type, row, i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(fp8(type, row, i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(fp8(type, row, i), _mm256_loadu_ps(x + i), a0);
     float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += qs_bf16_to_f32(w[i]) * x[i];
+    for (; i < n; i++) s += fp1(type, row, i) * x[i];
     return s;
 }
+AVX2_TARGET static float dot_f32_avx2(const uint8_t *row, const float *x, int n) { return dot_fp_avx2(QS_WT_F32, row, x, n); }
+AVX2_TARGET static float dot_f16_avx2(const uint8_t *row, const float *x, int n) { return dot_fp_avx2(QS_WT_F16, row, x, n); }
+AVX2_TARGET static float dot_bf16_avx2(const uint8_t *row, const float *x, int n) { return dot_fp_avx2(QS_WT_BF16, row, x, n); }
 
 AVX2_TARGET static __m256 i8x8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));

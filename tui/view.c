@@ -114,8 +114,8 @@ static const char *const explain[TUI_V_COUNT] = {
     "At the : prompt, qscope.ui (or ui) reaches the workbench: ui.open_calib(path), ui.open_data(path), "
     "ui.view(name) and ui.measure(spec).",
     /* Plot */
-    "What a Lua script drew with qs.plot.* (from the : prompt or qscope MODEL --script FILE.lua). "
-    "Line and scatter plots use braille dots (2x4 per character cell), bars use block characters.",
+    ("What a Lua script drew with qs.plot.* (from the : prompt or qscope MODEL --script FILE.lua). "
+     "Line and scatter plots use braille dots (2x4 per character cell), bars use block characters."),
 };
 
 const char *tui_view_explain(int v) { return (unsigned)v < TUI_V_COUNT ? explain[v] : ""; }

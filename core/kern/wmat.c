@@ -567,7 +567,7 @@ AVX2_TARGET static void k4_scales_avx2(const uint8_t *p, __m128i *sc, __m128i *m
 /* 16-value sub-block scales as int16 (v: the 16 scales): HALF_SCALES the
  * eight of half h in both lanes; PAIR_OF those for x's block s of the half,
  * sub-block 2s in the low lane and 2s + 1 in the high (one shuffle) */
-#define HALF_SCALES(v, h) _mm256_permute2x128_si256((v), (v), (h) ? 0x11 : 0x00)
+#define HALF_SCALES(v, h) ((h) ? _mm256_permute2x128_si256((v), (v), 0x11) : _mm256_permute2x128_si256((v), (v), 0x00))
 #define PAIR_OF(hs, s)                                                                                       \
     _mm256_shuffle_epi8((hs), _mm256_set_m128i(_mm_set1_epi16((short)((4 * (s) + 3) << 8 | (4 * (s) + 2))), \
                                                _mm_set1_epi16((short)((4 * (s) + 1) << 8 | 4 * (s)))))

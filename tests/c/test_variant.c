@@ -255,7 +255,8 @@ static void check_int8(const char *name) {
         qs_variant_free(v);
     }
     printf("  %s heldout ppl (8 x 512): fp32 %.4f | int8 tau=6 %.4f (%+.2f%%) | tau=0 %.4f | per-tensor %.4f; "
-           "outlier columns in %d layers\n", name, ppl[0], ppl[1], 100 * (ppl[1] / ppl[0] - 1), ppl[2], ppl[3], outl_layers);
+           "outlier columns in %d layers (%d in all)\n", name, ppl[0], ppl[1], 100 * (ppl[1] / ppl[0] - 1), ppl[2], ppl[3],
+           outl_layers, outl_total);
     CHECK(fabs(ppl[1] / ppl[0] - 1) < 0.01, "%s: int8 at tau 6 is %.3f%% from fp32", name, 100 * (ppl[1] / ppl[0] - 1));
     CHECK(ppl[1] <= ppl[2] * 1.0001, "%s: decomposition %.4f worse than none %.4f", name, ppl[1], ppl[2]);
     free(ids);

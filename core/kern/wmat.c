@@ -1093,11 +1093,14 @@ typedef struct {
 static void tile_task(void *ud, int task, int thread) {
     const tile_job *j = ud;
     int r0 = task * j->rows, nr = j->n_out - r0 < j->rows ? j->n_out - r0 : j->rows;
-    const float *panel = j->panels + (size_t)thread * j->rows * j->n_in;
-    if (j->type == QS_WT_F32) /* nothing to decode */
+    const float *panel;
+    if (j->type == QS_WT_F32) { /* nothing to decode (and no panels) */
         panel = (const float *)j->w + (size_t)r0 * j->n_in;
-    else
-        decode_rows(j->type, j->w, j->n_in, r0, nr, (float *)panel);
+    } else {
+        float *own = j->panels + (size_t)thread * j->rows * j->n_in;
+        decode_rows(j->type, j->w, j->n_in, r0, nr, own);
+        panel = own;
+    }
     qs_blas_gemm_nt(j->n, nr, j->n_in, 1.0f, j->x, j->n_in, panel, j->n_in, 0.0f, j->y + r0, j->n_out);
 }
 

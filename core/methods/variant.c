@@ -141,9 +141,9 @@ static void count(const qs_variant *v, long long *bytes, long long *params, long
     int de = w->d_embed ? w->d_embed : c->d_model;
     long long p = (long long)c->vocab * de, b;
     if (w->pos_embed) p += (long long)(c->max_pos + c->pos_offset) * de;
-    b = 4 * p;
-    if (w->embed_q) /* the token embedding as stored */
-        b += (long long)qs_wtype_row_bytes(w->embed_type, de) * c->vocab - 4LL * c->vocab * de;
+    /* the token embedding as stored (fp32 unless embed_q) */
+    long long tok = w->embed_q ? (long long)qs_wtype_row_bytes(w->embed_type, de) * c->vocab : 4LL * c->vocab * de;
+    b = 4 * p - 4LL * c->vocab * de + tok;
     *looked_up = b;
     for (int i = 0; i < c->n_layers; i++) {
         const qs_layer *L = &w->layers[i];
@@ -159,7 +159,7 @@ static void count(const qs_variant *v, long long *bytes, long long *params, long
     p += norm_n(&w->final_norm);
     b += 4 * norm_n(&w->final_norm);
     if (qs_head_tied(w) && !w->head.kern) {
-        *looked_up -= w->embed_q ? (long long)qs_wtype_row_bytes(w->embed_type, de) * c->vocab : 4LL * c->vocab * de;
+        *looked_up -= tok;
         if (w->head.b) {
             p += w->head.n_out;
             b += 4LL * w->head.n_out;

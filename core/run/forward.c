@@ -277,17 +277,19 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
     }
 }
 
-/* k linears on the same x (n rows): one pool run, x rounded once, when all
- * are held as stored (a layer's q, k and v; gate and up), else in turn. */
+/* k linears on the same x (n rows): one pool run, x rounded once, when none
+ * runs through a kernel (a layer's q, k and v; gate and up), else in turn.
+ * fp32 weights held in memory join as QS_WT_F32, as in linear(). */
 static void linears(qs_ctx *c, int layer, int which, int k, const qs_linear *const *ls, const float *x, int n,
                     float *const *ys) {
     qs_wmat m[QS_WMAT_MULTI];
-    int stored = k <= QS_WMAT_MULTI;
-    for (int i = 0; i < k && stored; i++) {
-        stored = !ls[i]->kern && !ls[i]->w && ls[i]->wq && ls[i]->n_in == ls[0]->n_in;
-        m[i] = (qs_wmat){ls[i]->wtype, ls[i]->wq, ls[i]->b, ls[i]->n_out, ys[i]};
+    int batch = k <= QS_WMAT_MULTI;
+    for (int i = 0; i < k && batch; i++) {
+        batch = !ls[i]->kern && (ls[i]->w || ls[i]->wq) && ls[i]->n_in == ls[0]->n_in;
+        m[i] = ls[i]->w ? (qs_wmat){QS_WT_F32, ls[i]->w, ls[i]->b, ls[i]->n_out, ys[i]}
+                        : (qs_wmat){ls[i]->wtype, ls[i]->wq, ls[i]->b, ls[i]->n_out, ys[i]};
     }
-    if (!stored) {
+    if (!batch) {
         for (int i = 0; i < k; i++) linear(c, i ? -1 : layer, which, ls[i], x, n, ys[i]);
         return;
     }

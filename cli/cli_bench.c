@@ -66,8 +66,10 @@ int cli_bench(int argc, char **argv) {
     /* what decode reads a token against what the same threads read from memory in this run (after
      * the peak above, so the probe's buffer is not in it) */
     double tok_gb = qs_variant_token_bytes(var) / 1e9, tg_gbs = r.tg_tok_s * tok_gb, mem_gbs = 0;
-    if (n) {
-        size_t probe = (size_t)READ_PROBE_MB << 20;
+    long long avail = qs_mem_available();
+    size_t probe = (size_t)READ_PROBE_MB << 20;
+    int probe_fits = avail < 0 || avail >= 2 * (long long)probe; /* leave as much again to the rest */
+    if (n && probe_fits) {
         uint8_t *buf = malloc(probe);
         if (buf) {
             memset(buf, 1, probe); /* its pages made, so no fault is timed */
@@ -131,7 +133,10 @@ int cli_bench(int argc, char **argv) {
             if (l3 > 0 && tok_gb * 1e9 <= (double)l3) /* then decode's rate is the cache's, not memory's */
                 printf(" (the weights fit in the %ld MB L3 cache)", l3 >> 20);
             printf("\n");
-        }
+        } else if (n && !probe_fits)
+            printf("decode reads %.3g GB of weights a token: %.1f GB/s (memory's read rate not measured: %lld MB available "
+                   "or allowed by --max-memory, under the %d MB its %d MB buffer wants)\n",
+                   tok_gb, tg_gbs, avail >> 20, 2 * READ_PROBE_MB, READ_PROBE_MB);
         printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s%s%s\n",
                peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
     }

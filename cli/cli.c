@@ -214,6 +214,7 @@ static cJSON *info_json(const qs_model *m) {
     cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
     cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
     if (getenv("OPENBLAS_CORETYPE")) cJSON_AddStringToObject(o, "openblas_coretype", getenv("OPENBLAS_CORETYPE"));
+    if (qs_blas_core_note()) cJSON_AddStringToObject(o, "openblas_coretype_note", qs_blas_core_note());
     return o;
 }
 
@@ -245,6 +246,7 @@ static void print_info(const qs_model *m) {
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("compute    %s; stored-weight kernels %s, decode activations %s%s%s\n\n", qs_blas_describe(),
            qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+    if (qs_blas_core_note()) printf("note       %s\n\n", qs_blas_core_note());
     printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",
            "params");
     for (int i = 0; i < c->n_layers; i++) {

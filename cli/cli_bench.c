@@ -88,6 +88,7 @@ int cli_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "threads", nthreads);
         cJSON_AddStringToObject(o, "blas", qs_blas_describe());
         if (core) cJSON_AddStringToObject(o, "openblas_coretype", core);
+        if (qs_blas_core_note()) cJSON_AddStringToObject(o, "openblas_coretype_note", qs_blas_core_note());
         cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
         cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
         cJSON_AddNumberToObject(o, "n_prompt", (double)p);
@@ -139,6 +140,7 @@ int cli_bench(int argc, char **argv) {
                    tok_gb, tg_gbs, avail >> 20, 2 * READ_PROBE_MB, READ_PROBE_MB);
         printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s%s%s\n",
                peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+        if (qs_blas_core_note()) printf("note: %s\n", qs_blas_core_note());
     }
     rc = EXIT_OK;
 done:

@@ -4,6 +4,7 @@
 #include <lapacke.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 void qs_blas_linear(const float *x, int n, const float *w, const float *b, int n_out, int n_in, float *y) {
@@ -74,6 +75,24 @@ const char *qs_blas_describe(void) {
     int n = openblas_get_num_threads();
     snprintf(buf, sizeof buf, "%s, core %s, %d thread%s", openblas_get_config(), openblas_get_corename(), n,
              n == 1 ? "" : "s");
+    return buf;
+}
+
+/* OpenBLAS's own choice on an AVX-512 CPU is one of these; OPENBLAS_CORETYPE can hold it to
+ * an older core's kernels (Haswell's are 8 wide: half the sgemm rate where 16 wide runs) */
+const char *qs_blas_core_note(void) {
+    static char buf[256];
+    const char *env = getenv("OPENBLAS_CORETYPE"), *core = openblas_get_corename();
+    static const char *const wide[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    if (!env || !*env || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl") ||
+        !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512dq"))
+        return NULL;
+    for (size_t i = 0; i < sizeof wide / sizeof *wide; i++)
+        if (!strcasecmp(core, wide[i])) return NULL;
+    snprintf(buf, sizeof buf,
+             "OPENBLAS_CORETYPE=%s holds OpenBLAS to core %s's kernels on this AVX-512 CPU; unset it to let OpenBLAS "
+             "choose (prefill's matrix products are sgemm)",
+             env, core);
     return buf;
 }
 

@@ -210,6 +210,9 @@ int qs_blas_threads(void);
 void qs_blas_set_threads(int n);
 /* "OpenBLAS 0.3.21 (Haswell, 2 threads)" */
 const char *qs_blas_describe(void);
+/* NULL, or a sentence saying that OPENBLAS_CORETYPE holds OpenBLAS to narrower kernels than
+ * this CPU runs (an AVX-512 CPU given a core without AVX-512) */
+const char *qs_blas_core_note(void);
 
 /* ---- i8gemm.h — exact int8 matrix multiply: C (M, N) int32 = A (M, K) int8 . B^T,
  * with B (N, K) int8 the weights of a linear layer, packed once.

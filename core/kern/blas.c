@@ -66,6 +66,13 @@ void qs_blas_gemv(int trans, int m, int n, float alpha, const float *a, int lda,
 
 int qs_blas_threads(void) { return openblas_get_num_threads(); }
 
+void qs_pool_run_blas1(int n_tasks, qs_pool_fn fn, void *ud) {
+    int was = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    qs_pool_run(n_tasks, fn, ud);
+    openblas_set_num_threads(was);
+}
+
 void qs_blas_set_threads(int n) {
     if (n > 0) openblas_set_num_threads(n);
 }

@@ -371,10 +371,7 @@ static void attention(qs_ctx *c, int layer, int n, int pos0) {
     int heads = c->m->cfg.n_heads, threads = qs_pool_threads();
     if (n > 1 && threads > 1 && c->score_threads >= threads) {
         attn_job j = {c, layer, n, pos0};
-        int blas = qs_blas_threads();
-        qs_blas_set_threads(1);
-        qs_pool_run(heads, attn_task, &j);
-        qs_blas_set_threads(blas);
+        qs_pool_run_blas1(heads, attn_task, &j);
         return;
     }
     for (int h = 0; h < heads; h++) attend_head(c, layer, h, n, pos0, c->scores);

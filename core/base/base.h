@@ -122,6 +122,11 @@ char *qs_io_join(char *dst, size_t cap, const char *dir, const char *name);
 
 /* Number conversions (n elements, src may be unaligned). */
 float qs_f16_to_f32(uint16_t h);
+/* the little-endian f16 at p (a ggml block's scale), as fp32 */
+static inline float qs_f16_at(const void *p) {
+    const uint8_t *b = p;
+    return qs_f16_to_f32((uint16_t)(b[0] | b[1] << 8));
+}
 float qs_bf16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);  /* round to nearest even */
 uint16_t qs_f32_to_bf16(float f); /* round to nearest even */

@@ -13,13 +13,11 @@
 
 #include "kern/kern.h"
 
-static float h(const uint8_t *p) { return qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
-
 /* ---- 32-value blocks ---- */
 
 /* Q4_0: d, 16 bytes of 4-bit codes (low nibbles: values 0–15, high: 16–31), value (q − 8)·d */
 static void q4_0(const uint8_t *b, float *y) {
-    float d = h(b);
+    float d = qs_f16_at(b);
     const uint8_t *qs = b + 2;
     for (int j = 0; j < 16; j++) {
         y[j] = ((qs[j] & 0x0F) - 8) * d;
@@ -29,7 +27,7 @@ static void q4_0(const uint8_t *b, float *y) {
 
 /* Q4_1: d, m, codes as Q4_0; value q·d + m */
 static void q4_1(const uint8_t *b, float *y) {
-    float d = h(b), m = h(b + 2);
+    float d = qs_f16_at(b), m = qs_f16_at(b + 2);
     const uint8_t *qs = b + 4;
     for (int j = 0; j < 16; j++) {
         y[j] = (qs[j] & 0x0F) * d + m;
@@ -42,7 +40,7 @@ static uint32_t u32le(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1]
 
 /* Q5_0: d, 32 high bits, 16 bytes of low nibbles; value (q − 16)·d */
 static void q5_0(const uint8_t *b, float *y) {
-    float d = h(b);
+    float d = qs_f16_at(b);
     uint32_t qh = u32le(b + 2);
     const uint8_t *qs = b + 6;
     for (int j = 0; j < 16; j++) {
@@ -55,7 +53,7 @@ static void q5_0(const uint8_t *b, float *y) {
 
 /* Q5_1: d, m, high bits, low nibbles; value q·d + m */
 static void q5_1(const uint8_t *b, float *y) {
-    float d = h(b), m = h(b + 2);
+    float d = qs_f16_at(b), m = qs_f16_at(b + 2);
     uint32_t qh = u32le(b + 4);
     const uint8_t *qs = b + 8;
     for (int j = 0; j < 16; j++) {
@@ -68,7 +66,7 @@ static void q5_1(const uint8_t *b, float *y) {
 
 /* Q8_0: d, 32 signed bytes; value q·d */
 static void q8_0(const uint8_t *b, float *y) {
-    float d = h(b);
+    float d = qs_f16_at(b);
     const int8_t *qs = (const int8_t *)(b + 2);
     for (int j = 0; j < 32; j++) y[j] = qs[j] * d;
 }
@@ -78,7 +76,7 @@ const int8_t qs_iq4_nl_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 
 
 static void iq4_nl(const uint8_t *b, float *y) {
     const int8_t *grid = qs_iq4_nl_grid;
-    float d = h(b);
+    float d = qs_f16_at(b);
     const uint8_t *qs = b + 2;
     for (int j = 0; j < 16; j++) {
         y[j] = d * grid[qs[j] & 0x0F];
@@ -93,7 +91,7 @@ static void iq4_nl(const uint8_t *b, float *y) {
  * four 2-bit planes: plane s of byte l is value 32·s + l of that half. */
 static void q2_k(const uint8_t *b, float *y) {
     const uint8_t *sc = b, *q = b + 16;
-    float d = h(b + 80), dmin = h(b + 82);
+    float d = qs_f16_at(b + 80), dmin = qs_f16_at(b + 82);
     int is = 0;
     for (int half = 0; half < 2; half++, q += 32) {
         for (int shift = 0; shift < 8; shift += 2) {
@@ -113,7 +111,7 @@ static void q3_k(const uint8_t *b, float *y) {
     const uint8_t *hm = b, *q = b + 32;
     int8_t sc[16];
     qs_k3_scales(b + 96, sc);
-    float d = h(b + 108);
+    float d = qs_f16_at(b + 108);
     int is = 0;
     unsigned m = 1;
     for (int half = 0; half < 2; half++, q += 32) {
@@ -136,7 +134,7 @@ static void q3_k(const uint8_t *b, float *y) {
  * bytes: the low nibbles are one 32-value sub-block, the high the next);
  * value d·scale·q − dmin·min. */
 static void q4_k(const uint8_t *b, float *y) {
-    float d = h(b), dmin = h(b + 2);
+    float d = qs_f16_at(b), dmin = qs_f16_at(b + 2);
     const uint8_t *sc = b + 4, *q = b + 16;
     for (int is = 0; is < 8; is += 2, q += 32) {
         int s, m;
@@ -152,7 +150,7 @@ static void q4_k(const uint8_t *b, float *y) {
 /* Q5_K: Q4_K plus 32 bytes of fifth bits (bit 2k / 2k+1 of byte l for the
  * low / high nibble of the k-th group of 32 code bytes). */
 static void q5_k(const uint8_t *b, float *y) {
-    float d = h(b), dmin = h(b + 2);
+    float d = qs_f16_at(b), dmin = qs_f16_at(b + 2);
     const uint8_t *sc = b + 4, *qh = b + 16, *q = b + 48;
     unsigned u1 = 1, u2 = 2;
     for (int is = 0; is < 8; is += 2, q += 32, u1 <<= 2, u2 <<= 2) {
@@ -173,7 +171,7 @@ static void q5_k(const uint8_t *b, float *y) {
 static void q6_k(const uint8_t *b, float *y) {
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
-    float d = h(b + 208);
+    float d = qs_f16_at(b + 208);
     for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8) {
         for (int l = 0; l < 32; l++) {
             int is = l / 16;

@@ -357,7 +357,6 @@ static void put_h(uint8_t *p, float x) {
     p[0] = (uint8_t)h;
     p[1] = (uint8_t)(h >> 8);
 }
-static float get_h(const uint8_t *p) { return qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
 /* Q4_K's 6-bit (scale, min) of sub-block j, written as qs_k4_scale_min reads them */
 static void q4k_set_scale_min(uint8_t *q, int j, int s, int m) {
@@ -450,7 +449,7 @@ float qs_kq_block_put(uint32_t type, uint8_t *blk, int j, float x) {
     if (type == QS_WT_Q4_K) {
         int s, m, sub = j / 32;
         q4k_scale_min(blk + 4, sub, &s, &m);
-        float d = get_h(blk) * s, dm = get_h(blk + 2) * m; /* the decoder's d1 and m1 */
+        float d = qs_f16_at(blk) * s, dm = qs_f16_at(blk + 2) * m; /* the decoder's d1 and m1 */
         uint8_t *c = blk + 16 + 32 * (sub / 2) + j % 32;
         int l;
         if (d != 0) {
@@ -463,7 +462,7 @@ float qs_kq_block_put(uint32_t type, uint8_t *blk, int j, float x) {
         return d * l - dm;
     }
     int sc = (int8_t)blk[192 + j / 16];
-    float d = get_h(blk + 208);
+    float d = qs_f16_at(blk + 208);
     float ds = d * sc;
     int l;
     if (ds != 0) {

@@ -106,9 +106,7 @@ enum { PF_Q4 = 2048, PF_Q8 = 2048, PF_F16 = 1024 };
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
-/* the little-endian f16 at p (a block's scale): plain C, and F16C for the
- * AVX2 kernels (the same value) */
-static inline float f16at(const uint8_t *p) { return qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+/* qs_f16_at by F16C, for the AVX2 kernels (the same value) */
 AVX2_TARGET static inline float f16at_hw(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
 
 AVX2_TARGET static float hsum8(__m256 v) {
@@ -357,8 +355,8 @@ static inline float qdot_blk32_ref(uint32_t type, const uint8_t *row, const qx *
     for (int b = 0; b < n / 32; b++, row += bb) {
         int isum = 0;
         for (int i = 0; i < 32; i++) isum += blk32_code(type, row, i) * x->q[(size_t)b * 32 + i];
-        float t = f16at(row) * x->d[b] * (float)isum;
-        if (has_m) t += f16at(row + 2) * x->s[b]; /* value dw u + m: dw dx sum(u q) + m s */
+        float t = qs_f16_at(row) * x->d[b] * (float)isum;
+        if (has_m) t += qs_f16_at(row + 2) * x->s[b]; /* value dw u + m: dw dx sum(u q) + m s */
         acc += t;
     }
     return acc;
@@ -478,7 +476,7 @@ static float qdot_k45_ref(const uint8_t *row, const qx *x, int n, int q5) {
             isum += sc * t;
             msum += m * (k16[2 * j] + k16[2 * j + 1]);
         }
-        acc += x->dk[sb] * (f16at(row) * (float)isum - f16at(row + 2) * (float)msum);
+        acc += x->dk[sb] * (qs_f16_at(row) * (float)isum - qs_f16_at(row + 2) * (float)msum);
     }
     return acc;
 }
@@ -506,7 +504,7 @@ static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
             for (int i = 16 * j; i < 16 * j + 16; i++) t += (q6k_code(row, i) - 32) * xk[i];
             isum += sc[j] * t;
         }
-        acc += f16at(row + 208) * x->dk[sb] * (float)isum;
+        acc += qs_f16_at(row + 208) * x->dk[sb] * (float)isum;
     }
     return acc;
 }
@@ -527,7 +525,7 @@ static float qdot_q2_k_ref(const uint8_t *row, const qx *x, int n) {
             isum += (row[j] & 15) * t;
             msum += (row[j] >> 4) * x->k16[(size_t)sb * 16 + j];
         }
-        acc += x->dk[sb] * (f16at(row + 80) * (float)isum - f16at(row + 82) * (float)msum);
+        acc += x->dk[sb] * (qs_f16_at(row + 80) * (float)isum - qs_f16_at(row + 82) * (float)msum);
     }
     return acc;
 }
@@ -546,7 +544,7 @@ static float qdot_q3_k_ref(const uint8_t *row, const qx *x, int n) {
             for (int i = 16 * j; i < 16 * j + 16; i++) t += ((k2_code(row + 32, i) | (row[i % 32] >> (i / 32) & 1) << 2) - 4) * xk[i];
             isum += sc[j] * t;
         }
-        acc += f16at(row + 108) * x->dk[sb] * (float)isum;
+        acc += qs_f16_at(row + 108) * x->dk[sb] * (float)isum;
     }
     return acc;
 }

@@ -214,7 +214,8 @@ static cJSON *info_json(const qs_model *m) {
     cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
     cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
     if (getenv("OPENBLAS_CORETYPE")) cJSON_AddStringToObject(o, "openblas_coretype", getenv("OPENBLAS_CORETYPE"));
-    if (qs_blas_core_note()) cJSON_AddStringToObject(o, "openblas_coretype_note", qs_blas_core_note());
+    const char *note = qs_blas_core_note();
+    if (note) cJSON_AddStringToObject(o, "openblas_coretype_note", note);
     return o;
 }
 
@@ -246,7 +247,8 @@ static void print_info(const qs_model *m) {
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("compute    %s; stored-weight kernels %s, decode activations %s%s%s\n\n", qs_blas_describe(),
            qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
-    if (qs_blas_core_note()) printf("note       %s\n\n", qs_blas_core_note());
+    const char *note = qs_blas_core_note();
+    if (note) printf("note       %s\n\n", note);
     printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",
            "params");
     for (int i = 0; i < c->n_layers; i++) {

@@ -62,7 +62,7 @@ int cli_bench(int argc, char **argv) {
     double peak_mb = ru.ru_maxrss / 1024.0, anon_mb = status_kb("RssAnon") / 1024.0;
     double size_gib = qs_variant_weight_bytes(var) / (1024.0 * 1024 * 1024), params_b = qs_variant_params(var) / 1e9;
     int nthreads = qs_pool_threads();
-    const char *core = getenv("OPENBLAS_CORETYPE");
+    const char *core = getenv("OPENBLAS_CORETYPE"), *core_note = qs_blas_core_note();
     /* what decode reads a token against what the same threads read from memory in this run (after
      * the peak above, so the probe's buffer is not in it) */
     double tok_gb = qs_variant_token_bytes(var) / 1e9, tg_gbs = r.tg_tok_s * tok_gb, mem_gbs = 0;
@@ -88,7 +88,7 @@ int cli_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "threads", nthreads);
         cJSON_AddStringToObject(o, "blas", qs_blas_describe());
         if (core) cJSON_AddStringToObject(o, "openblas_coretype", core);
-        if (qs_blas_core_note()) cJSON_AddStringToObject(o, "openblas_coretype_note", qs_blas_core_note());
+        if (core_note) cJSON_AddStringToObject(o, "openblas_coretype_note", core_note);
         cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
         cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
         cJSON_AddNumberToObject(o, "n_prompt", (double)p);
@@ -140,7 +140,7 @@ int cli_bench(int argc, char **argv) {
                    tok_gb, tg_gbs, avail >> 20, 2 * READ_PROBE_MB, READ_PROBE_MB);
         printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s%s%s\n",
                peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
-        if (qs_blas_core_note()) printf("note: %s\n", qs_blas_core_note());
+        if (core_note) printf("note: %s\n", core_note);
     }
     rc = EXIT_OK;
 done:

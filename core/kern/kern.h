@@ -207,10 +207,10 @@ qs_status qs_lapack_inv_chol_upper(int dim, double *a);
 
 /* Threads OpenBLAS uses (and a setter; n <= 0 leaves it alone). */
 int qs_blas_threads(void);
+void qs_blas_set_threads(int n);
 /* qs_pool_run with OpenBLAS held to one thread meanwhile, for tasks that call sgemm each on
  * their own part (OpenBLAS's threads would spin beside the pool's); its count restored after */
 void qs_pool_run_blas1(int n_tasks, qs_pool_fn fn, void *ud);
-void qs_blas_set_threads(int n);
 /* "OpenBLAS 0.3.21 (Haswell, 2 threads)" */
 const char *qs_blas_describe(void);
 /* NULL, or a sentence saying that OPENBLAS_CORETYPE holds OpenBLAS to narrower kernels than

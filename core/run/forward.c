@@ -249,6 +249,13 @@ static void *kernel_scratch(qs_ctx *c, const qs_lin_kernel *k) {
     return c->kscratch[i];
 }
 
+/* a linear without a kernel as qs_wlinear takes it: weights as stored, or fp32 weights held in
+ * memory as QS_WT_F32, the way weights stored in fp32 go (so that a model written out in f32 and
+ * read back gives the same logits bit for bit) */
+static qs_wmat wmat_of(const qs_linear *l, float *y) {
+    return l->w ? (qs_wmat){QS_WT_F32, l->w, l->b, l->n_out, y} : (qs_wmat){l->wtype, l->wq, l->b, l->n_out, y};
+}
+
 /* y (n, l->n_out) = x l^T through the layer's kernel; which = 0..3 names the
  * input site for the kernels' counts (attn_in, attn_out, mlp_in, mlp_mid). */
 static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const float *x, int n, float *y) {
@@ -267,10 +274,8 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
         }
         return;
     }
-    /* fp32 weights held in memory go the same way as weights stored in fp32, so that a model
-     * written out in f32 and read back gives the same logits bit for bit */
-    qs_status s = l->w ? qs_wlinear(x, n, QS_WT_F32, l->w, l->b, l->n_out, l->n_in, y)
-                       : qs_wlinear(x, n, l->wtype, l->wq, l->b, l->n_out, l->n_in, y); /* weights as stored */
+    qs_wmat m = wmat_of(l, y);
+    qs_status s = qs_wlinear_multi(x, n, 1, &m, l->n_in);
     if (s) {
         memset(y, 0, (size_t)n * l->n_out * sizeof(float));
         c->failed = s;
@@ -278,16 +283,14 @@ static void linear(qs_ctx *c, int layer, int which, const qs_linear *l, const fl
 }
 
 /* k linears on the same x (n rows): one pool run, x rounded once, when none
- * runs through a kernel (a layer's q, k and v; gate and up), else in turn.
- * fp32 weights held in memory join as QS_WT_F32, as in linear(). */
+ * runs through a kernel (a layer's q, k and v; gate and up), else in turn. */
 static void linears(qs_ctx *c, int layer, int which, int k, const qs_linear *const *ls, const float *x, int n,
                     float *const *ys) {
     qs_wmat m[QS_WMAT_MULTI];
     int batch = k <= QS_WMAT_MULTI;
     for (int i = 0; i < k && batch; i++) {
         batch = !ls[i]->kern && (ls[i]->w || ls[i]->wq) && ls[i]->n_in == ls[0]->n_in;
-        m[i] = ls[i]->w ? (qs_wmat){QS_WT_F32, ls[i]->w, ls[i]->b, ls[i]->n_out, ys[i]}
-                        : (qs_wmat){ls[i]->wtype, ls[i]->wq, ls[i]->b, ls[i]->n_out, ys[i]};
+        m[i] = wmat_of(ls[i], ys[i]);
     }
     if (!batch) {
         for (int i = 0; i < k; i++) linear(c, i ? -1 : layer, which, ls[i], x, n, ys[i]);

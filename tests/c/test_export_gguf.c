@@ -45,11 +45,13 @@ static void probe(int vocab, int32_t *ids, int T) {
 }
 
 static char tmpdir[64];
+static void remove_tmpdir(void) { rmdir(tmpdir); }
 static const char *tmp_path(const char *name) {
     static char p[256];
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/qs_export_XXXXXX");
         if (!mkdtemp(tmpdir)) return NULL;
+        atexit(remove_tmpdir); /* a filtered run may end before the test that removes it */
     }
     mkdir(tmpdir, 0700); /* again after a test removed it */
     snprintf(p, sizeof p, "%s/%s", tmpdir, name);

@@ -213,6 +213,7 @@ static cJSON *info_json(const qs_model *m) {
     cJSON_AddStringToObject(o, "blas", qs_blas_describe());
     cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
     cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
+    cJSON_AddStringToObject(o, "prefill_activations", qs_wmat_prefill_act());
     if (getenv("OPENBLAS_CORETYPE")) cJSON_AddStringToObject(o, "openblas_coretype", getenv("OPENBLAS_CORETYPE"));
     const char *note = qs_blas_core_note();
     if (note) cJSON_AddStringToObject(o, "openblas_coretype_note", note);
@@ -221,6 +222,14 @@ static cJSON *info_json(const qs_model *m) {
 
 static long long lin_n(const qs_linear *l) {
     return qs_linear_has(l) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
+}
+
+/* " (kernel K)" after "prefill activations q8", else "" */
+static const char *prefill_kernel(void) {
+    static char b[48];
+    if (strcmp(qs_wmat_prefill_act(), "q8")) return "";
+    snprintf(b, sizeof b, " (%s)", qs_wq8_kernel());
+    return b;
 }
 
 static void print_info(const qs_model *m) {
@@ -245,8 +254,9 @@ static void print_info(const qs_model *m) {
     printf("params     %lld (%.1f MB as fp32)\n", p, p * 4 / 1e6);
     printf("kv cache   %lld bytes/token (fp32)\n", qs_ctx_kv_bytes_per_token(m));
     const char *core = getenv("OPENBLAS_CORETYPE");
-    printf("compute    %s; stored-weight kernels %s, decode activations %s%s%s\n\n", qs_blas_describe(),
-           qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+    printf("compute    %s; stored-weight kernels %s, decode activations %s, prefill activations %s%s%s%s\n\n",
+           qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), qs_wmat_prefill_act(), prefill_kernel(),
+           core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
     const char *note = qs_blas_core_note();
     if (note) printf("note       %s\n\n", note);
     printf("layer  %-11s %-11s %-11s %-11s %-11s %-11s %s\n", "q", "k", "v", "o", "up", "down",

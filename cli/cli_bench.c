@@ -91,6 +91,8 @@ int cli_bench(int argc, char **argv) {
         if (core_note) cJSON_AddStringToObject(o, "openblas_coretype_note", core_note);
         cJSON_AddStringToObject(o, "stored_weight_kernels", qs_wmat_kernel());
         cJSON_AddStringToObject(o, "decode_activations", qs_wmat_act());
+        cJSON_AddStringToObject(o, "prefill_activations", qs_wmat_prefill_act());
+        if (!strcmp(qs_wmat_prefill_act(), "q8")) cJSON_AddStringToObject(o, "prefill_q8_kernel", qs_wq8_kernel());
         cJSON_AddNumberToObject(o, "n_prompt", (double)p);
         cJSON_AddNumberToObject(o, "n_gen", (double)n);
         cJSON_AddNumberToObject(o, "repetitions", (double)reps);
@@ -138,8 +140,12 @@ int cli_bench(int argc, char **argv) {
             printf("decode reads %.3g GB of weights a token: %.1f GB/s (memory's read rate not measured: %lld MB available "
                    "or allowed by --max-memory, under the %d MB its %d MB buffer wants)\n",
                    tok_gb, tg_gbs, avail >> 20, 2 * READ_PROBE_MB, READ_PROBE_MB);
-        printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s%s%s\n",
-               peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
+        printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s, prefill "
+               "activations %s%s%s%s%s%s\n",
+               peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), qs_wmat_prefill_act(),
+               strcmp(qs_wmat_prefill_act(), "q8") ? "" : " (", strcmp(qs_wmat_prefill_act(), "q8") ? "" : qs_wq8_kernel(),
+               strcmp(qs_wmat_prefill_act(), "q8") ? "" : ")",
+               core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
         if (core_note) printf("note: %s\n", core_note);
     }
     rc = EXIT_OK;

@@ -46,7 +46,9 @@ static const char usage[] =
     "Every command takes --threads N: the threads of every kernel (default: all cores),\n"
     "--max-memory MB: the memory a variant being built may take (default: MemAvailable),\n"
     "--decode-act q8|f32: activations of decode on weights in ggml's block formats, rounded to\n"
-    "8-bit blocks as llama.cpp does (q8, the default) or exact (f32), and\n"
+    "8-bit blocks as llama.cpp does (q8, the default) or exact (f32),\n"
+    "--prefill-act q8|f32: the same for prefill on Q8_0/Q4_0/Q5_0/IQ4_NL (f32, the default:\n"
+    "exact; q8: an int8 GEMM, as llama.cpp multiplies them), and\n"
     "-v: say what loading, calibration and building a variant will hold before they start.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
     "See qscope(1).\n";
@@ -168,15 +170,17 @@ static int take_int_option(int argc, char **argv, const char *name, const char *
  * either starts; --max-memory MB: the memory a heavy step may plan on
  * instead of MemAvailable (core reads it as QSCOPE_MAX_MEMORY_MB);
  * --decode-act q8|f32: the activations of few-row products of 4- and 8-bit
- * blocks (QSCOPE_DECODE_ACT, for the Lua states too). All are removed from
+ * blocks (QSCOPE_DECODE_ACT, for the Lua states too); --prefill-act q8|f32:
+ * those of many-row products (QSCOPE_PREFILL_ACT). All are removed from
  * argv; returns the arguments left, or -1 after a usage error. */
 static int take_globals(int argc, char **argv) {
     long threads = 0, mb = 0;
     char buf[24];
     int n = take_int_option(argc, argv, "--threads", "", 1, 256, &threads);
     if (n >= 0) n = take_int_option(n, argv, "--max-memory", " (MB)", 1, 1L << 30, &mb);
-    const char *act = NULL;
+    const char *act = NULL, *pact = NULL;
     if (n >= 0) n = take_option(n, argv, "--decode-act", " (q8 or f32)", &act);
+    if (n >= 0) n = take_option(n, argv, "--prefill-act", " (q8 or f32)", &pact);
     if (n < 0) return -1;
     if (act) {
         if (!qs_wmat_set_act(act)) {
@@ -184,6 +188,13 @@ static int take_globals(int argc, char **argv) {
             return -1;
         }
         setenv("QSCOPE_DECODE_ACT", act, 1);
+    }
+    if (pact) {
+        if (!qs_wmat_set_prefill_act(pact)) {
+            cli_error("--prefill-act must be q8 or f32, not '%s'", pact);
+            return -1;
+        }
+        setenv("QSCOPE_PREFILL_ACT", pact, 1);
     }
     if (threads) {
         snprintf(buf, sizeof buf, "%ld", threads);

@@ -295,17 +295,9 @@ AVX2_TARGET static void qx_round_k_avx2(const float *x, int n, int8_t *k, float 
     }
 }
 
-static qx qx_make(const float *x, int n, void *buf, int want_k) {
-    int nb = n / 32;
-    int32_t *o = buf;
-    float *d = (float *)(o + (size_t)nb / 2 * 8), *s = d + nb, *dk = s + nb;
-    int16_t *k16 = (int16_t *)(dk + n / 256);
-    int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
-    want_k = want_k && n % 256 == 0;
-    if (use_fast < 0) use_fast = fast_available();
-    if (want_k) (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
-    if (use_fast) qx_round_avx2(x, nb, q, d, s);
-    for (int b = 0; !use_fast && b < nb; b++) {
+/* qx_round_avx2's blocks in plain C */
+static void qx_round(const float *x, int nb, int8_t *q, float *d, float *s) {
+    for (int b = 0; b < nb; b++) {
         const float *xb = x + (size_t)b * 32;
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
@@ -315,6 +307,23 @@ static qx qx_make(const float *x, int n, void *buf, int want_k) {
         d[b] = amax / 127.0f;
         s[b] = d[b] * (float)sum;
     }
+}
+
+void qs_wq8_round(const float *x, int nb, int8_t *q, float *d, float *s) {
+    if (use_fast < 0) use_fast = fast_available();
+    (use_fast ? qx_round_avx2 : qx_round)(x, nb, q, d, s);
+}
+
+static qx qx_make(const float *x, int n, void *buf, int want_k) {
+    int nb = n / 32;
+    int32_t *o = buf;
+    float *d = (float *)(o + (size_t)nb / 2 * 8), *s = d + nb, *dk = s + nb;
+    int16_t *k16 = (int16_t *)(dk + n / 256);
+    int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
+    want_k = want_k && n % 256 == 0;
+    if (use_fast < 0) use_fast = fast_available();
+    if (want_k) (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
+    (use_fast ? qx_round_avx2 : qx_round)(x, nb, q, d, s);
     for (int p = 0; p < nb / 2; p++) {
         int8_t *ap = a + (size_t)p * 64;
         const int8_t *qa = q + (size_t)p * 64, *qb = qa + 32;
@@ -345,6 +354,26 @@ static inline int blk32_code(uint32_t type, const uint8_t *b, int i) {
     case QS_WT_IQ4_NL: return qs_iq4_nl_grid[u];
     }
     return u; /* Q4_1, Q5_1 */
+}
+
+int qs_wq8_codes(uint32_t type, const void *w, int n_in, int row0, int rows, int8_t *codes, size_t ldc, float *d,
+                 size_t ldd) {
+    if (n_in % 32 || !(type == QS_WT_Q8_0 || type == QS_WT_Q4_0 || type == QS_WT_Q5_0 || type == QS_WT_IQ4_NL)) return 0;
+    size_t e, bb, rb = qs_wtype_row_bytes(type, n_in);
+    qs_wtype_block(type, &e, &bb);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *blk = (const uint8_t *)w + rb * (size_t)(row0 + r);
+        int8_t *c = codes + ldc * (size_t)r;
+        for (int b = 0; b < n_in / 32; b++, blk += bb, c += 32) {
+            d[ldd * (size_t)r + (size_t)b] = qs_f16_at(blk);
+            if (type == QS_WT_Q8_0) memcpy(c, blk + 2, 32);
+            else if (type == QS_WT_Q4_0)
+                for (int i = 0; i < 16; i++) c[i] = (int8_t)((blk[2 + i] & 0x0F) - 8), c[i + 16] = (int8_t)((blk[2 + i] >> 4) - 8);
+            else
+                for (int i = 0; i < 32; i++) c[i] = (int8_t)blk32_code(type, blk, i);
+        }
+    }
+    return 1;
 }
 
 static inline float qdot_blk32_ref(uint32_t type, const uint8_t *row, const qx *x, int n) {
@@ -919,6 +948,8 @@ static int fast_available(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
 
+int qs_wmat_fast_available(void) { return fast_available(); }
+
 int qs_wmat_set_kernel(const char *name) {
     if (!strcmp(name, "ref")) use_fast = 0;
     else if (!strcmp(name, "avx2")) {
@@ -962,6 +993,23 @@ const char *qs_wmat_act(void) {
         act_q8 = !(e && !strcmp(e, "f32"));
     }
     return act_q8 ? "q8" : "f32";
+}
+
+static int prefill_q8 = -1; /* -1: not decided (QSCOPE_PREFILL_ACT, else f32) */
+
+int qs_wmat_set_prefill_act(const char *name) {
+    if (!strcmp(name, "q8")) prefill_q8 = 1;
+    else if (!strcmp(name, "f32")) prefill_q8 = 0;
+    else return 0;
+    return 1;
+}
+
+const char *qs_wmat_prefill_act(void) {
+    if (prefill_q8 < 0) {
+        const char *e = getenv("QSCOPE_PREFILL_ACT");
+        prefill_q8 = e && !strcmp(e, "q8");
+    }
+    return prefill_q8 ? "q8" : "f32";
 }
 
 /* the 8-bit-activation kernel of a type (fast or reference), NULL for
@@ -1130,11 +1178,14 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
     gemv_job jobs[QS_WMAT_MULTI];
     int threads = qs_pool_threads();
     int off[QS_WMAT_MULTI + 1] = {0}, q8 = !strcmp(qs_wmat_act(), "q8"), any_q = 0, any_k = 0, any_ref = 0;
+    int q8_prefill = n >= GEMM_MIN_ROWS && !strcmp(qs_wmat_prefill_act(), "q8");
     for (int i = 0; i < k; i++) {
         size_t rb = qs_wtype_row_bytes(m[i].type, n_in);
         if (!rb) return qs_fail(QS_EARG, "weights of type %u cannot hold rows of %d", m[i].type, n_in);
         if (n >= GEMM_MIN_ROWS) { /* panels of decoded rows through sgemm, one matrix after another */
-            qs_status st = panels(x, n, m[i].type, m[i].w, m[i].b, m[i].n_out, n_in, m[i].y);
+            qs_status st = q8_prefill && qs_wq8_supported(m[i].type, n_in)
+                               ? qs_wq8_gemm(x, n, m[i].type, m[i].w, m[i].b, m[i].n_out, n_in, m[i].y, NULL)
+                               : panels(x, n, m[i].type, m[i].w, m[i].b, m[i].n_out, n_in, m[i].y);
             if (st) return st;
             continue;
         }

@@ -310,6 +310,84 @@ TEST(wmat_q8_activations) {
     qs_wmat_set_kernel("auto");
 }
 
+/* Prefill on 8-bit activations (kern/wq8gemm.c): each kernel this CPU runs
+ * (plain C, AVX2, AVX-512 VNNI) equals the decoded weights times x rounded
+ * to 8-bit blocks of 32, for Q8_0, Q4_0, Q5_0 and IQ4_NL, at shapes that
+ * need the padding (rows of x and weights not a multiple of 4, an odd
+ * block count) and more than one slice of x rows, K and weight rows;
+ * qs_wlinear takes that path when the prefill activations are "q8", and
+ * keeps the exact fp32 panels for the types it does not cover. */
+TEST(wmat_q8_prefill) {
+    const int widths[2] = {4096 + 96, 256}, n_out = 70, n = 69;
+    const uint32_t pt[4] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q5_0, QS_WT_IQ4_NL};
+    const char *pn[4] = {"Q8_0", "Q4_0", "Q5_0", "IQ4_NL"}, *kernels[3] = {"ref", "avx2", "avx512vnni"};
+    float *b = malloc(n_out * sizeof *b);
+    for (int r = 0; r < n_out; r++) b[r] = frand();
+    int ran[3] = {0};
+    for (int wi = 0; wi < 2; wi++) {
+        int n_in = widths[wi];
+        float *x = malloc((size_t)n * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec);
+        float *y = malloc((size_t)n * n_out * sizeof *y);
+        double *xq = malloc((size_t)n * n_in * sizeof *xq);
+        for (int i = 0; i < n * n_in; i++) x[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f);
+        for (int i = 0; i < n; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq + (size_t)i * n_in, 32);
+        for (int t = 0; t < 4; t++) {
+            uint8_t *w = t < 2 ? make(pt[t], n_out, n_in) : make_blocks(pt[t], n_out, n_in);
+            qs_wrows_f32(pt[t], w, n_in, 0, n_out, dec);
+            for (int k = 0; k < 4; k++) { /* the three kernels, then qs_wlinear */
+                qs_status st;
+                if (k < 3) {
+                    st = qs_wq8_gemm(x, n, pt[t], w, b, n_out, n_in, y, kernels[k]);
+                    if (st == QS_EARG) continue; /* not runnable on this CPU */
+                    ran[k] = 1;
+                } else {
+                    qs_wmat_set_prefill_act("q8");
+                    st = qs_wlinear(x, n, pt[t], w, b, n_out, n_in, y);
+                    qs_wmat_set_prefill_act("f32");
+                }
+                CHECK(st == QS_OK, "%s: %s", pn[t], qs_last_error());
+                double worst = 0;
+                for (int i = 0; i < n; i++)
+                    for (int r = 0; r < n_out; r++) {
+                        double e = b[r], mag = fabs(b[r]);
+                        for (int j = 0; j < n_in; j++)
+                            e += (double)dec[(size_t)r * n_in + j] * xq[(size_t)i * n_in + j],
+                                mag += fabs((double)dec[(size_t)r * n_in + j] * xq[(size_t)i * n_in + j]);
+                        worst = fmax(worst, fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30));
+                    }
+                CHECK(worst < 2e-6, "%s, width %d, %s: relative error %.3g against the rounded product", pn[t], n_in,
+                      k < 3 ? kernels[k] : "qs_wlinear", worst);
+            }
+            free(w);
+        }
+        free(x), free(dec), free(y), free(xq);
+    }
+    CHECK(ran[0] && (ran[1] || !__builtin_cpu_supports("avx2")), "the plain C and AVX2 kernels ran");
+    CHECK(ran[2] || !__builtin_cpu_supports("avx512vnni"), "the VNNI kernel ran on a VNNI machine");
+    /* a type without (code, scale) blocks: refused by the kernel, exact fp32 panels through qs_wlinear */
+    enum { N = 9, NI = 64, NO = 5 };
+    float x[N * NI], y[N * NO], dec[NO * NI];
+    for (int i = 0; i < N * NI; i++) x[i] = frand();
+    uint8_t *w = make(QS_WT_Q4_1, NO, NI);
+    CHECK(qs_wq8_gemm(x, N, QS_WT_Q4_1, w, NULL, NO, NI, y, NULL) == QS_EUNSUPPORTED, "Q4_1 has no 8-bit prefill");
+    CHECK(qs_wq8_gemm(x, N, QS_WT_Q8_0, w, NULL, NO, NI, y, "sse") == QS_EARG, "an unknown kernel name");
+    qs_wmat_set_prefill_act("q8");
+    CHECK(qs_wlinear(x, N, QS_WT_Q4_1, w, NULL, NO, NI, y) == QS_OK, "%s", qs_last_error());
+    qs_wmat_set_prefill_act("f32");
+    qs_wrows_f32(QS_WT_Q4_1, w, NI, 0, NO, dec);
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        for (int r = 0; r < NO; r++) {
+            double e = 0, mag = 0;
+            for (int j = 0; j < NI; j++) e += (double)dec[r * NI + j] * x[i * NI + j], mag += fabs((double)dec[r * NI + j] * x[i * NI + j]);
+            worst = fmax(worst, fabs(y[i * NO + r] - e) / (mag + 1e-30));
+        }
+    CHECK(worst < 1e-6, "Q4_1 with q8 prefill: relative error %.3g against the exact product", worst);
+    CHECK(!qs_wmat_set_prefill_act("q4") && !strcmp(qs_wmat_prefill_act(), "f32"), "prefill activations q8 or f32");
+    free(w);
+    free(b);
+}
+
 /* qscope's packed round-to-nearest rows: decoded values equal the fake-
  * quantized ones, and qs_wlinear on them equals the product with those. */
 TEST(wmat_packed_rtn) {

@@ -489,6 +489,16 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
                       const char *kernel);
 const char *qs_wq8_kernel(void);
 
+/* ---- prefill on F16/BF16 weights by AVX-512 (kern/wfgemm.c) ----
+ * y (n, n_out) = x W^T + b, each weight row widened to fp32 as it is read
+ * (the products of sgemm on the decoded weights, summed in another order);
+ * kernel "avx512", "ref" (plain C) or NULL (avx512 where it runs). For
+ * F16 and BF16 with n_in a multiple of 16 (qs_wf_supported). */
+int qs_wf_available(void);
+int qs_wf_supported(uint32_t type, int n_in);
+qs_status qs_wf_gemm(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in, float *y,
+                     const char *kernel);
+
 /* ---- ggml block formats ---- */
 /* ggml's block formats that qscope dequantizes at load (kern/ggml_quant.c):
  * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL.

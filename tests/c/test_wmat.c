@@ -63,7 +63,9 @@ TEST(wmat_fast_equals_ref) {
     float *x = malloc(n_in * sizeof *x), *dec = malloc(n_in * sizeof *dec);
     for (int i = 0; i < n_in; i++) x[i] = frand();
     int have_fast = qs_wmat_set_kernel("avx2");
+    for (int k = 0; k < 2; k++) /* AVX2, then AVX-512 where it runs */
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        if (k && !qs_wmat_set_kernel("avx512")) break;
         uint8_t *w = make(types[t], 4, n_in);
         for (int r = 0; r < 4; r++) {
             const uint8_t *row = w + qs_wtype_row_bytes(types[t], n_in) * r;
@@ -72,7 +74,8 @@ TEST(wmat_fast_equals_ref) {
             for (int i = 0; i < n_in; i++) exact += (double)dec[i] * x[i], mag += fabs((double)dec[i] * x[i]);
             float ref = qs_wdot_ref(types[t], row, x, n_in), fast = qs_wdot(types[t], row, x, n_in);
             CHECK(fabs(ref - exact) <= 1e-6 * mag && fabs(fast - exact) <= 1e-6 * mag,
-                  "%s row %d: ref %.7g fast %.7g exact %.7g (|w x| %.3g)", names[t], r, ref, fast, exact, mag);
+                  "%s row %d, %s: ref %.7g fast %.7g exact %.7g (|w x| %.3g)", names[t], r, qs_wmat_kernel(), ref, fast,
+                  exact, mag);
         }
         free(w);
     }
@@ -84,13 +87,13 @@ TEST(wmat_fast_equals_ref) {
 
 TEST(wmat_linear_few_and_many_rows) {
     const int n_out = 200, n_in = 256, ns[3] = {1, 3, 20};
-    const char *kernels[2] = {"ref", "avx2"};
+    const char *kernels[3] = {"ref", "avx2", "avx512"};
     float *x = malloc((size_t)20 * n_in * sizeof *x), *y = malloc((size_t)20 * n_out * sizeof *y);
     float *W = malloc((size_t)n_out * n_in * sizeof *W), b[200];
     for (int i = 0; i < 20 * n_in; i++) x[i] = frand();
     for (int i = 0; i < n_out; i++) b[i] = frand();
     qs_wmat_set_act("f32"); /* exact products here; 8-bit activations below */
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         if (!qs_wmat_set_kernel(kernels[k])) continue;
         for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
             uint8_t *w = make(types[t], n_out, n_in);
@@ -386,6 +389,60 @@ TEST(wmat_q8_prefill) {
     CHECK(!qs_wmat_set_prefill_act("q4") && !strcmp(qs_wmat_prefill_act(), "f32"), "prefill activations q8 or f32");
     free(w);
     free(b);
+}
+
+/* Prefill on F16, BF16 and F32 by the fused AVX-512 kernel (kern/wfgemm.c): it
+ * and its plain C reference equal the double-precision product of the
+ * decoded weights, at shapes with partial micro-tiles, more than one slice
+ * of x rows, K and weight rows; qs_wlinear's many-row path equals it too,
+ * and widths that are not a multiple of 16 go through the panels. */
+TEST(wmat_fused_prefill) {
+    const int widths[3] = {2048 + 48, 80, 40}, n_out = 70, n = 69;
+    const uint32_t ft[3] = {QS_WT_F16, QS_WT_BF16, QS_WT_F32};
+    const char *fn[3] = {"F16", "BF16", "F32"}, *kernels[2] = {"ref", "avx512"};
+    float b[70];
+    for (int r = 0; r < n_out; r++) b[r] = frand();
+    int ran = 0;
+    for (int wi = 0; wi < 3; wi++) {
+        int n_in = widths[wi];
+        float *x = malloc((size_t)n * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec);
+        float *y = malloc((size_t)n * n_out * sizeof *y);
+        for (int i = 0; i < n * n_in; i++) x[i] = frand();
+        for (int t = 0; t < 3; t++) {
+            uint8_t *w = make(ft[t], n_out, n_in);
+            qs_wrows_f32(ft[t], w, n_in, 0, n_out, dec);
+            for (int k = 0; k < 3; k++) { /* the two kernels, then qs_wlinear */
+                qs_status st;
+                if (k < 2) {
+                    st = qs_wf_gemm(x, n, ft[t], w, b, n_out, n_in, y, kernels[k]);
+                    if (n_in % 16) {
+                        CHECK(st == QS_EUNSUPPORTED, "%s, width %d: %d", fn[t], n_in, st);
+                        continue;
+                    }
+                    if (st == QS_EARG) continue; /* no AVX-512 here */
+                    ran |= k == 1;
+                } else
+                    st = qs_wlinear(x, n, ft[t], w, b, n_out, n_in, y);
+                CHECK(st == QS_OK, "%s: %s", fn[t], qs_last_error());
+                double worst = 0;
+                for (int i = 0; i < n; i++)
+                    for (int r = 0; r < n_out; r++) {
+                        double e = b[r], mag = fabs(b[r]);
+                        for (int j = 0; j < n_in; j++)
+                            e += (double)dec[(size_t)r * n_in + j] * x[(size_t)i * n_in + j],
+                                mag += fabs((double)dec[(size_t)r * n_in + j] * x[(size_t)i * n_in + j]);
+                        worst = fmax(worst, fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30));
+                    }
+                CHECK(worst < 1e-6, "%s, width %d, %s: relative error %.3g", fn[t], n_in, k < 2 ? kernels[k] : "qs_wlinear", worst);
+            }
+            free(w);
+        }
+        free(x), free(dec), free(y);
+    }
+    CHECK(ran || !__builtin_cpu_supports("avx512f"), "the AVX-512 kernel ran on an AVX-512 machine");
+    float z[16 * 9] = {0};
+    CHECK(qs_wf_gemm(z, 9, QS_WT_Q8_0, z, NULL, 1, 32, z, NULL) == QS_EUNSUPPORTED, "block formats go elsewhere");
+    CHECK(qs_wf_gemm(z, 9, QS_WT_F16, z, NULL, 1, 16, z, "sse") == QS_EARG, "an unknown kernel name");
 }
 
 /* qscope's packed round-to-nearest rows: decoded values equal the fake-

@@ -498,6 +498,12 @@ int qs_wf_available(void);
 int qs_wf_supported(uint32_t type, int n_in);
 qs_status qs_wf_gemm(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in, float *y,
                      const char *kernel);
+/* One thread's share: y (n rows, ldy floats apart) columns [0, nr) = x W^T
+ * for an fp32 panel W (nr x n_in, n_in a multiple of 16), by the same
+ * kernel (plain C where AVX-512 does not run); qs_wf_tile_rows: the rows a
+ * tile of it is best given. */
+void qs_wf_tile(const float *x, int n, const float *w, int nr, int n_in, float *y, size_t ldy);
+int qs_wf_tile_rows(void);
 
 /* ---- ggml block formats ---- */
 /* ggml's block formats that qscope dequantizes at load (kern/ggml_quant.c):

@@ -113,26 +113,40 @@ typedef struct {
     fkern_fn fk;
 } fgemm_job;
 
+/* y (n rows, ldy floats apart) columns [0, nr) += x W^T for nr weight rows of the kind at w, on this thread */
+static void ftile_run(const float *x, int n, int n_in, int kind, const uint8_t *w, int nr, float *y, size_t ldy,
+                      fkern_fn fk) {
+    size_t ldw = (size_t)n_in * (kind == 2 ? 4 : 2);
+    float out[RN][RM];
+    for (int i0 = 0; i0 < n; i0 += MCX) {
+        int i1 = i0 + MCX < n ? i0 + MCX : n;
+        for (int k0 = 0; k0 < n_in; k0 += KC) {
+            int k1 = k0 + KC < n_in ? k0 + KC : n_in;
+            for (int r = 0; r < nr; r += RM)
+                for (int i = i0; i < i1; i += RN) {
+                    int rn = i1 - i < RN ? i1 - i : RN, rm = nr - r < RM ? nr - r : RM;
+                    ftile u = {x + (size_t)n_in * i, w + ldw * (size_t)r, (size_t)n_in, ldw, k0, k1, kind};
+                    fk(&u, rn, rm, out);
+                    for (int ii = 0; ii < rn; ii++)
+                        for (int rr = 0; rr < rm; rr++) y[(size_t)(i + ii) * ldy + r + rr] += out[ii][rr];
+                }
+        }
+    }
+}
+
 static void ftile_task(void *ud, int task, int thread) {
     (void)thread;
     const fgemm_job *j = ud;
     int r0 = task * TROWS, nr = j->n_out - r0 < TROWS ? j->n_out - r0 : TROWS;
     size_t ldw = (size_t)j->n_in * (j->kind == 2 ? 4 : 2);
-    float out[RN][RM];
-    for (int i0 = 0; i0 < j->n; i0 += MCX) {
-        int i1 = i0 + MCX < j->n ? i0 + MCX : j->n;
-        for (int k0 = 0; k0 < j->n_in; k0 += KC) {
-            int k1 = k0 + KC < j->n_in ? k0 + KC : j->n_in;
-            for (int r = 0; r < nr; r += RM)
-                for (int i = i0; i < i1; i += RN) {
-                    int rn = i1 - i < RN ? i1 - i : RN, rm = nr - r < RM ? nr - r : RM;
-                    ftile u = {j->x + (size_t)j->n_in * i, j->w + ldw * (size_t)(r0 + r), (size_t)j->n_in, ldw, k0, k1, j->kind};
-                    j->fk(&u, rn, rm, out);
-                    for (int ii = 0; ii < rn; ii++)
-                        for (int rr = 0; rr < rm; rr++) j->y[(size_t)(i + ii) * j->n_out + r0 + r + rr] += out[ii][rr];
-                }
-        }
-    }
+    ftile_run(j->x, j->n, j->n_in, j->kind, j->w + ldw * (size_t)r0, nr, j->y + r0, (size_t)j->n_out, j->fk);
+}
+
+int qs_wf_tile_rows(void) { return TROWS; }
+
+void qs_wf_tile(const float *x, int n, const float *w, int nr, int n_in, float *y, size_t ldy) {
+    for (int i = 0; i < n; i++) memset(y + ldy * (size_t)i, 0, (size_t)nr * sizeof *y);
+    ftile_run(x, n, n_in, 2, (const uint8_t *)w, nr, y, ldy, qs_wf_available() ? fk_avx512 : fk_ref);
 }
 
 qs_status qs_wf_gemm(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in, float *y,

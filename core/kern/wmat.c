@@ -1164,6 +1164,7 @@ typedef struct {
     const void *w;
     float *panels; /* rows x n_in floats a thread */
     float *y;
+    int fused; /* the panel multiplied by the AVX-512 kernel (qs_wf_tile), not sgemm */
 } tile_job;
 
 static void tile_task(void *ud, int task, int thread) {
@@ -1177,13 +1178,27 @@ static void tile_task(void *ud, int task, int thread) {
         decode_rows(j->type, j->w, j->n_in, r0, nr, own);
         panel = own;
     }
-    qs_blas_gemm_nt(j->n, nr, j->n_in, 1.0f, j->x, j->n_in, panel, j->n_in, 0.0f, j->y + r0, j->n_out);
+    if (j->fused) qs_wf_tile(j->x, j->n, panel, nr, j->n_in, j->y + r0, (size_t)j->n_out);
+    else qs_blas_gemm_nt(j->n, nr, j->n_in, 1.0f, j->x, j->n_in, panel, j->n_in, 0.0f, j->y + r0, j->n_out);
+}
+
+/* prefill by the fused AVX-512 kernel (F32/F16/BF16 rows, or panels decoded to fp32), where it runs and the fast
+ * kernels are in use */
+static int fused_prefill(uint32_t type, int n_in) {
+    static int ok = -1;
+    if (ok < 0) {
+        const char *e = getenv("QSCOPE_FUSED_PREFILL");
+        ok = qs_wf_available() && !(e && !strcmp(e, "0"));
+    }
+    return ok && qs_wf_supported(type, n_in) && strcmp(qs_wmat_kernel(), "ref");
 }
 
 static qs_status panels(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,
                         float *y) {
-    int threads = qs_pool_threads(), rows;
-    if (threads == 1) { /* one thread: the largest panel, so that sgemm packs x the fewest times */
+    int threads = qs_pool_threads(), rows, fused = fused_prefill(QS_WT_F32, n_in);
+    if (fused) { /* small tiles: the kernel's slices of them stay in L2 */
+        rows = qs_wf_tile_rows();
+    } else if (threads == 1) { /* one thread: the largest panel, so that sgemm packs x the fewest times */
         rows = (int)(PANEL_BYTES / ((size_t)n_in * sizeof(float)));
         rows = rows < 16 ? 16 : rows;
     } else { /* at most TILE_ROWS, in a multiple of threads tiles, so that no thread waits idle at the end */
@@ -1194,22 +1209,12 @@ static qs_status panels(const float *x, int n, uint32_t type, const void *w, con
     rows = rows > n_out ? n_out : rows;
     float *pan = type == QS_WT_F32 ? NULL : malloc((size_t)threads * rows * n_in * sizeof *pan);
     if (!pan && type != QS_WT_F32) return qs_fail(QS_ENOMEM, "out of memory for %d weight panels of %d x %d", threads, rows, n_in);
-    tile_job tj = {x, n, n_in, n_out, rows, type, w, pan, y};
+    tile_job tj = {x, n, n_in, n_out, rows, type, w, pan, y, fused};
     qs_pool_run_blas1((n_out + rows - 1) / rows, tile_task, &tj);
     free(pan);
     if (b)
         for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
     return QS_OK;
-}
-
-/* F16/BF16 prefill by the fused AVX-512 kernel, where it runs and the fast kernels are in use */
-static int fused_prefill(uint32_t type, int n_in) {
-    static int ok = -1;
-    if (ok < 0) {
-        const char *e = getenv("QSCOPE_FUSED_PREFILL");
-        ok = qs_wf_available() && !(e && !strcmp(e, "0"));
-    }
-    return ok && qs_wf_supported(type, n_in) && strcmp(qs_wmat_kernel(), "ref");
 }
 
 qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n_in) {

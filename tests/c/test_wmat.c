@@ -313,6 +313,22 @@ TEST(wmat_q8_activations) {
     qs_wmat_set_kernel("auto");
 }
 
+/* the largest error of y (n, n_out) against x (n, n_in, in double) times
+ * the decoded weights dec (n_out, n_in) plus b, relative to the sum of the
+ * products' magnitudes */
+static double worst_rel(const float *y, const float *dec, const double *x, const float *b, int n, int n_out, int n_in) {
+    double worst = 0;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < n_out; r++) {
+            double e = b[r], mag = fabs(b[r]);
+            for (int j = 0; j < n_in; j++)
+                e += (double)dec[(size_t)r * n_in + j] * x[(size_t)i * n_in + j],
+                    mag += fabs((double)dec[(size_t)r * n_in + j] * x[(size_t)i * n_in + j]);
+            worst = fmax(worst, fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30));
+        }
+    return worst;
+}
+
 /* Prefill on 8-bit activations (kern/wq8gemm.c): each kernel this CPU runs
  * (plain C, AVX2, AVX-512 VNNI) equals the decoded weights times x rounded
  * to 8-bit blocks of 32, for Q8_0, Q4_0, Q5_0 and IQ4_NL, at shapes that
@@ -349,15 +365,7 @@ TEST(wmat_q8_prefill) {
                     qs_wmat_set_prefill_act("f32");
                 }
                 CHECK(st == QS_OK, "%s: %s", pn[t], qs_last_error());
-                double worst = 0;
-                for (int i = 0; i < n; i++)
-                    for (int r = 0; r < n_out; r++) {
-                        double e = b[r], mag = fabs(b[r]);
-                        for (int j = 0; j < n_in; j++)
-                            e += (double)dec[(size_t)r * n_in + j] * xq[(size_t)i * n_in + j],
-                                mag += fabs((double)dec[(size_t)r * n_in + j] * xq[(size_t)i * n_in + j]);
-                        worst = fmax(worst, fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30));
-                    }
+                double worst = worst_rel(y, dec, xq, b, n, n_out, n_in);
                 CHECK(worst < 2e-6, "%s, width %d, %s: relative error %.3g against the rounded product", pn[t], n_in,
                       k < 3 ? kernels[k] : "qs_wlinear", worst);
             }
@@ -407,7 +415,8 @@ TEST(wmat_fused_prefill) {
         int n_in = widths[wi];
         float *x = malloc((size_t)n * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec);
         float *y = malloc((size_t)n * n_out * sizeof *y);
-        for (int i = 0; i < n * n_in; i++) x[i] = frand();
+        double *xd = malloc((size_t)n * n_in * sizeof *xd);
+        for (int i = 0; i < n * n_in; i++) x[i] = frand(), xd[i] = x[i];
         for (int t = 0; t < 3; t++) {
             uint8_t *w = make(ft[t], n_out, n_in);
             qs_wrows_f32(ft[t], w, n_in, 0, n_out, dec);
@@ -424,20 +433,12 @@ TEST(wmat_fused_prefill) {
                 } else
                     st = qs_wlinear(x, n, ft[t], w, b, n_out, n_in, y);
                 CHECK(st == QS_OK, "%s: %s", fn[t], qs_last_error());
-                double worst = 0;
-                for (int i = 0; i < n; i++)
-                    for (int r = 0; r < n_out; r++) {
-                        double e = b[r], mag = fabs(b[r]);
-                        for (int j = 0; j < n_in; j++)
-                            e += (double)dec[(size_t)r * n_in + j] * x[(size_t)i * n_in + j],
-                                mag += fabs((double)dec[(size_t)r * n_in + j] * x[(size_t)i * n_in + j]);
-                        worst = fmax(worst, fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30));
-                    }
+                double worst = worst_rel(y, dec, xd, b, n, n_out, n_in);
                 CHECK(worst < 1e-6, "%s, width %d, %s: relative error %.3g", fn[t], n_in, k < 2 ? kernels[k] : "qs_wlinear", worst);
             }
             free(w);
         }
-        free(x), free(dec), free(y);
+        free(x), free(dec), free(y), free(xd);
     }
     CHECK(ran || !__builtin_cpu_supports("avx512f"), "the AVX-512 kernel ran on an AVX-512 machine");
     float z[16 * 9] = {0};

@@ -780,9 +780,13 @@ static int jbool(const cJSON *o, const char *k, int d) {
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : d;
 }
 
-static int jint(const cJSON *o, const char *k, int d) {
+/* member k as a whole number in [0, hi] (d when absent); 0 when it is something else */
+static int jcount(const cJSON *o, const char *k, int d, int hi, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? (int)v->valuedouble : d;
+    if (!v) return *out = d, 1;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= hi) || v->valuedouble != (int)v->valuedouble)
+        return 0;
+    return *out = (int)v->valuedouble, 1;
 }
 
 static char *dupstr(const char *s) {
@@ -949,9 +953,9 @@ static qs_status add_dec(qs_tok *t, tok_pipe *p, const cJSON *o, const char *pat
         st->prepend = sc ? strcmp(sc, "never") != 0 : jbool(o, "add_prefix_space", 1);
     } else if (!strcmp(ty, "Strip")) {
         st->type = D_STRIP;
+        if (!jcount(o, "start", 0, 1 << 20, &st->start) || !jcount(o, "stop", 0, 1 << 20, &st->stop))
+            return qs_fail(QS_EFORMAT, "%s: decoder Strip's start and stop must be whole numbers from 0 to %d", path, 1 << 20);
         st->a = dupstr(jstr(o, "content"));
-        st->start = jint(o, "start", 0);
-        st->stop = jint(o, "stop", 0);
     } else if (!strcmp(ty, "Replace")) {
         st->type = D_REPLACE;
         const char *s = jstr(cJSON_GetObjectItemCaseSensitive(o, "pattern"), "String");

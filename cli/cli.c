@@ -224,8 +224,7 @@ static long long lin_n(const qs_linear *l) {
     return qs_linear_has(l) ? (long long)l->n_out * l->n_in + (l->b ? l->n_out : 0) : 0;
 }
 
-/* " (kernel K)" after "prefill activations q8", else "" */
-static const char *prefill_kernel(void) {
+const char *cli_prefill_kernel(void) {
     static char b[48];
     if (strcmp(qs_wmat_prefill_act(), "q8")) return "";
     snprintf(b, sizeof b, " (%s)", qs_wq8_kernel());
@@ -255,7 +254,7 @@ static void print_info(const qs_model *m) {
     printf("kv cache   %lld bytes/token (fp32)\n", qs_ctx_kv_bytes_per_token(m));
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("compute    %s; stored-weight kernels %s, decode activations %s, prefill activations %s%s%s%s\n\n",
-           qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), qs_wmat_prefill_act(), prefill_kernel(),
+           qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), qs_wmat_prefill_act(), cli_prefill_kernel(),
            core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
     const char *note = qs_blas_core_note();
     if (note) printf("note       %s\n\n", note);

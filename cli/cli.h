@@ -115,4 +115,7 @@ int cli_progress(void *ud, long done, long total);
 void cli_interrupt_install(void);
 int cli_interrupted(void);
 
+/* " (K)", the 8-bit prefill kernel, to follow "prefill activations q8"; "" when they are f32 */
+const char *cli_prefill_kernel(void);
+
 #endif

@@ -141,10 +141,9 @@ int cli_bench(int argc, char **argv) {
                    "or allowed by --max-memory, under the %d MB its %d MB buffer wants)\n",
                    tok_gb, tg_gbs, avail >> 20, 2 * READ_PROBE_MB, READ_PROBE_MB);
         printf("peak RSS %.0f MB (anonymous %.0f MB); %s; stored-weight kernels %s, decode activations %s, prefill "
-               "activations %s%s%s%s%s%s\n",
+               "activations %s%s%s%s\n",
                peak_mb, anon_mb, qs_blas_describe(), qs_wmat_kernel(), qs_wmat_act(), qs_wmat_prefill_act(),
-               strcmp(qs_wmat_prefill_act(), "q8") ? "" : " (", strcmp(qs_wmat_prefill_act(), "q8") ? "" : qs_wq8_kernel(),
-               strcmp(qs_wmat_prefill_act(), "q8") ? "" : ")",
+               cli_prefill_kernel(),
                core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
         if (core_note) printf("note: %s\n", core_note);
     }

@@ -1182,15 +1182,16 @@ static void tile_task(void *ud, int task, int thread) {
     else qs_blas_gemm_nt(j->n, nr, j->n_in, 1.0f, j->x, j->n_in, panel, j->n_in, 0.0f, j->y + r0, j->n_out);
 }
 
-/* prefill by the fused AVX-512 kernel (F32/F16/BF16 rows, or panels decoded to fp32), where it runs and the fast
- * kernels are in use */
+/* prefill by the fused AVX-512 kernel (F32/F16/BF16 rows, or panels decoded to fp32) while the "avx512" kernels are
+ * in use: not under qs_wmat_set_kernel("avx2") or ("ref") */
 static int fused_prefill(uint32_t type, int n_in) {
     static int ok = -1;
     if (ok < 0) {
         const char *e = getenv("QSCOPE_FUSED_PREFILL");
-        ok = qs_wf_available() && !(e && !strcmp(e, "0"));
+        ok = !(e && !strcmp(e, "0"));
     }
-    return ok && qs_wf_supported(type, n_in) && strcmp(qs_wmat_kernel(), "ref");
+    if (use_fast < 0) use_fast = fast_available();
+    return ok && use_fast == 2 && qs_wf_supported(type, n_in); /* 2: AVX-512 runs and its kernels are in use */
 }
 
 static qs_status panels(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,

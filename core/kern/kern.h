@@ -469,6 +469,11 @@ int qs_wmat_set_act(const char *name);
  * QSCOPE_PREFILL_ACT sets the default. 0 for another name. */
 const char *qs_wmat_prefill_act(void);
 int qs_wmat_set_prefill_act(const char *name);
+/* Whether many-row products on F32/F16/BF16 rows and decoded tiles go
+ * through the fused AVX-512 kernel (kern/wfgemm.c) when the "avx512"
+ * kernels are in use (1, the default; QSCOPE_FUSED_PREFILL=0 sets 0) or
+ * through fp32 panels and sgemm (0). Returns the setting it replaced. */
+int qs_wmat_set_fused_prefill(int on);
 
 /* ---- prefill on 8-bit activations (kern/wq8gemm.c) ----
  * qs_wq8_round: nb blocks of 32 values of x rounded as qs_wdot_q8 rounds

@@ -1184,14 +1184,25 @@ static void tile_task(void *ud, int task, int thread) {
 
 /* prefill by the fused AVX-512 kernel (F32/F16/BF16 rows, or panels decoded to fp32) while the "avx512" kernels are
  * in use: not under qs_wmat_set_kernel("avx2") or ("ref") */
-static int fused_prefill(uint32_t type, int n_in) {
-    static int ok = -1;
-    if (ok < 0) {
+static int fused_on = -1; /* -1: QSCOPE_FUSED_PREFILL not read yet */
+
+static int fused_setting(void) {
+    if (fused_on < 0) {
         const char *e = getenv("QSCOPE_FUSED_PREFILL");
-        ok = !(e && !strcmp(e, "0"));
+        fused_on = !(e && !strcmp(e, "0"));
     }
+    return fused_on;
+}
+
+int qs_wmat_set_fused_prefill(int on) {
+    int was = fused_setting();
+    fused_on = on != 0;
+    return was;
+}
+
+static int fused_prefill(uint32_t type, int n_in) {
     if (use_fast < 0) use_fast = fast_available();
-    return ok && use_fast == 2 && qs_wf_supported(type, n_in); /* 2: AVX-512 runs and its kernels are in use */
+    return fused_setting() && use_fast == 2 && qs_wf_supported(type, n_in); /* 2: AVX-512 runs and its kernels are in use */
 }
 
 static qs_status panels(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in,

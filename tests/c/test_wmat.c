@@ -87,14 +87,16 @@ TEST(wmat_fast_equals_ref) {
 
 TEST(wmat_linear_few_and_many_rows) {
     const int n_out = 200, n_in = 256, ns[3] = {1, 3, 20};
-    const char *kernels[3] = {"ref", "avx2", "avx512"};
+    const char *kernels[4] = {"ref", "avx2", "avx512", "avx512"}; /* the last with the fused prefill off */
     float *x = malloc((size_t)20 * n_in * sizeof *x), *y = malloc((size_t)20 * n_out * sizeof *y);
     float *W = malloc((size_t)n_out * n_in * sizeof *W), b[200];
     for (int i = 0; i < 20 * n_in; i++) x[i] = frand();
     for (int i = 0; i < n_out; i++) b[i] = frand();
     qs_wmat_set_act("f32"); /* exact products here; 8-bit activations below */
-    for (int k = 0; k < 3; k++) {
+    int fused = qs_wmat_set_fused_prefill(1);
+    for (int k = 0; k < 4; k++) {
         if (!qs_wmat_set_kernel(kernels[k])) continue;
+        qs_wmat_set_fused_prefill(k < 3);
         for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
             uint8_t *w = make(types[t], n_out, n_in);
             qs_wrows_f32(types[t], w, n_in, 0, n_out, W);
@@ -111,11 +113,13 @@ TEST(wmat_linear_few_and_many_rows) {
                         double d = fabs(y[(size_t)i * n_out + r] - e) / (mag + 1e-30);
                         if (d > worst) worst = d;
                     }
-                CHECK(worst < 1e-6, "%s, %s kernels, %d rows: relative error %.3g", names[t], kernels[k], n, worst);
+                CHECK(worst < 1e-6, "%s, %s kernels%s, %d rows: relative error %.3g", names[t], kernels[k],
+                      k == 3 ? " (panels)" : "", n, worst);
             }
             free(w);
         }
     }
+    qs_wmat_set_fused_prefill(fused);
     qs_wmat_set_kernel("auto");
     qs_wmat_set_act("q8");
     CHECK(qs_wlinear(x, 1, QS_WT_Q8_0, x, NULL, 1, 33, y) == QS_EARG, "a row of 33 is not whole Q8_0 blocks");
@@ -430,8 +434,11 @@ TEST(wmat_fused_prefill) {
                     }
                     if (st == QS_EARG) continue; /* no AVX-512 here */
                     ran |= k == 1;
-                } else
+                } else { /* fused whatever QSCOPE_FUSED_PREFILL says (make sanitize turns it off elsewhere) */
+                    int was = qs_wmat_set_fused_prefill(1);
                     st = qs_wlinear(x, n, ft[t], w, b, n_out, n_in, y);
+                    qs_wmat_set_fused_prefill(was);
+                }
                 CHECK(st == QS_OK, "%s: %s", fn[t], qs_last_error());
                 double worst = worst_rel(y, dec, xd, b, n, n_out, n_in);
                 CHECK(worst < 1e-6, "%s, width %d, %s: relative error %.3g", fn[t], n_in, k < 2 ? kernels[k] : "qs_wlinear", worst);

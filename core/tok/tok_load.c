@@ -237,18 +237,30 @@ static qs_status read_json(const char *path, int optional, cJSON **root) {
     return QS_OK;
 }
 
+/* How far past its tokens a vocabulary's ids may run: twice the tokens
+ * (vocabularies are dense, added tokens follow them) and 65536 to spare.
+ * The tables are as long as the largest id, so without this a file of a
+ * few bytes naming id 16777215 would cost hundreds of megabytes. */
+static long sparse_id_limit(long tokens) { return 2 * tokens + 65536; }
+
 /* Fill pref[] from a {"piece": id, ...} object (tokenizer.json model.vocab or
- * vocab.json). *n grows to cover the largest id. */
-static qs_status vocab_from_json(const cJSON *vocab, tok_pref **pref, int *n, const char *path) {
-    long max_id = -1;
+ * vocab.json). *n grows to cover the largest id; *count: the entries. */
+static qs_status vocab_from_json(const cJSON *vocab, tok_pref **pref, int *n, long *count, const char *path) {
+    long max_id = -1, cnt = 0;
+    const char *max_piece = NULL;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
         long id;
         if (!it->string || !json_int(it, 0, TOK_MAX_VOCAB - 1, &id))
             return qs_fail(QS_EFORMAT, "%s: vocabulary entry '%s' has no valid id (0..%d)", path,
                            it->string ? it->string : "?", TOK_MAX_VOCAB - 1);
-        if (id > max_id) max_id = id;
+        if (id > max_id) max_id = id, max_piece = it->string;
+        cnt++;
     }
+    if (max_id >= sparse_id_limit(cnt))
+        return qs_fail(QS_EFORMAT, "%s: vocabulary entry '%s' has id %ld, but there are only %ld entries (ids stop below %ld)",
+                       path, max_piece, max_id, cnt, sparse_id_limit(cnt));
+    *count = cnt;
     if (max_id + 1 > *n) {
         tok_pref *np = realloc(*pref, (size_t)(max_id + 1) * sizeof *np);
         if (!np) return qs_fail(QS_ENOMEM, "%s: out of memory", path);
@@ -271,9 +283,13 @@ static qs_status vocab_from_json(const cJSON *vocab, tok_pref **pref, int *n, co
 /* Register an added token (from tokenizer.json added_tokens or
  * tokenizer_config.json added_tokens_decoder). */
 static qs_status add_token(tok_pref **pref, int *n, tok_added **added, int *n_added, long id,
-                           const char *content, int special, int lstrip, int rstrip, const char *path) {
+                           const char *content, int special, int lstrip, int rstrip, long vocab_count, const char *path) {
     if (id < 0 || id >= TOK_MAX_VOCAB || !content)
         return qs_fail(QS_EFORMAT, "%s: added token %ld has no valid id or content", path, id);
+    long tokens = vocab_count + *n_added + 1;
+    if (id >= sparse_id_limit(tokens))
+        return qs_fail(QS_EFORMAT, "%s: added token '%s' has id %ld, but there are only %ld tokens (ids stop below %ld)",
+                       path, content, id, tokens, sparse_id_limit(tokens));
     if (id >= *n) {
         tok_pref *np = realloc(*pref, (size_t)(id + 1) * sizeof *np);
         if (!np) return qs_fail(QS_ENOMEM, "%s: out of memory", path);
@@ -599,14 +615,15 @@ static qs_status load_tokenizer_json(const char *dir, const char *path, qs_tok *
         st = qs_fail(QS_ENOMEM, "%s: out of memory", path);
         goto done;
     }
-    if ((st = vocab_from_json(vocab, &pref, &n, path)) != QS_OK) goto done;
+    long n_entries = 0;
+    if ((st = vocab_from_json(vocab, &pref, &n, &n_entries, path)) != QS_OK) goto done;
     const cJSON *at;
     cJSON_ArrayForEach(at, cJSON_GetObjectItemCaseSensitive(root, "added_tokens")) {
         long id = -1;
         json_int(cJSON_GetObjectItemCaseSensitive(at, "id"), 0, TOK_MAX_VOCAB - 1, &id);
         int special = json_bool(at, "special", 0);
         st = add_token(&pref, &n, &added, &n_added, id, json_str(at, "content"), special,
-                       json_bool(at, "lstrip", 0), json_bool(at, "rstrip", 0), path);
+                       json_bool(at, "lstrip", 0), json_bool(at, "rstrip", 0), n_entries, path);
         if (st != QS_OK) goto done;
         added[n_added - 1].normalized = (uint8_t)json_bool(at, "normalized", !special);
         added[n_added - 1].single_word = (uint8_t)json_bool(at, "single_word", 0);
@@ -674,7 +691,8 @@ static qs_status load_vocab_merges(const char *dir, qs_tok **out) {
         st = qs_fail(QS_EFORMAT, "%s: expected a {\"token\": id} object", vpath);
         goto done;
     }
-    if ((st = vocab_from_json(vroot, &pref, &n, vpath)) != QS_OK) goto done;
+    long n_entries = 0;
+    if ((st = vocab_from_json(vroot, &pref, &n, &n_entries, vpath)) != QS_OK) goto done;
 
     /* added tokens declared in tokenizer_config.json */
     const cJSON *at;
@@ -683,7 +701,7 @@ static qs_status load_vocab_merges(const char *dir, qs_tok **out) {
         long id = at->string ? strtol(at->string, &endp, 10) : -1;
         if (!at->string || *endp) id = -1;
         st = add_token(&pref, &n, &added, &n_added, id, json_str(at, "content"), json_bool(at, "special", 0),
-                       json_bool(at, "lstrip", 0), json_bool(at, "rstrip", 0), tcpath);
+                       json_bool(at, "lstrip", 0), json_bool(at, "rstrip", 0), n_entries, tcpath);
         if (st != QS_OK) goto done;
     }
     t->add_prefix_space = json_bool(tcfg, "add_prefix_space", 0);

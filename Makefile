@@ -168,7 +168,7 @@ fuzz:
 	  $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus/$$t; \
 	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
-	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  QSCOPE_THREADS=1 build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	    -dict=tests/fuzz/dict/$$t.dict -artifact_prefix=build-fuzz/crash-$$t- \
 	    build-fuzz/corpus/$$t tests/fuzz/seeds/$$t $$(ls -d tests/fuzz/regress/$$t 2>/dev/null) 2>&1 | \
 	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY|Test unit written' || true; \

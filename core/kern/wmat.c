@@ -127,9 +127,16 @@ AVX2_TARGET static inline __m256 fp8(uint32_t type, const uint8_t *row, int i) {
     const uint16_t *w = (const uint16_t *)(const void *)row + i;
     return type == QS_WT_F16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)) : bf16x8(w);
 }
+/* one element (memcpy: a tensor's data need not be aligned to its elements, a safetensors file may put an F16
+ * tensor at an odd offset) */
 static inline float fp1(uint32_t type, const uint8_t *row, int i) {
-    if (type == QS_WT_F32) return ((const float *)(const void *)row)[i];
-    uint16_t h = ((const uint16_t *)(const void *)row)[i];
+    if (type == QS_WT_F32) {
+        float v;
+        memcpy(&v, row + 4 * (size_t)i, sizeof v);
+        return v;
+    }
+    uint16_t h;
+    memcpy(&h, row + 2 * (size_t)i, sizeof h);
     return type == QS_WT_F16 ? qs_f16_to_f32(h) : qs_bf16_to_f32(h);
 }
 
@@ -854,14 +861,14 @@ AVX2_TARGET static void dec_f16_avx2(const uint8_t *src, float *dst, size_t n) {
     const uint16_t *w = (const uint16_t *)(const void *)src;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))));
-    for (; i < n; i++) dst[i] = qs_f16_to_f32(w[i]);
+    for (; i < n; i++) dst[i] = fp1(QS_WT_F16, src, (int)i);
 }
 
 AVX2_TARGET static void dec_bf16_avx2(const uint8_t *src, float *dst, size_t n) {
     const uint16_t *w = (const uint16_t *)(const void *)src;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, bf16x8(w + i));
-    for (; i < n; i++) dst[i] = qs_bf16_to_f32(w[i]);
+    for (; i < n; i++) dst[i] = fp1(QS_WT_BF16, src, (int)i);
 }
 
 AVX2_TARGET static void dec_q8_0_avx2(const uint8_t *src, float *dst, size_t n) {

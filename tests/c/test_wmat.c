@@ -85,6 +85,41 @@ TEST(wmat_fast_equals_ref) {
     free(dec);
 }
 
+/* F32/F16/BF16 data at an odd address (a safetensors file may place a tensor
+ * at any byte offset; fuzzing found an F16 one read by a uint16_t load): every
+ * kernel reads it, decode's dot and prefill's panels with their scalar tails,
+ * and gives bit for bit what it gives on the same rows aligned. make sanitize
+ * runs this under UBSan, which stops on a misaligned load. */
+TEST(wmat_unaligned_rows) {
+    const int n_out = 5, n_in = 100, ns[2] = {1, 20}; /* 100: a tail past every vector width */
+    const uint32_t ft[3] = {QS_WT_F32, QS_WT_F16, QS_WT_BF16};
+    const char *fn[3] = {"F32", "F16", "BF16"}, *kernels[3] = {"ref", "avx2", "avx512"};
+    float x[20 * 100], ya[20 * 5], yu[20 * 5], da[5 * 100], du[5 * 100];
+    for (int i = 0; i < 20 * n_in; i++) x[i] = frand();
+    for (int t = 0; t < 3; t++) {
+        uint8_t *w = make(ft[t], n_out, n_in);
+        size_t bytes = qs_wtype_row_bytes(ft[t], n_in) * n_out;
+        uint8_t *buf = malloc(bytes + 1);
+        memcpy(buf + 1, w, bytes);
+        qs_wrows_f32(ft[t], w, n_in, 0, n_out, da);
+        qs_wrows_f32(ft[t], buf + 1, n_in, 0, n_out, du);
+        CHECK(!memcmp(da, du, sizeof da), "%s: rows decoded at an odd address", fn[t]);
+        for (int k = 0; k < 3; k++) {
+            if (!qs_wmat_set_kernel(kernels[k])) continue;
+            for (int c = 0; c < 2; c++) {
+                CHECK(qs_wlinear(x, ns[c], ft[t], w, NULL, n_out, n_in, ya) == QS_OK &&
+                          qs_wlinear(x, ns[c], ft[t], buf + 1, NULL, n_out, n_in, yu) == QS_OK,
+                      "%s", qs_last_error());
+                CHECK(!memcmp(ya, yu, (size_t)ns[c] * n_out * sizeof *ya), "%s, %s kernels, %d rows: odd address",
+                      fn[t], kernels[k], ns[c]);
+            }
+        }
+        free(buf);
+        free(w);
+    }
+    qs_wmat_set_kernel("auto");
+}
+
 TEST(wmat_linear_few_and_many_rows) {
     const int n_out = 200, n_in = 256, ns[3] = {1, 3, 20};
     const char *kernels[4] = {"ref", "avx2", "avx512", "avx512"}; /* the last with the fused prefill off */

@@ -243,11 +243,25 @@ typedef struct {
     const int8_t *k;
     const float *dk;
     const int16_t *k16;
+    /* for the AVX-512 VNNI kernels (NULL where they do not run): o8, -128
+     * times the sum of each four codes of q (Q8_0's weights made unsigned
+     * by adding 128); a4, each four blocks' codes as Q4_0's nibbles of
+     * four blocks fall in a 512-bit register, [A 0-15, B 0-15, C 0-15,
+     * D 0-15, A 16-31, ..., D 16-31] (whole groups of four only); o4, -8
+     * times the sums of a4's four-byte groups of low and high halves
+     * together */
+    const int8_t *a4;
+    const int32_t *o4, *o8;
+    /* k4p: k with each super-block's blocks of 32 in the order the Q4_K
+     * kernel's 512-bit code loads take them, 0 2 1 3 4 6 5 7 (NULL without
+     * k or VNNI) */
+    const int8_t *k4p;
 } qx;
 
 static size_t qx_bytes(int n) { /* n a multiple of 32 */
     return (size_t)n * 3 + (size_t)n / 32 * (2 * sizeof(float) + 4 * sizeof(int32_t)) +
-           (size_t)n / 256 * sizeof(float) + (size_t)n / 16 * sizeof(int16_t) + 64;
+           (size_t)n / 256 * sizeof(float) + (size_t)n / 16 * sizeof(int16_t) + 64 +
+           (size_t)n + (size_t)n / 8 * sizeof(int32_t) + (size_t)n / 4 * sizeof(int32_t) + (size_t)n;
 }
 
 static int is_kquant(uint32_t type) {
@@ -274,6 +288,41 @@ static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16
 
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 static int fast_available(void);
+
+/* AVX-512 VNNI with BW (the 8-bit-activation kernels of Q8_0, Q4_0, Q4_K
+ * and Q6_K at 512 bits): taken where the "avx512" kernels run */
+static int vnni_cpu(void) {
+    static int v = -1;
+    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (r < 0) {
+        __builtin_cpu_init();
+        r = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
+static int vnni_on(void) {
+    if (use_fast < 0) use_fast = fast_available();
+    return use_fast == 2 && vnni_cpu();
+}
+
+/* qx's a4, o4 and o8 from the codes q of nb blocks */
+static void qx_vnni_layout(const int8_t *q, int nb, int8_t *a4, int32_t *o4, int32_t *o8) {
+    for (int g = 0; g < nb * 8; g++) o8[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+    for (int G = 0; G < nb / 4; G++) {
+        int8_t *d = a4 + (size_t)G * 128;
+        for (int c = 0; c < 4; c++) {
+            memcpy(d + 16 * c, q + (size_t)(4 * G + c) * 32, 16);
+            memcpy(d + 64 + 16 * c, q + (size_t)(4 * G + c) * 32 + 16, 16);
+        }
+        for (int L = 0; L < 16; L++) {
+            int t = 0;
+            for (int k = 0; k < 4; k++) t += d[4 * L + k] + d[64 + 4 * L + k];
+            o4[16 * G + L] = -8 * t;
+        }
+    }
+}
 
 /* max |x| over n values (AVX2) */
 AVX2_TARGET static float amax_avx2(const float *x, int n) { /* n a multiple of 8 */
@@ -367,7 +416,21 @@ static qx qx_make(const float *x, int n, void *buf, int want_k) {
             o[p * 8 + k] = 8 * t;
         }
     }
-    return (qx){q, a, d, s, o, want_k ? kq : NULL, want_k ? dk : NULL, want_k ? k16 : NULL};
+    qx r = {q, a, d, s, o, want_k ? kq : NULL, want_k ? dk : NULL, want_k ? k16 : NULL, NULL, NULL, NULL, NULL};
+    if (vnni_on()) {
+        int8_t *a4 = kq + n;
+        int32_t *o4 = (int32_t *)(a4 + n), *o8 = o4 + n / 8;
+        int8_t *k4p = (int8_t *)(o8 + n / 4);
+        qx_vnni_layout(q, nb, a4, o4, o8);
+        r.a4 = a4, r.o4 = o4, r.o8 = o8;
+        for (int sb = 0; want_k && sb < n / 256; sb++)
+            for (int j = 0; j < 8; j++) {
+                static const int from[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+                memcpy(k4p + (size_t)sb * 256 + 32 * j, kq + (size_t)sb * 256 + 32 * from[j], 32);
+            }
+        if (want_k) r.k4p = k4p;
+    }
+    return r;
 }
 
 typedef float (*qdot_fn)(const uint8_t *row, const qx *x, int n);
@@ -446,7 +509,7 @@ AVX2_TARGET static __m256i nibbles32(const uint8_t *p) { /* 16 bytes: low nibble
 }
 
 /* eight blocks' f16 scales (stride bytes apart) times x's eight scales */
-AVX2_TARGET static __m256 scales8(const uint8_t *p, size_t stride, const float *d) {
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 scales8(const uint8_t *p, size_t stride, const float *d) {
     __m128i h = _mm_cvtsi32_si128(p[0] | p[1] << 8);
     h = _mm_insert_epi16(h, p[stride] | p[stride + 1] << 8, 1);
     h = _mm_insert_epi16(h, p[2 * stride] | p[2 * stride + 1] << 8, 2);
@@ -514,6 +577,94 @@ AVX2_TARGET static float qdot_q4_0_avx2(const uint8_t *row, const qx *x, int n) 
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), p, a0);
     }
     return hsum8(_mm256_add_ps(a0, a1));
+}
+
+#define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
+
+/* lanes 4c to 4c + 3: lane 4 g + c of an eight-scale register (four blocks' scales for the four 128-bit lanes) */
+VNNI_TARGET static inline __m512 scales4x4(__m256 sc, int g) {
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(4 * g)), _mm512_castps256_ps512(sc));
+}
+
+/* Q8_0 at 512 bits: two blocks a register, the weights made unsigned by
+ * adding 128 (x's o8 takes 128 sum(x) out as the sums start); eight
+ * blocks a step, scales gathered once */
+VNNI_TARGET static inline __attribute__((always_inline)) float q8_0_vnni_row(const uint8_t *row, const qx *x, int n) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    int nb = n / 32, b = 0;
+    for (; b + 8 <= nb; b += 8, row += 8 * 34) {
+        PREFETCH_AT(row, PF_Q8, 5);
+        __m512 sc = _mm512_castps256_ps512(scales8(row, 34, x->d + b));
+        const int8_t *q = x->q + (size_t)b * 32;
+        const int32_t *o = x->o8 + (size_t)b * 8;
+        for (int k = 0; k < 8; k += 2) {
+            __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(LOADU(row + 34 * k + 2)), LOADU(row + 34 * k + 36), 1);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(o + 8 * k), _mm512_xor_si512(w, flip), _mm512_loadu_si512(q + 32 * k));
+            __m512 s2 = _mm512_permutexvar_ps(_mm512_add_epi32(i01, _mm512_set1_epi32(k)), sc);
+            if (k & 2) a1 = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(p), a1);
+            else a0 = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(p), a0);
+        }
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    for (; b < nb; b++, row += 34) {
+        __m256 p = _mm256_cvtepi32_ps(i8dot(LOADU(row + 2), LOADU(x->q + (size_t)b * 32)));
+        r += f16at_hw(row) * x->d[b] * hsum8(p);
+    }
+    return r;
+}
+
+/* Q4_0 at 512 bits: four blocks' nibbles in one register (a 128-bit lane
+ * each, four 16-byte loads: a 64-byte load across the blocks, split over
+ * two cache lines, read a row from memory at two thirds of the rate), their
+ * low halves times x's a4 codes of values 0-15 and the high ones times
+ * those of 16-31 into the same sums, which start at o4 (-8 sum(x)); eight
+ * blocks a step, their scales gathered once */
+VNNI_TARGET static inline __attribute__((always_inline)) float q4_0_vnni_row(const uint8_t *row, const qx *x, int n) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    int nb = n / 32, b = 0;
+    for (; b + 8 <= nb; b += 8, row += 8 * 18) {
+        PREFETCH_AT(row, PF_Q4, 3);
+        __m256 sc = scales8(row, 18, x->d + b);
+        for (int g = 0; g < 2; g++) {
+            const uint8_t *r = row + 72 * g + 2;
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)r));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 18)), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 36)), 2);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 54)), 3);
+            const int8_t *xa = x->a4 + (size_t)(b + 4 * g) * 32;
+            __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->o4 + (size_t)(b + 4 * g) * 4), _mm512_and_si512(v, m4),
+                                            _mm512_loadu_si512(xa));
+            p = _mm512_dpbusd_epi32(p, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(xa + 64));
+            if (g) a1 = _mm512_fmadd_ps(scales4x4(sc, g), _mm512_cvtepi32_ps(p), a1);
+            else a0 = _mm512_fmadd_ps(scales4x4(sc, g), _mm512_cvtepi32_ps(p), a0);
+        }
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (; b < nb; b++, row += 18) {
+        __m256 p = _mm256_cvtepi32_ps(i8dot(_mm256_sub_epi8(nibbles32(row + 2), eight), LOADU(x->q + (size_t)b * 32)));
+        r += f16at_hw(row) * x->d[b] * hsum8(p);
+    }
+    return r;
+}
+
+/* the VNNI kernels as single dots, and over a range of rows (decode's
+ * GEMV: the call and the constants once for all the rows) */
+VNNI_TARGET static float qdot_q8_0_vnni(const uint8_t *row, const qx *x, int n) { return q8_0_vnni_row(row, x, n); }
+VNNI_TARGET static float qdot_q4_0_vnni(const uint8_t *row, const qx *x, int n) { return q4_0_vnni_row(row, x, n); }
+
+typedef void (*qrows_fn)(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y);
+
+VNNI_TARGET static void qrows_q8_0_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
+    for (int r = 0; r < rows; r++) y[r] = q8_0_vnni_row(w + rb * (size_t)r, x, n);
+}
+
+VNNI_TARGET static void qrows_q4_0_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
+    for (int r = 0; r < rows; r++) y[r] = q4_0_vnni_row(w + rb * (size_t)r, x, n);
 }
 
 /* ---- k-quants by x rounded in blocks of 256 (qx's k, dk, k16), as
@@ -683,6 +834,48 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
 AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 0); }
 AVX2_TARGET static float qdot_q5_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 1); }
 
+/* Q4_K at 512 bits: a super-block's 128 code bytes in two loads, each
+ * holding four blocks of 32 (low nibbles blocks 4h and 4h + 2, high ones
+ * 4h + 1 and 4h + 3), times x's k4p in the same order; each block's 6-bit
+ * scale applied to the pair sums by a 16-bit dot product (VNNI) into the
+ * super-block's int32 sums; the mins as the AVX2 kernel takes them */
+VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(const uint8_t *row, const qx *x, int n) {
+    /* word w of a scale vector: block (lo) 4h + 2 (w / 16), (hi) 4h + 1 + 2 (w / 16) */
+    static const int16_t sidx[4][32] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+        {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
+        {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 off = _mm256_setzero_ps();
+    for (int sb = 0; sb < n / 256; sb++, row += 144) {
+        PREFETCH_AT(row, PF_Q4, 3);
+        __m128i sc8, mn8;
+        k4_scales_avx2(row + 4, &sc8, &mn8);
+        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sc8));
+        const int8_t *xk = x->k4p + (size_t)sb * 256;
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(LOADU(row + 16 + 64 * h)), LOADU(row + 48 + 64 * h), 1);
+            __m512i lo = _mm512_maddubs_epi16(_mm512_and_si512(v, m4), _mm512_loadu_si512(xk + 128 * h));
+            __m512i hi = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(xk + 128 * h + 64));
+            isum = _mm512_dpwssd_epi32(isum, lo, _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h]), sc));
+            isum = _mm512_dpwssd_epi32(isum, hi, _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h + 1]), sc));
+        }
+        float dk = x->dk[sb];
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16at_hw(row) * dk), _mm512_cvtepi32_ps(isum), acc);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, dup)); /* each min twice: one per 16 */
+        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 2) * dk), k16_dot(x, sb, mins), off);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum8(off);
+}
+VNNI_TARGET static float qdot_q4_k_vnni(const uint8_t *row, const qx *x, int n) { return q4_k_vnni_row(row, x, n); }
+VNNI_TARGET static void qrows_q4_k_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
+    for (int r = 0; r < rows; r++) y[r] = q4_k_vnni_row(w + rb * (size_t)r, x, n);
+}
+
 /* Q6_K's codes (0..63) of half h of super-block blk: v[k] holds values
  * 128h + 32k .. + 31 (4 low bits from ql, 2 high from qh) */
 AVX2_TARGET static inline void q6k_codes(const uint8_t *blk, int h, __m256i v[4]) {
@@ -720,6 +913,49 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
                               _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(isum[0], isum[1]), less)), acc);
     }
     return hsum8(acc);
+}
+
+/* Q6_K at 512 bits: a half's 64 ql bytes in one load, its 32 qh bytes
+ * widened to [qh, qh >> 2]; two registers of codes 0..63 (values 0-63 and
+ * 64-127 of the half), times x unsigned, each 16's int8 scale applied to
+ * the pair sums by a 16-bit dot product (VNNI); 32 scale sum(x) of each
+ * 16 taken out once a super-block, as the AVX2 kernel does */
+VNNI_TARGET static inline __attribute__((always_inline)) float q6_k_vnni_row(const uint8_t *row, const qx *x, int n) {
+    /* word w of scale vector 2h + k: the scale of 16 number 8h + 4k + w / 8 */
+    static const int16_t sidx[4][32] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+        {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+        {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+        {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
+         14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512 acc = _mm512_setzero_ps();
+    for (int sb = 0; sb < n / 256; sb++, row += 210) {
+        PREFETCH_AT(row, PF_Q4, 4);
+        const int8_t *xk = x->k + (size_t)sb * 256;
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(row + 192)));
+        __m512i sc = _mm512_castsi256_si512(sc16), isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i l = _mm512_inserti64x4(_mm512_castsi256_si512(LOADU(row + 64 * h)), LOADU(row + 32 + 64 * h), 1);
+            __m256i q = LOADU(row + 128 + 32 * h);
+            __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 2), 1);
+            __m512i v01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(hb, m2), 4));
+            __m512i v23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 4), m2), 4));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(v01, _mm512_loadu_si512(xk + 128 * h)),
+                                       _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h]), sc));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(v23, _mm512_loadu_si512(xk + 128 * h + 64)),
+                                       _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h + 1]), sc));
+        }
+        __m256i less = _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 5);
+        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(less));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16at_hw(row + 208) * x->dk[sb]), _mm512_cvtepi32_ps(isum), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+VNNI_TARGET static float qdot_q6_k_vnni(const uint8_t *row, const qx *x, int n) { return q6_k_vnni_row(row, x, n); }
+VNNI_TARGET static void qrows_q6_k_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
+    for (int r = 0; r < rows; r++) y[r] = q6_k_vnni_row(w + rb * (size_t)r, x, n);
 }
 
 AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
@@ -977,10 +1213,18 @@ static int has_f16c(void) {
     return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
 }
 
-/* 0: plain C only; 1: AVX2, FMA and F16C; 2: AVX-512F as well (the F32/F16/BF16 rows' dots at its width) */
+/* 0: plain C only; 1: AVX2, FMA and F16C; 2: AVX-512F as well (the F32/F16/BF16 rows' dots at its width);
+ * found once (CPUID, which a virtual machine may trap, is not asked again for every tile) */
 static int fast_available(void) {
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())) return 0;
-    return __builtin_cpu_supports("avx512f") ? 2 : 1;
+    static int level = -1;
+    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (l < 0) {
+        l = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) ? 0
+            : __builtin_cpu_supports("avx512f")                                               ? 2
+                                                                                              : 1;
+        __atomic_store_n(&level, l, __ATOMIC_RELAXED);
+    }
+    return l;
 }
 
 int qs_wmat_fast_available(void) { return fast_available() > 0; }
@@ -1055,11 +1299,11 @@ static qdot_fn qdot_of(uint32_t type, int n_in, int fast) {
     if (use_fast < 0) use_fast = fast_available();
     fast = fast && use_fast;
     switch (type) {
-    case QS_WT_Q8_0: return fast ? qdot_q8_0_avx2 : qdot_q8_0_ref;
-    case QS_WT_Q4_0: return fast ? qdot_q4_0_avx2 : qdot_q4_0_ref;
+    case QS_WT_Q8_0: return fast ? (vnni_on() ? qdot_q8_0_vnni : qdot_q8_0_avx2) : qdot_q8_0_ref;
+    case QS_WT_Q4_0: return fast ? (vnni_on() ? qdot_q4_0_vnni : qdot_q4_0_avx2) : qdot_q4_0_ref;
     case QS_WT_Q4_1: return fast ? qdot_q4_1_avx2 : qdot_q4_1_ref;
-    case QS_WT_Q4_K: return n_in % 256 ? NULL : fast ? qdot_q4_k_avx2 : qdot_q4_k_ref;
-    case QS_WT_Q6_K: return n_in % 256 ? NULL : fast ? qdot_q6_k_avx2 : qdot_q6_k_ref;
+    case QS_WT_Q4_K: return n_in % 256 ? NULL : fast ? (vnni_on() ? qdot_q4_k_vnni : qdot_q4_k_avx2) : qdot_q4_k_ref;
+    case QS_WT_Q6_K: return n_in % 256 ? NULL : fast ? (vnni_on() ? qdot_q6_k_vnni : qdot_q6_k_avx2) : qdot_q6_k_ref;
     case QS_WT_Q5_0: return fast ? qdot_q5_0_avx2 : qdot_q5_0_ref;
     case QS_WT_Q5_1: return fast ? qdot_q5_1_avx2 : qdot_q5_1_ref;
     case QS_WT_IQ4_NL: return fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref;
@@ -1068,6 +1312,14 @@ static qdot_fn qdot_of(uint32_t type, int n_in, int fast) {
     case QS_WT_Q5_K: return n_in % 256 ? NULL : fast ? qdot_q5_k_avx2 : qdot_q5_k_ref;
     }
     return NULL;
+}
+
+/* the row-range kernel of a type, where there is one */
+static qrows_fn qrows_of(uint32_t type, int n_in) {
+    if (n_in % 32 || !vnni_on()) return NULL;
+    return type == QS_WT_Q8_0 ? qrows_q8_0_vnni : type == QS_WT_Q4_0 ? qrows_q4_0_vnni
+         : type == QS_WT_Q4_K && n_in % 256 == 0 ? qrows_q4_k_vnni
+         : type == QS_WT_Q6_K && n_in % 256 == 0 ? qrows_q6_k_vnni : NULL;
 }
 
 static dec_fn fast_decoder(uint32_t type, int n_in) {
@@ -1100,12 +1352,18 @@ typedef struct {
     dot_fn dot;
     float **tmp; /* per thread, n_in floats (reference path) */
     qdot_fn qdot; /* 8-bit activations: x's rows so rounded */
+    qrows_fn qrows; /* the same over a range of rows, for one row of x (NULL: by qdot) */
     const qx *xq;
 } gemv_job;
 
 static void gemv_task(void *ud, int task, int thread) {
     const gemv_job *j = ud;
     int r0 = task * j->chunk, r1 = r0 + j->chunk < j->n_out ? r0 + j->chunk : j->n_out;
+    if (j->qrows && j->n == 1) {
+        j->qrows(j->w + (size_t)r0 * j->rb, j->rb, r1 - r0, j->xq, j->n_in, j->y + r0);
+        for (int r = r0; j->b && r < r1; r++) j->y[r] += j->b[r];
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = j->w + (size_t)r * j->rb;
         float bias = j->b ? j->b[r] : 0.0f;
@@ -1269,7 +1527,7 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
         int chunk = (m[i].n_out + tasks - 1) / tasks;
         jobs[i] = (gemv_job){.x = x, .n = n, .n_out = m[i].n_out, .n_in = n_in, .type = m[i].type, .w = m[i].w, .rb = rb,
                              .b = m[i].b, .y = m[i].y, .chunk = chunk, .dot = fused(m[i].type, n_in),
-                             .qdot = q8 ? qdot_of(m[i].type, n_in, 1) : NULL};
+                             .qdot = q8 ? qdot_of(m[i].type, n_in, 1) : NULL, .qrows = q8 ? qrows_of(m[i].type, n_in) : NULL};
         any_q |= jobs[i].qdot != NULL;
         any_k |= jobs[i].qdot && is_kquant(m[i].type);
         any_ref |= !jobs[i].qdot && !jobs[i].dot;

@@ -256,10 +256,11 @@ static uint8_t *make_blocks(uint32_t type, int rows, int n_in) {
 }
 
 /* 8-bit activations (decode of Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; Q5_0, Q5_1,
- * IQ4_NL, Q2_K, Q3_K, Q5_K): the fast and plain C kernels equal the
+ * IQ4_NL, Q2_K, Q3_K, Q5_K): the fast kernels (AVX2, and AVX-512 where
+ * the CPU has it: VNNI for Q8_0, Q4_0, Q4_K, Q6_K) and the plain C ones equal the
  * decoded weights times x rounded to 8-bit blocks (of 256 for the
- * k-quants), one
- * row and through qs_wlinear (few rows); other types give NaN. Widths of
+ * k-quants), one row and through qs_wlinear (one row of x, and three); other types give
+ * NaN. Widths of
  * 131 blocks (past the eight-block steps, an odd pair), 8 and 32 (one and
  * four k-quant super-blocks). */
 TEST(wmat_q8_activations) {
@@ -270,8 +271,9 @@ TEST(wmat_q8_activations) {
     const char *q8names[NT] = {"Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q5_K"};
     int have_fast = qs_wmat_set_kernel("avx2");
     qs_wmat_set_act("q8");
-    for (int wi = 0; wi < 3; wi++) {
-        int n_in = widths[wi];
+    for (int kw = 0; kw < 6; kw++) { /* AVX2, then AVX-512 (VNNI for Q8_0, Q4_0, Q4_K, Q6_K) where the CPU has it */
+        int wi = kw % 3, n_in = widths[wi];
+        if (kw == 3 && !qs_wmat_set_kernel("avx512")) break;
         float *x = malloc((size_t)3 * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec), y[3 * 40];
         double *xq32 = malloc((size_t)3 * n_in * sizeof *xq32), *xq256 = malloc((size_t)3 * n_in * sizeof *xq256);
         for (int i = 0; i < 3 * n_in; i++) x[i] = frand() * (i % 97 == 0 ? 20.0f : 1.0f); /* a few large ones */
@@ -290,6 +292,8 @@ TEST(wmat_q8_activations) {
             const double *xq = be == 256 ? xq256 : xq32;
             qs_wrows_f32(q8types[t], w, n_in, 0, n_out, dec);
             CHECK(qs_wlinear(x, 3, q8types[t], w, NULL, n_out, n_in, y) == QS_OK, "%s", qs_last_error());
+            float y1[40]; /* one row of x: decode's GEMV (a range of rows a call where the type has such a kernel) */
+            CHECK(qs_wlinear(x, 1, q8types[t], w, NULL, n_out, n_in, y1) == QS_OK, "%s", qs_last_error());
             double worst = 0;
             for (int r = 0; r < n_out; r++)
                 for (int i = 0; i < 3; i++) {
@@ -300,9 +304,10 @@ TEST(wmat_q8_activations) {
                     float ref = qs_wdot_q8(q8types[t], w + rb * r, x + (size_t)i * n_in, n_in, 1);
                     float fast = qs_wdot_q8(q8types[t], w + rb * r, x + (size_t)i * n_in, n_in, 0);
                     worst = fmax(worst, fmax(fabs(ref - e), fmax(fabs(fast - e), fabs(y[i * n_out + r] - e))) / (mag + 1e-30));
+                    if (i == 0) worst = fmax(worst, fabs(y1[r] - e) / (mag + 1e-30));
                 }
-            CHECK(worst < 2e-6, "%s, width %d: the 8-bit-activation products differ from the exact one by %.3g (relative)",
-                  q8names[t], n_in, worst);
+            CHECK(worst < 2e-6, "%s, width %d, %s: the 8-bit-activation products differ from the exact one by %.3g (relative)",
+                  q8names[t], n_in, qs_wmat_kernel(), worst);
             free(w);
         }
         free(x);

@@ -228,6 +228,33 @@ static void tile_task(void *ud, int task, int thread) {
     }
 }
 
+/* rows of x rounded as decode rounds them, with the VNNI start values, and
+ * the same rows of y cleared: ROUND_ROWS rows a pool task */
+enum { ROUND_ROWS = 8 };
+
+typedef struct {
+    const float *x;
+    int n, n_in, nb, n_out;
+    size_t ld, ldd, ldi;
+    int8_t *a;
+    float *ad;
+    int32_t *init;
+    float *y, *s; /* s: nb floats a thread */
+} round_job;
+
+static void round_task(void *ud, int task, int thread) {
+    const round_job *j = ud;
+    float *s = j->s + (size_t)thread * j->nb; /* the block sums, which the GEMM does not use */
+    int i1 = (task + 1) * ROUND_ROWS < j->n ? (task + 1) * ROUND_ROWS : j->n;
+    for (int i = task * ROUND_ROWS; i < i1; i++) {
+        int8_t *q = j->a + j->ld * (size_t)i;
+        qs_wq8_round(j->x + (size_t)j->n_in * i, j->nb, q, j->ad + j->ldd * (size_t)i, s);
+        for (size_t g = 0; g < (size_t)j->nb * 8; g++)
+            j->init[j->ldi * (size_t)i + g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+        memset(j->y + (size_t)i * j->n_out, 0, (size_t)j->n_out * sizeof *j->y);
+    }
+}
+
 qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in, float *y,
                       const char *kernel) {
     if (!qs_wq8_supported(type, n_in)) return qs_fail(QS_EUNSUPPORTED, "8-bit prefill: type %u with rows of %d", type, n_in);
@@ -236,7 +263,7 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
     int nb = n_in / 32, nbp = (nb + 1) / 2, n4 = (n + RN - 1) / RN * RN, threads = qs_pool_threads();
     size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * 2, ldi = (size_t)nbp * 16;
     int8_t *a = calloc((size_t)n4, ld);
-    float *ad = calloc((size_t)n4 * ldd, sizeof *ad), *s = malloc((size_t)nb * sizeof *s + 1);
+    float *ad = calloc((size_t)n4 * ldd, sizeof *ad), *s = malloc((size_t)threads * nb * sizeof *s + 1);
     int32_t *init = calloc((size_t)n4 * ldi, sizeof *init);
     int8_t *codes = malloc((size_t)threads * TROWS * ld);
     float *wd = malloc((size_t)threads * TROWS * ldd * sizeof *wd);
@@ -244,13 +271,8 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
         free(a), free(ad), free(s), free(init), free(codes), free(wd);
         return qs_fail(QS_ENOMEM, "8-bit prefill: out of memory for %d rows of %d", n, n_in);
     }
-    for (int i = 0; i < n; i++) {
-        int8_t *q = a + ld * (size_t)i;
-        qs_wq8_round(x + (size_t)n_in * i, nb, q, ad + ldd * (size_t)i, s);
-        for (size_t g = 0; g < (size_t)nb * 8; g++)
-            init[ldi * (size_t)i + g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
-    }
-    memset(y, 0, (size_t)n * n_out * sizeof *y);
+    round_job rj = {x, n, n_in, nb, n_out, ld, ldd, ldi, a, ad, init, y, s};
+    qs_pool_run((n + ROUND_ROWS - 1) / ROUND_ROWS, round_task, &rj); /* x's rows rounded, y cleared: by the pool */
     static const ukern_fn uks[] = {uk_ref, uk_avx2, uk_vnni};
     gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, codes, wd, y, uks[k]};
     qs_pool_run((n_out + TROWS - 1) / TROWS, tile_task, &j);

@@ -447,12 +447,14 @@ typedef struct {
     float *y;
 } qs_wmat;
 qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n_in);
-/* The fused kernels in use: "avx2" or "ref"; set "ref", "avx2" or "auto"
- * (returns 0 when that one cannot run here). */
+/* The fused kernels in use: "avx512", "avx2" or "ref"; set one of them or
+ * "auto" (returns 0 when that one cannot run here). */
 const char *qs_wmat_kernel(void);
 int qs_wmat_set_kernel(const char *name);
 /* 1 when this CPU runs the "avx2" kernels (AVX2, FMA and F16C) */
 int qs_wmat_fast_available(void);
+/* 1 when it runs the 8-bit kernels at 512 bits as well (AVX-512F, BW and VNNI) */
+int qs_wmat_vnni_available(void);
 /* Bytes a second the pool's threads read from p (n bytes, 32-byte aligned
  * chunks summed, as a decode kernel streams weights): the best of reps
  * passes. What decode can reach on this machine, measured beside it. */

@@ -227,7 +227,9 @@ AVX2_TARGET static float dot_q4_0_avx2(const uint8_t *row, const float *x, int n
  * scale max|x| / 127; a block's product is an exact integer sum, then
  * scaled in float. ---- */
 
-/* one row of x so rounded: codes q, block scales d and sums s = d sum(q)
+/* one row of x so rounded (qx_make makes the fields beyond q, d and s only
+ * where a kernel in use reads them, NULL otherwise): codes q, block scales d
+ * and sums s = d sum(q)
  * (Q4_1's offset term); for the fast Q4_0 kernel also the codes of each
  * pair of blocks (A, B) laid out as Q4_0 packs its nibbles, a = [A 0-15,
  * B 0-15, A 16-31, B 16-31], and o: 8 times the sums of a's four-byte
@@ -289,27 +291,15 @@ static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 static int fast_available(void);
 
-/* AVX-512 VNNI with BW (the 8-bit-activation kernels of Q8_0, Q4_0, Q4_K
- * and Q6_K at 512 bits): taken where the "avx512" kernels run */
-static int vnni_cpu(void) {
-    static int v = -1;
-    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (r < 0) {
-        __builtin_cpu_init();
-        r = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
-        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
-    }
-    return r;
-}
-
+/* the AVX-512 VNNI kernels (Q8_0, Q4_0, Q4_K and Q6_K at 512 bits): where
+ * the CPU has them and the "avx512" kernels are in use */
 static int vnni_on(void) {
     if (use_fast < 0) use_fast = fast_available();
-    return use_fast == 2 && vnni_cpu();
+    return use_fast == 2 && qs_wmat_vnni_available();
 }
 
-/* qx's a4, o4 and o8 from the codes q of nb blocks */
-static void qx_vnni_layout(const int8_t *q, int nb, int8_t *a4, int32_t *o4, int32_t *o8) {
-    for (int g = 0; g < nb * 8; g++) o8[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+/* qx's a4 and o4 from the codes q of nb blocks */
+static void qx_layout_a4(const int8_t *q, int nb, int8_t *a4, int32_t *o4) {
     for (int G = 0; G < nb / 4; G++) {
         int8_t *d = a4 + (size_t)G * 128;
         for (int c = 0; c < 4; c++) {
@@ -396,39 +386,57 @@ void qs_wq8_round(const float *x, int nb, int8_t *q, float *d, float *s) {
     (use_fast ? qx_round_avx2 : qx_round)(x, nb, q, d, s);
 }
 
-static qx qx_make(const float *x, int n, void *buf, int want_k) {
+/* what of qx a kernel reads beyond q, d and s (always made) */
+enum {
+    QX_A = 1,   /* a, o: the AVX2 Q4_0 kernel */
+    QX_A4 = 2,  /* a4, o4: the VNNI Q4_0 kernel */
+    QX_O8 = 4,  /* o8: the VNNI Q8_0 kernel */
+    QX_K = 8,   /* k, dk, k16: the k-quants (n a multiple of 256) */
+    QX_K4P = 16 /* k4p: the VNNI Q4_K kernel (with QX_K) */
+};
+
+static qx qx_make(const float *x, int n, void *buf, unsigned need) {
     int nb = n / 32;
     int32_t *o = buf;
     float *d = (float *)(o + (size_t)nb / 2 * 8), *s = d + nb, *dk = s + nb;
     int16_t *k16 = (int16_t *)(dk + n / 256);
     int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
-    want_k = want_k && n % 256 == 0;
+    int8_t *a4 = kq + n;
+    int32_t *o4 = (int32_t *)(a4 + n), *o8 = o4 + n / 8;
+    int8_t *k4p = (int8_t *)(o8 + n / 4);
+    if (n % 256) need &= ~(unsigned)(QX_K | QX_K4P);
     if (use_fast < 0) use_fast = fast_available();
-    if (want_k) (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
+    qx r = {.q = q, .d = d, .s = s};
     (use_fast ? qx_round_avx2 : qx_round)(x, nb, q, d, s);
-    for (int p = 0; p < nb / 2; p++) {
-        int8_t *ap = a + (size_t)p * 64;
-        const int8_t *qa = q + (size_t)p * 64, *qb = qa + 32;
-        memcpy(ap, qa, 16), memcpy(ap + 16, qb, 16), memcpy(ap + 32, qa + 16, 16), memcpy(ap + 48, qb + 16, 16);
-        for (int k = 0; k < 8; k++) {
-            int t = 0;
-            for (int i = 0; i < 4; i++) t += ap[4 * k + i] + ap[32 + 4 * k + i];
-            o[p * 8 + k] = 8 * t;
-        }
+    if (need & QX_K) {
+        (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
+        r.k = kq, r.dk = dk, r.k16 = k16;
     }
-    qx r = {q, a, d, s, o, want_k ? kq : NULL, want_k ? dk : NULL, want_k ? k16 : NULL, NULL, NULL, NULL, NULL};
-    if (vnni_on()) {
-        int8_t *a4 = kq + n;
-        int32_t *o4 = (int32_t *)(a4 + n), *o8 = o4 + n / 8;
-        int8_t *k4p = (int8_t *)(o8 + n / 4);
-        qx_vnni_layout(q, nb, a4, o4, o8);
-        r.a4 = a4, r.o4 = o4, r.o8 = o8;
-        for (int sb = 0; want_k && sb < n / 256; sb++)
+    if (need & QX_A) {
+        for (int p = 0; p < nb / 2; p++) {
+            int8_t *ap = a + (size_t)p * 64;
+            const int8_t *qa = q + (size_t)p * 64, *qb = qa + 32;
+            memcpy(ap, qa, 16), memcpy(ap + 16, qb, 16), memcpy(ap + 32, qa + 16, 16), memcpy(ap + 48, qb + 16, 16);
+            for (int k = 0; k < 8; k++) {
+                int t = 0;
+                for (int i = 0; i < 4; i++) t += ap[4 * k + i] + ap[32 + 4 * k + i];
+                o[p * 8 + k] = 8 * t;
+            }
+        }
+        r.a = a, r.o = o;
+    }
+    if (need & QX_A4) qx_layout_a4(q, nb, a4, o4), r.a4 = a4, r.o4 = o4;
+    if (need & QX_O8) {
+        for (int g = 0; g < nb * 8; g++) o8[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+        r.o8 = o8;
+    }
+    if (need & QX_K && need & QX_K4P) {
+        for (int sb = 0; sb < n / 256; sb++)
             for (int j = 0; j < 8; j++) {
                 static const int from[8] = {0, 2, 1, 3, 4, 6, 5, 7};
                 memcpy(k4p + (size_t)sb * 256 + 32 * j, kq + (size_t)sb * 256 + 32 * from[j], 32);
             }
-        if (want_k) r.k4p = k4p;
+        r.k4p = k4p;
     }
     return r;
 }
@@ -652,20 +660,20 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q4_0_vnni_row(con
     return r;
 }
 
-/* the VNNI kernels as single dots, and over a range of rows (decode's
- * GEMV: the call and the constants once for all the rows) */
-VNNI_TARGET static float qdot_q8_0_vnni(const uint8_t *row, const qx *x, int n) { return q8_0_vnni_row(row, x, n); }
-VNNI_TARGET static float qdot_q4_0_vnni(const uint8_t *row, const qx *x, int n) { return q4_0_vnni_row(row, x, n); }
-
 typedef void (*qrows_fn)(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y);
 
-VNNI_TARGET static void qrows_q8_0_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
-    for (int r = 0; r < rows; r++) y[r] = q8_0_vnni_row(w + rb * (size_t)r, x, n);
-}
-
-VNNI_TARGET static void qrows_q4_0_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
-    for (int r = 0; r < rows; r++) y[r] = q4_0_vnni_row(w + rb * (size_t)r, x, n);
-}
+/* a VNNI kernel as a single dot, and over a range of rows (decode's GEMV:
+ * the call and the constants once for all the rows) */
+#define VNNI_ENTRIES(name)                                                                                     \
+    VNNI_TARGET static float qdot_##name##_vnni(const uint8_t *row, const qx *x, int n) {                      \
+        return name##_vnni_row(row, x, n);                                                                     \
+    }                                                                                                          \
+    VNNI_TARGET static void qrows_##name##_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n,     \
+                                                float *y) {                                                    \
+        for (int r = 0; r < rows; r++) y[r] = name##_vnni_row(w + rb * (size_t)r, x, n);                       \
+    }
+VNNI_ENTRIES(q8_0)
+VNNI_ENTRIES(q4_0)
 
 /* ---- k-quants by x rounded in blocks of 256 (qx's k, dk, k16), as
  * llama.cpp multiplies them: a super-block's integer sums, scaled once in
@@ -871,10 +879,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(con
     }
     return _mm512_reduce_add_ps(acc) - hsum8(off);
 }
-VNNI_TARGET static float qdot_q4_k_vnni(const uint8_t *row, const qx *x, int n) { return q4_k_vnni_row(row, x, n); }
-VNNI_TARGET static void qrows_q4_k_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
-    for (int r = 0; r < rows; r++) y[r] = q4_k_vnni_row(w + rb * (size_t)r, x, n);
-}
+VNNI_ENTRIES(q4_k)
 
 /* Q6_K's codes (0..63) of half h of super-block blk: v[k] holds values
  * 128h + 32k .. + 31 (4 low bits from ql, 2 high from qh) */
@@ -953,10 +958,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q6_k_vnni_row(con
     }
     return _mm512_reduce_add_ps(acc);
 }
-VNNI_TARGET static float qdot_q6_k_vnni(const uint8_t *row, const qx *x, int n) { return q6_k_vnni_row(row, x, n); }
-VNNI_TARGET static void qrows_q6_k_vnni(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y) {
-    for (int r = 0; r < rows; r++) y[r] = q6_k_vnni_row(w + rb * (size_t)r, x, n);
-}
+VNNI_ENTRIES(q6_k)
 
 AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
     __m256 acc = _mm256_setzero_ps();
@@ -1214,20 +1216,26 @@ static int has_f16c(void) {
 }
 
 /* 0: plain C only; 1: AVX2, FMA and F16C; 2: AVX-512F as well (the F32/F16/BF16 rows' dots at its width);
- * found once (CPUID, which a virtual machine may trap, is not asked again for every tile) */
-static int fast_available(void) {
+ * 3: and AVX-512BW and VNNI (the 8-bit kernels at 512 bits); found once (CPUID, which a virtual machine
+ * may trap, is not asked again for every tile) */
+static int cpu_level(void) {
     static int level = -1;
     int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
     if (l < 0) {
         l = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) ? 0
-            : __builtin_cpu_supports("avx512f")                                               ? 2
-                                                                                              : 1;
+            : !__builtin_cpu_supports("avx512f")                                              ? 1
+            : __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")      ? 3
+                                                                                              : 2;
         __atomic_store_n(&level, l, __ATOMIC_RELAXED);
     }
     return l;
 }
 
+static int fast_available(void) { return cpu_level() < 2 ? cpu_level() : 2; }
+
 int qs_wmat_fast_available(void) { return fast_available() > 0; }
+
+int qs_wmat_vnni_available(void) { return cpu_level() == 3; }
 
 int qs_wmat_set_kernel(const char *name) {
     if (!strcmp(name, "ref")) use_fast = 0;
@@ -1292,34 +1300,37 @@ const char *qs_wmat_prefill_act(void) {
     return prefill_q8 ? "q8" : "f32";
 }
 
-/* the 8-bit-activation kernel of a type (fast or reference), NULL for
- * types multiplied by fp32 activations */
-static qdot_fn qdot_of(uint32_t type, int n_in, int fast) {
-    if (n_in % 32) return NULL;
+/* the 8-bit-activation kernel of a type (fast or reference): a dot (NULL
+ * for types multiplied by fp32 activations), a range of rows where the
+ * kernel has one, and what of qx it reads */
+typedef struct {
+    qdot_fn dot;
+    qrows_fn rows;
+    unsigned need;
+} qkern;
+
+static qkern qkern_of(uint32_t type, int n_in, int fast) {
+    qkern none = {0};
+    if (n_in % 32 || (is_kquant(type) && n_in % 256)) return none;
     if (use_fast < 0) use_fast = fast_available();
     fast = fast && use_fast;
+    int v = fast && vnni_on();
     switch (type) {
-    case QS_WT_Q8_0: return fast ? (vnni_on() ? qdot_q8_0_vnni : qdot_q8_0_avx2) : qdot_q8_0_ref;
-    case QS_WT_Q4_0: return fast ? (vnni_on() ? qdot_q4_0_vnni : qdot_q4_0_avx2) : qdot_q4_0_ref;
-    case QS_WT_Q4_1: return fast ? qdot_q4_1_avx2 : qdot_q4_1_ref;
-    case QS_WT_Q4_K: return n_in % 256 ? NULL : fast ? (vnni_on() ? qdot_q4_k_vnni : qdot_q4_k_avx2) : qdot_q4_k_ref;
-    case QS_WT_Q6_K: return n_in % 256 ? NULL : fast ? (vnni_on() ? qdot_q6_k_vnni : qdot_q6_k_avx2) : qdot_q6_k_ref;
-    case QS_WT_Q5_0: return fast ? qdot_q5_0_avx2 : qdot_q5_0_ref;
-    case QS_WT_Q5_1: return fast ? qdot_q5_1_avx2 : qdot_q5_1_ref;
-    case QS_WT_IQ4_NL: return fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref;
-    case QS_WT_Q2_K: return n_in % 256 ? NULL : fast ? qdot_q2_k_avx2 : qdot_q2_k_ref;
-    case QS_WT_Q3_K: return n_in % 256 ? NULL : fast ? qdot_q3_k_avx2 : qdot_q3_k_ref;
-    case QS_WT_Q5_K: return n_in % 256 ? NULL : fast ? qdot_q5_k_avx2 : qdot_q5_k_ref;
+    case QS_WT_Q8_0: return v ? (qkern){qdot_q8_0_vnni, qrows_q8_0_vnni, QX_O8} : (qkern){.dot = fast ? qdot_q8_0_avx2 : qdot_q8_0_ref};
+    case QS_WT_Q4_0:
+        return v ? (qkern){qdot_q4_0_vnni, qrows_q4_0_vnni, QX_A4} : fast ? (qkern){.dot = qdot_q4_0_avx2, .need = QX_A} : (qkern){.dot = qdot_q4_0_ref};
+    case QS_WT_Q4_K:
+        return v ? (qkern){qdot_q4_k_vnni, qrows_q4_k_vnni, QX_K | QX_K4P} : (qkern){.dot = fast ? qdot_q4_k_avx2 : qdot_q4_k_ref, .need = QX_K};
+    case QS_WT_Q6_K: return v ? (qkern){qdot_q6_k_vnni, qrows_q6_k_vnni, QX_K} : (qkern){.dot = fast ? qdot_q6_k_avx2 : qdot_q6_k_ref, .need = QX_K};
+    case QS_WT_Q4_1: return (qkern){.dot = fast ? qdot_q4_1_avx2 : qdot_q4_1_ref};
+    case QS_WT_Q5_0: return (qkern){.dot = fast ? qdot_q5_0_avx2 : qdot_q5_0_ref};
+    case QS_WT_Q5_1: return (qkern){.dot = fast ? qdot_q5_1_avx2 : qdot_q5_1_ref};
+    case QS_WT_IQ4_NL: return (qkern){.dot = fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref};
+    case QS_WT_Q2_K: return (qkern){.dot = fast ? qdot_q2_k_avx2 : qdot_q2_k_ref, .need = QX_K};
+    case QS_WT_Q3_K: return (qkern){.dot = fast ? qdot_q3_k_avx2 : qdot_q3_k_ref, .need = QX_K};
+    case QS_WT_Q5_K: return (qkern){.dot = fast ? qdot_q5_k_avx2 : qdot_q5_k_ref, .need = QX_K};
     }
-    return NULL;
-}
-
-/* the row-range kernel of a type, where there is one */
-static qrows_fn qrows_of(uint32_t type, int n_in) {
-    if (n_in % 32 || !vnni_on()) return NULL;
-    return type == QS_WT_Q8_0 ? qrows_q8_0_vnni : type == QS_WT_Q4_0 ? qrows_q4_0_vnni
-         : type == QS_WT_Q4_K && n_in % 256 == 0 ? qrows_q4_k_vnni
-         : type == QS_WT_Q6_K && n_in % 256 == 0 ? qrows_q6_k_vnni : NULL;
+    return none;
 }
 
 static dec_fn fast_decoder(uint32_t type, int n_in) {
@@ -1394,12 +1405,12 @@ float qs_wdot(uint32_t type, const void *row, const float *x, int n_in) {
 }
 
 float qs_wdot_q8(uint32_t type, const void *row, const float *x, int n_in, int ref) {
-    qdot_fn f = qdot_of(type, n_in, !ref);
-    if (!f) return NAN;
+    qkern f = qkern_of(type, n_in, !ref);
+    if (!f.dot) return NAN;
     void *buf = malloc(qx_bytes(n_in));
     if (!buf) return NAN;
-    qx q = qx_make(x, n_in, buf, is_kquant(type));
-    float r = f(row, &q, n_in);
+    qx q = qx_make(x, n_in, buf, f.need);
+    float r = f.dot(row, &q, n_in);
     free(buf);
     return r;
 }
@@ -1498,7 +1509,8 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
     if (k < 1 || k > QS_WMAT_MULTI) return qs_fail(QS_EARG, "%d matrices at once (1 to %d)", k, QS_WMAT_MULTI);
     gemv_job jobs[QS_WMAT_MULTI];
     int threads = qs_pool_threads();
-    int off[QS_WMAT_MULTI + 1] = {0}, q8 = !strcmp(qs_wmat_act(), "q8"), any_q = 0, any_k = 0, any_ref = 0;
+    int off[QS_WMAT_MULTI + 1] = {0}, q8 = !strcmp(qs_wmat_act(), "q8"), any_q = 0, any_ref = 0;
+    unsigned need = 0; /* of the x rows, what the kernels read */
     int q8_prefill = n >= GEMM_MIN_ROWS && !strcmp(qs_wmat_prefill_act(), "q8");
     for (int i = 0; i < k; i++) {
         size_t rb = qs_wtype_row_bytes(m[i].type, n_in);
@@ -1526,10 +1538,12 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
         tasks = (tasks + threads - 1) / threads * threads;
         int chunk = (m[i].n_out + tasks - 1) / tasks;
         jobs[i] = (gemv_job){.x = x, .n = n, .n_out = m[i].n_out, .n_in = n_in, .type = m[i].type, .w = m[i].w, .rb = rb,
-                             .b = m[i].b, .y = m[i].y, .chunk = chunk, .dot = fused(m[i].type, n_in),
-                             .qdot = q8 ? qdot_of(m[i].type, n_in, 1) : NULL, .qrows = q8 ? qrows_of(m[i].type, n_in) : NULL};
+                             .b = m[i].b, .y = m[i].y, .chunk = chunk, .dot = fused(m[i].type, n_in)};
+        if (q8) {
+            qkern qk = qkern_of(m[i].type, n_in, 1);
+            jobs[i].qdot = qk.dot, jobs[i].qrows = qk.rows, need |= qk.need;
+        }
         any_q |= jobs[i].qdot != NULL;
-        any_k |= jobs[i].qdot && is_kquant(m[i].type);
         any_ref |= !jobs[i].qdot && !jobs[i].dot;
         off[i + 1] = off[i] + (m[i].n_out + chunk - 1) / chunk;
     }
@@ -1543,7 +1557,7 @@ qs_status qs_wlinear_multi(const float *x, int n, int k, const qs_wmat *m, int n
         free(buf), free(xs), free(block), free(tmp);
         return qs_fail(QS_ENOMEM, "out of memory");
     }
-    for (int i = 0; any_q && i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i, any_k); /* once, for all */
+    for (int i = 0; any_q && i < n; i++) xs[i] = qx_make(x + (size_t)i * n_in, n_in, buf + xb * i, need); /* once, for all */
     for (int t = 0; any_ref && t < threads; t++) tmp[t] = block + (size_t)t * n_in; /* one decoded row per thread */
     for (int i = 0; i < k; i++) jobs[i].xq = xs, jobs[i].tmp = tmp;
     multi_job mj = {jobs, off, k};

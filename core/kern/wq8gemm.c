@@ -156,11 +156,7 @@ __attribute__((target("avx2,f16c"))) static void codes_avx2(uint32_t type, const
 
 static int avx2_available(void) { return qs_wmat_fast_available(); /* AVX2, FMA and F16C (codes_avx2's scales) */ }
 
-static int vnni_available(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni") && avx2_available();
-}
+static int vnni_available(void) { return qs_wmat_vnni_available(); }
 
 
 static const char *const names[] = {"ref", "avx2", "avx512vnni"};

@@ -197,4 +197,14 @@ int qs_pool_threads(void);
  * tests and clean shutdown; must not race with qs_pool_run. */
 void qs_pool_shutdown(void);
 
+/* A kernel's workspace kept from call to call: at least n bytes, 64-byte
+ * aligned, uninitialised, owned by the calling thread (slot 0 to
+ * QS_SCRATCH_SLOTS - 1, one buffer each), grown when a call needs more and
+ * freed when the thread exits, so that a large per-call buffer is not
+ * mapped and faulted in afresh every call. A later call for the same slot
+ * on the same thread may move it. NULL (qs_last_error set) when out of
+ * memory. */
+enum { QS_SCRATCH_SLOTS = 4 };
+void *qs_scratch(int slot, size_t n);
+
 #endif

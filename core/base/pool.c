@@ -225,3 +225,50 @@ void qs_pool_shutdown(void) {
     }
     pthread_mutex_unlock(&call_mu);
 }
+
+/* ---- scratch: a thread's workspaces, behind one thread-specific key
+ * whose destructor frees them when the thread exits ---- */
+
+typedef struct {
+    void *p[QS_SCRATCH_SLOTS];
+    size_t n[QS_SCRATCH_SLOTS];
+} scratch_set;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_free(void *v) {
+    scratch_set *s = v;
+    for (int i = 0; i < QS_SCRATCH_SLOTS; i++) free(s->p[i]);
+    free(s);
+}
+
+static void scratch_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0; }
+
+void *qs_scratch(int slot, size_t n) {
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_key_ok || slot < 0 || slot >= QS_SCRATCH_SLOTS) {
+        qs_fail(QS_EARG, "scratch: slot %d unavailable", slot);
+        return NULL;
+    }
+    scratch_set *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s)) || pthread_setspecific(scratch_key, s)) {
+            free(s);
+            qs_fail(QS_ENOMEM, "out of memory");
+            return NULL;
+        }
+    }
+    if (s->n[slot] < n) {
+        size_t want = n + n / 4; /* some room, so a slowly growing size does not reallocate every call */
+        void *p = NULL;
+        if (posix_memalign(&p, 64, want ? want : 64)) {
+            qs_fail(QS_ENOMEM, "out of memory for a %zu-byte workspace", n);
+            return NULL;
+        }
+        free(s->p[slot]);
+        s->p[slot] = p, s->n[slot] = want;
+    }
+    return s->p[slot];
+}

@@ -1495,11 +1495,12 @@ static qs_status panels(const float *x, int n, uint32_t type, const void *w, con
         rows = ((n_out + tiles - 1) / tiles + 15) / 16 * 16;
     }
     rows = rows > n_out ? n_out : rows;
-    float *pan = type == QS_WT_F32 ? NULL : malloc((size_t)threads * rows * n_in * sizeof *pan);
+    /* the panels: the calling thread's workspace, kept from call to call (a buffer this size, freshly mapped, would
+     * be faulted in page by page at every call) */
+    float *pan = type == QS_WT_F32 ? NULL : qs_scratch(1, (size_t)threads * rows * n_in * sizeof *pan);
     if (!pan && type != QS_WT_F32) return qs_fail(QS_ENOMEM, "out of memory for %d weight panels of %d x %d", threads, rows, n_in);
     tile_job tj = {x, n, n_in, n_out, rows, type, w, pan, y, fused};
     qs_pool_run_blas1((n_out + rows - 1) / rows, tile_task, &tj);
-    free(pan);
     if (b)
         for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
     return QS_OK;

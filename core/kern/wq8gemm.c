@@ -95,40 +95,80 @@ AVX2_TARGET static void uk_avx2(const utile *u, float out[RN][RM]) {
     }
 }
 
-/* the two block scales at p as a register: eight lanes of each */
-VNNI_TARGET static inline __m512 two_scales(const float *p, __m512i idx) {
-    __m128 v = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)p));
-    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+/* The VNNI kernel's layout: windows of 16 blocks (512 codes), each as 8
+ * steps of 64 bytes; step k holds, in its four-byte lane j, codes 4k to
+ * 4k + 3 of block j. Eight byte products into the same lanes sum each
+ * block in its own int32 lane, so a window is scaled in float once: one
+ * conversion and one fused multiply-add per 16 blocks and pair of rows.
+ * A row's blocks (a multiple of 16) so laid out from its natural order,
+ * the weights made unsigned (xor 128) on the way. */
+VNNI_TARGET static void to_windows(const int8_t *src, int nblocks, int8_t *dst, int flip) {
+    const __m256i f = _mm256_set1_epi8(flip ? (char)0x80 : 0);
+    for (int w = 0; w < nblocks / 16; w++)
+        for (int h = 0; h < 2; h++) { /* blocks 8h to 8h + 7: an 8 x 8 transpose of four-byte groups */
+            const int8_t *b = src + 512 * (size_t)w + 256 * h;
+            __m256i r[8], t[8], u[8];
+            for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32 * j));
+            for (int j = 0; j < 8; j += 2) t[j] = _mm256_unpacklo_epi32(r[j], r[j + 1]), t[j + 1] = _mm256_unpackhi_epi32(r[j], r[j + 1]);
+            for (int j = 0; j < 8; j += 4) {
+                u[j] = _mm256_unpacklo_epi64(t[j], t[j + 2]), u[j + 1] = _mm256_unpackhi_epi64(t[j], t[j + 2]);
+                u[j + 2] = _mm256_unpacklo_epi64(t[j + 1], t[j + 3]), u[j + 3] = _mm256_unpackhi_epi64(t[j + 1], t[j + 3]);
+            }
+            int8_t *d = dst + 512 * (size_t)w + 32 * h;
+            for (int k = 0; k < 4; k++) {
+                _mm256_storeu_si256((__m256i *)(void *)(d + 64 * k), _mm256_xor_si256(_mm256_permute2x128_si256(u[k], u[k + 4], 0x20), f));
+                _mm256_storeu_si256((__m256i *)(void *)(d + 64 * (k + 4)), _mm256_xor_si256(_mm256_permute2x128_si256(u[k], u[k + 4], 0x31), f));
+            }
+        }
 }
 
-/* two blocks a register: lanes 0-7 hold block 2p's four-byte sums, 8-15
- * block 2p + 1's; w + 128 (unsigned) times x (signed), each sum started at
- * -128 times the sum of x's four bytes */
+/* a window at a time (block pairs p0 to p1, multiples of 8): each of the
+ * RN x RM int32 sums starts at -128 times x's block sums (init: one int32 a
+ * block) and takes the window's eight steps; the float sums live in memory,
+ * touched once a window, so the integer ones keep the registers */
+/* the sums of sixteen registers' lanes: lane 4 L + e of the result is the
+ * sum of v[4 e + L] */
+VNNI_TARGET static inline __m512 sum16(const __m512 *v) {
+    __m512 t[8], q[4];
+    for (int k = 0; k < 8; k++)
+        t[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44), _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * k], t[2 * k + 1], 0x88), _mm512_shuffle_f32x4(t[2 * k], t[2 * k + 1], 0xDD));
+    __m512 y0 = _mm512_add_ps(_mm512_unpacklo_ps(q[0], q[1]), _mm512_unpackhi_ps(q[0], q[1]));
+    __m512 y1 = _mm512_add_ps(_mm512_unpacklo_ps(q[2], q[3]), _mm512_unpackhi_ps(q[2], q[3]));
+    return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x44), _mm512_shuffle_ps(y0, y1, 0xEE));
+}
+
 VNNI_TARGET static void uk_vnni(const utile *u, float out[RN][RM]) {
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512 acc[RN][RM];
-    for (int i = 0; i < RN; i++)
-        for (int r = 0; r < RM; r++) acc[i][r] = _mm512_setzero_ps();
-    for (int p = u->p0; p < u->p1; p++) {
-        __m512i W[RM];
-        __m512 DW[RM];
-        for (int r = 0; r < RM; r++) {
-            W[r] = _mm512_xor_si512(_mm512_loadu_si512(u->w + u->ld * (size_t)r + 64 * (size_t)p), flip);
-            DW[r] = two_scales(u->wd + u->ldd * (size_t)r + 2 * (size_t)p, idx);
-        }
+    _Alignas(64) float acc[RN][RM][16];
+    for (int p = u->p0; p < u->p1; p += 8) {
+        __m512i s[RN][RM];
         for (int i = 0; i < RN; i++) {
-            __m512i A = _mm512_loadu_si512(u->a + u->ld * (size_t)i + 64 * (size_t)p);
-            __m512i I = _mm512_loadu_si512(u->init + u->ldi * (size_t)i + 16 * (size_t)p);
-            __m512 DX = two_scales(u->ad + u->ldd * (size_t)i + 2 * (size_t)p, idx);
-            for (int r = 0; r < RM; r++) {
-                __m512 t = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(I, W[r], A));
-                acc[i][r] = _mm512_fmadd_ps(t, _mm512_mul_ps(DW[r], DX), acc[i][r]);
+            __m512i init = _mm512_loadu_si512(u->init + u->ldi * (size_t)i + 2 * (size_t)p);
+            for (int r = 0; r < RM; r++) s[i][r] = init;
+        }
+        for (int k = 0; k < 8; k++) {
+            __m512i W[RM];
+            for (int r = 0; r < RM; r++) W[r] = _mm512_loadu_si512(u->w + u->ld * (size_t)r + 64 * (size_t)(p + k));
+            for (int i = 0; i < RN; i++) {
+                __m512i A = _mm512_loadu_si512(u->a + u->ld * (size_t)i + 64 * (size_t)(p + k));
+                for (int r = 0; r < RM; r++) s[i][r] = _mm512_dpbusd_epi32(s[i][r], W[r], A);
+            }
+        }
+        for (int r = 0; r < RM; r++) {
+            __m512 dw = _mm512_loadu_ps(u->wd + u->ldd * (size_t)r + 2 * (size_t)p);
+            for (int i = 0; i < RN; i++) {
+                __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(u->ad + u->ldd * (size_t)i + 2 * (size_t)p));
+                __m512 t = _mm512_cvtepi32_ps(s[i][r]);
+                _mm512_store_ps(acc[i][r], p == u->p0 ? _mm512_mul_ps(t, sc) : _mm512_fmadd_ps(t, sc, _mm512_load_ps(acc[i][r])));
             }
         }
     }
-    for (int i = 0; i < RN; i++)
-        for (int r = 0; r < RM; r++) out[i][r] = _mm512_reduce_add_ps(acc[i][r]);
+    __m512 v[16];
+    for (int k = 0; k < 16; k++) v[k] = _mm512_load_ps(acc[k / RM][k % RM]);
+    _Alignas(64) float o[16];
+    _mm512_store_ps(o, sum16(v));
+    for (int k = 0; k < 16; k++) out[k / RM][k % RM] = o[4 * (k % 4) + k / 4];
 }
 
 /* qs_wq8_codes for Q8_0 and Q4_0, 32 codes a step (F16C for the scales:
@@ -189,6 +229,7 @@ typedef struct {
     const float *ad;
     const int32_t *init;
     int8_t *codes; /* TROWS x ld a thread */
+    int8_t *nat;   /* the VNNI kernel's: TROWS x ld a thread, the codes in their natural order first */
     float *wd;     /* TROWS x ldd a thread */
     float *y;
     ukern_fn uk;
@@ -197,17 +238,18 @@ typedef struct {
 static void tile_task(void *ud, int task, int thread) {
     const gemm_job *j = ud;
     int r0 = task * TROWS, nr = j->n_out - r0 < TROWS ? j->n_out - r0 : TROWS, nr4 = (nr + RM - 1) / RM * RM;
-    int8_t *codes = j->codes + (size_t)thread * TROWS * j->ld;
+    int8_t *codes = j->codes + (size_t)thread * TROWS * j->ld, *nat = j->nat ? j->nat + (size_t)thread * TROWS * j->ld : codes;
     float *wd = j->wd + (size_t)thread * TROWS * j->ldd;
-    if (nr4 > nr || (size_t)j->n_in < j->ld) { /* padding rows or a padding block: zeros */
-        memset(codes, 0, (size_t)nr4 * j->ld);
+    if (nr4 > nr || (size_t)j->n_in < j->ld) { /* padding rows or padding blocks: zeros */
+        memset(nat, 0, (size_t)nr4 * j->ld);
         memset(wd, 0, (size_t)nr4 * j->ldd * sizeof *wd);
     }
     if (j->uk != uk_ref && (j->type == QS_WT_Q8_0 || j->type == QS_WT_Q4_0))
-        codes_avx2(j->type, j->w, j->n_in, r0, nr, codes, j->ld, wd, j->ldd);
+        codes_avx2(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
     else
-        qs_wq8_codes(j->type, j->w, j->n_in, r0, nr, codes, j->ld, wd, j->ldd);
-    float out[RN][RM];
+        qs_wq8_codes(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
+    for (int r = 0; j->nat && r < nr4; r++) to_windows(nat + j->ld * (size_t)r, (int)(j->ld / 32), codes + j->ld * (size_t)r, 1);
+    float out[RN][RM], acc[MCX][TROWS]; /* the x slice's products with the tile, summed over the K slices here */
     for (int i0 = 0; i0 < j->n4; i0 += MCX) {
         int i1 = i0 + MCX < j->n4 ? i0 + MCX : j->n4;
         for (int p0 = 0; p0 < j->nbp; p0 += KCP) {
@@ -217,25 +259,28 @@ static void tile_task(void *ud, int task, int thread) {
                     utile u = {codes + j->ld * (size_t)r, j->a + j->ld * (size_t)i, wd + j->ldd * (size_t)r,
                                j->ad + j->ldd * (size_t)i, j->init + j->ldi * (size_t)i, j->ld, j->ldd, j->ldi, p0, p1};
                     j->uk(&u, out);
-                    for (int ii = 0; ii < RN && i + ii < j->n; ii++)
-                        for (int rr = 0; rr < RM && r + rr < nr; rr++) j->y[(size_t)(i + ii) * j->n_out + r0 + r + rr] += out[ii][rr];
+                    for (int ii = 0; ii < RN; ii++)
+                        for (int rr = 0; rr < RM; rr++)
+                            acc[i - i0 + ii][r + rr] = p0 ? acc[i - i0 + ii][r + rr] + out[ii][rr] : out[ii][rr];
                 }
         }
+        for (int i = i0; i < i1 && i < j->n; i++) memcpy(j->y + (size_t)i * j->n_out + r0, acc[i - i0], (size_t)nr * sizeof(float));
     }
 }
 
-/* rows of x rounded as decode rounds them, with the VNNI start values, and
- * the same rows of y cleared: ROUND_ROWS rows a pool task */
+/* rows of x rounded as decode rounds them, with the start values of the
+ * sums: ROUND_ROWS rows a pool task */
 enum { ROUND_ROWS = 8 };
 
 typedef struct {
     const float *x;
-    int n, n_in, nb, n_out;
+    int n, n_in, nb;
     size_t ld, ldd, ldi;
     int8_t *a;
     float *ad;
     int32_t *init;
-    float *y, *s; /* s: nb floats a thread */
+    float *s; /* nb floats a thread */
+    int8_t *nat;  /* the VNNI kernel's: ld bytes a thread, a row's codes in their natural order first */
 } round_job;
 
 static void round_task(void *ud, int task, int thread) {
@@ -243,11 +288,24 @@ static void round_task(void *ud, int task, int thread) {
     float *s = j->s + (size_t)thread * j->nb; /* the block sums, which the GEMM does not use */
     int i1 = (task + 1) * ROUND_ROWS < j->n ? (task + 1) * ROUND_ROWS : j->n;
     for (int i = task * ROUND_ROWS; i < i1; i++) {
-        int8_t *q = j->a + j->ld * (size_t)i;
+        int8_t *q = j->nat ? j->nat + (size_t)thread * j->ld : j->a + j->ld * (size_t)i;
         qs_wq8_round(j->x + (size_t)j->n_in * i, j->nb, q, j->ad + j->ldd * (size_t)i, s);
-        for (size_t g = 0; g < (size_t)j->nb * 8; g++)
-            j->init[j->ldi * (size_t)i + g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
-        memset(j->y + (size_t)i * j->n_out, 0, (size_t)j->n_out * sizeof *j->y);
+        int32_t *init = j->init + j->ldi * (size_t)i;
+        if (j->nat) { /* one start value a block; the codes into windows */
+            memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
+            for (int b = 0; b < j->nb; b++) {
+                int t = 0;
+                for (int k = 0; k < 32; k++) t += q[32 * b + k];
+                init[b] = -128 * t;
+            }
+            to_windows(q, (int)(j->ld / 32), j->a + j->ld * (size_t)i, 0);
+            memset(init + j->nb, 0, (j->ldi - (size_t)j->nb) * sizeof *init);
+        } else {
+            for (size_t g = 0; g < (size_t)j->nb * 8; g++) init[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+            memset(init + (size_t)j->nb * 8, 0, (j->ldi - (size_t)j->nb * 8) * sizeof *init);
+            memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
+        }
+        memset(j->ad + j->ldd * (size_t)i + j->nb, 0, (j->ldd - (size_t)j->nb) * sizeof *j->ad);
     }
 }
 
@@ -256,23 +314,31 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
     if (!qs_wq8_supported(type, n_in)) return qs_fail(QS_EUNSUPPORTED, "8-bit prefill: type %u with rows of %d", type, n_in);
     int k = kernel_of(kernel);
     if (k < 0) return qs_fail(QS_EARG, "8-bit prefill kernel '%s' unknown or not runnable here", kernel);
-    int nb = n_in / 32, nbp = (nb + 1) / 2, n4 = (n + RN - 1) / RN * RN, threads = qs_pool_threads();
-    size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * 2, ldi = (size_t)nbp * 16;
-    int8_t *a = calloc((size_t)n4, ld);
-    float *ad = calloc((size_t)n4 * ldd, sizeof *ad), *s = malloc((size_t)threads * nb * sizeof *s + 1);
-    int32_t *init = calloc((size_t)n4 * ldi, sizeof *init);
-    int8_t *codes = malloc((size_t)threads * TROWS * ld);
-    float *wd = malloc((size_t)threads * TROWS * ldd * sizeof *wd);
-    if (!a || !ad || !s || !init || !codes || !wd) {
-        free(a), free(ad), free(s), free(init), free(codes), free(wd);
-        return qs_fail(QS_ENOMEM, "8-bit prefill: out of memory for %d rows of %d", n, n_in);
-    }
-    round_job rj = {x, n, n_in, nb, n_out, ld, ldd, ldi, a, ad, init, y, s};
-    qs_pool_run((n + ROUND_ROWS - 1) / ROUND_ROWS, round_task, &rj); /* x's rows rounded, y cleared: by the pool */
+    int nb = n_in / 32, nbp = (nb + 1) / 2, n4 = (n + RN - 1) / RN * RN, threads = qs_pool_threads(), win = k == WQ8_VNNI;
+    if (win) nbp = (nbp + 7) / 8 * 8; /* whole windows of 16 blocks */
+    size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * 2, ldi = win ? (size_t)nbp * 2 : (size_t)nbp * 16;
+    /* the workspace, kept by the calling thread from call to call: x's codes (a), scales (ad), start values
+     * (init); block sums (s); and per thread the tile's codes, in windows and before (nat), and scales (wd) */
+    size_t sz[7] = {(size_t)n4 * ld, (size_t)n4 * ldd * sizeof(float), (size_t)n4 * ldi * sizeof(int32_t),
+                    (size_t)threads * nb * sizeof(float), (size_t)threads * TROWS * ld, win ? (size_t)threads * TROWS * ld : 0,
+                    (size_t)threads * TROWS * ldd * sizeof(float)}, total = 0;
+    for (int i = 0; i < 7; i++) total += (sz[i] + 63) / 64 * 64;
+    char *ws = qs_scratch(0, total), *at = ws;
+    if (!ws) return qs_fail(QS_ENOMEM, "8-bit prefill: out of memory for %d rows of %d", n, n_in);
+    void *part[7];
+    for (int i = 0; i < 7; i++) part[i] = sz[i] ? at : NULL, at += (sz[i] + 63) / 64 * 64;
+    int8_t *a = part[0], *codes = part[4], *nat = part[5];
+    float *ad = part[1], *s = part[3], *wd = part[6];
+    int32_t *init = part[2];
+    /* x's padding rows: zeros (round_task clears the padding of the others) */
+    memset(a + ld * (size_t)n, 0, ld * (size_t)(n4 - n));
+    memset(ad + ldd * (size_t)n, 0, ldd * (size_t)(n4 - n) * sizeof *ad);
+    memset(init + ldi * (size_t)n, 0, ldi * (size_t)(n4 - n) * sizeof *init);
+    round_job rj = {x, n, n_in, nb, ld, ldd, ldi, a, ad, init, s, nat};
+    qs_pool_run((n + ROUND_ROWS - 1) / ROUND_ROWS, round_task, &rj); /* x's rows rounded by the pool */
     static const ukern_fn uks[] = {uk_ref, uk_avx2, uk_vnni};
-    gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, codes, wd, y, uks[k]};
+    gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, codes, nat, wd, y, uks[k]};
     qs_pool_run((n_out + TROWS - 1) / TROWS, tile_task, &j);
-    free(a), free(ad), free(s), free(init), free(codes), free(wd);
     if (b)
         for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);
     return QS_OK;

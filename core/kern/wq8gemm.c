@@ -9,14 +9,18 @@
  * the two blocks' scales in float. So y[i][r] is decode's qs_wdot_q8 of
  * the same row and x row, summed in another order.
  *
- * Kernels: AVX-512 VNNI (two blocks a register: the weight codes made
- * unsigned by adding 128, taken out by starting each sum at -128 times the
- * activation codes' sums), AVX2 (one block a register, the sign of the
- * weights moved onto the activations so that the unsigned-times-signed
- * byte product applies), and the plain C reference they are tested
- * against. A micro-tile is RN rows of x by RM rows of weights; x and the
- * tile are padded with zero rows and a zero block so that every micro-tile
- * is whole. */
+ * Kernels: AVX-512 VNNI (codes laid out in windows of 16 blocks, a block
+ * to each 32-bit lane, so that a window's sums are scaled in float once;
+ * the weight codes made unsigned by adding 128, taken out by starting each
+ * sum at -128 times the activation block's sum), AVX2 (one block a
+ * register, the sign of the weights moved onto the activations so that the
+ * unsigned-times-signed byte product applies), and the plain C reference
+ * they are tested against. A micro-tile is RN rows of x by RM rows of
+ * weights; x and the tile are padded with zero rows and zero blocks so
+ * that every micro-tile (and for VNNI every window) is whole. A task's
+ * products over the K slices are summed in a tile of its own and written
+ * to y once. The buffers are the calling thread's workspace (qs_scratch),
+ * kept from call to call. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>

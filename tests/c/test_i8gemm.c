@@ -1,5 +1,6 @@
 /* The int8 GEMM kernels against the plain C reference, bit for bit, and the
  * thread pool they run on. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -232,6 +233,37 @@ TEST(i8_pool_runs_each_task_once) {
     for (int t = 0; t < n; t++) wrong += atomic_load(&u.count[t]) != 2;
     CHECK(wrong == 0, "%d of %d tasks did not run exactly twice", wrong, n);
     free(u.count);
+}
+
+/* qs_scratch: 64-byte aligned, at least the size asked, the same buffer
+ * while it fits (its bytes kept), a larger one when it does not, one per
+ * slot, another thread's its own; a slot out of range is refused. */
+static void *scratch_other(void *arg) {
+    (void)arg;
+    unsigned char *p = qs_scratch(0, 1000);
+    if (p) memset(p, 0x5A, 1000);
+    return p;
+}
+
+TEST(i8_scratch_kept_per_thread) {
+    unsigned char *a = qs_scratch(0, 1000), *b = qs_scratch(1, 3000);
+    CHECK(a && b && a != b, "two slots, two buffers");
+    CHECK(((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0, "64-byte aligned");
+    memset(a, 7, 1000), memset(b, 9, 3000);
+    CHECK(qs_scratch(0, 500) == a && qs_scratch(0, 1000) == a, "a size that fits keeps the buffer");
+    pthread_t t;
+    void *other = NULL;
+    CHECK(pthread_create(&t, NULL, scratch_other, NULL) == 0, "thread");
+    pthread_join(t, &other);
+    CHECK(other && other != a, "another thread gets a buffer of its own");
+    int kept = 1;
+    for (int i = 0; i < 1000; i++) kept &= a[i] == 7;
+    CHECK(kept, "another thread's use leaves this one's bytes");
+    unsigned char *c = qs_scratch(0, 1 << 20);
+    CHECK(c && ((uintptr_t)c & 63) == 0, "grown");
+    memset(c, 1, 1 << 20); /* all of it writable (ASan checks the size) */
+    CHECK(qs_scratch(1, 3000) == b && b[2999] == 9, "growing one slot leaves the others");
+    CHECK(qs_scratch(QS_SCRATCH_SLOTS, 8) == NULL && qs_scratch(-1, 8) == NULL, "a slot out of range is refused");
 }
 
 /* Many short jobs back to back: a worker that wakes late must not take a

@@ -12,6 +12,7 @@
 #include "base/base.h"
 #include "kern/kern.h"
 #include "methods/methods.h"
+#include "read/read.h"
 #include "run/run.h"
 #include "cli.h"
 
@@ -32,6 +33,18 @@ enum { READ_PROBE_MB = 512 };
 
 /* no bar while timing: only Ctrl-C is checked */
 static int bench_stop(void *ud, long done, long total) { return cli_interrupted(); }
+
+/* the first type (its name) among the model's matrices that --prefill-act q8 would multiply by 8-bit
+ * activations, or NULL */
+static const char *q8_prefill_type(const qs_model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        qs_linear *lin[QS_LAYER_LINEARS];
+        int k = qs_layer_linears(&m->w.layers[l], 0, lin);
+        for (int i = 0; i < k; i++)
+            if (lin[i]->wq && !lin[i]->kern && qs_wq8_supported(lin[i]->wtype, lin[i]->n_in)) return qs_gguf_type_name(lin[i]->wtype);
+    }
+    return NULL;
+}
 
 int cli_bench(int argc, char **argv) {
     const char *model = NULL, *spec = "fp32", *tokp = NULL;
@@ -146,6 +159,10 @@ int cli_bench(int argc, char **argv) {
                cli_prefill_kernel(),
                core ? "; OPENBLAS_CORETYPE=" : "", core ? core : "");
         if (core_note) printf("note: %s\n", core_note);
+        const char *q8t = p && !strcmp(qs_wmat_prefill_act(), "f32") && !strcmp(qs_variant_spec(var), "fp32") ? q8_prefill_type(m) : NULL;
+        if (q8t)
+            printf("note: prefill kept its activations exact (fp32); --prefill-act q8 rounds them to 8 bits and multiplies "
+                   "this file's %s weights in an int8 GEMM, as llama.cpp's prefill does\n", q8t);
     }
     rc = EXIT_OK;
 done:

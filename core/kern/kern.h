@@ -464,8 +464,8 @@ double qs_read_rate(const void *p, size_t n, int reps);
  * stored weights); QSCOPE_DECODE_ACT sets the default. 0 for another name. */
 const char *qs_wmat_act(void);
 int qs_wmat_set_act(const char *name);
-/* Activations for many-row products (prefill) of Q8_0, Q4_0, Q5_0 and
- * IQ4_NL: "f32" (the default: decoded fp32 panels through sgemm, exact
+/* Activations for many-row products (prefill) of Q8_0, Q4_0, Q5_0,
+ * IQ4_NL, Q4_K and Q5_K: "f32" (the default: decoded fp32 panels through sgemm, exact
  * products of the stored weights) or "q8" (x rounded as decode's 8-bit
  * kernels round it, multiplied by qs_wq8_gemm, as llama.cpp does);
  * QSCOPE_PREFILL_ACT sets the default. 0 for another name. */
@@ -480,17 +480,23 @@ int qs_wmat_set_fused_prefill(int on);
 /* ---- prefill on 8-bit activations (kern/wq8gemm.c) ----
  * qs_wq8_round: nb blocks of 32 values of x rounded as qs_wdot_q8 rounds
  * them: codes q, scales d (max|x| / 127), d * sum(q) s.
+ * qs_wq8_round_k: n values (a multiple of 256) rounded as qs_wdot_q8
+ * rounds them for the k-quants: codes k, a scale dk a block of 256, the
+ * sums of k's groups of 16 (k16).
  * qs_wq8_codes: rows [row0, row0 + rows) of a (code, scale) block format
- * (Q8_0, Q4_0, Q5_0, IQ4_NL; n_in a multiple of 32) as int8 codes (ldc a
- * row) and block scales (ldd a row): value = d[b] * code; 0 for another
- * type.
+ * (Q8_0, Q4_0, Q5_0, IQ4_NL; n_in a multiple of 32) or of Q4_K and Q5_K
+ * (n_in a multiple of 256; their sub-blocks of 32 as blocks, with an
+ * offset each) as int8 codes (ldc a row), block scales and, for Q4_K and
+ * Q5_K, block offsets m (ldd a row; NULL for the other types): value =
+ * d[b] * code - m[b]; 0 for another type or a missing m.
  * qs_wq8_gemm: y (n, n_out) = x W^T + b with x so rounded, each block's
  * products an exact integer sum (qs_wdot_q8's arithmetic, summed in
  * another order); kernel "ref", "avx2", "avx512vnni" or NULL (the fastest
  * here; "ref" when qs_wmat_kernel() is). qs_wq8_kernel: the one NULL picks. */
 void qs_wq8_round(const float *x, int nb, int8_t *q, float *d, float *s);
+void qs_wq8_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16);
 int qs_wq8_codes(uint32_t type, const void *w, int n_in, int row0, int rows, int8_t *codes, size_t ldc, float *d,
-                 size_t ldd);
+                 float *m, size_t ldd);
 int qs_wq8_supported(uint32_t type, int n_in);
 qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const float *b, int n_out, int n_in, float *y,
                       const char *kernel);

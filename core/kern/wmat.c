@@ -460,10 +460,36 @@ static inline int blk32_code(uint32_t type, const uint8_t *b, int i) {
     return u; /* Q4_1, Q5_1 */
 }
 
+void qs_wq8_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16) {
+    if (use_fast < 0) use_fast = fast_available();
+    (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, k, dk, k16);
+}
+
 int qs_wq8_codes(uint32_t type, const void *w, int n_in, int row0, int rows, int8_t *codes, size_t ldc, float *d,
-                 size_t ldd) {
-    if (n_in % 32 || !(type == QS_WT_Q8_0 || type == QS_WT_Q4_0 || type == QS_WT_Q5_0 || type == QS_WT_IQ4_NL)) return 0;
+                 float *m, size_t ldd) {
     size_t e, bb, rb = qs_wtype_row_bytes(type, n_in);
+    if (type == QS_WT_Q4_K || type == QS_WT_Q5_K) { /* sub-block j of 32: d sc_j q - dmin m_j */
+        if (n_in % 256 || !m) return 0;
+        int q5 = type == QS_WT_Q5_K;
+        qs_wtype_block(type, &e, &bb);
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *blk = (const uint8_t *)w + rb * (size_t)(row0 + r);
+            int8_t *c = codes + ldc * (size_t)r;
+            for (int sb = 0; sb < n_in / 256; sb++, blk += bb)
+                for (int j = 0; j < 8; j++) {
+                    int sc, mn;
+                    qs_k4_scale_min(j, blk + 4, &sc, &mn);
+                    size_t b = (size_t)sb * 8 + (size_t)j;
+                    d[ldd * (size_t)r + b] = qs_f16_at(blk) * (float)sc;
+                    m[ldd * (size_t)r + b] = qs_f16_at(blk + 2) * (float)mn;
+                    const uint8_t *q = blk + bb - 128 + 32 * (j / 2), *qh = blk + 16;
+                    for (int i = 0; i < 32; i++)
+                        c[32 * b + (size_t)i] = (int8_t)((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (q5 ? (qh[i] >> j & 1) << 4 : 0));
+                }
+        }
+        return 1;
+    }
+    if (n_in % 32 || !(type == QS_WT_Q8_0 || type == QS_WT_Q4_0 || type == QS_WT_Q5_0 || type == QS_WT_IQ4_NL)) return 0;
     qs_wtype_block(type, &e, &bb);
     for (int r = 0; r < rows; r++) {
         const uint8_t *blk = (const uint8_t *)w + rb * (size_t)(row0 + r);

@@ -1,5 +1,6 @@
 /* wq8gemm.c — prefill on 8-bit activations: many rows of x times a matrix
- * of ggml's (code, scale) blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL), as
+ * of ggml's (code, scale) blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL) or of
+ * Q4_K and Q5_K (sub-blocks of 32 with a scale and an offset each), as
  * llama.cpp multiplies them.
  *
  * x is rounded once, as decode's 8-bit kernels round it (qs_wq8_round:
@@ -47,6 +48,7 @@ typedef struct {
     const int32_t *init;
     size_t ld, ldd, ldi;
     int p0, p1;
+    const float *wm, *as; /* offsets: the weights' per block (ldd a row), x's scaled block sums; NULL: none */
 } utile;
 
 typedef void (*ukern_fn)(const utile *u, float out[RN][RM]);
@@ -61,6 +63,7 @@ static void uk_ref(const utile *u, float out[RN][RM]) {
                 int isum = 0;
                 for (int k = 0; k < 32; k++) isum += w[32 * b + k] * a[32 * b + k];
                 acc += wd[b] * ad[b] * (float)isum;
+                if (u->wm) acc -= u->wm[u->ldd * (size_t)r + (size_t)b] * u->as[u->ldd * (size_t)i + (size_t)b];
             }
             out[i][r] = acc;
         }
@@ -95,7 +98,11 @@ AVX2_TARGET static void uk_avx2(const utile *u, float out[RN][RM]) {
                 acc[r] = _mm256_fmadd_ps(t, _mm256_mul_ps(_mm256_set1_ps(u->wd[u->ldd * (size_t)r + b]), dx), acc[r]);
             }
         }
-        for (int r = 0; r < RM; r++) out[i][r] = hsum256(acc[r]);
+        for (int r = 0; r < RM; r++) {
+            out[i][r] = hsum256(acc[r]);
+            for (int b = 2 * u->p0; u->wm && b < 2 * u->p1; b++)
+                out[i][r] -= u->wm[u->ldd * (size_t)r + (size_t)b] * u->as[u->ldd * (size_t)i + (size_t)b];
+        }
     }
 }
 
@@ -163,8 +170,11 @@ VNNI_TARGET static void uk_vnni(const utile *u, float out[RN][RM]) {
             __m512 dw = _mm512_loadu_ps(u->wd + u->ldd * (size_t)r + 2 * (size_t)p);
             for (int i = 0; i < RN; i++) {
                 __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(u->ad + u->ldd * (size_t)i + 2 * (size_t)p));
-                __m512 t = _mm512_cvtepi32_ps(s[i][r]);
-                _mm512_store_ps(acc[i][r], p == u->p0 ? _mm512_mul_ps(t, sc) : _mm512_fmadd_ps(t, sc, _mm512_load_ps(acc[i][r])));
+                __m512 prev = p == u->p0 ? _mm512_setzero_ps() : _mm512_load_ps(acc[i][r]);
+                if (u->wm)
+                    prev = _mm512_fnmadd_ps(_mm512_loadu_ps(u->wm + u->ldd * (size_t)r + 2 * (size_t)p),
+                                            _mm512_loadu_ps(u->as + u->ldd * (size_t)i + 2 * (size_t)p), prev);
+                _mm512_store_ps(acc[i][r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][r]), sc, prev));
             }
         }
     }
@@ -220,7 +230,13 @@ static int kernel_of(const char *name) {
 
 const char *qs_wq8_kernel(void) { return names[kernel_of(NULL)]; }
 
+/* Q4_K and Q5_K: their sub-blocks of 32 as blocks (scale d sc, offset
+ * dmin m: the offset's products taken apart, m times the scaled sum of
+ * x's block), x rounded in blocks of 256 as decode rounds it for them */
+static int has_offset(uint32_t type) { return type == QS_WT_Q4_K || type == QS_WT_Q5_K; }
+
 int qs_wq8_supported(uint32_t type, int n_in) {
+    if (has_offset(type)) return n_in % 256 == 0;
     return n_in % 32 == 0 && (type == QS_WT_Q8_0 || type == QS_WT_Q4_0 || type == QS_WT_Q5_0 || type == QS_WT_IQ4_NL);
 }
 
@@ -232,9 +248,11 @@ typedef struct {
     const int8_t *a;
     const float *ad;
     const int32_t *init;
+    const float *as; /* x's scaled block sums (Q4_K, Q5_K; else NULL) */
     int8_t *codes; /* TROWS x ld a thread */
     int8_t *nat;   /* the VNNI kernel's: TROWS x ld a thread, the codes in their natural order first */
     float *wd;     /* TROWS x ldd a thread */
+    float *wm;     /* the same for the offsets (Q4_K, Q5_K; else NULL) */
     float *y;
     ukern_fn uk;
 } gemm_job;
@@ -243,15 +261,16 @@ static void tile_task(void *ud, int task, int thread) {
     const gemm_job *j = ud;
     int r0 = task * TROWS, nr = j->n_out - r0 < TROWS ? j->n_out - r0 : TROWS, nr4 = (nr + RM - 1) / RM * RM;
     int8_t *codes = j->codes + (size_t)thread * TROWS * j->ld, *nat = j->nat ? j->nat + (size_t)thread * TROWS * j->ld : codes;
-    float *wd = j->wd + (size_t)thread * TROWS * j->ldd;
+    float *wd = j->wd + (size_t)thread * TROWS * j->ldd, *wm = j->wm ? j->wm + (size_t)thread * TROWS * j->ldd : NULL;
     if (nr4 > nr || (size_t)j->n_in < j->ld) { /* padding rows or padding blocks: zeros */
         memset(nat, 0, (size_t)nr4 * j->ld);
         memset(wd, 0, (size_t)nr4 * j->ldd * sizeof *wd);
+        if (wm) memset(wm, 0, (size_t)nr4 * j->ldd * sizeof *wm);
     }
     if (j->uk != uk_ref && (j->type == QS_WT_Q8_0 || j->type == QS_WT_Q4_0))
         codes_avx2(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
     else
-        qs_wq8_codes(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
+        qs_wq8_codes(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, wm, j->ldd);
     for (int r = 0; j->nat && r < nr4; r++) to_windows(nat + j->ld * (size_t)r, (int)(j->ld / 32), codes + j->ld * (size_t)r, 1);
     float out[RN][RM], acc[MCX][TROWS]; /* the x slice's products with the tile, summed over the K slices here */
     for (int i0 = 0; i0 < j->n4; i0 += MCX) {
@@ -261,7 +280,8 @@ static void tile_task(void *ud, int task, int thread) {
             for (int r = 0; r < nr4; r += RM)
                 for (int i = i0; i < i1; i += RN) {
                     utile u = {codes + j->ld * (size_t)r, j->a + j->ld * (size_t)i, wd + j->ldd * (size_t)r,
-                               j->ad + j->ldd * (size_t)i, j->init + j->ldi * (size_t)i, j->ld, j->ldd, j->ldi, p0, p1};
+                               j->ad + j->ldd * (size_t)i, j->init + j->ldi * (size_t)i, j->ld, j->ldd, j->ldi, p0, p1,
+                               wm ? wm + j->ldd * (size_t)r : NULL, wm ? j->as + j->ldd * (size_t)i : NULL};
                     j->uk(&u, out);
                     for (int ii = 0; ii < RN; ii++)
                         for (int rr = 0; rr < RM; rr++)
@@ -283,17 +303,27 @@ typedef struct {
     int8_t *a;
     float *ad;
     int32_t *init;
-    float *s; /* nb floats a thread */
+    float *as; /* Q4_K, Q5_K: x's scaled block sums; else NULL */
+    float *s; /* 2 nb floats a thread */
     int8_t *nat;  /* the VNNI kernel's: ld bytes a thread, a row's codes in their natural order first */
 } round_job;
 
 static void round_task(void *ud, int task, int thread) {
     const round_job *j = ud;
-    float *s = j->s + (size_t)thread * j->nb; /* the block sums, which the GEMM does not use */
+    float *s = j->s + (size_t)thread * 2 * (size_t)j->nb; /* the block sums, which the GEMM does not use; for the
+                                                          * k-quants the scales of 256 and the sums of 16 */
     int i1 = (task + 1) * ROUND_ROWS < j->n ? (task + 1) * ROUND_ROWS : j->n;
     for (int i = task * ROUND_ROWS; i < i1; i++) {
         int8_t *q = j->nat ? j->nat + (size_t)thread * j->ld : j->a + j->ld * (size_t)i;
-        qs_wq8_round(j->x + (size_t)j->n_in * i, j->nb, q, j->ad + j->ldd * (size_t)i, s);
+        float *ad = j->ad + j->ldd * (size_t)i;
+        if (j->as) { /* in blocks of 256, as decode rounds x for the k-quants: each block of 32 its block's scale */
+            int16_t *k16 = (int16_t *)(void *)(s + j->nb);
+            qs_wq8_round_k(j->x + (size_t)j->n_in * i, j->n_in, q, s, k16);
+            float *as = j->as + j->ldd * (size_t)i;
+            for (int b = 0; b < j->nb; b++) ad[b] = s[b / 8], as[b] = s[b / 8] * (float)(k16[2 * b] + k16[2 * b + 1]);
+            memset(as + j->nb, 0, (j->ldd - (size_t)j->nb) * sizeof *as);
+        } else
+            qs_wq8_round(j->x + (size_t)j->n_in * i, j->nb, q, ad, s);
         int32_t *init = j->init + j->ldi * (size_t)i;
         if (j->nat) { /* one start value a block; the codes into windows */
             memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
@@ -323,25 +353,28 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
     size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * 2, ldi = win ? (size_t)nbp * 2 : (size_t)nbp * 16;
     /* the workspace, kept by the calling thread from call to call: x's codes (a), scales (ad), start values
      * (init); block sums (s); and per thread the tile's codes, in windows and before (nat), and scales (wd) */
-    size_t sz[7] = {(size_t)n4 * ld, (size_t)n4 * ldd * sizeof(float), (size_t)n4 * ldi * sizeof(int32_t),
-                    (size_t)threads * nb * sizeof(float), (size_t)threads * TROWS * ld, win ? (size_t)threads * TROWS * ld : 0,
-                    (size_t)threads * TROWS * ldd * sizeof(float)}, total = 0;
-    for (int i = 0; i < 7; i++) total += (sz[i] + 63) / 64 * 64;
+    int off = has_offset(type);
+    size_t sz[9] = {(size_t)n4 * ld, (size_t)n4 * ldd * sizeof(float), (size_t)n4 * ldi * sizeof(int32_t),
+                    (size_t)threads * 2 * nb * sizeof(float), (size_t)threads * TROWS * ld, win ? (size_t)threads * TROWS * ld : 0,
+                    (size_t)threads * TROWS * ldd * sizeof(float), off ? (size_t)n4 * ldd * sizeof(float) : 0,
+                    off ? (size_t)threads * TROWS * ldd * sizeof(float) : 0}, total = 0;
+    for (int i = 0; i < 9; i++) total += (sz[i] + 63) / 64 * 64;
     char *ws = qs_scratch(0, total), *at = ws;
     if (!ws) return qs_fail(QS_ENOMEM, "8-bit prefill: out of memory for %d rows of %d", n, n_in);
-    void *part[7];
-    for (int i = 0; i < 7; i++) part[i] = sz[i] ? at : NULL, at += (sz[i] + 63) / 64 * 64;
+    void *part[9];
+    for (int i = 0; i < 9; i++) part[i] = sz[i] ? at : NULL, at += (sz[i] + 63) / 64 * 64;
     int8_t *a = part[0], *codes = part[4], *nat = part[5];
-    float *ad = part[1], *s = part[3], *wd = part[6];
+    float *ad = part[1], *s = part[3], *wd = part[6], *as = part[7], *wm = part[8];
     int32_t *init = part[2];
     /* x's padding rows: zeros (round_task clears the padding of the others) */
     memset(a + ld * (size_t)n, 0, ld * (size_t)(n4 - n));
     memset(ad + ldd * (size_t)n, 0, ldd * (size_t)(n4 - n) * sizeof *ad);
     memset(init + ldi * (size_t)n, 0, ldi * (size_t)(n4 - n) * sizeof *init);
-    round_job rj = {x, n, n_in, nb, ld, ldd, ldi, a, ad, init, s, nat};
+    if (as) memset(as + ldd * (size_t)n, 0, ldd * (size_t)(n4 - n) * sizeof *as);
+    round_job rj = {x, n, n_in, nb, ld, ldd, ldi, a, ad, init, as, s, nat};
     qs_pool_run((n + ROUND_ROWS - 1) / ROUND_ROWS, round_task, &rj); /* x's rows rounded by the pool */
     static const ukern_fn uks[] = {uk_ref, uk_avx2, uk_vnni};
-    gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, codes, nat, wd, y, uks[k]};
+    gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, as, codes, nat, wd, wm, y, uks[k]};
     qs_pool_run((n_out + TROWS - 1) / TROWS, tile_task, &j);
     if (b)
         for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);

@@ -185,6 +185,39 @@ VNNI_TARGET static void uk_vnni(const utile *u, float out[RN][RM]) {
     for (int k = 0; k < 16; k++) out[k / RM][k % RM] = o[4 * (k % 4) + k / 4];
 }
 
+/* qs_wq8_codes for Q4_K and Q5_K, a pair of sub-blocks (32 bytes of
+ * nibbles, and for Q5_K their fifth bits) a step */
+__attribute__((target("avx2,f16c"))) static void codes_k_avx2(uint32_t type, const void *w, int n_in, int row0, int rows,
+                                                             int8_t *codes, size_t ldc, float *d, float *m, size_t ldd) {
+    int q5 = type == QS_WT_Q5_K;
+    size_t rb = qs_wtype_row_bytes(type, n_in), bb = q5 ? 176 : 144;
+    const __m256i lo = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *blk = (const uint8_t *)w + rb * (size_t)(row0 + r);
+        int8_t *c = codes + ldc * (size_t)r;
+        float *dr = d + ldd * (size_t)r, *mr = m + ldd * (size_t)r;
+        for (int sb = 0; sb < n_in / 256; sb++, blk += bb, c += 256, dr += 8, mr += 8) {
+            float dd = _cvtsh_ss((unsigned short)(blk[0] | blk[1] << 8)), dm = _cvtsh_ss((unsigned short)(blk[2] | blk[3] << 8));
+            for (int j = 0; j < 8; j++) {
+                int sc, mn;
+                qs_k4_scale_min(j, blk + 4, &sc, &mn);
+                dr[j] = dd * (float)sc, mr[j] = dm * (float)mn;
+            }
+            __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)) : _mm256_setzero_si256();
+            for (int p = 0; p < 4; p++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(blk + bb - 128 + 32 * p));
+                __m256i a = _mm256_and_si256(v, lo), b = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo);
+                if (q5) { /* value i of sub-block j: bit j of qh[i], as bit 4 */
+                    a = _mm256_or_si256(a, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one), 4));
+                    b = _mm256_or_si256(b, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one), 4));
+                }
+                _mm256_storeu_si256((__m256i *)(void *)(c + 64 * p), a);
+                _mm256_storeu_si256((__m256i *)(void *)(c + 64 * p + 32), b);
+            }
+        }
+    }
+}
+
 /* qs_wq8_codes for Q8_0 and Q4_0, 32 codes a step (F16C for the scales:
  * exact, as every f16 is a float) */
 __attribute__((target("avx2,f16c"))) static void codes_avx2(uint32_t type, const void *w, int n_in, int row0, int rows,
@@ -269,6 +302,8 @@ static void tile_task(void *ud, int task, int thread) {
     }
     if (j->uk != uk_ref && (j->type == QS_WT_Q8_0 || j->type == QS_WT_Q4_0))
         codes_avx2(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
+    else if (j->uk != uk_ref && has_offset(j->type))
+        codes_k_avx2(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, wm, j->ldd);
     else
         qs_wq8_codes(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, wm, j->ldd);
     for (int r = 0; j->nat && r < nr4; r++) to_windows(nat + j->ld * (size_t)r, (int)(j->ld / 32), codes + j->ld * (size_t)r, 1);

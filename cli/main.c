@@ -47,8 +47,8 @@ static const char usage[] =
     "--max-memory MB: the memory a variant being built may take (default: MemAvailable),\n"
     "--decode-act q8|f32: activations of decode on weights in ggml's block formats, rounded to\n"
     "8-bit blocks as llama.cpp does (q8, the default) or exact (f32),\n"
-    "--prefill-act q8|f32: the same for prefill on Q8_0/Q4_0/Q5_0/IQ4_NL/Q4_K/Q5_K (f32, the default:\n"
-    "exact; q8: an int8 GEMM, as llama.cpp multiplies them), and\n"
+    "--prefill-act q8|f32: the same for prefill on Q8_0/Q4_0/Q5_0/IQ4_NL and Q4_K/Q5_K/Q6_K\n"
+    "(f32, the default: exact; q8: an int8 GEMM, as llama.cpp multiplies them), and\n"
     "-v: say what loading, calibration and building a variant will hold before they start.\n"
     "Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C).\n"
     "See qscope(1).\n";

@@ -465,7 +465,7 @@ double qs_read_rate(const void *p, size_t n, int reps);
 const char *qs_wmat_act(void);
 int qs_wmat_set_act(const char *name);
 /* Activations for many-row products (prefill) of Q8_0, Q4_0, Q5_0,
- * IQ4_NL, Q4_K and Q5_K: "f32" (the default: decoded fp32 panels through sgemm, exact
+ * IQ4_NL, Q4_K, Q5_K and Q6_K: "f32" (the default: decoded fp32 panels through sgemm, exact
  * products of the stored weights) or "q8" (x rounded as decode's 8-bit
  * kernels round it, multiplied by qs_wq8_gemm, as llama.cpp does);
  * QSCOPE_PREFILL_ACT sets the default. 0 for another name. */
@@ -484,11 +484,12 @@ int qs_wmat_set_fused_prefill(int on);
  * rounds them for the k-quants: codes k, a scale dk a block of 256, the
  * sums of k's groups of 16 (k16).
  * qs_wq8_codes: rows [row0, row0 + rows) of a (code, scale) block format
- * (Q8_0, Q4_0, Q5_0, IQ4_NL; n_in a multiple of 32) or of Q4_K and Q5_K
- * (n_in a multiple of 256; their sub-blocks of 32 as blocks, with an
- * offset each) as int8 codes (ldc a row), block scales and, for Q4_K and
- * Q5_K, block offsets m (ldd a row; NULL for the other types): value =
- * d[b] * code - m[b]; 0 for another type or a missing m.
+ * (Q8_0, Q4_0, Q5_0, IQ4_NL; n_in a multiple of 32) or of Q4_K, Q5_K and
+ * Q6_K (n_in a multiple of 256; their sub-blocks of 32 as blocks, with an
+ * offset each for Q4_K and Q5_K, a scale for each half for Q6_K) as int8
+ * codes (ldc a row), block scales and, for Q4_K and Q5_K, block offsets m
+ * (ldd a row; NULL for the other types): value = d[b] * code - m[b], for
+ * Q6_K d[2 b + h] * code in half h; 0 for another type or a missing m.
  * qs_wq8_gemm: y (n, n_out) = x W^T + b with x so rounded, each block's
  * products an exact integer sum (qs_wdot_q8's arithmetic, summed in
  * another order); kernel "ref", "avx2", "avx512vnni" or NULL (the fastest

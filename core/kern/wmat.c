@@ -460,6 +460,15 @@ static inline int blk32_code(uint32_t type, const uint8_t *b, int i) {
     return u; /* Q4_1, Q5_1 */
 }
 
+/* Q6_K: 16 sub-blocks of 16 with int8 scales, value d sc (q - 32), q 0..63
+ * from 4 low bits in ql and 2 high in qh (ggml's layout) */
+static int q6k_code(const uint8_t *blk, int i) {
+    const uint8_t *ql = blk + 64 * (i / 128), *qh = blk + 128 + 32 * (i / 128);
+    int l = i % 128, k = l / 32, c = l % 32;
+    int lo = k & 1 ? ql[c + 32] : ql[c];
+    return ((k & 2 ? lo >> 4 : lo & 0x0F) | (qh[c] >> (2 * k) & 3) << 4);
+}
+
 void qs_wq8_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16) {
     if (use_fast < 0) use_fast = fast_available();
     (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, k, dk, k16);
@@ -486,6 +495,20 @@ int qs_wq8_codes(uint32_t type, const void *w, int n_in, int row0, int rows, int
                     for (int i = 0; i < 32; i++)
                         c[32 * b + (size_t)i] = (int8_t)((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (q5 ? (qh[i] >> j & 1) << 4 : 0));
                 }
+        }
+        return 1;
+    }
+    if (type == QS_WT_Q6_K) { /* blocks of 32, a scale d sc for each half: d[2 b + h] */
+        if (n_in % 256) return 0;
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *blk = (const uint8_t *)w + rb * (size_t)(row0 + r);
+            int8_t *c = codes + ldc * (size_t)r;
+            for (int sb = 0; sb < n_in / 256; sb++, blk += 210) {
+                const int8_t *sc = (const int8_t *)(blk + 192);
+                float dd = qs_f16_at(blk + 208);
+                for (int h = 0; h < 16; h++) d[ldd * (size_t)r + 16 * (size_t)sb + (size_t)h] = dd * (float)sc[h];
+                for (int i = 0; i < 256; i++) c[256 * (size_t)sb + (size_t)i] = (int8_t)(q6k_code(blk, i) - 32);
+            }
         }
         return 1;
     }
@@ -732,14 +755,6 @@ static float qdot_q4_k_ref(const uint8_t *row, const qx *x, int n) { return qdot
  * bit j of qh[l] (32 bytes) */
 static float qdot_q5_k_ref(const uint8_t *row, const qx *x, int n) { return qdot_k45_ref(row, x, n, 1); }
 
-/* Q6_K: 16 sub-blocks of 16 with int8 scales, value d sc (q - 32), q 0..63
- * from 4 low bits in ql and 2 high in qh (ggml's layout) */
-static int q6k_code(const uint8_t *blk, int i) {
-    const uint8_t *ql = blk + 64 * (i / 128), *qh = blk + 128 + 32 * (i / 128);
-    int l = i % 128, k = l / 32, c = l % 32;
-    int lo = k & 1 ? ql[c + 32] : ql[c];
-    return ((k & 2 ? lo >> 4 : lo & 0x0F) | (qh[c] >> (2 * k) & 3) << 4);
-}
 
 static float qdot_q6_k_ref(const uint8_t *row, const qx *x, int n) {
     float acc = 0;

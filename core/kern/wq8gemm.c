@@ -1,7 +1,8 @@
 /* wq8gemm.c — prefill on 8-bit activations: many rows of x times a matrix
  * of ggml's (code, scale) blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL) or of
- * Q4_K and Q5_K (sub-blocks of 32 with a scale and an offset each), as
- * llama.cpp multiplies them.
+ * Q4_K and Q5_K (sub-blocks of 32 with a scale and an offset each) and
+ * Q6_K (blocks of 32 with a scale each half), as llama.cpp multiplies
+ * them.
  *
  * x is rounded once, as decode's 8-bit kernels round it (qs_wq8_round:
  * blocks of 32, scale max|x| / 127); each pool task decodes a tile of
@@ -49,7 +50,12 @@ typedef struct {
     size_t ld, ldd, ldi;
     int p0, p1;
     const float *wm, *as; /* offsets: the weights' per block (ldd a row), x's scaled block sums; NULL: none */
+    int half; /* a scale for each half of a block (Q6_K): the per-block floats (wd, ad) and the VNNI start
+               * values laid out a window of 16 blocks at a time, the 16 first halves' then the 16 second's */
 } utile;
+
+/* where the scale (and the start value) of half h of block b is: half is 0 or 1 (utile's) */
+static inline size_t at_half(int half, int b, int h) { return half ? (size_t)(32 * (b / 16) + 16 * h + b % 16) : (size_t)b; }
 
 typedef void (*ukern_fn)(const utile *u, float out[RN][RM]);
 
@@ -60,9 +66,11 @@ static void uk_ref(const utile *u, float out[RN][RM]) {
             const float *ad = u->ad + u->ldd * (size_t)i, *wd = u->wd + u->ldd * (size_t)r;
             float acc = 0;
             for (int b = 2 * u->p0; b < 2 * u->p1; b++) {
-                int isum = 0;
-                for (int k = 0; k < 32; k++) isum += w[32 * b + k] * a[32 * b + k];
-                acc += wd[b] * ad[b] * (float)isum;
+                for (int h = 0; h <= u->half; h++) {
+                    int isum = 0, k0 = u->half ? 16 * h : 0, k1 = u->half ? k0 + 16 : 32;
+                    for (int k = k0; k < k1; k++) isum += w[32 * b + k] * a[32 * b + k];
+                    acc += wd[at_half(u->half, b, h)] * ad[at_half(u->half, b, h)] * (float)isum;
+                }
                 if (u->wm) acc -= u->wm[u->ldd * (size_t)r + (size_t)b] * u->as[u->ldd * (size_t)i + (size_t)b];
             }
             out[i][r] = acc;
@@ -90,12 +98,14 @@ AVX2_TARGET static void uk_avx2(const utile *u, float out[RN][RM]) {
         for (int r = 0; r < RM; r++) acc[r] = _mm256_setzero_ps();
         for (int b = 2 * u->p0; b < 2 * u->p1; b++) {
             __m256i A = _mm256_loadu_si256((const __m256i *)(const void *)(a + 32 * b));
-            __m256 dx = _mm256_set1_ps(ad[b]);
+            size_t b0 = at_half(u->half, b, 0), b1 = at_half(u->half, b, 1); /* lanes 0-3: values 0-15, 4-7: 16-31 */
+            __m256 dx = _mm256_set_m128(_mm_set1_ps(ad[b1]), _mm_set1_ps(ad[b0]));
             for (int r = 0; r < RM; r++) {
                 __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(u->w + u->ld * (size_t)r + 32 * b));
                 __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(W), _mm256_sign_epi8(A, W));
                 __m256 t = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[r] = _mm256_fmadd_ps(t, _mm256_mul_ps(_mm256_set1_ps(u->wd[u->ldd * (size_t)r + b]), dx), acc[r]);
+                const float *wd = u->wd + u->ldd * (size_t)r;
+                acc[r] = _mm256_fmadd_ps(t, _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(wd[b1]), _mm_set1_ps(wd[b0])), dx), acc[r]);
             }
         }
         for (int r = 0; r < RM; r++) {
@@ -133,7 +143,8 @@ VNNI_TARGET static void to_windows(const int8_t *src, int nblocks, int8_t *dst, 
         }
 }
 
-/* a window at a time (block pairs p0 to p1, multiples of 8): each of the
+/* a window at a time (block pairs p0 to p1, multiples of 8; with half,
+ * each half of it, its four steps, scaled by the halves' scales): each of the
  * RN x RM int32 sums starts at -128 times x's block sums (init: one int32 a
  * block) and takes the window's eight steps; the float sums live in memory,
  * touched once a window, so the integer ones keep the registers */
@@ -150,40 +161,46 @@ VNNI_TARGET static inline __m512 sum16(const __m512 *v) {
     return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x44), _mm512_shuffle_ps(y0, y1, 0xEE));
 }
 
-VNNI_TARGET static void uk_vnni(const utile *u, float out[RN][RM]) {
+VNNI_TARGET static inline __attribute__((always_inline)) void uk_vnni_of(const utile *u, float out[RN][RM], const int half) {
     _Alignas(64) float acc[RN][RM][16];
-    for (int p = u->p0; p < u->p1; p += 8) {
-        __m512i s[RN][RM];
-        for (int i = 0; i < RN; i++) {
-            __m512i init = _mm512_loadu_si512(u->init + u->ldi * (size_t)i + 2 * (size_t)p);
-            for (int r = 0; r < RM; r++) s[i][r] = init;
-        }
-        for (int k = 0; k < 8; k++) {
-            __m512i W[RM];
-            for (int r = 0; r < RM; r++) W[r] = _mm512_loadu_si512(u->w + u->ld * (size_t)r + 64 * (size_t)(p + k));
+    for (int p = u->p0; p < u->p1; p += 8)
+        for (int h = 0; h <= half; h++) { /* the window, or each half of it: steps 0-3 hold values 0-15 */
+            size_t f = half ? 4 * (size_t)p + 16 * (size_t)h : 2 * (size_t)p; /* its scales and start values */
+            __m512i s[RN][RM];
             for (int i = 0; i < RN; i++) {
-                __m512i A = _mm512_loadu_si512(u->a + u->ld * (size_t)i + 64 * (size_t)(p + k));
-                for (int r = 0; r < RM; r++) s[i][r] = _mm512_dpbusd_epi32(s[i][r], W[r], A);
+                __m512i init = _mm512_loadu_si512(u->init + u->ldi * (size_t)i + f);
+                for (int r = 0; r < RM; r++) s[i][r] = init;
+            }
+            for (int k = half ? 4 * h : 0; k < (half ? 4 * h + 4 : 8); k++) {
+                __m512i W[RM];
+                for (int r = 0; r < RM; r++) W[r] = _mm512_loadu_si512(u->w + u->ld * (size_t)r + 64 * (size_t)(p + k));
+                for (int i = 0; i < RN; i++) {
+                    __m512i A = _mm512_loadu_si512(u->a + u->ld * (size_t)i + 64 * (size_t)(p + k));
+                    for (int r = 0; r < RM; r++) s[i][r] = _mm512_dpbusd_epi32(s[i][r], W[r], A);
+                }
+            }
+            for (int r = 0; r < RM; r++) {
+                __m512 dw = _mm512_loadu_ps(u->wd + u->ldd * (size_t)r + f);
+                for (int i = 0; i < RN; i++) {
+                    __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(u->ad + u->ldd * (size_t)i + f));
+                    __m512 prev = p == u->p0 && h == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc[i][r]);
+                    if (u->wm)
+                        prev = _mm512_fnmadd_ps(_mm512_loadu_ps(u->wm + u->ldd * (size_t)r + 2 * (size_t)p),
+                                                _mm512_loadu_ps(u->as + u->ldd * (size_t)i + 2 * (size_t)p), prev);
+                    _mm512_store_ps(acc[i][r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][r]), sc, prev));
+                }
             }
         }
-        for (int r = 0; r < RM; r++) {
-            __m512 dw = _mm512_loadu_ps(u->wd + u->ldd * (size_t)r + 2 * (size_t)p);
-            for (int i = 0; i < RN; i++) {
-                __m512 sc = _mm512_mul_ps(dw, _mm512_loadu_ps(u->ad + u->ldd * (size_t)i + 2 * (size_t)p));
-                __m512 prev = p == u->p0 ? _mm512_setzero_ps() : _mm512_load_ps(acc[i][r]);
-                if (u->wm)
-                    prev = _mm512_fnmadd_ps(_mm512_loadu_ps(u->wm + u->ldd * (size_t)r + 2 * (size_t)p),
-                                            _mm512_loadu_ps(u->as + u->ldd * (size_t)i + 2 * (size_t)p), prev);
-                _mm512_store_ps(acc[i][r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][r]), sc, prev));
-            }
-        }
-    }
     __m512 v[16];
     for (int k = 0; k < 16; k++) v[k] = _mm512_load_ps(acc[k / RM][k % RM]);
     _Alignas(64) float o[16];
     _mm512_store_ps(o, sum16(v));
     for (int k = 0; k < 16; k++) out[k / RM][k % RM] = o[4 * (k % 4) + k / 4];
 }
+
+/* the kernel for whole blocks, and for blocks scaled by halves (Q6_K), each compiled with its loops fixed */
+VNNI_TARGET static void uk_vnni(const utile *u, float out[RN][RM]) { uk_vnni_of(u, out, 0); }
+VNNI_TARGET static void uk_vnni_h(const utile *u, float out[RN][RM]) { uk_vnni_of(u, out, 1); }
 
 /* qs_wq8_codes for Q4_K and Q5_K, a pair of sub-blocks (32 bytes of
  * nibbles, and for Q5_K their fifth bits) a step */
@@ -213,6 +230,35 @@ __attribute__((target("avx2,f16c"))) static void codes_k_avx2(uint32_t type, con
                 }
                 _mm256_storeu_si256((__m256i *)(void *)(c + 64 * p), a);
                 _mm256_storeu_si256((__m256i *)(void *)(c + 64 * p + 32), b);
+            }
+        }
+    }
+}
+
+/* qs_wq8_codes for Q6_K, a half super-block (32 bytes of low bits twice,
+ * 32 of high bits) a step: value 32 k + c of the half is nibble k / 2 of
+ * ql[c + 32 (k % 2)] with bits 2k, 2k + 1 of qh[c] above it, less 32 */
+__attribute__((target("avx2,f16c"))) static void codes_q6k_avx2(const void *w, int n_in, int row0, int rows, int8_t *codes,
+                                                               size_t ldc, float *d, size_t ldd) {
+    size_t rb = qs_wtype_row_bytes(QS_WT_Q6_K, n_in);
+    const __m256i lo = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *blk = (const uint8_t *)w + rb * (size_t)(row0 + r);
+        int8_t *c = codes + ldc * (size_t)r;
+        float *dr = d + ldd * (size_t)r;
+        for (int sb = 0; sb < n_in / 256; sb++, blk += 210, c += 256, dr += 16) {
+            float dd = _cvtsh_ss((unsigned short)(blk[208] | blk[209] << 8));
+            for (int h = 0; h < 16; h++) dr[h] = dd * (float)(int8_t)blk[192 + h];
+            for (int n = 0; n < 2; n++) {
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * n));
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 64 * n + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * n));
+                for (int k = 0; k < 4; k++) {
+                    __m256i l = k & 1 ? l1 : l0;
+                    __m256i nib = _mm256_and_si256(k & 2 ? _mm256_srli_epi16(l, 4) : l, lo);
+                    __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), three), 4);
+                    _mm256_storeu_si256((__m256i *)(void *)(c + 128 * n + 32 * k), _mm256_sub_epi8(_mm256_or_si256(nib, hi), off));
+                }
             }
         }
     }
@@ -268,8 +314,11 @@ const char *qs_wq8_kernel(void) { return names[kernel_of(NULL)]; }
  * x's block), x rounded in blocks of 256 as decode rounds it for them */
 static int has_offset(uint32_t type) { return type == QS_WT_Q4_K || type == QS_WT_Q5_K; }
 
+/* Q6_K: blocks of 32 with a scale for each half (its sub-blocks of 16) */
+static int has_halves(uint32_t type) { return type == QS_WT_Q6_K; }
+
 int qs_wq8_supported(uint32_t type, int n_in) {
-    if (has_offset(type)) return n_in % 256 == 0;
+    if (has_offset(type) || has_halves(type)) return n_in % 256 == 0;
     return n_in % 32 == 0 && (type == QS_WT_Q8_0 || type == QS_WT_Q4_0 || type == QS_WT_Q5_0 || type == QS_WT_IQ4_NL);
 }
 
@@ -286,6 +335,7 @@ typedef struct {
     int8_t *nat;   /* the VNNI kernel's: TROWS x ld a thread, the codes in their natural order first */
     float *wd;     /* TROWS x ldd a thread */
     float *wm;     /* the same for the offsets (Q4_K, Q5_K; else NULL) */
+    int half;      /* Q6_K: utile's half */
     float *y;
     ukern_fn uk;
 } gemm_job;
@@ -304,9 +354,17 @@ static void tile_task(void *ud, int task, int thread) {
         codes_avx2(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
     else if (j->uk != uk_ref && has_offset(j->type))
         codes_k_avx2(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, wm, j->ldd);
+    else if (j->uk != uk_ref && has_halves(j->type))
+        codes_q6k_avx2(j->w, j->n_in, r0, nr, nat, j->ld, wd, j->ldd);
     else
         qs_wq8_codes(j->type, j->w, j->n_in, r0, nr, nat, j->ld, wd, wm, j->ldd);
     for (int r = 0; j->nat && r < nr4; r++) to_windows(nat + j->ld * (size_t)r, (int)(j->ld / 32), codes + j->ld * (size_t)r, 1);
+    for (int r = 0; j->half && r < nr; r++) /* each window's pairs of half scales as the 16 first halves', then the second's */
+        for (float *f = wd + j->ldd * (size_t)r; f < wd + j->ldd * (size_t)(r + 1); f += 32) {
+            float t[32];
+            memcpy(t, f, sizeof t);
+            for (int b = 0; b < 16; b++) f[b] = t[2 * b], f[16 + b] = t[2 * b + 1];
+        }
     float out[RN][RM], acc[MCX][TROWS]; /* the x slice's products with the tile, summed over the K slices here */
     for (int i0 = 0; i0 < j->n4; i0 += MCX) {
         int i1 = i0 + MCX < j->n4 ? i0 + MCX : j->n4;
@@ -316,7 +374,7 @@ static void tile_task(void *ud, int task, int thread) {
                 for (int i = i0; i < i1; i += RN) {
                     utile u = {codes + j->ld * (size_t)r, j->a + j->ld * (size_t)i, wd + j->ldd * (size_t)r,
                                j->ad + j->ldd * (size_t)i, j->init + j->ldi * (size_t)i, j->ld, j->ldd, j->ldi, p0, p1,
-                               wm ? wm + j->ldd * (size_t)r : NULL, wm ? j->as + j->ldd * (size_t)i : NULL};
+                               wm ? wm + j->ldd * (size_t)r : NULL, wm ? j->as + j->ldd * (size_t)i : NULL, j->half};
                     j->uk(&u, out);
                     for (int ii = 0; ii < RN; ii++)
                         for (int rr = 0; rr < RM; rr++)
@@ -339,6 +397,7 @@ typedef struct {
     float *ad;
     int32_t *init;
     float *as; /* Q4_K, Q5_K: x's scaled block sums; else NULL */
+    int kq, half; /* x rounded in blocks of 256 (the k-quants); Q6_K's scales and start values by halves */
     float *s; /* 2 nb floats a thread */
     int8_t *nat;  /* the VNNI kernel's: ld bytes a thread, a row's codes in their natural order first */
 } round_job;
@@ -351,30 +410,33 @@ static void round_task(void *ud, int task, int thread) {
     for (int i = task * ROUND_ROWS; i < i1; i++) {
         int8_t *q = j->nat ? j->nat + (size_t)thread * j->ld : j->a + j->ld * (size_t)i;
         float *ad = j->ad + j->ldd * (size_t)i;
-        if (j->as) { /* in blocks of 256, as decode rounds x for the k-quants: each block of 32 its block's scale */
+        memset(ad, 0, j->ldd * sizeof *ad); /* the padding blocks' scales: zeros */
+        if (j->kq) { /* in blocks of 256, as decode rounds x for the k-quants: each block of 32 its block's scale */
             int16_t *k16 = (int16_t *)(void *)(s + j->nb);
             qs_wq8_round_k(j->x + (size_t)j->n_in * i, j->n_in, q, s, k16);
-            float *as = j->as + j->ldd * (size_t)i;
-            for (int b = 0; b < j->nb; b++) ad[b] = s[b / 8], as[b] = s[b / 8] * (float)(k16[2 * b] + k16[2 * b + 1]);
-            memset(as + j->nb, 0, (j->ldd - (size_t)j->nb) * sizeof *as);
+            for (int b = 0; b < j->nb; b++)
+                for (int h = 0; h <= j->half; h++) ad[at_half(j->half, b, h)] = s[b / 8];
+            float *as = j->as ? j->as + j->ldd * (size_t)i : NULL;
+            for (int b = 0; as && b < j->nb; b++) as[b] = s[b / 8] * (float)(k16[2 * b] + k16[2 * b + 1]);
+            if (as) memset(as + j->nb, 0, (j->ldd - (size_t)j->nb) * sizeof *as);
         } else
             qs_wq8_round(j->x + (size_t)j->n_in * i, j->nb, q, ad, s);
         int32_t *init = j->init + j->ldi * (size_t)i;
-        if (j->nat) { /* one start value a block; the codes into windows */
+        if (j->nat) { /* one start value a block (or half block); the codes into windows */
             memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
-            for (int b = 0; b < j->nb; b++) {
-                int t = 0;
-                for (int k = 0; k < 32; k++) t += q[32 * b + k];
-                init[b] = -128 * t;
-            }
+            memset(init, 0, j->ldi * sizeof *init);
+            for (int b = 0; b < j->nb; b++)
+                for (int h = 0; h <= j->half; h++) {
+                    int t = 0;
+                    for (int k = j->half ? 16 * h : 0; k < (j->half ? 16 * h + 16 : 32); k++) t += q[32 * b + k];
+                    init[at_half(j->half, b, h)] = -128 * t;
+                }
             to_windows(q, (int)(j->ld / 32), j->a + j->ld * (size_t)i, 0);
-            memset(init + j->nb, 0, (j->ldi - (size_t)j->nb) * sizeof *init);
         } else {
             for (size_t g = 0; g < (size_t)j->nb * 8; g++) init[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
             memset(init + (size_t)j->nb * 8, 0, (j->ldi - (size_t)j->nb * 8) * sizeof *init);
             memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
         }
-        memset(j->ad + j->ldd * (size_t)i + j->nb, 0, (j->ldd - (size_t)j->nb) * sizeof *j->ad);
     }
 }
 
@@ -384,8 +446,9 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
     int k = kernel_of(kernel);
     if (k < 0) return qs_fail(QS_EARG, "8-bit prefill kernel '%s' unknown or not runnable here", kernel);
     int nb = n_in / 32, nbp = (nb + 1) / 2, n4 = (n + RN - 1) / RN * RN, threads = qs_pool_threads(), win = k == WQ8_VNNI;
-    if (win) nbp = (nbp + 7) / 8 * 8; /* whole windows of 16 blocks */
-    size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * 2, ldi = win ? (size_t)nbp * 2 : (size_t)nbp * 16;
+    int half = has_halves(type);
+    if (win || half) nbp = (nbp + 7) / 8 * 8; /* whole windows of 16 blocks */
+    size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * (half ? 4 : 2), ldi = win ? ldd : (size_t)nbp * 16;
     /* the workspace, kept by the calling thread from call to call: x's codes (a), scales (ad), start values
      * (init); block sums (s); and per thread the tile's codes, in windows and before (nat), and scales (wd) */
     int off = has_offset(type);
@@ -406,10 +469,11 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
     memset(ad + ldd * (size_t)n, 0, ldd * (size_t)(n4 - n) * sizeof *ad);
     memset(init + ldi * (size_t)n, 0, ldi * (size_t)(n4 - n) * sizeof *init);
     if (as) memset(as + ldd * (size_t)n, 0, ldd * (size_t)(n4 - n) * sizeof *as);
-    round_job rj = {x, n, n_in, nb, ld, ldd, ldi, a, ad, init, as, s, nat};
+    round_job rj = {x, n, n_in, nb, ld, ldd, ldi, a, ad, init, as, off || half, half, s, nat};
     qs_pool_run((n + ROUND_ROWS - 1) / ROUND_ROWS, round_task, &rj); /* x's rows rounded by the pool */
     static const ukern_fn uks[] = {uk_ref, uk_avx2, uk_vnni};
-    gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, as, codes, nat, wd, wm, y, uks[k]};
+    gemm_job j = {n, n4, n_out, n_in, nbp, ld, ldd, ldi, type, w, a, ad, init, as, codes, nat, wd, wm, half, y,
+                  k == WQ8_VNNI && half ? uk_vnni_h : uks[k]};
     qs_pool_run((n_out + TROWS - 1) / TROWS, tile_task, &j);
     if (b)
         for (int i = 0; i < n; i++) qs_ops_add(y + (size_t)i * n_out, b, (size_t)n_out);

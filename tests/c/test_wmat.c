@@ -376,7 +376,8 @@ static double worst_rel(const float *y, const float *dec, const double *x, const
 /* Prefill on 8-bit activations (kern/wq8gemm.c): each kernel this CPU runs
  * (plain C, AVX2, AVX-512 VNNI) equals the decoded weights times x rounded
  * to 8-bit blocks of 32, for Q8_0, Q4_0, Q5_0 and IQ4_NL, and to blocks of
- * 256 for Q4_K and Q5_K (whose offsets are taken apart), at shapes that
+ * 256 for Q4_K, Q5_K (whose offsets are taken apart) and Q6_K (a scale
+ * each half block), at shapes that
  * need the padding (rows of x and weights not a multiple of 4, an odd
  * block count, blocks short of the VNNI kernel's windows of 16) and more
  * than one slice of x rows, K and weight rows;
@@ -384,9 +385,9 @@ static double worst_rel(const float *y, const float *dec, const double *x, const
  * keeps the exact fp32 panels for the types it does not cover. */
 TEST(wmat_q8_prefill) {
     const int widths[3] = {4096 + 96, 256, 4096 + 1280}, n_out = 70, n = 69;
-    enum { NPT = 6 };
-    const uint32_t pt[NPT] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q5_0, QS_WT_IQ4_NL, QS_WT_Q4_K, QS_WT_Q5_K};
-    const char *pn[NPT] = {"Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q4_K", "Q5_K"}, *kernels[3] = {"ref", "avx2", "avx512vnni"};
+    enum { NPT = 7 };
+    const uint32_t pt[NPT] = {QS_WT_Q8_0, QS_WT_Q4_0, QS_WT_Q5_0, QS_WT_IQ4_NL, QS_WT_Q4_K, QS_WT_Q5_K, QS_WT_Q6_K};
+    const char *pn[NPT] = {"Q8_0", "Q4_0", "Q5_0", "IQ4_NL", "Q4_K", "Q5_K", "Q6_K"}, *kernels[3] = {"ref", "avx2", "avx512vnni"};
     float *b = malloc(n_out * sizeof *b);
     for (int r = 0; r < n_out; r++) b[r] = frand();
     int ran[3] = {0};
@@ -399,10 +400,11 @@ TEST(wmat_q8_prefill) {
         for (int i = 0; i < n; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq + (size_t)i * n_in, 32);
         for (int i = 0; i < n && n_in % 256 == 0; i++) q8_blocks(x + (size_t)i * n_in, n_in, xq256 + (size_t)i * n_in, 256);
         for (int t = 0; t < NPT; t++) {
-            int kq = pt[t] == QS_WT_Q4_K || pt[t] == QS_WT_Q5_K;
+            int kq = pt[t] == QS_WT_Q4_K || pt[t] == QS_WT_Q5_K || pt[t] == QS_WT_Q6_K;
             if (kq && n_in % 256) continue; /* super-blocks of 256 */
-            uint8_t *w = t < 2 ? make(pt[t], n_out, n_in) : pt[t] == QS_WT_Q4_K ? make_kq(pt[t], n_out, n_in)
-                                                                               : make_blocks(pt[t], n_out, n_in);
+            uint8_t *w = t < 2                                             ? make(pt[t], n_out, n_in)
+                         : pt[t] == QS_WT_Q4_K || pt[t] == QS_WT_Q6_K ? make_kq(pt[t], n_out, n_in)
+                                                                       : make_blocks(pt[t], n_out, n_in);
             qs_wrows_f32(pt[t], w, n_in, 0, n_out, dec);
             for (int k = 0; k < 4; k++) { /* the three kernels, then qs_wlinear */
                 qs_status st;

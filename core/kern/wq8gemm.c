@@ -143,11 +143,6 @@ VNNI_TARGET static void to_windows(const int8_t *src, int nblocks, int8_t *dst, 
         }
 }
 
-/* a window at a time (block pairs p0 to p1, multiples of 8; with half,
- * each half of it, its four steps, scaled by the halves' scales): each of the
- * RN x RM int32 sums starts at -128 times x's block sums (init: one int32 a
- * block) and takes the window's eight steps; the float sums live in memory,
- * touched once a window, so the integer ones keep the registers */
 /* the sums of sixteen registers' lanes: lane 4 L + e of the result is the
  * sum of v[4 e + L] */
 VNNI_TARGET static inline __m512 sum16(const __m512 *v) {
@@ -161,6 +156,11 @@ VNNI_TARGET static inline __m512 sum16(const __m512 *v) {
     return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x44), _mm512_shuffle_ps(y0, y1, 0xEE));
 }
 
+/* a window at a time (block pairs p0 to p1, multiples of 8; with half,
+ * each half of it, its four steps, scaled by the halves' scales): each of the
+ * RN x RM int32 sums starts at -128 times x's block sums (init: one int32 a
+ * block) and takes the window's eight steps; the float sums live in memory,
+ * touched once a window, so the integer ones keep the registers */
 VNNI_TARGET static inline __attribute__((always_inline)) void uk_vnni_of(const utile *u, float out[RN][RM], const int half) {
     _Alignas(64) float acc[RN][RM][16];
     for (int p = u->p0; p < u->p1; p += 8)
@@ -421,9 +421,9 @@ static void round_task(void *ud, int task, int thread) {
             if (as) memset(as + j->nb, 0, (j->ldd - (size_t)j->nb) * sizeof *as);
         } else
             qs_wq8_round(j->x + (size_t)j->n_in * i, j->nb, q, ad, s);
-        int32_t *init = j->init + j->ldi * (size_t)i;
-        if (j->nat) { /* one start value a block (or half block); the codes into windows */
-            memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
+        memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32); /* the padding blocks' codes */
+        if (j->nat) { /* the VNNI kernel's: one start value a block (or half block); the codes into windows */
+            int32_t *init = j->init + j->ldi * (size_t)i;
             memset(init, 0, j->ldi * sizeof *init);
             for (int b = 0; b < j->nb; b++)
                 for (int h = 0; h <= j->half; h++) {
@@ -432,10 +432,6 @@ static void round_task(void *ud, int task, int thread) {
                     init[at_half(j->half, b, h)] = -128 * t;
                 }
             to_windows(q, (int)(j->ld / 32), j->a + j->ld * (size_t)i, 0);
-        } else {
-            for (size_t g = 0; g < (size_t)j->nb * 8; g++) init[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
-            memset(init + (size_t)j->nb * 8, 0, (j->ldi - (size_t)j->nb * 8) * sizeof *init);
-            memset(q + (size_t)j->nb * 32, 0, j->ld - (size_t)j->nb * 32);
         }
     }
 }
@@ -448,7 +444,7 @@ qs_status qs_wq8_gemm(const float *x, int n, uint32_t type, const void *w, const
     int nb = n_in / 32, nbp = (nb + 1) / 2, n4 = (n + RN - 1) / RN * RN, threads = qs_pool_threads(), win = k == WQ8_VNNI;
     int half = has_halves(type);
     if (win || half) nbp = (nbp + 7) / 8 * 8; /* whole windows of 16 blocks */
-    size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * (half ? 4 : 2), ldi = win ? ldd : (size_t)nbp * 16;
+    size_t ld = (size_t)nbp * 64, ldd = (size_t)nbp * (half ? 4 : 2), ldi = ldd; /* init: read by the VNNI kernel only */
     /* the workspace, kept by the calling thread from call to call: x's codes (a), scales (ad), start values
      * (init); block sums (s); and per thread the tile's codes, in windows and before (nat), and scales (wd) */
     int off = has_offset(type);

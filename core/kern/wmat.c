@@ -386,6 +386,11 @@ void qs_wq8_round(const float *x, int nb, int8_t *q, float *d, float *s) {
     (use_fast ? qx_round_avx2 : qx_round)(x, nb, q, d, s);
 }
 
+void qs_wq8_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16) {
+    if (use_fast < 0) use_fast = fast_available();
+    (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, k, dk, k16);
+}
+
 /* what of qx a kernel reads beyond q, d and s (always made) */
 enum {
     QX_A = 1,   /* a, o: the AVX2 Q4_0 kernel */
@@ -407,9 +412,9 @@ static qx qx_make(const float *x, int n, void *buf, unsigned need) {
     if (n % 256) need &= ~(unsigned)(QX_K | QX_K4P);
     if (use_fast < 0) use_fast = fast_available();
     qx r = {.q = q, .d = d, .s = s};
-    (use_fast ? qx_round_avx2 : qx_round)(x, nb, q, d, s);
+    qs_wq8_round(x, nb, q, d, s);
     if (need & QX_K) {
-        (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, kq, dk, k16);
+        qs_wq8_round_k(x, n, kq, dk, k16);
         r.k = kq, r.dk = dk, r.k16 = k16;
     }
     if (need & QX_A) {
@@ -460,6 +465,14 @@ static inline int blk32_code(uint32_t type, const uint8_t *b, int i) {
     return u; /* Q4_1, Q5_1 */
 }
 
+/* Q4_K (q5 0, blocks of 144 bytes) and Q5_K (q5 1, of 176): value i of
+ * sub-block j, 0..15 (0..31), a nibble of the last 128 bytes (low for even
+ * j) with, for Q5_K, bit j of qh[i] as its fifth bit */
+static inline int k45_code(const uint8_t *blk, int q5, int j, int i) {
+    const uint8_t *q = blk + (q5 ? 176 : 144) - 128 + 32 * (j / 2), *qh = blk + 16;
+    return (j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (q5 ? (qh[i] >> j & 1) << 4 : 0);
+}
+
 /* Q6_K: 16 sub-blocks of 16 with int8 scales, value d sc (q - 32), q 0..63
  * from 4 low bits in ql and 2 high in qh (ggml's layout) */
 static int q6k_code(const uint8_t *blk, int i) {
@@ -467,11 +480,6 @@ static int q6k_code(const uint8_t *blk, int i) {
     int l = i % 128, k = l / 32, c = l % 32;
     int lo = k & 1 ? ql[c + 32] : ql[c];
     return ((k & 2 ? lo >> 4 : lo & 0x0F) | (qh[c] >> (2 * k) & 3) << 4);
-}
-
-void qs_wq8_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16) {
-    if (use_fast < 0) use_fast = fast_available();
-    (use_fast ? qx_round_k_avx2 : qx_round_k)(x, n, k, dk, k16);
 }
 
 int qs_wq8_codes(uint32_t type, const void *w, int n_in, int row0, int rows, int8_t *codes, size_t ldc, float *d,
@@ -491,9 +499,7 @@ int qs_wq8_codes(uint32_t type, const void *w, int n_in, int row0, int rows, int
                     size_t b = (size_t)sb * 8 + (size_t)j;
                     d[ldd * (size_t)r + b] = qs_f16_at(blk) * (float)sc;
                     m[ldd * (size_t)r + b] = qs_f16_at(blk + 2) * (float)mn;
-                    const uint8_t *q = blk + bb - 128 + 32 * (j / 2), *qh = blk + 16;
-                    for (int i = 0; i < 32; i++)
-                        c[32 * b + (size_t)i] = (int8_t)((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (q5 ? (qh[i] >> j & 1) << 4 : 0));
+                    for (int i = 0; i < 32; i++) c[32 * b + (size_t)i] = (int8_t)k45_code(blk, q5, j, i);
                 }
         }
         return 1;
@@ -740,9 +746,7 @@ static float qdot_k45_ref(const uint8_t *row, const qx *x, int n, int q5) {
         for (int j = 0; j < 8; j++) {
             int sc, m, t = 0;
             qs_k4_scale_min(j, row + 4, &sc, &m);
-            const uint8_t *q = row + bb - 128 + 32 * (j / 2), *qh = row + 16;
-            for (int i = 0; i < 32; i++)
-                t += ((j & 1 ? q[i] >> 4 : q[i] & 0x0F) | (q5 ? (qh[i] >> j & 1) << 4 : 0)) * xk[32 * j + i];
+            for (int i = 0; i < 32; i++) t += k45_code(row, q5, j, i) * xk[32 * j + i];
             isum += sc * t;
             msum += m * (k16[2 * j] + k16[2 * j + 1]);
         }

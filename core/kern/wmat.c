@@ -291,7 +291,7 @@ static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 static int fast_available(void);
 
-/* the AVX-512 VNNI kernels (Q8_0, Q4_0, Q4_K and Q6_K at 512 bits): where
+/* the AVX-512 VNNI kernels (Q8_0, the 4- and 5-bit blocks of 32, Q4_K and Q6_K at 512 bits): where
  * the CPU has them and the "avx512" kernels are in use */
 static int vnni_on(void) {
     if (use_fast < 0) use_fast = fast_available();
@@ -679,41 +679,152 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q8_0_vnni_row(con
     return r;
 }
 
-/* Q4_0 at 512 bits: four blocks' nibbles in one register (a 128-bit lane
+AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int b = 0; b < n / 32; b++, row += 20) {
+        __m256i m = _mm256_maddubs_epi16(nibbles32(row + 4), LOADU(x->q + (size_t)b * 32)); /* 0..15 unsigned */
+        __m256 pf = _mm256_cvtepi32_ps(_mm256_madd_epi16(m, _mm256_set1_epi16(1)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), pf, acc);
+        off += f16at_hw(row + 2) * x->s[b];
+    }
+    return hsum8(acc) + off;
+}
+
+/* 32 bytes, byte j 0xFF where bit j of v is set */
+AVX2_TARGET static __m256i bits32(uint32_t v) {
+    const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)v), which), bit);
+    return _mm256_cmpeq_epi8(b, bit);
+}
+
+/* Q5_0 and Q5_1: codes 0..31 unsigned times x's, Q5_0's 16 sum(x) and
+ * Q5_1's offset m s taken out in float */
+AVX2_TARGET static float qdot_q5_avx2(const uint8_t *row, const qx *x, int n, int q51) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float off = 0;
+    const __m256i fifth = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    size_t bb = q51 ? 24 : 22;
+    int nb = n / 32;
+    for (int b = 0; b < nb; b += 2) {
+        if (!(b & 3)) PREFETCH_AT(row + bb * (size_t)b, PF_Q4, 2);
+        for (int k = 0; k < 2 && b + k < nb; k++) { /* two blocks a step, one sum each */
+            const uint8_t *r = row + bb * (size_t)(b + k);
+            uint32_t h;
+            memcpy(&h, r + bb - 20, 4); /* little-endian, as stored */
+            __m256i u = _mm256_or_si256(nibbles32(r + bb - 16), _mm256_and_si256(bits32(h), fifth));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, LOADU(x->q + (size_t)(b + k) * 32)), ones);
+            float dw = f16at_hw(r);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x->d[b + k]), _mm256_cvtepi32_ps(p), acc[k]);
+            off += (q51 ? -f16at_hw(r + 2) : 16.0f * dw) * x->s[b + k];
+        }
+    }
+    return hsum8(_mm256_add_ps(acc[0], acc[1])) - off;
+}
+AVX2_TARGET static float qdot_q5_0_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 0); }
+AVX2_TARGET static float qdot_q5_1_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 1); }
+
+/* IQ4_NL: the grid looked up by shuffle, then a signed product */
+AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qs_iq4_nl_grid));
+    int nb = n / 32;
+    for (int b = 0; b < nb; b += 2) {
+        if (!(b & 7)) PREFETCH_AT(row + 18 * (size_t)b, PF_Q4, 3);
+        for (int k = 0; k < 2 && b + k < nb; k++) { /* two blocks a step, one sum each */
+            const uint8_t *r = row + 18 * (size_t)(b + k);
+            __m256i w = _mm256_shuffle_epi8(grid, nibbles32(r + 2));
+            __m256 p = _mm256_cvtepi32_ps(i8dot(w, LOADU(x->q + (size_t)(b + k) * 32)));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(r) * x->d[b + k]), p, acc[k]);
+        }
+    }
+    return hsum8(_mm256_add_ps(acc[0], acc[1]));
+}
+
+/* The 4- and 5-bit blocks of 32 at 512 bits (Q4_0, Q4_1, Q5_0, Q5_1,
+ * IQ4_NL): four blocks' 16 code bytes in one register (a 128-bit lane
  * each, four 16-byte loads: a 64-byte load across the blocks, split over
  * two cache lines, read a row from memory at two thirds of the rate), their
  * low halves times x's a4 codes of values 0-15 and the high ones times
- * those of 16-31 into the same sums, which start at o4 (-8 sum(x)); eight
- * blocks a step, their scales gathered once */
-VNNI_TARGET static inline __attribute__((always_inline)) float q4_0_vnni_row(const uint8_t *row, const qx *x, int n) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+ * those of 16-31 into the same sums; eight blocks a step, their scales
+ * gathered once. The codes are unsigned for the product: Q5's fifth bits
+ * added by byte masks from qh (its low 16 bits for the low nibbles, the
+ * high 16 for the high ones); IQ4_NL's levels looked up plus 128. What the
+ * codes carry beyond the values is taken out as the sums start: o4 (-8
+ * sum(x)) for Q4_0, twice that for Q5_0's -16, sixteen times for IQ4_NL's
+ * 128; Q4_1's and Q5_1's offsets m times x's block sums s in float. Blocks
+ * past the last step of eight go to the AVX2 kernel (Q4_0's one by one, its
+ * AVX2 kernel reading a layout of x not made here). */
+VNNI_TARGET static inline __attribute__((always_inline)) float blk32_vnni_row(const uint8_t *row, const qx *x, int n,
+                                                                              const uint32_t type) {
+    const int q5 = type == QS_WT_Q5_0 || type == QS_WT_Q5_1, has_m = type == QS_WT_Q4_1 || type == QS_WT_Q5_1;
+    const size_t bb = type == QS_WT_Q4_1 ? 20 : type == QS_WT_Q5_0 ? 22 : type == QS_WT_Q5_1 ? 24 : 18, qo = bb - 16, ho = has_m ? 4 : 2; /* codes; fifth bits */
+    const int shift = type == QS_WT_Q5_0 ? 1 : type == QS_WT_IQ4_NL ? 4 : 0;           /* of o4, the start */
+    const __m512i m4 = _mm512_set1_epi8(0x0F), fifth = _mm512_set1_epi8(0x10);
+    const __m512i grid = _mm512_broadcast_i32x4(
+        _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)qs_iq4_nl_grid), _mm_set1_epi8((char)0x80)));
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    __m256 off = _mm256_setzero_ps();
     int nb = n / 32, b = 0;
-    for (; b + 8 <= nb; b += 8, row += 8 * 18) {
+    for (; b + 8 <= nb; b += 8, row += 8 * bb) {
         PREFETCH_AT(row, PF_Q4, 3);
-        __m256 sc = scales8(row, 18, x->d + b);
+        __m256 sc = scales8(row, bb, x->d + b);
+        if (has_m) off = _mm256_add_ps(off, scales8(row + 2, bb, x->s + b));
         for (int g = 0; g < 2; g++) {
-            const uint8_t *r = row + 72 * g + 2;
-            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)r));
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 18)), 1);
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 36)), 2);
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 54)), 3);
+            const uint8_t *r = row + 4 * bb * g;
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(r + qo)));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + bb + qo)), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 2 * bb + qo)), 2);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)(r + 3 * bb + qo)), 3);
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (q5) {
+                uint64_t kl = 0, kh = 0;
+                for (int c = 0; c < 4; c++) {
+                    uint32_t h;
+                    memcpy(&h, r + bb * c + ho, 4); /* little-endian, as stored */
+                    kl |= (uint64_t)(h & 0xFFFF) << 16 * c, kh |= (uint64_t)(h >> 16) << 16 * c;
+                }
+                lo = _mm512_mask_add_epi8(lo, kl, lo, fifth), hi = _mm512_mask_add_epi8(hi, kh, hi, fifth);
+            }
+            if (type == QS_WT_IQ4_NL) lo = _mm512_shuffle_epi8(grid, lo), hi = _mm512_shuffle_epi8(grid, hi);
             const int8_t *xa = x->a4 + (size_t)(b + 4 * g) * 32;
-            __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->o4 + (size_t)(b + 4 * g) * 4), _mm512_and_si512(v, m4),
-                                            _mm512_loadu_si512(xa));
-            p = _mm512_dpbusd_epi32(p, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(xa + 64));
+            __m512i p = has_m ? _mm512_setzero_si512()
+                              : _mm512_slli_epi32(_mm512_loadu_si512(x->o4 + (size_t)(b + 4 * g) * 4), shift);
+            p = _mm512_dpbusd_epi32(p, lo, _mm512_loadu_si512(xa));
+            p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(xa + 64));
             if (g) a1 = _mm512_fmadd_ps(scales4x4(sc, g), _mm512_cvtepi32_ps(p), a1);
             else a0 = _mm512_fmadd_ps(scales4x4(sc, g), _mm512_cvtepi32_ps(p), a0);
         }
     }
-    float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-    const __m256i eight = _mm256_set1_epi8(8);
-    for (; b < nb; b++, row += 18) {
-        __m256 p = _mm256_cvtepi32_ps(i8dot(_mm256_sub_epi8(nibbles32(row + 2), eight), LOADU(x->q + (size_t)b * 32)));
-        r += f16at_hw(row) * x->d[b] * hsum8(p);
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + (has_m ? hsum8(off) : 0.0f);
+    if (b == nb) return r;
+    if (type == QS_WT_Q4_0) {
+        const __m256i eight = _mm256_set1_epi8(8);
+        for (; b < nb; b++, row += 18) {
+            __m256 p = _mm256_cvtepi32_ps(i8dot(_mm256_sub_epi8(nibbles32(row + 2), eight), LOADU(x->q + (size_t)b * 32)));
+            r += f16at_hw(row) * x->d[b] * hsum8(p);
+        }
+        return r;
     }
-    return r;
+    qx t = *x; /* the AVX2 kernels read q, d and s from block 0 */
+    t.q += (size_t)b * 32, t.d += b, t.s += b;
+    int rest = (nb - b) * 32;
+    return r + (type == QS_WT_Q4_1   ? qdot_q4_1_avx2(row, &t, rest)
+                : type == QS_WT_Q5_0 ? qdot_q5_0_avx2(row, &t, rest)
+                : type == QS_WT_Q5_1 ? qdot_q5_1_avx2(row, &t, rest)
+                                     : qdot_iq4_nl_avx2(row, &t, rest));
 }
+#define BLK32_VNNI_ROW(name, type)                                                                                   \
+    VNNI_TARGET static inline __attribute__((always_inline)) float name##_vnni_row(const uint8_t *row, const qx *x, \
+                                                                                   int n) {                          \
+        return blk32_vnni_row(row, x, n, type);                                                                      \
+    }
+BLK32_VNNI_ROW(q4_0, QS_WT_Q4_0)
+BLK32_VNNI_ROW(q4_1, QS_WT_Q4_1)
+BLK32_VNNI_ROW(q5_0, QS_WT_Q5_0)
+BLK32_VNNI_ROW(q5_1, QS_WT_Q5_1)
+BLK32_VNNI_ROW(iq4_nl, QS_WT_IQ4_NL)
 
 typedef void (*qrows_fn)(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y);
 
@@ -729,6 +840,10 @@ typedef void (*qrows_fn)(const uint8_t *w, size_t rb, int rows, const qx *x, int
     }
 VNNI_ENTRIES(q8_0)
 VNNI_ENTRIES(q4_0)
+VNNI_ENTRIES(q4_1)
+VNNI_ENTRIES(q5_0)
+VNNI_ENTRIES(q5_1)
+VNNI_ENTRIES(iq4_nl)
 
 /* ---- k-quants by x rounded in blocks of 256 (qx's k, dk, k16), as
  * llama.cpp multiplies them: a super-block's integer sums, scaled once in
@@ -1004,69 +1119,6 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q6_k_vnni_row(con
     return _mm512_reduce_add_ps(acc);
 }
 VNNI_ENTRIES(q6_k)
-
-AVX2_TARGET static float qdot_q4_1_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (int b = 0; b < n / 32; b++, row += 20) {
-        __m256i m = _mm256_maddubs_epi16(nibbles32(row + 4), LOADU(x->q + (size_t)b * 32)); /* 0..15 unsigned */
-        __m256 pf = _mm256_cvtepi32_ps(_mm256_madd_epi16(m, _mm256_set1_epi16(1)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * x->d[b]), pf, acc);
-        off += f16at_hw(row + 2) * x->s[b];
-    }
-    return hsum8(acc) + off;
-}
-
-/* 32 bytes, byte j 0xFF where bit j of v is set */
-AVX2_TARGET static __m256i bits32(uint32_t v) {
-    const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)v), which), bit);
-    return _mm256_cmpeq_epi8(b, bit);
-}
-
-/* Q5_0 and Q5_1: codes 0..31 unsigned times x's, Q5_0's 16 sum(x) and
- * Q5_1's offset m s taken out in float */
-AVX2_TARGET static float qdot_q5_avx2(const uint8_t *row, const qx *x, int n, int q51) {
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float off = 0;
-    const __m256i fifth = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
-    size_t bb = q51 ? 24 : 22;
-    int nb = n / 32;
-    for (int b = 0; b < nb; b += 2) {
-        if (!(b & 3)) PREFETCH_AT(row + bb * (size_t)b, PF_Q4, 2);
-        for (int k = 0; k < 2 && b + k < nb; k++) { /* two blocks a step, one sum each */
-            const uint8_t *r = row + bb * (size_t)(b + k);
-            uint32_t h;
-            memcpy(&h, r + bb - 20, 4); /* little-endian, as stored */
-            __m256i u = _mm256_or_si256(nibbles32(r + bb - 16), _mm256_and_si256(bits32(h), fifth));
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, LOADU(x->q + (size_t)(b + k) * 32)), ones);
-            float dw = f16at_hw(r);
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x->d[b + k]), _mm256_cvtepi32_ps(p), acc[k]);
-            off += (q51 ? -f16at_hw(r + 2) : 16.0f * dw) * x->s[b + k];
-        }
-    }
-    return hsum8(_mm256_add_ps(acc[0], acc[1])) - off;
-}
-AVX2_TARGET static float qdot_q5_0_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 0); }
-AVX2_TARGET static float qdot_q5_1_avx2(const uint8_t *row, const qx *x, int n) { return qdot_q5_avx2(row, x, n, 1); }
-
-/* IQ4_NL: the grid looked up by shuffle, then a signed product */
-AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n) {
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qs_iq4_nl_grid));
-    int nb = n / 32;
-    for (int b = 0; b < nb; b += 2) {
-        if (!(b & 7)) PREFETCH_AT(row + 18 * (size_t)b, PF_Q4, 3);
-        for (int k = 0; k < 2 && b + k < nb; k++) { /* two blocks a step, one sum each */
-            const uint8_t *r = row + 18 * (size_t)(b + k);
-            __m256i w = _mm256_shuffle_epi8(grid, nibbles32(r + 2));
-            __m256 p = _mm256_cvtepi32_ps(i8dot(w, LOADU(x->q + (size_t)(b + k) * 32)));
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(r) * x->d[b + k]), p, acc[k]);
-        }
-    }
-    return hsum8(_mm256_add_ps(acc[0], acc[1]));
-}
 
 /* Q2_K and Q3_K: per half of 128 values, 32 code bytes hold four planes
  * (x's blocks of 32 4h .. 4h + 3); each 16's scale applied by madd, the
@@ -1367,10 +1419,11 @@ static qkern qkern_of(uint32_t type, int n_in, int fast) {
     case QS_WT_Q4_K:
         return v ? (qkern){qdot_q4_k_vnni, qrows_q4_k_vnni, QX_K | QX_K4P} : (qkern){.dot = fast ? qdot_q4_k_avx2 : qdot_q4_k_ref, .need = QX_K};
     case QS_WT_Q6_K: return v ? (qkern){qdot_q6_k_vnni, qrows_q6_k_vnni, QX_K} : (qkern){.dot = fast ? qdot_q6_k_avx2 : qdot_q6_k_ref, .need = QX_K};
-    case QS_WT_Q4_1: return (qkern){.dot = fast ? qdot_q4_1_avx2 : qdot_q4_1_ref};
-    case QS_WT_Q5_0: return (qkern){.dot = fast ? qdot_q5_0_avx2 : qdot_q5_0_ref};
-    case QS_WT_Q5_1: return (qkern){.dot = fast ? qdot_q5_1_avx2 : qdot_q5_1_ref};
-    case QS_WT_IQ4_NL: return (qkern){.dot = fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref};
+    case QS_WT_Q4_1: return v ? (qkern){qdot_q4_1_vnni, qrows_q4_1_vnni, QX_A4} : (qkern){.dot = fast ? qdot_q4_1_avx2 : qdot_q4_1_ref};
+    case QS_WT_Q5_0: return v ? (qkern){qdot_q5_0_vnni, qrows_q5_0_vnni, QX_A4} : (qkern){.dot = fast ? qdot_q5_0_avx2 : qdot_q5_0_ref};
+    case QS_WT_Q5_1: return v ? (qkern){qdot_q5_1_vnni, qrows_q5_1_vnni, QX_A4} : (qkern){.dot = fast ? qdot_q5_1_avx2 : qdot_q5_1_ref};
+    case QS_WT_IQ4_NL:
+        return v ? (qkern){qdot_iq4_nl_vnni, qrows_iq4_nl_vnni, QX_A4} : (qkern){.dot = fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref};
     case QS_WT_Q2_K: return (qkern){.dot = fast ? qdot_q2_k_avx2 : qdot_q2_k_ref, .need = QX_K};
     case QS_WT_Q3_K: return (qkern){.dot = fast ? qdot_q3_k_avx2 : qdot_q3_k_ref, .need = QX_K};
     case QS_WT_Q5_K: return (qkern){.dot = fast ? qdot_q5_k_avx2 : qdot_q5_k_ref, .need = QX_K};

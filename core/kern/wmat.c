@@ -291,7 +291,7 @@ static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 static int fast_available(void);
 
-/* the AVX-512 VNNI kernels (Q8_0, the 4- and 5-bit blocks of 32, Q4_K and Q6_K at 512 bits): where
+/* the AVX-512 VNNI kernels (all ggml block formats but Q2_K and Q3_K, at 512 bits): where
  * the CPU has them and the "avx512" kernels are in use */
 static int vnni_on(void) {
     if (use_fast < 0) use_fast = fast_available();
@@ -1002,12 +1002,16 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
 AVX2_TARGET static float qdot_q4_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 0); }
 AVX2_TARGET static float qdot_q5_k_avx2(const uint8_t *row, const qx *x, int n) { return qdot_k45_avx2(row, x, n, 1); }
 
-/* Q4_K at 512 bits: a super-block's 128 code bytes in two loads, each
- * holding four blocks of 32 (low nibbles blocks 4h and 4h + 2, high ones
- * 4h + 1 and 4h + 3), times x's k4p in the same order; each block's 6-bit
- * scale applied to the pair sums by a 16-bit dot product (VNNI) into the
- * super-block's int32 sums; the mins as the AVX2 kernel takes them */
-VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(const uint8_t *row, const qx *x, int n) {
+/* Q4_K and Q5_K at 512 bits: a super-block's 128 code bytes in two loads,
+ * each holding four blocks of 32 (low nibbles blocks 4h and 4h + 2, high
+ * ones 4h + 1 and 4h + 3), times x's k4p in the same order; Q5_K's fifth
+ * bits (bit j of qh's byte i for value i of block j) added by byte masks
+ * that test the 32 qh bytes, twice over, for each half's two blocks; each
+ * block's 6-bit scale applied to the pair sums by a 16-bit dot product
+ * (VNNI) into the super-block's int32 sums; the mins as the AVX2 kernel
+ * takes them */
+VNNI_TARGET static inline __attribute__((always_inline)) float k45_vnni_row(const uint8_t *row, const qx *x, int n,
+                                                                            const int q5) {
     /* word w of a scale vector: block (lo) 4h + 2 (w / 16), (hi) 4h + 1 + 2 (w / 16) */
     static const int16_t sidx[4][32] = {
         {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
@@ -1018,17 +1022,25 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(con
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     __m512 acc = _mm512_setzero_ps();
     __m256 off = _mm256_setzero_ps();
-    for (int sb = 0; sb < n / 256; sb++, row += 144) {
+    const __m512i fifth = _mm512_set1_epi8(0x10);
+    const size_t bb = q5 ? 176 : 144, co = q5 ? 48 : 16; /* a super-block; its codes */
+    for (int sb = 0; sb < n / 256; sb++, row += bb) {
         PREFETCH_AT(row, PF_Q4, 3);
         __m128i sc8, mn8;
         k4_scales_avx2(row + 4, &sc8, &mn8);
         __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sc8));
         const int8_t *xk = x->k4p + (size_t)sb * 256;
-        __m512i isum = _mm512_setzero_si512();
+        __m512i isum = _mm512_setzero_si512(), qh = q5 ? _mm512_broadcast_i64x4(LOADU(row + 16)) : isum;
         for (int h = 0; h < 2; h++) {
-            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(LOADU(row + 16 + 64 * h)), LOADU(row + 48 + 64 * h), 1);
-            __m512i lo = _mm512_maddubs_epi16(_mm512_and_si512(v, m4), _mm512_loadu_si512(xk + 128 * h));
-            __m512i hi = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(xk + 128 * h + 64));
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(LOADU(row + co + 64 * h)), LOADU(row + co + 32 + 64 * h), 1);
+            __m512i cl = _mm512_and_si512(v, m4), ch = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (q5) { /* blocks 4h and 4h + 2 in cl, 4h + 1 and 4h + 3 in ch */
+                __m512i bl = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << 4 * h)), _mm256_set1_epi8((char)(1 << (4 * h + 2))), 1);
+                cl = _mm512_mask_add_epi8(cl, _mm512_test_epi8_mask(qh, bl), cl, fifth);
+                ch = _mm512_mask_add_epi8(ch, _mm512_test_epi8_mask(qh, _mm512_add_epi8(bl, bl)), ch, fifth);
+            }
+            __m512i lo = _mm512_maddubs_epi16(cl, _mm512_loadu_si512(xk + 128 * h));
+            __m512i hi = _mm512_maddubs_epi16(ch, _mm512_loadu_si512(xk + 128 * h + 64));
             isum = _mm512_dpwssd_epi32(isum, lo, _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h]), sc));
             isum = _mm512_dpwssd_epi32(isum, hi, _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h + 1]), sc));
         }
@@ -1039,7 +1051,14 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(con
     }
     return _mm512_reduce_add_ps(acc) - hsum8(off);
 }
+VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(const uint8_t *row, const qx *x, int n) {
+    return k45_vnni_row(row, x, n, 0);
+}
+VNNI_TARGET static inline __attribute__((always_inline)) float q5_k_vnni_row(const uint8_t *row, const qx *x, int n) {
+    return k45_vnni_row(row, x, n, 1);
+}
 VNNI_ENTRIES(q4_k)
+VNNI_ENTRIES(q5_k)
 
 /* Q6_K's codes (0..63) of half h of super-block blk: v[k] holds values
  * 128h + 32k .. + 31 (4 low bits from ql, 2 high from qh) */
@@ -1426,7 +1445,8 @@ static qkern qkern_of(uint32_t type, int n_in, int fast) {
         return v ? (qkern){qdot_iq4_nl_vnni, qrows_iq4_nl_vnni, QX_A4} : (qkern){.dot = fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref};
     case QS_WT_Q2_K: return (qkern){.dot = fast ? qdot_q2_k_avx2 : qdot_q2_k_ref, .need = QX_K};
     case QS_WT_Q3_K: return (qkern){.dot = fast ? qdot_q3_k_avx2 : qdot_q3_k_ref, .need = QX_K};
-    case QS_WT_Q5_K: return (qkern){.dot = fast ? qdot_q5_k_avx2 : qdot_q5_k_ref, .need = QX_K};
+    case QS_WT_Q5_K:
+        return v ? (qkern){qdot_q5_k_vnni, qrows_q5_k_vnni, QX_K | QX_K4P} : (qkern){.dot = fast ? qdot_q5_k_avx2 : qdot_q5_k_ref, .need = QX_K};
     }
     return none;
 }

@@ -255,15 +255,16 @@ typedef struct {
     const int8_t *a4;
     const int32_t *o4, *o8;
     /* k4p: k with each super-block's blocks of 32 in the order the Q4_K
-     * kernel's 512-bit code loads take them, 0 2 1 3 4 6 5 7 (NULL without
-     * k or VNNI) */
-    const int8_t *k4p;
+     * kernel's 512-bit code loads take them, 0 2 1 3 4 6 5 7; k2p: in the
+     * Q2_K and Q3_K kernels' order, 0 4 1 5 2 6 3 7 (NULL without k or
+     * VNNI) */
+    const int8_t *k4p, *k2p;
 } qx;
 
 static size_t qx_bytes(int n) { /* n a multiple of 32 */
     return (size_t)n * 3 + (size_t)n / 32 * (2 * sizeof(float) + 4 * sizeof(int32_t)) +
            (size_t)n / 256 * sizeof(float) + (size_t)n / 16 * sizeof(int16_t) + 64 +
-           (size_t)n + (size_t)n / 8 * sizeof(int32_t) + (size_t)n / 4 * sizeof(int32_t) + (size_t)n;
+           (size_t)n + (size_t)n / 8 * sizeof(int32_t) + (size_t)n / 4 * sizeof(int32_t) + 2 * (size_t)n;
 }
 
 static int is_kquant(uint32_t type) {
@@ -291,7 +292,7 @@ static void qx_round_k(const float *x, int n, int8_t *k, float *dk, int16_t *k16
 static int use_fast = -1; /* -1: not decided; 0: plain C; 1: AVX2 */
 static int fast_available(void);
 
-/* the AVX-512 VNNI kernels (all ggml block formats but Q2_K and Q3_K, at 512 bits): where
+/* the AVX-512 VNNI kernels (every ggml block format's decode dot, at 512 bits): where
  * the CPU has them and the "avx512" kernels are in use */
 static int vnni_on(void) {
     if (use_fast < 0) use_fast = fast_available();
@@ -397,8 +398,15 @@ enum {
     QX_A4 = 2,  /* a4, o4: the VNNI Q4_0 kernel */
     QX_O8 = 4,  /* o8: the VNNI Q8_0 kernel */
     QX_K = 8,   /* k, dk, k16: the k-quants (n a multiple of 256) */
-    QX_K4P = 16 /* k4p: the VNNI Q4_K kernel (with QX_K) */
+    QX_K4P = 16, /* k4p: the VNNI Q4_K and Q5_K kernels (with QX_K) */
+    QX_K2P = 32  /* k2p: the VNNI Q2_K and Q3_K kernels (with QX_K) */
 };
+
+/* k (n values) with each super-block's blocks of 32 in the order from */
+static void qx_k_order(const int8_t *k, int n, const int from[8], int8_t *out) {
+    for (int sb = 0; sb < n / 256; sb++)
+        for (int j = 0; j < 8; j++) memcpy(out + (size_t)sb * 256 + 32 * j, k + (size_t)sb * 256 + 32 * from[j], 32);
+}
 
 static qx qx_make(const float *x, int n, void *buf, unsigned need) {
     int nb = n / 32;
@@ -408,8 +416,8 @@ static qx qx_make(const float *x, int n, void *buf, unsigned need) {
     int8_t *q = (int8_t *)(k16 + n / 16), *a = q + n, *kq = a + n;
     int8_t *a4 = kq + n;
     int32_t *o4 = (int32_t *)(a4 + n), *o8 = o4 + n / 8;
-    int8_t *k4p = (int8_t *)(o8 + n / 4);
-    if (n % 256) need &= ~(unsigned)(QX_K | QX_K4P);
+    int8_t *k4p = (int8_t *)(o8 + n / 4), *k2p = k4p + n;
+    if (n % 256) need &= ~(unsigned)(QX_K | QX_K4P | QX_K2P);
     if (use_fast < 0) use_fast = fast_available();
     qx r = {.q = q, .d = d, .s = s};
     qs_wq8_round(x, nb, q, d, s);
@@ -435,14 +443,9 @@ static qx qx_make(const float *x, int n, void *buf, unsigned need) {
         for (int g = 0; g < nb * 8; g++) o8[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
         r.o8 = o8;
     }
-    if (need & QX_K && need & QX_K4P) {
-        for (int sb = 0; sb < n / 256; sb++)
-            for (int j = 0; j < 8; j++) {
-                static const int from[8] = {0, 2, 1, 3, 4, 6, 5, 7};
-                memcpy(k4p + (size_t)sb * 256 + 32 * j, kq + (size_t)sb * 256 + 32 * from[j], 32);
-            }
-        r.k4p = k4p;
-    }
+    static const int from4[8] = {0, 2, 1, 3, 4, 6, 5, 7}, from2[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    if (need & QX_K && need & QX_K4P) qx_k_order(kq, n, from4, k4p), r.k4p = k4p;
+    if (need & QX_K && need & QX_K2P) qx_k_order(kq, n, from2, k2p), r.k2p = k2p;
     return r;
 }
 
@@ -815,16 +818,6 @@ VNNI_TARGET static inline __attribute__((always_inline)) float blk32_vnni_row(co
                 : type == QS_WT_Q5_1 ? qdot_q5_1_avx2(row, &t, rest)
                                      : qdot_iq4_nl_avx2(row, &t, rest));
 }
-#define BLK32_VNNI_ROW(name, type)                                                                                   \
-    VNNI_TARGET static inline __attribute__((always_inline)) float name##_vnni_row(const uint8_t *row, const qx *x, \
-                                                                                   int n) {                          \
-        return blk32_vnni_row(row, x, n, type);                                                                      \
-    }
-BLK32_VNNI_ROW(q4_0, QS_WT_Q4_0)
-BLK32_VNNI_ROW(q4_1, QS_WT_Q4_1)
-BLK32_VNNI_ROW(q5_0, QS_WT_Q5_0)
-BLK32_VNNI_ROW(q5_1, QS_WT_Q5_1)
-BLK32_VNNI_ROW(iq4_nl, QS_WT_IQ4_NL)
 
 typedef void (*qrows_fn)(const uint8_t *w, size_t rb, int rows, const qx *x, int n, float *y);
 
@@ -838,12 +831,20 @@ typedef void (*qrows_fn)(const uint8_t *w, size_t rb, int rows, const qx *x, int
                                                 float *y) {                                                    \
         for (int r = 0; r < rows; r++) y[r] = name##_vnni_row(w + rb * (size_t)r, x, n);                       \
     }
+/* the same, for one type of a kernel written for several: name_vnni_row is
+ * fn with the type's constant */
+#define VNNI_ENTRIES_OF(name, fn, which)                                                                         \
+    VNNI_TARGET static inline __attribute__((always_inline)) float name##_vnni_row(const uint8_t *row, const qx *x, \
+                                                                                   int n) {                          \
+        return fn(row, x, n, which);                                                                                 \
+    }                                                                                                                \
+    VNNI_ENTRIES(name)
 VNNI_ENTRIES(q8_0)
-VNNI_ENTRIES(q4_0)
-VNNI_ENTRIES(q4_1)
-VNNI_ENTRIES(q5_0)
-VNNI_ENTRIES(q5_1)
-VNNI_ENTRIES(iq4_nl)
+VNNI_ENTRIES_OF(q4_0, blk32_vnni_row, QS_WT_Q4_0)
+VNNI_ENTRIES_OF(q4_1, blk32_vnni_row, QS_WT_Q4_1)
+VNNI_ENTRIES_OF(q5_0, blk32_vnni_row, QS_WT_Q5_0)
+VNNI_ENTRIES_OF(q5_1, blk32_vnni_row, QS_WT_Q5_1)
+VNNI_ENTRIES_OF(iq4_nl, blk32_vnni_row, QS_WT_IQ4_NL)
 
 /* ---- k-quants by x rounded in blocks of 256 (qx's k, dk, k16), as
  * llama.cpp multiplies them: a super-block's integer sums, scaled once in
@@ -1051,14 +1052,8 @@ VNNI_TARGET static inline __attribute__((always_inline)) float k45_vnni_row(cons
     }
     return _mm512_reduce_add_ps(acc) - hsum8(off);
 }
-VNNI_TARGET static inline __attribute__((always_inline)) float q4_k_vnni_row(const uint8_t *row, const qx *x, int n) {
-    return k45_vnni_row(row, x, n, 0);
-}
-VNNI_TARGET static inline __attribute__((always_inline)) float q5_k_vnni_row(const uint8_t *row, const qx *x, int n) {
-    return k45_vnni_row(row, x, n, 1);
-}
-VNNI_ENTRIES(q4_k)
-VNNI_ENTRIES(q5_k)
+VNNI_ENTRIES_OF(q4_k, k45_vnni_row, 0)
+VNNI_ENTRIES_OF(q5_k, k45_vnni_row, 1)
 
 /* Q6_K's codes (0..63) of half h of super-block blk: v[k] holds values
  * 128h + 32k .. + 31 (4 low bits from ql, 2 high from qh) */
@@ -1208,6 +1203,51 @@ AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) 
     }
     return hsum8(acc);
 }
+
+/* Q2_K and Q3_K at 512 bits: both halves' 32 code bytes in one register,
+ * so plane s holds x's blocks s and 4 + s (k2p's order) for one maddubs;
+ * each 16's scale applied by a 16-bit dot product (VNNI) into the
+ * super-block's int32 sums; Q3_K's third bits added by byte masks testing
+ * hmask's bits s and 4 + s. Q2_K's mins and Q3_K's 4 scale sum(x) as the
+ * AVX2 kernels take them out, in float at 256 bits. */
+VNNI_TARGET static inline __attribute__((always_inline)) float k23_vnni_row(const uint8_t *row, const qx *x, int n,
+                                                                            const int q3) {
+    /* word w of plane s's scales: scale 8 (w / 16) + 2 s + w / 8 % 2 */
+    static const int16_t sbase[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                      8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9};
+    const __m512i m2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4), base = _mm512_loadu_si512(sbase);
+    const size_t bb = q3 ? 110 : 84, co = q3 ? 32 : 16; /* a super-block; its codes */
+    __m512 acc = _mm512_setzero_ps();
+    __m256 off = _mm256_setzero_ps();
+    for (int sb = 0; sb < n / 256; sb++, row += bb) {
+        PREFETCH_AT(row, PF_Q4, 2);
+        const int8_t *xk = x->k2p + (size_t)sb * 256;
+        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)row);
+        __m256i sc16 = q3 ? _mm256_cvtepi8_epi16(k3_scales_avx2(row + 96)) : _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(15)));
+        __m512i sc = _mm512_castsi256_si512(sc16), v = _mm512_loadu_si512(row + co), isum = _mm512_setzero_si512();
+        __m512i hm = q3 ? _mm512_broadcast_i64x4(LOADU(row)) : isum;
+        for (int s = 0; s < 4; s++, v = _mm512_srli_epi16(v, 2)) {
+            __m512i c = _mm512_and_si512(v, m2);
+            if (q3) {
+                __m512i bl = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << s)), _mm256_set1_epi8((char)(1 << (4 + s))), 1);
+                c = _mm512_mask_add_epi8(c, _mm512_test_epi8_mask(hm, bl), c, four);
+            }
+            __m512i p = _mm512_maddubs_epi16(c, _mm512_loadu_si512(xk + 64 * s));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(_mm512_add_epi16(base, _mm512_set1_epi16((short)(2 * s))), sc));
+        }
+        float dk = x->dk[sb];
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16at_hw(row + (q3 ? 108 : 80)) * dk), _mm512_cvtepi32_ps(isum), acc);
+        if (q3) /* the codes were taken 0..7: less 4 scale sum(x) of each 16 */
+            off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 108) * dk),
+                                  _mm256_cvtepi32_ps(_mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 2)), off);
+        else
+            off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 82) * dk),
+                                  k16_dot(x, sb, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15)))), off);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum8(off);
+}
+VNNI_ENTRIES_OF(q2_k, k23_vnni_row, 0)
+VNNI_ENTRIES_OF(q3_k, k23_vnni_row, 1)
 
 /* ---- fast row decoders (panels for sgemm) ---- */
 
@@ -1443,8 +1483,10 @@ static qkern qkern_of(uint32_t type, int n_in, int fast) {
     case QS_WT_Q5_1: return v ? (qkern){qdot_q5_1_vnni, qrows_q5_1_vnni, QX_A4} : (qkern){.dot = fast ? qdot_q5_1_avx2 : qdot_q5_1_ref};
     case QS_WT_IQ4_NL:
         return v ? (qkern){qdot_iq4_nl_vnni, qrows_iq4_nl_vnni, QX_A4} : (qkern){.dot = fast ? qdot_iq4_nl_avx2 : qdot_iq4_nl_ref};
-    case QS_WT_Q2_K: return (qkern){.dot = fast ? qdot_q2_k_avx2 : qdot_q2_k_ref, .need = QX_K};
-    case QS_WT_Q3_K: return (qkern){.dot = fast ? qdot_q3_k_avx2 : qdot_q3_k_ref, .need = QX_K};
+    case QS_WT_Q2_K:
+        return v ? (qkern){qdot_q2_k_vnni, qrows_q2_k_vnni, QX_K | QX_K2P} : (qkern){.dot = fast ? qdot_q2_k_avx2 : qdot_q2_k_ref, .need = QX_K};
+    case QS_WT_Q3_K:
+        return v ? (qkern){qdot_q3_k_vnni, qrows_q3_k_vnni, QX_K | QX_K2P} : (qkern){.dot = fast ? qdot_q3_k_avx2 : qdot_q3_k_ref, .need = QX_K};
     case QS_WT_Q5_K:
         return v ? (qkern){qdot_q5_k_vnni, qrows_q5_k_vnni, QX_K | QX_K4P} : (qkern){.dot = fast ? qdot_q5_k_avx2 : qdot_q5_k_ref, .need = QX_K};
     }

@@ -257,7 +257,7 @@ static uint8_t *make_blocks(uint32_t type, int rows, int n_in) {
 
 /* 8-bit activations (decode of Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; Q5_0, Q5_1,
  * IQ4_NL, Q2_K, Q3_K, Q5_K): the fast kernels (AVX2, and AVX-512 where
- * the CPU has it: VNNI for all but Q2_K, Q3_K) and the plain C ones equal the
+ * the CPU has it: VNNI for every type here) and the plain C ones equal the
  * decoded weights times x rounded to 8-bit blocks (of 256 for the
  * k-quants), one row and through qs_wlinear (one row of x, and three); other types give
  * NaN. Widths of
@@ -271,7 +271,7 @@ TEST(wmat_q8_activations) {
     const char *q8names[NT] = {"Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q5_K"};
     int have_fast = qs_wmat_set_kernel("avx2");
     qs_wmat_set_act("q8");
-    for (int kw = 0; kw < 6; kw++) { /* AVX2, then AVX-512 (VNNI for all but Q2_K, Q3_K) where the CPU has it */
+    for (int kw = 0; kw < 6; kw++) { /* AVX2, then AVX-512 (VNNI for every type here) where the CPU has it */
         int wi = kw % 3, n_in = widths[wi];
         if (kw == 3 && !qs_wmat_set_kernel("avx512")) break;
         float *x = malloc((size_t)3 * n_in * sizeof *x), *dec = malloc((size_t)n_out * n_in * sizeof *dec), y[3 * 40];

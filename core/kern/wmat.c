@@ -745,6 +745,15 @@ AVX2_TARGET static float qdot_iq4_nl_avx2(const uint8_t *row, const qx *x, int n
     return hsum8(_mm256_add_ps(acc[0], acc[1]));
 }
 
+/* scales8 for blocks of 18 bytes (Q4_0, IQ4_NL): the eight scales lie in
+ * the first 128 bytes of the eight blocks, two loads and one permute (eight
+ * word inserts for scales8) */
+VNNI_TARGET static inline __m256 scales8_18(const uint8_t *p, const float *d) {
+    static const int16_t idx[32] = {0, 9, 18, 27, 32 + 4, 32 + 13, 32 + 22, 32 + 31};
+    __m512i w = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(idx), _mm512_loadu_si512(p + 64));
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(w)), _mm256_loadu_ps(d));
+}
+
 /* The 4- and 5-bit blocks of 32 at 512 bits (Q4_0, Q4_1, Q5_0, Q5_1,
  * IQ4_NL): four blocks' 16 code bytes in one register (a 128-bit lane
  * each, four 16-byte loads: a 64-byte load across the blocks, split over
@@ -772,7 +781,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) float blk32_vnni_row(co
     int nb = n / 32, b = 0;
     for (; b + 8 <= nb; b += 8, row += 8 * bb) {
         PREFETCH_AT(row, PF_Q4, 3);
-        __m256 sc = scales8(row, bb, x->d + b);
+        __m256 sc = bb == 18 ? scales8_18(row, x->d + b) : scales8(row, bb, x->d + b);
         if (has_m) off = _mm256_add_ps(off, scales8(row + 2, bb, x->s + b));
         for (int g = 0; g < 2; g++) {
             const uint8_t *r = row + 4 * bb * g;

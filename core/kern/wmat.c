@@ -760,7 +760,7 @@ VNNI_TARGET static inline __m256 scales8_18(const uint8_t *p, const float *d) {
  * two cache lines, read a row from memory at two thirds of the rate), their
  * low halves times x's a4 codes of values 0-15 and the high ones times
  * those of 16-31 into the same sums; eight blocks a step, their scales
- * gathered once. The codes are unsigned for the product: Q5's fifth bits
+ * gathered once (for blocks of 18 bytes by one permute). The codes are unsigned for the product: Q5's fifth bits
  * added by byte masks from qh (its low 16 bits for the low nibbles, the
  * high 16 for the high ones); IQ4_NL's levels looked up plus 128. What the
  * codes carry beyond the values is taken out as the sums start: o4 (-8
@@ -771,8 +771,9 @@ VNNI_TARGET static inline __m256 scales8_18(const uint8_t *p, const float *d) {
 VNNI_TARGET static inline __attribute__((always_inline)) float blk32_vnni_row(const uint8_t *row, const qx *x, int n,
                                                                               const uint32_t type) {
     const int q5 = type == QS_WT_Q5_0 || type == QS_WT_Q5_1, has_m = type == QS_WT_Q4_1 || type == QS_WT_Q5_1;
-    const size_t bb = type == QS_WT_Q4_1 ? 20 : type == QS_WT_Q5_0 ? 22 : type == QS_WT_Q5_1 ? 24 : 18, qo = bb - 16, ho = has_m ? 4 : 2; /* codes; fifth bits */
-    const int shift = type == QS_WT_Q5_0 ? 1 : type == QS_WT_IQ4_NL ? 4 : 0;           /* of o4, the start */
+    const size_t bb = type == QS_WT_Q4_1 ? 20 : type == QS_WT_Q5_0 ? 22 : type == QS_WT_Q5_1 ? 24 : 18; /* a block */
+    const size_t qo = bb - 16, ho = has_m ? 4 : 2;                           /* its codes; its fifth bits */
+    const int shift = type == QS_WT_Q5_0 ? 1 : type == QS_WT_IQ4_NL ? 4 : 0; /* of o4, the start */
     const __m512i m4 = _mm512_set1_epi8(0x0F), fifth = _mm512_set1_epi8(0x10);
     const __m512i grid = _mm512_broadcast_i32x4(
         _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)qs_iq4_nl_grid), _mm_set1_epi8((char)0x80)));

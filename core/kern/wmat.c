@@ -968,6 +968,27 @@ AVX2_TARGET static __m256 k16_dot(const qx *x, int sb, __m256i w16) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(w16, LOADU(x->k16 + (size_t)sb * 16)));
 }
 
+/* the same in int32 for scales sc16, times 2^shift: what codes kept
+ * unsigned by an offset of 2^shift carry beyond their values (Q6_K's 32,
+ * Q3_K's 4), in lanes of pairs */
+AVX2_TARGET static inline __m256i k16_offset(const qx *x, int sb, __m256i sc16, int shift) {
+    return _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), shift);
+}
+
+/* Q4_K's and Q5_K's eight mins (bytes 0-7 of mn8) as sixteen int16, each
+ * twice: one per 16 */
+AVX2_TARGET static inline __m256i k4_mins16(__m128i mn8) {
+    return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+}
+
+/* Q2_K's sixteen 4-bit scales (low nibbles of p's 16 bytes) and mins (high
+ * nibbles) as int16 */
+AVX2_TARGET static inline void k2_scales_avx2(const uint8_t *p, __m256i *sc, __m256i *mn) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)p), m4 = _mm_set1_epi8(15);
+    *sc = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+    *mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+}
+
 /* Q4_K's and Q5_K's codes of the k-th 32 code bytes of super-block blk:
  * c[0] sub-block 2k (low nibbles), c[1] sub-block 2k + 1 (high); for Q5_K
  * (q5) with the fifth bits from *hb (qh, shifted two bits a step) */
@@ -987,7 +1008,6 @@ AVX2_TARGET static inline void k45_codes(const uint8_t *blk, int k, int q5, __m2
  * the mins times x's sums of 32 (pairs of k16) likewise */
 AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, int n, int q5) {
     __m256 acc = _mm256_setzero_ps(), off = acc;
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     size_t bb = q5 ? 176 : 144;
     for (int sb = 0; sb < n / 256; sb++, row += bb) {
         PREFETCH_AT(row, PF_Q4, 3);
@@ -1005,8 +1025,7 @@ AVX2_TARGET static inline float qdot_k45_avx2(const uint8_t *row, const qx *x, i
         }
         float dk = x->dk[sb];
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row) * dk), _mm256_cvtepi32_ps(isum), acc);
-        __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, dup)); /* each min twice: one per 16 */
-        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 2) * dk), k16_dot(x, sb, mins), off);
+        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 2) * dk), k16_dot(x, sb, k4_mins16(mn8)), off);
     }
     return hsum8(_mm256_sub_ps(acc, off));
 }
@@ -1030,7 +1049,6 @@ VNNI_TARGET static inline __attribute__((always_inline)) float k45_vnni_row(cons
         {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
         {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     __m512 acc = _mm512_setzero_ps();
     __m256 off = _mm256_setzero_ps();
     const __m512i fifth = _mm512_set1_epi8(0x10);
@@ -1057,8 +1075,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) float k45_vnni_row(cons
         }
         float dk = x->dk[sb];
         acc = _mm512_fmadd_ps(_mm512_set1_ps(f16at_hw(row) * dk), _mm512_cvtepi32_ps(isum), acc);
-        __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, dup)); /* each min twice: one per 16 */
-        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 2) * dk), k16_dot(x, sb, mins), off);
+        off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 2) * dk), k16_dot(x, sb, k4_mins16(mn8)), off);
     }
     return _mm512_reduce_add_ps(acc) - hsum8(off);
 }
@@ -1097,7 +1114,7 @@ AVX2_TARGET static float qdot_q6_k_avx2(const uint8_t *row, const qx *x, int n) 
                 isum[k & 1] = _mm256_add_epi32(isum[k & 1], p);
             }
         }
-        __m256i less = _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 5);
+        __m256i less = k16_offset(x, sb, sc16, 5);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 208) * x->dk[sb]),
                               _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(isum[0], isum[1]), less)), acc);
     }
@@ -1136,7 +1153,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) float q6_k_vnni_row(con
             isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(v23, _mm512_loadu_si512(xk + 128 * h + 64)),
                                        _mm512_permutexvar_epi16(_mm512_loadu_si512(sidx[2 * h + 1]), sc));
         }
-        __m256i less = _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 5);
+        __m256i less = k16_offset(x, sb, sc16, 5);
         isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(less));
         acc = _mm512_fmadd_ps(_mm512_set1_ps(f16at_hw(row + 208) * x->dk[sb]), _mm512_cvtepi32_ps(isum), acc);
     }
@@ -1156,9 +1173,8 @@ AVX2_TARGET static float qdot_q2_k_avx2(const uint8_t *row, const qx *x, int n) 
     for (int sb = 0; sb < n / 256; sb++, row += 84) {
         PREFETCH_AT(row, PF_Q4, 2);
         const int8_t *xk = x->k + (size_t)sb * 256;
-        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)row);
-        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(15)));
-        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15)));
+        __m256i sc16, mn16;
+        k2_scales_avx2(row, &sc16, &mn16);
         __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int h = 0; h < 2; h++) {
             __m256i v = LOADU(row + 16 + 32 * h), hs = HALF_SCALES(sc16, h);
@@ -1207,7 +1223,7 @@ AVX2_TARGET static float qdot_q3_k_avx2(const uint8_t *row, const qx *x, int n) 
             }
         }
         /* the codes were taken 0..7: less 4 scale sum(x) of each 16, exactly in int32 */
-        __m256i less = _mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 2);
+        __m256i less = k16_offset(x, sb, sc16, 2);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 108) * x->dk[sb]),
                               _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(isum[0], isum[1]), less)), acc);
     }
@@ -1232,8 +1248,9 @@ VNNI_TARGET static inline __attribute__((always_inline)) float k23_vnni_row(cons
     for (int sb = 0; sb < n / 256; sb++, row += bb) {
         PREFETCH_AT(row, PF_Q4, 2);
         const int8_t *xk = x->k2p + (size_t)sb * 256;
-        __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)row);
-        __m256i sc16 = q3 ? _mm256_cvtepi8_epi16(k3_scales_avx2(row + 96)) : _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(15)));
+        __m256i sc16, mn16;
+        if (q3) sc16 = _mm256_cvtepi8_epi16(k3_scales_avx2(row + 96));
+        else k2_scales_avx2(row, &sc16, &mn16);
         __m512i sc = _mm512_castsi256_si512(sc16), v = _mm512_loadu_si512(row + co), isum = _mm512_setzero_si512();
         __m512i hm = q3 ? _mm512_broadcast_i64x4(LOADU(row)) : isum;
         for (int s = 0; s < 4; s++, v = _mm512_srli_epi16(v, 2)) {
@@ -1245,14 +1262,12 @@ VNNI_TARGET static inline __attribute__((always_inline)) float k23_vnni_row(cons
             __m512i p = _mm512_maddubs_epi16(c, _mm512_loadu_si512(xk + 64 * s));
             isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(_mm512_add_epi16(base, _mm512_set1_epi16((short)(2 * s))), sc));
         }
-        float dk = x->dk[sb];
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16at_hw(row + (q3 ? 108 : 80)) * dk), _mm512_cvtepi32_ps(isum), acc);
+        float dk = x->dk[sb], dd = f16at_hw(row + (q3 ? 108 : 80)) * dk;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(isum), acc);
         if (q3) /* the codes were taken 0..7: less 4 scale sum(x) of each 16 */
-            off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 108) * dk),
-                                  _mm256_cvtepi32_ps(_mm256_slli_epi32(_mm256_madd_epi16(sc16, LOADU(x->k16 + (size_t)sb * 16)), 2)), off);
+            off = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(k16_offset(x, sb, sc16, 2)), off);
         else
-            off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 82) * dk),
-                                  k16_dot(x, sb, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15)))), off);
+            off = _mm256_fmadd_ps(_mm256_set1_ps(f16at_hw(row + 82) * dk), k16_dot(x, sb, mn16), off);
     }
     return _mm512_reduce_add_ps(acc) - hsum8(off);
 }

@@ -82,7 +82,7 @@ int cli_bench(int argc, char **argv) {
     long long avail = qs_mem_available();
     size_t probe = (size_t)READ_PROBE_MB << 20;
     int probe_fits = avail < 0 || avail >= 2 * (long long)probe; /* leave as much again to the rest */
-    if (n && probe_fits) {
+    if (n && probe_fits && !cli_interrupted()) {
         uint8_t *buf = malloc(probe);
         if (buf) {
             memset(buf, 1, probe); /* its pages made, so no fault is timed */
@@ -90,6 +90,7 @@ int cli_bench(int argc, char **argv) {
             free(buf);
         }
     }
+    if (cli_interrupted()) goto done; /* Ctrl-C after the timing (in the probe): no figures, only the interruption */
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", m->path);
